@@ -1,0 +1,132 @@
+package config
+
+import (
+	"net"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// Defaults of the gateway and policy sections. They are documented in
+// docs/CONFIG.md; keep both in step.
+const (
+	DefaultListen           = "127.0.0.1:2222"
+	DefaultDataDir          = "./tandem-data"
+	DefaultCryptoProfile    = "bsi"
+	DefaultCertValidity     = 5 * time.Minute
+	MaxCertValidity         = 5 * time.Minute
+	DefaultHandshakeTimeout = 20 * time.Second
+	DefaultDialTimeout      = 10 * time.Second
+	DefaultKeepAlive        = 15 * time.Second
+	DefaultMaxConnections   = 1000
+	DefaultKeyMaxAge        = 180 * Day
+	DefaultKeyWarn          = 14 * Day
+	// AccountPersonal is the only account kind there is.
+	AccountPersonal = "personal"
+)
+
+// Obligation names used in Role.Requires.
+const (
+	RequireConfidentiality = "confidentiality"
+	RequireTraining        = "training"
+	RequireContract        = "contract"
+	RequireNDA             = "nda"
+)
+
+// FourEyesStagingRealData is the policy.four_eyes entry for staging hosts
+// that hold real personal data (real_data: true).
+const FourEyesStagingRealData = "staging:real_data"
+
+func defaultEnvAllow() []string { return []string{"LANG", "LC_*", "TZ"} }
+
+func defaultFourEyes() []string { return []string{Production, FourEyesStagingRealData} }
+
+// applyDefaults fills every setting left out of the file. Explicit zero or
+// negative values are left alone so that validation can refuse them.
+func applyDefaults(c *Config, pos *positions, r *report) {
+	g := &c.Gateway
+	if g.Listen == "" {
+		g.Listen = DefaultListen
+	}
+	if g.CryptoProfile == "" {
+		g.CryptoProfile = DefaultCryptoProfile
+	}
+	if g.DataDir == "" {
+		g.DataDir = DefaultDataDir
+	}
+	if c.Path != "" && !filepath.IsAbs(g.DataDir) {
+		abs, err := filepath.Abs(filepath.Join(filepath.Dir(c.Path), g.DataDir))
+		if err != nil {
+			r.add(pos.line("gateway", "data_dir"), "cannot resolve data_dir: %v", err)
+		} else {
+			g.DataDir = abs
+		}
+	}
+	if g.Names == nil {
+		g.Names = defaultNames(g.Listen)
+	}
+	setDuration(&g.CertValidity, DefaultCertValidity, pos, "gateway", "cert_validity")
+	setDuration(&g.HandshakeTimeout, DefaultHandshakeTimeout, pos, "gateway", "handshake_timeout")
+	setDuration(&g.DialTimeout, DefaultDialTimeout, pos, "gateway", "dial_timeout")
+	setDuration(&g.KeepAlive, DefaultKeepAlive, pos, "gateway", "keepalive")
+	if g.EnvAllow == nil {
+		g.EnvAllow = defaultEnvAllow()
+	}
+	if g.MaxConnections == 0 && !pos.has("gateway", "max_connections") {
+		g.MaxConnections = DefaultMaxConnections
+	}
+
+	p := &c.Policy
+	if p.FourEyes == nil {
+		p.FourEyes = defaultFourEyes()
+	}
+	setDuration(&p.KeyMaxAge, DefaultKeyMaxAge, pos, "policy", "key_max_age")
+	setDuration(&p.KeyWarn, DefaultKeyWarn, pos, "policy", "key_warn")
+
+	for i := range c.Persons {
+		if c.Persons[i].Account == "" {
+			c.Persons[i].Account = AccountPersonal
+		}
+	}
+	for i := range c.Roles {
+		ro := &c.Roles[i]
+		if ro.Requires == nil {
+			ro.Requires = []string{RequireConfidentiality, RequireTraining}
+		}
+		if ro.External {
+			// M7: externals need a valid contract and NDA, whatever the
+			// file says.
+			for _, req := range []string{RequireContract, RequireNDA} {
+				if !slices.Contains(ro.Requires, req) {
+					ro.Requires = append(ro.Requires, req)
+				}
+			}
+		}
+	}
+}
+
+// setDuration fills a duration that the file leaves out. A duration the
+// file sets to 0 stays 0, so that validation refuses it instead of quietly
+// replacing it.
+func setDuration(d *Duration, def time.Duration, pos *positions, path ...any) {
+	if d.Duration == 0 && !pos.has(path...) {
+		d.Duration = def
+	}
+}
+
+// defaultNames is the host part of listen plus "localhost". A wildcard
+// listen address names no host, so only "localhost" remains.
+func defaultNames(listen string) []string {
+	names := []string{}
+	if host, _, err := net.SplitHostPort(listen); err == nil {
+		switch host {
+		case "", "0.0.0.0", "::":
+		default:
+			names = append(names, host)
+		}
+	}
+	if !slices.Contains(names, "localhost") {
+		names = append(names, "localhost")
+	}
+	return names
+}

@@ -1,0 +1,192 @@
+// Package config holds Tandem's one declarative configuration file: the
+// gateway's own settings and the master data (tenants, persons, roles, hosts).
+//
+// A file is parsed and validated whole. A file with any problem is refused
+// with every problem listed as file:line: reason, so that a reload never
+// half-applies a change. The types here are also the domain types that the
+// policy package decides on; they carry no behaviour that needs I/O.
+package config
+
+import (
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Config is a validated configuration. Values returned by Load or Parse are
+// complete: defaults are filled in and every cross reference resolves.
+type Config struct {
+	Gateway Gateway  `yaml:"gateway"`
+	Policy  Policy   `yaml:"policy"`
+	Tenants []Tenant `yaml:"tenants"`
+	Persons []Person `yaml:"persons"`
+	Roles   []Role   `yaml:"roles"`
+	Hosts   []Host   `yaml:"hosts"`
+
+	// Path is the file the configuration was read from ("" when parsed
+	// from memory). Relative paths in the file are resolved against its
+	// directory.
+	Path string `yaml:"-"`
+
+	// raw is the file as read, for Digest; byKey maps a key's SHA256
+	// fingerprint to where it is registered, for PersonByKey. Both are
+	// filled by Parse.
+	raw   []byte
+	byKey map[string]keyRef
+}
+
+// Gateway holds the settings of the gateway process itself.
+type Gateway struct {
+	// Listen is the SSH listen address. It must name an address
+	// explicitly; 0.0.0.0 and [::] are accepted only as written.
+	Listen string `yaml:"listen"`
+	// DataDir holds state (SQLite), keys (0600) and later audit data.
+	DataDir string `yaml:"data_dir"`
+	// CryptoProfile is one of bsi (default), strict, compat.
+	CryptoProfile string `yaml:"crypto_profile"`
+	// Names are the host names under which clients reach the gateway;
+	// they become the principals of the gateway's host certificate.
+	// Default: the host part of Listen and "localhost".
+	Names []string `yaml:"names"`
+	// CertValidity is how long a per-session target certificate is valid.
+	// Default 5m, maximum 5m (M2).
+	CertValidity Duration `yaml:"cert_validity"`
+	// HandshakeTimeout bounds the unauthenticated phase of a connection.
+	// Default 20s.
+	HandshakeTimeout Duration `yaml:"handshake_timeout"`
+	// DialTimeout bounds connecting to a target. Default 10s.
+	DialTimeout Duration `yaml:"dial_timeout"`
+	// KeepAlive is the interval of keep-alive probes on client and target
+	// connections; a peer that misses three is dropped. Default 15s.
+	KeepAlive Duration `yaml:"keepalive"`
+	// EnvAllow lists environment variable names (globs) a client may pass
+	// to the target. Default: LANG, LC_*, TZ.
+	EnvAllow []string `yaml:"env_allow"`
+	// MaxConnections caps concurrent client connections. Default 1000.
+	MaxConnections int `yaml:"max_connections"`
+}
+
+// Policy holds rules that are not tied to one role.
+type Policy struct {
+	// FourEyes names the environments whose interactive work needs a
+	// second person. Default: production, and staging when real_data.
+	FourEyes []string `yaml:"four_eyes"`
+	// KeyMaxAge is the maximum age of a registered personal key (M2).
+	// Default 180 days.
+	KeyMaxAge Duration `yaml:"key_max_age"`
+	// KeyWarn is the window before expiry in which logins warn. Default 14 days.
+	KeyWarn Duration `yaml:"key_warn"`
+}
+
+// Tenant is a customer of the hosting company.
+type Tenant struct {
+	ID   string `yaml:"id"`
+	Name string `yaml:"name"`
+	Line int    `yaml:"-"`
+}
+
+// Person is one natural person. There are no shared accounts.
+type Person struct {
+	ID          string      `yaml:"id"`
+	Name        string      `yaml:"name"`
+	Email       string      `yaml:"email"`
+	Roles       []string    `yaml:"roles"`
+	Keys        []Key       `yaml:"keys"`
+	Obligations Obligations `yaml:"obligations"`
+	// Account may only be "personal" (the default). Any other value, such
+	// as shared, team, guest or anonymous, is refused.
+	Account string `yaml:"account"`
+	Line    int    `yaml:"-"`
+}
+
+// Key is a registered personal public key.
+type Key struct {
+	// Key is the key in authorized_keys format.
+	Key string `yaml:"key"`
+	// Added is the day the key was registered; expiry counts from it.
+	Added Date `yaml:"added"`
+	Line  int  `yaml:"-"`
+
+	// PublicKey is Key parsed; Fingerprint is its SHA256 fingerprint.
+	PublicKey   ssh.PublicKey `yaml:"-"`
+	Fingerprint string        `yaml:"-"`
+	Comment     string        `yaml:"-"`
+}
+
+// Obligations are the dated commitments that gate access.
+type Obligations struct {
+	ConfidentialitySigned Date `yaml:"confidentiality_signed"`
+	TrainingValidUntil    Date `yaml:"training_valid_until"`
+	ContractUntil         Date `yaml:"contract_until"`
+	NDASigned             Date `yaml:"nda_signed"`
+}
+
+// Role is a named set of grants.
+type Role struct {
+	ID          string `yaml:"id"`
+	Description string `yaml:"description"`
+	// External marks external experts: they never own a session on a
+	// four-eyes host and never count as the second person (M7).
+	External bool `yaml:"external"`
+	// Requires lists the obligations a holder must meet: confidentiality,
+	// training, contract, nda. Default: confidentiality and training;
+	// external roles add contract and nda.
+	Requires []string `yaml:"requires"`
+	Allow    []Rule   `yaml:"allow"`
+	Line     int      `yaml:"-"`
+}
+
+// Rule grants logins on the hosts its selector matches.
+type Rule struct {
+	Hosts  Selector `yaml:"hosts"`
+	Logins []string `yaml:"logins"`
+	// Forward lists destinations ("host:port", host may be a glob) that
+	// port forwarding may reach. Empty: no forwarding.
+	Forward []string `yaml:"forward"`
+	Line    int      `yaml:"-"`
+}
+
+// Selector picks hosts. All given criteria must hold; a selector with no
+// criterion is refused by validation (use names: ["*"] to mean all hosts).
+type Selector struct {
+	Tenant      string            `yaml:"tenant"`
+	Environment string            `yaml:"environment"`
+	Labels      map[string]string `yaml:"labels"`
+	Names       []string          `yaml:"names"`
+}
+
+// Environments a host can be in.
+const (
+	Production = "production"
+	Staging    = "staging"
+	Test       = "test"
+)
+
+// Host is a target server.
+type Host struct {
+	Name        string            `yaml:"name"`
+	Address     string            `yaml:"address"`
+	Tenant      string            `yaml:"tenant"`
+	Environment string            `yaml:"environment"`
+	RealData    bool              `yaml:"real_data"`
+	Labels      map[string]string `yaml:"labels"`
+	// Logins optionally lists the target accounts that exist on the host;
+	// when given, rules may grant only these.
+	Logins []string `yaml:"logins"`
+	// HostKey pins the target's host key; HostCA trusts host certificates
+	// signed by that CA. Exactly one is required: no trust on first use.
+	HostKey string `yaml:"host_key"`
+	HostCA  string `yaml:"host_ca"`
+	Line    int    `yaml:"-"`
+
+	// Parsed forms of HostKey and HostCA (one is nil).
+	HostPublicKey ssh.PublicKey `yaml:"-"`
+	HostCAKey     ssh.PublicKey `yaml:"-"`
+}
+
+// Duration is a time.Duration written as "90s", "5m", "8h" or "180d".
+type Duration struct{ time.Duration }
+
+// Date is a calendar day written as YYYY-MM-DD, in UTC. The zero Date
+// means "not set".
+type Date struct{ time.Time }

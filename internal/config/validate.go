@@ -1,0 +1,390 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+
+	"tandem.dev/tandem/internal/cryptoprofile"
+)
+
+var (
+	// idRE is the form of tenant, person, role and host ids: safe in file
+	// names, certificate key ids, log fields and the "login%host" routing
+	// syntax.
+	idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	// loginRE is a portable POSIX user name; "*" is deliberately not one.
+	loginRE = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`)
+)
+
+var (
+	environments = []string{Production, Staging, Test}
+	obligations  = []string{RequireConfidentiality, RequireTraining, RequireContract, RequireNDA}
+	fourEyesKeys = []string{Production, Staging, FourEyesStagingRealData, Test}
+)
+
+// validate checks a Config with defaults applied and parses its keys
+// (filling PublicKey, Fingerprint, Comment, HostPublicKey, HostCAKey). It
+// adds every problem to r; pos may be nil, then problems carry no line.
+func validate(c *Config, pos *positions, r *report) {
+	profile, profileErr := cryptoprofile.Get(c.Gateway.CryptoProfile)
+	validateGateway(c, pos, r, profileErr)
+	validatePolicy(c, pos, r)
+
+	tenants := map[string]int{}
+	for i, t := range c.Tenants {
+		checkID(r, pos, "tenant", t.ID, tenants, "tenants", i)
+	}
+	roles := map[string]int{}
+	for i := range c.Roles {
+		validateRole(c, i, pos, r, roles, tenants)
+	}
+	var prof *cryptoprofile.Profile
+	if profileErr == nil {
+		prof = &profile
+	}
+	persons := map[string]int{}
+	keys := map[string]keyOwner{}
+	for i := range c.Persons {
+		validatePerson(c, i, pos, r, persons, roles, keys, prof)
+	}
+	hosts := map[string]int{}
+	for i := range c.Hosts {
+		validateHost(c, i, pos, r, hosts, tenants)
+	}
+	for i := range c.Roles {
+		for j := range c.Roles[i].Allow {
+			checkDeclaredLogins(c, i, j, pos, r)
+		}
+	}
+}
+
+func validateGateway(c *Config, pos *positions, r *report, profileErr error) {
+	g := &c.Gateway
+	if profileErr != nil {
+		r.add(pos.line("gateway", "crypto_profile"), "crypto_profile: %v", profileErr)
+	}
+	if err := checkHostPort(g.Listen, false); err != nil {
+		r.add(pos.line("gateway", "listen"), "listen: %v", err)
+	} else if host, _, _ := net.SplitHostPort(g.Listen); host == "" {
+		r.add(pos.line("gateway", "listen"), "listen must name an address; write 0.0.0.0:PORT to listen on all interfaces")
+	}
+	for i, n := range g.Names {
+		if strings.TrimSpace(n) == "" || strings.ContainsAny(n, " \t") {
+			r.add(pos.line("gateway", "names", i), "names: entry %d is empty or contains blanks", i+1)
+		}
+	}
+	if d := g.CertValidity.Duration; d > MaxCertValidity {
+		r.add(pos.line("gateway", "cert_validity"), "cert_validity %s is longer than the maximum %s (M2: certificates for targets are short-lived)", g.CertValidity, Duration{MaxCertValidity})
+	}
+	checkPositive(r, pos, g.CertValidity, "gateway", "cert_validity")
+	checkPositive(r, pos, g.HandshakeTimeout, "gateway", "handshake_timeout")
+	checkPositive(r, pos, g.DialTimeout, "gateway", "dial_timeout")
+	checkPositive(r, pos, g.KeepAlive, "gateway", "keepalive")
+	for i, e := range g.EnvAllow {
+		if _, err := path.Match(e, ""); e == "" || err != nil {
+			r.add(pos.line("gateway", "env_allow", i), "env_allow: %q is not a valid name or glob", e)
+		}
+	}
+	if g.MaxConnections <= 0 && pos.decodes(new(int), "gateway", "max_connections") {
+		r.add(pos.line("gateway", "max_connections"), "max_connections must be at least 1")
+	}
+}
+
+func validatePolicy(c *Config, pos *positions, r *report) {
+	p := &c.Policy
+	for i, e := range p.FourEyes {
+		if !slices.Contains(fourEyesKeys, e) {
+			r.add(pos.line("policy", "four_eyes", i), "four_eyes: unknown entry %q (allowed: %s)", e, strings.Join(fourEyesKeys, ", "))
+		}
+	}
+	if !slices.Contains(p.FourEyes, Production) {
+		r.add(pos.line("policy", "four_eyes"), "four_eyes must include production (M6)")
+	}
+	if !slices.Contains(p.FourEyes, Staging) && !slices.Contains(p.FourEyes, FourEyesStagingRealData) {
+		r.add(pos.line("policy", "four_eyes"), "four_eyes must include staging:real_data or staging (M6: staging with real personal data counts as production)")
+	}
+	okAge := checkPositive(r, pos, p.KeyMaxAge, "policy", "key_max_age")
+	okWarn := checkPositive(r, pos, p.KeyWarn, "policy", "key_warn")
+	if okAge && okWarn && p.KeyWarn.Duration >= p.KeyMaxAge.Duration {
+		r.add(pos.line("policy", "key_warn"), "key_warn %s must be shorter than key_max_age %s", p.KeyWarn, p.KeyMaxAge)
+	}
+}
+
+// checkPositive refuses a duration that is zero or negative, unless it is
+// zero only because its text did not parse (already reported).
+func checkPositive(r *report, pos *positions, d Duration, path ...any) bool {
+	if d.Duration > 0 {
+		return true
+	}
+	if pos.decodes(new(Duration), path...) {
+		r.add(pos.line(path...), "%s must be longer than 0", path[len(path)-1])
+	}
+	return false
+}
+
+// keyOwner remembers where a key fingerprint was first seen.
+type keyOwner struct {
+	person string
+	line   int
+}
+
+func validatePerson(c *Config, i int, pos *positions, r *report, persons, roles map[string]int, keys map[string]keyOwner, prof *cryptoprofile.Profile) {
+	p := &c.Persons[i]
+	checkID(r, pos, "person", p.ID, persons, "persons", i)
+	if strings.TrimSpace(p.Name) == "" {
+		r.add(pos.line("persons", i, "name"), "person %s has no name", p.ID)
+	}
+	if err := checkEmail(p.Email); err != nil {
+		r.add(pos.line("persons", i, "email"), "person %s: %v", p.ID, err)
+	}
+	if p.Account != AccountPersonal {
+		r.add(pos.line("persons", i, "account"), "person %s: account %q is not allowed: shared, team, guest and anonymous accounts do not exist; every account belongs to one natural person", p.ID, p.Account)
+	}
+	if len(p.Roles) == 0 {
+		r.add(pos.line("persons", i, "roles"), "person %s has no roles", p.ID)
+	}
+	for j, ro := range p.Roles {
+		if _, ok := roles[ro]; !ok {
+			r.add(pos.line("persons", i, "roles", j), "person %s: unknown role %q", p.ID, ro)
+		}
+	}
+	if len(p.Keys) == 0 {
+		r.add(pos.line("persons", i, "keys"), "person %s has no key", p.ID)
+	}
+	for j := range p.Keys {
+		k := &p.Keys[j]
+		line := pos.line("persons", i, "keys", j, "key")
+		if k.Added.IsZero() && !pos.has("persons", i, "keys", j, "added") {
+			r.add(pos.line("persons", i, "keys", j), "person %s: key %d has no added date (expiry counts from it)", p.ID, j+1)
+		}
+		pub, comment, err := parseKey(k.Key)
+		if err != nil {
+			r.add(line, "person %s: %v", p.ID, err)
+			continue
+		}
+		k.PublicKey, k.Comment, k.Fingerprint = pub, comment, ssh.FingerprintSHA256(pub)
+		if prof != nil {
+			if err := prof.AcceptsUserKey(pub); err != nil {
+				r.add(line, "person %s: %v", p.ID, err)
+			}
+		}
+		if prev, dup := keys[k.Fingerprint]; dup {
+			if prev.person == p.ID {
+				r.add(line, "person %s: key %s is registered twice (first at line %d)", p.ID, k.Fingerprint, prev.line)
+			} else {
+				r.add(line, "key %s is registered for both persons %s (line %d) and %s; every key belongs to one person", k.Fingerprint, prev.person, prev.line, p.ID)
+			}
+			continue
+		}
+		keys[k.Fingerprint] = keyOwner{person: p.ID, line: line}
+	}
+}
+
+// parseKey reads one public key in authorized_keys form, without options.
+func parseKey(s string) (ssh.PublicKey, string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, "", fmt.Errorf("key is empty")
+	}
+	pub, comment, options, rest, err := ssh.ParseAuthorizedKey([]byte(s))
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot parse key: %v", err)
+	}
+	if len(options) > 0 {
+		return nil, "", fmt.Errorf("key options (%s) are not supported; give the plain key", strings.Join(options, ","))
+	}
+	if len(strings.TrimSpace(string(rest))) > 0 {
+		return nil, "", fmt.Errorf("give one key per entry")
+	}
+	if _, isCert := pub.(*ssh.Certificate); isCert {
+		return nil, "", fmt.Errorf("a certificate is not accepted here; give the plain public key")
+	}
+	return pub, comment, nil
+}
+
+func checkEmail(e string) error {
+	local, domain, ok := strings.Cut(e, "@")
+	if e == "" {
+		return fmt.Errorf("email is missing")
+	}
+	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") || strings.ContainsAny(e, " \t\r\n<>") {
+		return fmt.Errorf("email %q is not an address like name@example.org", e)
+	}
+	return nil
+}
+
+func validateRole(c *Config, i int, pos *positions, r *report, roles, tenants map[string]int) {
+	ro := &c.Roles[i]
+	checkID(r, pos, "role", ro.ID, roles, "roles", i)
+	for j, req := range ro.Requires {
+		if !slices.Contains(obligations, req) {
+			r.add(pos.line("roles", i, "requires", j), "role %s: unknown obligation %q in requires (allowed: %s)", ro.ID, req, strings.Join(obligations, ", "))
+		}
+	}
+	for j := range ro.Allow {
+		rule := &ro.Allow[j]
+		at := func(p ...any) int { return pos.line(append([]any{"roles", i, "allow", j}, p...)...) }
+		s := rule.Hosts
+		if s.empty() {
+			r.add(at("hosts"), "role %s: selector matches nothing explicitly; use names: [\"*\"] for all hosts", ro.ID)
+		}
+		if s.Tenant != "" {
+			if _, ok := tenants[s.Tenant]; !ok {
+				r.add(at("hosts", "tenant"), "role %s: unknown tenant %q", ro.ID, s.Tenant)
+			}
+		}
+		if s.Environment != "" && !slices.Contains(environments, s.Environment) {
+			r.add(at("hosts", "environment"), "role %s: environment %q is not one of %s", ro.ID, s.Environment, strings.Join(environments, ", "))
+		}
+		for k, n := range s.Names {
+			if _, err := path.Match(n, ""); n == "" || err != nil {
+				r.add(at("hosts", "names", k), "role %s: host name pattern %q is empty or not a valid glob", ro.ID, n)
+			}
+		}
+		if len(rule.Logins) == 0 {
+			r.add(at("logins"), "role %s: rule grants no logins", ro.ID)
+		}
+		for k, l := range rule.Logins {
+			if !loginRE.MatchString(l) {
+				r.add(at("logins", k), "role %s: login %q is not a valid user name (lower case, digits, _ . -, at most 32 characters; no wildcards)", ro.ID, l)
+			}
+		}
+		for k, f := range rule.Forward {
+			if err := checkHostPort(f, true); err != nil {
+				r.add(at("forward", k), "role %s: forward %q: %v", ro.ID, f, err)
+			}
+		}
+	}
+}
+
+// checkDeclaredLogins refuses a rule that grants a login that none of its
+// hosts has, when those hosts list their logins: such a grant is a typo or
+// a stale rule, and would fail only at connection time.
+func checkDeclaredLogins(c *Config, i, j int, pos *positions, r *report) {
+	rule := &c.Roles[i].Allow[j]
+	declared := map[string]bool{}
+	found := false
+	for h := range c.Hosts {
+		host := &c.Hosts[h]
+		if host.Logins == nil || !rule.Hosts.Matches(host) {
+			continue
+		}
+		found = true
+		for _, l := range host.Logins {
+			declared[l] = true
+		}
+	}
+	if !found {
+		return
+	}
+	for k, l := range rule.Logins {
+		if !declared[l] {
+			r.add(pos.line("roles", i, "allow", j, "logins", k), "role %s: login %s is not declared by any host this rule matches", c.Roles[i].ID, l)
+		}
+	}
+}
+
+func validateHost(c *Config, i int, pos *positions, r *report, hosts, tenants map[string]int) {
+	h := &c.Hosts[i]
+	if strings.ContainsAny(h.Name, "%@") {
+		r.add(pos.line("hosts", i, "name"), "host name %q must not contain %% or @ (they separate login, host and gateway in user names)", h.Name)
+	} else {
+		checkID(r, pos, "host", h.Name, hosts, "hosts", i)
+	}
+	if err := checkHostPort(h.Address, false); err != nil {
+		r.add(pos.line("hosts", i, "address"), "host %s: address: %v", h.Name, err)
+	} else if host, _, _ := net.SplitHostPort(h.Address); host == "" {
+		r.add(pos.line("hosts", i, "address"), "host %s: address must name a host", h.Name)
+	}
+	if h.Tenant == "" {
+		r.add(pos.line("hosts", i, "tenant"), "host %s has no tenant (every host belongs to exactly one tenant)", h.Name)
+	} else if _, ok := tenants[h.Tenant]; !ok {
+		r.add(pos.line("hosts", i, "tenant"), "host %s: unknown tenant %q", h.Name, h.Tenant)
+	}
+	if !slices.Contains(environments, h.Environment) {
+		r.add(pos.line("hosts", i, "environment"), "host %s: environment %q is not one of %s", h.Name, h.Environment, strings.Join(environments, ", "))
+	}
+	if h.RealData && h.Environment != Staging {
+		r.add(pos.line("hosts", i, "real_data"), "host %s: real_data is only for staging hosts (production always counts as real data; test hosts must not hold any)", h.Name)
+	}
+	for k, l := range h.Logins {
+		if !loginRE.MatchString(l) {
+			r.add(pos.line("hosts", i, "logins", k), "host %s: login %q is not a valid user name", h.Name, l)
+		}
+	}
+	for k := range h.Labels {
+		if k == "" {
+			r.add(pos.line("hosts", i, "labels"), "host %s: empty label name", h.Name)
+		}
+	}
+	switch {
+	case h.HostKey == "" && h.HostCA == "":
+		r.add(pos.line("hosts", i), "host %s: no trust on first use: set host_key or host_ca", h.Name)
+	case h.HostKey != "" && h.HostCA != "":
+		r.add(pos.line("hosts", i, "host_ca"), "host %s: set either host_key or host_ca, not both", h.Name)
+	case h.HostKey != "":
+		pub, _, err := parseKey(h.HostKey)
+		if err != nil {
+			r.add(pos.line("hosts", i, "host_key"), "host %s: host_key: %v", h.Name, err)
+		}
+		h.HostPublicKey, h.HostCAKey = pub, nil
+	default:
+		pub, _, err := parseKey(h.HostCA)
+		if err != nil {
+			r.add(pos.line("hosts", i, "host_ca"), "host %s: host_ca: %v", h.Name, err)
+		}
+		h.HostPublicKey, h.HostCAKey = nil, pub
+	}
+}
+
+// checkID checks the form of an id and that it is unique among its kind.
+func checkID(r *report, pos *positions, kind, id string, seen map[string]int, path ...any) {
+	field := "id"
+	if kind == "host" {
+		field = "name"
+	}
+	line := pos.line(append(path, field)...)
+	if id == "" {
+		r.add(line, "%s has no %s", kind, field)
+		return
+	}
+	if !idRE.MatchString(id) {
+		r.add(line, "%s %s %q is invalid: use lower case letters, digits, . _ - (at most 63, starting with a letter or digit)", kind, field, id)
+	}
+	if first, dup := seen[id]; dup {
+		r.add(line, "duplicate %s %s %q (first at line %d)", kind, field, id, first)
+		return
+	}
+	seen[id] = line
+}
+
+// checkHostPort checks "host:port" with a numeric port 1-65535. With glob,
+// the host part may be a path.Match pattern.
+func checkHostPort(s string, glob bool) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", s)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 || strings.HasPrefix(port, "+") {
+		return fmt.Errorf("port %q must be a number from 1 to 65535", port)
+	}
+	if glob {
+		if host == "" {
+			return fmt.Errorf("host is missing")
+		}
+		if _, err := path.Match(host, ""); err != nil {
+			return fmt.Errorf("host pattern %q is not a valid glob", host)
+		}
+	}
+	if strings.ContainsAny(host, " \t/") {
+		return fmt.Errorf("host %q contains blanks or slashes", host)
+	}
+	return nil
+}

@@ -1,0 +1,172 @@
+// Package policy decides who may do what through the gateway.
+//
+// It is pure: every input, including the current time and live state such as
+// a lock, arrives as an argument, and every answer is a Decision that explains
+// itself to the person on their terminal. Nothing here performs I/O, starts
+// goroutines or reads a clock, so each rule can be tested with a table.
+//
+// Decisions fail closed: anything the engine cannot positively justify from
+// the configuration (an unknown role, an unreadable key, a malformed glob, an
+// unknown action) is a Deny.
+package policy
+
+import (
+	"fmt"
+	"time"
+
+	"tandem.dev/tandem/internal/config"
+)
+
+// Action is the kind of work a request asks for.
+type Action string
+
+// Actions the gateway distinguishes. Interactive and non-interactive work are
+// separate because four-eyes hosts treat them differently (M6, M8).
+const (
+	ActionShell   Action = "shell"   // an interactive session: a shell, or exec with a PTY
+	ActionExec    Action = "exec"    // non-interactive exec (scripts, Ansible, scp -O, rsync)
+	ActionSFTP    Action = "sftp"    // the sftp subsystem
+	ActionForward Action = "forward" // direct-tcpip port forwarding to ForwardTo
+)
+
+// Verdict is the outcome of a decision.
+type Verdict int
+
+// Verdicts. Deny is the zero value so that a forgotten assignment fails closed.
+const (
+	Deny Verdict = iota
+	Allow
+	NeedsSecondPerson // four-eyes host, interactive: allowed only with a second person joined (M6)
+	NeedsApproval     // four-eyes host, non-interactive: allowed only under an approved access request (M8)
+)
+
+// String returns the verdict as a stable lower-case word for logs and audit
+// events.
+func (v Verdict) String() string {
+	switch v {
+	case Deny:
+		return "deny"
+	case Allow:
+		return "allow"
+	case NeedsSecondPerson:
+		return "needs-second-person"
+	case NeedsApproval:
+		return "needs-approval"
+	default:
+		return fmt.Sprintf("verdict(%d)", int(v))
+	}
+}
+
+// Decision is a verdict with the words the person sees.
+type Decision struct {
+	Verdict  Verdict
+	Reason   string   // one line for the person's terminal: what was refused and why; empty on Allow
+	Hint     string   // one line: what to do about it; may be empty
+	Warnings []string // shown even on Allow, e.g. "your key SHA256:… expires on 2026-12-01; register a new key …"
+}
+
+// Request is one action a person wants to take.
+type Request struct {
+	Person    *config.Person
+	Key       *config.Key // the key the person authenticated with (may be nil when only checking grants)
+	Host      *config.Host
+	Login     string
+	Action    Action
+	ForwardTo string // "host:port", for ActionForward
+	Now       time.Time
+	Lock      string // non-empty: the person is locked, with this reason (live state from the store)
+}
+
+// Grant is what `ssh gw whoami` shows for one host.
+type Grant struct {
+	Host        string
+	Tenant      string
+	Environment string
+	Logins      []string
+	FourEyes    bool
+}
+
+// Defaults that apply when the configuration leaves a policy value unset.
+// The config package fills the same defaults; repeating them here keeps the
+// engine safe when handed a Config built in code.
+const (
+	defaultKeyMaxAge = 180 * 24 * time.Hour
+	defaultKeyWarn   = 14 * 24 * time.Hour
+	minRSABits       = 3072
+)
+
+// defaultFourEyes is the four-eyes list when Policy.FourEyes is empty:
+// production, and staging hosts that hold real personal data (M6).
+var defaultFourEyes = []string{config.Production, config.Staging + ":" + realDataQualifier}
+
+const realDataQualifier = "real_data"
+
+// Engine answers policy questions for one configuration. It is immutable
+// after New and safe for concurrent use; a reload builds a new Engine.
+type Engine struct {
+	cfg   *config.Config
+	roles map[string]*config.Role
+}
+
+// New returns an engine for cfg. A nil cfg yields an engine that denies
+// everything.
+func New(cfg *config.Config) *Engine {
+	if cfg == nil {
+		cfg = &config.Config{}
+	}
+	e := &Engine{cfg: cfg, roles: make(map[string]*config.Role, len(cfg.Roles))}
+	for i := range cfg.Roles {
+		r := &cfg.Roles[i]
+		// First definition wins; validation refuses duplicates anyway.
+		if _, dup := e.roles[r.ID]; !dup {
+			e.roles[r.ID] = r
+		}
+	}
+	return e
+}
+
+// rolesOf resolves the person's role ids. Ids that name no role are skipped:
+// they grant nothing, and validation refuses them in a loaded file.
+func (e *Engine) rolesOf(p *config.Person) []*config.Role {
+	if p == nil {
+		return nil
+	}
+	out := make([]*config.Role, 0, len(p.Roles))
+	seen := make(map[string]bool, len(p.Roles))
+	for _, id := range p.Roles {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if r, ok := e.roles[id]; ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (e *Engine) keyMaxAge() time.Duration {
+	if d := e.cfg.Policy.KeyMaxAge.Duration; d > 0 {
+		return d
+	}
+	return defaultKeyMaxAge
+}
+
+func (e *Engine) keyWarn() time.Duration {
+	if d := e.cfg.Policy.KeyWarn.Duration; d > 0 {
+		return d
+	}
+	return defaultKeyWarn
+}
+
+// personName is how reasons name a person: by id, the name they log in with.
+func personName(p *config.Person) string {
+	if p == nil || p.ID == "" {
+		return "this person"
+	}
+	return oneLine(p.ID)
+}
+
+func deny(reason, hint string, warnings []string) Decision {
+	return Decision{Verdict: Deny, Reason: reason, Hint: hint, Warnings: warnings}
+}
