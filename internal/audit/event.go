@@ -1,0 +1,53 @@
+// Package audit is the one interface through which every part of Tandem
+// records what happened (M9, M12), and the tamper-evident log behind it (M10).
+package audit
+
+import (
+	"context"
+	"time"
+)
+
+// Type names an audit event. The dotted names are stable: auditors filter
+// on them and reports count them.
+type Type string
+
+// Event types. Later issues add more; names follow "area.verb".
+const (
+	AuthSuccess   Type = "auth.success"
+	AuthFailure   Type = "auth.failure"
+	SessionStart  Type = "session.start"
+	SessionEnd    Type = "session.end"
+	SessionDenied Type = "session.denied"
+	Exec          Type = "exec"
+	ForwardDenied Type = "forward.denied"
+	ForwardStart  Type = "forward.start"
+	Command       Type = "command" // a gateway command such as whoami
+	ConfigChange  Type = "config.change"
+	GatewayStart  Type = "gateway.start"
+	GatewayStop   Type = "gateway.stop"
+	LogCheckpoint Type = "log.checkpoint"
+	LogRecovered  Type = "log.recovered"
+)
+
+// Event is one audit record. Fields that do not apply stay empty. Source
+// addresses are operational data with a shorter retention (M14); they are
+// kept in their own field so that retention can drop them.
+type Event struct {
+	Time    time.Time         `json:"time"`
+	Type    Type              `json:"type"`
+	Person  string            `json:"person,omitempty"`
+	Session string            `json:"session,omitempty"`
+	Tenant  string            `json:"tenant,omitempty"`
+	Host    string            `json:"host,omitempty"`
+	Login   string            `json:"login,omitempty"`
+	Source  string            `json:"source,omitempty"`
+	Request string            `json:"request,omitempty"`
+	Attrs   map[string]string `json:"attrs,omitempty"`
+}
+
+// Sink accepts events. Append returns only once the event is stored
+// durably; an error means it was not, and the caller must not carry out
+// the action the event describes (fail closed).
+type Sink interface {
+	Append(ctx context.Context, e Event) error
+}

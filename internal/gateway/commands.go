@@ -1,0 +1,141 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"tandem.dev/tandem/internal/audit"
+)
+
+// command is one administration command served on the gateway itself
+// (`ssh gw <command>`).
+type command struct {
+	name    string
+	summary string
+	run     func(c *clientConn, args []string, out io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"whoami", "who you are to the gateway, your keys, and the hosts and logins you may use", (*clientConn).cmdWhoami},
+		{"help", "this list", nil},
+	}
+}
+
+// errUsage marks a command line the gateway does not understand.
+var errUsage = errors.New("usage")
+
+// commandSession serves a session channel on the gateway itself.
+func (c *clientConn) commandSession(ctx context.Context, nch ssh.NewChannel) {
+	ch, reqs, err := nch.Accept()
+	if err != nil {
+		return
+	}
+	defer ch.Close()
+	ss, ok := c.collectStart(ch, reqs)
+	if !ok {
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	_ = ss.start.Reply(ss.start.Type != "subsystem", nil)
+	status := c.runCommand(ctx, ss, ch)
+	_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{status}))
+	_ = ch.CloseWrite()
+}
+
+// runCommand parses and runs one command line, returning its exit status.
+func (c *clientConn) runCommand(ctx context.Context, ss *sessionStart, ch ssh.Channel) uint32 {
+	var out, errOut io.Writer = ch, ch.Stderr()
+	if ss.pty != nil {
+		out, errOut = crlf{ch}, crlf{ch.Stderr()}
+	}
+	args, err := splitArgs(ss.command)
+	if err != nil {
+		fmt.Fprintf(errOut, "tandem: %v\n", err)
+		return 2
+	}
+	if len(args) == 0 || args[0] == "help" || args[0] == "--help" {
+		c.usage(out)
+		if ss.start.Type == "shell" && ss.pty != nil {
+			fmt.Fprintln(out, "\nThis gateway has no shell: name a command, or reach a host with `ssh -J gw login@host`.")
+		}
+		return 0
+	}
+	for _, cmd := range commands() {
+		if cmd.name != args[0] || cmd.run == nil {
+			continue
+		}
+		err := c.srv.audit.Append(ctx, audit.Event{Type: audit.Command, Person: c.person.ID, Source: c.source,
+			Attrs: map[string]string{"command": ss.command}})
+		if err != nil {
+			fmt.Fprintln(errOut, "tandem: the audit log is unavailable, so no command can run")
+			return 1
+		}
+		if err := cmd.run(c, args[1:], out); err != nil {
+			fmt.Fprintf(errOut, "tandem: %s: %v\n", cmd.name, err)
+			return 1
+		}
+		return 0
+	}
+	fmt.Fprintf(errOut, "tandem: unknown command %q\n\n", args[0])
+	c.usage(errOut)
+	return 2
+}
+
+func (c *clientConn) usage(w io.Writer) {
+	fmt.Fprintln(w, "Commands on the Tandem gateway (ssh gw <command>):")
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	for _, cmd := range commands() {
+		fmt.Fprintf(tw, "  %s\t%s\n", cmd.name, cmd.summary)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nTo reach a host:  ssh -J <you>@gw <login>@<host>   or   ssh <login>%<host>@gw")
+}
+
+func (c *clientConn) cmdWhoami(args []string, out io.Writer) error {
+	if len(args) > 0 {
+		return fmt.Errorf("takes no arguments")
+	}
+	p := c.person
+	fmt.Fprintf(out, "%s (%s <%s>)\n", p.ID, p.Name, p.Email)
+	fmt.Fprintf(out, "roles: %s\n", strings.Join(p.Roles, ", "))
+	if c.key != nil {
+		exp := c.st.engine.KeyExpiry(c.key)
+		fmt.Fprintf(out, "key:   %s (%s), registered %s, expires %s\n", c.key.Fingerprint,
+			c.key.PublicKey.Type(), c.key.Added.Format(time.DateOnly), exp.Format(time.DateOnly))
+	}
+	grants := c.st.engine.Grants(p)
+	if len(grants) == 0 {
+		fmt.Fprintln(out, "hosts: none")
+		return nil
+	}
+	sort.Slice(grants, func(i, j int) bool { return grants[i].Host < grants[j].Host })
+	fmt.Fprintln(out, "hosts:")
+	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
+	for _, g := range grants {
+		four := ""
+		if g.FourEyes {
+			four = "four-eyes"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", g.Host, g.Tenant, g.Environment, strings.Join(g.Logins, ","), four)
+	}
+	return tw.Flush()
+}
+
+// crlf turns \n into \r\n for clients with a terminal.
+type crlf struct{ w io.Writer }
+
+func (c crlf) Write(p []byte) (int, error) {
+	if _, err := c.w.Write([]byte(strings.ReplaceAll(string(p), "\n", "\r\n"))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}

@@ -1,0 +1,91 @@
+package gateway
+
+import (
+	"fmt"
+	"sync"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// liveSession is a running session that the gateway may have to end from
+// outside: a lock, a revoked approval, a failed audit log.
+type liveSession struct {
+	id     string
+	person string
+	host   string
+	ch     ssh.Channel
+	eol    string
+
+	mu       sync.Mutex
+	upstream *ssh.Client // set once connected
+	ended    bool
+}
+
+// end tells the client why and tears the session down; the relay then
+// finishes and the handler records session.end.
+func (l *liveSession) end(msg string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended {
+		return
+	}
+	l.ended = true
+	fmt.Fprintf(l.ch.Stderr(), "%standem: %s%s", l.eol, msg, l.eol)
+	if l.upstream != nil {
+		l.upstream.Close()
+	}
+	l.ch.Close()
+}
+
+func (l *liveSession) setUpstream(c *ssh.Client) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.upstream = c
+	return !l.ended
+}
+
+// registry holds the live sessions of one gateway.
+type registry struct {
+	mu       sync.Mutex
+	sessions map[string]*liveSession
+}
+
+func (r *registry) add(l *liveSession) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sessions == nil {
+		r.sessions = map[string]*liveSession{}
+	}
+	r.sessions[l.id] = l
+}
+
+func (r *registry) remove(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.sessions, id)
+}
+
+// matching returns the live sessions for which keep returns true.
+func (r *registry) matching(keep func(*liveSession) bool) []*liveSession {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*liveSession
+	for _, l := range r.sessions {
+		if keep(l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// EndAll ends every live session with msg shown to its participants.
+func (s *Server) EndAll(msg string) {
+	for _, l := range s.live.matching(func(*liveSession) bool { return true }) {
+		l.end(msg)
+	}
+}
+
+// LiveSessions is the number of sessions currently connected to targets.
+func (s *Server) LiveSessions() int {
+	return len(s.live.matching(func(*liveSession) bool { return true }))
+}

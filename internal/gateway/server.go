@@ -1,0 +1,228 @@
+// Package gateway is Tandem's SSH server: it terminates an administrator's
+// OpenSSH connection, identifies the person by key, routes each channel
+// (jump, user name, or a command on the gateway itself), asks the policy,
+// and relays allowed sessions to the target over the gateway's own
+// connection.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/ca"
+	"tandem.dev/tandem/internal/config"
+	"tandem.dev/tandem/internal/cryptoprofile"
+	"tandem.dev/tandem/internal/policy"
+	"tandem.dev/tandem/internal/upstream"
+)
+
+// Options are the parts a Server is wired from.
+type Options struct {
+	Config *config.Config
+	Keys   *ca.Keys
+	Audit  audit.Sink
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Server is one gateway. It is safe for concurrent use; the configuration
+// it decides on can be swapped at run time (Reload) without dropping
+// connections.
+type Server struct {
+	keys   *ca.Keys
+	audit  audit.Sink
+	log    *slog.Logger
+	now    func() time.Time
+	state  atomic.Pointer[state]
+	conns  chan struct{} // semaphore capping concurrent connections
+	live   registry
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// state is everything derived from one configuration.
+type state struct {
+	cfg     *config.Config
+	engine  *policy.Engine
+	profile cryptoprofile.Profile
+	dialer  *upstream.Dialer
+	server  *ssh.ServerConfig
+}
+
+// New checks the configuration's crypto profile and builds a Server.
+func New(o Options) (*Server, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Audit == nil {
+		return nil, errors.New("gateway: no audit sink (no audit, no access)")
+	}
+	s := &Server{keys: o.Keys, audit: o.Audit, log: o.Logger, now: o.Now}
+	st, err := s.newState(o.Config)
+	if err != nil {
+		return nil, err
+	}
+	s.state.Store(st)
+	max := o.Config.Gateway.MaxConnections
+	if max <= 0 {
+		max = 1000
+	}
+	s.conns = make(chan struct{}, max)
+	return s, nil
+}
+
+func (s *Server) newState(cfg *config.Config) (*state, error) {
+	prof, err := cryptoprofile.Get(cfg.Gateway.CryptoProfile)
+	if err != nil {
+		return nil, err
+	}
+	st := &state{
+		cfg:     cfg,
+		engine:  policy.New(cfg),
+		profile: prof,
+		dialer: &upstream.Dialer{
+			Keys:         s.keys,
+			Profile:      prof,
+			Timeout:      cfg.Gateway.DialTimeout.Duration,
+			CertValidity: cfg.Gateway.CertValidity.Duration,
+		},
+	}
+	st.server, err = s.serverConfig(st, nil, cfg.Gateway.Names...)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// Reload swaps in a new, already validated configuration. Connections and
+// sessions in progress keep the state they started with.
+func (s *Server) Reload(cfg *config.Config) error {
+	st, err := s.newState(cfg)
+	if err != nil {
+		return err
+	}
+	s.state.Store(st)
+	return nil
+}
+
+// Serve accepts connections until ctx is done or the listener fails. It
+// returns after every connection handler has ended.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		s.wg.Wait()
+	}()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		select {
+		case s.conns <- struct{}{}:
+		default:
+			s.log.Warn("connection refused: limit reached", "source", nc.RemoteAddr().String())
+			nc.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-s.conns }()
+			s.handleConn(ctx, nc)
+		}()
+	}
+}
+
+// handleConn owns one client connection and everything started for it.
+func (s *Server) handleConn(ctx context.Context, nc net.Conn) {
+	defer nc.Close()
+	st := s.state.Load()
+	source := nc.RemoteAddr().String()
+	_ = nc.SetDeadline(s.now().Add(st.cfg.Gateway.HandshakeTimeout.Duration))
+	sc, chans, reqs, err := ssh.NewServerConn(nc, st.server)
+	if err != nil {
+		s.log.Debug("handshake failed", "source", source, "err", err)
+		return
+	}
+	_ = nc.SetDeadline(time.Time{})
+	defer sc.Close()
+
+	c := &clientConn{srv: s, st: st, conn: sc, source: source}
+	if err := c.identify(sc.Permissions); err != nil {
+		s.log.Error("authenticated connection without identity", "err", err)
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Close the connection when the gateway stops, so blocked reads end.
+	stop := context.AfterFunc(ctx, func() { sc.Close() })
+	defer stop()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(2)
+	go func() { defer wg.Done(); keepAlive(ctx, sc, st.cfg.Gateway.KeepAlive.Duration) }()
+	go func() { defer wg.Done(); c.globalRequests(ctx, reqs) }()
+	c.serveChannels(ctx, chans, route{})
+}
+
+// keepAlive probes the client; three unanswered probes close the
+// connection, so a silent network loss ends its sessions in seconds. One
+// probe is outstanding at a time; its goroutine ends at the latest when
+// the connection closes.
+func keepAlive(ctx context.Context, conn ssh.Conn, every time.Duration) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var pending chan struct{}
+	missed := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if pending != nil {
+			select {
+			case <-pending:
+				pending, missed = nil, 0
+			default:
+				if missed++; missed >= 3 {
+					conn.Close()
+					return
+				}
+				continue
+			}
+		}
+		pending = make(chan struct{})
+		go func(done chan struct{}) {
+			defer close(done)
+			_, _, _ = conn.SendRequest("keepalive@openssh.com", true, nil)
+		}(pending)
+	}
+}

@@ -1,0 +1,252 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"path"
+	"strconv"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/policy"
+	"tandem.dev/tandem/internal/relay"
+	"tandem.dev/tandem/internal/upstream"
+)
+
+// startTimeout bounds the time between opening a session channel and
+// asking for a shell, command or subsystem.
+const startTimeout = 60 * time.Second
+
+// sessionStart is what a client asked for before its session began.
+type sessionStart struct {
+	pty      *ssh.Request   // pty-req, if any
+	env      []*ssh.Request // allowed env requests, in order
+	winch    *ssh.Request   // last window-change before the start
+	start    *ssh.Request   // shell, exec or subsystem
+	command  string         // exec command or subsystem name
+	envNames []string       // names of the variables passed on
+}
+
+func newSessionID() string {
+	var b [5]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// targetSession serves one session channel addressed to a target.
+func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt route) {
+	ch, reqs, err := nch.Accept()
+	if err != nil {
+		return
+	}
+	defer ch.Close()
+	ss, ok := c.collectStart(ch, reqs)
+	if !ok {
+		return
+	}
+	action := actionOf(ss)
+	ev := audit.Event{Person: c.person.ID, Login: rt.login, Host: rt.hostName, Source: c.source,
+		Attrs: map[string]string{"action": string(action), "mode": modeName(rt)}}
+	if ss.command != "" {
+		ev.Attrs["command"] = ss.command
+	}
+	if rt.host == nil {
+		ev.Type = audit.SessionDenied
+		ev.Attrs["reason"] = "unknown host"
+		c.srv.record(ev)
+		refuse(ch, ss, fmt.Sprintf("unknown host %s; `ssh gw whoami` lists the hosts you may reach", rt.hostName))
+		return
+	}
+	ev.Tenant = rt.host.Tenant
+	d := c.st.engine.Authorize(policy.Request{
+		Person: c.person, Key: c.key, Host: rt.host, Login: rt.login, Action: action, Now: c.srv.now(),
+	})
+	if d.Verdict != policy.Allow {
+		ev.Type = audit.SessionDenied
+		ev.Attrs["reason"] = d.Reason
+		ev.Attrs["verdict"] = d.Verdict.String()
+		c.srv.record(ev)
+		refuse(ch, ss, joinReason(d))
+		return
+	}
+	id := newSessionID()
+	ev.Type, ev.Session = audit.SessionStart, id
+	if err := c.srv.audit.Append(ctx, ev); err != nil {
+		c.srv.log.Error("audit log unavailable: session refused", "err", err)
+		refuse(ch, ss, "the audit log is unavailable, so no session can start; tell the gateway's operators")
+		return
+	}
+	for _, w := range d.Warnings {
+		fmt.Fprintf(ch.Stderr(), "tandem: %s%s", w, eol(ss))
+	}
+	live := &liveSession{id: id, person: c.person.ID, host: rt.host.Name, ch: ch, eol: eol(ss)}
+	c.srv.live.add(live)
+	defer c.srv.live.remove(id)
+	res, err := c.runUpstream(ctx, live, reqs, ss, upstream.Target{
+		Host: rt.host, Login: rt.login, SessionID: id, Person: c.person.ID, PTY: ss.pty != nil,
+	})
+	end := audit.Event{Type: audit.SessionEnd, Person: c.person.ID, Session: id, Host: rt.host.Name,
+		Tenant: rt.host.Tenant, Login: rt.login, Attrs: map[string]string{
+			"bytes_in": strconv.FormatInt(res.In, 10), "bytes_out": strconv.FormatInt(res.Out, 10),
+			"bytes_err": strconv.FormatInt(res.Err, 10),
+		}}
+	switch {
+	case err != nil:
+		end.Attrs["error"] = err.Error()
+		refuse(ch, ss, err.Error())
+	case res.ExitStatus != nil:
+		end.Attrs["exit_status"] = strconv.FormatUint(uint64(*res.ExitStatus), 10)
+	case res.ExitSignal != "":
+		end.Attrs["exit_signal"] = res.ExitSignal
+	}
+	c.srv.record(end)
+}
+
+// collectStart gathers the requests a client sends before starting the
+// session. Only allowed environment variables are kept; agent and X11
+// forwarding are refused.
+func (c *clientConn) collectStart(ch ssh.Channel, reqs <-chan *ssh.Request) (*sessionStart, bool) {
+	ss := &sessionStart{}
+	timer := time.NewTimer(startTimeout)
+	defer timer.Stop()
+	for {
+		var r *ssh.Request
+		select {
+		case r = <-reqs:
+			if r == nil {
+				return nil, false
+			}
+		case <-timer.C:
+			fmt.Fprint(ch.Stderr(), "tandem: no command within a minute; closing\n")
+			return nil, false
+		}
+		ok := false
+		switch r.Type {
+		case "pty-req":
+			ss.pty, ok = r, true
+		case "window-change":
+			ss.winch, ok = r, true
+		case "env":
+			var kv struct{ Name, Value string }
+			if ssh.Unmarshal(r.Payload, &kv) == nil && c.envAllowed(kv.Name) {
+				ss.env = append(ss.env, r)
+				ss.envNames = append(ss.envNames, kv.Name)
+				ok = true
+			}
+		case "shell":
+			ss.start = r
+			return ss, true
+		case "exec", "subsystem":
+			var cmd struct{ Value string }
+			if err := ssh.Unmarshal(r.Payload, &cmd); err != nil {
+				_ = r.Reply(false, nil)
+				return nil, false
+			}
+			ss.start, ss.command = r, cmd.Value
+			return ss, true
+		case "x11-req", "auth-agent-req@openssh.com":
+			c.srv.record(audit.Event{Type: audit.ForwardDenied, Person: c.person.ID, Source: c.source,
+				Attrs: map[string]string{"kind": r.Type}})
+		}
+		if r.WantReply {
+			_ = r.Reply(ok, nil)
+		}
+	}
+}
+
+func (c *clientConn) envAllowed(name string) bool {
+	for _, g := range c.st.cfg.Gateway.EnvAllow {
+		if ok, _ := path.Match(g, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func actionOf(ss *sessionStart) policy.Action {
+	switch {
+	case ss.start.Type == "subsystem":
+		return policy.ActionSFTP
+	case ss.pty != nil:
+		return policy.ActionShell
+	default:
+		return policy.ActionExec
+	}
+}
+
+func modeName(rt route) string {
+	if rt.jump {
+		return "jump"
+	}
+	return "user"
+}
+
+// runUpstream dials the target, replays the client's set-up requests on a
+// fresh session channel, starts it and relays until it ends.
+func (c *clientConn) runUpstream(ctx context.Context, live *liveSession, reqs <-chan *ssh.Request, ss *sessionStart, t upstream.Target) (relay.Result, error) {
+	if ss.start.Type == "subsystem" && ss.command != "sftp" {
+		return relay.Result{}, fmt.Errorf("subsystem %q is not supported (only sftp)", ss.command)
+	}
+	client, err := c.st.dialer.Dial(ctx, t)
+	if err != nil {
+		return relay.Result{}, err
+	}
+	defer client.Close()
+	if !live.setUpstream(client) {
+		return relay.Result{}, fmt.Errorf("session ended before it started")
+	}
+	up, upReqs, err := client.OpenChannel("session", nil)
+	if err != nil {
+		return relay.Result{}, fmt.Errorf("%s refused the session: %v", t.Host.Name, err)
+	}
+	replay := []*ssh.Request{ss.pty}
+	replay = append(replay, ss.env...)
+	replay = append(replay, ss.winch)
+	for _, r := range replay {
+		if r == nil {
+			continue
+		}
+		ok, err := up.SendRequest(r.Type, r.Type == "pty-req", r.Payload)
+		if r.Type == "pty-req" && (err != nil || !ok) {
+			up.Close()
+			return relay.Result{}, fmt.Errorf("%s refused a terminal", t.Host.Name)
+		}
+	}
+	ok, err := up.SendRequest(ss.start.Type, true, ss.start.Payload)
+	if err != nil || !ok {
+		up.Close()
+		_ = ss.start.Reply(false, nil)
+		return relay.Result{}, nil
+	}
+	_ = ss.start.Reply(true, nil)
+	return relay.Session(live.ch, reqs, up, upReqs, relay.Taps{}), nil
+}
+
+// refuse explains a refusal on the client's terminal and ends the channel
+// the way a failed command would, so scripts see a non-zero exit status.
+func refuse(ch ssh.Channel, ss *sessionStart, msg string) {
+	fmt.Fprintf(ch.Stderr(), "tandem: %s%s", msg, eol(ss))
+	if ss.start.Type == "subsystem" {
+		_ = ss.start.Reply(false, nil)
+	} else {
+		_ = ss.start.Reply(true, nil)
+		_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{1}))
+	}
+	_ = ch.CloseWrite()
+	_ = ch.Close()
+}
+
+// eol is the line end the client's terminal needs: with a PTY the target
+// is not there to turn \n into \r\n.
+func eol(ss *sessionStart) string {
+	if ss.pty != nil {
+		return "\r\n"
+	}
+	return "\n"
+}

@@ -1,0 +1,184 @@
+// Package upstream opens the gateway's own SSH connection to a target.
+//
+// Targets never see a person's key: for every session the dialer makes a
+// fresh key pair and has the user CA sign a certificate for exactly one
+// login, valid for minutes, whose key id names the session and the person
+// so the target's own sshd log says who was there (M2). The target's host
+// key is verified against the pinned key or host CA from the config; there
+// is no trust on first use.
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"tandem.dev/tandem/internal/ca"
+	"tandem.dev/tandem/internal/config"
+	"tandem.dev/tandem/internal/cryptoprofile"
+)
+
+// Dialer connects to targets on behalf of sessions.
+type Dialer struct {
+	Keys         *ca.Keys
+	Profile      cryptoprofile.Profile
+	Timeout      time.Duration // connect plus handshake
+	CertValidity time.Duration
+}
+
+// Target names what one session connects to, and for whom.
+type Target struct {
+	Host      *config.Host
+	Login     string
+	SessionID string
+	Person    string
+	PTY       bool
+}
+
+// KeyID is the certificate key id for a session: the target's sshd logs it
+// with every login, so keep it short and greppable.
+func (t Target) KeyID() string {
+	return fmt.Sprintf("tandem session=%s person=%s host=%s", t.SessionID, t.Person, t.Host.Name)
+}
+
+// HostKeyError reports a target whose host key is not the configured one.
+type HostKeyError struct {
+	Host        string
+	Fingerprint string
+	Reason      string
+}
+
+func (e *HostKeyError) Error() string {
+	return fmt.Sprintf("host key of %s does not match the configuration (%s, presented %s)", e.Host, e.Reason, e.Fingerprint)
+}
+
+// UnreachableError reports a target that could not be connected to.
+type UnreachableError struct {
+	Host string
+	Err  error
+}
+
+func (e *UnreachableError) Error() string { return fmt.Sprintf("cannot reach %s: %v", e.Host, e.Err) }
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Dial connects and authenticates to the target with a fresh certificate.
+func (d *Dialer) Dial(ctx context.Context, t Target) (*ssh.Client, error) {
+	signer, err := d.sessionSigner(t)
+	if err != nil {
+		return nil, err
+	}
+	var hkErr *HostKeyError
+	cfg := &ssh.ClientConfig{
+		Config:            d.Profile.Config(),
+		User:              t.Login,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyAlgorithms: hostKeyAlgorithms(t.Host),
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			hkErr = checkHostKey(t.Host, key)
+			if hkErr != nil {
+				return hkErr
+			}
+			return nil
+		},
+		ClientVersion: "SSH-2.0-Tandem",
+		Timeout:       d.Timeout,
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	defer cancel()
+	var nd net.Dialer
+	conn, err := nd.DialContext(ctx, "tcp", t.Host.Address)
+	if err != nil {
+		return nil, &UnreachableError{Host: t.Host.Name, Err: err}
+	}
+	deadline, _ := ctx.Deadline()
+	_ = conn.SetDeadline(deadline)
+	c, chans, reqs, err := ssh.NewClientConn(conn, t.Host.Address, cfg)
+	if err != nil {
+		conn.Close()
+		if hkErr != nil {
+			return nil, hkErr
+		}
+		return nil, &UnreachableError{Host: t.Host.Name, Err: err}
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// sessionSigner makes a one-off key and certificate for this session. The
+// private key never leaves memory.
+func (d *Dialer) sessionSigner(t Target) (ssh.Signer, error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("session key: %w", err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("session key: %w", err)
+	}
+	cert, err := d.Keys.SignUser(ca.UserCert{
+		Key:        s.PublicKey(),
+		KeyID:      t.KeyID(),
+		Principals: []string{t.Login},
+		Validity:   d.CertValidity,
+		PTY:        t.PTY,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ssh.NewCertSigner(cert, s)
+}
+
+// hostKeyAlgorithms asks the target for exactly the kind of key we can
+// verify, so that a server with several host keys presents the pinned one.
+func hostKeyAlgorithms(h *config.Host) []string {
+	if h.HostPublicKey != nil {
+		switch h.HostPublicKey.Type() {
+		case ssh.KeyAlgoRSA:
+			return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256}
+		default:
+			return []string{h.HostPublicKey.Type()}
+		}
+	}
+	return []string{
+		ssh.CertAlgoECDSA384v01, ssh.CertAlgoECDSA256v01, ssh.CertAlgoECDSA521v01,
+		ssh.CertAlgoED25519v01, ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01,
+	}
+}
+
+func checkHostKey(h *config.Host, key ssh.PublicKey) *HostKeyError {
+	fp := ssh.FingerprintSHA256(key)
+	switch {
+	case h.HostPublicKey != nil:
+		if !bytes.Equal(key.Marshal(), h.HostPublicKey.Marshal()) {
+			return &HostKeyError{Host: h.Name, Fingerprint: fp, Reason: "expected " + ssh.FingerprintSHA256(h.HostPublicKey)}
+		}
+		return nil
+	case h.HostCAKey != nil:
+		checker := ssh.CertChecker{
+			IsHostAuthority: func(auth ssh.PublicKey, _ string) bool {
+				return bytes.Equal(auth.Marshal(), h.HostCAKey.Marshal())
+			},
+		}
+		// The certificate must name the host as configured, whatever
+		// address it is reached at.
+		if err := checker.CheckHostKey(net.JoinHostPort(h.Name, "22"), nil, key); err != nil {
+			return &HostKeyError{Host: h.Name, Fingerprint: fp, Reason: "no valid certificate from the configured host CA: " + err.Error()}
+		}
+		return nil
+	}
+	return &HostKeyError{Host: h.Name, Fingerprint: fp, Reason: "no host_key or host_ca configured"}
+}
+
+// IsHostKeyError reports whether err is (or wraps) a host key mismatch.
+func IsHostKeyError(err error) bool {
+	var e *HostKeyError
+	return errors.As(err, &e)
+}
