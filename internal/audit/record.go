@@ -1,0 +1,222 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"strconv"
+	"time"
+)
+
+// MaxRecordSize bounds one record's canonical bytes. Events are metadata;
+// terminal output goes to recordings, so anything larger is a bug upstream,
+// and the bound keeps a corrupt length field from making a reader allocate
+// gigabytes.
+const MaxRecordSize = 1 << 20
+
+// frameOverhead is the length prefix plus the CRC trailer around a payload.
+const frameOverhead = 8
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// head holds the canonical fields that sort before "index"; tail those
+// after it. Keeping the two halves as separate structs lets an appender
+// marshal its event in its own goroutine, before the writer knows the index,
+// while the result is still one JSON object with its keys in sorted order.
+type head struct {
+	Attrs map[string]string `json:"attrs,omitempty"`
+	Host  string            `json:"host,omitempty"`
+}
+
+type tail struct {
+	Login   string `json:"login,omitempty"`
+	Person  string `json:"person,omitempty"`
+	Request string `json:"request,omitempty"`
+	Session string `json:"session,omitempty"`
+	Source  string `json:"source,omitempty"`
+	Tenant  string `json:"tenant,omitempty"`
+	Time    string `json:"time"`
+	Type    Type   `json:"type"`
+}
+
+// wire is the whole canonical record, used for decoding. Its fields are in
+// the same (sorted) order as head, "index", tail.
+type wire struct {
+	Attrs   map[string]string `json:"attrs,omitempty"`
+	Host    string            `json:"host,omitempty"`
+	Index   *uint64           `json:"index"`
+	Login   string            `json:"login,omitempty"`
+	Person  string            `json:"person,omitempty"`
+	Request string            `json:"request,omitempty"`
+	Session string            `json:"session,omitempty"`
+	Source  string            `json:"source,omitempty"`
+	Tenant  string            `json:"tenant,omitempty"`
+	Time    string            `json:"time"`
+	Type    Type              `json:"type"`
+}
+
+// preEncoded is an event marshalled up to its index.
+type preEncoded struct {
+	head []byte // "{" or `{"attrs":...,"host":"...",`
+	tail []byte // `"login":...,"type":"..."}`
+}
+
+// preEncode marshals everything of e but the index. Times are stored in UTC
+// with nanoseconds so that decoding and re-encoding gives the same bytes.
+func preEncode(e Event) (preEncoded, error) {
+	if e.Type == "" {
+		return preEncoded{}, errors.New("audit: event has no type")
+	}
+	if e.Time.IsZero() {
+		return preEncoded{}, errors.New("audit: event has no time")
+	}
+	h, err := json.Marshal(head{Attrs: e.Attrs, Host: e.Host})
+	if err != nil {
+		return preEncoded{}, fmt.Errorf("audit: encode event: %w", err)
+	}
+	t, err := json.Marshal(tail{
+		Login: e.Login, Person: e.Person, Request: e.Request, Session: e.Session,
+		Source: e.Source, Tenant: e.Tenant,
+		Time: e.Time.UTC().Format(time.RFC3339Nano), Type: e.Type,
+	})
+	if err != nil {
+		return preEncoded{}, fmt.Errorf("audit: encode event: %w", err)
+	}
+	h = h[:len(h)-1] // drop "}"
+	if len(h) > 1 {
+		h = append(h, ',')
+	}
+	return preEncoded{head: h, tail: t[1:]}, nil
+}
+
+// appendPayload appends the canonical bytes of the record at index to dst.
+func (p preEncoded) appendPayload(dst []byte, index uint64) []byte {
+	dst = append(dst, p.head...)
+	dst = append(dst, `"index":`...)
+	dst = strconv.AppendUint(dst, index, 10)
+	dst = append(dst, ',')
+	return append(dst, p.tail...)
+}
+
+func (p preEncoded) size() int { return len(p.head) + len(p.tail) + 30 }
+
+// EncodeRecord returns the canonical bytes of e as record number index: a
+// JSON object with sorted keys, the time in UTC. These bytes are the Merkle
+// leaf. There is no "prev" field: the Merkle tree already binds every record
+// to its position and to everything before it.
+func EncodeRecord(index uint64, e Event) ([]byte, error) {
+	p, err := preEncode(e)
+	if err != nil {
+		return nil, err
+	}
+	return p.appendPayload(make([]byte, 0, p.size()), index), nil
+}
+
+// DecodeRecord parses canonical record bytes and returns the index and the
+// event. It fails if the bytes are not exactly what EncodeRecord would
+// write for that content, so a record cannot carry hidden variations.
+func DecodeRecord(raw []byte) (uint64, Event, error) {
+	// Unknown fields, trailing bytes and other variations are caught by
+	// re-encoding below, so a plain Unmarshal is enough here.
+	var w wire
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return 0, Event{}, fmt.Errorf("decode record: %w", err)
+	}
+	if w.Index == nil {
+		return 0, Event{}, errors.New("decode record: no index")
+	}
+	ts, err := time.Parse(time.RFC3339Nano, w.Time)
+	if err != nil {
+		return 0, Event{}, fmt.Errorf("decode record: time: %w", err)
+	}
+	e := Event{
+		Time: ts.UTC(), Type: w.Type, Person: w.Person, Session: w.Session,
+		Tenant: w.Tenant, Host: w.Host, Login: w.Login, Source: w.Source,
+		Request: w.Request, Attrs: w.Attrs,
+	}
+	again, err := EncodeRecord(*w.Index, e)
+	if err != nil {
+		return 0, Event{}, fmt.Errorf("decode record: %w", err)
+	}
+	if !bytes.Equal(again, raw) {
+		return 0, Event{}, errors.New("decode record: not in canonical form")
+	}
+	return *w.Index, e, nil
+}
+
+// appendFrame appends one frame: 4-byte big-endian length, payload, 4-byte
+// CRC32C of the payload. The CRC only finds torn writes; tamper evidence
+// comes from the Merkle tree and the signed checkpoints.
+func appendFrame(dst, payload []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(payload)))
+	dst = append(dst, payload...)
+	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(payload, castagnoli))
+}
+
+// frameError says why the bytes at Offset are not a whole, intact frame.
+type frameError struct {
+	Offset int64
+	Reason string
+	// Torn is true when the frame runs past the end of the data: the
+	// signature of a write cut short by a crash.
+	Torn bool
+	// Length is the declared payload length, when it could be read.
+	Length uint32
+}
+
+func (e *frameError) Error() string {
+	return fmt.Sprintf("bad frame at byte %d: %s", e.Offset, e.Reason)
+}
+
+// frameReader reads frames one by one from a stream, so that no reader
+// ever holds a whole log in memory.
+type frameReader struct {
+	r   io.Reader
+	off int64 // offset of the next frame
+	buf []byte
+}
+
+func newFrameReader(r io.Reader) *frameReader {
+	return &frameReader{r: r}
+}
+
+// next returns the next payload, valid until the following call. At a clean
+// end it returns io.EOF; otherwise a *frameError or an I/O error.
+func (fr *frameReader) next() ([]byte, error) {
+	var hdr [4]byte
+	n, err := io.ReadFull(fr.r, hdr[:])
+	if err == io.EOF {
+		return nil, io.EOF
+	}
+	if err == io.ErrUnexpectedEOF {
+		return nil, &frameError{Offset: fr.off, Reason: fmt.Sprintf("%d stray bytes at the end", n), Torn: true}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read frame at byte %d: %w", fr.off, err)
+	}
+	size := binary.BigEndian.Uint32(hdr[:])
+	if size == 0 || size > MaxRecordSize {
+		return nil, &frameError{Offset: fr.off, Reason: fmt.Sprintf("length %d out of range", size)}
+	}
+	need := int(size) + 4
+	if cap(fr.buf) < need {
+		fr.buf = make([]byte, need)
+	}
+	b := fr.buf[:need]
+	if _, err := io.ReadFull(fr.r, b); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, &frameError{Offset: fr.off, Reason: "frame runs past the end", Torn: true, Length: size}
+		}
+		return nil, fmt.Errorf("read frame at byte %d: %w", fr.off, err)
+	}
+	payload := b[:size]
+	if crc32.Checksum(payload, castagnoli) != binary.BigEndian.Uint32(b[size:]) {
+		return nil, &frameError{Offset: fr.off, Reason: "checksum mismatch", Length: size}
+	}
+	fr.off += int64(need) + 4
+	return payload, nil
+}

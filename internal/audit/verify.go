@@ -1,0 +1,367 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// maxProblems bounds the messages in a Report; a badly damaged log would
+// otherwise produce one per record.
+const maxProblems = 100
+
+// Report is the result of Verify.
+type Report struct {
+	Records            uint64   // records checked (readable records that have a leaf hash)
+	Checkpoints        int      // checkpoints in checkpoints.log with a valid signature
+	WitnessCheckpoints int      // the same for the witness file
+	LastCheckpoint     uint64   // size of the largest valid checkpoint
+	Root               string   // its root hash, base64
+	FirstBad           int64    // index of the first record that cannot be trusted; -1 if none
+	Problems           []string // what failed; empty when the log verifies
+	Warnings           []string // what is unusual but not evidence of tampering
+	dropped            int
+}
+
+// OK reports whether the log verified.
+func (r *Report) OK() bool { return len(r.Problems) == 0 }
+
+// bad records a problem; index < 0 means it names no record.
+func (r *Report) bad(index int64, format string, args ...any) {
+	if index >= 0 && (r.FirstBad < 0 || index < r.FirstBad) {
+		r.FirstBad = index
+	}
+	if len(r.Problems) >= maxProblems {
+		r.dropped++
+		r.Problems[maxProblems-1] = fmt.Sprintf("... and %d more problems", r.dropped)
+		return
+	}
+	r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
+}
+
+// badRange records a problem somewhere among records [from, to). If a
+// record in that range (or before it) is already known bad, that is the
+// more precise answer and FirstBad stays.
+func (r *Report) badRange(from, to uint64, format string, args ...any) {
+	idx := int64(from)
+	if r.FirstBad >= 0 && r.FirstBad < int64(to) {
+		idx = -1
+	}
+	r.bad(idx, format, args...)
+}
+
+type cpEntry struct {
+	Size   uint64
+	Root   []byte
+	Origin string
+	Offset int64
+}
+
+// Verify checks the log in dir against the verifier key text (see
+// PublicKey; pass a copy kept outside dir) and, if witnessFile is not
+// empty, against the checkpoints in that file too. It recomputes the
+// Merkle tree, checks every record against its leaf hash, its own index
+// and its canonical form, every checkpoint's signature, root and size, and
+// the consistency of consecutive checkpoints. Report.FirstBad names the
+// first record that cannot be trusted. When a record was changed together
+// with its leaf hash (so only a checkpoint root disagrees), the damage can
+// only be placed between two checkpoints, and FirstBad is the start of
+// that range. Verify returns an error only when it cannot read its inputs.
+func Verify(dir, verifierKey, witnessFile string) (*Report, error) {
+	v, err := note.NewVerifier(verifierKey)
+	if err != nil {
+		return nil, fmt.Errorf("audit: verifier key: %w", err)
+	}
+	rep := &Report{FirstBad: -1}
+	// Checkpoints first, then leaves, then records: the writer appends in
+	// the opposite order, so a live log never shows a checkpoint for
+	// records that are not there yet.
+	cps, err := loadCheckpoints(filepath.Join(dir, checkpointsFile), "checkpoints.log", v, rep)
+	if err != nil {
+		return nil, err
+	}
+	var wcps []cpEntry
+	if witnessFile != "" {
+		if wcps, err = loadCheckpoints(witnessFile, "witness file", v, rep); err != nil {
+			return nil, err
+		}
+	}
+	rep.Checkpoints, rep.WitnessCheckpoints = len(cps), len(wcps)
+
+	w := newTreeWalk()
+	for _, list := range [][]cpEntry{cps, wcps} {
+		for i, c := range list {
+			w.roots[c.Size] = nil
+			if i > 0 && list[i-1].Size < c.Size {
+				n, err := proof.Consistency(list[i-1].Size, c.Size)
+				if err == nil {
+					w.want(n.IDs)
+				}
+			}
+		}
+	}
+	haveCP := map[uint64]bool{}
+	for _, c := range cps {
+		haveCP[c.Size] = true
+	}
+
+	count, err := w.walkRecords(dir, rep, haveCP)
+	if err != nil {
+		return nil, err
+	}
+	rep.Records = count
+	if count > 0 && len(cps) == 0 {
+		rep.bad(0, "no valid checkpoint in checkpoints.log covers the %d records", count)
+	}
+	checkList(cps, "checkpoints.log", count, w, rep)
+	checkList(wcps, "witness file", count, w, rep)
+	for _, c := range cps {
+		if c.Size >= rep.LastCheckpoint && c.Size <= count {
+			rep.LastCheckpoint, rep.Root = c.Size, rootString(c.Root)
+		}
+	}
+	if rep.LastCheckpoint < count && len(cps) > 0 {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d records after the last checkpoint are not yet covered by a signature", count-rep.LastCheckpoint))
+	}
+	return rep, nil
+}
+
+// loadCheckpoints reads a checkpoint file and returns the checkpoints whose
+// signature verifies, reporting the others.
+func loadCheckpoints(path, what string, v note.Verifier, rep *Report) ([]cpEntry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("audit: open %s: %w", what, err)
+	}
+	defer f.Close()
+	var out []cpEntry
+	var lastGood uint64
+	n := 0
+	err = readNotes(bufio.NewReader(f), func(raw rawNote) error {
+		n++
+		cp, err := openCheckpoint(raw.Text, v)
+		if err != nil {
+			rep.bad(int64(lastGood), "%s: checkpoint %d (byte %d) does not verify: %v", what, n, raw.Offset, err)
+			return nil
+		}
+		if len(out) > 0 {
+			prev := out[len(out)-1]
+			if cp.Size < prev.Size {
+				rep.bad(int64(cp.Size), "%s: checkpoint %d shrinks the log from %d to %d records", what, n, prev.Size, cp.Size)
+			}
+			if cp.Origin != prev.Origin {
+				rep.bad(-1, "%s: checkpoint %d has origin %q, earlier ones %q", what, n, cp.Origin, prev.Origin)
+			}
+		}
+		out = append(out, cpEntry{Size: cp.Size, Root: cp.Hash, Origin: cp.Origin, Offset: raw.Offset})
+		lastGood = max(lastGood, cp.Size)
+		return nil
+	})
+	var ne *noteError
+	switch {
+	case errors.As(err, &ne) && ne.Torn:
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: unfinished checkpoint at byte %d (a crash not yet recovered)", what, ne.Offset))
+	case errors.As(err, &ne):
+		rep.bad(int64(lastGood), "%s: %v", what, ne)
+	case err != nil:
+		return nil, fmt.Errorf("audit: %s: %w", what, err)
+	}
+	return out, nil
+}
+
+// checkList compares checkpoints with the recomputed tree.
+func checkList(list []cpEntry, what string, count uint64, w *treeWalk, rep *Report) {
+	var good uint64 // the largest size up to which a checkpoint matched
+	for i, c := range list {
+		if c.Size > count {
+			rep.bad(int64(count), "%s: checkpoint at byte %d covers %d records but only %d are present (records %d.. deleted or truncated)", what, c.Offset, c.Size, count, count)
+			continue
+		}
+		if root := w.roots[c.Size]; !bytes.Equal(root, c.Root) {
+			rep.badRange(good, c.Size, "%s: checkpoint at byte %d (size %d) does not match the records: a record in [%d, %d) was changed", what, c.Offset, c.Size, good, c.Size)
+		} else {
+			good = max(good, c.Size)
+		}
+		if i == 0 {
+			continue
+		}
+		p := list[i-1]
+		if p.Size > c.Size || c.Size > count {
+			continue
+		}
+		cons, err := w.consistency(p.Size, c.Size)
+		if err == nil {
+			err = proof.VerifyConsistency(hasher, p.Size, c.Size, cons, p.Root, c.Root)
+		}
+		var mismatch proof.RootMismatchError
+		if errors.As(err, &mismatch) {
+			rep.badRange(min(p.Size, good), c.Size, "%s: checkpoints of size %d and %d are not consistent", what, p.Size, c.Size)
+		} else if err != nil {
+			rep.badRange(min(p.Size, good), c.Size, "%s: checkpoints of size %d and %d are not consistent: %v", what, p.Size, c.Size, err)
+		}
+	}
+}
+
+// treeWalk recomputes the Merkle tree from leaf hashes, keeping the roots
+// at chosen sizes and the hashes of chosen nodes for proofs.
+type treeWalk struct {
+	rng   *compact.Range
+	roots map[uint64][]byte // size -> root; keys chosen in advance
+	nodes map[compact.NodeID][]byte
+}
+
+func newTreeWalk() *treeWalk {
+	return &treeWalk{
+		rng:   rangeFactory.NewEmptyRange(0),
+		roots: map[uint64][]byte{},
+		nodes: map[compact.NodeID][]byte{},
+	}
+}
+
+func (w *treeWalk) want(ids []compact.NodeID) {
+	for _, id := range ids {
+		w.nodes[id] = nil
+	}
+}
+
+func (w *treeWalk) visit(id compact.NodeID, h []byte) {
+	if v, ok := w.nodes[id]; ok && v == nil {
+		w.nodes[id] = h
+	}
+}
+
+// add appends one leaf hash.
+func (w *treeWalk) add(leaf []byte) error {
+	if err := w.rng.Append(leaf, w.visit); err != nil {
+		return err
+	}
+	if _, ok := w.roots[w.rng.End()]; ok {
+		root, err := w.rng.GetRootHash(nil)
+		if err != nil {
+			return err
+		}
+		w.roots[w.rng.End()] = root
+	}
+	return nil
+}
+
+func (w *treeWalk) start() {
+	if _, ok := w.roots[0]; ok {
+		w.roots[0] = hasher.EmptyRoot()
+	}
+}
+
+func (w *treeWalk) hashes(n proof.Nodes) ([][]byte, error) {
+	hs := make([][]byte, len(n.IDs))
+	for i, id := range n.IDs {
+		h := w.nodes[id]
+		if h == nil {
+			return nil, fmt.Errorf("node %+v not computed", id)
+		}
+		hs[i] = h
+	}
+	return n.Rehash(hs, hasher.HashChildren)
+}
+
+func (w *treeWalk) consistency(size1, size2 uint64) ([][]byte, error) {
+	n, err := proof.Consistency(size1, size2)
+	if err != nil {
+		return nil, err
+	}
+	return w.hashes(n)
+}
+
+// walkRecords streams leaves.bin and records.log side by side, checks each
+// record against its leaf and its position, and feeds the leaves to the
+// tree. It returns how many records it checked.
+func (w *treeWalk) walkRecords(dir string, rep *Report, haveCP map[uint64]bool) (uint64, error) {
+	lf, err := os.Open(filepath.Join(dir, leavesFile))
+	if err != nil {
+		return 0, fmt.Errorf("audit: open leaves: %w", err)
+	}
+	defer lf.Close()
+	rf, err := os.Open(filepath.Join(dir, recordsFile))
+	if err != nil {
+		return 0, fmt.Errorf("audit: open records: %w", err)
+	}
+	defer rf.Close()
+	lr := bufio.NewReaderSize(lf, 1<<16)
+	fr := newFrameReader(bufio.NewReaderSize(rf, 1<<16))
+	w.start()
+	leaf := make([]byte, 32)
+	var i uint64
+	for ; ; i++ {
+		_, lerr := io.ReadFull(lr, leaf)
+		if lerr != nil && lerr != io.EOF && lerr != io.ErrUnexpectedEOF {
+			return 0, fmt.Errorf("audit: read leaves: %w", lerr)
+		}
+		payload, ferr := fr.next()
+		var fe *frameError
+		switch {
+		case ferr == io.EOF && lerr != nil:
+			return i, nil
+		case ferr == io.EOF:
+			extra := 1 + remaining(lr)/32
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d leaf hashes past the last record (a crash not yet recovered, or records removed after the last checkpoint)", extra))
+			return i, nil
+		case errors.As(ferr, &fe) && fe.Torn:
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("records.log ends in an unfinished record at byte %d (a crash not yet recovered, or a write in flight)", fe.Offset))
+			return i, nil
+		case errors.As(ferr, &fe):
+			rep.bad(int64(i), "record %d: %v; later records cannot be read", i, fe)
+			return i, nil
+		case ferr != nil:
+			return 0, fmt.Errorf("audit: read records: %w", ferr)
+		case lerr != nil:
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("records from %d on have no leaf hash yet (a crash not yet recovered, or a write in flight)", i))
+			return i, nil
+		}
+		if !bytes.Equal(hasher.HashLeaf(payload), leaf) {
+			rep.bad(int64(i), "record %d does not match its leaf hash", i)
+		}
+		idx, e, err := DecodeRecord(payload)
+		switch {
+		case err != nil:
+			rep.bad(int64(i), "record %d: %v", i, err)
+		case idx != i:
+			rep.bad(int64(i), "record at position %d claims index %d (records deleted, inserted or reordered)", i, idx)
+		case e.Type == LogCheckpoint:
+			w.checkCheckpointEvent(i, e, rep, haveCP)
+		}
+		if err := w.add(bytes.Clone(leaf)); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// checkCheckpointEvent compares a log.checkpoint event with the checkpoint
+// file and the tree: a checkpoint the log says it published must still be
+// in checkpoints.log, with the root the log recorded.
+func (w *treeWalk) checkCheckpointEvent(i uint64, e Event, rep *Report, haveCP map[uint64]bool) {
+	size, err := strconv.ParseUint(e.Attrs["size"], 10, 64)
+	if err != nil || size > i {
+		rep.bad(int64(i), "record %d: log.checkpoint event with a bad size %q", i, e.Attrs["size"])
+		return
+	}
+	if !haveCP[size] {
+		rep.bad(-1, "record %d says a checkpoint of size %d was published, but checkpoints.log has no valid checkpoint of that size", i, size)
+		return
+	}
+	if root := w.roots[size]; root != nil && rootString(root) != e.Attrs["root"] {
+		rep.bad(-1, "record %d records root %s for size %d, the records give %s", i, e.Attrs["root"], size, rootString(root))
+	}
+}
+
+func remaining(r *bufio.Reader) int64 {
+	n, _ := io.Copy(io.Discard, r)
+	return n
+}

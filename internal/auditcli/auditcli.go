@@ -1,0 +1,281 @@
+// Package auditcli is the "tandem audit" command: verify the tamper-evident
+// audit log, print inclusion proofs, and show events (M10, M24).
+package auditcli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"tandem.dev/tandem/internal/audit"
+)
+
+// Command returns the "audit" command. resolve maps a --config path to the
+// data directory; the log lives in <dataDir>/audit.
+func Command(resolve func(configPath string) (dataDir string, err error)) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "audit",
+		Short: "Verify and read the tamper-evident audit log",
+	}
+	root.AddCommand(verifyCmd(resolve), proofCmd(resolve), showCmd(resolve, time.Now))
+	return root
+}
+
+// location holds the flags that say where the log is.
+type location struct {
+	config, data string
+}
+
+func (l *location) register(c *cobra.Command) {
+	c.Flags().StringVar(&l.config, "config", "", "Tandem config file (the log is in <data dir>/audit)")
+	c.Flags().StringVar(&l.data, "data", "", "data directory, instead of --config")
+}
+
+// dir returns the audit log directory.
+func (l *location) dir(resolve func(string) (string, error)) (string, error) {
+	switch {
+	case l.data != "" && l.config != "":
+		return "", errors.New("give either --config or --data, not both")
+	case l.data != "":
+		return filepath.Join(l.data, "audit"), nil
+	case resolve == nil:
+		return "", errors.New("no --data given")
+	}
+	d, err := resolve(l.config)
+	if err != nil {
+		return "", fmt.Errorf("resolve data directory: %w", err)
+	}
+	return filepath.Join(d, "audit"), nil
+}
+
+func verifyCmd(resolve func(string) (string, error)) *cobra.Command {
+	var loc location
+	var pubkey, witness string
+	c := &cobra.Command{
+		Use:   "verify",
+		Short: "Check the audit log's Merkle tree, records and signed checkpoints",
+		Long: "Recomputes the Merkle tree from the records, checks every record, every\n" +
+			"checkpoint signature and root, and the consistency between checkpoints.\n" +
+			"Pass --pubkey with a copy of the verifier key kept outside the data\n" +
+			"directory, and --witness with the witness checkpoint file, for a check\n" +
+			"that does not trust the directory under test.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := loc.dir(resolve)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			var key string
+			if pubkey != "" {
+				b, err := os.ReadFile(pubkey)
+				if err != nil {
+					return fmt.Errorf("read verifier key: %w", err)
+				}
+				key = strings.TrimSpace(string(b))
+			} else {
+				if key, err = audit.PublicKey(dir); err != nil {
+					return err
+				}
+				fmt.Fprintln(out, "note: verifier key taken from the log directory itself; pass --pubkey for an independent check")
+			}
+			rep, err := audit.Verify(dir, key, witness)
+			if err != nil {
+				return err
+			}
+			printReport(out, rep, witness != "")
+			if !rep.OK() {
+				if rep.FirstBad >= 0 {
+					return fmt.Errorf("audit log verification FAILED: first bad record %d", rep.FirstBad)
+				}
+				return errors.New("audit log verification FAILED")
+			}
+			return nil
+		},
+	}
+	loc.register(c)
+	c.Flags().StringVar(&pubkey, "pubkey", "", "file with the note verifier key (default: audit.pub in the log directory)")
+	c.Flags().StringVar(&witness, "witness", "", "witness checkpoint file to check as well")
+	return c
+}
+
+func printReport(w io.Writer, rep *audit.Report, witness bool) {
+	fmt.Fprintf(w, "records:         %d\n", rep.Records)
+	fmt.Fprintf(w, "checkpoints:     %d valid, last at size %d\n", rep.Checkpoints, rep.LastCheckpoint)
+	if witness {
+		fmt.Fprintf(w, "witness:         %d valid checkpoints\n", rep.WitnessCheckpoints)
+	}
+	if rep.Root != "" {
+		fmt.Fprintf(w, "root:            %s\n", rep.Root)
+	}
+	for _, s := range rep.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", s)
+	}
+	if rep.OK() {
+		fmt.Fprintln(w, "result:          OK")
+		return
+	}
+	fmt.Fprintf(w, "result:          FAILED, first bad record: %s\n", firstBad(rep.FirstBad))
+	for _, p := range rep.Problems {
+		fmt.Fprintf(w, "problem: %s\n", p)
+	}
+}
+
+func firstBad(i int64) string {
+	if i < 0 {
+		return "none named"
+	}
+	return strconv.FormatInt(i, 10)
+}
+
+func proofCmd(resolve func(string) (string, error)) *cobra.Command {
+	var loc location
+	var index uint64
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "proof --index N",
+		Short: "Print the inclusion proof of one record against the latest checkpoint",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("index") {
+				return errors.New("--index is required")
+			}
+			dir, err := loc.dir(resolve)
+			if err != nil {
+				return err
+			}
+			p, err := audit.InclusionProof(dir, index)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				b, err := p.JSON()
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", b)
+				return err
+			}
+			_, err = fmt.Fprint(cmd.OutOrStdout(), p.String())
+			return err
+		},
+	}
+	loc.register(c)
+	c.Flags().Uint64Var(&index, "index", 0, "record index")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func showCmd(resolve func(string) (string, error), now func() time.Time) *cobra.Command {
+	var loc location
+	var since, until string
+	var types []string
+	var f audit.Filter
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "show",
+		Short: "Print audit events, one per line",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := loc.dir(resolve)
+			if err != nil {
+				return err
+			}
+			t := now()
+			if f.Since, err = ParseTime(since, t); err != nil {
+				return fmt.Errorf("--since: %w", err)
+			}
+			if f.Until, err = ParseTime(until, t); err != nil {
+				return fmt.Errorf("--until: %w", err)
+			}
+			for _, s := range types {
+				for _, p := range strings.Split(s, ",") {
+					if p = strings.TrimSpace(p); p != "" {
+						f.Types = append(f.Types, audit.Type(p))
+					}
+				}
+			}
+			out := cmd.OutOrStdout()
+			enc := json.NewEncoder(out)
+			return audit.Read(dir, f, func(r audit.Record) error {
+				if asJSON {
+					return enc.Encode(struct {
+						Index uint64 `json:"index"`
+						audit.Event
+					}{r.Index, r.Event})
+				}
+				_, err := fmt.Fprintln(out, FormatLine(r))
+				return err
+			})
+		},
+	}
+	loc.register(c)
+	c.Flags().StringVar(&since, "since", "", "first time: RFC 3339 or a duration ago, such as 24h")
+	c.Flags().StringVar(&until, "until", "", "end time (exclusive): RFC 3339 or a duration ago")
+	c.Flags().StringSliceVar(&types, "type", nil, "event types (repeat or comma-separate)")
+	c.Flags().StringVar(&f.Person, "person", "", "only this person")
+	c.Flags().StringVar(&f.Session, "session", "", "only this session")
+	c.Flags().StringVar(&f.Tenant, "tenant", "", "only this tenant")
+	c.Flags().StringVar(&f.Request, "request", "", "only this access request")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON lines")
+	return c
+}
+
+// ParseTime reads a --since/--until value: empty (no bound), an RFC 3339
+// time, or a duration meaning that long before now ("24h", "90m", "24h ago").
+func ParseTime(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(strings.TrimSuffix(s, "ago")))
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration such as 24h", s)
+	}
+	return now.Add(-d), nil
+}
+
+// FormatLine renders one record for people: index, time, type, person,
+// host, session, then the attributes sorted by key.
+func FormatLine(r audit.Record) string {
+	e := r.Event
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	host := e.Host
+	if e.Login != "" {
+		host = e.Login + "@" + dash(e.Host)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d %s %s person=%s host=%s session=%s", r.Index, e.Time.UTC().Format(time.RFC3339Nano), e.Type, dash(e.Person), dash(host), dash(e.Session))
+	if e.Tenant != "" {
+		fmt.Fprintf(&b, " tenant=%s", e.Tenant)
+	}
+	if e.Request != "" {
+		fmt.Fprintf(&b, " request=%s", e.Request)
+	}
+	keys := make([]string, 0, len(e.Attrs))
+	for k := range e.Attrs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%s", k, strconv.Quote(e.Attrs[k]))
+	}
+	return b.String()
+}
