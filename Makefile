@@ -1,0 +1,46 @@
+# Tandem's build and test entry points. `make test` is the one full run
+# (what CI runs via .ci/run): test programs, vet, all tests.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+GO ?= go
+
+# CI=true turns missing test programs into failures instead of skips.
+export CI
+
+.PHONY: all test deps vet build demo fuzz-smoke bench
+
+all: build
+
+deps:
+	scripts/test-deps.sh
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+vet:
+	$(GO) vet ./...
+
+build:
+	$(GO) build -o bin/tandem ./cmd/tandem
+
+demo:
+	$(GO) run ./cmd/tandem demo
+
+# Runs every Fuzz target for 5s. `go test -list` prints a package's fuzz
+# targets and then an "ok <pkg>" line, so names are collected until that
+# line names their package.
+fuzz-smoke:
+	targets=$$($(GO) test -list '^Fuzz' ./... | awk '/^Fuzz/ { names = names " " $$1; next } /^ok/ { if (names != "") print $$2 names } { names = "" }'); \
+	while read -r pkg names; do \
+		[ -n "$$pkg" ] || continue; \
+		for name in $$names; do \
+			echo "fuzz $$pkg $$name"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime 5s "$$pkg"; \
+		done; \
+	done <<< "$$targets"
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...

@@ -1,0 +1,267 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"tandem.dev/tandem/internal/testenv"
+)
+
+// person is a test person with a registered (or, for mallory, unknown) key.
+type person struct {
+	ID, Name, Email string
+	Roles           []string
+	Key, Pub        string // private key path, authorized_keys line
+}
+
+// hostEntry is a host in the test configuration.
+type hostEntry struct {
+	Name, Address, HostKey string
+}
+
+// configData is what writeConfig renders.
+type configData struct {
+	Listen, DataDir string
+	Persons         []person
+	Hosts           []hostEntry
+}
+
+// day formats a date relative to today (UTC) the way the config wants it.
+func day(offset int) string {
+	return time.Now().UTC().AddDate(0, 0, offset).Format("2006-01-02")
+}
+
+// renderConfig writes a configuration with the tenant schule-nord and two
+// roles: admin (root on every host of the tenant) and dev (deploy on web1).
+func renderConfig(d configData) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "gateway:\n  listen: %q\n  data_dir: %q\n", d.Listen, d.DataDir)
+	b.WriteString("tenants:\n  - id: schule-nord\n    name: Gesamtschule Nord\n")
+	b.WriteString("persons:\n")
+	for _, p := range d.Persons {
+		fmt.Fprintf(&b, "  - id: %s\n    name: %s\n    email: %s\n    roles: [%s]\n", p.ID, p.Name, p.Email, strings.Join(p.Roles, ", "))
+		fmt.Fprintf(&b, "    keys:\n      - key: %q\n        added: %s\n", p.Pub, day(-10))
+		fmt.Fprintf(&b, "    obligations:\n      confidentiality_signed: %s\n      training_valid_until: 2099-12-31\n", day(-100))
+	}
+	b.WriteString(`roles:
+  - id: admin
+    description: all hosts of the school as root
+    allow:
+      - hosts: {tenant: schule-nord}
+        logins: [root]
+  - id: dev
+    description: deploy on web1 only
+    allow:
+      - hosts: {names: [web1]}
+        logins: [deploy]
+`)
+	b.WriteString("hosts:\n")
+	for _, h := range d.Hosts {
+		fmt.Fprintf(&b, "  - name: %s\n    address: %q\n    tenant: schule-nord\n    environment: test\n    host_key: %q\n", h.Name, h.Address, h.HostKey)
+	}
+	return b.String()
+}
+
+// env is one complete test setup: a target sshd (db1), a gateway, and
+// OpenSSH clients for alice (admin), bob (dev) and mallory (unregistered).
+type env struct {
+	Dir     string
+	Bin     string
+	Config  string
+	Target  *testenv.Target
+	GW      *testenv.Gateway
+	HostCA  string // the "@cert-authority * …" known_hosts line
+	UserCA  string // the user CA's authorized_keys line
+	Alice   *testenv.Client
+	Bob     *testenv.Client
+	Mallory *testenv.Client
+	// DownPort is a port on 127.0.0.1 where nothing listens (host db-down).
+	DownPort int
+}
+
+// newEnv builds an env. Host names in the config: db1 (the real sshd),
+// db-bad (the real sshd, pinned to a wrong host key), db-down (nothing
+// listening), web1 (nothing listening; only for bob's role).
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	for _, p := range []string{"ssh", "sshd", "ssh-keygen"} {
+		testenv.RequireProgram(t, p)
+	}
+	bin := testenv.BuildTandem(t)
+	dir := t.TempDir()
+	e := &env{Dir: dir, Bin: bin, Config: filepath.Join(dir, "tandem.yaml")}
+
+	keysDir := mkdir(t, dir, "keys")
+	aliceKey, alicePub := testenv.KeyPair(t, keysDir, "alice", "ecdsa")
+	bobKey, bobPub := testenv.KeyPair(t, keysDir, "bob", "ed25519")
+	malloryKey, _ := testenv.KeyPair(t, keysDir, "mallory", "ecdsa")
+	hostKey, hostPub := testenv.KeyPair(t, keysDir, "db1_host", "ecdsa")
+	_, wrongPub := testenv.KeyPair(t, keysDir, "wrong_host", "ecdsa")
+
+	sshdPort := testenv.FreePort(t)
+	gwPort := testenv.FreePort(t)
+	e.DownPort = testenv.FreePort(t)
+	web1Port := testenv.FreePort(t)
+
+	cfg := configData{
+		Listen:  fmt.Sprintf("127.0.0.1:%d", gwPort),
+		DataDir: filepath.Join(dir, "data"),
+		Persons: []person{
+			{ID: "alice", Name: "Alice Adler", Email: "alice@example.org", Roles: []string{"admin"}, Key: aliceKey, Pub: alicePub},
+			{ID: "bob", Name: "Bob Berg", Email: "bob@example.org", Roles: []string{"dev"}, Key: bobKey, Pub: bobPub},
+		},
+		Hosts: []hostEntry{
+			{Name: "db1", Address: fmt.Sprintf("127.0.0.1:%d", sshdPort), HostKey: hostPub},
+			{Name: "db-bad", Address: fmt.Sprintf("127.0.0.1:%d", sshdPort), HostKey: wrongPub},
+			{Name: "db-down", Address: fmt.Sprintf("127.0.0.1:%d", e.DownPort), HostKey: hostPub},
+			{Name: "web1", Address: fmt.Sprintf("127.0.0.1:%d", web1Port), HostKey: wrongPub},
+		},
+	}
+	writeTestFile(t, e.Config, renderConfig(cfg))
+
+	// The user CA exists before the gateway serves, so the target can
+	// trust it from its first start.
+	e.UserCA = caPublic(t, bin, e.Config, "user")
+	e.Target = testenv.StartSSHD(t, testenv.TargetOpts{
+		Port:        sshdPort,
+		HostKeyFile: hostKey,
+		UserCA:      e.UserCA,
+		// alice's plain key may log in directly, to compare a direct
+		// login with one through the gateway.
+		AuthorizedKeys: []string{alicePub},
+	})
+	e.GW = testenv.StartGateway(t, bin, e.Config, gwPort)
+	e.HostCA = certAuthorityLine(t, e.GW)
+
+	jump := map[string]string{"db1": "root", "db9": "root", "db-bad": "root", "db-down": "root", "web1": "deploy"}
+	direct := testenv.HostEntry{Name: "direct", HostName: "127.0.0.1", Port: sshdPort, User: "root"}
+	known := []string{e.HostCA, e.Target.KnownHostsLine()}
+	e.Alice = testenv.NewClient(t, mkdir(t, dir, "alice"), testenv.ClientOpts{
+		Key: aliceKey, Person: "alice", GatewayPort: gwPort, KnownHosts: known,
+		JumpHosts:    jump,
+		RouteAliases: map[string]string{"gwu": "root%db1"},
+		Hosts:        []testenv.HostEntry{direct},
+	})
+	e.Bob = testenv.NewClient(t, mkdir(t, dir, "bob"), testenv.ClientOpts{
+		Key: bobKey, Person: "bob", GatewayPort: gwPort, KnownHosts: known,
+		JumpHosts: map[string]string{"db1": "deploy", "web1": "deploy"},
+	})
+	e.Mallory = testenv.NewClient(t, mkdir(t, dir, "mallory"), testenv.ClientOpts{
+		Key: malloryKey, Person: "mallory", GatewayPort: gwPort, KnownHosts: known,
+		JumpHosts: map[string]string{"db1": "root"},
+	})
+	return e
+}
+
+// routeArgs returns the ssh arguments that reach login@host in user-name
+// mode: -p PORT login%host@127.0.0.1.
+func (e *env) routeArgs(login, host string) []string {
+	return []string{"-p", fmt.Sprint(e.GW.Port), login + "%" + host + "@127.0.0.1"}
+}
+
+// mode is one way of naming a target through the gateway.
+type mode struct {
+	Name string
+	// Dest returns the ssh arguments naming login@host (before the
+	// remote command).
+	Dest func(e *env, login, host string) []string
+}
+
+// modes are the two routing modes; jump mode relies on the login that the
+// client's ssh_config sets for the host.
+var modes = []mode{
+	{Name: "username", Dest: func(e *env, login, host string) []string { return e.routeArgs(login, host) }},
+	{Name: "jump", Dest: func(e *env, login, host string) []string { return []string{"-l", login, host} }},
+}
+
+// sshArgs joins options, destination and command into one argument list.
+func sshArgs(dest []string, rest ...string) []string {
+	return append(append([]string{}, dest...), rest...)
+}
+
+// failf reports a failed client run with everything needed to debug it.
+func (e *env) failf(t *testing.T, r testenv.Result, format string, args ...any) {
+	t.Helper()
+	t.Fatalf("%s\n%s\ngateway output (tail):\n%s", fmt.Sprintf(format, args...), r, e.GW.Tail())
+}
+
+// errorf is failf without stopping the test.
+func (e *env) errorf(t *testing.T, r testenv.Result, format string, args ...any) {
+	t.Helper()
+	t.Errorf("%s\n%s\ngateway output (tail):\n%s", fmt.Sprintf(format, args...), r, e.GW.Tail())
+}
+
+// caPublic runs `tandem ca public --kind KIND` and returns its one line.
+func caPublic(t *testing.T, bin, config, kind string) string {
+	t.Helper()
+	out, errOut, err := testenv.RunTandem(t, bin, "ca", "public", "--config", config, "--kind", kind)
+	if err != nil {
+		t.Fatalf("tandem ca public --kind %s: %v\nstderr: %s", kind, err, errOut)
+	}
+	line := strings.TrimSpace(out)
+	if line == "" || strings.Contains(line, "\n") {
+		t.Fatalf("tandem ca public --kind %s: want one authorized_keys line, got %q", kind, out)
+	}
+	return line
+}
+
+// certAuthorityLine returns the "@cert-authority PATTERNS KEY" line of
+// `tandem client-config`. The brief named the pattern "*"; the gateway may
+// list its names and the configured hosts instead, which is stricter and
+// covers every host name these tests reach.
+func certAuthorityLine(t *testing.T, gw *testenv.Gateway) string {
+	t.Helper()
+	out, errOut, err := gw.Run(t, "client-config", "--config", gw.Config)
+	if err != nil {
+		t.Fatalf("tandem client-config: %v\nstderr: %s", err, errOut)
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "@cert-authority ") {
+			return strings.TrimSpace(l)
+		}
+	}
+	t.Fatalf("tandem client-config prints no line starting with %q:\n%s", "@cert-authority ", out)
+	return ""
+}
+
+// newLogins returns the certificate logins the target saw after the
+// first `before` ones.
+func newLogins(tg *testenv.Target, before int) []testenv.CertLogin {
+	all := tg.AcceptedCertLogins()
+	if len(all) <= before {
+		return nil
+	}
+	return all[before:]
+}
+
+// nonce returns a random marker for command output.
+func nonce(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatalf("random: %v", err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func mkdir(t *testing.T, parent, name string) string {
+	t.Helper()
+	d := filepath.Join(parent, name)
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		t.Fatalf("mkdir %s: %v", d, err)
+	}
+	return d
+}
+
+func writeTestFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatalf("write %s: %v", path, err)
+	}
+}

@@ -1,0 +1,111 @@
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// debianPackage names the Debian package that installs each program the
+// tests use, for the install hint.
+var debianPackage = map[string]string{
+	"sshd":             "openssh-server",
+	"ssh":              "openssh-client",
+	"scp":              "openssh-client",
+	"sftp":             "openssh-client",
+	"ssh-keygen":       "openssh-client",
+	"rsync":            "rsync",
+	"tmux":             "tmux",
+	"ansible-playbook": "ansible",
+	"ansible":          "ansible",
+	"asciinema":        "asciinema",
+	"go":               "golang",
+}
+
+// InCI reports whether the tests run under CI (CI=true), where a missing
+// program is a failure rather than a skip.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// RequireProgram returns the path of the named program, looked up in PATH
+// and in /usr/sbin (where Debian puts sshd, often outside a user's PATH).
+// A missing program skips the test with an install hint, or fails it
+// under CI=true.
+func RequireProgram(t testing.TB, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	pkg := debianPackage[name]
+	if pkg == "" {
+		pkg = name
+	}
+	hint := fmt.Sprintf("program %q not found; install it with: apt-get install -y --no-install-recommends %s (or run scripts/test-deps.sh)", name, pkg)
+	if InCI() {
+		t.Fatalf("%s", hint)
+	}
+	t.Skip(hint)
+	return ""
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. The
+// port is closed before return, so another process could take it; on a
+// test machine that race is rare enough, and the alternative (passing
+// listeners to child processes) is not possible for sshd.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find free port: %v", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		t.Fatalf("close probe listener: %v", err)
+	}
+	return port
+}
+
+// KeyPair creates an unencrypted key pair with ssh-keygen in dir under the
+// given file name and returns the private key path and the public key as
+// one authorized_keys line (with the comment ssh-keygen gave it).
+// kind is one of ecdsa (P-256), ecdsa-384, ed25519, rsa-2048, rsa-3072.
+func KeyPair(t testing.TB, dir, name, kind string) (privPath, pubLine string) {
+	t.Helper()
+	keygen := RequireProgram(t, "ssh-keygen")
+	var typeArgs []string
+	switch kind {
+	case "ecdsa":
+		typeArgs = []string{"-t", "ecdsa", "-b", "256"}
+	case "ecdsa-384":
+		typeArgs = []string{"-t", "ecdsa", "-b", "384"}
+	case "ed25519":
+		typeArgs = []string{"-t", "ed25519"}
+	case "rsa-2048":
+		typeArgs = []string{"-t", "rsa", "-b", "2048"}
+	case "rsa-3072":
+		typeArgs = []string{"-t", "rsa", "-b", "3072"}
+	default:
+		t.Fatalf("KeyPair: unknown key kind %q", kind)
+	}
+	privPath = filepath.Join(dir, name)
+	args := append([]string{"-q"}, typeArgs...)
+	args = append(args, "-N", "", "-C", name+"@tandem-test", "-f", privPath)
+	out, err := exec.Command(keygen, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ssh-keygen %v: %v\n%s", args, err, out)
+	}
+	pub, err := os.ReadFile(privPath + ".pub")
+	if err != nil {
+		t.Fatalf("read public key: %v", err)
+	}
+	return privPath, strings.TrimSpace(string(pub))
+}

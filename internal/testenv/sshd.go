@@ -1,0 +1,246 @@
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TargetOpts configures a private sshd started by StartSSHD.
+type TargetOpts struct {
+	// Address is the loopback address to listen on; default 127.0.0.1.
+	Address string
+	// Port to listen on; 0 picks a free one.
+	Port int
+	// HostKeyFile is an existing private host key to use; empty generates
+	// an ECDSA P-256 key. Passing one lets a test put the host key into
+	// Tandem's configuration before the sshd is started.
+	HostKeyFile string
+	// UserCA is the authorized_keys line of Tandem's user CA; sshd trusts
+	// certificates it signs (TrustedUserCAKeys). Empty: no CA trusted.
+	UserCA string
+	// AuthorizedKeys are plain public keys that may log in as any user
+	// (root included), for comparing a direct login with one through the
+	// gateway. Empty: AuthorizedKeysFile none.
+	AuthorizedKeys []string
+	// Extra lines are appended to sshd_config.
+	Extra []string
+}
+
+// Target is a running private sshd.
+type Target struct {
+	Addr string // host:port
+	Port int
+	// HostKey is the authorized_keys line of the sshd's host public key.
+	HostKey string
+	// LogPath is the file sshd logs to (LogLevel VERBOSE).
+	LogPath string
+	// Dir holds its configuration, keys and log.
+	Dir string
+}
+
+// StartSSHD starts /usr/sbin/sshd on loopback with a configuration in a
+// fresh temporary directory, waits until it accepts TCP connections and
+// registers a cleanup that stops it by PID.
+func StartSSHD(t testing.TB, opts TargetOpts) *Target {
+	t.Helper()
+	sshd := RequireProgram(t, "sshd")
+	RequireProgram(t, "ssh-keygen")
+	ensurePrivsepDir(t)
+
+	dir, err := filepath.Abs(t.TempDir())
+	if err != nil {
+		t.Fatalf("temp dir: %v", err)
+	}
+	addr := opts.Address
+	if addr == "" {
+		addr = "127.0.0.1"
+	}
+	port := opts.Port
+	if port == 0 {
+		port = FreePort(t)
+	}
+
+	// sshd's re-executed children run in "/", so every path it is given
+	// must be absolute or their log lines go elsewhere.
+	hostKey := opts.HostKeyFile
+	var hostPub string
+	if hostKey != "" {
+		if hostKey, err = filepath.Abs(hostKey); err != nil {
+			t.Fatalf("host key path: %v", err)
+		}
+	}
+	if hostKey == "" {
+		hostKey, hostPub = KeyPair(t, dir, "ssh_host_ecdsa_key", "ecdsa")
+	} else {
+		hostPub = publicKeyOf(t, hostKey)
+	}
+	cfg := []string{
+		"ListenAddress " + addr,
+		"Port " + strconv.Itoa(port),
+		"HostKey " + hostKey,
+		"PasswordAuthentication no",
+		"KbdInteractiveAuthentication no",
+		"PermitRootLogin prohibit-password",
+		"UsePAM no",
+		"StrictModes no",
+		"LogLevel VERBOSE",
+		"PidFile none",
+		"AcceptEnv LANG LC_*",
+		"Subsystem sftp internal-sftp",
+	}
+	if opts.UserCA != "" {
+		caFile := filepath.Join(dir, "user_ca.pub")
+		writeFile(t, caFile, opts.UserCA+"\n")
+		cfg = append(cfg, "TrustedUserCAKeys "+caFile)
+	}
+	if len(opts.AuthorizedKeys) > 0 {
+		akFile := filepath.Join(dir, "authorized_keys")
+		writeFile(t, akFile, strings.Join(opts.AuthorizedKeys, "\n")+"\n")
+		cfg = append(cfg, "AuthorizedKeysFile "+akFile)
+	} else {
+		cfg = append(cfg, "AuthorizedKeysFile none")
+	}
+	cfg = append(cfg, opts.Extra...)
+	cfgFile := filepath.Join(dir, "sshd_config")
+	writeFile(t, cfgFile, strings.Join(cfg, "\n")+"\n")
+
+	if out, err := exec.Command(sshd, "-t", "-f", cfgFile).CombinedOutput(); err != nil {
+		t.Fatalf("sshd -t -f %s: %v\n%s\nconfig:\n%s", cfgFile, err, out, strings.Join(cfg, "\n"))
+	}
+
+	tg := &Target{
+		Addr:    net.JoinHostPort(addr, strconv.Itoa(port)),
+		Port:    port,
+		HostKey: hostPub,
+		LogPath: filepath.Join(dir, "sshd.log"),
+		Dir:     dir,
+	}
+	var stderr SyncBuffer
+	cmd := exec.Command(sshd, "-f", cfgFile, "-D", "-E", tg.LogPath)
+	cmd.Stdout = &stderr
+	cmd.Stderr = &stderr
+	p, err := startProcess(cmd)
+	if err != nil {
+		t.Fatalf("start sshd: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := p.stop(5 * time.Second); err != nil {
+			t.Errorf("stop sshd: %v", err)
+		}
+	})
+	if err := waitListening(tg.Addr, p, 10*time.Second); err != nil {
+		t.Fatalf("sshd on %s: %v\nstderr: %s\nlog: %s", tg.Addr, err, stderr.String(), tg.Log())
+	}
+	return tg
+}
+
+// Log returns the sshd log so far ("" if it cannot be read yet).
+func (tg *Target) Log() string {
+	b, err := os.ReadFile(tg.LogPath)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// WaitLog polls the log until it contains substr or timeout passes.
+func (tg *Target) WaitLog(t testing.TB, substr string, timeout time.Duration) bool {
+	t.Helper()
+	return WaitFor(timeout, func() bool { return strings.Contains(tg.Log(), substr) })
+}
+
+// acceptedCertLogin matches sshd's VERBOSE line for a completed
+// certificate login, e.g.
+//
+//	Accepted publickey for root from 127.0.0.1 port 4711 ssh2: ECDSA-CERT SHA256:… ID tandem person=alice session=7f3a (serial 7) CA ECDSA SHA256:…
+//
+// sshd also logs `Accepted certificate ID "<id>" (serial N) signed by …`,
+// but twice per login (once for the client's key query, once for the
+// signed request) and even when the login then fails, so it cannot be
+// counted; the "Accepted publickey" line appears exactly once per login.
+var acceptedCertLogin = regexp.MustCompile(`(?m)^Accepted publickey for (\S+) from .* ID (.*) \(serial \d+\) CA \S+ \S+\r?$`)
+
+// CertLogin is one completed certificate login seen in the sshd log.
+type CertLogin struct {
+	User string // the target login
+	ID   string // the certificate's key id
+}
+
+// AcceptedCertLogins returns every completed certificate login so far, in
+// log order.
+func (tg *Target) AcceptedCertLogins() []CertLogin {
+	return parseCertLogins(tg.Log())
+}
+
+// parseCertLogins finds the completed certificate logins in an sshd log.
+func parseCertLogins(log string) []CertLogin {
+	var logins []CertLogin
+	for _, m := range acceptedCertLogin.FindAllStringSubmatch(log, -1) {
+		logins = append(logins, CertLogin{User: m[1], ID: m[2]})
+	}
+	return logins
+}
+
+// AcceptedCertIDs returns the key ids of the certificates of all completed
+// logins so far, in log order (one entry per login).
+func (tg *Target) AcceptedCertIDs() []string {
+	var ids []string
+	for _, l := range tg.AcceptedCertLogins() {
+		ids = append(ids, l.ID)
+	}
+	return ids
+}
+
+// AcceptedLogins counts all accepted logins (certificate or plain key).
+func (tg *Target) AcceptedLogins() int {
+	return strings.Count(tg.Log(), "Accepted publickey for ")
+}
+
+// KnownHostsLine returns a known_hosts line for a direct connection to
+// this sshd by its address.
+func (tg *Target) KnownHostsLine() string {
+	host, _, _ := net.SplitHostPort(tg.Addr)
+	return fmt.Sprintf("[%s]:%d %s", host, tg.Port, tg.HostKey)
+}
+
+// ensurePrivsepDir creates /run/sshd, which sshd needs even for -t, when
+// the tests run as root and it is missing (containers often lack it).
+func ensurePrivsepDir(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat("/run/sshd"); err == nil || os.Geteuid() != 0 {
+		return
+	}
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		t.Fatalf("create /run/sshd: %v", err)
+	}
+}
+
+// publicKeyOf returns the authorized_keys line for a private key file,
+// from its .pub file or via ssh-keygen -y.
+func publicKeyOf(t testing.TB, privPath string) string {
+	t.Helper()
+	if b, err := os.ReadFile(privPath + ".pub"); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	out, err := exec.Command(RequireProgram(t, "ssh-keygen"), "-y", "-f", privPath).Output()
+	if err != nil {
+		t.Fatalf("ssh-keygen -y -f %s: %v", privPath, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// writeFile writes a test file with mode 0600.
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatalf("write %s: %v", path, err)
+	}
+}

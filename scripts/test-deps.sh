@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Ensures the programs the end-to-end tests drive are installed: OpenSSH
+# (server and clients), rsync, tmux, Ansible and asciinema. Quiet and
+# idempotent when everything is present. As root it installs what is
+# missing with apt-get; otherwise it prints the command and fails, because
+# under CI=true a missing program fails the tests anyway.
+set -euo pipefail
+
+packages=(openssh-server openssh-client rsync tmux ansible asciinema)
+programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema)
+
+# have reports whether a program is installed; sshd lives in /usr/sbin,
+# which is often not in a non-root PATH.
+have() {
+	command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]
+}
+
+missing=()
+for p in "${programs[@]}"; do
+	have "$p" || missing+=("$p")
+done
+
+install_cmd="apt-get install -y --no-install-recommends ${packages[*]}"
+
+if [ "${#missing[@]}" -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "test-deps: missing programs: ${missing[*]}" >&2
+		echo "test-deps: install them as root with: apt-get update && $install_cmd" >&2
+		exit 1
+	fi
+	echo "test-deps: installing packages for: ${missing[*]}" >&2
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $install_cmd
+	still=()
+	for p in "${missing[@]}"; do
+		have "$p" || still+=("$p")
+	done
+	if [ "${#still[@]}" -gt 0 ]; then
+		echo "test-deps: still missing after install: ${still[*]}" >&2
+		exit 1
+	fi
+fi
+
+# sshd refuses to start (even for sshd -t) without its privilege
+# separation directory, which containers often lack.
+if [ ! -d /run/sshd ]; then
+	if [ "$(id -u)" -eq 0 ]; then
+		mkdir -p /run/sshd
+		chmod 0755 /run/sshd
+	else
+		echo "test-deps: /run/sshd is missing; create it as root: mkdir -p /run/sshd" >&2
+		exit 1
+	fi
+fi
