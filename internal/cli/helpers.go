@@ -1,0 +1,155 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"tandem.dev/tandem/internal/ca"
+	"tandem.dev/tandem/internal/config"
+	"tandem.dev/tandem/internal/cryptoprofile"
+)
+
+func newClientConfigCmd() *cobra.Command {
+	var path, person string
+	cmd := &cobra.Command{
+		Use:   "client-config",
+		Short: "print the known_hosts line and ssh_config snippet an administrator's laptop needs",
+		Long: `Print what a plain OpenSSH client needs to use the gateway:
+a known_hosts line that trusts Tandem's host CA for the gateway's names and
+every configured host (so jump mode needs no trust on first use), and an
+ssh_config snippet that reaches every host through the gateway.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			keys, err := ca.LoadOrCreate(keyDir(cfg), nil)
+			if err != nil {
+				return err
+			}
+			return writeClientConfig(cmd.OutOrStdout(), cfg, keys, person)
+		},
+	}
+	configFlag(cmd, &path)
+	cmd.Flags().StringVar(&person, "person", "", "person id to put in User (default: your local user name)")
+	return cmd
+}
+
+// knownHostsPatterns lists the names the host CA vouches for: the
+// gateway's own names at its port, and every configured host at any port.
+func knownHostsPatterns(cfg *config.Config) string {
+	_, port, _ := net.SplitHostPort(cfg.Gateway.Listen)
+	var pats []string
+	for _, n := range cfg.Gateway.Names {
+		if port == "22" {
+			pats = append(pats, n)
+		} else {
+			pats = append(pats, "["+n+"]:"+port)
+		}
+	}
+	for _, h := range cfg.Hosts {
+		pats = append(pats, h.Name, "["+h.Name+"]:*")
+	}
+	return strings.Join(pats, ",")
+}
+
+func writeClientConfig(w io.Writer, cfg *config.Config, keys *ca.Keys, person string) error {
+	line, err := keys.PublicLine(ca.Host)
+	if err != nil {
+		return err
+	}
+	host, port, _ := net.SplitHostPort(cfg.Gateway.Listen)
+	if len(cfg.Gateway.Names) > 0 {
+		host = cfg.Gateway.Names[0]
+	}
+	user := "    User " + person
+	if person == "" {
+		user = "    # User <your person id>   (needed if it differs from your local user name)"
+	}
+	names := make([]string, 0, len(cfg.Hosts))
+	for _, h := range cfg.Hosts {
+		names = append(names, h.Name)
+	}
+	sort.Strings(names)
+	fmt.Fprintf(w, `# --- ~/.ssh/known_hosts ---
+# Trusts Tandem's host CA for the gateway and for every host reached through it.
+@cert-authority %s %s
+
+# --- ~/.ssh/config ---
+Host tandem
+    HostName %s
+    Port %s
+%s
+
+`, knownHostsPatterns(cfg), line, host, port, user)
+	if len(names) > 0 {
+		fmt.Fprintf(w, "# Jump mode: \"ssh root@db1\", \"scp\", \"sftp\", \"rsync\" and Ansible go through the gateway.\nHost %s\n    ProxyJump tandem\n", strings.Join(names, " "))
+	}
+	fmt.Fprintf(w, "\n# Without the config: ssh -J %s@%s:%s root@<host>   or   ssh -p %s root%%<host>@%s\n", "<you>", host, port, port, host)
+	return nil
+}
+
+func newTargetConfigCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "target-config",
+		Short: "print the sshd drop-in that makes a target accept admin SSH only through the gateway (M20)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			keys, err := ca.LoadOrCreate(keyDir(cfg), nil)
+			if err != nil {
+				return err
+			}
+			return writeTargetConfig(cmd.OutOrStdout(), cfg, keys)
+		},
+	}
+	configFlag(cmd, &path)
+	return cmd
+}
+
+func writeTargetConfig(w io.Writer, cfg *config.Config, keys *ca.Keys) error {
+	line, err := keys.PublicLine(ca.User)
+	if err != nil {
+		return err
+	}
+	prof, err := cryptoprofile.Get(cfg.Gateway.CryptoProfile)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, `# /etc/ssh/sshd_config.d/tandem.conf — Tandem target configuration (M20)
+# Admin logins are accepted only with short-lived certificates from the
+# gateway's user CA. Validate with "sshd -t" before reloading sshd.
+#
+# Also create:
+#   /etc/ssh/tandem_user_ca.pub   containing the line:
+#       %s
+#   /etc/ssh/tandem_principals/<login>   one line with the login name, for
+#       every login the gateway may use (e.g. /etc/ssh/tandem_principals/root: root)
+#   /etc/ssh/tandem_revoked_keys  (may be empty; it must exist and be readable,
+#       or sshd refuses every key login)
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+TrustedUserCAKeys /etc/ssh/tandem_user_ca.pub
+AuthorizedPrincipalsFile /etc/ssh/tandem_principals/%%u
+RevokedKeys /etc/ssh/tandem_revoked_keys
+# Only the gateway's certificates: no personal authorized_keys on targets.
+AuthorizedKeysFile none
+PermitRootLogin prohibit-password
+KexAlgorithms %s
+Ciphers %s
+MACs %s
+LogLevel VERBOSE
+`, line, strings.Join(prof.KeyExchanges, ","), strings.Join(prof.Ciphers, ","), strings.Join(prof.MACs, ","))
+	return nil
+}

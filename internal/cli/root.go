@@ -1,0 +1,141 @@
+// Package cli is Tandem's command line: it parses flags and wires the
+// parts together. It holds no logic of its own beyond presentation.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"tandem.dev/tandem/internal/auditcli"
+	"tandem.dev/tandem/internal/ca"
+	"tandem.dev/tandem/internal/config"
+)
+
+// Main runs the command line and returns the process exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	root := newRoot()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.Execute(); err != nil {
+		var ve *config.ValidationError
+		if errors.As(err, &ve) {
+			fmt.Fprintln(stderr, ve.Error())
+			fmt.Fprintf(stderr, "tandem: configuration refused (%d problem(s))\n", len(ve.Problems))
+			return 1
+		}
+		fmt.Fprintf(stderr, "tandem: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "tandem",
+		Short: "Tandem is a privileged-access SSH gateway with four-eyes sessions and a tamper-evident audit log",
+		Long: `Tandem is the one way administrators reach servers: plain OpenSSH clients
+connect to it, it decides by policy who may reach which host and login,
+records what happens, and reaches the target with a short-lived certificate.
+
+Start with "tandem demo" to try it, or "tandem serve --config FILE".`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		newServeCmd(),
+		newDemoCmd(),
+		newConfigCmd(),
+		newCACmd(),
+		newClientConfigCmd(),
+		newTargetConfigCmd(),
+		auditcli.Command(dataDirOf),
+		newVersionCmd(),
+	)
+	return root
+}
+
+// configFlag adds the --config flag every command that reads the
+// configuration takes.
+func configFlag(cmd *cobra.Command, dst *string) {
+	cmd.Flags().StringVarP(dst, "config", "c", "tandem.yaml", "configuration file")
+}
+
+func dataDirOf(path string) (string, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return "", err
+	}
+	return cfg.Gateway.DataDir, nil
+}
+
+func keyDir(cfg *config.Config) string { return filepath.Join(cfg.Gateway.DataDir, "keys") }
+
+func auditDir(cfg *config.Config) string { return filepath.Join(cfg.Gateway.DataDir, "audit") }
+
+func newConfigCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "work with the configuration file"}
+	var path string
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "validate a configuration file; exits non-zero and lists file:line: reason for every problem",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "ok: %s (%d tenants, %d persons, %d roles, %d hosts)\n",
+				path, len(cfg.Tenants), len(cfg.Persons), len(cfg.Roles), len(cfg.Hosts))
+			return nil
+		},
+	}
+	configFlag(check, &path)
+	cmd.AddCommand(check)
+	return cmd
+}
+
+func newCACmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "ca", Short: "the gateway's certificate authorities"}
+	var path, kind string
+	pub := &cobra.Command{
+		Use:   "public",
+		Short: "print a CA public key in authorized_keys format (user: for targets' TrustedUserCAKeys; host: for clients' @cert-authority)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			keys, err := ca.LoadOrCreate(keyDir(cfg), nil)
+			if err != nil {
+				return err
+			}
+			line, err := keys.PublicLine(ca.Kind(kind))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), line)
+			return nil
+		},
+	}
+	configFlag(pub, &path)
+	pub.Flags().StringVar(&kind, "kind", "user", "which CA: user or host")
+	cmd.AddCommand(pub)
+	return cmd
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "tandem", version())
+		},
+	}
+}

@@ -1,0 +1,134 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/ca"
+	"tandem.dev/tandem/internal/config"
+	"tandem.dev/tandem/internal/gateway"
+)
+
+func newServeCmd() *cobra.Command {
+	var path string
+	var debug bool
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "run the gateway",
+		Long: `Run the gateway with the given configuration. Keys are created in the data
+directory on first start and never replaced. SIGHUP reloads the
+configuration (a bad file is refused and the running one stays); SIGINT or
+SIGTERM stop the gateway.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			return runGateway(ctx, cfg, newLogger(cmd.ErrOrStderr(), debug), hup, nil)
+		},
+	}
+	configFlag(cmd, &path)
+	cmd.Flags().BoolVar(&debug, "debug", false, "log handshake failures and other details")
+	return cmd
+}
+
+func newLogger(w io.Writer, debug bool) *slog.Logger {
+	level := slog.LevelInfo
+	if debug {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// runGateway wires keys, audit log and server for cfg and serves until ctx
+// ends. reload delivers requests to re-read the configuration file; ready,
+// if set, is called with the listening address.
+func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reload <-chan os.Signal, ready func(addr string)) error {
+	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	keys, err := ca.LoadOrCreate(keyDir(cfg), nil)
+	if err != nil {
+		return err
+	}
+	alog, err := audit.Open(audit.Options{Dir: auditDir(cfg)})
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	defer alog.Close()
+	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: alog, Logger: log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Gateway.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	start := audit.Event{Type: audit.GatewayStart, Attrs: map[string]string{
+		"listen": ln.Addr().String(), "config_digest": cfg.Digest(), "version": version(),
+	}}
+	if err := alog.Append(ctx, start); err != nil {
+		ln.Close()
+		return fmt.Errorf("audit log refuses the start event, not serving: %w", err)
+	}
+	log.Info("gateway listening", "addr", ln.Addr().String(), "profile", cfg.Gateway.CryptoProfile, "data_dir", cfg.Gateway.DataDir)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go watch(ctx, cfg, srv, alog, log, reload)
+	err = srv.Serve(ctx, ln)
+	alog.Append(context.Background(), audit.Event{Type: audit.GatewayStop}) //nolint:errcheck // best effort at shutdown
+	log.Info("gateway stopped")
+	return err
+}
+
+// watch reloads the configuration on request and ends every session when
+// the audit log fails (fail closed). It ends with ctx.
+func watch(ctx context.Context, cfg *config.Config, srv *gateway.Server, alog *audit.Log, log *slog.Logger, reload <-chan os.Signal) {
+	current := cfg
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-alog.Failed():
+			log.Error("audit log failed: ending every session; new logins are refused")
+			srv.EndAll("the audit log is unavailable, so the session cannot go on")
+			<-ctx.Done()
+			return
+		case <-reload:
+			next, err := config.Load(current.Path)
+			if err != nil {
+				log.Error("configuration reload refused; the running configuration stays", "err", err)
+				continue
+			}
+			if err := recordChanges(ctx, alog, current, next); err != nil {
+				log.Error("configuration reload refused: cannot audit it", "err", err)
+				continue
+			}
+			if err := srv.Reload(next); err != nil {
+				log.Error("configuration reload refused", "err", err)
+				continue
+			}
+			current = next
+			log.Info("configuration reloaded", "digest", next.Digest())
+		}
+	}
+}
