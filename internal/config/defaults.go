@@ -21,6 +21,8 @@ const (
 	DefaultMaxConnections   = 1000
 	DefaultKeyMaxAge        = 180 * Day
 	DefaultKeyWarn          = 14 * Day
+	DefaultWaitTimeout      = 10 * time.Minute
+	DefaultGrace            = 5 * time.Minute
 	// AccountPersonal is the only account kind there is.
 	AccountPersonal = "personal"
 )
@@ -32,6 +34,15 @@ const (
 	RequireContract        = "contract"
 	RequireNDA             = "nda"
 )
+
+// Join modes (Rule.Join) and gateway-wide permissions (Role.Permissions).
+const (
+	JoinPeer       = "peer"
+	JoinObserver   = "observer"
+	PermissionLock = "lock"
+)
+
+var permissions = []string{PermissionLock}
 
 // FourEyesStagingRealData is the policy.four_eyes entry for staging hosts
 // that hold real personal data (real_data: true).
@@ -82,6 +93,8 @@ func applyDefaults(c *Config, pos *positions, r *report) {
 	}
 	setDuration(&p.KeyMaxAge, DefaultKeyMaxAge, pos, "policy", "key_max_age")
 	setDuration(&p.KeyWarn, DefaultKeyWarn, pos, "policy", "key_warn")
+	setDuration(&p.WaitTimeout, DefaultWaitTimeout, pos, "policy", "wait_timeout")
+	setDuration(&p.Grace, DefaultGrace, pos, "policy", "grace")
 
 	for i := range c.Persons {
 		if c.Persons[i].Account == "" {

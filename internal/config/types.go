@@ -64,6 +64,27 @@ type Gateway struct {
 	EnvAllow []string `yaml:"env_allow"`
 	// MaxConnections caps concurrent client connections. Default 1000.
 	MaxConnections int `yaml:"max_connections"`
+	// Limits against brute force and connection floods (M19). Zero values
+	// take the defaults documented in docs/CONFIG.md.
+	Limits Limits `yaml:"limits"`
+}
+
+// Limits bound failed logins and unauthenticated connections (M19).
+type Limits struct {
+	// Window is the sliding window failures are counted in. Default 10m.
+	Window Duration `yaml:"window"`
+	// FailuresPerSource blocks a source address after this many failed
+	// connections within Window. Default 10.
+	FailuresPerSource int `yaml:"failures_per_source"`
+	// FailuresPerPerson blocks a person (from every source) after this many
+	// failures within Window. Default 20.
+	FailuresPerPerson int `yaml:"failures_per_person"`
+	// Block is how long a block lasts. Default 15m.
+	Block Duration `yaml:"block"`
+	// Unauthenticated caps concurrent connections that have not yet
+	// authenticated, in total (default 100) and per source (default 10).
+	Unauthenticated          int `yaml:"unauthenticated"`
+	UnauthenticatedPerSource int `yaml:"unauthenticated_per_source"`
 }
 
 // Policy holds rules that are not tied to one role.
@@ -76,6 +97,12 @@ type Policy struct {
 	KeyMaxAge Duration `yaml:"key_max_age"`
 	// KeyWarn is the window before expiry in which logins warn. Default 14 days.
 	KeyWarn Duration `yaml:"key_warn"`
+	// WaitTimeout is how long a four-eyes session waits for a second
+	// person before it closes. Default 10m.
+	WaitTimeout Duration `yaml:"wait_timeout"`
+	// Grace is how long a four-eyes session stays paused after its second
+	// person left before it ends. Default 5m.
+	Grace Duration `yaml:"grace"`
 }
 
 // Tenant is a customer of the hosting company.
@@ -132,7 +159,10 @@ type Role struct {
 	// training, contract, nda. Default: confidentiality and training;
 	// external roles add contract and nda.
 	Requires []string `yaml:"requires"`
-	Allow    []Rule   `yaml:"allow"`
+	// Permissions are gateway-wide rights: "lock" (lock and unlock
+	// persons with `ssh gw lock`).
+	Permissions []string `yaml:"permissions"`
+	Allow       []Rule   `yaml:"allow"`
 	Line     int      `yaml:"-"`
 }
 
@@ -143,7 +173,12 @@ type Rule struct {
 	// Forward lists destinations ("host:port", host may be a glob) that
 	// port forwarding may reach. Empty: no forwarding.
 	Forward []string `yaml:"forward"`
-	Line    int      `yaml:"-"`
+	// Join lists the modes in which holders may join other persons'
+	// sessions on the matched hosts: peer (may type), observer (read-only).
+	Join []string `yaml:"join"`
+	// Approve lets holders approve access requests for the matched hosts.
+	Approve bool `yaml:"approve"`
+	Line    int  `yaml:"-"`
 }
 
 // Selector picks hosts. All given criteria must hold; a selector with no

@@ -36,6 +36,7 @@ func validate(c *Config, pos *positions, r *report) {
 	profile, profileErr := cryptoprofile.Get(c.Gateway.CryptoProfile)
 	validateGateway(c, pos, r, profileErr)
 	validatePolicy(c, pos, r)
+	validateLimits(c, pos, r)
 
 	tenants := map[string]int{}
 	for i, t := range c.Tenants {
@@ -97,6 +98,28 @@ func validateGateway(c *Config, pos *positions, r *report, profileErr error) {
 	}
 }
 
+// validateLimits refuses negative limits; zero means the default.
+func validateLimits(c *Config, pos *positions, r *report) {
+	l := c.Gateway.Limits
+	for _, f := range []struct {
+		key string
+		v   int
+	}{{"failures_per_source", l.FailuresPerSource}, {"failures_per_person", l.FailuresPerPerson},
+		{"unauthenticated", l.Unauthenticated}, {"unauthenticated_per_source", l.UnauthenticatedPerSource}} {
+		if f.v < 0 {
+			r.add(pos.line("gateway", "limits", f.key), "limits.%s must not be negative", f.key)
+		}
+	}
+	for _, f := range []struct {
+		key string
+		d   Duration
+	}{{"window", l.Window}, {"block", l.Block}} {
+		if f.d.Duration < 0 {
+			r.add(pos.line("gateway", "limits", f.key), "limits.%s must not be negative", f.key)
+		}
+	}
+}
+
 func validatePolicy(c *Config, pos *positions, r *report) {
 	p := &c.Policy
 	for i, e := range p.FourEyes {
@@ -110,6 +133,8 @@ func validatePolicy(c *Config, pos *positions, r *report) {
 	if !slices.Contains(p.FourEyes, Staging) && !slices.Contains(p.FourEyes, FourEyesStagingRealData) {
 		r.add(pos.line("policy", "four_eyes"), "four_eyes must include staging:real_data or staging (M6: staging with real personal data counts as production)")
 	}
+	checkPositive(r, pos, p.WaitTimeout, "policy", "wait_timeout")
+	checkPositive(r, pos, p.Grace, "policy", "grace")
 	okAge := checkPositive(r, pos, p.KeyMaxAge, "policy", "key_max_age")
 	okWarn := checkPositive(r, pos, p.KeyWarn, "policy", "key_warn")
 	if okAge && okWarn && p.KeyWarn.Duration >= p.KeyMaxAge.Duration {
@@ -227,6 +252,11 @@ func validateRole(c *Config, i int, pos *positions, r *report, roles, tenants ma
 			r.add(pos.line("roles", i, "requires", j), "role %s: unknown obligation %q in requires (allowed: %s)", ro.ID, req, strings.Join(obligations, ", "))
 		}
 	}
+	for j, perm := range ro.Permissions {
+		if !slices.Contains(permissions, perm) {
+			r.add(pos.line("roles", i, "permissions", j), "role %s: unknown permission %q (allowed: %s)", ro.ID, perm, strings.Join(permissions, ", "))
+		}
+	}
 	for j := range ro.Allow {
 		rule := &ro.Allow[j]
 		at := func(p ...any) int { return pos.line(append([]any{"roles", i, "allow", j}, p...)...) }
@@ -247,8 +277,13 @@ func validateRole(c *Config, i int, pos *positions, r *report, roles, tenants ma
 				r.add(at("hosts", "names", k), "role %s: host name pattern %q is empty or not a valid glob", ro.ID, n)
 			}
 		}
-		if len(rule.Logins) == 0 {
+		if len(rule.Logins) == 0 && len(rule.Join) == 0 && !rule.Approve && len(rule.Forward) == 0 {
 			r.add(at("logins"), "role %s: rule grants no logins", ro.ID)
+		}
+		for k, m := range rule.Join {
+			if m != JoinPeer && m != JoinObserver {
+				r.add(at("join", k), "role %s: join mode %q is not peer or observer", ro.ID, m)
+			}
 		}
 		for k, l := range rule.Logins {
 			if !loginRE.MatchString(l) {

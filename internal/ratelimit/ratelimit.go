@@ -1,0 +1,371 @@
+// Package ratelimit protects the gateway against brute force and handshake
+// floods (M19): it counts failed authentications per source address and per
+// person in a sliding window, blocks a source or person that reaches its limit
+// for a while, and caps the number of connections that have not yet
+// authenticated, in total and per source.
+//
+// The package is pure logic: it reads time only through an injected clock,
+// starts no goroutines and keeps all state in memory (a restart forgets
+// blocks; persistent lock-outs are the store's business). A Limiter is safe
+// for concurrent use.
+//
+// Memory stays bounded under a spray from many addresses: entries that hold
+// neither a failure inside the window nor an active block are dropped when they
+// are next looked at and by a sweep that Failure runs now and then, and the
+// number of tracked sources and persons is capped (Options.MaxTracked). When a
+// table is full, failures of sources (or persons) it cannot track are counted
+// together in one shared overflow entry, and once that entry reaches the limit
+// every untracked source is refused until its block ends. That fails closed: a
+// spray large enough to fill the table may also refuse new, innocent addresses
+// for one block period, but never lets an attacker escape counting by using
+// more addresses. Sources already tracked keep their own counts.
+package ratelimit
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Defaults used for zero (or negative) Options fields.
+const (
+	DefaultWindow             = 10 * time.Minute
+	DefaultMaxPerSource       = 10
+	DefaultMaxPerPerson       = 20
+	DefaultBlock              = 15 * time.Minute
+	DefaultMaxUnauth          = 100
+	DefaultMaxUnauthPerSource = 10
+	DefaultMaxTracked         = 100_000
+)
+
+// Reasons Admit gives when it refuses a connection. They are fixed strings so
+// that callers can put them into audit events and metrics labels.
+const (
+	ReasonSourceBlocked = "source blocked after failed logins"
+	ReasonTooManyUnauth = "too many unauthenticated connections"
+	ReasonTooManyPerSrc = "too many unauthenticated connections from this source"
+)
+
+const (
+	fullSweepMinInterval  = time.Second // a full table is swept at most this often
+	periodicSweepInterval = time.Minute // upper bound for the regular sweep interval
+)
+
+// Options configures a Limiter. Zero fields take the defaults named in each
+// comment.
+type Options struct {
+	Window             time.Duration    // failures are counted within this sliding window; default 10m
+	MaxPerSource       int              // failures per source address (IP, port ignored) before it is blocked; default 10
+	MaxPerPerson       int              // failures per person id before that person is blocked (from all sources); default 20
+	Block              time.Duration    // how long a block lasts; default 15m
+	MaxUnauth          int              // concurrent unauthenticated connections in total; default 100
+	MaxUnauthPerSource int              // concurrent unauthenticated connections per source IP; default 10
+	MaxTracked         int              // sources, and separately persons, tracked at once; default 100000
+	Now                func() time.Time // clock; default time.Now
+}
+
+// Limiter counts failed logins and open unauthenticated connections. Create it
+// with New.
+type Limiter struct {
+	o Options
+
+	mu        sync.Mutex
+	sources   table
+	persons   table
+	unauth    int            // unauthenticated connections admitted and not yet released
+	unauthPer map[string]int // the same per source key; at most MaxUnauth entries
+	lastSweep time.Time
+}
+
+// New returns a Limiter with the given options, defaults filled in.
+func New(o Options) *Limiter {
+	if o.Window <= 0 {
+		o.Window = DefaultWindow
+	}
+	if o.MaxPerSource <= 0 {
+		o.MaxPerSource = DefaultMaxPerSource
+	}
+	if o.MaxPerPerson <= 0 {
+		o.MaxPerPerson = DefaultMaxPerPerson
+	}
+	if o.Block <= 0 {
+		o.Block = DefaultBlock
+	}
+	if o.MaxUnauth <= 0 {
+		o.MaxUnauth = DefaultMaxUnauth
+	}
+	if o.MaxUnauthPerSource <= 0 {
+		o.MaxUnauthPerSource = DefaultMaxUnauthPerSource
+	}
+	if o.MaxTracked <= 0 {
+		o.MaxTracked = DefaultMaxTracked
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Limiter{
+		o:         o,
+		sources:   newTable(o.MaxTracked),
+		persons:   newTable(o.MaxTracked),
+		unauthPer: make(map[string]int),
+	}
+}
+
+// Failure records a failed authentication from source ("host:port" or a bare
+// address) for person, which may be "" when the key belongs to nobody. It
+// reports whether the source or the person became blocked by this very
+// failure, so that the caller audits each block exactly once.
+//
+// Failures that arrive while the source (or person) is already blocked, from
+// connections admitted before the block began, are not counted: the block
+// already refuses new attempts, and counting would only extend it by accident.
+func (l *Limiter) Failure(source, person string) (sourceBlocked, personBlocked bool) {
+	now := l.o.Now()
+	key := SourceKey(source)
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.maybeSweep(now)
+	sourceBlocked = l.sources.fail(key, now, l.o.Window, l.o.MaxPerSource, l.o.Block)
+	if person != "" {
+		personBlocked = l.persons.fail(person, now, l.o.Window, l.o.MaxPerPerson, l.o.Block)
+	}
+	return sourceBlocked, personBlocked
+}
+
+// Success records a successful authentication. It clears the person's pending
+// failures (a person who got in has shown they hold the credential, so earlier
+// typos should not add up towards a block), but it leaves any active block in
+// place and deliberately resets nothing for the source: a sprayer that holds
+// one valid key must not be able to wipe the count of the failures it makes
+// with all the others.
+func (l *Limiter) Success(source, person string) {
+	_ = source // see the doc comment: the source's count is kept on purpose
+	if person == "" {
+		return
+	}
+	now := l.o.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.persons.clearFailures(person, now, l.o.Window)
+}
+
+// SourceBlocked reports whether new attempts from source are refused, and if
+// so until when.
+func (l *Limiter) SourceBlocked(source string) (bool, time.Time) {
+	now := l.o.Now()
+	key := SourceKey(source)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sources.blocked(key, now, l.o.Window)
+}
+
+// PersonBlocked reports whether new attempts for person are refused, from any
+// source, and if so until when. The empty person is never blocked.
+func (l *Limiter) PersonBlocked(person string) (bool, time.Time) {
+	if person == "" {
+		return false, time.Time{}
+	}
+	now := l.o.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.persons.blocked(person, now, l.o.Window)
+}
+
+// Admit is called when a TCP connection arrives, before the SSH handshake. It
+// refuses the connection (ok false, with a reason) when the source is blocked
+// or when the cap on unauthenticated connections, in total or for this source,
+// is reached. Otherwise it counts the connection and returns release, which the
+// caller calls once the connection has authenticated or has ended, whichever
+// comes first; calling release again does nothing.
+func (l *Limiter) Admit(source string) (release func(), ok bool, reason string) {
+	now := l.o.Now()
+	key := SourceKey(source)
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b, _ := l.sources.blocked(key, now, l.o.Window); b {
+		return nil, false, ReasonSourceBlocked
+	}
+	if l.unauth >= l.o.MaxUnauth {
+		return nil, false, ReasonTooManyUnauth
+	}
+	if l.unauthPer[key] >= l.o.MaxUnauthPerSource {
+		return nil, false, ReasonTooManyPerSrc
+	}
+	l.unauth++
+	l.unauthPer[key]++
+
+	released := false // guarded by l.mu
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if released {
+			return
+		}
+		released = true
+		l.unauth--
+		if n := l.unauthPer[key] - 1; n > 0 {
+			l.unauthPer[key] = n
+		} else {
+			delete(l.unauthPer, key)
+		}
+	}, true, ""
+}
+
+// Unauthenticated returns the number of admitted connections not yet
+// released, for metrics.
+func (l *Limiter) Unauthenticated() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.unauth
+}
+
+// maybeSweep drops stale entries from both tables every sweep interval, and
+// also (at most once a second) when a table is full, so that a full table gets
+// room again as soon as old entries expire. It runs inside Failure instead of
+// a goroutine so the Limiter has nothing to stop. Callers hold l.mu.
+func (l *Limiter) maybeSweep(now time.Time) {
+	interval := min(l.o.Window, periodicSweepInterval)
+	since := now.Sub(l.lastSweep)
+	full := l.sources.full() || l.persons.full()
+	if since < interval && !(full && since >= fullSweepMinInterval) {
+		return
+	}
+	l.lastSweep = now
+	l.sources.sweep(now, l.o.Window)
+	l.persons.sweep(now, l.o.Window)
+}
+
+// SourceKey returns the key failures of a remote address are counted under:
+// the IP address of "host:port" with the port dropped, IPv4-mapped IPv6
+// addresses turned into plain IPv4 and any IPv6 zone removed. IPv6 addresses
+// count as a whole (no aggregation into /64 networks). A string that is not an
+// IP address is used as it is, so unusual transports still get counted.
+func SourceKey(addr string) string {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	} else if len(host) > 2 && host[0] == '[' && host[len(host)-1] == ']' {
+		if _, err := netip.ParseAddr(host[1 : len(host)-1]); err == nil {
+			host = host[1 : len(host)-1] // "[2001:db8::1]" without a port
+		}
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	return ip.Unmap().WithZone("").String()
+}
+
+// entry is the state kept per source or person.
+type entry struct {
+	failures     []time.Time // failures inside the window, oldest first; fewer than the limit
+	blockedUntil time.Time   // zero or in the past when not blocked
+}
+
+// stale reports whether the entry carries no information any more: no block
+// and no failure inside the window.
+func (e *entry) stale(now time.Time, window time.Duration) bool {
+	if now.Before(e.blockedUntil) {
+		return false
+	}
+	return len(e.failures) == 0 || !e.failures[len(e.failures)-1].After(now.Add(-window))
+}
+
+// prune drops failures that have left the window.
+func (e *entry) prune(now time.Time, window time.Duration) {
+	cut := now.Add(-window)
+	i := 0
+	for i < len(e.failures) && !e.failures[i].After(cut) {
+		i++
+	}
+	if i > 0 {
+		e.failures = append(e.failures[:0], e.failures[i:]...)
+	}
+}
+
+// table maps keys to entries, with at most max entries plus one shared
+// overflow entry for keys that found the table full.
+type table struct {
+	max      int
+	m        map[string]*entry
+	overflow entry
+}
+
+func newTable(max int) table {
+	return table{max: max, m: make(map[string]*entry)}
+}
+
+func (t *table) full() bool { return len(t.m) >= t.max }
+
+// lookup returns the entry of key, or nil when the key is not tracked. A stale
+// entry is removed on the way, so that it frees its slot.
+func (t *table) lookup(key string, now time.Time, window time.Duration) *entry {
+	e := t.m[key]
+	if e != nil && e.stale(now, window) {
+		delete(t.m, key)
+		return nil
+	}
+	return e
+}
+
+// fail counts one failure for key and reports whether it started a block.
+func (t *table) fail(key string, now time.Time, window time.Duration, limit int, block time.Duration) bool {
+	e := t.lookup(key, now, window)
+	if e == nil {
+		if t.full() {
+			e = &t.overflow
+		} else {
+			e = &entry{}
+			t.m[key] = e
+		}
+	}
+	if now.Before(e.blockedUntil) {
+		return false
+	}
+	e.prune(now, window)
+	e.failures = append(e.failures, now)
+	if len(e.failures) < limit {
+		return false
+	}
+	// The limit is reached: block, and start counting afresh once the block
+	// ends. Keeping the slice short also bounds the memory of one entry.
+	e.failures = e.failures[:0]
+	e.blockedUntil = now.Add(block)
+	return true
+}
+
+// blocked reports whether key is blocked now and until when. A key the table
+// does not track shares the overflow entry's block.
+func (t *table) blocked(key string, now time.Time, window time.Duration) (bool, time.Time) {
+	e := t.lookup(key, now, window)
+	if e == nil {
+		e = &t.overflow
+	}
+	if now.Before(e.blockedUntil) {
+		return true, e.blockedUntil
+	}
+	return false, time.Time{}
+}
+
+// clearFailures forgets the pending failures of key but keeps a block.
+func (t *table) clearFailures(key string, now time.Time, window time.Duration) {
+	if e := t.lookup(key, now, window); e != nil {
+		e.failures = e.failures[:0]
+		if e.stale(now, window) {
+			delete(t.m, key)
+		}
+	}
+}
+
+// sweep removes every stale entry and prunes the overflow entry.
+func (t *table) sweep(now time.Time, window time.Duration) {
+	for k, e := range t.m {
+		if e.stale(now, window) {
+			delete(t.m, k)
+		}
+	}
+	t.overflow.prune(now, window)
+}

@@ -1,0 +1,414 @@
+// Package store keeps Tandem's persistent state in an embedded SQLite
+// database (modernc.org/sqlite, pure Go). For now it holds person locks (M5);
+// other state joins it through further migrations.
+//
+// Several gateway processes may open the same file: SQLite's WAL mode lets
+// them read while one writes, every write transaction begins IMMEDIATE (takes
+// the write lock at once, so two writers never deadlock on a lock upgrade) and
+// a busy timeout makes a writer wait for another instead of failing with
+// SQLITE_BUSY. A generation counter, bumped in the same transaction as every
+// change, lets the gateways poll cheaply for changes.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// migrations are applied in order, each in its own transaction; the schema
+// version is the number applied so far. Never edit an applied migration, only
+// append new ones.
+var migrations = []string{
+	// 1: person locks and the change counter.
+	`CREATE TABLE locks (
+		person     TEXT PRIMARY KEY NOT NULL,
+		reason     TEXT NOT NULL,
+		locked_by  TEXT NOT NULL,
+		created_ns INTEGER NOT NULL, -- unix nanoseconds, UTC
+		until_ns   INTEGER           -- unix nanoseconds; NULL: until unlocked
+	);
+	CREATE TABLE generation (
+		id    INTEGER PRIMARY KEY CHECK (id = 1),
+		value INTEGER NOT NULL
+	);
+	INSERT INTO generation (id, value) VALUES (1, 0);`,
+	// 2: lock and unlock events waiting to be written to the audit log.
+	// Any process may lock (the CLI too), but only the gateway writes the
+	// audit log; it drains this table.
+	`CREATE TABLE lock_events (
+		id        INTEGER PRIMARY KEY AUTOINCREMENT,
+		at_ns     INTEGER NOT NULL,
+		kind      TEXT NOT NULL,     -- lock | unlock
+		person    TEXT NOT NULL,
+		reason    TEXT NOT NULL,
+		actor     TEXT NOT NULL,
+		until_ns  INTEGER,
+		audited   INTEGER NOT NULL DEFAULT 0
+	);`,
+}
+
+// Store is an open state database. It is safe for concurrent use.
+type Store struct {
+	db *sql.DB
+}
+
+// Open opens the database at path, creating it (mode 0600, in a directory
+// created with mode 0700 if missing) and bringing its schema up to date. It
+// refuses a database whose schema is newer than this program knows.
+//
+// An existing directory keeps its mode: the path may sit in a directory the
+// operator manages (such as a systemd StateDirectory), and changing its mode
+// behind their back would surprise more than it protects. The database file
+// itself is always set to 0600.
+func Open(path string) (*Store, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("store: resolve %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return nil, fmt.Errorf("store: create directory: %w", err)
+	}
+	// Create the file ourselves so that it never exists with wider permissions;
+	// SQLite gives the -wal and -shm files the mode of the database file.
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: create %s: %w", abs, err)
+	}
+	err = f.Chmod(0o600) // an older file may have been created wider
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: set mode of %s: %w", abs, err)
+	}
+
+	db, err := sql.Open("sqlite", dsn(abs))
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", abs, err)
+	}
+	s := &Store{db: db}
+	if err := s.migrate(context.Background()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: %s: %w", abs, err)
+	}
+	return s, nil
+}
+
+// dsn builds the driver's connection string. The path goes into a file: URI
+// (escaped, so '?' or '#' in a directory name cannot be taken for
+// parameters); the driver runs each _pragma on every new connection, which
+// matters for busy_timeout and foreign_keys, as both are per connection.
+func dsn(abs string) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(FULL)") // a lock must survive a power cut
+	q.Set("_txlock", "immediate")
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
+	return u.String()
+}
+
+// migrate applies the migrations not yet recorded in schema_version.
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx,
+		`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_version: %w", err)
+	}
+	for i := range migrations {
+		if err := s.applyMigration(ctx, i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyMigration applies migration i unless the schema is already past it.
+// Reading the version, applying and recording it happen in one IMMEDIATE
+// transaction, so two processes opening a new file at once cannot both apply
+// the same migration.
+func (s *Store) applyMigration(ctx context.Context, i int) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migration %d: begin: %w", i+1, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+
+	var version int
+	err = tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&version)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+			return fmt.Errorf("migration %d: init version: %w", i+1, err)
+		}
+	case err != nil:
+		return fmt.Errorf("migration %d: read version: %w", i+1, err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this program knows (%d)", version, len(migrations))
+	}
+	if version > i {
+		return nil // applied earlier; the deferred rollback ends the read
+	}
+	if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+		return fmt.Errorf("migration %d: %w", i+1, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, i+1); err != nil {
+		return fmt.Errorf("migration %d: set version: %w", i+1, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migration %d: commit: %w", i+1, err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// Lock is a lock-out of one person: while it is active the gateway refuses
+// the person's logins and ends their sessions (M5).
+type Lock struct {
+	Person  string    // person id
+	Reason  string    // why, for the audit trail and the person's refusal message
+	By      string    // person id of whoever set the lock
+	Created time.Time // when the lock was set
+	Until   time.Time // when it ends by itself; zero: until unlocked
+}
+
+// Active reports whether the lock is in force at now.
+func (l Lock) Active(now time.Time) bool {
+	return l.Until.IsZero() || l.Until.After(now)
+}
+
+// Lock stores l, replacing an existing lock of the same person, and bumps the
+// generation. Person and Created must be set; times are kept to the
+// nanosecond and come back in UTC.
+func (s *Store) Lock(ctx context.Context, l Lock) error {
+	if l.Person == "" {
+		return errors.New("store: lock: empty person")
+	}
+	if l.Created.IsZero() {
+		return fmt.Errorf("store: lock %s: created time not set", l.Person)
+	}
+	created, err := toNanos(l.Created)
+	if err != nil {
+		return fmt.Errorf("store: lock %s: created: %w", l.Person, err)
+	}
+	var until sql.NullInt64
+	if !l.Until.IsZero() {
+		n, err := toNanos(l.Until)
+		if err != nil {
+			return fmt.Errorf("store: lock %s: until: %w", l.Person, err)
+		}
+		until = sql.NullInt64{Int64: n, Valid: true}
+	}
+	return s.change(ctx, "lock "+l.Person, func(tx *sql.Tx) (bool, error) {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO locks (person, reason, locked_by, created_ns, until_ns) VALUES (?, ?, ?, ?, ?)
+			 ON CONFLICT (person) DO UPDATE SET reason = excluded.reason, locked_by = excluded.locked_by,
+			   created_ns = excluded.created_ns, until_ns = excluded.until_ns`,
+			l.Person, l.Reason, l.By, created, until)
+		if err != nil {
+			return false, err
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO lock_events (at_ns, kind, person, reason, actor, until_ns) VALUES (?, 'lock', ?, ?, ?, ?)`,
+			created, l.Person, l.Reason, l.By, until)
+		return true, err
+	})
+}
+
+// Unlock removes the lock of person and reports whether there was one. A lock
+// that has already expired still counts as there (its record is removed).
+// The generation is bumped only when something was removed.
+// by names who unlocked (a person id, or "local:<user>" for the CLI).
+func (s *Store) Unlock(ctx context.Context, person, by string) (bool, error) {
+	var removed bool
+	err := s.change(ctx, "unlock "+person, func(tx *sql.Tx) (bool, error) {
+		res, err := tx.ExecContext(ctx, `DELETE FROM locks WHERE person = ?`, person)
+		if err != nil {
+			return false, err
+		}
+		n, err := res.RowsAffected()
+		if removed = n > 0; !removed || err != nil {
+			return removed, err
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO lock_events (at_ns, kind, person, reason, actor) VALUES (?, 'unlock', ?, '', ?)`,
+			time.Now().UnixNano(), person, by)
+		return removed, err
+	})
+	return removed, err
+}
+
+// LockEvent is a lock or unlock not yet written to the audit log.
+type LockEvent struct {
+	ID     int64
+	At     time.Time
+	Kind   string // lock | unlock
+	Person string
+	Reason string
+	Actor  string
+	Until  time.Time // zero: until unlocked
+}
+
+// PendingLockEvents returns the lock events the audit log has not taken
+// yet, oldest first.
+func (s *Store) PendingLockEvents(ctx context.Context) ([]LockEvent, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT id, at_ns, kind, person, reason, actor, until_ns FROM lock_events WHERE audited = 0 ORDER BY id LIMIT 1000`)
+	if err != nil {
+		return nil, fmt.Errorf("store: pending lock events: %w", err)
+	}
+	defer rows.Close()
+	var out []LockEvent
+	for rows.Next() {
+		var e LockEvent
+		var at int64
+		var until sql.NullInt64
+		if err := rows.Scan(&e.ID, &at, &e.Kind, &e.Person, &e.Reason, &e.Actor, &until); err != nil {
+			return nil, fmt.Errorf("store: pending lock events: %w", err)
+		}
+		e.At = time.Unix(0, at).UTC()
+		if until.Valid {
+			e.Until = time.Unix(0, until.Int64).UTC()
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// MarkLockEventAudited records that the audit log holds event id.
+func (s *Store) MarkLockEventAudited(ctx context.Context, id int64) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE lock_events SET audited = 1 WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("store: mark lock event %d: %w", id, err)
+	}
+	return nil
+}
+
+// change runs f in a write transaction and bumps the generation in the same
+// transaction when f reports a change, so that a reader who sees the new
+// generation also sees the change.
+func (s *Store) change(ctx context.Context, what string, f func(*sql.Tx) (changed bool, err error)) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: %s: begin: %w", what, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	changed, err := f(tx)
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+	if changed {
+		if _, err := tx.ExecContext(ctx, `UPDATE generation SET value = value + 1 WHERE id = 1`); err != nil {
+			return fmt.Errorf("store: %s: bump generation: %w", what, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: %s: commit: %w", what, err)
+	}
+	return nil
+}
+
+const lockColumns = `person, reason, locked_by, created_ns, until_ns`
+
+// activeAt is the condition for a lock in force at the time bound to it.
+const activeAt = `(until_ns IS NULL OR until_ns > ?)`
+
+// Locks returns the locks active at now, by person.
+func (s *Store) Locks(ctx context.Context, now time.Time) (map[string]Lock, error) {
+	n, err := toNanos(now)
+	if err != nil {
+		return nil, fmt.Errorf("store: locks: now: %w", err)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+lockColumns+` FROM locks WHERE `+activeAt, n)
+	if err != nil {
+		return nil, fmt.Errorf("store: locks: %w", err)
+	}
+	defer rows.Close()
+	locks := make(map[string]Lock)
+	for rows.Next() {
+		l, err := scanLock(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: locks: %w", err)
+		}
+		locks[l.Person] = l
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: locks: %w", err)
+	}
+	return locks, nil
+}
+
+// LockOf returns the lock of person active at now, or nil if there is none.
+func (s *Store) LockOf(ctx context.Context, person string, now time.Time) (*Lock, error) {
+	n, err := toNanos(now)
+	if err != nil {
+		return nil, fmt.Errorf("store: lock of %s: now: %w", person, err)
+	}
+	row := s.db.QueryRowContext(ctx,
+		`SELECT `+lockColumns+` FROM locks WHERE person = ? AND `+activeAt, person, n)
+	l, err := scanLock(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: lock of %s: %w", person, err)
+	}
+	return &l, nil
+}
+
+// Generation returns a counter that every change of a lock increases. A
+// gateway polls it (a single-row read) and reloads the locks only when it
+// moved, also when another process made the change.
+func (s *Store) Generation(ctx context.Context) (int64, error) {
+	var g int64
+	if err := s.db.QueryRowContext(ctx, `SELECT value FROM generation WHERE id = 1`).Scan(&g); err != nil {
+		return 0, fmt.Errorf("store: generation: %w", err)
+	}
+	return g, nil
+}
+
+func scanLock(sc interface{ Scan(...any) error }) (Lock, error) {
+	var (
+		l       Lock
+		created int64
+		until   sql.NullInt64
+	)
+	if err := sc.Scan(&l.Person, &l.Reason, &l.By, &created, &until); err != nil {
+		return Lock{}, err
+	}
+	l.Created = time.Unix(0, created).UTC()
+	if until.Valid {
+		l.Until = time.Unix(0, until.Int64).UTC()
+	}
+	return l, nil
+}
+
+// Unix nanoseconds in an int64 cover the years 1677 to 2262; outside that
+// range time.UnixNano is undefined, so such times are refused, not wrapped.
+var (
+	minTime = time.Unix(0, -1<<63)
+	maxTime = time.Unix(0, 1<<63-1)
+)
+
+// toNanos converts t to unix nanoseconds, refusing times it cannot represent.
+func toNanos(t time.Time) (int64, error) {
+	if t.Before(minTime) || t.After(maxTime) {
+		return 0, fmt.Errorf("time %s out of range (years 1677 to 2262)", t.UTC().Format(time.RFC3339))
+	}
+	return t.UnixNano(), nil
+}
