@@ -163,7 +163,7 @@ type Role struct {
 	// persons with `ssh gw lock`).
 	Permissions []string `yaml:"permissions"`
 	Allow       []Rule   `yaml:"allow"`
-	Line     int      `yaml:"-"`
+	Line        int      `yaml:"-"`
 }
 
 // Rule grants logins on the hosts its selector matches.
