@@ -22,6 +22,9 @@ const (
 	ForwardDenied Type = "forward.denied"
 	ForwardStart  Type = "forward.start"
 	Command       Type = "command" // a gateway command such as whoami
+	Lock          Type = "lock"
+	Unlock        Type = "unlock"
+	AuthBlocked   Type = "auth.blocked" // a source or person exceeded the failure limit (M19)
 	ConfigChange  Type = "config.change"
 	GatewayStart  Type = "gateway.start"
 	GatewayStop   Type = "gateway.stop"

@@ -56,6 +56,7 @@ Start with "tandem demo" to try it, or "tandem serve --config FILE".`,
 		auditcli.Command(dataDirOf),
 		newVersionCmd(),
 	)
+	root.AddCommand(newLockCmds()...)
 	return root
 }
 

@@ -16,6 +16,7 @@ import (
 	"tandem.dev/tandem/internal/ca"
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/gateway"
+	"tandem.dev/tandem/internal/store"
 )
 
 func newServeCmd() *cobra.Command {
@@ -71,7 +72,12 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reloa
 		return fmt.Errorf("audit log: %w", err)
 	}
 	defer alog.Close()
-	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: alog, Logger: log})
+	st, err := store.Open(storePath(cfg))
+	if err != nil {
+		return fmt.Errorf("state store: %w", err)
+	}
+	defer st.Close()
+	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: alog, Store: st, Logger: log})
 	if err != nil {
 		return err
 	}

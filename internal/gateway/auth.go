@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -52,6 +54,78 @@ func (s *Server) serverConfig(st *state, person *config.Person, names ...string)
 	return cfg, nil
 }
 
+// authAttempts remembers, for one connection, whether any authentication
+// attempt failed and for which person, so that a connection that ends
+// unauthenticated counts once against its source (M19). Counting
+// connections rather than attempts keeps a client that offers several
+// keys from blocking itself.
+type authAttempts struct {
+	mu     sync.Mutex
+	failed bool
+	person string
+}
+
+func (a *authAttempts) fail(person string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.failed = true
+	if person != "" {
+		a.person = person
+	}
+}
+
+// connConfig is the server configuration for one connection: the shared
+// one, with callbacks that also note failures for the rate limiter.
+func (s *Server) connConfig(st *state, a *authAttempts) *ssh.ServerConfig {
+	cfg := *st.server
+	base := cfg.AuthLogCallback
+	cfg.AuthLogCallback = func(meta ssh.ConnMetadata, method string, err error) {
+		if err != nil && method != "none" {
+			var be *ssh.BannerError
+			person := ""
+			if errors.As(err, &be) {
+				person = personOfRefusal(be)
+			}
+			a.fail(person)
+		}
+		base(meta, method, err)
+	}
+	return &cfg
+}
+
+// countFailure feeds one failed connection to the rate limiter and audits
+// a block the moment it starts.
+func (s *Server) countFailure(source, person string) {
+	srcBlocked, personBlocked := s.limit.Failure(source, person)
+	if srcBlocked {
+		_, until := s.limit.SourceBlocked(source)
+		s.record(audit.Event{Type: audit.AuthBlocked, Source: source, Attrs: map[string]string{
+			"scope": "source", "until": until.UTC().Format(time.RFC3339)}})
+	}
+	if personBlocked {
+		_, until := s.limit.PersonBlocked(person)
+		s.record(audit.Event{Type: audit.AuthBlocked, Person: person, Source: source, Attrs: map[string]string{
+			"scope": "person", "until": until.UTC().Format(time.RFC3339)}})
+	}
+}
+
+// personRefusal is a refusal that names the person whose key it was, for
+// the rate limiter's per-person count.
+type personRefusal struct {
+	person string
+	error
+}
+
+func (p personRefusal) Unwrap() error { return p.error }
+
+func personOfRefusal(be *ssh.BannerError) string {
+	var pr personRefusal
+	if errors.As(be.Err, &pr) {
+		return pr.person
+	}
+	return ""
+}
+
 // refusal is an authentication refusal that explains itself to the client
 // as a pre-authentication banner.
 func refusal(format string, args ...any) error {
@@ -70,6 +144,10 @@ func (s *Server) checkKey(st *state, only *config.Person, meta ssh.ConnMetadata,
 		}})
 		return nil, err
 	}
+	source := meta.RemoteAddr().String()
+	if blocked, until := s.limit.SourceBlocked(source); blocked {
+		return fail(refusal("too many failed logins from your address; try again after %s UTC", until.UTC().Format("15:04")))
+	}
 	if err := st.profile.AcceptsUserKey(key); err != nil {
 		return fail(refusal("key %s refused: %v", fp, err))
 	}
@@ -80,11 +158,21 @@ func (s *Server) checkKey(st *state, only *config.Person, meta ssh.ConnMetadata,
 	if only != nil && p.ID != only.ID {
 		return fail(refusal("key %s belongs to %s, but this connection was opened by %s", fp, p.ID, only.ID))
 	}
-	d := st.engine.CheckPerson(p, k, s.now(), "")
+	if blocked, until := s.limit.PersonBlocked(p.ID); blocked {
+		return fail(personRefused(p.ID, refusal("too many failed logins for %s; try again after %s UTC", p.ID, until.UTC().Format("15:04"))))
+	}
+	d := st.engine.CheckPerson(p, k, s.now(), s.lockReason(p.ID))
 	if d.Verdict != policy.Allow {
-		return fail(refusal("%s", joinReason(d)))
+		return fail(personRefused(p.ID, refusal("%s", joinReason(d))))
 	}
 	return &ssh.Permissions{Extensions: map[string]string{extPerson: p.ID, extKey: fp}}, nil
+}
+
+// personRefused tags a banner refusal with the person it concerns.
+func personRefused(person string, err error) error {
+	be := err.(*ssh.BannerError)
+	be.Err = personRefusal{person: person, error: be.Err}
+	return be
 }
 
 // loginSucceeded records the login durably before it takes effect: if the

@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -13,6 +15,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/config"
+	"tandem.dev/tandem/internal/policy"
 )
 
 // command is one administration command served on the gateway itself
@@ -26,6 +30,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"whoami", "who you are to the gateway, your keys, and the hosts and logins you may use", (*clientConn).cmdWhoami},
+		{"keys", "your registered keys, their fingerprints and expiry", (*clientConn).cmdKeys},
+		{"lock", "lock PERSON --reason TEXT [--for DURATION]: refuse their logins and end their sessions now", (*clientConn).cmdLock},
+		{"unlock", "unlock PERSON: lift a lock", (*clientConn).cmdUnlock},
 		{"help", "this list", nil},
 	}
 }
@@ -56,6 +63,11 @@ func (c *clientConn) runCommand(ctx context.Context, ss *sessionStart, ch ssh.Ch
 	var out, errOut io.Writer = ch, ch.Stderr()
 	if ss.pty != nil {
 		out, errOut = crlf{ch}, crlf{ch.Stderr()}
+	}
+	if c.key != nil {
+		for _, w := range c.st.engine.CheckPerson(c.person, c.key, c.srv.now(), "").Warnings {
+			fmt.Fprintf(errOut, "tandem: %s\n", w)
+		}
 	}
 	args, err := splitArgs(ss.command)
 	if err != nil {
@@ -128,6 +140,119 @@ func (c *clientConn) cmdWhoami(args []string, out io.Writer) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", g.Host, g.Tenant, g.Environment, strings.Join(g.Logins, ","), four)
 	}
 	return tw.Flush()
+}
+
+func (c *clientConn) cmdKeys(args []string, out io.Writer) error {
+	if len(args) > 0 {
+		return fmt.Errorf("takes no arguments")
+	}
+	now := c.srv.now()
+	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "FINGERPRINT\tTYPE\tADDED\tEXPIRES\tSTATUS")
+	for i := range c.person.Keys {
+		k := &c.person.Keys[i]
+		exp := c.st.engine.KeyExpiry(k)
+		status := "valid"
+		switch d := c.st.engine.CheckPerson(c.person, k, now, ""); {
+		case !exp.After(now):
+			status = "expired"
+		case d.Verdict == policy.Allow && len(d.Warnings) > 0:
+			status = "expires soon: register a new key"
+		}
+		if k == c.key {
+			status += " (this login)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.Fingerprint, k.PublicKey.Type(),
+			k.Added.Format(time.DateOnly), exp.Format(time.DateOnly), status)
+	}
+	return tw.Flush()
+}
+
+// mayLock reports whether the person holds a role with the lock permission.
+func (c *clientConn) mayLock() bool {
+	for _, r := range c.st.cfg.RolesOf(c.person) {
+		if slices.Contains(r.Permissions, config.PermissionLock) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *clientConn) cmdLock(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("lock", flag.ContinueOnError)
+	fs.SetOutput(out)
+	reason := fs.String("reason", "", "why (shown to the person and recorded)")
+	dur := fs.Duration("for", 0, "lift the lock automatically after this long (default: until unlocked)")
+	person, err := parsePersonArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if !c.mayLock() {
+		return fmt.Errorf("%s may not lock persons (needs a role with permission lock)", c.person.ID)
+	}
+	if strings.TrimSpace(*reason) == "" {
+		return fmt.Errorf("--reason is required")
+	}
+	if c.st.cfg.Person(person) == nil {
+		return fmt.Errorf("unknown person %q", person)
+	}
+	var until time.Time
+	if *dur > 0 {
+		until = c.srv.now().Add(*dur)
+	}
+	if err := c.srv.lockPerson(context.Background(), person, c.person.ID, *reason, until); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%s is locked: new logins are refused and their sessions have ended\n", person)
+	return nil
+}
+
+func (c *clientConn) cmdUnlock(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("unlock", flag.ContinueOnError)
+	fs.SetOutput(out)
+	person, err := parsePersonArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if !c.mayLock() {
+		return fmt.Errorf("%s may not unlock persons (needs a role with permission lock)", c.person.ID)
+	}
+	if c.srv.store == nil {
+		return fmt.Errorf("this gateway has no state store")
+	}
+	removed, err := c.srv.store.Unlock(context.Background(), person, c.person.ID)
+	if err != nil {
+		return err
+	}
+	if !removed {
+		return fmt.Errorf("%s was not locked", person)
+	}
+	if err := c.srv.refreshLocks(context.Background()); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%s is unlocked\n", person)
+	return nil
+}
+
+// parsePersonArgs parses flags around exactly one person id, which may
+// come before or after the flags.
+func parsePersonArgs(fs *flag.FlagSet, args []string) (string, error) {
+	var person string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		person, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return "", errUsage
+	}
+	if rest := fs.Args(); person == "" && len(rest) == 1 {
+		person = rest[0]
+	} else if len(rest) > 0 {
+		return "", fmt.Errorf("unexpected arguments %q", rest)
+	}
+	if person == "" {
+		return "", fmt.Errorf("name the person")
+	}
+	return person, nil
 }
 
 // crlf turns \n into \r\n for clients with a terminal.

@@ -44,10 +44,41 @@ func (l *liveSession) setUpstream(c *ssh.Client) bool {
 	return !l.ended
 }
 
-// registry holds the live sessions of one gateway.
+// involves reports whether person owns or takes part in the session.
+func (l *liveSession) involves(person string) bool { return l.person == person }
+
+// registry holds the live sessions and client connections of one gateway.
 type registry struct {
 	mu       sync.Mutex
 	sessions map[string]*liveSession
+	conns    map[*clientConn]struct{}
+}
+
+func (r *registry) addConn(c *clientConn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conns == nil {
+		r.conns = map[*clientConn]struct{}{}
+	}
+	r.conns[c] = struct{}{}
+}
+
+func (r *registry) removeConn(c *clientConn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.conns, c)
+}
+
+func (r *registry) connsOf(person string) []*clientConn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*clientConn
+	for c := range r.conns {
+		if c.person != nil && c.person.ID == person {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (r *registry) add(l *liveSession) {

@@ -22,6 +22,8 @@ import (
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/cryptoprofile"
 	"tandem.dev/tandem/internal/policy"
+	"tandem.dev/tandem/internal/ratelimit"
+	"tandem.dev/tandem/internal/store"
 	"tandem.dev/tandem/internal/upstream"
 )
 
@@ -30,6 +32,9 @@ type Options struct {
 	Config *config.Config
 	Keys   *ca.Keys
 	Audit  audit.Sink
+	// Store holds locks (and later other shared state). Nil disables
+	// locks, for tests of other parts only.
+	Store  *store.Store
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -45,6 +50,9 @@ type Server struct {
 	state  atomic.Pointer[state]
 	conns  chan struct{} // semaphore capping concurrent connections
 	live   registry
+	store  *store.Store
+	limit  *ratelimit.Limiter
+	locks  atomic.Pointer[map[string]store.Lock]
 	wg     sync.WaitGroup
 	closed atomic.Bool
 }
@@ -69,12 +77,25 @@ func New(o Options) (*Server, error) {
 	if o.Audit == nil {
 		return nil, errors.New("gateway: no audit sink (no audit, no access)")
 	}
-	s := &Server{keys: o.Keys, audit: o.Audit, log: o.Logger, now: o.Now}
+	s := &Server{keys: o.Keys, audit: o.Audit, log: o.Logger, now: o.Now, store: o.Store}
 	st, err := s.newState(o.Config)
 	if err != nil {
 		return nil, err
 	}
 	s.state.Store(st)
+	lim := o.Config.Gateway.Limits
+	s.limit = ratelimit.New(ratelimit.Options{
+		Window: lim.Window.Duration, Block: lim.Block.Duration,
+		MaxPerSource: lim.FailuresPerSource, MaxPerPerson: lim.FailuresPerPerson,
+		MaxUnauth: lim.Unauthenticated, MaxUnauthPerSource: lim.UnauthenticatedPerSource,
+		Now: o.Now,
+	})
+	if s.store != nil {
+		// Locks apply from the first connection on: read them now.
+		if err := s.refreshLocks(context.Background()); err != nil {
+			return nil, fmt.Errorf("read locks: %w", err)
+		}
+	}
 	max := o.Config.Gateway.MaxConnections
 	if max <= 0 {
 		max = 1000
@@ -113,7 +134,13 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	s.state.Store(st)
+	old := s.state.Swap(st)
+	// A person removed from the configuration is out at once, like a lock.
+	for _, p := range old.cfg.Persons {
+		if cfg.Person(p.ID) == nil {
+			s.evict(p.ID, p.ID+" was removed from the configuration")
+		}
+	}
 	return nil
 }
 
@@ -127,6 +154,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		cancel()
 		s.wg.Wait()
 	}()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.watchLocks(ctx) }()
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -147,24 +176,37 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			nc.Close()
 			continue
 		}
+		release, ok, reason := s.limit.Admit(nc.RemoteAddr().String())
+		if !ok {
+			<-s.conns
+			s.log.Debug("connection refused", "source", nc.RemoteAddr().String(), "reason", reason)
+			nc.Close()
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer func() { <-s.conns }()
-			s.handleConn(ctx, nc)
+			s.handleConn(ctx, nc, release)
 		}()
 	}
 }
 
 // handleConn owns one client connection and everything started for it.
-func (s *Server) handleConn(ctx context.Context, nc net.Conn) {
+func (s *Server) handleConn(ctx context.Context, nc net.Conn, release func()) {
 	defer nc.Close()
+	defer release()
 	st := s.state.Load()
 	source := nc.RemoteAddr().String()
 	_ = nc.SetDeadline(s.now().Add(st.cfg.Gateway.HandshakeTimeout.Duration))
-	sc, chans, reqs, err := ssh.NewServerConn(nc, st.server)
+	var attempts authAttempts
+	sc, chans, reqs, err := ssh.NewServerConn(nc, s.connConfig(st, &attempts))
+	release() // authenticated or failed: no longer an unauthenticated connection
 	if err != nil {
 		s.log.Debug("handshake failed", "source", source, "err", err)
+		if attempts.failed {
+			s.countFailure(source, attempts.person)
+		}
 		return
 	}
 	_ = nc.SetDeadline(time.Time{})
@@ -175,6 +217,8 @@ func (s *Server) handleConn(ctx context.Context, nc net.Conn) {
 		s.log.Error("authenticated connection without identity", "err", err)
 		return
 	}
+	s.live.addConn(c)
+	defer s.live.removeConn(c)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Close the connection when the gateway stops, so blocked reads end.

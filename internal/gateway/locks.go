@@ -1,0 +1,122 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/store"
+)
+
+// lockPoll is how often the gateway looks for lock changes made by other
+// processes (the CLI, another gateway). It keeps M5's "within a second".
+const lockPoll = 200 * time.Millisecond
+
+// lockReason returns why person is locked, or "" when they are not.
+func (s *Server) lockReason(person string) string {
+	m := s.locks.Load()
+	if m == nil {
+		return ""
+	}
+	l, ok := (*m)[person]
+	if !ok || !l.Active(s.now()) {
+		return ""
+	}
+	if l.Reason == "" {
+		return "locked by " + l.By
+	}
+	return l.Reason
+}
+
+// watchLocks keeps the lock table current and ends the sessions and
+// connections of locked persons. It ends with ctx.
+func (s *Server) watchLocks(ctx context.Context) {
+	if s.store == nil {
+		return
+	}
+	t := time.NewTicker(lockPoll)
+	defer t.Stop()
+	last := int64(-1)
+	for {
+		gen, err := s.store.Generation(ctx)
+		if err != nil {
+			s.log.Error("lock store unreadable", "err", err)
+		} else if gen != last {
+			if err := s.refreshLocks(ctx); err != nil {
+				s.log.Error("lock store unreadable", "err", err)
+			} else {
+				last = gen
+			}
+		}
+		s.auditLockEvents(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// refreshLocks loads the active locks and throws out every locked person.
+func (s *Server) refreshLocks(ctx context.Context) error {
+	locks, err := s.store.Locks(ctx, s.now())
+	if err != nil {
+		return err
+	}
+	s.locks.Store(&locks)
+	for person, l := range locks {
+		s.evict(person, fmt.Sprintf("%s was locked: %s", person, l.Reason))
+	}
+	return nil
+}
+
+// evict ends every live session person owns or takes part in, and closes
+// their connections, so that nothing they opened goes on.
+func (s *Server) evict(person, msg string) {
+	for _, l := range s.live.matching(func(l *liveSession) bool { return l.involves(person) }) {
+		l.end(msg)
+	}
+	for _, c := range s.live.connsOf(person) {
+		c.conn.Close()
+	}
+}
+
+// auditLockEvents moves lock and unlock events from the store into the
+// audit log. An event is marked only after the log took it; a crash in
+// between writes it twice, never loses it.
+func (s *Server) auditLockEvents(ctx context.Context) {
+	evs, err := s.store.PendingLockEvents(ctx)
+	if err != nil || len(evs) == 0 {
+		return
+	}
+	for _, e := range evs {
+		attrs := map[string]string{"by": e.Actor, "reason": e.Reason}
+		if !e.Until.IsZero() {
+			attrs["until"] = e.Until.Format(time.RFC3339)
+		}
+		typ := audit.Lock
+		if e.Kind == "unlock" {
+			typ = audit.Unlock
+		}
+		if err := s.audit.Append(ctx, audit.Event{Time: e.At, Type: typ, Person: e.Person, Attrs: attrs}); err != nil {
+			s.log.Error("audit log refuses lock event", "err", err)
+			return
+		}
+		if err := s.store.MarkLockEventAudited(ctx, e.ID); err != nil {
+			s.log.Error("lock store", "err", err)
+			return
+		}
+	}
+}
+
+// lockPerson locks person at once on behalf of by (a gateway command).
+func (s *Server) lockPerson(ctx context.Context, person, by, reason string, until time.Time) error {
+	if s.store == nil {
+		return fmt.Errorf("this gateway has no state store")
+	}
+	if err := s.store.Lock(ctx, store.Lock{Person: person, Reason: reason, By: by, Created: s.now(), Until: until}); err != nil {
+		return err
+	}
+	return s.refreshLocks(ctx)
+}
