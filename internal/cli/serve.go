@@ -92,6 +92,11 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reloa
 		ln.Close()
 		return fmt.Errorf("audit log refuses the start event, not serving: %w", err)
 	}
+	// Sign at once, so that even a young log is covered by a checkpoint.
+	if _, err := alog.Checkpoint(); err != nil {
+		ln.Close()
+		return fmt.Errorf("audit log cannot sign a checkpoint, not serving: %w", err)
+	}
 	log.Info("gateway listening", "addr", ln.Addr().String(), "profile", cfg.Gateway.CryptoProfile, "data_dir", cfg.Gateway.DataDir)
 	if ready != nil {
 		ready(ln.Addr().String())

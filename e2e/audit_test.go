@@ -1,0 +1,86 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"tandem.dev/tandem/internal/testenv"
+)
+
+// TestAuditTrailOfASession checks that a session through the gateway is
+// in the tamper-evident log and that the log verifies offline.
+func TestAuditTrailOfASession(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	marker := nonce(t)
+	if r := e.Alice.SSH(t, "db1", "echo "+marker); r.Code != 0 {
+		e.failf(t, r, "session through the gateway")
+	}
+	out, errOut, err := e.GW.Run(t, "audit", "show", "--config", e.Config, "--person", "alice")
+	if err != nil {
+		t.Fatalf("audit show: %v\n%s", err, errOut)
+	}
+	for _, typ := range []string{"auth.success", "session.start", "session.end"} {
+		if !strings.Contains(out, typ) {
+			t.Errorf("audit show lacks %s:\n%s", typ, out)
+		}
+	}
+	if _, errOut, err := e.GW.Run(t, "audit", "verify", "--config", e.Config); err != nil {
+		t.Fatalf("audit verify of a live log: %v\n%s", err, errOut)
+	}
+}
+
+// TestAuditFailClosed makes the audit log unwritable under a running
+// gateway: the next login is refused with a clear message and a live
+// session ends (no audit, no access). Root ignores file modes, so the
+// test uses the immutable attribute, which binds root too.
+func TestAuditFailClosed(t *testing.T) {
+	t.Parallel()
+	chattr := testenv.RequireProgram(t, "chattr")
+	e := newEnv(t)
+	records := filepath.Join(e.Dir, "data", "audit", "records.log")
+
+	live := e.Alice.Command(t, "ssh", "-tt", "db1", "echo live-started; sleep 60")
+	var liveOut testenv.SyncBuffer
+	live.Stdout, live.Stderr = &liveOut, &liveOut
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan struct{})
+	go func() { _ = live.Wait(); close(ended) }()
+	t.Cleanup(func() { _ = testenv.KillGroup(live); <-ended })
+	if !testenv.WaitFor(15*time.Second, func() bool { return strings.Contains(liveOut.String(), "live-started") }) {
+		t.Fatalf("live session did not start:\n%s\n%s", liveOut.String(), e.GW.Tail())
+	}
+
+	if out, err := exec.Command(chattr, "+i", records).CombinedOutput(); err != nil {
+		if bytes.Contains(out, []byte("Operation not supported")) || bytes.Contains(out, []byte("Inappropriate ioctl")) {
+			t.Skipf("file system has no immutable attribute: %s", out)
+		}
+		t.Fatalf("chattr +i: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command(chattr, "-i", records).Run() })
+
+	r := e.Alice.SSH(t, "db1", "echo should-not-run")
+	if r.Code == 0 || strings.Contains(r.Stdout, "should-not-run") {
+		e.failf(t, r, "login succeeded with an unwritable audit log")
+	}
+	if !strings.Contains(r.Stderr, "audit log is unavailable") {
+		e.errorf(t, r, "refusal does not name the audit log")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	select {
+	case <-ended:
+	case <-ctx.Done():
+		t.Fatalf("live session still running 10s after the audit log failed:\n%s", liveOut.String())
+	}
+	if !strings.Contains(liveOut.String(), "audit log is unavailable") {
+		t.Errorf("live session ended without saying why:\n%s", liveOut.String())
+	}
+}
