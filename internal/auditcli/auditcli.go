@@ -19,9 +19,17 @@ import (
 	"tandem.dev/tandem/internal/audit"
 )
 
-// Command returns the "audit" command. resolve maps a --config path to the
-// data directory; the log lives in <dataDir>/audit.
-func Command(resolve func(configPath string) (dataDir string, err error)) *cobra.Command {
+// Paths are what a configuration says about where the audit log is.
+type Paths struct {
+	DataDir     string // the log lives in <DataDir>/audit
+	WitnessFile string // the configured witness copy of the checkpoints, if any
+}
+
+// Resolver maps a --config path to Paths.
+type Resolver func(configPath string) (Paths, error)
+
+// Command returns the "audit" command.
+func Command(resolve Resolver) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "audit",
 		Short: "Verify and read the tamper-evident audit log",
@@ -41,23 +49,29 @@ func (l *location) register(c *cobra.Command) {
 }
 
 // dir returns the audit log directory.
-func (l *location) dir(resolve func(string) (string, error)) (string, error) {
-	switch {
-	case l.data != "" && l.config != "":
-		return "", errors.New("give either --config or --data, not both")
-	case l.data != "":
-		return filepath.Join(l.data, "audit"), nil
-	case resolve == nil:
-		return "", errors.New("no --data given")
-	}
-	d, err := resolve(l.config)
-	if err != nil {
-		return "", fmt.Errorf("resolve data directory: %w", err)
-	}
-	return filepath.Join(d, "audit"), nil
+func (l *location) dir(resolve Resolver) (string, error) {
+	p, err := l.paths(resolve)
+	return filepath.Join(p.DataDir, "audit"), err
 }
 
-func verifyCmd(resolve func(string) (string, error)) *cobra.Command {
+// paths returns what --data or --config say about the log's location.
+func (l *location) paths(resolve Resolver) (Paths, error) {
+	switch {
+	case l.data != "" && l.config != "":
+		return Paths{}, errors.New("give either --config or --data, not both")
+	case l.data != "":
+		return Paths{DataDir: l.data}, nil
+	case resolve == nil:
+		return Paths{}, errors.New("no --data given")
+	}
+	p, err := resolve(l.config)
+	if err != nil {
+		return Paths{}, fmt.Errorf("resolve data directory: %w", err)
+	}
+	return p, nil
+}
+
+func verifyCmd(resolve Resolver) *cobra.Command {
 	var loc location
 	var pubkey, witness string
 	c := &cobra.Command{
@@ -70,9 +84,13 @@ func verifyCmd(resolve func(string) (string, error)) *cobra.Command {
 			"that does not trust the directory under test.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := loc.dir(resolve)
+			paths, err := loc.paths(resolve)
 			if err != nil {
 				return err
+			}
+			dir := filepath.Join(paths.DataDir, "audit")
+			if witness == "" {
+				witness = paths.WitnessFile
 			}
 			out := cmd.OutOrStdout()
 			var key string
@@ -104,7 +122,7 @@ func verifyCmd(resolve func(string) (string, error)) *cobra.Command {
 	}
 	loc.register(c)
 	c.Flags().StringVar(&pubkey, "pubkey", "", "file with the note verifier key (default: audit.pub in the log directory)")
-	c.Flags().StringVar(&witness, "witness", "", "witness checkpoint file to check as well")
+	c.Flags().StringVar(&witness, "witness", "", "witness checkpoint file to check as well (default: audit.witness_file of --config)")
 	return c
 }
 
@@ -137,7 +155,7 @@ func firstBad(i int64) string {
 	return strconv.FormatInt(i, 10)
 }
 
-func proofCmd(resolve func(string) (string, error)) *cobra.Command {
+func proofCmd(resolve Resolver) *cobra.Command {
 	var loc location
 	var index uint64
 	var asJSON bool
@@ -175,7 +193,7 @@ func proofCmd(resolve func(string) (string, error)) *cobra.Command {
 	return c
 }
 
-func showCmd(resolve func(string) (string, error), now func() time.Time) *cobra.Command {
+func showCmd(resolve Resolver, now func() time.Time) *cobra.Command {
 	var loc location
 	var since, until string
 	var types []string

@@ -51,7 +51,7 @@ func makeLog(t *testing.T) string {
 	return data
 }
 
-func run(t *testing.T, resolve func(string) (string, error), args ...string) (string, error) {
+func run(t *testing.T, resolve Resolver, args ...string) (string, error) {
 	t.Helper()
 	c := Command(resolve)
 	var out bytes.Buffer
@@ -72,11 +72,11 @@ func TestVerify(t *testing.T) {
 	if err := os.WriteFile(pub, []byte(key+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	resolve := func(cfg string) (string, error) {
+	resolve := func(cfg string) (Paths, error) {
 		if cfg != "tandem.yaml" {
-			return "", errors.New("unknown config")
+			return Paths{}, errors.New("unknown config")
 		}
-		return data, nil
+		return Paths{DataDir: data}, nil
 	}
 	out, err := run(t, resolve, "verify", "--config", "tandem.yaml")
 	if err != nil || !strings.Contains(out, "result:          OK") || !strings.Contains(out, "--pubkey") {

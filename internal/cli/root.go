@@ -53,7 +53,7 @@ Start with "tandem demo" to try it, or "tandem serve --config FILE".`,
 		newCACmd(),
 		newClientConfigCmd(),
 		newTargetConfigCmd(),
-		auditcli.Command(dataDirOf),
+		auditcli.Command(auditPaths),
 		newVersionCmd(),
 	)
 	root.AddCommand(newLockCmds()...)
@@ -66,12 +66,15 @@ func configFlag(cmd *cobra.Command, dst *string) {
 	cmd.Flags().StringVarP(dst, "config", "c", "tandem.yaml", "configuration file")
 }
 
-func dataDirOf(path string) (string, error) {
+func auditPaths(path string) (auditcli.Paths, error) {
+	if path == "" {
+		path = "tandem.yaml"
+	}
 	cfg, err := config.Load(path)
 	if err != nil {
-		return "", err
+		return auditcli.Paths{}, err
 	}
-	return cfg.Gateway.DataDir, nil
+	return auditcli.Paths{DataDir: cfg.Gateway.DataDir, WitnessFile: cfg.Audit.WitnessFile}, nil
 }
 
 func keyDir(cfg *config.Config) string { return filepath.Join(cfg.Gateway.DataDir, "keys") }

@@ -67,7 +67,10 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reloa
 	if err != nil {
 		return err
 	}
-	alog, err := audit.Open(audit.Options{Dir: auditDir(cfg)})
+	alog, err := audit.Open(audit.Options{
+		Dir: auditDir(cfg), Origin: cfg.Audit.Origin, WitnessFile: cfg.Audit.WitnessFile,
+		CheckpointEvery: cfg.Audit.CheckpointEvery.Duration, CheckpointEvents: cfg.Audit.CheckpointEvents,
+	})
 	if err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}

@@ -206,6 +206,7 @@ func TestBrokenFiles(t *testing.T) {
 		{name: "join mode", edits: map[int]string{14: "        logins: [root]\n        join: [peer, pilot]"}, line: 15, msg: `join mode "pilot" is not peer or observer`},
 		{name: "unknown permission", edits: map[int]string{12: "    permissions: [lock, sudo]\n    allow:"}, line: 12, msg: `unknown permission "sudo"`},
 		{name: "negative limit", edits: map[int]string{1: "gateway: {limits: {failures_per_source: -1}}\ntenants:"}, line: 1, msg: "limits.failures_per_source must not be negative"},
+		{name: "witness inside data dir", edits: map[int]string{1: "gateway: {data_dir: /var/lib/tandem}\naudit: {witness_file: /var/lib/tandem/audit/witness}\ntenants:"}, line: 2, msg: "lies inside data_dir"},
 		{name: "unknown requires", edits: map[int]string{12: "    requires: [training, blood-oath]\n    allow:"}, line: 12, msg: `unknown obligation "blood-oath"`},
 		{name: "host unknown tenant", edits: map[int]string{18: "    tenant: t9"}, line: 18, msg: `host db1: unknown tenant "t9"`},
 		{name: "host without tenant", edits: map[int]string{18: "    labels: {a: b}"}, line: 16, msg: "host db1 has no tenant"},

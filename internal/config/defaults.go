@@ -22,6 +22,9 @@ const (
 	DefaultKeyMaxAge        = 180 * Day
 	DefaultKeyWarn          = 14 * Day
 	DefaultWaitTimeout      = 10 * time.Minute
+	DefaultAuditOrigin      = "tandem/audit"
+	DefaultCheckpointEvery  = 10 * time.Second
+	DefaultCheckpointEvents = 1000
 	DefaultGrace            = 5 * time.Minute
 	// AccountPersonal is the only account kind there is.
 	AccountPersonal = "personal"
@@ -85,6 +88,20 @@ func applyDefaults(c *Config, pos *positions, r *report) {
 	}
 	if g.MaxConnections == 0 && !pos.has("gateway", "max_connections") {
 		g.MaxConnections = DefaultMaxConnections
+	}
+
+	a := &c.Audit
+	if a.Origin == "" {
+		a.Origin = DefaultAuditOrigin
+	}
+	setDuration(&a.CheckpointEvery, DefaultCheckpointEvery, pos, "audit", "checkpoint_every")
+	if a.CheckpointEvents == 0 && !pos.has("audit", "checkpoint_events") {
+		a.CheckpointEvents = DefaultCheckpointEvents
+	}
+	if a.WitnessFile != "" && c.Path != "" && !filepath.IsAbs(a.WitnessFile) {
+		if abs, err := filepath.Abs(filepath.Join(filepath.Dir(c.Path), a.WitnessFile)); err == nil {
+			a.WitnessFile = abs
+		}
 	}
 
 	p := &c.Policy

@@ -18,6 +18,7 @@ import (
 type Config struct {
 	Gateway Gateway  `yaml:"gateway"`
 	Policy  Policy   `yaml:"policy"`
+	Audit   Audit    `yaml:"audit"`
 	Tenants []Tenant `yaml:"tenants"`
 	Persons []Person `yaml:"persons"`
 	Roles   []Role   `yaml:"roles"`
@@ -85,6 +86,22 @@ type Limits struct {
 	// authenticated, in total (default 100) and per source (default 10).
 	Unauthenticated          int `yaml:"unauthenticated"`
 	UnauthenticatedPerSource int `yaml:"unauthenticated_per_source"`
+}
+
+// Audit configures the tamper-evident audit log (M10).
+type Audit struct {
+	// Origin is the first line of every checkpoint, naming this log.
+	// Default "tandem/audit".
+	Origin string `yaml:"origin"`
+	// CheckpointEvery bounds how old the newest signed checkpoint may get
+	// while events arrive. Default 10s.
+	CheckpointEvery Duration `yaml:"checkpoint_every"`
+	// CheckpointEvents forces a checkpoint after this many events. Default 1000.
+	CheckpointEvents int `yaml:"checkpoint_events"`
+	// WitnessFile receives a copy of every checkpoint. It must lie outside
+	// data_dir (ideally on another disk or host mount), so that whoever can
+	// rewrite the data directory cannot rewrite the history others saw.
+	WitnessFile string `yaml:"witness_file"`
 }
 
 // Policy holds rules that are not tied to one role.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -37,6 +38,7 @@ func validate(c *Config, pos *positions, r *report) {
 	validateGateway(c, pos, r, profileErr)
 	validatePolicy(c, pos, r)
 	validateLimits(c, pos, r)
+	validateAudit(c, pos, r)
 
 	tenants := map[string]int{}
 	for i, t := range c.Tenants {
@@ -95,6 +97,23 @@ func validateGateway(c *Config, pos *positions, r *report, profileErr error) {
 	}
 	if g.MaxConnections <= 0 && pos.decodes(new(int), "gateway", "max_connections") {
 		r.add(pos.line("gateway", "max_connections"), "max_connections must be at least 1")
+	}
+}
+
+// validateAudit keeps the witness file out of the data directory: a copy
+// that can be rewritten together with the log witnesses nothing.
+func validateAudit(c *Config, pos *positions, r *report) {
+	a := c.Audit
+	checkPositive(r, pos, a.CheckpointEvery, "audit", "checkpoint_every")
+	if a.CheckpointEvents < 1 && pos.decodes(new(int), "audit", "checkpoint_events") {
+		r.add(pos.line("audit", "checkpoint_events"), "checkpoint_events must be at least 1")
+	}
+	if a.WitnessFile == "" || !filepath.IsAbs(c.Gateway.DataDir) {
+		return
+	}
+	rel, err := filepath.Rel(c.Gateway.DataDir, a.WitnessFile)
+	if err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		r.add(pos.line("audit", "witness_file"), "witness_file %s lies inside data_dir %s; put it where a rewrite of the data directory cannot reach", a.WitnessFile, c.Gateway.DataDir)
 	}
 }
 
