@@ -18,18 +18,26 @@ const (
 	SessionStart  Type = "session.start"
 	SessionEnd    Type = "session.end"
 	SessionDenied Type = "session.denied"
-	Exec          Type = "exec"
-	ForwardDenied Type = "forward.denied"
-	ForwardStart  Type = "forward.start"
-	Command       Type = "command" // a gateway command such as whoami
-	Lock          Type = "lock"
-	Unlock        Type = "unlock"
-	AuthBlocked   Type = "auth.blocked" // a source or person exceeded the failure limit (M19)
-	ConfigChange  Type = "config.change"
-	GatewayStart  Type = "gateway.start"
-	GatewayStop   Type = "gateway.stop"
-	LogCheckpoint Type = "log.checkpoint"
-	LogRecovered  Type = "log.recovered"
+	// Four-eyes session life cycle (M6, M7).
+	SessionWaiting Type = "session.waiting"
+	SessionLive    Type = "session.live"
+	SessionPaused  Type = "session.paused"
+	SessionResumed Type = "session.resumed"
+	SessionEnded   Type = "session.ended" // why the shared session ended; session.end follows with the exit status
+	SessionJoin    Type = "session.join"
+	SessionLeave   Type = "session.leave"
+	Exec           Type = "exec"
+	ForwardDenied  Type = "forward.denied"
+	ForwardStart   Type = "forward.start"
+	Command        Type = "command" // a gateway command such as whoami
+	Lock           Type = "lock"
+	Unlock         Type = "unlock"
+	AuthBlocked    Type = "auth.blocked" // a source or person exceeded the failure limit (M19)
+	ConfigChange   Type = "config.change"
+	GatewayStart   Type = "gateway.start"
+	GatewayStop    Type = "gateway.stop"
+	LogCheckpoint  Type = "log.checkpoint"
+	LogRecovered   Type = "log.recovered"
 )
 
 // Event is one audit record. Fields that do not apply stay empty. Source

@@ -99,7 +99,9 @@ Tandem demo is running (configuration: %[1]s/tandem.yaml). Try, in another termi
   ssh -F %[1]s/ssh_config.alice -t demo@web1              # an interactive shell on web1
   scp -F %[1]s/ssh_config.alice /etc/hostname demo@web1:copy.txt
   ssh -F %[1]s/ssh_config.alice -p %[2]s 'demo%%web1@127.0.0.1' uptime   # user-name mode
-  ssh -F %[1]s/ssh_config.alice demo@db1 true             # production: refused without a second person
+  ssh -F %[1]s/ssh_config.alice demo@db1 true             # production: exec needs an approved request
+  ssh -F %[1]s/ssh_config.alice -t demo@db1               # production: waits for a second person …
+  ssh -F %[1]s/ssh_config.bob -t gw join <ID>             # … who joins with the id alice was shown
   ssh -F %[1]s/ssh_config.bob demo@web1 true              # bob has no grant on web1: refused
 
 The audit log:   go run ./cmd/tandem audit show --config %[1]s/tandem.yaml
@@ -147,11 +149,13 @@ roles:
     allow:
       - hosts: {tenant: demo-schule}
         logins: [demo, root]
+        join: [peer, observer]
   - id: dba
     description: database administrator
     allow:
       - hosts: {labels: {service: postgres}}
         logins: [demo]
+        join: [peer]
 hosts:
   - name: web1
     address: %q

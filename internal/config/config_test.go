@@ -395,7 +395,7 @@ func TestDefaults(t *testing.T) {
 	if g.Listen != DefaultListen || g.DataDir != wantDir || g.CryptoProfile != "bsi" ||
 		!slices.Equal(g.Names, []string{"127.0.0.1", "localhost"}) ||
 		g.CertValidity.Duration != 5*time.Minute || g.HandshakeTimeout.Duration != 20*time.Second ||
-		g.DialTimeout.Duration != 10*time.Second || g.KeepAlive.Duration != 15*time.Second ||
+		g.DialTimeout.Duration != 10*time.Second || g.KeepAlive.Duration != 3*time.Second ||
 		!slices.Equal(g.EnvAllow, []string{"LANG", "LC_*", "TZ"}) || g.MaxConnections != 1000 {
 		t.Errorf("gateway defaults = %+v", g)
 	}

@@ -17,7 +17,7 @@ const (
 	MaxCertValidity         = 5 * time.Minute
 	DefaultHandshakeTimeout = 20 * time.Second
 	DefaultDialTimeout      = 10 * time.Second
-	DefaultKeepAlive        = 15 * time.Second
+	DefaultKeepAlive        = 3 * time.Second
 	DefaultMaxConnections   = 1000
 	DefaultKeyMaxAge        = 180 * Day
 	DefaultKeyWarn          = 14 * Day

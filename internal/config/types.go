@@ -57,8 +57,8 @@ type Gateway struct {
 	HandshakeTimeout Duration `yaml:"handshake_timeout"`
 	// DialTimeout bounds connecting to a target. Default 10s.
 	DialTimeout Duration `yaml:"dial_timeout"`
-	// KeepAlive is the interval of keep-alive probes on client and target
-	// connections; a peer that misses three is dropped. Default 15s.
+	// KeepAlive is the interval of keep-alive probes on client
+	// connections; a client that misses three is dropped. Default 3s.
 	KeepAlive Duration `yaml:"keepalive"`
 	// EnvAllow lists environment variable names (globs) a client may pass
 	// to the target. Default: LANG, LC_*, TZ.

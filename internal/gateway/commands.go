@@ -30,6 +30,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"whoami", "who you are to the gateway, your keys, and the hosts and logins you may use", (*clientConn).cmdWhoami},
+		{"sessions", "the live and waiting sessions you own or may join", (*clientConn).cmdSessions},
+		{"join", "join SESSION-ID [--observer]: join a session as second person (use ssh -t)", nil},
 		{"keys", "your registered keys, their fingerprints and expiry", (*clientConn).cmdKeys},
 		{"lock", "lock PERSON --reason TEXT [--for DURATION]: refuse their logins and end their sessions now", (*clientConn).cmdLock},
 		{"unlock", "unlock PERSON: lift a lock", (*clientConn).cmdUnlock},
@@ -51,9 +53,18 @@ func (c *clientConn) commandSession(ctx context.Context, nch ssh.NewChannel) {
 	if !ok {
 		return
 	}
-	go ssh.DiscardRequests(reqs)
 	_ = ss.start.Reply(ss.start.Type != "subsystem", nil)
-	status := c.runCommand(ctx, ss, ch)
+	var status uint32
+	if args, err := splitArgs(ss.command); err == nil && len(args) > 0 && args[0] == "join" {
+		if !c.auditCommand(ctx, ss, ch.Stderr()) {
+			status = 1
+		} else {
+			status = c.joinSession(ctx, ch, reqs, ss, args[1:])
+		}
+	} else {
+		go ssh.DiscardRequests(reqs)
+		status = c.runCommand(ctx, ss, ch)
+	}
 	_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{status}))
 	_ = ch.CloseWrite()
 }
@@ -85,10 +96,7 @@ func (c *clientConn) runCommand(ctx context.Context, ss *sessionStart, ch ssh.Ch
 		if cmd.name != args[0] || cmd.run == nil {
 			continue
 		}
-		err := c.srv.audit.Append(ctx, audit.Event{Type: audit.Command, Person: c.person.ID, Source: c.source,
-			Attrs: map[string]string{"command": ss.command}})
-		if err != nil {
-			fmt.Fprintln(errOut, "tandem: the audit log is unavailable, so no command can run")
+		if !c.auditCommand(ctx, ss, errOut) {
 			return 1
 		}
 		if err := cmd.run(c, args[1:], out); err != nil {
@@ -100,6 +108,17 @@ func (c *clientConn) runCommand(ctx context.Context, ss *sessionStart, ch ssh.Ch
 	fmt.Fprintf(errOut, "tandem: unknown command %q\n\n", args[0])
 	c.usage(errOut)
 	return 2
+}
+
+// auditCommand records a gateway command before it runs (fail closed).
+func (c *clientConn) auditCommand(ctx context.Context, ss *sessionStart, errOut io.Writer) bool {
+	err := c.srv.audit.Append(ctx, audit.Event{Type: audit.Command, Person: c.person.ID, Source: c.source,
+		Attrs: map[string]string{"command": ss.command}})
+	if err != nil {
+		fmt.Fprintln(errOut, "tandem: the audit log is unavailable, so no command can run")
+		return false
+	}
+	return true
 }
 
 func (c *clientConn) usage(w io.Writer) {

@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/ssh"
+
+	"tandem.dev/tandem/internal/session"
 )
 
 // liveSession is a running session that the gateway may have to end from
@@ -15,6 +17,10 @@ type liveSession struct {
 	host   string
 	ch     ssh.Channel
 	eol    string
+
+	// shared is the session's participants and state, for interactive
+	// sessions; nil for exec and sftp.
+	shared *session.Session
 
 	mu       sync.Mutex
 	upstream *ssh.Client // set once connected
@@ -30,7 +36,11 @@ func (l *liveSession) end(msg string) {
 		return
 	}
 	l.ended = true
-	fmt.Fprintf(l.ch.Stderr(), "%standem: %s%s", l.eol, msg, l.eol)
+	if l.shared != nil {
+		l.shared.End("", msg) // tells every participant
+	} else {
+		fmt.Fprintf(l.ch.Stderr(), "%standem: %s%s", l.eol, msg, l.eol)
+	}
 	if l.upstream != nil {
 		l.upstream.Close()
 	}
@@ -45,13 +55,57 @@ func (l *liveSession) setUpstream(c *ssh.Client) bool {
 }
 
 // involves reports whether person owns or takes part in the session.
-func (l *liveSession) involves(person string) bool { return l.person == person }
+func (l *liveSession) involves(person string) bool {
+	if l.person == person {
+		return true
+	}
+	if l.shared != nil {
+		for _, p := range l.shared.Participants() {
+			if p.Person == person {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // registry holds the live sessions and client connections of one gateway.
 type registry struct {
 	mu       sync.Mutex
 	sessions map[string]*liveSession
+	shared   map[string]*sharedSession
 	conns    map[*clientConn]struct{}
+}
+
+func (r *registry) addShared(id string, s *sharedSession) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.shared == nil {
+		r.shared = map[string]*sharedSession{}
+	}
+	r.shared[id] = s
+}
+
+func (r *registry) removeShared(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.shared, id)
+}
+
+func (r *registry) sharedByID(id string) *sharedSession {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.shared[id]
+}
+
+func (r *registry) allShared() []*sharedSession {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*sharedSession, 0, len(r.shared))
+	for _, s := range r.shared {
+		out = append(out, s)
+	}
+	return out
 }
 
 func (r *registry) addConn(c *clientConn) {

@@ -67,6 +67,10 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 	d := c.st.engine.Authorize(policy.Request{
 		Person: c.person, Key: c.key, Host: rt.host, Login: rt.login, Action: action, Now: c.srv.now(),
 	})
+	if action == policy.ActionShell && (d.Verdict == policy.Allow || d.Verdict == policy.NeedsSecondPerson) {
+		c.interactive(ctx, ch, reqs, ss, rt, d, ev)
+		return
+	}
 	if d.Verdict != policy.Allow {
 		ev.Type = audit.SessionDenied
 		ev.Attrs["reason"] = d.Reason

@@ -1,0 +1,348 @@
+package gateway
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+
+	"golang.org/x/crypto/ssh"
+
+	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/config"
+	"tandem.dev/tandem/internal/policy"
+	"tandem.dev/tandem/internal/session"
+	"tandem.dev/tandem/internal/upstream"
+)
+
+// sharedSession is an interactive session others may join (`ssh gw join`).
+type sharedSession struct {
+	sess  *session.Session
+	host  *config.Host
+	owner string
+	login string
+}
+
+// chanTerminal adapts a client's session channel to a session.Terminal.
+// A client's EOF is not the end of its presence: with a terminal, OpenSSH
+// sends EOF when its own stdin ends (`ssh -tt host cmd < /dev/null`) and
+// sshd ignores it. So Read reports EOF only once the channel is closed.
+type chanTerminal struct {
+	ch     ssh.Channel
+	closed <-chan struct{} // closed when the client's requests end (channel closed)
+}
+
+func (t *chanTerminal) Read(p []byte) (int, error) {
+	n, err := t.ch.Read(p)
+	if err == io.EOF && n == 0 {
+		<-t.closed
+	}
+	return n, err
+}
+
+func (t *chanTerminal) Write(p []byte) (int, error) { return t.ch.Write(p) }
+func (t *chanTerminal) Close() error                { return t.ch.Close() }
+
+// ptySize reads the window size from a pty-req and a later window-change.
+func ptySize(pty, winch *ssh.Request) session.Size {
+	var sz session.Size
+	if pty != nil {
+		var req struct {
+			Term          string
+			Cols, Rows    uint32
+			Width, Height uint32
+			Modes         string
+		}
+		if ssh.Unmarshal(pty.Payload, &req) == nil {
+			sz = session.Size{Cols: req.Cols, Rows: req.Rows}
+		}
+	}
+	if winch != nil {
+		if w, ok := parseWinch(winch.Payload); ok {
+			sz = w
+		}
+	}
+	return sz
+}
+
+func parseWinch(p []byte) (session.Size, bool) {
+	var w struct{ Cols, Rows, Width, Height uint32 }
+	if ssh.Unmarshal(p, &w) != nil {
+		return session.Size{}, false
+	}
+	return session.Size{Cols: w.Cols, Rows: w.Rows}, true
+}
+
+func winchPayload(sz session.Size) []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint32(b[0:], sz.Cols)
+	binary.BigEndian.PutUint32(b[4:], sz.Rows)
+	return b
+}
+
+// withSize rewrites a pty-req to carry sz, keeping TERM and modes.
+func withSize(pty *ssh.Request, sz session.Size) []byte {
+	var req struct {
+		Term          string
+		Cols, Rows    uint32
+		Width, Height uint32
+		Modes         string
+	}
+	if ssh.Unmarshal(pty.Payload, &req) != nil || sz.Cols == 0 {
+		return pty.Payload
+	}
+	req.Cols, req.Rows, req.Width, req.Height = sz.Cols, sz.Rows, 0, 0
+	return ssh.Marshal(req)
+}
+
+// upstreamHolder lets the owner's request loop reach the target once it
+// is connected.
+type upstreamHolder struct {
+	mu   sync.Mutex
+	ch   ssh.Channel
+	size session.Size // the owner's latest window size
+}
+
+func (u *upstreamHolder) setSize(sz session.Size) {
+	u.mu.Lock()
+	u.size = sz
+	u.mu.Unlock()
+}
+
+func (u *upstreamHolder) currentSize() session.Size {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.size
+}
+
+func (u *upstreamHolder) set(ch ssh.Channel) {
+	u.mu.Lock()
+	u.ch = ch
+	u.mu.Unlock()
+}
+
+func (u *upstreamHolder) send(name string, payload []byte) bool {
+	u.mu.Lock()
+	ch := u.ch
+	u.mu.Unlock()
+	if ch == nil {
+		return false
+	}
+	ok, err := ch.SendRequest(name, false, payload)
+	return ok || err == nil
+}
+
+// interactive runs a PTY session through the session package: on a
+// four-eyes host it waits for a second person before the target sees any
+// login (M6); elsewhere it is live at once, and others may still observe.
+func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, ss *sessionStart, rt route, d policy.Decision, ev audit.Event) {
+	fourEyes := d.Verdict == policy.NeedsSecondPerson
+	id := newSessionID()
+	ev.Type, ev.Session = audit.SessionStart, id
+	ev.Attrs["four_eyes"] = strconv.FormatBool(fourEyes)
+	if err := c.srv.audit.Append(ctx, ev); err != nil {
+		c.srv.log.Error("audit log unavailable: session refused", "err", err)
+		refuse(ch, ss, "the audit log is unavailable, so no session can start; tell the gateway's operators")
+		return
+	}
+	_ = ss.start.Reply(true, nil)
+	for _, w := range d.Warnings {
+		fmt.Fprintf(ch.Stderr(), "tandem: %s\r\n", w)
+	}
+	closed := make(chan struct{})
+	size := ptySize(ss.pty, ss.winch)
+	up := upstreamHolder{size: size}
+	var endReason string
+	base := audit.Event{Person: c.person.ID, Session: id, Host: rt.host.Name, Tenant: rt.host.Tenant, Login: rt.login}
+	hooks := session.Hooks{
+		OnState: func(from, to session.State, reason string) {
+			if to == session.Ended {
+				endReason = reason
+			}
+			if t, ok := stateEvent(from, to); ok {
+				c.srv.record(withAttrs(base, t, map[string]string{"reason": reason}))
+			}
+		},
+		OnJoin: func(p session.Participant) {
+			c.srv.record(withAttrs(base, audit.SessionJoin, map[string]string{
+				"participant": p.Person, "mode": string(p.Mode), "external": strconv.FormatBool(p.External)}))
+		},
+		OnLeave: func(p session.Participant, reason string) {
+			c.srv.record(withAttrs(base, audit.SessionLeave, map[string]string{"participant": p.Person, "reason": reason}))
+		},
+	}
+	pol := c.st.cfg.Policy
+	sess := session.New(session.Options{
+		ID: id, Host: rt.host.Name, Owner: session.Participant{Person: c.person.ID},
+		FourEyes: fourEyes, WaitTimeout: pol.WaitTimeout.Duration, Grace: pol.Grace.Duration,
+		Hooks: hooks, Now: c.srv.now,
+	}, &chanTerminal{ch: ch, closed: closed}, size)
+	shared := &sharedSession{sess: sess, host: rt.host, owner: c.person.ID, login: rt.login}
+	live := &liveSession{id: id, person: c.person.ID, host: rt.host.Name, ch: ch, eol: "\r\n", shared: sess}
+	c.srv.live.add(live)
+	c.srv.live.addShared(id, shared)
+	defer c.srv.live.remove(id)
+	defer c.srv.live.removeShared(id)
+	go ownerRequests(reqs, sess, c.person.ID, &up, closed)
+
+	if fourEyes {
+		fmt.Fprintf(ch.Stderr(), "tandem: %s\r\n  ask a colleague to run:  ssh -t %s join %s\r\n", d.Reason, c.srv.gatewayHint(c.st), id)
+	}
+	res, err := c.runShared(ctx, live, sess, &up, ss, upstream.Target{
+		Host: rt.host, Login: rt.login, SessionID: id, Person: c.person.ID, PTY: true,
+	})
+	if err != nil {
+		sess.End("", err.Error())
+	}
+	if res.status == nil && res.signal == nil {
+		one := uint32(1)
+		if err == nil && endReason == "" {
+			one = 0
+		}
+		res.status = ssh.Marshal(struct{ Status uint32 }{one})
+	}
+	if res.signal != nil {
+		_, _ = ch.SendRequest("exit-signal", false, res.signal)
+	} else {
+		_, _ = ch.SendRequest("exit-status", false, res.status)
+	}
+	_ = ch.CloseWrite()
+	_ = ch.Close()
+	end := withAttrs(base, audit.SessionEnd, map[string]string{"reason": endReason})
+	if err != nil {
+		end.Attrs["error"] = err.Error()
+	}
+	c.srv.record(end)
+}
+
+type exitResult struct{ status, signal []byte }
+
+// runShared waits for the session to go live, connects to the target and
+// attaches it; it returns the target's exit status or signal.
+func (c *clientConn) runShared(ctx context.Context, live *liveSession, sess *session.Session, up *upstreamHolder, ss *sessionStart, t upstream.Target) (exitResult, error) {
+	if err := sess.Wait(ctx); err != nil {
+		return exitResult{}, nil // the session already told everybody why
+	}
+	client, err := c.st.dialer.Dial(ctx, t)
+	if err != nil {
+		return exitResult{}, err
+	}
+	defer client.Close()
+	if !live.setUpstream(client) {
+		return exitResult{}, fmt.Errorf("session ended before it started")
+	}
+	upCh, upReqs, err := client.OpenChannel("session", nil)
+	if err != nil {
+		return exitResult{}, fmt.Errorf("%s refused the session: %v", t.Host.Name, err)
+	}
+	defer upCh.Close()
+	size := up.currentSize()
+	if ok, err := upCh.SendRequest("pty-req", true, withSize(ss.pty, size)); err != nil || !ok {
+		return exitResult{}, fmt.Errorf("%s refused a terminal", t.Host.Name)
+	}
+	for _, r := range ss.env {
+		_, _ = upCh.SendRequest(r.Type, false, r.Payload)
+	}
+	if ok, err := upCh.SendRequest(ss.start.Type, true, ss.start.Payload); err != nil || !ok {
+		return exitResult{}, fmt.Errorf("%s refused to start the %s", t.Host.Name, ss.start.Type)
+	}
+	var res exitResult
+	exitDone := make(chan struct{})
+	go func() {
+		defer close(exitDone)
+		for r := range upReqs {
+			switch r.Type {
+			case "exit-status":
+				res.status = r.Payload
+			case "exit-signal":
+				res.signal = r.Payload
+			}
+			if r.WantReply {
+				_ = r.Reply(false, nil)
+			}
+		}
+	}()
+	up.set(upCh)
+	attachErr := sess.Attach(upCh, upCh, func(sz session.Size) {
+		_, _ = upCh.SendRequest("window-change", false, winchPayload(sz))
+	})
+	up.set(nil)
+	upCh.Close()
+	<-exitDone
+	if attachErr != nil && res.status == nil && res.signal == nil {
+		return res, nil // ended by a participant, a lock or the grace period: already announced
+	}
+	return res, nil
+}
+
+// ownerRequests serves the owner's channel requests for the whole session:
+// window changes resize the target (the owner's size wins); signals reach
+// the target once it is connected. It closes closed when the client closes
+// the channel.
+func ownerRequests(reqs <-chan *ssh.Request, sess *session.Session, owner string, up *upstreamHolder, closed chan struct{}) {
+	defer close(closed)
+	for r := range reqs {
+		ok := false
+		switch r.Type {
+		case "window-change":
+			if sz, valid := parseWinch(r.Payload); valid {
+				up.setSize(sz)
+				sess.Resize(owner, sz)
+				ok = true
+			}
+		case "signal", "break":
+			ok = up.send(r.Type, r.Payload)
+		}
+		if r.WantReply {
+			_ = r.Reply(ok, nil)
+		}
+	}
+}
+
+// stateEvent maps a session state change to its audit event type.
+func stateEvent(from, to session.State) (audit.Type, bool) {
+	switch {
+	case to == session.Waiting:
+		return audit.SessionWaiting, true
+	case to == session.Live && from == session.Waiting:
+		return audit.SessionLive, true
+	case to == session.Live && from == session.Paused:
+		return audit.SessionResumed, true
+	case to == session.Paused:
+		return audit.SessionPaused, true
+	case to == session.Ended:
+		return audit.SessionEnded, true
+	}
+	return "", false
+}
+
+func withAttrs(e audit.Event, t audit.Type, attrs map[string]string) audit.Event {
+	e.Type, e.Attrs = t, attrs
+	return e
+}
+
+// gatewayHint is how a colleague reaches this gateway, for join hints.
+func (s *Server) gatewayHint(st *state) string {
+	host, port := "gw", ""
+	if len(st.cfg.Gateway.Names) > 0 {
+		host = st.cfg.Gateway.Names[0]
+	}
+	if i := lastColon(st.cfg.Gateway.Listen); i >= 0 {
+		port = st.cfg.Gateway.Listen[i+1:]
+	}
+	if port != "" && port != "22" {
+		return "-p " + port + " " + host
+	}
+	return host
+}
+
+func lastColon(s string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == ':' {
+			return i
+		}
+	}
+	return -1
+}

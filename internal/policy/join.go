@@ -1,0 +1,85 @@
+package policy
+
+import (
+	"fmt"
+	"time"
+
+	"tandem.dev/tandem/internal/config"
+)
+
+// JoinRequest asks whether a person may join another person's session.
+type JoinRequest struct {
+	Person *config.Person
+	Key    *config.Key
+	Owner  string       // person id of the session's owner
+	Host   *config.Host // the session's host
+	Mode   string       // config.JoinPeer or config.JoinObserver; "" picks the strongest granted
+	Now    time.Time
+	Lock   string
+}
+
+// JoinDecision is the answer: the mode granted, and whether the joiner is
+// an external expert (who never counts as the second person, M7).
+type JoinDecision struct {
+	Decision
+	Mode     string
+	External bool
+}
+
+// Join decides whether r.Person may join a session on r.Host. The mode
+// comes from the `join` lists of the rules whose selector matches the host;
+// asking for peer where only observer is granted is refused, not
+// downgraded, so nobody is surprised by a read-only terminal.
+func (e *Engine) Join(r JoinRequest) JoinDecision {
+	if d := e.CheckPerson(r.Person, r.Key, r.Now, r.Lock); d.Verdict != Allow {
+		return JoinDecision{Decision: d}
+	}
+	name := personName(r.Person)
+	if r.Person.ID == r.Owner {
+		return JoinDecision{Decision: deny("you cannot be the second person in your own session", "ask a colleague to join", nil)}
+	}
+	modes := e.JoinModes(r.Person, r.Host)
+	if len(modes) == 0 {
+		return JoinDecision{Decision: deny(fmt.Sprintf("%s may not join sessions on %s", name, r.Host.Name),
+			"ask for a role whose rule for this host has join: [peer] or [observer]", nil)}
+	}
+	mode := r.Mode
+	if mode == "" {
+		mode = modes[0]
+	}
+	if !contains(modes, mode) {
+		return JoinDecision{Decision: deny(fmt.Sprintf("%s may join sessions on %s only as %s", name, r.Host.Name, modes[0]),
+			"join with --"+modes[0], nil)}
+	}
+	return JoinDecision{Decision: Decision{Verdict: Allow}, Mode: mode, External: e.isExternal(r.Person)}
+}
+
+// JoinModes lists the join modes the person's roles grant on h, strongest
+// first (peer before observer). A peer may always observe.
+func (e *Engine) JoinModes(p *config.Person, h *config.Host) []string {
+	peer, observer := false, false
+	for _, role := range e.rolesOf(p) {
+		for i := range role.Allow {
+			rule := &role.Allow[i]
+			if !matches(rule.Hosts, h) {
+				continue
+			}
+			for _, m := range rule.Join {
+				switch m {
+				case config.JoinPeer:
+					peer = true
+				case config.JoinObserver:
+					observer = true
+				}
+			}
+		}
+	}
+	var out []string
+	if peer {
+		out = append(out, config.JoinPeer)
+	}
+	if peer || observer {
+		out = append(out, config.JoinObserver)
+	}
+	return out
+}

@@ -1,0 +1,66 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"tandem.dev/tandem/internal/config"
+)
+
+func TestJoin(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	ok := config.Obligations{
+		ConfidentialitySigned: config.Date{Time: now.AddDate(0, -1, 0)},
+		TrainingValidUntil:    config.Date{Time: now.AddDate(1, 0, 0)},
+		ContractUntil:         config.Date{Time: now.AddDate(1, 0, 0)},
+		NDASigned:             config.Date{Time: now.AddDate(0, -1, 0)},
+	}
+	host := config.Host{Name: "db1", Tenant: "t1", Environment: config.Production}
+	cfg := &config.Config{
+		Roles: []config.Role{
+			{ID: "admin", Allow: []config.Rule{{Hosts: config.Selector{Tenant: "t1"}, Logins: []string{"root"}, Join: []string{"peer"}}}},
+			{ID: "auditor", Allow: []config.Rule{{Hosts: config.Selector{Names: []string{"*"}}, Join: []string{"observer"}}}},
+			{ID: "ext", External: true, Allow: []config.Rule{{Hosts: config.Selector{Tenant: "t1"}, Join: []string{"peer"}}}},
+			{ID: "other", Allow: []config.Rule{{Hosts: config.Selector{Tenant: "t2"}, Join: []string{"peer"}}}},
+		},
+		Hosts: []config.Host{host},
+	}
+	mk := func(id string, roles ...string) *config.Person {
+		return &config.Person{ID: id, Name: id, Roles: roles, Obligations: ok}
+	}
+	k := ecdsaKey(t, now.AddDate(0, 0, -10).Format(time.DateOnly))
+	e := New(cfg)
+	cases := []struct {
+		name     string
+		p        *config.Person
+		mode     string
+		verdict  Verdict
+		wantMode string
+		external bool
+		reason   string
+	}{
+		{"peer by default", mk("bob", "admin"), "", Allow, "peer", false, ""},
+		{"peer may observe", mk("bob", "admin"), "observer", Allow, "observer", false, ""},
+		{"observer only", mk("dora", "auditor"), "", Allow, "observer", false, ""},
+		{"observer asks peer", mk("dora", "auditor"), "peer", Deny, "", false, "only as observer"},
+		{"self join", mk("alice", "admin"), "", Deny, "", false, "own session"},
+		{"no join grant", mk("eve", "other"), "", Deny, "", false, "may not join"},
+		{"external flagged", mk("xena", "ext"), "", Allow, "peer", true, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := e.Join(JoinRequest{Person: c.p, Key: k, Owner: "alice", Host: &host, Mode: c.mode, Now: now})
+			if d.Verdict != c.verdict || d.Mode != c.wantMode || d.External != c.external {
+				t.Fatalf("got %v mode %q external %v (%s), want %v %q %v", d.Verdict, d.Mode, d.External, d.Reason, c.verdict, c.wantMode, c.external)
+			}
+			if c.reason != "" && !strings.Contains(d.Reason, c.reason) {
+				t.Errorf("reason %q lacks %q", d.Reason, c.reason)
+			}
+		})
+	}
+	locked := e.Join(JoinRequest{Person: mk("bob", "admin"), Key: k, Owner: "alice", Host: &host, Now: now, Lock: "left"})
+	if locked.Verdict != Deny {
+		t.Error("a locked person may join")
+	}
+}
