@@ -25,6 +25,7 @@ type liveSession struct {
 	mu       sync.Mutex
 	upstream *ssh.Client // set once connected
 	ended    bool
+	done     chan struct{} // closed when the session's handler has finished
 }
 
 // end tells the client why and tears the session down; the relay then
@@ -138,6 +139,7 @@ func (r *registry) connsOf(person string) []*clientConn {
 func (r *registry) add(l *liveSession) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	l.done = make(chan struct{})
 	if r.sessions == nil {
 		r.sessions = map[string]*liveSession{}
 	}
@@ -147,7 +149,10 @@ func (r *registry) add(l *liveSession) {
 func (r *registry) remove(id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.sessions, id)
+	if l, ok := r.sessions[id]; ok {
+		close(l.done)
+		delete(r.sessions, id)
+	}
 }
 
 // matching returns the live sessions for which keep returns true.

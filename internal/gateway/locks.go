@@ -74,13 +74,27 @@ func (s *Server) refreshLocks(ctx context.Context) error {
 // evict ends every live session person owns or takes part in, and closes
 // their connections, so that nothing they opened goes on.
 func (s *Server) evict(person, msg string) {
-	for _, l := range s.live.matching(func(l *liveSession) bool { return l.involves(person) }) {
+	ended := s.live.matching(func(l *liveSession) bool { return l.involves(person) })
+	for _, l := range ended {
 		l.end(msg)
+	}
+	// Let the sessions deliver their notice and exit status before the
+	// connections go; bounded, so a stuck client cannot delay the lock-out.
+	deadline := time.After(evictFlush)
+	for _, l := range ended {
+		select {
+		case <-l.done:
+		case <-deadline:
+		}
 	}
 	for _, c := range s.live.connsOf(person) {
 		c.conn.Close()
 	}
 }
+
+// evictFlush bounds how long an eviction waits for ended sessions to say
+// goodbye before it closes the person's connections.
+const evictFlush = 300 * time.Millisecond
 
 // auditLockEvents moves lock and unlock events from the store into the
 // audit log. An event is marked only after the log took it; a crash in
