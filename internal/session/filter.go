@@ -1,0 +1,80 @@
+package session
+
+// The escape sequence. OpenSSH's client already owns "~." (and "~" after a
+// newline generally), so Tandem uses Ctrl-] (0x1d, telnet's escape key),
+// which OpenSSH passes through untouched:
+//
+//	Ctrl-] q        end the session for every participant
+//	Ctrl-] ?        show a one-line help to the participant who typed it
+//	Ctrl-] Ctrl-]   send one literal Ctrl-] to the target
+//	Ctrl-] other    send both bytes unchanged (so programs that use Ctrl-] still get it)
+const (
+	EscapeByte = 0x1d
+	EscapeHelp = "Ctrl-] q ends the session for everyone; Ctrl-] Ctrl-] sends a literal Ctrl-]"
+)
+
+// Action is what an escape sequence asks for.
+type Action int
+
+// The actions of the escape scanner.
+const (
+	ActNone Action = iota
+	ActEnd         // Ctrl-] q
+	ActHelp        // Ctrl-] ?
+)
+
+// InputFilter scans one participant's keystrokes for the escape sequence.
+// It keeps state across reads, so a sequence split over two reads (one byte
+// each, as a slow typist produces) is still recognised. The zero value is
+// ready to use; it is not safe for concurrent use.
+type InputFilter struct {
+	pending bool // the previous chunk ended with an unanswered Ctrl-]
+	ended   bool // Ctrl-] q was seen; everything after it is discarded
+}
+
+// Filter returns the bytes of p that go on to the target and the first
+// action found in p. The returned slice is freshly allocated when it differs
+// from p. After ActEnd all further input is discarded. ActHelp is reported
+// only once per call even if typed twice; the help text is the same.
+func (f *InputFilter) Filter(p []byte) ([]byte, Action) {
+	if f.ended {
+		return nil, ActNone
+	}
+	if !f.pending && !containsByte(p, EscapeByte) {
+		return p, ActNone
+	}
+	out := make([]byte, 0, len(p)+1)
+	act := ActNone
+	for _, b := range p {
+		if !f.pending {
+			if b == EscapeByte {
+				f.pending = true
+				continue
+			}
+			out = append(out, b)
+			continue
+		}
+		f.pending = false
+		switch b {
+		case 'q':
+			f.ended = true
+			return out, ActEnd
+		case '?':
+			act = ActHelp
+		case EscapeByte:
+			out = append(out, EscapeByte)
+		default:
+			out = append(out, EscapeByte, b)
+		}
+	}
+	return out, act
+}
+
+func containsByte(p []byte, c byte) bool {
+	for _, b := range p {
+		if b == c {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,891 @@
+// Package session runs one interactive session: the target's PTY stream
+// fanned out to every participant, the four-eyes state machine (M6), the
+// rules for external participants (M7) and input attribution for recording
+// and audit (M9).
+//
+// The package knows nothing about SSH. A participant is a Terminal (an
+// io.Reader of keystrokes, an io.Writer for screen output, and Close); the
+// target is an io.Reader of PTY output, an io.Writer for input and a resize
+// callback. The gateway adapts SSH channels to these.
+//
+// # Life cycle
+//
+// On a four-eyes host a session starts Waiting: the owner sees a waiting-room
+// notice and the gateway does not connect to the target (Wait blocks). When
+// a qualified second person joins (a Peer who is neither the owner nor
+// External) the session goes Live, Wait returns and the gateway calls Attach.
+// If the last qualified second person leaves, the session is Paused: output
+// keeps flowing to everybody (and to the recorder), but nobody's input
+// reaches the target until another qualified person joins (Live again) or the
+// grace period expires (Ended). Observers never count as the second person,
+// so an observer coming or going never changes the state. Without four-eyes
+// (Options.FourEyes false) the session is Live at once with the owner alone.
+//
+// # Participants
+//
+//   - Owner: started the session. Their window size is the target's window
+//     size, whatever anyone else's terminal is: this is supervision, not pair
+//     programming, and the owner is the one doing the work. The owner leaving
+//     (their terminal reads EOF or fails) ends the session for everybody.
+//   - Peer: may type; input is merged with the owner's and attributed to the
+//     person who typed it (Hooks.OnInput).
+//   - Observer: read-only; their keystrokes (other than the escape sequence)
+//     are discarded.
+//   - External (a flag on a Peer or Observer): never counts as the second
+//     person, may join only while a qualified second person is present, and,
+//     like everybody, may type only while the session is Live.
+//
+// Every participant receives the same output from the moment they join; a
+// late joiner first gets the recent screen (see screenTail). Every
+// participant sees one-line notices ("\r\n[tandem] ...\r\n") when someone
+// joins or leaves and when the state changes.
+//
+// # Escape sequence
+//
+// Any participant ends the session for all with Ctrl-] q (bytes 0x1d 'q');
+// Ctrl-] ? shows help, Ctrl-] Ctrl-] sends one literal 0x1d. OpenSSH's own
+// "~." is left alone (it only closes that participant's connection). Before
+// the session is Live the owner's keystrokes are discarded except for the
+// escape sequence, so the owner can leave the waiting room.
+//
+// # Slow participants
+//
+// Each participant has an output queue bounded by Options.BufferBytes and a
+// goroutine that drains it to the Terminal. The target-output reader appends
+// to the joiners' queues without ever blocking on them; a joiner whose queue
+// would overflow is disconnected (Terminal.Close, Hooks.OnLeave reason
+// "too slow") and the others are told. The owner's queue is different: when
+// it is full the reader waits for it, so the target is paced to the owner's
+// connection exactly as on a direct SSH session. Dropping the owner instead
+// would end the session whenever a burst of output (cat of a large file)
+// arrives faster over the target's link than the owner's link carries it.
+// A stuck owner therefore stalls the output for all until their connection
+// fails or anyone ends the session (End and the escape sequence still work).
+//
+// # Goroutines and hooks
+//
+// A Session runs, per participant, one reader and one drain goroutine; for
+// the target one output reader and one input writer; and at most one timer
+// goroutine. Drain and timer goroutines end when the session ends. Readers
+// block in Read and end when their source is closed: the gateway closes a
+// participant's Terminal after Join (or, for the owner, Attach) returns, and
+// closes the target after Attach returns — nothing else is needed.
+//
+// Hooks are called with the session's lock held, in the order the events
+// happened, so audit and recording see a consistent sequence. They must be
+// quick and must not call methods of the Session.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// Mode is how a participant takes part.
+type Mode string
+
+// The participant modes.
+const (
+	Owner    Mode = "owner"
+	Peer     Mode = "peer"
+	Observer Mode = "observer"
+)
+
+// Participant is one person in a session.
+type Participant struct {
+	Person   string
+	Mode     Mode
+	External bool // never the second person (M7)
+}
+
+// qualifiedSecond reports whether p counts as the second person of a
+// four-eyes session owned by owner.
+func (p Participant) qualifiedSecond(owner string) bool {
+	return p.Mode == Peer && !p.External && p.Person != owner
+}
+
+// Terminal is one participant's connection. Close must unblock a pending
+// Read and Write (an SSH channel's Close does).
+type Terminal interface {
+	io.Reader // keystrokes from the participant
+	io.Writer // screen output to the participant (writes may block: a slow client)
+	Close() error
+}
+
+// Size is a terminal window size in character cells.
+type Size struct{ Cols, Rows uint32 }
+
+// Hooks receive what the session does, for recording and audit. Any of them
+// may be nil. See the package documentation for when they are called.
+type Hooks struct {
+	// OnInput is called for every chunk of input forwarded to the target,
+	// with the person who typed it (recording, audit).
+	OnInput func(person string, p []byte)
+	// OnOutput sees every chunk of target output once, also while Paused
+	// (recording).
+	OnOutput func(p []byte)
+	// OnState is called on every state change with a reason (audit:
+	// session.waiting/live/paused/resumed/end). The first call, from New,
+	// has from == "". Paused → Live is a resumption.
+	OnState func(from, to State, reason string)
+	// OnJoin / OnLeave: audit session.join (person, mode) / session.leave
+	// (person, reason). Not called for the owner. When the session ends,
+	// OnLeave is called for every remaining participant with reason
+	// "session ended", before OnState(…, Ended, …).
+	OnJoin  func(p Participant)
+	OnLeave func(p Participant, reason string)
+}
+
+// Defaults for Options.
+const (
+	DefaultWaitTimeout = 10 * time.Minute
+	DefaultGrace       = 5 * time.Minute
+	DefaultBufferBytes = 1 << 20
+	DefaultScreenBytes = 16 << 10
+)
+
+// Options configure a session. Zero durations and sizes take the defaults.
+type Options struct {
+	ID          string
+	Host        string
+	Owner       Participant // Mode is forced to Owner
+	FourEyes    bool        // false: Live at once with the owner alone (test hosts)
+	WaitTimeout time.Duration
+	Grace       time.Duration
+	BufferBytes int // per-participant output queue bound
+	// ScreenBytes bounds the output tail replayed to a late joiner (after a
+	// clear screen; only output since the last clear-screen is kept).
+	ScreenBytes int
+	Hooks       Hooks
+	Now         func() time.Time
+	After       func(d time.Duration) <-chan time.Time // injectable timer; default time.After
+}
+
+// Info describes a session for listings (`ssh gw sessions`).
+type Info struct {
+	ID           string
+	Host         string
+	Owner        Participant
+	State        State
+	Participants []Participant // owner first, then joiners in join order
+	Started      time.Time
+}
+
+// ErrEnded is matched (errors.Is) by every error that reports that the
+// session has ended.
+var ErrEnded = errors.New("session ended")
+
+// EndError reports why a session ended. Its message is the same line the
+// session already showed every participant as a notice.
+type EndError struct{ Msg string }
+
+func (e *EndError) Error() string        { return e.Msg }
+func (e *EndError) Is(target error) bool { return target == ErrEnded }
+
+// Reasons passed to OnLeave and returned by Join.
+const (
+	ReasonLeft     = "left"            // the participant's terminal reached EOF
+	ReasonLost     = "connection lost" // reading or writing the terminal failed
+	ReasonTooSlow  = "too slow"        // the output queue overflowed
+	ReasonEnded    = "session ended"   // the session ended while they were in it
+	noticePrefix   = "\r\n[tandem] "
+	noticeSuffix   = "\r\n"
+	inputQueueSize = 64
+	readBufSize    = 32 << 10
+	// noticeSlack lets a notice exceed the output bound a little: notices
+	// are rare and short, and a queue full of output should be dropped for
+	// its output, not because a join happened at the wrong moment.
+	noticeSlack = 64 << 10
+)
+
+type member struct {
+	p      Participant
+	t      Terminal
+	q      *outQueue
+	gone   bool          // left or dropped; guarded by Session.mu
+	reason string        // why it left; guarded by Session.mu
+	done   chan struct{} // closed when the drain goroutine has finished
+	warned bool          // told once that its input is not forwarded; reset on Live
+}
+
+// Session is one interactive session. Its methods are safe for concurrent use.
+type Session struct {
+	o       Options
+	started time.Time
+
+	inMu sync.Mutex // orders attribution and queuing of input across typists
+
+	mu        sync.Mutex
+	state     State
+	wasLive   bool
+	owner     *member
+	members   []*member // joiners, in join order
+	tail      screenTail
+	size      Size
+	resize    func(Size)
+	attached  bool
+	endErr    *EndError
+	timerStop chan struct{}
+
+	resizeMu sync.Mutex // serialises resize callbacks in order
+
+	input  chan []byte   // merged input towards the target
+	liveCh chan struct{} // closed when first Live or Ended
+	endCh  chan struct{} // closed when Ended
+}
+
+// New starts a session for the owner's terminal. On a four-eyes host it
+// starts Waiting, shows the owner the waiting-room notice and starts the
+// wait timer; otherwise it is Live at once.
+func New(o Options, owner Terminal, ownerSize Size) *Session {
+	if o.WaitTimeout <= 0 {
+		o.WaitTimeout = DefaultWaitTimeout
+	}
+	if o.Grace <= 0 {
+		o.Grace = DefaultGrace
+	}
+	if o.BufferBytes <= 0 {
+		o.BufferBytes = DefaultBufferBytes
+	}
+	if o.ScreenBytes <= 0 {
+		o.ScreenBytes = DefaultScreenBytes
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.After == nil {
+		o.After = time.After
+	}
+	o.Owner.Mode = Owner
+	h := &o.Hooks
+	if h.OnInput == nil {
+		h.OnInput = func(string, []byte) {}
+	}
+	if h.OnOutput == nil {
+		h.OnOutput = func([]byte) {}
+	}
+	if h.OnState == nil {
+		h.OnState = func(State, State, string) {}
+	}
+	if h.OnJoin == nil {
+		h.OnJoin = func(Participant) {}
+	}
+	if h.OnLeave == nil {
+		h.OnLeave = func(Participant, string) {}
+	}
+	s := &Session{
+		o:       o,
+		started: o.Now(),
+		size:    ownerSize,
+		tail:    screenTail{limit: o.ScreenBytes},
+		input:   make(chan []byte, inputQueueSize),
+		liveCh:  make(chan struct{}),
+		endCh:   make(chan struct{}),
+	}
+	s.owner = &member{p: o.Owner, t: owner, q: newOutQueue(o.BufferBytes), done: make(chan struct{})}
+
+	s.mu.Lock()
+	if o.FourEyes {
+		s.state = Waiting
+		h.OnState("", Waiting, "four-eyes host: waiting for a second person")
+		s.noticeLocked(s.owner, fmt.Sprintf("%s is a four-eyes host: waiting up to %v for a second person to join session %s (Ctrl-] q aborts)",
+			o.Host, o.WaitTimeout, o.ID))
+		s.startTimerLocked(o.WaitTimeout, WaitTimeout)
+	} else {
+		s.state = Live
+		s.wasLive = true
+		close(s.liveCh)
+		h.OnState("", Live, "no four-eyes requirement")
+	}
+	s.mu.Unlock()
+
+	go s.drain(s.owner)
+	go s.read(s.owner)
+	return s
+}
+
+// Wait blocks until the session is Live (nil) or ends first. The error then
+// is an *EndError whose message was already shown to the owner as a notice
+// (e.g. "nobody joined within 10m0s; session closed"). The gateway calls
+// Wait before it connects to the target, so the target sees no login until
+// the second person is there. If ctx is done first, a still-waiting session
+// ends and ctx's error is returned (the caller should End a session that
+// went live at that very moment).
+func (s *Session) Wait(ctx context.Context) error {
+	select {
+	case <-s.liveCh: // checked first: a live session is never ended by a late cancel
+	default:
+		select {
+		case <-s.liveCh:
+		case <-ctx.Done():
+			s.mu.Lock()
+			if s.state == Waiting {
+				s.endLocked("session closed: "+ctx.Err().Error(), "cancelled")
+			}
+			s.mu.Unlock()
+			return fmt.Errorf("waiting for a second person: %w", ctx.Err())
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.wasLive {
+		return s.endErrLocked()
+	}
+	return nil
+}
+
+// Attach connects the target's PTY stream once Wait has succeeded: target
+// output is read from out and fanned out, merged input is written to in, and
+// resize is called at once with the owner's size and again whenever the
+// owner's window changes. Attach returns when the session ends — the target
+// closed its output (nil), or the session was ended otherwise (*EndError) —
+// after the owner's terminal has been sent every byte of output queued for
+// it, so the gateway can relay exit-status next. The caller then closes the
+// target, which ends the goroutines reading out and writing in.
+func (s *Session) Attach(out io.Reader, in io.Writer, resize func(Size)) error {
+	// resizeMu before mu, as in Resize, so the first size cannot overtake a
+	// later window change.
+	s.resizeMu.Lock()
+	s.mu.Lock()
+	switch {
+	case s.state == Ended:
+		err := s.endErrLocked()
+		s.mu.Unlock()
+		s.resizeMu.Unlock()
+		return err
+	case !s.wasLive:
+		s.mu.Unlock()
+		s.resizeMu.Unlock()
+		return errors.New("session: attach before the session is live")
+	case s.attached:
+		s.mu.Unlock()
+		s.resizeMu.Unlock()
+		return errors.New("session: already attached")
+	}
+	s.attached = true
+	s.resize = resize
+	size := s.size
+	s.mu.Unlock()
+	resize(size)
+	s.resizeMu.Unlock()
+
+	go s.writeInput(in)
+	readErr := make(chan error, 1)
+	go func() { readErr <- s.readOutput(out) }()
+
+	var err error
+	select {
+	case err = <-readErr:
+		// All output read so far is queued; ending now closes the queues
+		// behind it, so it reaches the participants before the notice.
+		if err == nil {
+			if s.end("the target closed the session", reasonTargetClosed) {
+				<-s.owner.done
+				return nil
+			}
+		} else {
+			s.end("lost the target: "+err.Error(), "target read error")
+		}
+	case <-s.endCh:
+	}
+	<-s.owner.done
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.endErrLocked()
+}
+
+// readOutput copies target output to every participant's queue; it returns
+// nil at EOF.
+func (s *Session) readOutput(out io.Reader) error {
+	buf := make([]byte, readBufSize)
+	for {
+		n, err := out.Read(buf)
+		if n > 0 {
+			s.fanOut(buf[:n])
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read target output: %w", err)
+		}
+	}
+}
+
+func (s *Session) fanOut(p []byte) {
+	// The owner paces the target, as on a direct connection: a large burst
+	// (cat of a big file) must not cost the owner their session just because
+	// the target's link is faster than theirs. Everybody else is dropped
+	// when they fall behind (below), so only the owner can slow the stream.
+	s.owner.q.waitRoom(len(p))
+	s.mu.Lock()
+	if s.state == Ended {
+		s.mu.Unlock()
+		return
+	}
+	s.o.Hooks.OnOutput(p)
+	s.tail.add(p)
+	var slow []*member
+	s.owner.q.push(p, -1)
+	for _, m := range s.members {
+		if !m.q.push(p, 0) {
+			slow = append(slow, m)
+		}
+	}
+	for _, m := range slow {
+		s.dropLocked(m, ReasonTooSlow)
+	}
+	s.mu.Unlock()
+}
+
+// writeInput moves merged input to the target until the session ends or
+// the target stops taking it.
+func (s *Session) writeInput(in io.Writer) {
+	for {
+		select {
+		case p := <-s.input:
+			if _, err := in.Write(p); err != nil {
+				s.end("the target stopped taking input", "target write error")
+				return
+			}
+		case <-s.endCh:
+			return
+		}
+	}
+}
+
+// Join adds a participant and returns when they leave or are dropped, or
+// when the session ends, with the reason (ReasonLeft, ReasonLost,
+// ReasonTooSlow, ReasonEnded). It refuses, with an error meant for the
+// joiner's terminal, to add anyone to an ended session, the owner to their
+// own session, an invalid mode, or an External while no qualified second
+// person is present. The caller closes t after Join returns.
+func (s *Session) Join(p Participant, t Terminal) (reason string, err error) {
+	s.mu.Lock()
+	switch {
+	case s.state == Ended:
+		s.mu.Unlock()
+		return "", &EndError{Msg: fmt.Sprintf("session %s has ended", s.o.ID)}
+	case p.Person == s.o.Owner.Person:
+		s.mu.Unlock()
+		return "", fmt.Errorf("you own session %s; the second person must be somebody else", s.o.ID)
+	case p.Mode != Peer && p.Mode != Observer:
+		s.mu.Unlock()
+		return "", fmt.Errorf("cannot join session %s as %q: choose peer or observer", s.o.ID, p.Mode)
+	case p.External && s.qualifiedCountLocked() == 0:
+		s.mu.Unlock()
+		return "", fmt.Errorf("session %s has no authorised second person present; external participants may join only under supervision", s.o.ID)
+	}
+	m := &member{p: p, t: t, q: newOutQueue(s.o.BufferBytes), done: make(chan struct{})}
+	// The screen first, then the welcome line, then live output: all queued
+	// under the lock, so nothing is lost or repeated in between.
+	m.q.push(s.tail.replay(), -1)
+	s.members = append(s.members, m)
+	s.o.Hooks.OnJoin(p)
+	ext := ""
+	if p.External {
+		ext = " (external)"
+	}
+	s.noticeLocked(m, fmt.Sprintf("joined session %s on %s as %s%s; owner %s; the owner's window size %dx%d applies; %s",
+		s.o.ID, s.o.Host, p.Mode, ext, s.o.Owner.Person, s.size.Cols, s.size.Rows, EscapeHelp))
+	msg := fmt.Sprintf("%s joined as %s%s", p.Person, p.Mode, ext)
+	if s.o.FourEyes && p.qualifiedSecond(s.o.Owner.Person) && s.qualifiedCountLocked() == 1 {
+		switch s.state {
+		case Waiting:
+			msg += "; the session is live"
+		case Paused:
+			msg += "; input resumed"
+		}
+		s.eventLocked(SecondJoined, p.Person+" joined")
+	}
+	s.broadcastLocked(msg, m)
+	if s.state == Live {
+		s.noticeLocked(m, "the session is live")
+	} else {
+		s.noticeLocked(m, "the session is "+string(s.state)+"; input is held until a second person is present")
+	}
+	s.mu.Unlock()
+
+	go s.drain(m)
+	go s.read(m)
+	<-m.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return m.reason, nil
+}
+
+// Resize records a window change. Only the owner's size takes effect (it is
+// passed to the attached target); others are ignored.
+func (s *Session) Resize(person string, sz Size) {
+	s.resizeMu.Lock() // held across the callback so window changes keep their order
+	defer s.resizeMu.Unlock()
+	s.mu.Lock()
+	if person != s.o.Owner.Person || s.state == Ended {
+		s.mu.Unlock()
+		return
+	}
+	s.size = sz
+	resize := s.resize
+	s.mu.Unlock()
+	if resize != nil {
+		resize(sz)
+	}
+}
+
+// End ends the session for everybody, with a notice "session ended by BY"
+// (and the reason, if any) to every participant. Ending an ended session
+// does nothing.
+func (s *Session) End(by, reason string) {
+	msg := "session ended"
+	if by != "" {
+		msg += " by " + by
+	}
+	if reason != "" {
+		msg += " (" + reason + ")"
+	}
+	r := reason
+	if r == "" {
+		r = "ended by " + by
+	}
+	s.end(msg, r)
+}
+
+// State returns the current state.
+func (s *Session) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// Done is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.endCh }
+
+// Participants returns the owner and the current joiners, in join order.
+func (s *Session) Participants() []Participant {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.participantsLocked()
+}
+
+// Info describes the session for listings.
+func (s *Session) Info() Info {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Info{
+		ID:           s.o.ID,
+		Host:         s.o.Host,
+		Owner:        s.o.Owner,
+		State:        s.state,
+		Participants: s.participantsLocked(),
+		Started:      s.started,
+	}
+}
+
+func (s *Session) participantsLocked() []Participant {
+	ps := []Participant{s.o.Owner}
+	for _, m := range s.members {
+		ps = append(ps, m.p)
+	}
+	return ps
+}
+
+func (s *Session) allLocked() []*member {
+	return append([]*member{s.owner}, s.members...)
+}
+
+func (s *Session) qualifiedCountLocked() int {
+	n := 0
+	for _, m := range s.members {
+		if m.p.qualifiedSecond(s.o.Owner.Person) {
+			n++
+		}
+	}
+	return n
+}
+
+// read is a participant's keystroke loop. It runs until the terminal's Read
+// fails (EOF included).
+func (s *Session) read(m *member) {
+	var f InputFilter
+	buf := make([]byte, 4096)
+	for {
+		n, err := m.t.Read(buf)
+		if n > 0 {
+			fwd, act := f.Filter(buf[:n])
+			if len(fwd) > 0 {
+				s.forward(m, fwd)
+			}
+			switch act {
+			case ActEnd:
+				s.End(m.p.Person, "")
+			case ActHelp:
+				s.mu.Lock()
+				s.noticeLocked(m, EscapeHelp)
+				s.mu.Unlock()
+			}
+		}
+		if err != nil {
+			reason := ReasonLost
+			if err == io.EOF {
+				reason = ReasonLeft
+			}
+			s.leave(m, reason)
+			return
+		}
+	}
+}
+
+// forward passes a participant's input on to the target if the session is
+// Live and they may type; otherwise it is dropped, with a one-time notice.
+func (s *Session) forward(m *member, p []byte) {
+	s.inMu.Lock()
+	defer s.inMu.Unlock()
+	s.mu.Lock()
+	if s.state == Ended || m.gone {
+		s.mu.Unlock()
+		return
+	}
+	if m.p.Mode == Observer {
+		if !m.warned {
+			m.warned = true
+			s.noticeLocked(m, "you are observing; your input is not sent ("+EscapeHelp+")")
+		}
+		s.mu.Unlock()
+		return
+	}
+	if s.state != Live {
+		if !m.warned {
+			m.warned = true
+			s.noticeLocked(m, "input is held until a second person is present (Ctrl-] q ends the session)")
+		}
+		s.mu.Unlock()
+		return
+	}
+	c := append([]byte(nil), p...)
+	s.o.Hooks.OnInput(m.p.Person, c)
+	s.mu.Unlock()
+	select {
+	case s.input <- c:
+	case <-s.endCh:
+	}
+}
+
+// drain writes a participant's queue to their terminal until the queue is
+// closed and empty (or killed) or a write fails.
+func (s *Session) drain(m *member) {
+	defer close(m.done)
+	for {
+		b := m.q.next()
+		if b == nil {
+			return
+		}
+		if _, err := m.t.Write(b); err != nil {
+			m.q.kill()
+			s.leave(m, ReasonLost)
+			return
+		}
+	}
+}
+
+// leave handles a participant going away by themselves.
+func (s *Session) leave(m *member, reason string) {
+	if m == s.owner {
+		msg := "the owner " + m.p.Person + " left"
+		if reason != ReasonLeft {
+			msg += " (" + reason + ")"
+		}
+		s.end(msg+"; session closed", "owner "+reason)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.gone || s.state == Ended {
+		return
+	}
+	m.q.kill()
+	s.removeLocked(m, reason)
+}
+
+// dropLocked disconnects a participant that fell too far behind.
+func (s *Session) dropLocked(m *member, reason string) {
+	if m.gone {
+		return
+	}
+	m.q.kill()
+	// Close unblocks a stuck Write in drain; it must not be called with
+	// the lock held, as it may take a moment on a real connection.
+	go m.t.Close()
+	if m == s.owner {
+		m.gone = true
+		s.endLocked("the owner "+m.p.Person+" was disconnected ("+reason+"); session closed", "owner "+reason)
+		return
+	}
+	s.removeLocked(m, reason)
+}
+
+// removeLocked takes a joiner out, tells the others and pauses the session
+// if they were the last qualified second person.
+func (s *Session) removeLocked(m *member, reason string) {
+	m.gone = true
+	m.reason = reason
+	for i, x := range s.members {
+		if x == m {
+			s.members = append(s.members[:i:i], s.members[i+1:]...)
+			break
+		}
+	}
+	s.o.Hooks.OnLeave(m.p, reason)
+	msg := m.p.Person + " left"
+	if reason != ReasonLeft {
+		msg += " (" + reason + ")"
+	}
+	if s.o.FourEyes && m.p.qualifiedSecond(s.o.Owner.Person) && s.qualifiedCountLocked() == 0 && s.state == Live {
+		msg += fmt.Sprintf("; input paused until a second person joins (grace %v)", s.o.Grace)
+		s.eventLocked(SecondLeft, m.p.Person+" "+reason)
+	}
+	s.broadcastLocked(msg, nil)
+}
+
+// eventLocked applies e and does what the new state needs: timers, hooks,
+// waking Wait. It reports whether the state changed.
+func (s *Session) eventLocked(e Event, reason string) bool {
+	from := s.state
+	to, changed := Next(from, e)
+	if !changed {
+		return false
+	}
+	s.state = to
+	s.stopTimerLocked()
+	switch to {
+	case Live:
+		if !s.wasLive {
+			s.wasLive = true
+			close(s.liveCh)
+		}
+		for _, m := range s.allLocked() {
+			m.warned = false
+		}
+	case Paused:
+		s.startTimerLocked(s.o.Grace, GraceExpired)
+	case Ended:
+		if !s.wasLive {
+			close(s.liveCh)
+		}
+		close(s.endCh)
+	}
+	s.o.Hooks.OnState(from, to, reason)
+	return true
+}
+
+// end ends the session: msg is the notice everybody sees (and the EndError
+// message), reason goes to OnState.
+func (s *Session) end(msg, reason string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.endLocked(msg, reason)
+}
+
+// reasonTargetClosed is the end reason when the target ended the session
+// itself (the shell exited).
+const reasonTargetClosed = "target closed"
+
+// endLocked reports whether it ended the session (false: already ended).
+func (s *Session) endLocked(msg, reason string) bool {
+	if s.state == Ended {
+		return false
+	}
+	s.endErr = &EndError{Msg: msg}
+	for _, m := range s.allLocked() {
+		// The owner sees their own shell end; telling them so as well
+		// would only add a line to every scripted `ssh -t host cmd`.
+		if !m.gone && !(m == s.owner && reason == reasonTargetClosed) {
+			m.q.push(notice(msg), -1) // the last words; the queue closes next
+		}
+	}
+	for _, m := range s.members {
+		m.gone = true
+		m.reason = ReasonEnded
+		s.o.Hooks.OnLeave(m.p, ReasonEnded)
+	}
+	// Whatever is queued still reaches everybody; then the drains stop.
+	for _, m := range s.allLocked() {
+		m.q.close()
+	}
+	s.members = nil
+	s.eventLocked(EndEvent, reason)
+	return true
+}
+
+// endErrLocked returns the end error as an error (nil while not ended).
+func (s *Session) endErrLocked() error {
+	if s.endErr == nil {
+		return nil
+	}
+	return s.endErr
+}
+
+func (s *Session) startTimerLocked(d time.Duration, e Event) {
+	s.stopTimerLocked()
+	stop := make(chan struct{})
+	s.timerStop = stop
+	ch := s.o.After(d)
+	go func() {
+		select {
+		case <-ch:
+		case <-stop:
+			return
+		case <-s.endCh:
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.timerStop != stop {
+			return // superseded while we were waking up
+		}
+		s.timerStop = nil
+		switch e {
+		case WaitTimeout:
+			s.endLocked(fmt.Sprintf("nobody joined within %v; session closed", d), "wait timeout")
+		case GraceExpired:
+			s.endLocked(fmt.Sprintf("no second person rejoined within %v; session closed", d), "grace expired")
+		}
+	}()
+}
+
+func (s *Session) stopTimerLocked() {
+	if s.timerStop != nil {
+		close(s.timerStop)
+		s.timerStop = nil
+	}
+}
+
+func notice(msg string) []byte {
+	return []byte(noticePrefix + msg + noticeSuffix)
+}
+
+// noticeLocked queues a notice for one participant. A notice that does not
+// fit is dropped with the participant, like any other output.
+func (s *Session) noticeLocked(m *member, msg string) {
+	if m.gone {
+		return
+	}
+	if !m.q.push(notice(msg), noticeSlack) {
+		s.dropLocked(m, ReasonTooSlow)
+	}
+}
+
+// broadcastLocked queues a notice for every participant except skip.
+func (s *Session) broadcastLocked(msg string, skip *member) {
+	for _, m := range s.allLocked() {
+		if m != skip {
+			s.noticeLocked(m, msg)
+		}
+	}
+}
