@@ -74,6 +74,7 @@ func (l *location) paths(resolve Resolver) (Paths, error) {
 func verifyCmd(resolve Resolver) *cobra.Command {
 	var loc location
 	var pubkey, witness string
+	var deep bool
 	c := &cobra.Command{
 		Use:   "verify",
 		Short: "Check the audit log's Merkle tree, records and signed checkpoints",
@@ -106,7 +107,11 @@ func verifyCmd(resolve Resolver) *cobra.Command {
 				}
 				fmt.Fprintln(out, "note: verifier key taken from the log directory itself; pass --pubkey for an independent check")
 			}
-			rep, err := audit.Verify(dir, key, witness)
+			verify := audit.Verify
+			if deep {
+				verify = audit.VerifyDeep
+			}
+			rep, err := verify(dir, key, witness)
 			if err != nil {
 				return err
 			}
@@ -122,6 +127,7 @@ func verifyCmd(resolve Resolver) *cobra.Command {
 	}
 	loc.register(c)
 	c.Flags().StringVar(&pubkey, "pubkey", "", "file with the note verifier key (default: audit.pub in the log directory)")
+	c.Flags().BoolVar(&deep, "deep", false, "also decode every record and check its canonical form (slower)")
 	c.Flags().StringVar(&witness, "witness", "", "witness checkpoint file to check as well (default: audit.witness_file of --config)")
 	return c
 }
