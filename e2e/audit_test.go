@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,4 +84,56 @@ func TestAuditFailClosed(t *testing.T) {
 	if !strings.Contains(liveOut.String(), "audit log is unavailable") {
 		t.Errorf("live session ended without saying why:\n%s", liveOut.String())
 	}
+}
+
+// TestAuditSurvivesCrash kills the gateway with SIGKILL during a burst of
+// logins and commands; after a restart the log verifies, and every login
+// the clients saw succeed is in it.
+func TestAuditSurvivesCrash(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const clients, rounds = 6, 20
+	var ok atomic.Int64
+	done := make(chan struct{}, clients)
+	for i := 0; i < clients; i++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			// whoami is audited before it prints, so output proves the
+			// event was acknowledged. Each client stops at its first failure.
+			for j := 0; j < rounds; j++ {
+				r := e.Alice.SSH(t, "gw", "whoami")
+				if r.Code != 0 || !strings.Contains(r.Stdout, "alice") {
+					return
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	// Kill in the middle of the burst: once some commands got through.
+	if !testenv.WaitFor(30*time.Second, func() bool { return ok.Load() >= 8 }) {
+		t.Fatalf("burst did not get going:\n%s", e.GW.Tail())
+	}
+	e.GW.Crash(t)
+	for i := 0; i < clients; i++ {
+		<-done
+	}
+	succeeded := int(ok.Load())
+	restarted := testenv.StartGateway(t, e.Bin, e.Config, e.GW.Port)
+	if r := e.Alice.SSH(t, "gw", "whoami"); r.Code != 0 {
+		t.Fatalf("login after restart: %s\n%s", r, restarted.Tail())
+	}
+	restarted.Stop(t)
+	if out, errOut, err := restarted.Run(t, "audit", "verify", "--config", e.Config); err != nil {
+		t.Fatalf("audit verify after crash: %v\n%s\n%s", err, out, errOut)
+	}
+	out, _, err := restarted.Run(t, "audit", "show", "--config", e.Config, "--type", "command")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every whoami that printed was audited first (fail closed), plus the
+	// one after the restart.
+	if got := strings.Count(out, "whoami"); got < succeeded+1 {
+		t.Errorf("%d whoami commands succeeded (+1 after restart) but the log holds %d:\n%s", succeeded, got, out)
+	}
+	t.Logf("%d commands finished before the kill", succeeded)
 }

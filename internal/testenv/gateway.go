@@ -204,3 +204,27 @@ func dataDirOf(t testing.TB, configPath string) string {
 	}
 	return d
 }
+
+// PID is the gateway process's id, for tests that signal it (SIGHUP
+// reloads the configuration).
+func (g *Gateway) PID() int { return g.proc.cmd.Process.Pid }
+
+// Signal sends sig to the gateway process.
+func (g *Gateway) Signal(t testing.TB, sig os.Signal) {
+	t.Helper()
+	if err := g.proc.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal gateway: %v", err)
+	}
+}
+
+// Crash kills the gateway with SIGKILL, as a power cut would, and waits
+// until it is gone.
+func (g *Gateway) Crash(t testing.TB) {
+	t.Helper()
+	_ = g.proc.cmd.Process.Kill()
+	select {
+	case <-g.proc.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("gateway %d did not die after SIGKILL", g.PID())
+	}
+}
