@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// idleResult is (d) for one session count.
+type idleResult struct {
+	Want, Opened int
+	OpenTime     time.Duration
+	Before       procUsage // fresh gateway, no sessions
+	Open         procUsage // right after the last session opened and a short settle
+	AfterIdle    procUsage // at the end of the idle window
+	IdleWindow   time.Duration
+	Note         string // why fewer than Want opened, if so
+}
+
+// perSessionKiB is the gateway's RSS growth per open session.
+func (r idleResult) perSessionKiB(u procUsage) float64 {
+	if r.Opened == 0 {
+		return 0
+	}
+	return float64(u.RSSKiB-r.Before.RSSKiB) / float64(r.Opened)
+}
+
+// idleSession is one `ssh -tt` client of (d). Its stdin is a pipe this
+// program holds open, so the session stays idle until the client is
+// stopped.
+type idleSession struct {
+	p     *proc
+	stdin io.WriteCloser
+	ready chan struct{}
+}
+
+// idleReady is what each idle session prints once its shell runs.
+const idleReady = "IDLE-READY"
+
+// runIdle measures (d) for n sessions: on a freshly started gateway, open
+// n idle PTY sessions through it (user-name mode) in batches, each batch
+// waiting until every session of it prints a marker, read the gateway's
+// RSS and CPU time, keep them idle for a window, read again, and stop the
+// clients. Opening stops early at the time limit; the result says how far
+// it got.
+func runIdle(ctx context.Context, e *env, n, batch int, limit, window time.Duration, logf func(string, ...any)) (idleResult, error) {
+	res := idleResult{Want: n, IdleWindow: window}
+	if err := e.restartGateway(ctx); err != nil {
+		return res, fmt.Errorf("restart gateway: %w", err)
+	}
+	// Let the fresh process finish starting (CA keys, store, audit log).
+	time.Sleep(2 * time.Second)
+	var err error
+	if res.Before, err = usageOf(e.gw.pid()); err != nil {
+		return res, err
+	}
+
+	var sessions []*idleSession
+	defer func() {
+		ps := make([]*proc, 0, len(sessions))
+		for _, s := range sessions {
+			_ = s.stdin.Close()
+			ps = append(ps, s.p)
+		}
+		if err := stopMany(ps, 15*time.Second); err != nil {
+			logf("  (d) stopping clients: %v", err)
+		}
+		e.reg.forget(ps)
+	}()
+
+	start := time.Now()
+	deadline := start.Add(limit)
+	for len(sessions) < n {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if time.Now().After(deadline) {
+			res.Note = fmt.Sprintf("stopped opening at the %v limit", limit)
+			break
+		}
+		k := min(batch, n-len(sessions))
+		var fresh []*idleSession
+		for range k {
+			s, err := startIdleSession(e)
+			if err != nil {
+				return res, err
+			}
+			fresh = append(fresh, s)
+			sessions = append(sessions, s)
+		}
+		wait := time.After(min(90*time.Second, time.Until(deadline)+10*time.Second))
+		failed := 0
+	batchWait:
+		for _, s := range fresh {
+			select {
+			case <-s.ready:
+			case <-s.p.done:
+				failed++
+			case <-wait:
+				break batchWait
+			case <-ctx.Done():
+				return res, ctx.Err()
+			}
+		}
+		opened := 0
+		for _, s := range sessions {
+			select {
+			case <-s.ready:
+				opened++
+			default:
+			}
+		}
+		res.Opened = opened
+		if failed > 0 || opened < len(sessions) {
+			res.Note = fmt.Sprintf("only %d of %d sessions opened (%d clients ended early); see %s",
+				opened, len(sessions), failed, e.gwLog.Name())
+			break
+		}
+		if len(sessions)%(batch*4) == 0 || len(sessions) == n {
+			logf("  (d) %d/%d sessions open after %v", len(sessions), n, time.Since(start).Round(time.Second))
+		}
+	}
+	res.OpenTime = time.Since(start)
+	time.Sleep(2 * time.Second)
+	if res.Open, err = usageOf(e.gw.pid()); err != nil {
+		return res, err
+	}
+	logf("  (d) %d sessions open; idle for %v", res.Opened, window)
+	select {
+	case <-time.After(window):
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	if res.AfterIdle, err = usageOf(e.gw.pid()); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// startIdleSession starts `ssh -tt tandem 'echo MARK; exec cat'` with pipes
+// on stdin and stdout; cat then waits on the remote PTY for input that
+// never comes.
+func startIdleSession(e *env) (*idleSession, error) {
+	cmd := e.ssh(context.Background(), "-tt", hostTandem, "echo "+idleReady+"; exec cat")
+	cmd.Cancel = nil
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("stdin pipe: %w", err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("stdout pipe: %w", err)
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
+	}
+	cmd.Stderr = null
+	p, err := e.reg.start("ssh idle", cmd)
+	null.Close()
+	if err != nil {
+		return nil, err
+	}
+	s := &idleSession{p: p, stdin: stdin, ready: make(chan struct{})}
+	// Reads until the marker, then drains until the client ends (EOF).
+	go func() {
+		r := bufio.NewReader(stdout)
+		marked := false
+		for range 1000 { // a shell prints the marker within a few lines
+			line, err := r.ReadString('\n')
+			if strings.Contains(line, idleReady) {
+				close(s.ready)
+				marked = true
+				break
+			}
+			if err != nil {
+				return
+			}
+		}
+		if marked {
+			_, _ = io.Copy(io.Discard, r)
+		}
+	}()
+	return s, nil
+}

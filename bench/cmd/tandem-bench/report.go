@@ -1,0 +1,247 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+
+	"tandem.dev/tandem/bench/internal/gobench"
+	"tandem.dev/tandem/bench/internal/stats"
+)
+
+// report collects the results of all sections and renders them.
+type report struct {
+	opts       options
+	started    time.Time
+	machine    machine
+	throughput *throughputResult
+	echo       *echoResult
+	setup      []setupPair
+	idle       []idleResult
+	audit      []gobench.Result
+	auditCmd   string
+	errs       []string
+}
+
+func numCPU() int { return runtime.NumCPU() }
+
+// Targets of issue 8, as Tandem/direct ratios or absolute figures.
+const (
+	targetThroughput  = 0.55 // at least, with recording on
+	targetRTTp50      = 1.5  // at most
+	targetRTTp99      = 1.6  // at most
+	targetSetup       = 1.10 // at most
+	targetKiBPerIdle  = 60.0 // at most, at 1,000 sessions
+	targetConcurrent  = 2000 // sessions
+	concurrentForKiB  = 1000 // the session count the KiB target is set for
+	markYes, markNo   = "yes", "**no**"
+	markNotComparable = "n/a"
+	throughputCaveat  = " (recording not built yet)"
+)
+
+func yesNo(ok bool) string {
+	if ok {
+		return markYes
+	}
+	return markNo
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+func us(d time.Duration) string { return fmt.Sprintf("%d µs", d.Microseconds()) }
+
+// markdown renders the report: machine, summary table with ratios and
+// targets, then one detail section per measurement.
+func (r *report) markdown() string {
+	var b strings.Builder
+	m := r.machine
+	fmt.Fprintf(&b, "## tandem-bench results, %s\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "- Machine: %d CPUs (%s), %s memory, %s, kernel %s\n", m.CPUs, m.CPUModel, m.MemTotal, m.Distro, m.Kernel)
+	fmt.Fprintf(&b, "- %s; %s\n", m.OpenSSH, m.Go)
+	fmt.Fprintf(&b, "- Load average (1/5/15 min) at start: %s; at end: %s\n", m.LoadStart, loadAvg())
+	mode := "full"
+	if r.opts.quick {
+		mode = "quick (smoke run; figures are not meaningful)"
+	}
+	fmt.Fprintf(&b, "- Mode: %s; client algorithms on every leg: %s, %s\n\n", mode, benchCipher, benchKex)
+
+	b.WriteString("| measure | direct OpenSSH | Tandem | Tandem/direct | target | met |\n")
+	b.WriteString("|---|---:|---:|---:|---|---|\n")
+	if t := r.throughput; t != nil && len(t.Runs) > 0 {
+		for _, dir := range []string{"up", "down"} {
+			d, tn := t.rate("direct", dir), t.rate("tandem", dir)
+			ratio := stats.Ratio(tn, d)
+			fmt.Fprintf(&b, "| (a) bulk %s, %s, MiB/s, median of %d | %.0f | %.0f | %s | ≥ %.2f×%s | %s |\n",
+				dir, sizeText(t.Size), t.Reps, d, tn, stats.FormatRatio(ratio), targetThroughput, throughputCaveat,
+				yesNo(stats.Meets(ratio, targetThroughput, true)))
+		}
+	}
+	if e := r.echo; e != nil && len(e.Direct) > 0 {
+		for _, q := range []struct {
+			p      float64
+			target float64
+		}{{50, targetRTTp50}, {99, targetRTTp99}} {
+			d, tn := stats.Percentile(e.Direct, q.p), stats.Percentile(e.Tandem, q.p)
+			ratio := stats.Ratio(float64(tn), float64(d))
+			fmt.Fprintf(&b, "| (b) echo round trip p%.0f, %d bytes | %s | %s | %s | ≤ %.2f× | %s |\n",
+				q.p, len(e.Direct), us(d), us(tn), stats.FormatRatio(ratio), q.target, yesNo(stats.Meets(ratio, q.target, false)))
+		}
+	}
+	for _, s := range r.setup {
+		if len(s.Direct) == 0 || len(s.Tandem) == 0 {
+			continue
+		}
+		d, tn := stats.Percentile(s.Direct, 50), stats.Percentile(s.Tandem, 50)
+		ratio := stats.Ratio(float64(tn), float64(d))
+		fmt.Fprintf(&b, "| (c) set-up `ssh … true`, %s mode, median of %d | %s | %s | %s | ≤ %.2f× | %s |\n",
+			s.Mode, len(s.Tandem), ms(d), ms(tn), stats.FormatRatio(ratio), targetSetup, yesNo(stats.Meets(ratio, targetSetup, false)))
+	}
+	maxOpened := 0
+	for _, i := range r.idle {
+		kib := i.perSessionKiB(i.Open)
+		met := markNotComparable
+		if i.Want == concurrentForKiB && i.Opened == i.Want {
+			met = yesNo(kib <= targetKiBPerIdle)
+		}
+		fmt.Fprintf(&b, "| (d) gateway RSS per idle PTY session, %d sessions | – | %.1f KiB | – | ≤ %.0f KiB at %d | %s |\n",
+			i.Opened, kib, targetKiBPerIdle, concurrentForKiB, met)
+		maxOpened = max(maxOpened, i.Opened)
+	}
+	if len(r.idle) > 0 {
+		fmt.Fprintf(&b, "| (d) concurrent sessions held | – | %d | – | %d | %s |\n",
+			maxOpened, targetConcurrent, map[bool]string{true: markYes, false: "not shown (largest count run: " + fmt.Sprint(maxOpened) + ")"}[maxOpened >= targetConcurrent])
+	}
+	b.WriteString("\n")
+
+	r.throughputDetail(&b)
+	r.echoDetail(&b)
+	r.setupDetail(&b)
+	r.idleDetail(&b)
+	r.auditDetail(&b)
+	if len(r.errs) > 0 {
+		b.WriteString("### Errors\n\n")
+		for _, e := range r.errs {
+			fmt.Fprintf(&b, "- %s\n", strings.ReplaceAll(e, "\n", " "))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	default:
+		return fmt.Sprintf("%d bytes", n)
+	}
+}
+
+func (r *report) throughputDetail(b *strings.Builder) {
+	t := r.throughput
+	if t == nil || len(t.Runs) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "### (a) Bulk throughput, %s per transfer\n\n", sizeText(t.Size))
+	b.WriteString("Up: `ssh HOST 'wc -c' < FILE`; down: `ssh HOST 'head -c SIZE /dev/zero' > /dev/null`. Tandem in user-name mode.\n\n")
+	b.WriteString("| run | direction | path | seconds | MiB/s | gateway CPU s |\n|---:|---|---|---:|---:|---:|\n")
+	for i, x := range t.Runs {
+		cpu := "–"
+		if x.path == "tandem" {
+			cpu = fmt.Sprintf("%.2f", x.gwCPU.Seconds())
+		}
+		fmt.Fprintf(b, "| %d | %s | %s | %.2f | %.0f | %s |\n", i+1, x.dir, x.path, x.elapsed.Seconds(),
+			float64(t.Size)/(1<<20)/x.elapsed.Seconds(), cpu)
+	}
+	fmt.Fprintf(b, "\nGateway CPU per GiB relayed (median): up %.2f s, down %.2f s.\n\n", t.gwCPUPerGiB("up"), t.gwCPUPerGiB("down"))
+}
+
+func (r *report) echoDetail(b *strings.Builder) {
+	e := r.echo
+	if e == nil || len(e.Direct) == 0 {
+		return
+	}
+	b.WriteString("### (b) One-byte echo round trip in a PTY session\n\n")
+	b.WriteString("`ssh -tt HOST 'stty raw -echo; exec cat'` on a local PTY (github.com/creack/pty); one byte written, timed until cat's echo is read back; direct and Tandem interleaved byte by byte. Only one participant: four-eyes sessions (a second person joined) are not built yet.\n\n")
+	b.WriteString("| path | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|\n")
+	for _, row := range []struct {
+		name string
+		s    []time.Duration
+	}{{"direct", e.Direct}, {"tandem", e.Tandem}} {
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", row.name, us(stats.Percentile(row.s, 50)), us(stats.Percentile(row.s, 90)),
+			us(stats.Percentile(row.s, 99)), us(stats.Percentile(row.s, 100)))
+	}
+	b.WriteString("\n")
+}
+
+func (r *report) setupDetail(b *strings.Builder) {
+	if len(r.setup) == 0 {
+		return
+	}
+	b.WriteString("### (c) Session set-up, `ssh HOST true` on a fresh connection\n\n")
+	b.WriteString("| mode | baseline | path | p10 | median | p90 |\n|---|---|---|---:|---:|---:|\n")
+	for _, s := range r.setup {
+		for _, row := range []struct {
+			name string
+			d    []time.Duration
+		}{{"direct", s.Direct}, {"tandem", s.Tandem}} {
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", s.Mode, s.Baseline, row.name,
+				ms(stats.Percentile(row.d, 10)), ms(stats.Percentile(row.d, 50)), ms(stats.Percentile(row.d, 90)))
+		}
+	}
+	b.WriteString("\n")
+}
+
+func (r *report) idleDetail(b *strings.Builder) {
+	if len(r.idle) == 0 {
+		return
+	}
+	b.WriteString("### (d) Concurrent idle PTY sessions through the gateway\n\n")
+	b.WriteString("Each session: `ssh -tt tandem 'echo MARK; exec cat'` (user-name mode), stdin an idle pipe. A fresh gateway per count; RSS from /proc/PID/status (VmRSS), CPU from /proc/PID/stat.\n\n")
+	b.WriteString("| sessions | open time | RSS before | RSS open | per session | RSS after idle | per session | RssAnon open | VmHWM | threads | CPU to open | CPU per open | idle CPU |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, i := range r.idle {
+		openCPU := i.Open.CPU - i.Before.CPU
+		idleCPU := i.AfterIdle.CPU - i.Open.CPU
+		perOpen, idlePct := 0.0, 0.0
+		if i.Opened > 0 {
+			perOpen = float64(openCPU.Microseconds()) / 1000 / float64(i.Opened)
+		}
+		if i.IdleWindow > 0 {
+			idlePct = 100 * idleCPU.Seconds() / i.IdleWindow.Seconds()
+		}
+		fmt.Fprintf(b, "| %d | %.1f s | %.1f MiB | %.1f MiB | %.1f KiB | %.1f MiB | %.1f KiB | %.1f MiB | %.1f MiB | %d | %.2f s | %.2f ms | %.2f %% of one CPU over %v |\n",
+			i.Opened, i.OpenTime.Seconds(), mib(i.Before.RSSKiB), mib(i.Open.RSSKiB), i.perSessionKiB(i.Open),
+			mib(i.AfterIdle.RSSKiB), i.perSessionKiB(i.AfterIdle), mib(i.Open.AnonKiB), mib(i.AfterIdle.HWMKiB), i.Open.Threads,
+			openCPU.Seconds(), perOpen, idlePct, i.IdleWindow)
+	}
+	for _, i := range r.idle {
+		if i.Note != "" {
+			fmt.Fprintf(b, "\n%d sessions: %s.\n", i.Want, i.Note)
+		}
+	}
+	b.WriteString("\n")
+}
+
+func mib(kib int64) float64 { return float64(kib) / 1024 }
+
+func (r *report) auditDetail(b *strings.Builder) {
+	if len(r.audit) == 0 {
+		return
+	}
+	b.WriteString("### (e) Audit log\n\n")
+	fmt.Fprintf(b, "`%s`\n\n", r.auditCmd)
+	b.WriteString("| benchmark | iterations | ns/op | rate |\n|---|---:|---:|---:|\n")
+	for _, a := range r.audit {
+		rate := ""
+		for _, u := range a.Units {
+			if u != "ns/op" {
+				rate += fmt.Sprintf("%.0f %s ", a.Metrics[u], u)
+			}
+		}
+		fmt.Fprintf(b, "| %s | %d | %.0f | %s |\n", a.Name, a.N, a.Metrics["ns/op"], strings.TrimSpace(rate))
+	}
+	b.WriteString("\n")
+}
