@@ -30,6 +30,12 @@ const (
 	ForwardDenied  Type = "forward.denied"
 	ForwardStart   Type = "forward.start"
 	Command        Type = "command" // a gateway command such as whoami
+	// Access requests (M8).
+	RequestCreate  Type = "request.create"
+	RequestApprove Type = "request.approve"
+	RequestDeny    Type = "request.deny"
+	RequestRevoke  Type = "request.revoke"
+	RequestExpired Type = "request.expired" // a live session ended because its request ran out
 	Lock           Type = "lock"
 	Unlock         Type = "unlock"
 	AuthBlocked    Type = "auth.blocked" // a source or person exceeded the failure limit (M19)

@@ -99,7 +99,9 @@ Tandem demo is running (configuration: %[1]s/tandem.yaml). Try, in another termi
   ssh -F %[1]s/ssh_config.alice -t demo@web1              # an interactive shell on web1
   scp -F %[1]s/ssh_config.alice /etc/hostname demo@web1:copy.txt
   ssh -F %[1]s/ssh_config.alice -p %[2]s 'demo%%web1@127.0.0.1' uptime   # user-name mode
-  ssh -F %[1]s/ssh_config.alice demo@db1 true             # production: exec needs an approved request
+  ssh -F %[1]s/ssh_config.alice demo@db1 true             # production: exec needs an approved request …
+  ssh -F %[1]s/ssh_config.alice gw request --hosts db1 --login demo --for 1h --reason "TICKET-1 restart db"
+  ssh -F %[1]s/ssh_config.bob gw approve <REQUEST-ID>     # … which bob approves
   ssh -F %[1]s/ssh_config.alice -t demo@db1               # production: waits for a second person …
   ssh -F %[1]s/ssh_config.bob -t gw join <ID>             # … who joins with the id alice was shown
   ssh -F %[1]s/ssh_config.bob demo@web1 true              # bob has no grant on web1: refused
@@ -156,6 +158,7 @@ roles:
       - hosts: {labels: {service: postgres}}
         logins: [demo]
         join: [peer]
+        approve: true
 hosts:
   - name: web1
     address: %q

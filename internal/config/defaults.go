@@ -26,6 +26,12 @@ const (
 	DefaultCheckpointEvery  = 10 * time.Second
 	DefaultCheckpointEvents = 1000
 	DefaultGrace            = 5 * time.Minute
+	DefaultMaxRequest       = 8 * time.Hour
+	// DefaultApprovers is the number of approvers an access request
+	// needs in an environment that policy.approvers leaves out;
+	// MaxApprovers bounds what it may ask for.
+	DefaultApprovers = 1
+	MaxApprovers     = 5
 	// AccountPersonal is the only account kind there is.
 	AccountPersonal = "personal"
 )
@@ -112,6 +118,17 @@ func applyDefaults(c *Config, pos *positions, r *report) {
 	setDuration(&p.KeyWarn, DefaultKeyWarn, pos, "policy", "key_warn")
 	setDuration(&p.WaitTimeout, DefaultWaitTimeout, pos, "policy", "wait_timeout")
 	setDuration(&p.Grace, DefaultGrace, pos, "policy", "grace")
+	setDuration(&p.MaxRequestDuration, DefaultMaxRequest, pos, "policy", "max_request_duration")
+	// Environments the file leaves out need one approver; an entry the
+	// file gives (even 0) stays, so that validation can refuse it.
+	if p.Approvers == nil {
+		p.Approvers = make(map[string]int, 3)
+	}
+	for _, env := range []string{Production, Staging, Test} {
+		if _, ok := p.Approvers[env]; !ok {
+			p.Approvers[env] = DefaultApprovers
+		}
+	}
 
 	for i := range c.Persons {
 		if c.Persons[i].Account == "" {

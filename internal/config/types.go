@@ -120,6 +120,13 @@ type Policy struct {
 	// Grace is how long a four-eyes session stays paused after its second
 	// person left before it ends. Default 5m.
 	Grace Duration `yaml:"grace"`
+	// MaxRequestDuration caps the window an access request may ask for
+	// (M8). Default 8h.
+	MaxRequestDuration Duration `yaml:"max_request_duration"`
+	// Approvers is, per environment, how many distinct persons must
+	// approve an access request for hosts there (M8). Keys: production,
+	// staging, test; values 1 to 5. Default 1 for every environment.
+	Approvers map[string]int `yaml:"approvers"`
 }
 
 // Tenant is a customer of the hosting company.

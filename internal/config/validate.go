@@ -154,6 +154,22 @@ func validatePolicy(c *Config, pos *positions, r *report) {
 	}
 	checkPositive(r, pos, p.WaitTimeout, "policy", "wait_timeout")
 	checkPositive(r, pos, p.Grace, "policy", "grace")
+	checkPositive(r, pos, p.MaxRequestDuration, "policy", "max_request_duration")
+	envs := make([]string, 0, len(p.Approvers))
+	for env := range p.Approvers {
+		envs = append(envs, env)
+	}
+	slices.Sort(envs) // a stable order of problems for the same file
+	for _, env := range envs {
+		line := pos.line("policy", "approvers", env)
+		if !slices.Contains(environments, env) {
+			r.add(line, "approvers: unknown environment %q (allowed: %s)", env, strings.Join(environments, ", "))
+			continue
+		}
+		if n := p.Approvers[env]; n < 1 || n > MaxApprovers {
+			r.add(line, "approvers: %s needs 1 to %d approvers, not %d", env, MaxApprovers, n)
+		}
+	}
 	okAge := checkPositive(r, pos, p.KeyMaxAge, "policy", "key_max_age")
 	okWarn := checkPositive(r, pos, p.KeyWarn, "policy", "key_warn")
 	if okAge && okWarn && p.KeyWarn.Duration >= p.KeyMaxAge.Duration {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -18,6 +19,10 @@ type liveSession struct {
 	ch     ssh.Channel
 	eol    string
 
+	// request is the access request the session runs under, if any, and
+	// when it runs out.
+	request      string
+	requestUntil time.Time
 	// shared is the session's participants and state, for interactive
 	// sessions; nil for exec and sftp.
 	shared *session.Session

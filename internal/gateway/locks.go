@@ -40,15 +40,17 @@ func (s *Server) watchLocks(ctx context.Context) {
 	last := int64(-1)
 	for {
 		gen, err := s.store.Generation(ctx)
+		changed := err == nil && gen != last
 		if err != nil {
 			s.log.Error("lock store unreadable", "err", err)
-		} else if gen != last {
+		} else if changed {
 			if err := s.refreshLocks(ctx); err != nil {
 				s.log.Error("lock store unreadable", "err", err)
 			} else {
 				last = gen
 			}
 		}
+		s.checkRequestSessions(ctx, changed)
 		s.auditLockEvents(ctx)
 		select {
 		case <-ctx.Done():

@@ -14,6 +14,7 @@ import (
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/policy"
 	"tandem.dev/tandem/internal/relay"
+	"tandem.dev/tandem/internal/store"
 	"tandem.dev/tandem/internal/upstream"
 )
 
@@ -71,6 +72,13 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 		c.interactive(ctx, ch, reqs, ss, rt, d, ev)
 		return
 	}
+	var req *store.Request
+	if d.Verdict == policy.NeedsApproval {
+		if r, ok := c.coveringRequest(ctx, rt.host.Name, rt.login); ok {
+			req, d.Verdict = r, policy.Allow
+			ev.Request = r.ID
+		}
+	}
 	if d.Verdict != policy.Allow {
 		ev.Type = audit.SessionDenied
 		ev.Attrs["reason"] = d.Reason
@@ -90,13 +98,16 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 		fmt.Fprintf(ch.Stderr(), "tandem: %s%s", w, eol(ss))
 	}
 	live := &liveSession{id: id, person: c.person.ID, host: rt.host.Name, ch: ch, eol: eol(ss)}
+	if req != nil {
+		live.request, live.requestUntil = req.ID, req.ValidUntil
+	}
 	c.srv.live.add(live)
 	defer c.srv.live.remove(id)
 	res, err := c.runUpstream(ctx, live, reqs, ss, upstream.Target{
 		Host: rt.host, Login: rt.login, SessionID: id, Person: c.person.ID, PTY: ss.pty != nil,
 	})
 	end := audit.Event{Type: audit.SessionEnd, Person: c.person.ID, Session: id, Host: rt.host.Name,
-		Tenant: rt.host.Tenant, Login: rt.login, Attrs: map[string]string{
+		Tenant: rt.host.Tenant, Login: rt.login, Request: ev.Request, Attrs: map[string]string{
 			"bytes_in": strconv.FormatInt(res.In, 10), "bytes_out": strconv.FormatInt(res.Out, 10),
 			"bytes_err": strconv.FormatInt(res.Err, 10),
 		}}

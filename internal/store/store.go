@@ -53,6 +53,8 @@ var migrations = []string{
 		until_ns  INTEGER,
 		audited   INTEGER NOT NULL DEFAULT 0
 	);`,
+	// 3: access requests for non-interactive work (M8); see requests.go.
+	requestsSchema,
 }
 
 // Store is an open state database. It is safe for concurrent use.

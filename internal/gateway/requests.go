@@ -1,0 +1,349 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/config"
+	"tandem.dev/tandem/internal/policy"
+	"tandem.dev/tandem/internal/store"
+)
+
+// Access requests (M8): non-interactive work on four-eyes hosts runs only
+// inside a time-boxed, purpose-bound request that a second person approved.
+
+// coveringRequest finds an approved, current request of the person that
+// covers host and login.
+func (c *clientConn) coveringRequest(ctx context.Context, host, login string) (*store.Request, bool) {
+	if c.srv.store == nil {
+		return nil, false
+	}
+	now := c.srv.now()
+	rs, err := c.srv.store.ActiveRequests(ctx, c.person.ID, now)
+	if err != nil {
+		c.srv.log.Error("request store unreadable", "err", err)
+		return nil, false
+	}
+	for i := range rs {
+		if policy.Covers(window(rs[i]), c.person.ID, host, login, now) {
+			return &rs[i], true
+		}
+	}
+	return nil, false
+}
+
+func window(r store.Request) policy.RequestWindow {
+	return policy.RequestWindow{ID: r.ID, Requester: r.Requester, Hosts: r.Hosts, Login: r.Login,
+		From: r.ValidFrom, Until: r.ValidUntil, Approved: r.State == store.RequestApproved}
+}
+
+// recordRequest audits a request's transition; the action has already
+// been stored, so a failure is logged (the audit watcher ends sessions if
+// the log is gone).
+func (c *clientConn) recordRequest(t audit.Type, r store.Request, attrs map[string]string) error {
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	attrs["hosts"] = strings.Join(r.Hosts, ",")
+	attrs["login"] = r.Login
+	attrs["requester"] = r.Requester
+	return c.srv.audit.Append(context.Background(), audit.Event{Type: t, Person: c.person.ID, Request: r.ID, Source: c.source, Attrs: attrs})
+}
+
+func (c *clientConn) cmdRequest(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("request", flag.ContinueOnError)
+	fs.SetOutput(out)
+	sel := fs.String("hosts", "", "hosts: names or globs, or tenant=…, environment=…, label:key=value, comma-separated")
+	login := fs.String("login", "", "the target login")
+	dur := fs.Duration("for", time.Hour, "how long the approval lasts once approved")
+	reason := fs.String("reason", "", "purpose and ticket (required); may be the last flag, unquoted")
+	if err := fs.Parse(args); err != nil {
+		return usageOf(fs)
+	}
+	if !restIsText(fs, "reason", reason) {
+		return usageOf(fs)
+	}
+	if c.srv.store == nil {
+		return errors.New("this gateway has no state store")
+	}
+	hosts, err := c.st.engine.ResolveHosts(*sel)
+	if err != nil {
+		return err
+	}
+	now := c.srv.now()
+	d := c.st.engine.CheckRequest(c.person, c.key, hosts, *login, *dur, *reason, now, c.srv.lockReason(c.person.ID))
+	if d.Verdict != policy.Allow {
+		return errors.New(joinReason(d))
+	}
+	names := make([]string, len(hosts))
+	for i, h := range hosts {
+		names[i] = h.Name
+	}
+	r, err := c.srv.store.CreateRequest(context.Background(), store.Request{
+		Requester: c.person.ID, Hosts: names, Selector: *sel, Login: *login, Duration: *dur, Reason: *reason, Created: now,
+	})
+	if err != nil {
+		return err
+	}
+	if err := c.recordRequest(audit.RequestCreate, r, map[string]string{"duration": dur.String(), "reason": *reason}); err != nil {
+		return fmt.Errorf("request %s stored, but the audit log is unavailable: %v", r.ID, err)
+	}
+	for _, w := range d.Warnings {
+		fmt.Fprintf(out, "note: %s\n", w)
+	}
+	need := c.st.engine.ApproversNeeded(hosts)
+	fmt.Fprintf(out, "request %s: %s on %s for %s — waiting for %d approval(s)\n", r.ID, r.Login, strings.Join(r.Hosts, ", "), r.Duration, need)
+	fmt.Fprintf(out, "a colleague approves with:  ssh gw approve %s\n", r.ID)
+	return nil
+}
+
+func (c *clientConn) cmdRequests(args []string, out io.Writer) error {
+	if len(args) > 0 {
+		return errUsage
+	}
+	if c.srv.store == nil {
+		return errors.New("this gateway has no state store")
+	}
+	now := c.srv.now()
+	rs, err := c.srv.store.ListRequests(context.Background(), store.RequestFilter{
+		States: []store.RequestState{store.RequestOpen, store.RequestApproved}, Since: now.Add(-7 * 24 * time.Hour),
+	})
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tREQUESTER\tLOGIN\tHOSTS\tFOR\tUNTIL\tREASON")
+	n := 0
+	for _, r := range rs {
+		state := r.StateAt(now)
+		if state == store.RequestExpired {
+			continue
+		}
+		mine := r.Requester == c.person.ID
+		if !mine && (state != store.RequestOpen || !c.mayDecide(r, now)) {
+			continue
+		}
+		until := "-"
+		if !r.ValidUntil.IsZero() {
+			until = r.ValidUntil.UTC().Format("2006-01-02 15:04 UTC")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, state, r.Requester, r.Login,
+			strings.Join(r.Hosts, ","), r.Duration, until, r.Reason)
+		n++
+	}
+	if n == 0 {
+		fmt.Fprintln(out, "no open requests you own or may decide")
+		return nil
+	}
+	return tw.Flush()
+}
+
+func (c *clientConn) hostsOf(r store.Request) []*config.Host {
+	var hs []*config.Host
+	for _, n := range r.Hosts {
+		if h := c.st.cfg.Host(n); h != nil {
+			hs = append(hs, h)
+		}
+	}
+	return hs
+}
+
+func (c *clientConn) mayDecide(r store.Request, now time.Time) bool {
+	hs := c.hostsOf(r)
+	return len(hs) == len(r.Hosts) &&
+		c.st.engine.CanDecide(c.person, c.key, r.Requester, hs, now, c.srv.lockReason(c.person.ID)).Verdict == policy.Allow
+}
+
+// decision parses "ID [--comment|--reason TEXT]" for approve, deny, revoke.
+func decisionArgs(name, textFlag string, args []string, out io.Writer) (id, text string, err error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	t := fs.String(textFlag, "", "text recorded with the decision")
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		id, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return "", "", usageOf(fs)
+	}
+	if id == "" && fs.NArg() > 0 {
+		id = fs.Arg(0)
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return "", "", usageOf(fs)
+		}
+	}
+	if id == "" || !restIsText(fs, textFlag, t) {
+		return "", "", usageOf(fs)
+	}
+	return id, *t, nil
+}
+
+// restIsText lets free text be the last flag without quotes: ssh joins
+// its arguments with blanks, so `--reason "fix db"` arrives as three
+// words. Words after the flag belong to it; words with no text flag before
+// them are an error.
+func restIsText(fs *flag.FlagSet, name string, text *string) bool {
+	if fs.NArg() == 0 {
+		return true
+	}
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	if !set {
+		return false
+	}
+	*text = strings.Join(append([]string{*text}, fs.Args()...), " ")
+	return true
+}
+
+// usageOf is a usage error that shows the flags.
+func usageOf(fs *flag.FlagSet) error {
+	var b strings.Builder
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	return fmt.Errorf("usage: %s\n%s", fs.Name(), b.String())
+}
+
+func (c *clientConn) loadRequest(id string) (store.Request, error) {
+	if c.srv.store == nil {
+		return store.Request{}, errors.New("this gateway has no state store")
+	}
+	r, err := c.srv.store.GetRequest(context.Background(), id)
+	if err != nil {
+		return store.Request{}, err
+	}
+	if r == nil {
+		return store.Request{}, fmt.Errorf("no request %s; `ssh gw requests` lists them", id)
+	}
+	return *r, nil
+}
+
+func (c *clientConn) cmdApprove(args []string, out io.Writer) error {
+	id, comment, err := decisionArgs("approve", "comment", args, out)
+	if err != nil {
+		return err
+	}
+	r, err := c.loadRequest(id)
+	if err != nil {
+		return err
+	}
+	now := c.srv.now()
+	hs := c.hostsOf(r)
+	if len(hs) != len(r.Hosts) {
+		return fmt.Errorf("request %s names hosts that are no longer configured", id)
+	}
+	if d := c.st.engine.CanDecide(c.person, c.key, r.Requester, hs, now, c.srv.lockReason(c.person.ID)); d.Verdict != policy.Allow {
+		return errors.New(joinReason(d))
+	}
+	r, err = c.srv.store.Approve(context.Background(), id, store.Approval{By: c.person.ID, At: now, Comment: comment}, c.st.engine.ApproversNeeded(hs))
+	if err != nil {
+		return err
+	}
+	attrs := map[string]string{"comment": comment, "approvals": fmt.Sprint(len(r.Approvals))}
+	if r.State == store.RequestApproved {
+		attrs["valid_until"] = r.ValidUntil.UTC().Format(time.RFC3339)
+	}
+	if err := c.recordRequest(audit.RequestApprove, r, attrs); err != nil {
+		return fmt.Errorf("approval stored, but the audit log is unavailable: %v", err)
+	}
+	if r.State == store.RequestApproved {
+		fmt.Fprintf(out, "request %s approved: %s may use %s on %s until %s\n", r.ID, r.Requester, r.Login,
+			strings.Join(r.Hosts, ", "), r.ValidUntil.UTC().Format("2006-01-02 15:04 UTC"))
+	} else {
+		fmt.Fprintf(out, "request %s: approval recorded, %d more needed\n", r.ID, c.st.engine.ApproversNeeded(hs)-len(r.Approvals))
+	}
+	return nil
+}
+
+func (c *clientConn) cmdDeny(args []string, out io.Writer) error {
+	id, reason, err := decisionArgs("deny", "reason", args, out)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(reason) == "" {
+		return errors.New("--reason is required")
+	}
+	r, err := c.loadRequest(id)
+	if err != nil {
+		return err
+	}
+	now := c.srv.now()
+	if d := c.st.engine.CanDecide(c.person, c.key, r.Requester, c.hostsOf(r), now, c.srv.lockReason(c.person.ID)); d.Verdict != policy.Allow {
+		return errors.New(joinReason(d))
+	}
+	if r, err = c.srv.store.Deny(context.Background(), id, c.person.ID, reason, now); err != nil {
+		return err
+	}
+	if err := c.recordRequest(audit.RequestDeny, r, map[string]string{"reason": reason}); err != nil {
+		return fmt.Errorf("denial stored, but the audit log is unavailable: %v", err)
+	}
+	fmt.Fprintf(out, "request %s denied\n", id)
+	return nil
+}
+
+// cmdRevoke ends a request early. The requester may revoke their own; a
+// person who may decide it may revoke it too. Live sessions under it end
+// at once.
+func (c *clientConn) cmdRevoke(args []string, out io.Writer) error {
+	id, reason, err := decisionArgs("revoke", "reason", args, out)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(reason) == "" {
+		return errors.New("--reason is required")
+	}
+	r, err := c.loadRequest(id)
+	if err != nil {
+		return err
+	}
+	now := c.srv.now()
+	if r.Requester != c.person.ID {
+		d := c.st.engine.CanDecide(c.person, c.key, r.Requester, c.hostsOf(r), now, c.srv.lockReason(c.person.ID))
+		if d.Verdict != policy.Allow {
+			return errors.New(joinReason(d))
+		}
+	}
+	if r, err = c.srv.store.Revoke(context.Background(), id, c.person.ID, reason, now); err != nil {
+		return err
+	}
+	if err := c.recordRequest(audit.RequestRevoke, r, map[string]string{"reason": reason}); err != nil {
+		c.srv.log.Error("audit log unavailable", "err", err)
+	}
+	n := c.srv.endRequestSessions(id, fmt.Sprintf("request %s was revoked by %s: %s", id, c.person.ID, reason))
+	fmt.Fprintf(out, "request %s revoked; %d live session(s) ended\n", id, n)
+	return nil
+}
+
+// endRequestSessions ends every live session running under request id.
+func (s *Server) endRequestSessions(id, msg string) int {
+	ls := s.live.matching(func(l *liveSession) bool { return l.request == id })
+	for _, l := range ls {
+		l.end(msg)
+	}
+	return len(ls)
+}
+
+// checkRequestSessions ends sessions whose request has expired or was
+// revoked elsewhere (another gateway, the CLI). Called by the watcher.
+func (s *Server) checkRequestSessions(ctx context.Context, reread bool) {
+	now := s.now()
+	for _, l := range s.live.matching(func(l *liveSession) bool { return l.request != "" }) {
+		if !l.requestUntil.After(now) {
+			s.record(audit.Event{Type: audit.RequestExpired, Person: l.person, Request: l.request, Session: l.id})
+			l.end(fmt.Sprintf("request %s expired at %s", l.request, l.requestUntil.UTC().Format("15:04 UTC")))
+			continue
+		}
+		if !reread || s.store == nil {
+			continue
+		}
+		r, err := s.store.GetRequest(ctx, l.request)
+		if err == nil && (r == nil || !r.ActiveAt(now)) {
+			l.end(fmt.Sprintf("request %s is no longer approved", l.request))
+		}
+	}
+}
