@@ -271,8 +271,11 @@ func (c *clientConn) runShared(ctx context.Context, live *liveSession, sess *ses
 	up.set(nil)
 	upCh.Close()
 	<-exitDone
-	if attachErr != nil && res.status == nil && res.signal == nil {
-		return res, nil // ended by a participant, a lock or the grace period: already announced
+	if attachErr != nil {
+		// Ended by a participant, a lock or the grace period, and already
+		// announced. The target's answer to our hang-up (an exit-signal HUP)
+		// is not the session's outcome: the owner's client exits 1.
+		return exitResult{}, nil
 	}
 	return res, nil
 }

@@ -108,6 +108,20 @@ func StartSSHD(t testing.TB, opts TargetOpts) *Target {
 	} else {
 		cfg = append(cfg, "AuthorizedKeysFile none")
 	}
+	// Login shells on the target get an empty home: root's rc files on a
+	// developer machine (pyenv hooks that take a lock, say) must not make a
+	// test hang or depend on who ran it.
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		t.Fatalf("target home: %v", err)
+	}
+	hasHome := false
+	for _, l := range opts.Extra {
+		hasHome = hasHome || strings.HasPrefix(l, "SetEnv HOME=")
+	}
+	if !hasHome {
+		cfg = append(cfg, "SetEnv HOME="+home)
+	}
 	cfg = append(cfg, opts.Extra...)
 	cfgFile := filepath.Join(dir, "sshd_config")
 	writeFile(t, cfgFile, strings.Join(cfg, "\n")+"\n")
