@@ -31,19 +31,21 @@ const (
 	ForwardStart   Type = "forward.start"
 	Command        Type = "command" // a gateway command such as whoami
 	// Access requests (M8).
-	RequestCreate  Type = "request.create"
-	RequestApprove Type = "request.approve"
-	RequestDeny    Type = "request.deny"
-	RequestRevoke  Type = "request.revoke"
-	RequestExpired Type = "request.expired" // a live session ended because its request ran out
-	Lock           Type = "lock"
-	Unlock         Type = "unlock"
-	AuthBlocked    Type = "auth.blocked" // a source or person exceeded the failure limit (M19)
-	ConfigChange   Type = "config.change"
-	GatewayStart   Type = "gateway.start"
-	GatewayStop    Type = "gateway.stop"
-	LogCheckpoint  Type = "log.checkpoint"
-	LogRecovered   Type = "log.recovered"
+	RequestCreate   Type = "request.create"
+	RequestApprove  Type = "request.approve"
+	RequestDeny     Type = "request.deny"
+	RequestRevoke   Type = "request.revoke"
+	RequestExpired  Type = "request.expired"  // a live session ended because its request ran out
+	RecordingRead   Type = "recording.read"   // a recording was replayed or listed in detail (M13)
+	RecordingExport Type = "recording.export" // a recording left the gateway as a file
+	Lock            Type = "lock"
+	Unlock          Type = "unlock"
+	AuthBlocked     Type = "auth.blocked" // a source or person exceeded the failure limit (M19)
+	ConfigChange    Type = "config.change"
+	GatewayStart    Type = "gateway.start"
+	GatewayStop     Type = "gateway.stop"
+	LogCheckpoint   Type = "log.checkpoint"
+	LogRecovered    Type = "log.recovered"
 )
 
 // Event is one audit record. Fields that do not apply stay empty. Source

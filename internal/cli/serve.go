@@ -80,7 +80,11 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reloa
 		return fmt.Errorf("state store: %w", err)
 	}
 	defer st.Close()
-	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: alog, Store: st, Logger: log})
+	rec, err := openRecorder(cfg)
+	if err != nil {
+		return err
+	}
+	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: alog, Store: st, Recorder: rec, Logger: log})
 	if err != nil {
 		return err
 	}

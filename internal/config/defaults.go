@@ -23,6 +23,8 @@ const (
 	DefaultKeyWarn          = 14 * Day
 	DefaultWaitTimeout      = 10 * time.Minute
 	DefaultAuditOrigin      = "tandem/audit"
+	DefaultKEKFile          = "tandem.kek"
+	DefaultStreamCap        = 1 << 20
 	DefaultCheckpointEvery  = 10 * time.Second
 	DefaultCheckpointEvents = 1000
 	DefaultGrace            = 5 * time.Minute
@@ -108,6 +110,21 @@ func applyDefaults(c *Config, pos *positions, r *report) {
 		if abs, err := filepath.Abs(filepath.Join(filepath.Dir(c.Path), a.WitnessFile)); err == nil {
 			a.WitnessFile = abs
 		}
+	}
+
+	rec := &c.Recording
+	if rec.KEKFile == "" && rec.AgeIdentity == "" {
+		rec.KEKFile = DefaultKEKFile
+	}
+	for _, f := range []*string{&rec.KEKFile, &rec.AgeIdentity} {
+		if *f != "" && c.Path != "" && !filepath.IsAbs(*f) {
+			if abs, err := filepath.Abs(filepath.Join(filepath.Dir(c.Path), *f)); err == nil {
+				*f = abs
+			}
+		}
+	}
+	if rec.StreamCap == 0 && !pos.has("recording", "stream_cap") {
+		rec.StreamCap = DefaultStreamCap
 	}
 
 	p := &c.Policy

@@ -16,13 +16,14 @@ import (
 // Config is a validated configuration. Values returned by Load or Parse are
 // complete: defaults are filled in and every cross reference resolves.
 type Config struct {
-	Gateway Gateway  `yaml:"gateway"`
-	Policy  Policy   `yaml:"policy"`
-	Audit   Audit    `yaml:"audit"`
-	Tenants []Tenant `yaml:"tenants"`
-	Persons []Person `yaml:"persons"`
-	Roles   []Role   `yaml:"roles"`
-	Hosts   []Host   `yaml:"hosts"`
+	Gateway   Gateway   `yaml:"gateway"`
+	Policy    Policy    `yaml:"policy"`
+	Audit     Audit     `yaml:"audit"`
+	Recording Recording `yaml:"recording"`
+	Tenants   []Tenant  `yaml:"tenants"`
+	Persons   []Person  `yaml:"persons"`
+	Roles     []Role    `yaml:"roles"`
+	Hosts     []Host    `yaml:"hosts"`
 
 	// Path is the file the configuration was read from ("" when parsed
 	// from memory). Relative paths in the file are resolved against its
@@ -102,6 +103,22 @@ type Audit struct {
 	// data_dir (ideally on another disk or host mount), so that whoever can
 	// rewrite the data directory cannot rewrite the history others saw.
 	WitnessFile string `yaml:"witness_file"`
+}
+
+// Recording configures session recordings (M9, M16).
+type Recording struct {
+	// KEKFile holds the 32-byte key-encryption key that wraps the per-tenant,
+	// per-day data keys. Default "tandem.kek" beside the configuration
+	// file, created on first start. It must lie outside data_dir: nothing
+	// in the data directory may be readable without it.
+	KEKFile string `yaml:"kek_file"`
+	// AgeIdentity, instead of KEKFile, names an age identity file whose
+	// recipient wraps the data keys.
+	AgeIdentity string `yaml:"age_identity"`
+	// StreamCap is how many bytes of each exec stream (stdin, stdout,
+	// stderr) are stored; beyond it only counts and SHA-256 are kept
+	// (data minimisation). Default 1048576.
+	StreamCap int64 `yaml:"stream_cap"`
 }
 
 // Policy holds rules that are not tied to one role.
@@ -202,7 +219,10 @@ type Rule struct {
 	Join []string `yaml:"join"`
 	// Approve lets holders approve access requests for the matched hosts.
 	Approve bool `yaml:"approve"`
-	Line    int  `yaml:"-"`
+	// Read lets holders read and export recordings of sessions on the
+	// matched hosts (M13).
+	Read bool `yaml:"read"`
+	Line int  `yaml:"-"`
 }
 
 // Selector picks hosts. All given criteria must hold; a selector with no

@@ -39,6 +39,7 @@ func validate(c *Config, pos *positions, r *report) {
 	validatePolicy(c, pos, r)
 	validateLimits(c, pos, r)
 	validateAudit(c, pos, r)
+	validateRecording(c, pos, r)
 
 	tenants := map[string]int{}
 	for i, t := range c.Tenants {
@@ -108,13 +109,35 @@ func validateAudit(c *Config, pos *positions, r *report) {
 	if a.CheckpointEvents < 1 && pos.decodes(new(int), "audit", "checkpoint_events") {
 		r.add(pos.line("audit", "checkpoint_events"), "checkpoint_events must be at least 1")
 	}
-	if a.WitnessFile == "" || !filepath.IsAbs(c.Gateway.DataDir) {
-		return
-	}
-	rel, err := filepath.Rel(c.Gateway.DataDir, a.WitnessFile)
-	if err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+	if a.WitnessFile != "" && insideDir(c.Gateway.DataDir, a.WitnessFile) {
 		r.add(pos.line("audit", "witness_file"), "witness_file %s lies inside data_dir %s; put it where a rewrite of the data directory cannot reach", a.WitnessFile, c.Gateway.DataDir)
 	}
+}
+
+// validateRecording keeps the key-encryption key out of the data
+// directory, which must be unreadable without it (M16).
+func validateRecording(c *Config, pos *positions, r *report) {
+	rec := c.Recording
+	if rec.KEKFile != "" && rec.AgeIdentity != "" {
+		r.add(pos.line("recording"), "recording: set kek_file or age_identity, not both")
+	}
+	if rec.StreamCap < 0 {
+		r.add(pos.line("recording", "stream_cap"), "recording.stream_cap must not be negative")
+	}
+	for _, f := range []struct{ key, path string }{{"kek_file", rec.KEKFile}, {"age_identity", rec.AgeIdentity}} {
+		if f.path != "" && insideDir(c.Gateway.DataDir, f.path) {
+			r.add(pos.line("recording", f.key), "recording.%s %s lies inside data_dir %s; keep the key where a copy of the data directory does not reach", f.key, f.path, c.Gateway.DataDir)
+		}
+	}
+}
+
+// insideDir reports whether path lies in dir (both absolute).
+func insideDir(dir, path string) bool {
+	if !filepath.IsAbs(dir) || !filepath.IsAbs(path) {
+		return false
+	}
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // validateLimits refuses negative limits; zero means the default.
@@ -312,7 +335,7 @@ func validateRole(c *Config, i int, pos *positions, r *report, roles, tenants ma
 				r.add(at("hosts", "names", k), "role %s: host name pattern %q is empty or not a valid glob", ro.ID, n)
 			}
 		}
-		if len(rule.Logins) == 0 && len(rule.Join) == 0 && !rule.Approve && len(rule.Forward) == 0 {
+		if len(rule.Logins) == 0 && len(rule.Join) == 0 && !rule.Approve && !rule.Read && len(rule.Forward) == 0 {
 			r.add(at("logins"), "role %s: rule grants no logins", ro.ID)
 		}
 		for k, m := range rule.Join {

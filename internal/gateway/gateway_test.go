@@ -16,6 +16,7 @@ import (
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/ca"
 	"tandem.dev/tandem/internal/config"
+	"tandem.dev/tandem/internal/record"
 	"tandem.dev/tandem/internal/testenv"
 )
 
@@ -43,7 +44,7 @@ func startRig(t *testing.T, extraYAML func(targetAddr, hostKey string) string, p
 	port := testenv.FreePort(t)
 	today := time.Now().UTC()
 	var b strings.Builder
-	fmt.Fprintf(&b, "gateway: {listen: \"127.0.0.1:%d\", data_dir: %q, keepalive: 2s}\n", port, dir)
+	fmt.Fprintf(&b, "gateway: {listen: \"127.0.0.1:%d\", data_dir: %q, keepalive: 2s}\n", port, filepath.Join(dir, "data"))
 	b.WriteString("tenants: [{id: schule-nord, name: Gesamtschule Nord}]\npersons:\n")
 	for id, key := range persons {
 		role := "admin"
@@ -68,7 +69,20 @@ hosts:
 		t.Fatalf("config: %v\n%s", err, b.String())
 	}
 	sink := &audit.MemorySink{}
-	srv, err := New(Options{Config: cfg, Keys: keys, Audit: sink, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	kekPath := filepath.Join(t.TempDir(), "kek")
+	if err := record.GenerateFileKEK(kekPath); err != nil {
+		t.Fatal(err)
+	}
+	kek, err := record.FileKEK(kekPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vault, err := record.OpenVault(filepath.Join(dir, "vault"), kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &Recorder{Vault: vault, Dir: filepath.Join(dir, "recordings"), StreamCap: 1 << 20}
+	srv, err := New(Options{Config: cfg, Keys: keys, Audit: sink, Recorder: rec, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
 	}

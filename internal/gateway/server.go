@@ -34,9 +34,12 @@ type Options struct {
 	Audit  audit.Sink
 	// Store holds locks (and later other shared state). Nil disables
 	// locks, for tests of other parts only.
-	Store  *store.Store
-	Logger *slog.Logger
-	Now    func() time.Time
+	Store *store.Store
+	// Recorder records every session; it is required (no recording, no
+	// session).
+	Recorder *Recorder
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Server is one gateway. It is safe for concurrent use; the configuration
@@ -51,6 +54,7 @@ type Server struct {
 	conns  chan struct{} // semaphore capping concurrent connections
 	live   registry
 	store  *store.Store
+	rec    *Recorder
 	limit  *ratelimit.Limiter
 	locks  atomic.Pointer[map[string]store.Lock]
 	wg     sync.WaitGroup
@@ -77,7 +81,10 @@ func New(o Options) (*Server, error) {
 	if o.Audit == nil {
 		return nil, errors.New("gateway: no audit sink (no audit, no access)")
 	}
-	s := &Server{keys: o.Keys, audit: o.Audit, log: o.Logger, now: o.Now, store: o.Store}
+	if o.Recorder == nil || o.Recorder.Vault == nil {
+		return nil, errors.New("gateway: no recorder (every session is recorded)")
+	}
+	s := &Server{keys: o.Keys, audit: o.Audit, log: o.Logger, now: o.Now, store: o.Store, rec: o.Recorder}
 	st, err := s.newState(o.Config)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/policy"
+	"tandem.dev/tandem/internal/record"
 	"tandem.dev/tandem/internal/session"
 	"tandem.dev/tandem/internal/upstream"
 )
@@ -44,6 +45,18 @@ func (t *chanTerminal) Read(p []byte) (int, error) {
 
 func (t *chanTerminal) Write(p []byte) (int, error) { return t.ch.Write(p) }
 func (t *chanTerminal) Close() error                { return t.ch.Close() }
+
+// ptyTerm reads TERM from a pty-req.
+func ptyTerm(pty *ssh.Request) string {
+	var req struct {
+		Term string
+		Rest []byte `ssh:"rest"`
+	}
+	if pty == nil || ssh.Unmarshal(pty.Payload, &req) != nil {
+		return ""
+	}
+	return req.Term
+}
 
 // ptySize reads the window size from a pty-req and a later window-change.
 func ptySize(pty, winch *ssh.Request) session.Size {
@@ -102,13 +115,18 @@ func withSize(pty *ssh.Request, sz session.Size) []byte {
 type upstreamHolder struct {
 	mu   sync.Mutex
 	ch   ssh.Channel
-	size session.Size // the owner's latest window size
+	size session.Size   // the owner's latest window size
+	rec  *record.Writer // the session's recording, for resizes
 }
 
 func (u *upstreamHolder) setSize(sz session.Size) {
 	u.mu.Lock()
 	u.size = sz
+	rec := u.rec
 	u.mu.Unlock()
+	if rec != nil {
+		_ = rec.Resize(int(sz.Cols), int(sz.Rows))
+	}
 }
 
 func (u *upstreamHolder) currentSize() session.Size {
@@ -156,20 +174,37 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 	up := upstreamHolder{size: size}
 	var endReason string
 	base := audit.Event{Person: c.person.ID, Session: id, Host: rt.host.Name, Tenant: rt.host.Tenant, Login: rt.login}
+	rec, err := c.srv.startRecording(record.Meta{SessionID: id, Tenant: rt.host.Tenant, Kind: record.KindPTY,
+		Started: c.srv.now(), Host: rt.host.Name, Login: rt.login, Owner: c.person.ID, Term: ptyTerm(ss.pty),
+		Cols: int(size.Cols), Rows: int(size.Rows), Command: ss.command, Env: ss.envNames})
+	if err != nil {
+		c.srv.log.Error("recording unavailable: session refused", "err", err)
+		fmt.Fprint(ch.Stderr(), "tandem: the session cannot be recorded, so it cannot start; tell the gateway's operators\r\n")
+		_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{1}))
+		_ = ch.Close()
+		c.srv.record(withAttrs(base, audit.SessionEnd, map[string]string{"error": err.Error()}))
+		return
+	}
+	up.rec = rec
 	hooks := session.Hooks{
+		OnOutput: func(p []byte) { _ = rec.Output(p) },
+		OnInput:  func(person string, p []byte) { _ = rec.Input(person, p) },
 		OnState: func(from, to session.State, reason string) {
 			if to == session.Ended {
 				endReason = reason
 			}
 			if t, ok := stateEvent(from, to); ok {
+				_ = rec.Marker(fmt.Sprintf("%s: %s", t, reason))
 				c.srv.record(withAttrs(base, t, map[string]string{"reason": reason}))
 			}
 		},
 		OnJoin: func(p session.Participant) {
+			_ = rec.Marker(fmt.Sprintf("%s joined as %s", p.Person, p.Mode))
 			c.srv.record(withAttrs(base, audit.SessionJoin, map[string]string{
 				"participant": p.Person, "mode": string(p.Mode), "external": strconv.FormatBool(p.External)}))
 		},
 		OnLeave: func(p session.Participant, reason string) {
+			_ = rec.Marker(fmt.Sprintf("%s left: %s", p.Person, reason))
 			c.srv.record(withAttrs(base, audit.SessionLeave, map[string]string{"participant": p.Person, "reason": reason}))
 		},
 	}
@@ -186,6 +221,8 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 	defer c.srv.live.remove(id)
 	defer c.srv.live.removeShared(id)
 	go ownerRequests(reqs, sess, c.person.ID, &up, closed)
+	recDone := make(chan struct{})
+	go watchRecording(rec, live, recDone)
 
 	if fourEyes {
 		fmt.Fprintf(ch.Stderr(), "tandem: %s\r\n  ask a colleague to run:  ssh -t %s join %s\r\n", d.Reason, c.srv.gatewayHint(c.st), id)
@@ -210,10 +247,13 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 	}
 	_ = ch.CloseWrite()
 	_ = ch.Close()
+	close(recDone)
 	end := withAttrs(base, audit.SessionEnd, map[string]string{"reason": endReason})
 	if err != nil {
 		end.Attrs["error"] = err.Error()
 	}
+	sum, recErr := rec.Close()
+	summaryAttrs(end.Attrs, rec, sum, recErr)
 	c.srv.record(end)
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/policy"
+	"tandem.dev/tandem/internal/record"
 	"tandem.dev/tandem/internal/relay"
 	"tandem.dev/tandem/internal/store"
 	"tandem.dev/tandem/internal/upstream"
@@ -103,14 +104,38 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 	}
 	c.srv.live.add(live)
 	defer c.srv.live.remove(id)
+	kind := record.KindExec
+	if ss.start.Type == "subsystem" {
+		kind = record.KindSFTP
+	}
+	rec, err := c.srv.startRecording(record.Meta{SessionID: id, Tenant: rt.host.Tenant, Kind: kind, Started: c.srv.now(),
+		Host: rt.host.Name, Login: rt.login, Owner: c.person.ID, Command: ss.command, Env: ss.envNames})
+	if err != nil {
+		c.srv.log.Error("recording unavailable: session refused", "err", err)
+		refuse(ch, ss, "the session cannot be recorded, so it cannot start; tell the gateway's operators")
+		c.srv.record(audit.Event{Type: audit.SessionEnd, Person: c.person.ID, Session: id, Host: rt.host.Name,
+			Tenant: rt.host.Tenant, Login: rt.login, Request: ev.Request, Attrs: map[string]string{"error": err.Error()}})
+		return
+	}
+	recDone := make(chan struct{})
+	go watchRecording(rec, live, recDone)
 	res, err := c.runUpstream(ctx, live, reqs, ss, upstream.Target{
 		Host: rt.host, Login: rt.login, SessionID: id, Person: c.person.ID, PTY: ss.pty != nil,
-	})
+	}, relay.Taps{In: streamTap{rec, "stdin"}, Out: streamTap{rec, "stdout"}, Err: streamTap{rec, "stderr"}})
+	close(recDone)
+	switch {
+	case res.ExitStatus != nil:
+		_ = rec.Exit(int(*res.ExitStatus), "")
+	case res.ExitSignal != "":
+		_ = rec.Exit(-1, res.ExitSignal)
+	}
+	sum, recErr := rec.Close()
 	end := audit.Event{Type: audit.SessionEnd, Person: c.person.ID, Session: id, Host: rt.host.Name,
 		Tenant: rt.host.Tenant, Login: rt.login, Request: ev.Request, Attrs: map[string]string{
 			"bytes_in": strconv.FormatInt(res.In, 10), "bytes_out": strconv.FormatInt(res.Out, 10),
 			"bytes_err": strconv.FormatInt(res.Err, 10),
 		}}
+	summaryAttrs(end.Attrs, rec, sum, recErr)
 	switch {
 	case err != nil:
 		end.Attrs["error"] = err.Error()
@@ -204,7 +229,7 @@ func modeName(rt route) string {
 
 // runUpstream dials the target, replays the client's set-up requests on a
 // fresh session channel, starts it and relays until it ends.
-func (c *clientConn) runUpstream(ctx context.Context, live *liveSession, reqs <-chan *ssh.Request, ss *sessionStart, t upstream.Target) (relay.Result, error) {
+func (c *clientConn) runUpstream(ctx context.Context, live *liveSession, reqs <-chan *ssh.Request, ss *sessionStart, t upstream.Target, taps relay.Taps) (relay.Result, error) {
 	if ss.start.Type == "subsystem" && ss.command != "sftp" {
 		return relay.Result{}, fmt.Errorf("subsystem %q is not supported (only sftp)", ss.command)
 	}
@@ -240,7 +265,7 @@ func (c *clientConn) runUpstream(ctx context.Context, live *liveSession, reqs <-
 		return relay.Result{}, nil
 	}
 	_ = ss.start.Reply(true, nil)
-	return relay.Session(live.ch, reqs, up, upReqs, relay.Taps{}), nil
+	return relay.Session(live.ch, reqs, up, upReqs, taps), nil
 }
 
 // refuse explains a refusal on the client's terminal and ends the channel

@@ -64,3 +64,24 @@ func TestJoin(t *testing.T) {
 		t.Error("a locked person may join")
 	}
 }
+
+func TestMayRead(t *testing.T) {
+	db1 := config.Host{Name: "db1", Tenant: "t1", Environment: config.Production}
+	db2 := config.Host{Name: "db2", Tenant: "t2", Environment: config.Production}
+	cfg := &config.Config{Roles: []config.Role{
+		{ID: "auditor-t1", Allow: []config.Rule{{Hosts: config.Selector{Tenant: "t1"}, Read: true}}},
+		{ID: "admin", Allow: []config.Rule{{Hosts: config.Selector{Names: []string{"*"}}, Logins: []string{"root"}}}},
+	}}
+	e := New(cfg)
+	aud := &config.Person{ID: "dora", Roles: []string{"auditor-t1"}}
+	adm := &config.Person{ID: "alice", Roles: []string{"admin"}}
+	for _, c := range []struct {
+		p    *config.Person
+		h    *config.Host
+		want bool
+	}{{aud, &db1, true}, {aud, &db2, false}, {adm, &db1, false}} {
+		if got := e.MayRead(c.p, c.h); got != c.want {
+			t.Errorf("MayRead(%s, %s) = %v, want %v", c.p.ID, c.h.Name, got, c.want)
+		}
+	}
+}

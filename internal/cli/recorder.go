@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"tandem.dev/tandem/internal/config"
+	"tandem.dev/tandem/internal/gateway"
+	"tandem.dev/tandem/internal/record"
+)
+
+func recordingsDir(cfg *config.Config) string { return filepath.Join(cfg.Gateway.DataDir, "recordings") }
+func vaultDir(cfg *config.Config) string      { return filepath.Join(cfg.Gateway.DataDir, "vault") }
+
+// openKEK loads the key-encryption key, creating a key file on first use.
+// An age identity must exist: the operator made it for a reason.
+func openKEK(cfg *config.Config, create bool) (record.KEK, error) {
+	rc := cfg.Recording
+	if rc.AgeIdentity != "" {
+		return record.AgeKEK(rc.AgeIdentity)
+	}
+	if _, err := os.Stat(rc.KEKFile); errors.Is(err, fs.ErrNotExist) && create {
+		if err := record.GenerateFileKEK(rc.KEKFile); err != nil {
+			return nil, fmt.Errorf("create key-encryption key: %w", err)
+		}
+	}
+	kek, err := record.FileKEK(rc.KEKFile)
+	if err != nil {
+		return nil, fmt.Errorf("key-encryption key: %w", err)
+	}
+	return kek, nil
+}
+
+func openVault(cfg *config.Config, create bool) (*record.Vault, error) {
+	kek, err := openKEK(cfg, create)
+	if err != nil {
+		return nil, err
+	}
+	return record.OpenVault(vaultDir(cfg), kek)
+}
+
+func openRecorder(cfg *config.Config) (*gateway.Recorder, error) {
+	v, err := openVault(cfg, true)
+	if err != nil {
+		return nil, err
+	}
+	return &gateway.Recorder{Vault: v, Dir: recordingsDir(cfg), StreamCap: cfg.Recording.StreamCap}, nil
+}

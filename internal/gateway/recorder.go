@@ -1,0 +1,127 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/record"
+)
+
+// Recorder is where the gateway records sessions (M9): every session is
+// recorded, encrypted under its tenant's data key of the day (M16).
+type Recorder struct {
+	Vault     *record.Vault
+	Dir       string // root of the recordings tree
+	StreamCap int64  // bytes of each exec stream kept as content
+}
+
+func (s *Server) startRecording(meta record.Meta) (*record.Writer, error) {
+	w, err := record.Create(s.rec.Vault, s.rec.Dir, meta, record.Options{Now: s.now, StreamCap: s.rec.StreamCap})
+	if err != nil {
+		return nil, fmt.Errorf("cannot record the session: %w", err)
+	}
+	return w, nil
+}
+
+// watchRecording ends the session if its recording fails (fail closed):
+// an unrecorded session must not go on. It returns when done is closed.
+func watchRecording(w *record.Writer, live *liveSession, done <-chan struct{}) {
+	select {
+	case <-w.Failed():
+		live.end("the session recording failed, so the session cannot go on")
+	case <-done:
+	}
+}
+
+// summaryAttrs puts a recording's fingerprints into session.end, so that a
+// recording can be checked against the tamper-evident log; the hash of the
+// encrypted file stays checkable after its data key is shredded.
+func summaryAttrs(attrs map[string]string, w *record.Writer, sum record.Summary, err error) {
+	attrs["recording"] = w.Path()
+	if err != nil {
+		attrs["recording_error"] = err.Error()
+		return
+	}
+	attrs["recording_sha256"] = sum.SHA256
+	attrs["recording_file_sha256"] = sum.FileSHA256
+	for name, st := range sum.Streams {
+		attrs[name+"_bytes"] = strconv.FormatInt(st.Bytes, 10)
+		attrs[name+"_sha256"] = st.SHA256
+		if st.Truncated {
+			attrs[name+"_stored_bytes"] = strconv.FormatInt(st.StoredBytes, 10)
+		}
+	}
+}
+
+// streamTap feeds one exec stream into the recording. A failed write stops
+// the copy it sits in, so nothing passes unrecorded.
+type streamTap struct {
+	w    *record.Writer
+	name string
+}
+
+func (t streamTap) Write(p []byte) (int, error) {
+	if err := t.w.Stream(t.name, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// findRecording looks a session's recording up in the tenants whose hosts
+// the person may read (M13: no query crosses tenants the person cannot read).
+func (c *clientConn) findRecording(id string) (record.Header, string, error) {
+	for _, t := range c.st.cfg.Tenants {
+		hs, err := record.List(c.srv.rec.Dir, t.ID)
+		if err != nil {
+			continue
+		}
+		for _, h := range hs {
+			if h.Session == id {
+				return h, t.ID, nil
+			}
+		}
+	}
+	return record.Header{}, "", fmt.Errorf("no recording of session %s", id)
+}
+
+// openReadable opens a recording if the person may read it, and audits the
+// read before any byte leaves (fail closed).
+func (c *clientConn) openReadable(ctx context.Context, id string, what audit.Type) (*record.Reader, error) {
+	h, tenant, err := c.findRecording(id)
+	if err != nil {
+		return nil, err
+	}
+	day, err := parseDay(h.Day)
+	if err != nil {
+		return nil, err
+	}
+	r, err := record.Open(c.srv.rec.Vault, record.Path(c.srv.rec.Dir, tenant, day, id))
+	if err != nil {
+		return nil, err
+	}
+	host := c.st.cfg.Host(r.Meta().Host)
+	if host == nil || host.Tenant != tenant || !c.st.engine.MayRead(c.person, host) {
+		r.Close()
+		return nil, fmt.Errorf("%s may not read recordings of %s (needs a role rule with read: true for that host)", c.person.ID, r.Meta().Host)
+	}
+	if err := c.srv.audit.Append(ctx, audit.Event{Type: what, Person: c.person.ID, Session: id, Tenant: tenant,
+		Host: host.Name, Source: c.source}); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("the audit log is unavailable, so no recording can be read")
+	}
+	return r, nil
+}
+
+func joinNames(names []string) string { return strings.Join(names, ",") }
+
+func parseDay(s string) (time.Time, error) {
+	d, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("recording day %q: %w", s, err)
+	}
+	return d, nil
+}
