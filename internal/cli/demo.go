@@ -105,6 +105,9 @@ Tandem demo is running (configuration: %[1]s/tandem.yaml). Try, in another termi
   ssh -F %[1]s/ssh_config.alice -t demo@db1               # production: waits for a second person …
   ssh -F %[1]s/ssh_config.bob -t gw join <ID>             # … who joins with the id alice was shown
   ssh -F %[1]s/ssh_config.bob demo@web1 true              # bob has no grant on web1: refused
+  ssh -F %[1]s/ssh_config.bob gw recordings               # bob may read the tenant's recordings …
+  ssh -F %[1]s/ssh_config.bob -t gw replay <SESSION-ID>   # … replay one …
+  ssh -F %[1]s/ssh_config.bob gw export <SESSION-ID> > s.cast   # … or export it for asciinema
 
 The audit log:   go run ./cmd/tandem audit show --config %[1]s/tandem.yaml
 Stop with Ctrl-C.
@@ -159,6 +162,8 @@ roles:
         logins: [demo]
         join: [peer]
         approve: true
+      - hosts: {tenant: demo-schule}
+        read: true
 hosts:
   - name: web1
     address: %q

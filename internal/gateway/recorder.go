@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
-	"time"
 
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/record"
@@ -95,11 +93,7 @@ func (c *clientConn) openReadable(ctx context.Context, id string, what audit.Typ
 	if err != nil {
 		return nil, err
 	}
-	day, err := parseDay(h.Day)
-	if err != nil {
-		return nil, err
-	}
-	r, err := record.Open(c.srv.rec.Vault, record.Path(c.srv.rec.Dir, tenant, day, id))
+	r, err := record.Open(c.srv.rec.Vault, h.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -116,12 +110,3 @@ func (c *clientConn) openReadable(ctx context.Context, id string, what audit.Typ
 	return r, nil
 }
 
-func joinNames(names []string) string { return strings.Join(names, ",") }
-
-func parseDay(s string) (time.Time, error) {
-	d, err := time.Parse(time.DateOnly, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("recording day %q: %w", s, err)
-	}
-	return d, nil
-}

@@ -1,0 +1,169 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/record"
+)
+
+// Reading recordings over SSH (M13): a person sees and exports only the
+// recordings of hosts their roles let them read, one session at a time;
+// every read is audited before any byte leaves.
+
+// maxListed bounds `recordings`: a listing is for finding a session, not a
+// way to enumerate everything.
+const maxListed = 200
+
+func (c *clientConn) cmdRecordings(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("recordings", flag.ContinueOnError)
+	fs.SetOutput(out)
+	host := fs.String("host", "", "only this host")
+	person := fs.String("person", "", "only sessions owned by this person")
+	since := fs.Duration("since", 7*24*time.Hour, "only sessions of the last DURATION")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return usageOf(fs)
+	}
+	from := c.srv.now().Add(-*since)
+	type row struct {
+		m record.Meta
+		h record.Header
+	}
+	var rows []row
+	for _, t := range c.st.cfg.Tenants {
+		if !c.mayReadTenant(t.ID) {
+			continue
+		}
+		hs, _ := record.List(c.srv.rec.Dir, t.ID)
+		for _, h := range hs {
+			if d, err := time.Parse(time.DateOnly, h.Day); err != nil || d.Before(from.Truncate(24*time.Hour)) {
+				continue
+			}
+			r, err := record.Open(c.srv.rec.Vault, h.Path)
+			if err != nil {
+				continue // shredded or damaged: not listable
+			}
+			m := r.Meta()
+			r.Close()
+			hc := c.st.cfg.Host(m.Host)
+			if hc == nil || !c.st.engine.MayRead(c.person, hc) || m.Started.Before(from) ||
+				(*host != "" && m.Host != *host) || (*person != "" && m.Owner != *person) {
+				continue
+			}
+			rows = append(rows, row{m, h})
+		}
+	}
+	if err := c.srv.audit.Append(context.Background(), audit.Event{Type: audit.RecordingRead, Person: c.person.ID,
+		Source: c.source, Attrs: map[string]string{"listing": fmt.Sprintf("host=%s person=%s since=%s", *host, *person, *since), "count": fmt.Sprint(len(rows))}}); err != nil {
+		return errors.New("the audit log is unavailable, so no recording can be listed")
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(out, "no recordings you may read match")
+		return nil
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].m.Started.After(rows[j].m.Started) })
+	if len(rows) > maxListed {
+		rows = rows[:maxListed]
+	}
+	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "SESSION\tSTARTED\tKIND\tOWNER\tLOGIN@HOST\tCOMMAND")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s@%s\t%s\n", r.m.SessionID, r.m.Started.UTC().Format("2006-01-02 15:04"),
+			r.m.Kind, r.m.Owner, r.m.Login, r.m.Host, clip(r.m.Command, 40))
+	}
+	return tw.Flush()
+}
+
+// mayReadTenant reports whether any host of the tenant is readable for the
+// person, so listings skip tenants they have nothing to read in.
+func (c *clientConn) mayReadTenant(tenant string) bool {
+	for i := range c.st.cfg.Hosts {
+		h := &c.st.cfg.Hosts[i]
+		if h.Tenant == tenant && c.st.engine.MayRead(c.person, h) {
+			return true
+		}
+	}
+	return false
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+// cmdExport writes one recording as asciicast v2 to the client:
+// `ssh gw export ID > session.cast`.
+func (c *clientConn) cmdExport(args []string, out io.Writer) error {
+	if len(args) != 1 {
+		return errors.New("usage: export SESSION-ID  (ssh gw export ID > ID.cast)")
+	}
+	r, err := c.openReadable(context.Background(), args[0], audit.RecordingExport)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return record.ExportAsciicast(r, out)
+}
+
+// cmdReplay plays a recording on the client's terminal in real time (or
+// faster), with long pauses cut short.
+func (c *clientConn) cmdReplay(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(out)
+	speed := fs.Float64("speed", 1, "playback speed factor")
+	idle := fs.Duration("idle-cap", 2*time.Second, "longest pause shown")
+	var id string
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		id, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil || id == "" || *speed <= 0 {
+		return errors.New("usage: replay SESSION-ID [--speed N] [--idle-cap DURATION]  (use ssh -t)")
+	}
+	r, err := c.openReadable(context.Background(), id, audit.RecordingRead)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return replay(r, out, *speed, *idle)
+}
+
+// replay writes a recording's output with its timing. Markers (joins,
+// pauses) are shown as notice lines.
+func replay(r *record.Reader, out io.Writer, speed float64, idle time.Duration) error {
+	var last time.Duration
+	for {
+		ev, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			fmt.Fprintf(out, "\r\n[tandem] %v\r\n", err)
+			return nil
+		}
+		wait := time.Duration(float64(ev.T-last) / speed)
+		if wait > idle {
+			wait = idle
+		}
+		if wait > 0 {
+			time.Sleep(wait)
+		}
+		last = ev.T
+		switch ev.Type {
+		case record.EvOutput, record.EvStream:
+			if _, err := out.Write(ev.Data); err != nil {
+				return err
+			}
+		case record.EvMarker:
+			fmt.Fprintf(out, "\r\n[tandem] %s\r\n", ev.Text)
+		}
+	}
+}
