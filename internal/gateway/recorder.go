@@ -109,4 +109,3 @@ func (c *clientConn) openReadable(ctx context.Context, id string, what audit.Typ
 	}
 	return r, nil
 }
-
