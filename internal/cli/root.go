@@ -57,6 +57,7 @@ Start with "tandem demo" to try it, or "tandem serve --config FILE".`,
 		newVersionCmd(),
 	)
 	root.AddCommand(newLockCmds()...)
+	root.AddCommand(newRecordingCmds()...)
 	return root
 }
 

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -52,6 +53,7 @@ func (s *Server) watchLocks(ctx context.Context) {
 		}
 		s.checkRequestSessions(ctx, changed)
 		s.auditLockEvents(ctx)
+		s.drainOutbox(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -121,6 +123,32 @@ func (s *Server) auditLockEvents(ctx context.Context) {
 		}
 		if err := s.store.MarkLockEventAudited(ctx, e.ID); err != nil {
 			s.log.Error("lock store", "err", err)
+			return
+		}
+	}
+}
+
+// drainOutbox appends events that other processes (the local CLI) queued
+// in the store; the gateway is the audit log's only writer.
+func (s *Server) drainOutbox(ctx context.Context) {
+	es, err := s.store.PendingAudit(ctx)
+	if err != nil || len(es) == 0 {
+		return
+	}
+	for _, e := range es {
+		var ev audit.Event
+		if err := json.Unmarshal(e.Event, &ev); err != nil {
+			ev = audit.Event{Type: audit.Type("outbox.invalid"), Attrs: map[string]string{"error": err.Error()}}
+		}
+		if ev.Time.IsZero() {
+			ev.Time = e.At
+		}
+		if err := s.audit.Append(ctx, ev); err != nil {
+			s.log.Error("audit log refuses queued event", "err", err)
+			return
+		}
+		if err := s.store.MarkAudited(ctx, e.ID); err != nil {
+			s.log.Error("state store", "err", err)
 			return
 		}
 	}

@@ -133,37 +133,5 @@ func (c *clientConn) cmdReplay(args []string, out io.Writer) error {
 		return err
 	}
 	defer r.Close()
-	return replay(r, out, *speed, *idle)
-}
-
-// replay writes a recording's output with its timing. Markers (joins,
-// pauses) are shown as notice lines.
-func replay(r *record.Reader, out io.Writer, speed float64, idle time.Duration) error {
-	var last time.Duration
-	for {
-		ev, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			fmt.Fprintf(out, "\r\n[tandem] %v\r\n", err)
-			return nil
-		}
-		wait := time.Duration(float64(ev.T-last) / speed)
-		if wait > idle {
-			wait = idle
-		}
-		if wait > 0 {
-			time.Sleep(wait)
-		}
-		last = ev.T
-		switch ev.Type {
-		case record.EvOutput, record.EvStream:
-			if _, err := out.Write(ev.Data); err != nil {
-				return err
-			}
-		case record.EvMarker:
-			fmt.Fprintf(out, "\r\n[tandem] %s\r\n", ev.Text)
-		}
-	}
+	return record.Replay(r, out, record.ReplayOptions{Speed: *speed, IdleCap: *idle})
 }

@@ -55,6 +55,7 @@ var migrations = []string{
 	);`,
 	// 3: access requests for non-interactive work (M8); see requests.go.
 	requestsSchema,
+	outboxSchema,
 }
 
 // Store is an open state database. It is safe for concurrent use.

@@ -458,3 +458,30 @@ func TestLockEventsWaitForTheAuditLog(t *testing.T) {
 		t.Fatalf("after marking: %+v", evs)
 	}
 }
+
+func TestAuditOutbox(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	g0, _ := s.Generation(ctx)
+	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	if err := s.QueueAudit(ctx, at, []byte(`{"type":"recording.export"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if g1, _ := s.Generation(ctx); g1 == g0 {
+		t.Error("queueing did not bump the generation")
+	}
+	es, err := s.PendingAudit(ctx)
+	if err != nil || len(es) != 1 || string(es[0].Event) != `{"type":"recording.export"}` || !es[0].At.Equal(at) {
+		t.Fatalf("pending = %+v, %v", es, err)
+	}
+	if err := s.MarkAudited(ctx, es[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if es, _ := s.PendingAudit(ctx); len(es) != 0 {
+		t.Fatalf("still pending after marking: %+v", es)
+	}
+}

@@ -1,0 +1,65 @@
+package record
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// ReplayOptions control Replay.
+type ReplayOptions struct {
+	Speed   float64       // playback speed factor; default 1
+	IdleCap time.Duration // longest pause shown; default 2s
+	// SkipTo, if set, plays everything before the first marker containing
+	// it without delay, then continues in real time.
+	SkipTo string
+	// Sleep waits; default time.Sleep (tests pass a fake).
+	Sleep func(time.Duration)
+}
+
+// Replay writes a recording's terminal output (and exec output) to out
+// with its original timing; markers (joins, pauses, ends) appear as
+// notice lines. A damaged or incomplete recording is played up to the
+// damage, then the reason is shown.
+func Replay(r *Reader, out io.Writer, o ReplayOptions) error {
+	if o.Speed <= 0 {
+		o.Speed = 1
+	}
+	if o.IdleCap <= 0 {
+		o.IdleCap = 2 * time.Second
+	}
+	if o.Sleep == nil {
+		o.Sleep = time.Sleep
+	}
+	skipping := o.SkipTo != ""
+	var last time.Duration
+	for {
+		ev, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			fmt.Fprintf(out, "\r\n[tandem] %v\r\n", err)
+			return nil
+		}
+		if skipping && ev.Type == EvMarker && strings.Contains(ev.Text, o.SkipTo) {
+			skipping = false
+		}
+		if wait := min(time.Duration(float64(ev.T-last)/o.Speed), o.IdleCap); wait > 0 && !skipping {
+			o.Sleep(wait)
+		}
+		last = ev.T
+		switch ev.Type {
+		case EvOutput, EvStream:
+			if _, err := out.Write(ev.Data); err != nil {
+				return err
+			}
+		case EvMarker:
+			if _, err := fmt.Fprintf(out, "\r\n[tandem] %s\r\n", ev.Text); err != nil {
+				return err
+			}
+		}
+	}
+}
