@@ -461,8 +461,9 @@ func TestTargetCloseDeliversAllOutput(t *testing.T) {
 	}
 	// Attach returned only after the owner got everything; the owner saw
 	// their shell end and gets no extra notice.
-	if got := h.owner.screen.String(); !strings.HasSuffix(got, "last words") {
-		t.Fatalf("owner screen %q", tail(got))
+	h.owner.screen.waitFor(t, "last words")
+	if got := h.owner.screen.String(); strings.Contains(got, "target closed") {
+		t.Fatalf("owner was told the target closed: %q", tail(got))
 	}
 	if r := b.wait(t); r.reason != ReasonEnded {
 		t.Fatalf("Join = %+v", r)
