@@ -12,10 +12,9 @@ import (
 	"tandem.dev/tandem/internal/record"
 )
 
-func recordingsDir(cfg *config.Config) string {
-	return filepath.Join(cfg.Gateway.DataDir, "recordings")
-}
-func vaultDir(cfg *config.Config) string { return filepath.Join(cfg.Gateway.DataDir, "vault") }
+// recordingsDir is the root the record package lays its recordings/ tree in.
+func recordingsDir(cfg *config.Config) string { return cfg.Gateway.DataDir }
+func vaultDir(cfg *config.Config) string      { return filepath.Join(cfg.Gateway.DataDir, "vault") }
 
 // openKEK loads the key-encryption key, creating a key file on first use.
 // An age identity must exist: the operator made it for a reason.

@@ -81,7 +81,7 @@ hosts:
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &Recorder{Vault: vault, Dir: filepath.Join(dir, "recordings"), StreamCap: 1 << 20}
+	rec := &Recorder{Vault: vault, Dir: filepath.Join(dir, "data"), StreamCap: 1 << 20}
 	srv, err := New(Options{Config: cfg, Keys: keys, Audit: sink, Recorder: rec, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)

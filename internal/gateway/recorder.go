@@ -13,7 +13,7 @@ import (
 // recorded, encrypted under its tenant's data key of the day (M16).
 type Recorder struct {
 	Vault     *record.Vault
-	Dir       string // root of the recordings tree
+	Dir       string // the data directory; recordings go to Dir/recordings/<tenant>/<day>/
 	StreamCap int64  // bytes of each exec stream kept as content
 }
 
@@ -38,7 +38,7 @@ func watchRecording(w *record.Writer, live *liveSession, done <-chan struct{}) {
 // summaryAttrs puts a recording's fingerprints into session.end, so that a
 // recording can be checked against the tamper-evident log; the hash of the
 // encrypted file stays checkable after its data key is shredded.
-func summaryAttrs(attrs map[string]string, w *record.Writer, sum record.Summary, err error) {
+func summaryAttrs(attrs map[string]string, kind record.Kind, w *record.Writer, sum record.Summary, err error) {
 	attrs["recording"] = w.Path()
 	if err != nil {
 		attrs["recording_error"] = err.Error()
@@ -46,6 +46,13 @@ func summaryAttrs(attrs map[string]string, w *record.Writer, sum record.Summary,
 	}
 	attrs["recording_sha256"] = sum.SHA256
 	attrs["recording_file_sha256"] = sum.FileSHA256
+	if kind == record.KindExec || kind == record.KindSFTP {
+		// An empty stream is recorded too: zero bytes, the empty hash.
+		for _, name := range []string{"stdin", "stdout", "stderr"} {
+			attrs[name+"_bytes"] = "0"
+			attrs[name+"_sha256"] = emptySHA256
+		}
+	}
 	for name, st := range sum.Streams {
 		attrs[name+"_bytes"] = strconv.FormatInt(st.Bytes, 10)
 		attrs[name+"_sha256"] = st.SHA256
@@ -54,6 +61,9 @@ func summaryAttrs(attrs map[string]string, w *record.Writer, sum record.Summary,
 		}
 	}
 }
+
+// emptySHA256 is the SHA-256 of no bytes.
+const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 // streamTap feeds one exec stream into the recording. A failed write stops
 // the copy it sits in, so nothing passes unrecorded.

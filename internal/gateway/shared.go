@@ -253,7 +253,7 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 		end.Attrs["error"] = err.Error()
 	}
 	sum, recErr := rec.Close()
-	summaryAttrs(end.Attrs, rec, sum, recErr)
+	summaryAttrs(end.Attrs, record.KindPTY, rec, sum, recErr)
 	c.srv.record(end)
 }
 

@@ -135,7 +135,7 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 			"bytes_in": strconv.FormatInt(res.In, 10), "bytes_out": strconv.FormatInt(res.Out, 10),
 			"bytes_err": strconv.FormatInt(res.Err, 10),
 		}}
-	summaryAttrs(end.Attrs, rec, sum, recErr)
+	summaryAttrs(end.Attrs, kind, rec, sum, recErr)
 	switch {
 	case err != nil:
 		end.Attrs["error"] = err.Error()
