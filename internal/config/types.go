@@ -131,6 +131,9 @@ type Policy struct {
 	KeyMaxAge Duration `yaml:"key_max_age"`
 	// KeyWarn is the window before expiry in which logins warn. Default 14 days.
 	KeyWarn Duration `yaml:"key_warn"`
+	// RequireFIDO2 lists environments whose hosts may be reached only with
+	// a FIDO2 key (sk-ecdsa-sha2-nistp256@openssh.com, sk-ssh-ed25519@openssh.com).
+	RequireFIDO2 []string `yaml:"require_fido2"`
 	// WaitTimeout is how long a four-eyes session waits for a second
 	// person before it closes. Default 10m.
 	WaitTimeout Duration `yaml:"wait_timeout"`

@@ -175,6 +175,11 @@ func validatePolicy(c *Config, pos *positions, r *report) {
 	if !slices.Contains(p.FourEyes, Staging) && !slices.Contains(p.FourEyes, FourEyesStagingRealData) {
 		r.add(pos.line("policy", "four_eyes"), "four_eyes must include staging:real_data or staging (M6: staging with real personal data counts as production)")
 	}
+	for i, env := range p.RequireFIDO2 {
+		if !slices.Contains(environments, env) {
+			r.add(pos.line("policy", "require_fido2", i), "require_fido2: environment %q is not one of %s", env, strings.Join(environments, ", "))
+		}
+	}
 	checkPositive(r, pos, p.WaitTimeout, "policy", "wait_timeout")
 	checkPositive(r, pos, p.Grace, "policy", "grace")
 	checkPositive(r, pos, p.MaxRequestDuration, "policy", "max_request_duration")

@@ -44,6 +44,10 @@ func (e *Engine) Authorize(r Request) Decision {
 		return deny(fmt.Sprintf("unknown action %q", oneLine(string(r.Action))), "", warnings)
 	}
 
+	if target != nil && r.Key != nil && e.requiresFIDO2(target) && !isFIDO2(r.Key) {
+		return deny(fmt.Sprintf("%s requires a FIDO2 security key (sk-ecdsa or sk-ed25519); you logged in with %s", oneLine(target.Name), keyType(r.Key)),
+			"register a FIDO2 key (ssh-keygen -t ecdsa-sk) and log in with it", warnings)
+	}
 	if target == nil || !e.FourEyes(target) {
 		return Decision{Verdict: Allow, Warnings: warnings}
 	}
@@ -68,6 +72,35 @@ func (e *Engine) Authorize(r Request) Decision {
 		Reason:   fmt.Sprintf("%s is %s: non-interactive access needs an approved access request", tn, what),
 		Hint:     fmt.Sprintf("ssh gw request --hosts %s --login %s --for 1h --reason \"…\"", tn, login),
 		Warnings: warnings}
+}
+
+// requiresFIDO2 reports whether policy.require_fido2 lists the host's
+// environment (M2: FIDO2 keys can be required for production).
+func (e *Engine) requiresFIDO2(h *config.Host) bool {
+	if e.cfg == nil {
+		return false
+	}
+	for _, env := range e.cfg.Policy.RequireFIDO2 {
+		if env == h.Environment {
+			return true
+		}
+	}
+	return false
+}
+
+func isFIDO2(k *config.Key) bool {
+	t := keyType(k)
+	return strings.HasPrefix(t, "sk-")
+}
+
+func keyType(k *config.Key) string {
+	if k.PublicKey != nil {
+		return k.PublicKey.Type()
+	}
+	if f := strings.Fields(k.Key); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 // authorizeLogin checks the grant for a login on r.Host. It returns ok=false

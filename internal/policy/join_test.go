@@ -85,3 +85,29 @@ func TestMayRead(t *testing.T) {
 		}
 	}
 }
+
+func TestRequireFIDO2(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	prod := config.Host{Name: "db1", Tenant: "t1", Environment: config.Production}
+	test := config.Host{Name: "t1", Tenant: "t1", Environment: config.Test}
+	cfg := &config.Config{
+		Policy: config.Policy{RequireFIDO2: []string{config.Production}},
+		Roles:  []config.Role{{ID: "admin", Allow: []config.Rule{{Hosts: config.Selector{Tenant: "t1"}, Logins: []string{"root"}}}}},
+		Hosts:  []config.Host{prod, test},
+	}
+	p := &config.Person{ID: "alice", Name: "Alice", Roles: []string{"admin"}, Obligations: goodObligations()}
+	k := ecdsaKey(t, now.AddDate(0, 0, -10).Format(time.DateOnly))
+	e := New(cfg)
+	d := e.Authorize(Request{Person: p, Key: k, Host: &prod, Login: "root", Action: ActionShell, Now: now})
+	if d.Verdict != Deny || !strings.Contains(d.Reason, "FIDO2") {
+		t.Errorf("plain key on production: %v %q", d.Verdict, d.Reason)
+	}
+	d = e.Authorize(Request{Person: p, Key: k, Host: &test, Login: "root", Action: ActionShell, Now: now})
+	if d.Verdict != Allow {
+		t.Errorf("plain key on test: %v %q", d.Verdict, d.Reason)
+	}
+	sk := &config.Key{Key: "sk-ecdsa-sha2-nistp256@openssh.com AAAA", Added: k.Added}
+	if !isFIDO2(sk) || isFIDO2(k) {
+		t.Error("isFIDO2 misclassifies keys")
+	}
+}
