@@ -222,6 +222,9 @@ type Rule struct {
 	Join []string `yaml:"join"`
 	// Approve lets holders approve access requests for the matched hosts.
 	Approve bool `yaml:"approve"`
+	// SFTPReadOnly makes the logins of this rule read-only for SFTP and
+	// scp: writes, renames, removes and attribute changes are refused.
+	SFTPReadOnly bool `yaml:"sftp_read_only"`
 	// Read lets holders read and export recordings of sessions on the
 	// matched hosts (M13).
 	Read bool `yaml:"read"`

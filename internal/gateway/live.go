@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"tandem.dev/tandem/internal/record"
 	"tandem.dev/tandem/internal/session"
 )
 
@@ -23,6 +24,8 @@ type liveSession struct {
 	// when it runs out.
 	request      string
 	requestUntil time.Time
+	// rec is the session's recording (exec and sftp sessions).
+	rec *record.Writer
 	// shared is the session's participants and state, for interactive
 	// sessions; nil for exec and sftp.
 	shared *session.Session

@@ -7,14 +7,17 @@ import (
 	"fmt"
 	"path"
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/policy"
 	"tandem.dev/tandem/internal/record"
 	"tandem.dev/tandem/internal/relay"
+	"tandem.dev/tandem/internal/sftpproxy"
 	"tandem.dev/tandem/internal/store"
 	"tandem.dev/tandem/internal/upstream"
 )
@@ -117,6 +120,7 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 			Tenant: rt.host.Tenant, Login: rt.login, Request: ev.Request, Attrs: map[string]string{"error": err.Error()}})
 		return
 	}
+	live.rec = rec
 	recDone := make(chan struct{})
 	go watchRecording(rec, live, recDone)
 	res, err := c.runUpstream(ctx, live, reqs, ss, upstream.Target{
@@ -241,6 +245,9 @@ func (c *clientConn) runUpstream(ctx context.Context, live *liveSession, reqs <-
 	if !live.setUpstream(client) {
 		return relay.Result{}, fmt.Errorf("session ended before it started")
 	}
+	if ss.start.Type == "subsystem" {
+		return c.serveSFTP(ctx, live, reqs, ss, client, t)
+	}
 	up, upReqs, err := client.OpenChannel("session", nil)
 	if err != nil {
 		return relay.Result{}, fmt.Errorf("%s refused the session: %v", t.Host.Name, err)
@@ -266,6 +273,53 @@ func (c *clientConn) runUpstream(ctx context.Context, live *liveSession, reqs <-
 	}
 	_ = ss.start.Reply(true, nil)
 	return relay.Session(live.ch, reqs, up, upReqs, taps), nil
+}
+
+// serveSFTP answers the client's SFTP subsystem itself and forwards each
+// operation to the target, so that every open, read, write, rename and
+// remove is recorded with paths, sizes and SHA-256 (M9).
+func (c *clientConn) serveSFTP(ctx context.Context, live *liveSession, reqs <-chan *ssh.Request, ss *sessionStart, client *ssh.Client, t upstream.Target) (relay.Result, error) {
+	target, err := sftp.NewClient(client, sftpproxy.TargetClientOptions()...)
+	if err != nil {
+		return relay.Result{}, fmt.Errorf("%s refused the sftp subsystem: %v", t.Host.Name, err)
+	}
+	defer target.Close()
+	_ = ss.start.Reply(true, nil)
+	go ssh.DiscardRequests(reqs)
+	readOnly := c.st.engine.SFTPReadOnly(c.person, t.Host, t.Login)
+	// Serve closes the client channel when it is done; the exit status
+	// must go out first, or OpenSSH reports the transfer as failed.
+	// Errors of single operations reach the client as SFTP status codes;
+	// the exit status reports what ended the session as a whole.
+	end := &sftpEnd{ch: live.ch, failed: func() bool { return live.rec.Err() != nil || ctx.Err() != nil }}
+	err = sftpproxy.Serve(ctx, end, target, live.rec.Op, sftpproxy.Options{ReadOnly: readOnly, Now: c.srv.now})
+	_ = end.Close()
+	status := end.status
+	return relay.Result{ExitStatus: &status}, err
+}
+
+// sftpEnd is the client channel of an SFTP session whose Close sends the
+// exit status, EOF and CLOSE in that order, once.
+type sftpEnd struct {
+	ch     ssh.Channel
+	failed func() bool // the recording failed: the session did not end well
+	once   sync.Once
+	status uint32
+}
+
+func (e *sftpEnd) Read(p []byte) (int, error)  { return e.ch.Read(p) }
+func (e *sftpEnd) Write(p []byte) (int, error) { return e.ch.Write(p) }
+
+func (e *sftpEnd) Close() error {
+	e.once.Do(func() {
+		if e.failed() {
+			e.status = 1
+		}
+		_, _ = e.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{e.status}))
+		_ = e.ch.CloseWrite()
+		_ = e.ch.Close()
+	})
+	return nil
 }
 
 // refuse explains a refusal on the client's terminal and ends the channel

@@ -16,3 +16,23 @@ func (e *Engine) MayRead(p *config.Person, h *config.Host) bool {
 	}
 	return false
 }
+
+// SFTPReadOnly reports whether the person's SFTP access to login on h is
+// read-only: every rule that grants that login there says sftp_read_only.
+// One grant without it is enough for read-write, as with any other grant.
+func (e *Engine) SFTPReadOnly(p *config.Person, h *config.Host, login string) bool {
+	granted := false
+	for _, role := range e.rolesOf(p) {
+		for i := range role.Allow {
+			rule := &role.Allow[i]
+			if !matches(rule.Hosts, h) || !contains(rule.Logins, login) {
+				continue
+			}
+			if !rule.SFTPReadOnly {
+				return false
+			}
+			granted = true
+		}
+	}
+	return granted
+}

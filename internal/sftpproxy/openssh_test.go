@@ -1,0 +1,358 @@
+package sftpproxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pkg/sftp"
+)
+
+// The end-to-end tests run the real OpenSSH clients against Serve, which
+// forwards to the real OpenSSH sftp-server. `sftp -D cmd` (and `scp -S cmd`)
+// talk SFTP over the stdio of cmd; cmd is this test binary re-executed in
+// helper mode (see TestMain), which serves stdio through the proxy.
+const (
+	sftpClient = "/usr/bin/sftp"
+	scpClient  = "/usr/bin/scp"
+	sftpServer = "/usr/lib/openssh/sftp-server"
+
+	envTargetDir = "TANDEM_SFTPPROXY_HELPER_DIR"
+	envLog       = "TANDEM_SFTPPROXY_HELPER_LOG"
+	envReadOnly  = "TANDEM_SFTPPROXY_HELPER_READONLY"
+)
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(envTargetDir); dir != "" {
+		os.Exit(helperMain(dir))
+	}
+	os.Exit(m.Run())
+}
+
+// stdio is the helper's client channel.
+type stdio struct{}
+
+func (stdio) Read(p []byte) (int, error)  { return os.Stdin.Read(p) }
+func (stdio) Write(p []byte) (int, error) { return os.Stdout.Write(p) }
+func (stdio) Close() error {
+	os.Stdin.Close()
+	return os.Stdout.Close()
+}
+
+// helperMain serves SFTP on stdio through the proxy to an sftp-server
+// running in dir, recording JSON lines to $envLog. Diagnostics go to stderr.
+func helperMain(dir string) int {
+	srv := exec.Command(sftpServer)
+	srv.Dir = dir
+	srv.Stderr = os.Stderr
+	in, err := srv.StdinPipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	out, err := srv.StdoutPipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := srv.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer srv.Wait()
+	defer in.Close()
+	target, err := sftp.NewClientPipe(out, in, TargetClientOptions()...)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer target.Close()
+
+	logf, err := os.OpenFile(os.Getenv(envLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer logf.Close()
+	var mu sync.Mutex
+	enc := json.NewEncoder(logf)
+	rec := func(op map[string]string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return enc.Encode(op)
+	}
+	err = Serve(context.Background(), stdio{}, target, rec, Options{ReadOnly: os.Getenv(envReadOnly) != ""})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 1
+	}
+	return 0
+}
+
+type e2e struct {
+	exe, local, remote, log string
+	readOnly                bool
+}
+
+func newE2E(t testing.TB) *e2e {
+	t.Helper()
+	for _, p := range []string{sftpClient, sftpServer} {
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("%s not installed", p)
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(exe, " \t'\"") {
+		t.Skip("test binary path has characters sftp -D would split")
+	}
+	base := t.TempDir()
+	e := &e2e{exe: exe, local: filepath.Join(base, "local"), remote: filepath.Join(base, "remote"), log: filepath.Join(base, "ops.jsonl")}
+	for _, d := range []string{e.local, e.remote} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+func (e *e2e) env() []string {
+	env := append(os.Environ(), envTargetDir+"="+e.remote, envLog+"="+e.log)
+	if e.readOnly {
+		env = append(env, envReadOnly+"=1")
+	}
+	return env
+}
+
+// sftpBatch runs the OpenSSH sftp client with batch commands through the
+// proxy (or, if direct, straight to sftp-server) and returns its output.
+func (e *e2e) sftpBatch(t testing.TB, batch string, direct bool) (string, error) {
+	t.Helper()
+	bf := filepath.Join(filepath.Dir(e.local), "batch")
+	if err := os.WriteFile(bf, []byte(batch), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sftpClient, "-b", bf, "-D", e.exe)
+	cmd.Env = e.env()
+	if direct {
+		// sftp-server advertises limits@openssh.com, so the client would
+		// read 255 KiB at a time; pkg/sftp's RequestServer cannot offer
+		// that, so the baseline uses the 32 KiB requests the proxy gets.
+		cmd = exec.Command(sftpClient, "-B", "32768", "-b", bf, "-D", sftpServer+" -d "+e.remote)
+	}
+	cmd.Dir = e.local
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (e *e2e) ops(t *testing.T) []map[string]string {
+	t.Helper()
+	f, err := os.Open(e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var ops []map[string]string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var op map[string]string
+		if err := json.Unmarshal(sc.Bytes(), &op); err != nil {
+			t.Fatal(err)
+		}
+		ops = append(ops, op)
+	}
+	return ops
+}
+
+// closeOf returns the close record of the last open of path with flags.
+func closeOf(t *testing.T, ops []map[string]string, path, flags string) map[string]string {
+	t.Helper()
+	handle := ""
+	for _, op := range ops {
+		if op["op"] == "open" && op["path"] == path && op["flags"] == flags && op["result"] == "ok" {
+			handle = op["handle"]
+		}
+	}
+	for _, op := range ops {
+		if op["op"] == "close" && op["handle"] == handle && handle != "" {
+			return op
+		}
+	}
+	t.Fatalf("no close for open of %s with %s in %v", path, flags, ops)
+	return nil
+}
+
+func hasOp(ops []map[string]string, kv ...string) bool {
+next:
+	for _, op := range ops {
+		for i := 0; i+1 < len(kv); i += 2 {
+			if op[kv[i]] != kv[i+1] {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func TestOpenSSHSFTPThroughProxy(t *testing.T) {
+	e := newE2E(t)
+	data := randomBytes(t, 3<<20+12345)
+	if err := os.WriteFile(filepath.Join(e.local, "up.bin"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.sftpBatch(t, strings.Join([]string{
+		"put up.bin remote.bin",
+		"get remote.bin back.bin",
+		"mkdir d",
+		"rename remote.bin d/r.bin",
+		"chmod 600 d/r.bin",
+		"symlink d/r.bin l",
+		"ls -l d",
+		"rm l",
+		"rm d/r.bin",
+		"rmdir d",
+	}, "\n")+"\n", false)
+	if err != nil {
+		t.Fatalf("sftp: %v\n%s", err, out)
+	}
+	back, err := os.ReadFile(filepath.Join(e.local, "back.bin"))
+	if err != nil || !bytes.Equal(back, data) {
+		t.Fatalf("round trip differs (%v)", err)
+	}
+	ops := e.ops(t)
+	rp := func(p string) string { return filepath.ToSlash(filepath.Join(e.remote, p)) }
+	want := sumHex(data)
+	size := strconv.Itoa(len(data))
+	put := closeOf(t, ops, rp("remote.bin"), "write,create,truncate")
+	if put["bytes_written"] != size || put["sha256_written"] != want || put["sequential"] != "true" {
+		t.Fatalf("put record %v", put)
+	}
+	get := closeOf(t, ops, rp("remote.bin"), "read")
+	if get["bytes_read"] != size || get["sha256_read"] != want || get["sequential"] != "true" {
+		t.Fatalf("get record %v", get)
+	}
+	for _, kv := range [][]string{
+		{"op", "realpath", "path", ".", "resolved", filepath.ToSlash(e.remote)},
+		{"op", "mkdir", "path", rp("d"), "result", "ok"},
+		{"op", "rename", "path", rp("remote.bin"), "to", rp("d/r.bin"), "result", "ok"},
+		{"op", "setstat", "path", rp("d/r.bin"), "mode", "0600", "result", "ok"},
+		{"op", "symlink", "path", rp("l"), "result", "ok"},
+		{"op", "list", "path", rp("d"), "result", "ok"},
+		{"op", "remove", "path", rp("l"), "result", "ok"},
+		{"op", "remove", "path", rp("d/r.bin"), "result", "ok"},
+		{"op", "rmdir", "path", rp("d"), "result", "ok"},
+	} {
+		if !hasOp(ops, kv...) {
+			t.Errorf("no record with %v", kv)
+		}
+	}
+	if t.Failed() {
+		t.Logf("ops: %v\nsftp output:\n%s", ops, out)
+	}
+}
+
+func TestOpenSSHReadOnly(t *testing.T) {
+	e := newE2E(t)
+	e.readOnly = true
+	if err := os.WriteFile(filepath.Join(e.local, "up.bin"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.remote, "keep.txt"), []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.sftpBatch(t, "put up.bin\n", false)
+	if err == nil || !strings.Contains(strings.ToLower(out), "permission denied") {
+		t.Fatalf("read-only put: %v\n%s", err, out)
+	}
+	out, err = e.sftpBatch(t, "get keep.txt\n", false)
+	if err != nil {
+		t.Fatalf("read-only get: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(e.remote, "up.bin")); err == nil {
+		t.Fatal("read-only put reached the target")
+	}
+	if !hasOp(e.ops(t), "op", "open", "result", errReadOnly.msg) {
+		t.Fatal("refusal not recorded")
+	}
+}
+
+func TestOpenSSHSCPThroughProxy(t *testing.T) {
+	e := newE2E(t)
+	if _, err := os.Stat(scpClient); err != nil {
+		t.Skip("scp not installed")
+	}
+	// scp runs "ssh-program [options] host sftp"; this wrapper ignores the
+	// arguments and becomes the proxy helper.
+	wrapper := filepath.Join(filepath.Dir(e.local), "fake-ssh")
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nexec \""+e.exe+"\"\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	data := randomBytes(t, 1<<20+7)
+	if err := os.WriteFile(filepath.Join(e.local, "s.bin"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"s.bin", "gw:copied.bin"}, {"gw:copied.bin", "again.bin"}} {
+		cmd := exec.Command(scpClient, append([]string{"-s", "-S", wrapper}, args...)...)
+		cmd.Dir = e.local
+		cmd.Env = e.env()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("scp %v: %v\n%s", args, err, out)
+		}
+	}
+	got, err := os.ReadFile(filepath.Join(e.local, "again.bin"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("scp round trip differs (%v)", err)
+	}
+	ops := e.ops(t)
+	p := filepath.ToSlash(filepath.Join(e.remote, "copied.bin"))
+	var put, get map[string]string
+	for _, op := range ops {
+		if op["op"] == "close" && op["path"] == p {
+			if op["bytes_written"] != "0" {
+				put = op
+			} else {
+				get = op
+			}
+		}
+	}
+	if put == nil || put["sha256_written"] != sumHex(data) || get == nil || get["sha256_read"] != sumHex(data) {
+		t.Fatalf("scp records: %v", ops)
+	}
+}
+
+// BenchmarkOpenSSHGet compares the OpenSSH sftp client fetching a file
+// through the proxy with fetching it straight from sftp-server.
+func BenchmarkOpenSSHGet(b *testing.B) {
+	for _, direct := range []bool{false, true} {
+		name := "proxy"
+		if direct {
+			name = "direct"
+		}
+		b.Run(name, func(b *testing.B) {
+			e := newE2E(b)
+			data := randomBytes(b, 64<<20)
+			if err := os.WriteFile(filepath.Join(e.remote, "big.bin"), data, 0o600); err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(data)))
+			b.ResetTimer()
+			for range b.N {
+				if out, err := e.sftpBatch(b, "get big.bin /dev/null\n", direct); err != nil {
+					b.Fatalf("sftp: %v\n%s", err, out)
+				}
+			}
+		})
+	}
+}
