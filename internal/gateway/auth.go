@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -130,7 +131,7 @@ func personOfRefusal(be *ssh.BannerError) string {
 // as a pre-authentication banner.
 func refusal(format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
-	return &ssh.BannerError{Err: errors.New(msg), Message: "tandem: " + msg + "\r\n"}
+	return &ssh.BannerError{Err: errors.New(msg), Message: "tandem: " + strings.ReplaceAll(msg, "\n", "\r\n") + "\r\n"}
 }
 
 // checkKey answers "who is this key, and may they log in at all?". It runs
@@ -218,5 +219,5 @@ func joinReason(d policy.Decision) string {
 	if d.Hint == "" {
 		return d.Reason
 	}
-	return d.Reason + "\r\n  " + d.Hint
+	return d.Reason + "\n  " + d.Hint
 }

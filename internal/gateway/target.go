@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,11 +73,21 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 	d := c.st.engine.Authorize(policy.Request{
 		Person: c.person, Key: c.key, Host: rt.host, Login: rt.login, Action: action, Now: c.srv.now(),
 	})
+	var req *store.Request
+	if d.Verdict == policy.NeedsSecondPerson && ss.start.Type == "exec" {
+		// A named command with a terminal (Ansible runs modules with
+		// ssh -tt) is automation when an approved request covers it; a
+		// shell is never: that needs a second person at the terminal.
+		if r, ok := c.coveringRequest(ctx, rt.host.Name, rt.login); ok {
+			req, d.Verdict, action = r, policy.Allow, policy.ActionExec
+			ev.Request = r.ID
+			ev.Attrs["action"], ev.Attrs["pty"] = string(action), "true"
+		}
+	}
 	if action == policy.ActionShell && (d.Verdict == policy.Allow || d.Verdict == policy.NeedsSecondPerson) {
 		c.interactive(ctx, ch, reqs, ss, rt, d, ev)
 		return
 	}
-	var req *store.Request
 	if d.Verdict == policy.NeedsApproval {
 		if r, ok := c.coveringRequest(ctx, rt.host.Name, rt.login); ok {
 			req, d.Verdict = r, policy.Allow
@@ -324,14 +335,14 @@ func (e *sftpEnd) Close() error {
 
 // refuse explains a refusal on the client's terminal and ends the channel
 // the way a failed command would, so scripts see a non-zero exit status.
+//
+// A refused subsystem (sftp, scp) is accepted too: a client whose
+// subsystem request fails exits at once and may not print the reason it
+// already received.
 func refuse(ch ssh.Channel, ss *sessionStart, msg string) {
-	fmt.Fprintf(ch.Stderr(), "tandem: %s%s", msg, eol(ss))
-	if ss.start.Type == "subsystem" {
-		_ = ss.start.Reply(false, nil)
-	} else {
-		_ = ss.start.Reply(true, nil)
-		_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{1}))
-	}
+	fmt.Fprintf(ch.Stderr(), "tandem: %s%s", strings.ReplaceAll(msg, "\n", eol(ss)), eol(ss))
+	_ = ss.start.Reply(true, nil)
+	_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{1}))
 	_ = ch.CloseWrite()
 	_ = ch.Close()
 }
