@@ -25,11 +25,7 @@ every configured host (so jump mode needs no trust on first use), and an
 ssh_config snippet that reaches every host through the gateway.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(path)
-			if err != nil {
-				return err
-			}
-			keys, err := ca.LoadOrCreate(keyDir(cfg), nil)
+			cfg, keys, err := loadKeys(path)
 			if err != nil {
 				return err
 			}
@@ -102,11 +98,7 @@ func newTargetConfigCmd() *cobra.Command {
 		Short: "print the sshd drop-in that makes a target accept admin SSH only through the gateway (M20)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(path)
-			if err != nil {
-				return err
-			}
-			keys, err := ca.LoadOrCreate(keyDir(cfg), nil)
+			cfg, keys, err := loadKeys(path)
 			if err != nil {
 				return err
 			}

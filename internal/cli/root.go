@@ -78,6 +78,20 @@ func auditPaths(path string) (auditcli.Paths, error) {
 	return auditcli.Paths{DataDir: cfg.Gateway.DataDir, WitnessFile: cfg.Audit.WitnessFile}, nil
 }
 
+// loadKeys reads the configuration and the gateway's keys, creating the
+// keys on first use (printing a CA before the first start must work).
+func loadKeys(path string) (*config.Config, *ca.Keys, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys, err := ca.LoadOrCreate(keyDir(cfg), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, keys, nil
+}
+
 func keyDir(cfg *config.Config) string { return filepath.Join(cfg.Gateway.DataDir, "keys") }
 
 func auditDir(cfg *config.Config) string { return filepath.Join(cfg.Gateway.DataDir, "audit") }
@@ -112,11 +126,7 @@ func newCACmd() *cobra.Command {
 		Short: "print a CA public key in authorized_keys format (user: for targets' TrustedUserCAKeys; host: for clients' @cert-authority)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(path)
-			if err != nil {
-				return err
-			}
-			keys, err := ca.LoadOrCreate(keyDir(cfg), nil)
+			_, keys, err := loadKeys(path)
 			if err != nil {
 				return err
 			}
