@@ -6,9 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +25,7 @@ import (
 func newServeCmd() *cobra.Command {
 	var path string
 	var debug bool
+	var pprofAddr string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "run the gateway",
@@ -40,12 +44,59 @@ SIGTERM stop the gateway.`,
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
+			if pprofAddr != "" {
+				ln, err := listenPprof(pprofAddr)
+				if err != nil {
+					return err
+				}
+				go servePprof(ctx, ln)
+			}
 			return runGateway(ctx, cfg, newLogger(cmd.ErrOrStderr(), debug), hup, nil)
 		},
 	}
 	configFlag(cmd, &path)
 	cmd.Flags().BoolVar(&debug, "debug", false, "log handshake failures and other details")
+	cmd.Flags().StringVar(&pprofAddr, "pprof", "", "serve Go's profiler (net/http/pprof, /debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060;\n"+
+		"off by default; only a loopback IP literal is accepted, as the profiles show memory contents\n"+
+		"such as session data and are served without authentication")
 	return cmd
+}
+
+// listenPprof listens on addr for the profiler, refusing anything but a
+// loopback IP literal: profiles (heap, goroutines) can reveal session data
+// and are served without authentication, so they must never be reachable
+// from another machine. A host name is refused too, as it might resolve to
+// a non-loopback address.
+func listenPprof(addr string) (net.Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("--pprof %q: %w", addr, err)
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("--pprof %q: only a loopback address such as 127.0.0.1:6060 or [::1]:6060 is allowed", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--pprof: %w", err)
+	}
+	return ln, nil
+}
+
+// servePprof serves the profiler's handlers on a private mux (not
+// http.DefaultServeMux, so nothing else registered there is exposed) until
+// ctx ends.
+func servePprof(ctx context.Context, ln net.Listener) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	defer stop()
+	_ = srv.Serve(ln)
 }
 
 func newLogger(w io.Writer, debug bool) *slog.Logger {
