@@ -98,11 +98,32 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", abs, err)
 	}
 	s := &Store{db: db}
-	if err := s.migrate(context.Background()); err != nil {
+	if err := s.migrateRetrying(context.Background()); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: %s: %w", abs, err)
 	}
 	return s, nil
+}
+
+// isBusy reports SQLITE_BUSY (primary result code 5, any extended code).
+func isBusy(err error) bool {
+	var se interface{ Code() int }
+	return errors.As(err, &se) && se.Code()&0xff == 5
+}
+
+// migrateRetrying runs migrate, retrying while another process holds the
+// database: when several gateways open a new file at once, one of them
+// switches it to WAL, and SQLite answers the others SQLITE_BUSY without
+// calling the busy handler. Bounded to about five seconds.
+func (s *Store) migrateRetrying(ctx context.Context) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
+		err := s.migrate(ctx)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(delay)
+	}
 }
 
 // dsn builds the driver's connection string. The path goes into a file: URI
