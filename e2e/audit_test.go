@@ -3,10 +3,13 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -136,4 +139,53 @@ func TestAuditSurvivesCrash(t *testing.T) {
 		t.Errorf("%d whoami commands succeeded (+1 after restart) but the log holds %d:\n%s", succeeded, got, out)
 	}
 	t.Logf("%d commands finished before the kill", succeeded)
+}
+
+// TestAuditConfigChanges edits the configuration under a running gateway
+// and reloads it: each modified and deleted entity is one config.change
+// event with the changed fields (M12).
+func TestAuditConfigChanges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	raw, err := os.ReadFile(e.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(raw)
+	edited := strings.Replace(text, "bob@example.org", "bob.berg@example.org", 1)
+	// Drop the web1 host: its block is the last one in the file.
+	i := strings.Index(edited, "  - name: web1\n")
+	if i < 0 || edited == text {
+		t.Fatalf("fixture changed shape; cannot edit:\n%s", text)
+	}
+	edited = edited[:i]
+	writeTestFile(t, e.Config, edited)
+	e.GW.Signal(t, syscall.SIGHUP)
+	if !testenv.WaitFor(10*time.Second, func() bool { return strings.Contains(e.GW.Stderr.String(), "configuration reloaded") }) {
+		t.Fatalf("no reload:\n%s", e.GW.Tail())
+	}
+	out, errOut, err := e.GW.Run(t, "audit", "show", "--config", e.Config, "--type", "config.change", "--json")
+	if err != nil {
+		t.Fatalf("audit show: %v\n%s", err, errOut)
+	}
+	var sawEmail, sawDelete bool
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev struct {
+			Attrs map[string]string `json:"attrs"`
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("bad JSON line %q: %v", line, err)
+		}
+		a := ev.Attrs
+		if a["entity"] == "person" && a["id"] == "bob" && a["kind"] == "modify" &&
+			strings.Contains(a["old.email"], "bob@example.org") && strings.Contains(a["new.email"], "bob.berg@example.org") {
+			sawEmail = true
+		}
+		if a["entity"] == "host" && a["id"] == "web1" && a["kind"] == "delete" && strings.HasPrefix(a["trigger"], "reload of ") {
+			sawDelete = true
+		}
+	}
+	if !sawEmail || !sawDelete {
+		t.Errorf("config.change events: email modify %v, host delete %v\n%s", sawEmail, sawDelete, out)
+	}
 }
