@@ -232,48 +232,82 @@ func (s *Server) handleConn(ctx context.Context, nc net.Conn, release func()) {
 	stop := context.AfterFunc(ctx, func() { sc.Close() })
 	defer stop()
 
+	ka := startKeepAlive(sc, st.cfg.Gateway.KeepAlive.Duration)
+	defer ka.stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(2)
-	go func() { defer wg.Done(); keepAlive(ctx, sc, st.cfg.Gateway.KeepAlive.Duration) }()
+	wg.Add(1)
 	go func() { defer wg.Done(); c.globalRequests(ctx, reqs) }()
 	c.serveChannels(ctx, chans, route{})
 }
 
-// keepAlive probes the client; three unanswered probes close the
-// connection, so a silent network loss ends its sessions in seconds. One
-// probe is outstanding at a time; its goroutine ends at the latest when
-// the connection closes.
-func keepAlive(ctx context.Context, conn ssh.Conn, every time.Duration) {
-	if every <= 0 {
+// keepAlive probes a client every interval; three intervals in a row with
+// a probe still unanswered close the connection, so a silent network loss
+// ends its sessions in seconds. One probe is outstanding at a time.
+//
+// It runs on a runtime timer (time.AfterFunc), not a goroutine with a
+// ticker: an idle connection then costs no goroutine stack for its
+// keep-alive, only while a probe is in flight. The goroutine sending a
+// probe ends when the client answers or, at the latest, when the
+// connection closes.
+type keepAlive struct {
+	conn  ssh.Conn
+	every time.Duration
+
+	mu      sync.Mutex
+	timer   *time.Timer // nil when keep-alives are off
+	pending bool        // a probe is waiting for its answer
+	missed  int         // intervals that ended with the probe unanswered
+	stopped bool
+}
+
+// startKeepAlive starts probing conn every interval (none if every <= 0).
+// The caller must call stop when the connection ends.
+func startKeepAlive(conn ssh.Conn, every time.Duration) *keepAlive {
+	k := &keepAlive{conn: conn, every: every}
+	if every > 0 {
+		k.mu.Lock()
+		k.timer = time.AfterFunc(every, k.tick)
+		k.mu.Unlock()
+	}
+	return k
+}
+
+// tick runs at every interval in its own short-lived goroutine.
+func (k *keepAlive) tick() {
+	k.mu.Lock()
+	if k.stopped {
+		k.mu.Unlock()
 		return
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	var pending chan struct{}
-	missed := 0
-	for {
-		select {
-		case <-ctx.Done():
+	if k.pending {
+		if k.missed++; k.missed >= 3 {
+			k.stopped = true
+			k.mu.Unlock()
+			k.conn.Close()
 			return
-		case <-t.C:
 		}
-		if pending != nil {
-			select {
-			case <-pending:
-				pending, missed = nil, 0
-			default:
-				if missed++; missed >= 3 {
-					conn.Close()
-					return
-				}
-				continue
-			}
-		}
-		pending = make(chan struct{})
-		go func(done chan struct{}) {
-			defer close(done)
-			_, _, _ = conn.SendRequest("keepalive@openssh.com", true, nil)
-		}(pending)
+		k.timer.Reset(k.every)
+		k.mu.Unlock()
+		return
+	}
+	k.pending, k.missed = true, 0
+	k.timer.Reset(k.every)
+	k.mu.Unlock()
+
+	_, _, _ = k.conn.SendRequest("keepalive@openssh.com", true, nil)
+
+	k.mu.Lock()
+	k.pending = false
+	k.mu.Unlock()
+}
+
+// stop ends the probes. A probe in flight ends with the connection.
+func (k *keepAlive) stop() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.stopped = true
+	if k.timer != nil {
+		k.timer.Stop()
 	}
 }

@@ -220,9 +220,8 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 	c.srv.live.addShared(id, shared)
 	defer c.srv.live.remove(id)
 	defer c.srv.live.removeShared(id)
-	go ownerRequests(reqs, sess, c.person.ID, &up, closed)
 	recDone := make(chan struct{})
-	go watchRecording(rec, live, recDone)
+	go ownerRequests(reqs, sess, c.person.ID, &up, closed, recWatch{rec.Failed(), live, recDone})
 
 	if fourEyes {
 		fmt.Fprintf(ch.Stderr(), "tandem: %s\r\n  ask a colleague to run:  ssh -t %s join %s\r\n", d.Reason, c.srv.gatewayHint(c.st), id)
@@ -320,13 +319,38 @@ func (c *clientConn) runShared(ctx context.Context, live *liveSession, sess *ses
 	return res, nil
 }
 
+// recWatch ends a session whose recording fails (fail closed, as
+// watchRecording does for exec sessions) until done is closed.
+type recWatch struct {
+	failed <-chan struct{}
+	live   *liveSession
+	done   <-chan struct{}
+}
+
 // ownerRequests serves the owner's channel requests for the whole session:
 // window changes resize the target (the owner's size wins); signals reach
 // the target once it is connected. It closes closed when the client closes
-// the channel.
-func ownerRequests(reqs <-chan *ssh.Request, sess *session.Session, owner string, up *upstreamHolder, closed chan struct{}) {
+// the channel. It also watches the recording (w): one goroutine instead of
+// two per idle session. Once the channel is closed the owner has left, which
+// ends the session, so the recording needs no watching after that.
+func ownerRequests(reqs <-chan *ssh.Request, sess *session.Session, owner string, up *upstreamHolder, closed chan struct{}, w recWatch) {
 	defer close(closed)
-	for r := range reqs {
+	for {
+		var r *ssh.Request
+		select {
+		case <-w.failed:
+			w.live.end("the session recording failed, so the session cannot go on")
+			w.failed, w.done = nil, nil
+			continue
+		case <-w.done:
+			w.failed, w.done = nil, nil
+			continue
+		case req, ok := <-reqs:
+			if !ok {
+				return
+			}
+			r = req
+		}
 		ok := false
 		switch r.Type {
 		case "window-change":

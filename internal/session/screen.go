@@ -43,8 +43,10 @@ func (s *screenTail) add(p []byte) {
 		s.buf = s.buf[len(s.buf)-s.limit:]
 		s.cut = true
 	}
-	// Re-base now and then so the backing array does not grow without bound.
-	if cap(s.buf) > 4*s.limit+len(p) {
+	// Re-base now and then so the backing array does not grow without
+	// bound: at most twice the limit stays allocated per session, and each
+	// copy (at most limit bytes) is paid for by at least limit bytes added.
+	if cap(s.buf) > 2*s.limit+len(p) {
 		s.buf = append([]byte(nil), s.buf...)
 	}
 }

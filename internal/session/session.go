@@ -194,8 +194,15 @@ const (
 	ReasonEnded    = "session ended"   // the session ended while they were in it
 	noticePrefix   = "\r\n[tandem] "
 	noticeSuffix   = "\r\n"
-	inputQueueSize = 64
-	readBufSize    = 32 << 10
+	inputQueueSize = 16 // chunks of input on their way to the target
+	// Target output is read into a buffer of outReadMin bytes while the
+	// session is quiet, growing to outReadMax while output streams (see
+	// readBuf); keystrokes, which come a few bytes at a time (a paste
+	// rarely exceeds a few KiB per SSH packet), into keyReadMin..keyReadMax.
+	outReadMin = 2 << 10
+	outReadMax = 32 << 10
+	keyReadMin = 512
+	keyReadMax = 4 << 10
 	// noticeSlack lets a notice exceed the output bound a little: notices
 	// are rare and short, and a queue full of output should be dropped for
 	// its output, not because a join happened at the wrong moment.
@@ -404,12 +411,14 @@ func (s *Session) Attach(out io.Reader, in io.Writer, resize func(Size)) error {
 // readOutput copies target output to every participant's queue; it returns
 // nil at EOF.
 func (s *Session) readOutput(out io.Reader) error {
-	buf := make([]byte, readBufSize)
+	rb := newReadBuf(outReadMin, outReadMax)
 	for {
+		buf := rb.next()
 		n, err := out.Read(buf)
 		if n > 0 {
-			s.fanOut(buf[:n])
+			s.fanOut(buf[:n]) // copies: hooks, queues and tail keep no reference
 		}
+		rb.used(n)
 		if err == io.EOF {
 			return nil
 		}
@@ -614,8 +623,9 @@ func (s *Session) qualifiedCountLocked() int {
 // fails (EOF included).
 func (s *Session) read(m *member) {
 	var f InputFilter
-	buf := make([]byte, 4096)
+	rb := newReadBuf(keyReadMin, keyReadMax)
 	for {
+		buf := rb.next()
 		n, err := m.t.Read(buf)
 		if n > 0 {
 			fwd, act := f.Filter(buf[:n])
@@ -631,6 +641,7 @@ func (s *Session) read(m *member) {
 				s.mu.Unlock()
 			}
 		}
+		rb.used(n) // forward copied what it kept
 		if err != nil {
 			reason := ReasonLost
 			if err == io.EOF {
