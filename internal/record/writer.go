@@ -67,6 +67,7 @@ type Writer struct {
 	failed  chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
+	timer   *time.Timer // flushes every FlushInterval, unless Options.Tick drives flushes
 
 	mu      sync.Mutex
 	f       *os.File
@@ -164,7 +165,7 @@ func Create(v *Vault, dir string, meta Meta, opt Options) (*Writer, error) {
 		opt: opt, now: opt.Now, started: meta.Started, path: path,
 		failed: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
 		f: f, aead: aead, hdrHash: sha256.Sum256(hdr),
-		buf:    make([]byte, 1, opt.ChunkSize+maxPiece+2*maxName+64),
+		buf:    make([]byte, 1, idleBufSize),
 		evHash: sha256.New(), file: sha256.New(),
 		streams: map[string]*streamState{},
 	}
@@ -185,7 +186,16 @@ func Create(v *Vault, dir string, meta Meta, opt Options) (*Writer, error) {
 		w.abort()
 		return nil, fmt.Errorf("record: %w", err)
 	}
-	go w.ticker()
+	if w.opt.Tick != nil {
+		go w.ticker()
+	} else {
+		// A timer instead of a goroutine with a ticker: an idle recording
+		// then costs no stack (a gateway holds thousands).
+		// Assigned under the lock timedFlush takes before it resets it.
+		w.mu.Lock()
+		w.timer = time.AfterFunc(w.opt.FlushInterval, w.timedFlush)
+		w.mu.Unlock()
+	}
 	return w, nil
 }
 
@@ -206,14 +216,26 @@ func (w *Writer) Err() error {
 	return w.err
 }
 
+// timedFlush seals and syncs what arrived in the last interval, then
+// schedules itself again until the writer is closed.
+func (w *Writer) timedFlush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	if w.err == nil {
+		if err := w.flushLocked(false, true); err != nil {
+			w.failLocked(err)
+		}
+	}
+	w.timer.Reset(w.opt.FlushInterval)
+}
+
+// ticker flushes on the test-injected Options.Tick.
 func (w *Writer) ticker() {
 	defer close(w.done)
 	tick := w.opt.Tick
-	if tick == nil {
-		t := time.NewTicker(w.opt.FlushInterval)
-		defer t.Stop()
-		tick = t.C
-	}
 	for {
 		select {
 		case <-w.stop:
@@ -293,10 +315,15 @@ func (w *Writer) afterEventLocked() error {
 	return nil
 }
 
+// idleBufSize is the chunk buffer a quiet recording starts with; it grows
+// to a full chunk while events arrive.
+const idleBufSize = 2 << 10
+
 // flushLocked seals the buffered events into one chunk and writes it.
 // A non-final flush with nothing buffered only syncs (if asked and needed).
 func (w *Writer) flushLocked(final, sync bool) error {
 	if len(w.buf) > 1 || final {
+		full := len(w.buf) >= w.opt.ChunkSize
 		w.buf[0] = 0
 		if final {
 			w.buf[0] = flagFinal
@@ -317,6 +344,12 @@ func (w *Writer) flushLocked(final, sync bool) error {
 		w.file.Write(fr)
 		w.seq++
 		w.buf = w.buf[:1]
+		if !full && cap(w.buf) > idleBufSize {
+			// A timed flush of a quiet session: give the chunk-sized
+			// buffers back, so that a thousand idle sessions do not each
+			// hold 128 KiB. Busy sessions flush full chunks and keep them.
+			w.buf, w.frame = make([]byte, 1, idleBufSize), nil
+		}
 		w.dirty = true
 	}
 	if sync && w.dirty && !w.opt.NoSync {
@@ -500,6 +533,10 @@ func (w *Writer) Close() (Summary, error) {
 	}
 	w.closed = true
 	close(w.stop)
+	if w.timer != nil {
+		w.timer.Stop() // a flush already running sees closed and stops
+		close(w.done)
+	}
 	if w.err == nil {
 		names := make([]string, 0, len(w.streams))
 		for n := range w.streams {
