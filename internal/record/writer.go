@@ -427,14 +427,20 @@ func (w *Writer) Resize(cols, rows int) error {
 	if cols < 0 || rows < 0 || cols > 1<<16 || rows > 1<<16 {
 		return fmt.Errorf("record: window size %dx%d out of range", cols, rows)
 	}
+	return w.event(EvResize, func(b []byte) []byte {
+		return binary.AppendUvarint(binary.AppendUvarint(b, uint64(cols)), uint64(rows))
+	})
+}
+
+// event appends one small event of type t whose fields body writes after
+// the event head, and seals a chunk when the buffer is full.
+func (w *Writer) event(t EventType, body func([]byte) []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.usableLocked(); err != nil {
 		return err
 	}
-	b := appendEventHead(w.buf, EvResize, w.offsetLocked())
-	b = binary.AppendUvarint(b, uint64(cols))
-	w.commitLocked(binary.AppendUvarint(b, uint64(rows)))
+	w.commitLocked(body(appendEventHead(w.buf, t, w.offsetLocked())))
 	return w.afterEventLocked()
 }
 
@@ -444,14 +450,7 @@ func (w *Writer) Marker(text string) error {
 	if len(text) > maxMarker {
 		return fmt.Errorf("record: marker of %d bytes, more than %d", len(text), maxMarker)
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.usableLocked(); err != nil {
-		return err
-	}
-	b := appendEventHead(w.buf, EvMarker, w.offsetLocked())
-	w.commitLocked(appendString(b, text))
-	return w.afterEventLocked()
+	return w.event(EvMarker, func(b []byte) []byte { return appendString(b, text) })
 }
 
 // Stream records bytes of an exec stream ("stdin", "stdout", "stderr").
@@ -492,15 +491,9 @@ func (w *Writer) Exit(status int, signal string) error {
 	if len(signal) > maxName || status < -1<<31 || status > 1<<31-1 {
 		return errors.New("record: bad exit status or signal")
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.usableLocked(); err != nil {
-		return err
-	}
-	b := appendEventHead(w.buf, EvExit, w.offsetLocked())
-	b = binary.AppendVarint(b, int64(status))
-	w.commitLocked(appendString(b, signal))
-	return w.afterEventLocked()
+	return w.event(EvExit, func(b []byte) []byte {
+		return appendString(binary.AppendVarint(b, int64(status)), signal)
+	})
 }
 
 // Op records one sftp operation (operation, path, size, hash, …).
@@ -512,14 +505,7 @@ func (w *Writer) Op(op map[string]string) error {
 	if len(raw) > maxOp {
 		return fmt.Errorf("record: sftp operation of %d bytes, more than %d", len(raw), maxOp)
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.usableLocked(); err != nil {
-		return err
-	}
-	b := appendEventHead(w.buf, EvOp, w.offsetLocked())
-	w.commitLocked(appendBytes(b, raw))
-	return w.afterEventLocked()
+	return w.event(EvOp, func(b []byte) []byte { return appendBytes(b, raw) })
 }
 
 // Close writes the stream totals and the final chunk, syncs and closes the
