@@ -174,13 +174,9 @@ func newFourEyesEnv(t *testing.T, o feOpts) *feEnv {
 	}
 	writeTestFile(t, e.Config, renderFourEyesConfig(cfg))
 	userCA := caPublic(t, bin, e.Config, "user")
-	// The target's shells get an empty home directory, so that no rc file
-	// of the machine's root account runs: root's .bashrc here runs
-	// `pyenv rehash`, which waits up to a minute for a lock that a killed
-	// shell may have left behind, and the sessions would never show a
-	// prompt. The tests are about the gateway, not the target's dotfiles.
-	e.Target = testenv.StartSSHD(t, testenv.TargetOpts{Port: sshdPort, HostKeyFile: hostKey, UserCA: userCA,
-		Extra: []string{"SetEnv HOME=" + mkdir(t, dir, "target-home")}})
+	// testenv.StartSSHD gives the target's shells an empty home, so no rc
+	// file of the machine's root account delays a prompt.
+	e.Target = testenv.StartSSHD(t, testenv.TargetOpts{Port: sshdPort, HostKeyFile: hostKey, UserCA: userCA})
 	e.GW = testenv.StartGateway(t, bin, e.Config, gwPort)
 	known := []string{certAuthorityLine(t, e.GW)}
 	for _, r := range feRoles {
@@ -329,14 +325,7 @@ func (tm *feTerm) waitFor(text string, timeout time.Duration) bool {
 }
 
 // waitExit waits up to timeout for the client to end.
-func (tm *feTerm) waitExit(timeout time.Duration) bool {
-	select {
-	case <-tm.done:
-		return true
-	case <-time.After(timeout):
-		return false
-	}
-}
+func (tm *feTerm) waitExit(timeout time.Duration) bool { return testenv.WaitClosed(tm.done, timeout) }
 
 // code is the client's exit code; call it after waitExit returned true.
 func (tm *feTerm) code() int {

@@ -303,14 +303,7 @@ func (l *liveSSH) ended() bool {
 
 // waitExit waits up to timeout for the process to end and reports whether
 // it did.
-func (l *liveSSH) waitExit(timeout time.Duration) bool {
-	select {
-	case <-l.done:
-		return true
-	case <-time.After(timeout):
-		return false
-	}
-}
+func (l *liveSSH) waitExit(timeout time.Duration) bool { return testenv.WaitClosed(l.done, timeout) }
 
 // waitNewLogin waits until the target shows more certificate logins than
 // before.

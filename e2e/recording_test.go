@@ -126,10 +126,7 @@ func newRecordingEnv(t *testing.T) *recEnv {
 	writeTestFile(t, fe.Config, renderRecordingConfig(fmt.Sprintf("127.0.0.1:%d", gwPort), e.DataDir,
 		fmt.Sprintf("127.0.0.1:%d", sshdPort), hostPub, pubs))
 	userCA := caPublic(t, bin, fe.Config, "user")
-	// An empty home directory on the target, so that no rc file of the
-	// machine's root account runs (see newFourEyesEnv).
-	fe.Target = testenv.StartSSHD(t, testenv.TargetOpts{Port: sshdPort, HostKeyFile: hostKey, UserCA: userCA,
-		Extra: []string{"SetEnv HOME=" + mkdir(t, dir, "target-home")}})
+	fe.Target = testenv.StartSSHD(t, testenv.TargetOpts{Port: sshdPort, HostKeyFile: hostKey, UserCA: userCA})
 	fe.GW = testenv.StartGateway(t, bin, fe.Config, gwPort)
 	known := []string{certAuthorityLine(t, fe.GW)}
 	for _, r := range recRoles {

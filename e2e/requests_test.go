@@ -381,14 +381,7 @@ func (e *rqEnv) startExec(t *testing.T, person, host, command string) *bgExec {
 }
 
 // waitExit waits up to timeout for the client to end.
-func (b *bgExec) waitExit(timeout time.Duration) bool {
-	select {
-	case <-b.done:
-		return true
-	case <-time.After(timeout):
-		return false
-	}
-}
+func (b *bgExec) waitExit(timeout time.Duration) bool { return testenv.WaitClosed(b.done, timeout) }
 
 func (b *bgExec) String() string {
 	return fmt.Sprintf("%s\n  stdout: %q\n  stderr: %q", b.cmd, b.stdout.String(), b.stderr.String())

@@ -151,3 +151,14 @@ func exitCode(err error) int {
 	}
 	return -1
 }
+
+// WaitClosed waits up to timeout for done to be closed (a background
+// process's end, typically) and reports whether it was.
+func WaitClosed(done <-chan struct{}, timeout time.Duration) bool {
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
