@@ -73,8 +73,7 @@ func (c *clientConn) commandSession(ctx context.Context, nch ssh.NewChannel) {
 		go ssh.DiscardRequests(reqs)
 		status = c.runCommand(ctx, ss, ch)
 	}
-	_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{status}))
-	_ = ch.CloseWrite()
+	endChannel(ch, status)
 }
 
 // runCommand parses and runs one command line, returning its exit status.

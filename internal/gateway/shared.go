@@ -180,8 +180,7 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 	if err != nil {
 		c.srv.log.Error("recording unavailable: session refused", "err", err)
 		fmt.Fprint(ch.Stderr(), "tandem: the session cannot be recorded, so it cannot start; tell the gateway's operators\r\n")
-		_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{1}))
-		_ = ch.Close()
+		endChannel(ch, 1)
 		c.srv.record(withAttrs(base, audit.SessionEnd, map[string]string{"error": err.Error()}))
 		return
 	}

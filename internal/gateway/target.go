@@ -326,9 +326,7 @@ func (e *sftpEnd) Close() error {
 		if e.failed() {
 			e.status = 1
 		}
-		_, _ = e.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{e.status}))
-		_ = e.ch.CloseWrite()
-		_ = e.ch.Close()
+		endChannel(e.ch, e.status)
 	})
 	return nil
 }
@@ -342,7 +340,14 @@ func (e *sftpEnd) Close() error {
 func refuse(ch ssh.Channel, ss *sessionStart, msg string) {
 	fmt.Fprintf(ch.Stderr(), "tandem: %s%s", strings.ReplaceAll(msg, "\n", eol(ss)), eol(ss))
 	_ = ss.start.Reply(true, nil)
-	_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{1}))
+	endChannel(ch, 1)
+}
+
+// endChannel ends a session channel the way RFC 4254 §6.10 orders it:
+// exit-status, then EOF, then CLOSE. Clients that take EOF as the end
+// would otherwise miss the status.
+func endChannel(ch ssh.Channel, status uint32) {
+	_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{status}))
 	_ = ch.CloseWrite()
 	_ = ch.Close()
 }
