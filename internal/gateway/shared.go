@@ -46,31 +46,30 @@ func (t *chanTerminal) Read(p []byte) (int, error) {
 func (t *chanTerminal) Write(p []byte) (int, error) { return t.ch.Write(p) }
 func (t *chanTerminal) Close() error                { return t.ch.Close() }
 
+// ptyReq is the payload of a pty-req (RFC 4254 §6.2).
+type ptyReq struct {
+	Term          string
+	Cols, Rows    uint32
+	Width, Height uint32
+	Modes         string
+}
+
+func parsePTY(pty *ssh.Request) (ptyReq, bool) {
+	var req ptyReq
+	return req, pty != nil && ssh.Unmarshal(pty.Payload, &req) == nil
+}
+
 // ptyTerm reads TERM from a pty-req.
 func ptyTerm(pty *ssh.Request) string {
-	var req struct {
-		Term string
-		Rest []byte `ssh:"rest"`
-	}
-	if pty == nil || ssh.Unmarshal(pty.Payload, &req) != nil {
-		return ""
-	}
+	req, _ := parsePTY(pty)
 	return req.Term
 }
 
 // ptySize reads the window size from a pty-req and a later window-change.
 func ptySize(pty, winch *ssh.Request) session.Size {
 	var sz session.Size
-	if pty != nil {
-		var req struct {
-			Term          string
-			Cols, Rows    uint32
-			Width, Height uint32
-			Modes         string
-		}
-		if ssh.Unmarshal(pty.Payload, &req) == nil {
-			sz = session.Size{Cols: req.Cols, Rows: req.Rows}
-		}
+	if req, ok := parsePTY(pty); ok {
+		sz = session.Size{Cols: req.Cols, Rows: req.Rows}
 	}
 	if winch != nil {
 		if w, ok := parseWinch(winch.Payload); ok {
@@ -97,13 +96,8 @@ func winchPayload(sz session.Size) []byte {
 
 // withSize rewrites a pty-req to carry sz, keeping TERM and modes.
 func withSize(pty *ssh.Request, sz session.Size) []byte {
-	var req struct {
-		Term          string
-		Cols, Rows    uint32
-		Width, Height uint32
-		Modes         string
-	}
-	if ssh.Unmarshal(pty.Payload, &req) != nil || sz.Cols == 0 {
+	req, ok := parsePTY(pty)
+	if !ok || sz.Cols == 0 {
 		return pty.Payload
 	}
 	req.Cols, req.Rows, req.Width, req.Height = sz.Cols, sz.Rows, 0, 0
