@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"sort"
 	"text/tabwriter"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/policy"
+	"tandem.dev/tandem/internal/readable"
 	"tandem.dev/tandem/internal/record"
 	"tandem.dev/tandem/internal/store"
 )
@@ -70,31 +70,22 @@ func (r *reader) audit(ctx context.Context, e audit.Event) error {
 	return nil
 }
 
-// open finds a session's recording in a tenant the person may read.
+// open opens a session's recording if the person may read it, after the
+// read is queued for the audit log.
 func (r *reader) open(ctx context.Context, id string, what audit.Type) (*record.Reader, error) {
-	for _, t := range r.cfg.Tenants {
-		hs, _ := record.List(recordingsDir(r.cfg), t.ID)
-		for _, h := range hs {
-			if h.Session != id {
-				continue
-			}
-			rd, err := record.Open(r.vault, h.Path)
-			if err != nil {
-				return nil, err
-			}
-			host := r.cfg.Host(rd.Meta().Host)
-			if host == nil || host.Tenant != t.ID || !r.engine.MayRead(r.person, host) {
-				rd.Close()
-				return nil, fmt.Errorf("%s may not read recordings of %s", r.person.ID, rd.Meta().Host)
-			}
-			if err := r.audit(ctx, audit.Event{Type: what, Session: id, Tenant: t.ID, Host: host.Name}); err != nil {
-				rd.Close()
-				return nil, err
-			}
-			return rd, nil
-		}
+	rd, host, err := r.library().Open(r.person, id)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("no recording of session %s", id)
+	if err := r.audit(ctx, audit.Event{Type: what, Session: id, Tenant: host.Tenant, Host: host.Name}); err != nil {
+		rd.Close()
+		return nil, err
+	}
+	return rd, nil
+}
+
+func (r *reader) library() readable.Library {
+	return readable.Library{Vault: r.vault, Dir: recordingsDir(r.cfg), Config: r.cfg, Engine: r.engine}
 }
 
 func newRecordingCmds() []*cobra.Command {
@@ -190,30 +181,11 @@ func newReplayCmd() *cobra.Command {
 }
 
 func (r *reader) list(cmd *cobra.Command, tenant string, since time.Duration) error {
-	from := time.Now().Add(-since)
-	var metas []record.Meta
-	for _, t := range r.cfg.Tenants {
-		if tenant != "" && t.ID != tenant {
-			continue
-		}
-		hs, _ := record.List(recordingsDir(r.cfg), t.ID)
-		for _, h := range hs {
-			rd, err := record.Open(r.vault, h.Path)
-			if err != nil {
-				continue
-			}
-			m := rd.Meta()
-			rd.Close()
-			if host := r.cfg.Host(m.Host); host != nil && r.engine.MayRead(r.person, host) && !m.Started.Before(from) {
-				metas = append(metas, m)
-			}
-		}
-	}
+	metas := r.library().List(r.person, readable.Filter{Tenant: tenant, Since: time.Now().Add(-since)})
 	if err := r.audit(cmd.Context(), audit.Event{Type: audit.RecordingRead, Attrs: map[string]string{
 		"listing": "tenant=" + tenant + " since=" + since.String(), "count": fmt.Sprint(len(metas))}}); err != nil {
 		return err
 	}
-	sort.Slice(metas, func(i, j int) bool { return metas[i].Started.After(metas[j].Started) })
 	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "SESSION\tSTARTED\tKIND\tTENANT\tOWNER\tLOGIN@HOST")
 	for _, m := range metas {

@@ -6,11 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sort"
 	"text/tabwriter"
 	"time"
 
 	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/readable"
 	"tandem.dev/tandem/internal/record"
 )
 
@@ -31,35 +31,7 @@ func (c *clientConn) cmdRecordings(args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		return usageOf(fs)
 	}
-	from := c.srv.now().Add(-*since)
-	type row struct {
-		m record.Meta
-		h record.Header
-	}
-	var rows []row
-	for _, t := range c.st.cfg.Tenants {
-		if !c.mayReadTenant(t.ID) {
-			continue
-		}
-		hs, _ := record.List(c.srv.rec.Dir, t.ID)
-		for _, h := range hs {
-			if d, err := time.Parse(time.DateOnly, h.Day); err != nil || d.Before(from.Truncate(24*time.Hour)) {
-				continue
-			}
-			r, err := record.Open(c.srv.rec.Vault, h.Path)
-			if err != nil {
-				continue // shredded or damaged: not listable
-			}
-			m := r.Meta()
-			r.Close()
-			hc := c.st.cfg.Host(m.Host)
-			if hc == nil || !c.st.engine.MayRead(c.person, hc) || m.Started.Before(from) ||
-				(*host != "" && m.Host != *host) || (*person != "" && m.Owner != *person) {
-				continue
-			}
-			rows = append(rows, row{m, h})
-		}
-	}
+	rows := c.library().List(c.person, readable.Filter{Host: *host, Owner: *person, Since: c.srv.now().Add(-*since)})
 	if err := c.srv.audit.Append(context.Background(), audit.Event{Type: audit.RecordingRead, Person: c.person.ID,
 		Source: c.source, Attrs: map[string]string{"listing": fmt.Sprintf("host=%s person=%s since=%s", *host, *person, *since), "count": fmt.Sprint(len(rows))}}); err != nil {
 		return errors.New("the audit log is unavailable, so no recording can be listed")
@@ -68,29 +40,16 @@ func (c *clientConn) cmdRecordings(args []string, out io.Writer) error {
 		fmt.Fprintln(out, "no recordings you may read match")
 		return nil
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].m.Started.After(rows[j].m.Started) })
 	if len(rows) > maxListed {
 		rows = rows[:maxListed]
 	}
 	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "SESSION\tSTARTED\tKIND\tOWNER\tLOGIN@HOST\tCOMMAND")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s@%s\t%s\n", r.m.SessionID, r.m.Started.UTC().Format("2006-01-02 15:04"),
-			r.m.Kind, r.m.Owner, r.m.Login, r.m.Host, clip(r.m.Command, 40))
+	for _, m := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s@%s\t%s\n", m.SessionID, m.Started.UTC().Format("2006-01-02 15:04"),
+			m.Kind, m.Owner, m.Login, m.Host, clip(m.Command, 40))
 	}
 	return tw.Flush()
-}
-
-// mayReadTenant reports whether any host of the tenant is readable for the
-// person, so listings skip tenants they have nothing to read in.
-func (c *clientConn) mayReadTenant(tenant string) bool {
-	for i := range c.st.cfg.Hosts {
-		h := &c.st.cfg.Hosts[i]
-		if h.Tenant == tenant && c.st.engine.MayRead(c.person, h) {
-			return true
-		}
-	}
-	return false
 }
 
 func clip(s string, n int) string {

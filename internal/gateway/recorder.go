@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/readable"
 	"tandem.dev/tandem/internal/record"
 )
 
@@ -79,40 +80,19 @@ func (t streamTap) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// findRecording looks a session's recording up in the tenants whose hosts
-// the person may read (M13: no query crosses tenants the person cannot read).
-func (c *clientConn) findRecording(id string) (record.Header, string, error) {
-	for _, t := range c.st.cfg.Tenants {
-		hs, err := record.List(c.srv.rec.Dir, t.ID)
-		if err != nil {
-			continue
-		}
-		for _, h := range hs {
-			if h.Session == id {
-				return h, t.ID, nil
-			}
-		}
-	}
-	return record.Header{}, "", fmt.Errorf("no recording of session %s", id)
+// library is the recordings this gateway keeps, as readers see them.
+func (c *clientConn) library() readable.Library {
+	return readable.Library{Vault: c.srv.rec.Vault, Dir: c.srv.rec.Dir, Config: c.st.cfg, Engine: c.st.engine}
 }
 
 // openReadable opens a recording if the person may read it, and audits the
 // read before any byte leaves (fail closed).
 func (c *clientConn) openReadable(ctx context.Context, id string, what audit.Type) (*record.Reader, error) {
-	h, tenant, err := c.findRecording(id)
+	r, host, err := c.library().Open(c.person, id)
 	if err != nil {
 		return nil, err
 	}
-	r, err := record.Open(c.srv.rec.Vault, h.Path)
-	if err != nil {
-		return nil, err
-	}
-	host := c.st.cfg.Host(r.Meta().Host)
-	if host == nil || host.Tenant != tenant || !c.st.engine.MayRead(c.person, host) {
-		r.Close()
-		return nil, fmt.Errorf("%s may not read recordings of %s (needs a role rule with read: true for that host)", c.person.ID, r.Meta().Host)
-	}
-	if err := c.srv.audit.Append(ctx, audit.Event{Type: what, Person: c.person.ID, Session: id, Tenant: tenant,
+	if err := c.srv.audit.Append(ctx, audit.Event{Type: what, Person: c.person.ID, Session: id, Tenant: host.Tenant,
 		Host: host.Name, Source: c.source}); err != nil {
 		r.Close()
 		return nil, fmt.Errorf("the audit log is unavailable, so no recording can be read")
