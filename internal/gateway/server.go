@@ -13,6 +13,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"tandem.dev/tandem/internal/netutil"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -200,11 +201,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // handleConn owns one client connection and everything started for it.
-func (s *Server) handleConn(ctx context.Context, nc net.Conn, release func()) {
-	defer nc.Close()
+func (s *Server) handleConn(ctx context.Context, tcp net.Conn, release func()) {
+	defer tcp.Close()
 	defer release()
 	st := s.state.Load()
-	source := nc.RemoteAddr().String()
+	source := tcp.RemoteAddr().String()
+	nc := netutil.QuickAck(tcp)
 	_ = nc.SetDeadline(s.now().Add(st.cfg.Gateway.HandshakeTimeout.Duration))
 	var attempts authAttempts
 	sc, chans, reqs, err := ssh.NewServerConn(nc, s.connConfig(st, &attempts))

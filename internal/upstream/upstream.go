@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"tandem.dev/tandem/internal/netutil"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -97,10 +98,11 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*ssh.Client, error) {
 	// goroutine per session: a target that vanishes is noticed in about
 	// 30 s of silence, and the session ends instead of hanging.
 	nd := net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3}}
-	conn, err := nd.DialContext(ctx, "tcp", t.Host.Address)
+	tcp, err := nd.DialContext(ctx, "tcp", t.Host.Address)
 	if err != nil {
 		return nil, &UnreachableError{Host: t.Host.Name, Err: err}
 	}
+	conn := netutil.QuickAck(tcp)
 	deadline, _ := ctx.Deadline()
 	_ = conn.SetDeadline(deadline)
 	c, chans, reqs, err := ssh.NewClientConn(conn, t.Host.Address, cfg)
