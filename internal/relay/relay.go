@@ -119,26 +119,6 @@ func Session(down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upR
 	return res
 }
 
-func copyTap(dst io.Writer, src io.Reader, tap io.Writer, n *atomic.Int64) {
-	if tap != nil {
-		src = io.TeeReader(src, tap)
-	}
-	_, _ = io.Copy(counter{dst, n}, src)
-}
-
-// counter counts bytes as they are written, so a session's figures are
-// right even when one of its copies is still draining.
-type counter struct {
-	w io.Writer
-	n *atomic.Int64
-}
-
-func (c counter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
 // signalName reads the signal name from an exit-signal payload.
 func signalName(p []byte) string {
 	var msg struct {
