@@ -58,23 +58,23 @@ func parseUser(user string) (login, host string, routed bool) {
 	return user[:i], user[i+1:], true
 }
 
-// globalRequests refuses every connection-level request. Remote port
+// globalRequest refuses a connection-level request. Remote port
 // forwarding (tcpip-forward) is never offered by the gateway.
-func (c *clientConn) globalRequests(ctx context.Context, reqs <-chan *ssh.Request) {
-	for r := range reqs {
-		if r.Type == "tcpip-forward" {
-			c.srv.record(audit.Event{Type: audit.ForwardDenied, Person: c.person.ID, Source: c.source,
-				Attrs: map[string]string{"kind": "remote", "reason": "remote forwarding is not supported"}})
-		}
-		if r.WantReply {
-			_ = r.Reply(false, nil)
-		}
+func (c *clientConn) globalRequest(r *ssh.Request) {
+	if r.Type == "tcpip-forward" {
+		c.srv.record(audit.Event{Type: audit.ForwardDenied, Person: c.person.ID, Source: c.source,
+			Attrs: map[string]string{"kind": "remote", "reason": "remote forwarding is not supported"}})
+	}
+	if r.WantReply {
+		_ = r.Reply(false, nil)
 	}
 }
 
-// serveChannels dispatches channels until the connection ends; it returns
-// after every channel handler it started has ended.
-func (c *clientConn) serveChannels(ctx context.Context, chans <-chan ssh.NewChannel, rt route) {
+// serve answers the connection's global requests and dispatches its
+// channels until the connection ends; it returns after every channel
+// handler it started has ended. One loop serves both, so an idle
+// connection costs one goroutine here, not two.
+func (c *clientConn) serve(ctx context.Context, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, rt route) {
 	if !rt.jump {
 		if login, host, ok := parseUser(c.conn.User()); ok {
 			rt = route{host: c.st.cfg.Host(host), hostName: host, login: login}
@@ -82,7 +82,23 @@ func (c *clientConn) serveChannels(ctx context.Context, chans <-chan ssh.NewChan
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for nch := range chans {
+	for chans != nil || reqs != nil {
+		var nch ssh.NewChannel
+		select {
+		case r, ok := <-reqs:
+			if !ok {
+				reqs = nil
+			} else {
+				c.globalRequest(r)
+			}
+			continue
+		case n, ok := <-chans:
+			if !ok {
+				chans = nil
+				continue
+			}
+			nch = n
+		}
 		switch nch.ChannelType() {
 		case "session":
 			wg.Add(1)

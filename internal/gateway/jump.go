@@ -84,8 +84,7 @@ func (c *clientConn) jump(ctx context.Context, nch ssh.NewChannel, name string) 
 	if err := inner.identify(sc.Permissions); err != nil {
 		return
 	}
-	go inner.globalRequests(ctx, greqs)
-	inner.serveChannels(ctx, chans, route{host: c.st.cfg.Host(name), hostName: name, login: sc.User(), jump: true})
+	inner.serve(ctx, chans, greqs, route{host: c.st.cfg.Host(name), hostName: name, login: sc.User(), jump: true})
 }
 
 // forward handles port forwarding: refused unless a role grants the

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -31,7 +32,7 @@ type liveSession struct {
 	shared *session.Session
 
 	mu       sync.Mutex
-	upstream *ssh.Client // set once connected
+	upstream io.Closer // the target connection, set once connected
 	ended    bool
 	done     chan struct{} // closed when the session's handler has finished
 }
@@ -56,7 +57,7 @@ func (l *liveSession) end(msg string) {
 	l.ch.Close()
 }
 
-func (l *liveSession) setUpstream(c *ssh.Client) bool {
+func (l *liveSession) setUpstream(c io.Closer) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.upstream = c

@@ -236,11 +236,7 @@ func (s *Server) handleConn(ctx context.Context, tcp net.Conn, release func()) {
 
 	ka := startKeepAlive(sc, st.cfg.Gateway.KeepAlive.Duration)
 	defer ka.stop()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Add(1)
-	go func() { defer wg.Done(); c.globalRequests(ctx, reqs) }()
-	c.serveChannels(ctx, chans, route{})
+	c.serve(ctx, chans, reqs, route{})
 }
 
 // keepAlive probes a client every interval; three intervals in a row with

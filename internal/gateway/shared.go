@@ -257,7 +257,7 @@ func (c *clientConn) runShared(ctx context.Context, live *liveSession, sess *ses
 	if err := sess.Wait(ctx); err != nil {
 		return exitResult{}, nil // the session already told everybody why
 	}
-	client, err := c.st.dialer.Dial(ctx, t)
+	client, err := c.st.dialer.DialConn(ctx, t)
 	if err != nil {
 		return exitResult{}, err
 	}
@@ -282,17 +282,37 @@ func (c *clientConn) runShared(ctx context.Context, live *liveSession, sess *ses
 	}
 	var res exitResult
 	exitDone := make(chan struct{})
+	// One goroutine serves the target: its session's requests (the exit
+	// status) and, on the connection level, whatever it asks of the
+	// gateway, which is refused.
 	go func() {
 		defer close(exitDone)
-		for r := range upReqs {
-			switch r.Type {
-			case "exit-status":
-				res.status = r.Payload
-			case "exit-signal":
-				res.signal = r.Payload
-			}
-			if r.WantReply {
-				_ = r.Reply(false, nil)
+		chans, greqs := client.Chans, client.Reqs
+		for {
+			select {
+			case r, ok := <-upReqs:
+				if !ok {
+					return
+				}
+				switch r.Type {
+				case "exit-status":
+					res.status = r.Payload
+				case "exit-signal":
+					res.signal = r.Payload
+				}
+				if r.WantReply {
+					_ = r.Reply(false, nil)
+				}
+			case nch, ok := <-chans:
+				if !ok {
+					chans = nil // closed with the connection; upReqs follows
+				}
+				client.Refuse(nch, nil)
+			case r, ok := <-greqs:
+				if !ok {
+					greqs = nil
+				}
+				client.Refuse(nil, r)
 			}
 		}
 	}()

@@ -72,6 +72,40 @@ func (e *UnreachableError) Unwrap() error { return e.Err }
 
 // Dial connects and authenticates to the target with a fresh certificate.
 func (d *Dialer) Dial(ctx context.Context, t Target) (*ssh.Client, error) {
+	c, err := d.DialConn(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return ssh.NewClient(c.Conn, c.Chans, c.Reqs), nil
+}
+
+// Conn is an authenticated connection to a target without the three
+// goroutines an ssh.Client runs to serve it. Its owner must keep Chans and
+// Reqs served (Refuse does that) until the connection is closed.
+type Conn struct {
+	ssh.Conn
+	Chans <-chan ssh.NewChannel
+	Reqs  <-chan *ssh.Request
+}
+
+// Refuse answers what the target asks of the gateway on the connection
+// level: channels it opens (the gateway never forwards any towards a
+// client) are rejected and global requests (keep-alive probes) are
+// refused, as an ssh.Client does. It returns at once.
+func (c *Conn) Refuse(nch ssh.NewChannel, r *ssh.Request) {
+	if nch != nil {
+		_ = nch.Reject(ssh.Prohibited, "the gateway accepts no channels from a target")
+	}
+	if r != nil && r.WantReply {
+		_ = r.Reply(false, nil)
+	}
+}
+
+// DialConn connects and authenticates to the target with a fresh
+// certificate, like Dial, and leaves serving the connection to the caller.
+// An idle interactive session keeps its target connection for hours; doing
+// without ssh.Client saves its goroutines for every one of them.
+func (d *Dialer) DialConn(ctx context.Context, t Target) (*Conn, error) {
 	signer, err := d.sessionSigner(t)
 	if err != nil {
 		return nil, err
@@ -114,7 +148,7 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*ssh.Client, error) {
 		return nil, &UnreachableError{Host: t.Host.Name, Err: err}
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return ssh.NewClient(c, chans, reqs), nil
+	return &Conn{Conn: c, Chans: chans, Reqs: reqs}, nil
 }
 
 // sessionSigner makes a one-off key and certificate for this session. The
