@@ -50,8 +50,9 @@
 //
 // # Slow participants
 //
-// Each participant has an output queue bounded by Options.BufferBytes and a
-// goroutine that drains it to the Terminal. The target-output reader appends
+// Each participant has an output queue bounded by Options.BufferBytes,
+// drained to the Terminal by a goroutine that runs only while the queue holds
+// something (see outQueue). The target-output reader appends
 // to the joiners' queues without ever blocking on them; a joiner whose queue
 // would overflow is disconnected (Terminal.Close, Hooks.OnLeave reason
 // "too slow") and the others are told. The owner's queue is different: when
@@ -64,16 +65,26 @@
 //
 // # Goroutines and hooks
 //
-// A Session runs, per participant, one reader and one drain goroutine; for
-// the target one output reader and one input writer; and at most one timer
-// goroutine. Drain and timer goroutines end when the session ends. Readers
-// block in Read and end when their source is closed: the gateway closes a
-// participant's Terminal after Join (or, for the owner, Attach) returns, and
-// closes the target after Attach returns — nothing else is needed.
+// Memory per idle session is mostly goroutine stacks, so a Session keeps
+// only the goroutines that must block in a Read: per participant one reader,
+// for the target one output reader, and at most one timer goroutine (Waiting
+// and Paused only). A participant's drain goroutine exists only while output
+// is on its way to them. There is no input writer: a participant's reader
+// writes the input it forwards to the target itself, under inMu, so input
+// from several typists is never interleaved within a chunk and keeps its
+// order; input typed after the session went Live but before Attach waits in
+// its reader until Attach provides the target (or the session ends). Drain
+// and timer goroutines end when the session ends. Readers block in Read (or
+// in a Write to the target) and end when their source is closed: the gateway
+// closes a participant's Terminal after Join (or, for the owner, Attach)
+// returns, and closes the target after Attach returns — nothing else is
+// needed. Nothing that ends the session waits for inMu, so a reader stuck in
+// a Write to the target cannot keep Attach from returning.
 //
 // Hooks are called with the session's lock held, in the order the events
 // happened, so audit and recording see a consistent sequence. They must be
-// quick and must not call methods of the Session.
+// quick, must not call methods of the Session and must not keep the byte
+// slices they are passed (the session reuses its read buffers).
 package session
 
 import (
@@ -188,13 +199,12 @@ func (e *EndError) Is(target error) bool { return target == ErrEnded }
 
 // Reasons passed to OnLeave and returned by Join.
 const (
-	ReasonLeft     = "left"            // the participant's terminal reached EOF
-	ReasonLost     = "connection lost" // reading or writing the terminal failed
-	ReasonTooSlow  = "too slow"        // the output queue overflowed
-	ReasonEnded    = "session ended"   // the session ended while they were in it
-	noticePrefix   = "\r\n[tandem] "
-	noticeSuffix   = "\r\n"
-	inputQueueSize = 16 // chunks of input on their way to the target
+	ReasonLeft    = "left"            // the participant's terminal reached EOF
+	ReasonLost    = "connection lost" // reading or writing the terminal failed
+	ReasonTooSlow = "too slow"        // the output queue overflowed
+	ReasonEnded   = "session ended"   // the session ended while they were in it
+	noticePrefix  = "\r\n[tandem] "
+	noticeSuffix  = "\r\n"
 	// Target output is read into a buffer of outReadMin bytes while the
 	// session is quiet, growing to outReadMax while output streams (see
 	// readBuf); keystrokes, which come a few bytes at a time (a paste
@@ -209,14 +219,24 @@ const (
 	noticeSlack = 64 << 10
 )
 
+// member is one participant. Once it has left or the session has ended,
+// q.done is closed when everything queued for it was written (or it was
+// dropped and its queue killed).
 type member struct {
 	p      Participant
 	t      Terminal
 	q      *outQueue
-	gone   bool          // left or dropped; guarded by Session.mu
-	reason string        // why it left; guarded by Session.mu
-	done   chan struct{} // closed when the drain goroutine has finished
-	warned bool          // told once that its input is not forwarded; reset on Live
+	gone   bool   // left or dropped; guarded by Session.mu
+	reason string // why it left; guarded by Session.mu
+	warned bool   // told once that its input is not forwarded; reset on Live
+}
+
+// newMember returns p's member with an idle output queue to t. A failed
+// write to t makes them leave, as "connection lost".
+func (s *Session) newMember(p Participant, t Terminal) *member {
+	m := &member{p: p, t: t}
+	m.q = newOutQueue(s.o.BufferBytes, t, func() { s.leave(m, ReasonLost) })
+	return m
 }
 
 // Session is one interactive session. Its methods are safe for concurrent use.
@@ -224,7 +244,10 @@ type Session struct {
 	o       Options
 	started time.Time
 
-	inMu sync.Mutex // orders attribution and queuing of input across typists
+	// inMu orders attribution and writing of input across typists: a
+	// reader holds it from the checks in forward until its Write to the
+	// target has returned. Only forward takes it.
+	inMu sync.Mutex
 
 	mu        sync.Mutex
 	state     State
@@ -235,14 +258,15 @@ type Session struct {
 	size      Size
 	resize    func(Size)
 	attached  bool
+	in        io.Writer // the target's input, once Attach has set it
 	endErr    *EndError
 	timerStop chan struct{}
 
 	resizeMu sync.Mutex // serialises resize callbacks in order
 
-	input  chan []byte   // merged input towards the target
-	liveCh chan struct{} // closed when first Live or Ended
-	endCh  chan struct{} // closed when Ended
+	liveCh   chan struct{} // closed when first Live or Ended
+	attachCh chan struct{} // closed when Attach has set in
+	endCh    chan struct{} // closed when Ended
 }
 
 // New starts a session for the owner's terminal. On a four-eyes host it
@@ -285,15 +309,15 @@ func New(o Options, owner Terminal, ownerSize Size) *Session {
 		h.OnLeave = func(Participant, string) {}
 	}
 	s := &Session{
-		o:       o,
-		started: o.Now(),
-		size:    ownerSize,
-		tail:    screenTail{limit: o.ScreenBytes},
-		input:   make(chan []byte, inputQueueSize),
-		liveCh:  make(chan struct{}),
-		endCh:   make(chan struct{}),
+		o:        o,
+		started:  o.Now(),
+		size:     ownerSize,
+		tail:     screenTail{limit: o.ScreenBytes},
+		liveCh:   make(chan struct{}),
+		attachCh: make(chan struct{}),
+		endCh:    make(chan struct{}),
 	}
-	s.owner = &member{p: o.Owner, t: owner, q: newOutQueue(o.BufferBytes), done: make(chan struct{})}
+	s.owner = s.newMember(o.Owner, owner)
 
 	s.mu.Lock()
 	if o.FourEyes {
@@ -310,7 +334,6 @@ func New(o Options, owner Terminal, ownerSize Size) *Session {
 	}
 	s.mu.Unlock()
 
-	go s.drain(s.owner)
 	go s.read(s.owner)
 	return s
 }
@@ -352,7 +375,8 @@ func (s *Session) Wait(ctx context.Context) error {
 // closed its output (nil), or the session was ended otherwise (*EndError) —
 // after the owner's terminal has been sent every byte of output queued for
 // it, so the gateway can relay exit-status next. The caller then closes the
-// target, which ends the goroutines reading out and writing in.
+// target, which ends the goroutine reading out and fails a Write to in that
+// may still be blocked (participants' input is written from their readers).
 func (s *Session) Attach(out io.Reader, in io.Writer, resize func(Size)) error {
 	// resizeMu before mu, as in Resize, so the first size cannot overtake a
 	// later window change.
@@ -380,7 +404,13 @@ func (s *Session) Attach(out io.Reader, in io.Writer, resize func(Size)) error {
 	resize(size)
 	s.resizeMu.Unlock()
 
-	go s.writeInput(in)
+	// Input may flow now, after the first size: readers waiting in forward
+	// write what they hold, in the order inMu lets them.
+	s.mu.Lock()
+	s.in = in
+	close(s.attachCh)
+	s.mu.Unlock()
+
 	readErr := make(chan error, 1)
 	go func() { readErr <- s.readOutput(out) }()
 
@@ -391,7 +421,7 @@ func (s *Session) Attach(out io.Reader, in io.Writer, resize func(Size)) error {
 		// behind it, so it reaches the participants before the notice.
 		if err == nil {
 			if s.end("the target closed the session", reasonTargetClosed) {
-				<-s.owner.done
+				<-s.owner.q.done
 				return nil
 			}
 		} else {
@@ -399,7 +429,7 @@ func (s *Session) Attach(out io.Reader, in io.Writer, resize func(Size)) error {
 		}
 	case <-s.endCh:
 	}
-	<-s.owner.done
+	<-s.owner.q.done
 	if err != nil {
 		return err
 	}
@@ -454,22 +484,6 @@ func (s *Session) fanOut(p []byte) {
 	s.mu.Unlock()
 }
 
-// writeInput moves merged input to the target until the session ends or
-// the target stops taking it.
-func (s *Session) writeInput(in io.Writer) {
-	for {
-		select {
-		case p := <-s.input:
-			if _, err := in.Write(p); err != nil {
-				s.end("the target stopped taking input", "target write error")
-				return
-			}
-		case <-s.endCh:
-			return
-		}
-	}
-}
-
 // Join adds a participant and returns when they leave or are dropped, or
 // when the session ends, with the reason (ReasonLeft, ReasonLost,
 // ReasonTooSlow, ReasonEnded). It refuses, with an error meant for the
@@ -492,7 +506,7 @@ func (s *Session) Join(p Participant, t Terminal) (reason string, err error) {
 		s.mu.Unlock()
 		return "", fmt.Errorf("session %s has no authorised second person present; external participants may join only under supervision", s.o.ID)
 	}
-	m := &member{p: p, t: t, q: newOutQueue(s.o.BufferBytes), done: make(chan struct{})}
+	m := s.newMember(p, t)
 	// The screen first, then the welcome line, then live output: all queued
 	// under the lock, so nothing is lost or repeated in between.
 	m.q.push(s.tail.replay(), -1)
@@ -522,9 +536,8 @@ func (s *Session) Join(p Participant, t Terminal) (reason string, err error) {
 	}
 	s.mu.Unlock()
 
-	go s.drain(m)
 	go s.read(m)
-	<-m.done
+	<-m.q.done
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return m.reason, nil
@@ -641,7 +654,7 @@ func (s *Session) read(m *member) {
 				s.mu.Unlock()
 			}
 		}
-		rb.used(n) // forward copied what it kept
+		rb.used(n) // forward is done with the bytes; queues copied them
 		if err != nil {
 			reason := ReasonLost
 			if err == io.EOF {
@@ -655,53 +668,57 @@ func (s *Session) read(m *member) {
 
 // forward passes a participant's input on to the target if the session is
 // Live and they may type; otherwise it is dropped, with a one-time notice.
+// It writes to the target itself, holding inMu, so chunks from different
+// typists are never interleaved and reach the target in the order they were
+// attributed (OnInput, just before the Write). Input that arrives while the
+// session is Live but the gateway has not attached the target yet waits
+// here, in order, until Attach or the end of the session.
 func (s *Session) forward(m *member, p []byte) {
 	s.inMu.Lock()
 	defer s.inMu.Unlock()
-	s.mu.Lock()
-	if s.state == Ended || m.gone {
-		s.mu.Unlock()
-		return
-	}
-	if m.p.Mode == Observer {
-		if !m.warned {
-			m.warned = true
-			s.noticeLocked(m, "you are observing; your input is not sent ("+EscapeHelp+")")
-		}
-		s.mu.Unlock()
-		return
-	}
-	if s.state != Live {
-		if !m.warned {
-			m.warned = true
-			s.noticeLocked(m, "input is held until a second person is present (Ctrl-] q ends the session)")
-		}
-		s.mu.Unlock()
-		return
-	}
-	c := append([]byte(nil), p...)
-	s.o.Hooks.OnInput(m.p.Person, c)
-	s.mu.Unlock()
-	select {
-	case s.input <- c:
-	case <-s.endCh:
-	}
-}
-
-// drain writes a participant's queue to their terminal until the queue is
-// closed and empty (or killed) or a write fails.
-func (s *Session) drain(m *member) {
-	defer close(m.done)
 	for {
-		b := m.q.next()
-		if b == nil {
+		s.mu.Lock()
+		if s.state == Ended || m.gone {
+			s.mu.Unlock()
 			return
 		}
-		if _, err := m.t.Write(b); err != nil {
-			m.q.kill()
-			s.leave(m, ReasonLost)
+		if m.p.Mode == Observer {
+			if !m.warned {
+				m.warned = true
+				s.noticeLocked(m, "you are observing; your input is not sent ("+EscapeHelp+")")
+			}
+			s.mu.Unlock()
 			return
 		}
+		if s.state != Live {
+			if !m.warned {
+				m.warned = true
+				s.noticeLocked(m, "input is held until a second person is present (Ctrl-] q ends the session)")
+			}
+			s.mu.Unlock()
+			return
+		}
+		in := s.in
+		if in == nil {
+			// Live, but the gateway is still connecting to the target. The
+			// checks above are repeated once it is there: the session may
+			// have been paused or ended meanwhile.
+			s.mu.Unlock()
+			select {
+			case <-s.attachCh:
+			case <-s.endCh:
+			}
+			continue
+		}
+		s.o.Hooks.OnInput(m.p.Person, p)
+		s.mu.Unlock()
+		// Without mu: the Write may block (a target not reading its input),
+		// and ending the session, which needs mu, must still work; the
+		// gateway then closes the target, which fails this Write.
+		if _, err := in.Write(p); err != nil {
+			s.end("the target stopped taking input", "target write error")
+		}
+		return
 	}
 }
 
@@ -730,7 +747,7 @@ func (s *Session) dropLocked(m *member, reason string) {
 		return
 	}
 	m.q.kill()
-	// Close unblocks a stuck Write in drain; it must not be called with
+	// Close unblocks a stuck Write of the drainer; it must not be called with
 	// the lock held, as it may take a moment on a real connection.
 	go m.t.Close()
 	if m == s.owner {
@@ -825,7 +842,8 @@ func (s *Session) endLocked(msg, reason string) bool {
 		m.reason = ReasonEnded
 		s.o.Hooks.OnLeave(m.p, ReasonEnded)
 	}
-	// Whatever is queued still reaches everybody; then the drains stop.
+	// Whatever is queued still reaches everybody; then the drainers stop
+	// and the queues' done channels close.
 	for _, m := range s.allLocked() {
 		m.q.close()
 	}
