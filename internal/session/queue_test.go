@@ -300,3 +300,62 @@ func TestQueueWaitRoom(t *testing.T) {
 	q.close()
 	waitDone(t, q)
 }
+
+// A claimed write goes out from the caller; pushes made meanwhile queue
+// behind it and reach the terminal after it, in order, through a drainer.
+func TestQueueClaimedWriteKeepsOrder(t *testing.T) {
+	g := newGateWriter()
+	q := newOutQueue(1<<20, g, func() {})
+	if !q.claim([]byte("echo")) {
+		t.Fatal("an idle queue refused the claim")
+	}
+	if q.claim([]byte("other")) {
+		t.Fatal("a second claim succeeded while the first write is pending")
+	}
+	go q.writeClaimed([]byte("echo"))
+	if got := g.next(t); got != "echo" {
+		t.Fatalf("first write %q, want the claimed bytes", got)
+	}
+	q.push([]byte("-later"), -1)
+	g.release <- nil
+	if got := g.next(t); got != "other-later" {
+		t.Fatalf("second write %q, want the bytes pushed during the claimed write", got)
+	}
+	g.release <- nil
+	q.close()
+	select {
+	case <-q.done:
+	case <-time.After(failAfter):
+		t.Fatal("done not closed after close")
+	}
+}
+
+// After kill a claimed write does not reach the terminal, and a failed
+// claimed write kills the queue and reports it.
+func TestQueueClaimedWriteAfterKillAndFailure(t *testing.T) {
+	w := &bufWriter{}
+	q := newOutQueue(1<<20, w, func() {})
+	if !q.claim([]byte("x")) {
+		t.Fatal("claim refused")
+	}
+	q.kill()
+	q.writeClaimed([]byte("x"))
+	if w.String() != "" {
+		t.Fatalf("terminal got %q after kill", w.String())
+	}
+	<-q.done
+
+	g := newGateWriter()
+	failed := make(chan struct{})
+	q = newOutQueue(1<<20, g, func() { close(failed) })
+	q.claim([]byte("y"))
+	go q.writeClaimed([]byte("y"))
+	g.next(t)
+	g.release <- errors.New("client gone")
+	<-failed
+	if q.push([]byte("z"), 0); !q.dead {
+		t.Fatal("queue alive after a failed claimed write")
+	}
+	q.close()
+	<-q.done
+}

@@ -266,7 +266,12 @@ type Session struct {
 
 	liveCh   chan struct{} // closed when first Live or Ended
 	attachCh chan struct{} // closed when Attach has set in
-	endCh    chan struct{} // closed when Ended
+	// result receives Attach's outcome once the session has ended; set by
+	// Start. byTarget and targetErr say the target's output ended it.
+	result    chan error
+	byTarget  bool
+	targetErr error
+	endCh     chan struct{} // closed when Ended
 }
 
 // New starts a session for the owner's terminal. On a four-eyes host it
@@ -368,6 +373,11 @@ func (s *Session) Wait(ctx context.Context) error {
 	return nil
 }
 
+// Ready is closed when the session is first Live or ends while waiting;
+// Wait then returns at once. It lets a caller that serves other events in
+// one loop wait for the second person without a goroutine of its own.
+func (s *Session) Ready() <-chan struct{} { return s.liveCh }
+
 // Attach connects the target's PTY stream once Wait has succeeded: target
 // output is read from out and fanned out, merged input is written to in, and
 // resize is called at once with the owner's size and again whenever the
@@ -378,6 +388,20 @@ func (s *Session) Wait(ctx context.Context) error {
 // target, which ends the goroutine reading out and fails a Write to in that
 // may still be blocked (participants' input is written from their readers).
 func (s *Session) Attach(out io.Reader, in io.Writer, resize func(Size)) error {
+	done, err := s.Start(out, in, resize)
+	if err != nil {
+		return err
+	}
+	return <-done
+}
+
+// Start is Attach without the wait: it returns at once, and the channel
+// receives, once, what Attach would have returned. It spares the caller a
+// goroutine that only waits (an idle session holds thousands of them on a
+// busy gateway). The error is non-nil, and no channel returned, when the
+// session cannot be attached: it ended, never went live, or is attached
+// already.
+func (s *Session) Start(out io.Reader, in io.Writer, resize func(Size)) (<-chan error, error) {
 	// resizeMu before mu, as in Resize, so the first size cannot overtake a
 	// later window change.
 	s.resizeMu.Lock()
@@ -387,18 +411,21 @@ func (s *Session) Attach(out io.Reader, in io.Writer, resize func(Size)) error {
 		err := s.endErrLocked()
 		s.mu.Unlock()
 		s.resizeMu.Unlock()
-		return err
+		return nil, err
 	case !s.wasLive:
 		s.mu.Unlock()
 		s.resizeMu.Unlock()
-		return errors.New("session: attach before the session is live")
+		return nil, errors.New("session: attach before the session is live")
 	case s.attached:
 		s.mu.Unlock()
 		s.resizeMu.Unlock()
-		return errors.New("session: already attached")
+		return nil, errors.New("session: already attached")
 	}
 	s.attached = true
 	s.resize = resize
+	// Set before anything can end the session, so endLocked reports to it.
+	s.result = make(chan error, 1)
+	done := s.result
 	size := s.size
 	s.mu.Unlock()
 	resize(size)
@@ -411,31 +438,45 @@ func (s *Session) Attach(out io.Reader, in io.Writer, resize func(Size)) error {
 	close(s.attachCh)
 	s.mu.Unlock()
 
-	readErr := make(chan error, 1)
-	go func() { readErr <- s.readOutput(out) }()
+	go func() { s.targetDone(s.readOutput(out)) }()
+	return done, nil
+}
 
-	var err error
-	select {
-	case err = <-readErr:
-		// All output read so far is queued; ending now closes the queues
-		// behind it, so it reaches the participants before the notice.
-		if err == nil {
-			if s.end("the target closed the session", reasonTargetClosed) {
-				<-s.owner.q.done
-				return nil
-			}
-		} else {
-			s.end("lost the target: "+err.Error(), "target read error")
-		}
-	case <-s.endCh:
-	}
-	<-s.owner.q.done
-	if err != nil {
-		return err
-	}
+// targetDone ends the session when the target's output ends: at EOF the
+// target closed the session (Attach's result is nil), otherwise the read
+// error is the result. A session that ended before keeps its own result.
+func (s *Session) targetDone(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.endErrLocked()
+	if s.state == Ended {
+		return
+	}
+	s.byTarget, s.targetErr = true, err
+	if err == nil {
+		// All output read so far is queued; ending now closes the queues
+		// behind it, so it reaches the participants before the notice.
+		s.endLocked("the target closed the session", reasonTargetClosed)
+	} else {
+		s.endLocked("lost the target: "+err.Error(), "target read error")
+	}
+}
+
+// reportLocked hands the session's outcome to Start's channel once the
+// owner's terminal has been sent everything queued for it. It runs when
+// the session ends; the goroutine it starts lives only that long.
+func (s *Session) reportLocked() {
+	if s.result == nil {
+		return
+	}
+	out := s.endErrLocked()
+	if s.byTarget {
+		out = s.targetErr
+	}
+	result, ownerDone := s.result, s.owner.q.done
+	go func() {
+		<-ownerDone
+		result <- out
+	}()
 }
 
 // readOutput copies target output to every participant's queue; it returns
@@ -470,9 +511,21 @@ func (s *Session) fanOut(p []byte) {
 		return
 	}
 	s.o.Hooks.OnOutput(p)
+	// An echo or a prompt goes to an idle owner first, from this
+	// goroutine: the person typing waits for it, a joiner only watches.
+	// Bulk output is queued, so reading the target overlaps writing to
+	// the owner.
+	if len(p) > inlineMax {
+		s.owner.q.push(p, -1)
+	} else if s.owner.q.claim(p) {
+		s.mu.Unlock()
+		s.owner.q.writeClaimed(p)
+		s.mu.Lock()
+	}
+	// The tail is extended only now: someone joining during the owner's
+	// write gets p once, from here, not from the tail as well.
 	s.tail.add(p)
 	var slow []*member
-	s.owner.q.push(p, -1)
 	for _, m := range s.members {
 		if !m.q.push(p, 0) {
 			slow = append(slow, m)
@@ -483,6 +536,10 @@ func (s *Session) fanOut(p []byte) {
 	}
 	s.mu.Unlock()
 }
+
+// inlineMax is the largest output chunk written to the owner without the
+// queue: keystroke echoes and short lines.
+const inlineMax = 512
 
 // Join adds a participant and returns when they leave or are dropped, or
 // when the session ends, with the reason (ReasonLeft, ReasonLost,
@@ -849,6 +906,7 @@ func (s *Session) endLocked(msg, reason string) bool {
 	}
 	s.members = nil
 	s.eventLocked(EndEvent, reason)
+	s.reportLocked()
 	return true
 }
 
