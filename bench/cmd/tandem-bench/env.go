@@ -28,6 +28,16 @@ const (
 	hostTandem     = "tandem"          // the target through the gateway, user-name mode (root%target)
 	hostTandemJump = "target"          // the target through the gateway, jump mode (ProxyJump gw)
 	hostDirectJump = "direct-via-jump" // the target through a plain OpenSSH jump host (ProxyJump jumphost)
+	hostTandemProd = "tandem-prod"     // the same target through the gateway as a four-eyes host (root%target-prod)
+	hostJoiner     = "gw-joiner"       // the gateway as the second person (bench2), for `join ID`
+)
+
+// Persons and host names of the gateway configuration.
+const (
+	personOwner  = "bench"       // owns every measured session
+	personJoiner = "bench2"      // joins the four-eyes session as peer
+	gwHostTest   = "target"      // test environment: a session is live at once
+	gwHostProd   = "target-prod" // production: a session waits for a second person (M6)
 )
 
 // env is one benchmark setup on loopback: a target sshd, a plain sshd as
@@ -37,8 +47,10 @@ type env struct {
 	tandem   string // the tandem binary
 	sshd     string // path of sshd
 	reg      *procs
-	key      string // the person's private key (ECDSA P-256)
+	key      string // the owner's private key (ECDSA P-256)
 	pub      string
+	key2     string // the second person's private key, for joining
+	pub2     string
 	sshCfg   string // ssh_config for -F
 	known    string // known_hosts
 	gwConfig string // tandem.yaml
@@ -71,6 +83,9 @@ func newEnv(ctx context.Context, dir, tandemBin string, reg *procs) (*env, error
 	if e.key, e.pub, err = keyPair(dir, "id_ecdsa"); err != nil {
 		return nil, err
 	}
+	if e.key2, e.pub2, err = keyPair(dir, "id_ecdsa_joiner"); err != nil {
+		return nil, err
+	}
 	targetKey, targetPub, err := keyPair(dir, "target_host_key")
 	if err != nil {
 		return nil, err
@@ -87,7 +102,7 @@ func newEnv(ctx context.Context, dir, tandemBin string, reg *procs) (*env, error
 	e.gwPort = ports[2]
 
 	e.gwConfig = filepath.Join(dir, "tandem.yaml")
-	if err := writeFile(e.gwConfig, gatewayConfig(dir, e.gwPort, targetPort, e.pub, targetPub)); err != nil {
+	if err := writeFile(e.gwConfig, gatewayConfig(dir, e.gwPort, targetPort, e.pub, e.pub2, targetPub)); err != nil {
 		return nil, err
 	}
 	userCA, err := e.tandemOut(ctx, "ca", "public", "--config", e.gwConfig, "--kind", "user")
@@ -122,7 +137,7 @@ func newEnv(ctx context.Context, dir, tandemBin string, reg *procs) (*env, error
 	if err := e.startGateway(ctx); err != nil {
 		return nil, err
 	}
-	clientCfg, err := e.tandemOut(ctx, "client-config", "--config", e.gwConfig, "--person", "bench")
+	clientCfg, err := e.tandemOut(ctx, "client-config", "--config", e.gwConfig, "--person", personOwner)
 	if err != nil {
 		return nil, err
 	}
@@ -144,11 +159,40 @@ func newEnv(ctx context.Context, dir, tandemBin string, reg *procs) (*env, error
 	return e, nil
 }
 
-// gatewayConfig is a minimal Tandem configuration: one person (bench) who
-// may log in as root on one test host (no four-eyes), and a connection cap
-// above the largest idle-session count.
-func gatewayConfig(dir string, gwPort, targetPort int, personPub, targetPub string) string {
+// gatewayConfig is a minimal Tandem configuration: two persons, bench
+// (the owner of every measured session) and bench2 (who joins one of
+// them), both allowed root and to join as peer on the benchmark tenant;
+// the one target sshd twice, as a test host (live at once) and as a
+// production host (four-eyes: a session waits until a second person
+// joins); and a connection cap above the largest idle-session count.
+func gatewayConfig(dir string, gwPort, targetPort int, ownerPub, joinerPub, targetPub string) string {
 	day := func(offset int) string { return time.Now().UTC().AddDate(0, 0, offset).Format("2006-01-02") }
+	var persons strings.Builder
+	for _, p := range []struct{ id, name, pub string }{
+		{personOwner, "Bench Person", ownerPub},
+		{personJoiner, "Bench Second Person", joinerPub},
+	} {
+		fmt.Fprintf(&persons, `  - id: %s
+    name: %s
+    email: %s@example.org
+    roles: [admin]
+    keys:
+      - key: %q
+        added: %s
+    obligations:
+      confidentiality_signed: %s
+      training_valid_until: 2099-12-31
+`, p.id, p.name, p.id, p.pub, day(-10), day(-100))
+	}
+	var hosts strings.Builder
+	for _, h := range []struct{ name, env string }{{gwHostTest, "test"}, {gwHostProd, "production"}} {
+		fmt.Fprintf(&hosts, `  - name: %s
+    address: "127.0.0.1:%d"
+    tenant: bench
+    environment: %s
+    host_key: %q
+`, h.name, targetPort, h.env, targetPub)
+	}
 	return fmt.Sprintf(`gateway:
   listen: "127.0.0.1:%d"
   data_dir: %q
@@ -160,29 +204,15 @@ tenants:
   - id: bench
     name: Benchmark
 persons:
-  - id: bench
-    name: Bench Person
-    email: bench@example.org
-    roles: [admin]
-    keys:
-      - key: %q
-        added: %s
-    obligations:
-      confidentiality_signed: %s
-      training_valid_until: 2099-12-31
-roles:
+%sroles:
   - id: admin
-    description: root on the benchmark target
+    description: root on the benchmark target; may join others' sessions as peer
     allow:
       - hosts: {tenant: bench}
         logins: [root]
+        join: [peer]
 hosts:
-  - name: target
-    address: "127.0.0.1:%d"
-    tenant: bench
-    environment: test
-    host_key: %q
-`, gwPort, filepath.Join(dir, "data"), personPub, day(-10), day(-100), targetPort, targetPub)
+%s`, gwPort, filepath.Join(dir, "data"), persons.String(), hosts.String())
 }
 
 // clientConfig is the person's ssh_config. Options under "Host *" come
@@ -192,11 +222,22 @@ func (e *env) clientConfig(targetPort, jumpPort int) string {
 Host gw
   HostName 127.0.0.1
   Port %[1]d
-  User bench
+  User %[18]s
 Host %[4]s
   HostName 127.0.0.1
   Port %[1]d
-  User root%%target
+  User root%%%[12]s
+Host %[13]s
+  HostName 127.0.0.1
+  Port %[1]d
+  User root%%%[14]s
+# The second person. ssh collects IdentityFile lines in order, so this
+# key is offered before the owner's one from "Host *".
+Host %[15]s
+  HostName 127.0.0.1
+  Port %[1]d
+  User %[16]s
+  IdentityFile %[17]s
 Host %[5]s
   User root
   ProxyJump gw
@@ -232,7 +273,8 @@ Host *
   Ciphers %[10]s
   KexAlgorithms %[11]s
 `, e.gwPort, targetPort, jumpPort, hostTandem, hostTandemJump, hostDirect, hostDirectJump,
-		e.key, e.known, benchCipher, benchKex)
+		e.key, e.known, benchCipher, benchKex,
+		gwHostTest, hostTandemProd, gwHostProd, hostJoiner, personJoiner, e.key2, personOwner)
 }
 
 // startSSHD writes an sshd_config, checks it with sshd -t and starts sshd

@@ -5,8 +5,9 @@
 // Markdown report with the ratios next to the project's targets.
 //
 // Sections (select with -only): a bulk throughput, b one-byte echo round
-// trip in a PTY, c session set-up time, d concurrent idle PTY sessions
-// (gateway memory and CPU), e the audit log's Go benchmarks.
+// trip in a PTY (the owner alone, and with a second person joined), c
+// session set-up time, d concurrent idle PTY sessions (gateway memory and
+// CPU), e the audit log's Go benchmarks.
 //
 // Every process it starts is stopped by PID at the end, also on error or
 // SIGINT/SIGTERM; every loop is bounded in count and time.
