@@ -213,15 +213,14 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 	c.srv.live.addShared(id, shared)
 	defer c.srv.live.remove(id)
 	defer c.srv.live.removeShared(id)
-	recDone := make(chan struct{})
-	go ownerRequests(reqs, sess, c.person.ID, &up, closed, recWatch{rec.Failed(), live, recDone})
-
 	if fourEyes {
 		fmt.Fprintf(ch.Stderr(), "tandem: %s\r\n  ask a colleague to run:  ssh -t %s join %s\r\n", d.Reason, c.srv.gatewayHint(c.st), id)
 	}
-	res, err := c.runShared(ctx, live, sess, &up, ss, upstream.Target{
-		Host: rt.host, Login: rt.login, SessionID: id, Person: c.person.ID, PTY: true,
-	})
+	loop := &sharedLoop{c: c, live: live, sess: sess, up: &up, ss: ss, owner: c.person.ID,
+		reqs: reqs, closed: closed, recFailed: rec.Failed(),
+		target: upstream.Target{Host: rt.host, Login: rt.login, SessionID: id, Person: c.person.ID, PTY: true}}
+	res, err := loop.run(ctx)
+	loop.release()
 	if err != nil {
 		sess.End("", err.Error())
 	}
@@ -239,7 +238,6 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 	}
 	_ = ch.CloseWrite()
 	_ = ch.Close()
-	close(recDone)
 	end := withAttrs(base, audit.SessionEnd, map[string]string{"reason": endReason})
 	if err != nil {
 		end.Attrs["error"] = err.Error()
@@ -247,138 +245,6 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 	sum, recErr := rec.Close()
 	summaryAttrs(end.Attrs, record.KindPTY, rec, sum, recErr)
 	c.srv.record(end)
-}
-
-type exitResult struct{ status, signal []byte }
-
-// runShared waits for the session to go live, connects to the target and
-// attaches it; it returns the target's exit status or signal.
-func (c *clientConn) runShared(ctx context.Context, live *liveSession, sess *session.Session, up *upstreamHolder, ss *sessionStart, t upstream.Target) (exitResult, error) {
-	if err := sess.Wait(ctx); err != nil {
-		return exitResult{}, nil // the session already told everybody why
-	}
-	client, err := c.st.dialer.DialConn(ctx, t)
-	if err != nil {
-		return exitResult{}, err
-	}
-	defer client.Close()
-	if !live.setUpstream(client) {
-		return exitResult{}, fmt.Errorf("session ended before it started")
-	}
-	upCh, upReqs, err := client.OpenChannel("session", nil)
-	if err != nil {
-		return exitResult{}, fmt.Errorf("%s refused the session: %v", t.Host.Name, err)
-	}
-	defer upCh.Close()
-	size := up.currentSize()
-	if ok, err := upCh.SendRequest("pty-req", true, withSize(ss.pty, size)); err != nil || !ok {
-		return exitResult{}, fmt.Errorf("%s refused a terminal", t.Host.Name)
-	}
-	for _, r := range ss.env {
-		_, _ = upCh.SendRequest(r.Type, false, r.Payload)
-	}
-	if ok, err := upCh.SendRequest(ss.start.Type, true, ss.start.Payload); err != nil || !ok {
-		return exitResult{}, fmt.Errorf("%s refused to start the %s", t.Host.Name, ss.start.Type)
-	}
-	var res exitResult
-	exitDone := make(chan struct{})
-	// One goroutine serves the target: its session's requests (the exit
-	// status) and, on the connection level, whatever it asks of the
-	// gateway, which is refused.
-	go func() {
-		defer close(exitDone)
-		chans, greqs := client.Chans, client.Reqs
-		for {
-			select {
-			case r, ok := <-upReqs:
-				if !ok {
-					return
-				}
-				switch r.Type {
-				case "exit-status":
-					res.status = r.Payload
-				case "exit-signal":
-					res.signal = r.Payload
-				}
-				if r.WantReply {
-					_ = r.Reply(false, nil)
-				}
-			case nch, ok := <-chans:
-				if !ok {
-					chans = nil // closed with the connection; upReqs follows
-				}
-				client.Refuse(nch, nil)
-			case r, ok := <-greqs:
-				if !ok {
-					greqs = nil
-				}
-				client.Refuse(nil, r)
-			}
-		}
-	}()
-	up.set(upCh)
-	attachErr := sess.Attach(upCh, upCh, func(sz session.Size) {
-		_, _ = upCh.SendRequest("window-change", false, winchPayload(sz))
-	})
-	up.set(nil)
-	upCh.Close()
-	<-exitDone
-	if attachErr != nil {
-		// Ended by a participant, a lock or the grace period, and already
-		// announced. The target's answer to our hang-up (an exit-signal HUP)
-		// is not the session's outcome: the owner's client exits 1.
-		return exitResult{}, nil
-	}
-	return res, nil
-}
-
-// recWatch ends a session whose recording fails (fail closed, as
-// watchRecording does for exec sessions) until done is closed.
-type recWatch struct {
-	failed <-chan struct{}
-	live   *liveSession
-	done   <-chan struct{}
-}
-
-// ownerRequests serves the owner's channel requests for the whole session:
-// window changes resize the target (the owner's size wins); signals reach
-// the target once it is connected. It closes closed when the client closes
-// the channel. It also watches the recording (w): one goroutine instead of
-// two per idle session. Once the channel is closed the owner has left, which
-// ends the session, so the recording needs no watching after that.
-func ownerRequests(reqs <-chan *ssh.Request, sess *session.Session, owner string, up *upstreamHolder, closed chan struct{}, w recWatch) {
-	defer close(closed)
-	for {
-		var r *ssh.Request
-		select {
-		case <-w.failed:
-			w.live.end("the session recording failed, so the session cannot go on")
-			w.failed, w.done = nil, nil
-			continue
-		case <-w.done:
-			w.failed, w.done = nil, nil
-			continue
-		case req, ok := <-reqs:
-			if !ok {
-				return
-			}
-			r = req
-		}
-		ok := false
-		switch r.Type {
-		case "window-change":
-			if sz, valid := parseWinch(r.Payload); valid {
-				up.setSize(sz)
-				sess.Resize(owner, sz)
-				ok = true
-			}
-		case "signal", "break":
-			ok = up.send(r.Type, r.Payload)
-		}
-		if r.WantReply {
-			_ = r.Reply(ok, nil)
-		}
-	}
 }
 
 // stateEvent maps a session state change to its audit event type.

@@ -1,0 +1,229 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/crypto/ssh"
+
+	"tandem.dev/tandem/internal/session"
+	"tandem.dev/tandem/internal/upstream"
+)
+
+type exitResult struct{ status, signal []byte }
+
+// sharedLoop drives an interactive session from the owner's channel
+// handler, in that one goroutine: it serves the owner's channel requests,
+// watches the recording, waits for the session to go live, connects to the
+// target (in a goroutine that lives only as long as the dial), attaches
+// it, and serves the target's requests until the session is over.
+//
+// Why one loop: a gateway holds thousands of idle sessions, and each
+// goroutine that only waits costs a stack (4–8 KiB). Separate goroutines
+// for the owner's requests, the target's requests and the wait for the
+// session's end were three of those per session.
+type sharedLoop struct {
+	c      *clientConn
+	live   *liveSession
+	sess   *session.Session
+	up     *upstreamHolder
+	ss     *sessionStart
+	owner  string
+	target upstream.Target
+
+	reqs      <-chan *ssh.Request // the owner's channel requests; nil once closed
+	closed    chan struct{}       // closed when reqs is
+	recFailed <-chan struct{}     // the recording failed
+
+	client *upstream.Conn // set once connected
+}
+
+// dialResult is what the dialling goroutine hands back.
+type dialResult struct {
+	client *upstream.Conn
+	ch     ssh.Channel
+	reqs   <-chan *ssh.Request
+	err    error
+}
+
+// run returns the target's exit status or signal, or the error that
+// ended the session before or while connecting.
+func (l *sharedLoop) run(ctx context.Context) (exitResult, error) {
+	var (
+		ready     = l.sess.Ready()
+		dialed    chan dialResult
+		attached  <-chan error
+		upCh      ssh.Channel
+		upReqs    <-chan *ssh.Request
+		chans     <-chan ssh.NewChannel
+		greqs     <-chan *ssh.Request
+		ctxDone   = ctx.Done()
+		res       exitResult
+		attachErr error
+		finished  bool // the session's part with the target is over
+	)
+	for {
+		select {
+		case r, ok := <-l.reqs:
+			if !ok {
+				l.reqs = nil
+				close(l.closed) // the owner has left
+				continue
+			}
+			l.ownerRequest(r)
+		case <-l.recFailed:
+			l.recFailed = nil
+			l.live.end("the session recording failed, so the session cannot go on")
+		case <-ctxDone:
+			// The gateway stops: a session still waiting ends now; a live
+			// one ends as its connection closes.
+			ctxDone = nil
+			_ = l.sess.Wait(ctx)
+		case <-ready:
+			ready = nil
+			if err := l.sess.Wait(ctx); err != nil {
+				return exitResult{}, nil // ended while waiting; everybody was told why
+			}
+			dialed = make(chan dialResult, 1)
+			go func() { dialed <- l.connect(ctx) }()
+		case d := <-dialed:
+			dialed = nil
+			if d.err != nil {
+				if d.client != nil {
+					d.client.Close()
+				}
+				return exitResult{}, d.err
+			}
+			l.client, upCh, upReqs = d.client, d.ch, d.reqs
+			chans, greqs = d.client.Chans, d.client.Reqs
+			l.up.set(upCh)
+			var err error
+			attached, err = l.sess.Start(upCh, upCh, func(sz session.Size) {
+				_, _ = upCh.SendRequest("window-change", false, winchPayload(sz))
+			})
+			if err != nil {
+				attachErr = err
+				finished = true
+				l.up.set(nil)
+				upCh.Close()
+			}
+		case err := <-attached:
+			attached, attachErr, finished = nil, err, true
+			l.up.set(nil)
+			upCh.Close() // the target's requests end once it answers
+		case r, ok := <-upReqs:
+			if !ok {
+				upReqs = nil
+				if finished {
+					return l.outcome(res, attachErr), nil
+				}
+				continue
+			}
+			switch r.Type {
+			case "exit-status":
+				res.status = r.Payload
+			case "exit-signal":
+				res.signal = r.Payload
+			}
+			if r.WantReply {
+				_ = r.Reply(false, nil)
+			}
+		case nch, ok := <-chans:
+			if !ok {
+				chans = nil // closed with the connection; upReqs follows
+			}
+			l.client.Refuse(nch, nil)
+		case r, ok := <-greqs:
+			if !ok {
+				greqs = nil
+			}
+			l.client.Refuse(nil, r)
+		}
+		if finished && upReqs == nil {
+			return l.outcome(res, attachErr), nil
+		}
+	}
+}
+
+// outcome is the session's result once the target is done.
+func (l *sharedLoop) outcome(res exitResult, attachErr error) exitResult {
+	if attachErr != nil {
+		// Ended by a participant, a lock or the grace period, and already
+		// announced. The target's answer to our hang-up (an exit-signal HUP)
+		// is not the session's outcome: the owner's client exits 1.
+		return exitResult{}
+	}
+	return res
+}
+
+// connect dials the target and starts the PTY session on it. It runs in
+// its own goroutine, so the owner's requests are served meanwhile.
+func (l *sharedLoop) connect(ctx context.Context) dialResult {
+	t := l.target
+	client, err := l.c.st.dialer.DialConn(ctx, t)
+	if err != nil {
+		return dialResult{err: err}
+	}
+	fail := func(err error) dialResult { return dialResult{client: client, err: err} }
+	if !l.live.setUpstream(client) {
+		return fail(fmt.Errorf("session ended before it started"))
+	}
+	upCh, upReqs, err := client.OpenChannel("session", nil)
+	if err != nil {
+		return fail(fmt.Errorf("%s refused the session: %v", t.Host.Name, err))
+	}
+	size := l.up.currentSize()
+	if ok, err := upCh.SendRequest("pty-req", true, withSize(l.ss.pty, size)); err != nil || !ok {
+		return fail(fmt.Errorf("%s refused a terminal", t.Host.Name))
+	}
+	for _, r := range l.ss.env {
+		_, _ = upCh.SendRequest(r.Type, false, r.Payload)
+	}
+	if ok, err := upCh.SendRequest(l.ss.start.Type, true, l.ss.start.Payload); err != nil || !ok {
+		return fail(fmt.Errorf("%s refused to start the %s", t.Host.Name, l.ss.start.Type))
+	}
+	return dialResult{client: client, ch: upCh, reqs: upReqs}
+}
+
+// ownerRequest serves one of the owner's channel requests: window changes
+// resize the target (the owner's size wins); signals reach the target once
+// it is connected.
+func (l *sharedLoop) ownerRequest(r *ssh.Request) {
+	ok := false
+	switch r.Type {
+	case "window-change":
+		if sz, valid := parseWinch(r.Payload); valid {
+			l.up.setSize(sz)
+			l.sess.Resize(l.owner, sz)
+			ok = true
+		}
+	case "signal", "break":
+		ok = l.up.send(r.Type, r.Payload)
+	}
+	if r.WantReply {
+		_ = r.Reply(ok, nil)
+	}
+}
+
+// release closes the target connection and hands the owner's remaining
+// requests, if the channel is still open, to a goroutine that refuses them
+// until the channel closes (the caller closes it right after run), so a
+// client's late window change cannot stall its connection.
+func (l *sharedLoop) release() {
+	if l.client != nil {
+		l.client.Close()
+	}
+	if l.reqs == nil {
+		return
+	}
+	reqs, closed := l.reqs, l.closed
+	l.reqs = nil
+	go func() {
+		for r := range reqs {
+			if r.WantReply {
+				_ = r.Reply(false, nil)
+			}
+		}
+		close(closed)
+	}()
+}
