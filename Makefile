@@ -9,7 +9,7 @@ GO ?= go
 # CI=true turns missing test programs into failures instead of skips.
 export CI
 
-.PHONY: all test deps vet build demo fuzz-smoke bench
+.PHONY: all test deps vet build demo fuzz-smoke bench bench-smoke
 
 all: build
 
@@ -19,6 +19,13 @@ deps:
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) bench-smoke
+
+# A smoke run of the benchmark suite (bench/, ~15 s): tiny sizes, every
+# section, so the scripts keep working. It asserts no figure; it fails only
+# when a section cannot run.
+bench-smoke:
+	timeout 300 bench/run.sh -quick > /dev/null
 
 vet:
 	$(GO) vet ./...
