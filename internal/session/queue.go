@@ -3,6 +3,7 @@ package session
 import (
 	"io"
 	"sync"
+	"time"
 )
 
 // outQueue is one participant's bounded output queue. The fan-out appends
@@ -50,6 +51,13 @@ func newOutQueue(limit int, w io.Writer, fail func()) *outQueue {
 // queue more than slack bytes past its limit (slack < 0: no limit). Pushes
 // after close or kill are ignored (true). p is copied.
 func (q *outQueue) push(p []byte, slack int) bool {
+	return q.pushAfter(p, slack, 0)
+}
+
+// pushAfter is push, except that a drainer it starts waits delay first,
+// so that more output can join the same write. The wait runs on a
+// runtime timer, not in a goroutine.
+func (q *outQueue) pushAfter(p []byte, slack int, delay time.Duration) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed || q.dead {
@@ -65,7 +73,11 @@ func (q *outQueue) push(p []byte, slack int) bool {
 	if !q.running {
 		q.running = true
 		q.drains++
-		go q.drain()
+		if delay > 0 {
+			time.AfterFunc(delay, q.drain)
+		} else {
+			go q.drain()
+		}
 	}
 	return true
 }

@@ -359,3 +359,21 @@ func TestQueueClaimedWriteAfterKillAndFailure(t *testing.T) {
 	q.close()
 	<-q.done
 }
+
+// Output pushed for a watcher within the delay leaves in one write.
+func TestQueueDelayedDrainBatches(t *testing.T) {
+	w := &bufWriter{}
+	q := newOutQueue(1<<20, w, func() {})
+	for _, s := range []string{"a", "b", "c"} {
+		q.pushAfter([]byte(s), 0, 300*time.Millisecond)
+	}
+	q.close()
+	select {
+	case <-q.done:
+	case <-time.After(failAfter):
+		t.Fatal("delayed drainer never ran")
+	}
+	if w.String() != "abc" || w.writes != 1 {
+		t.Fatalf("terminal got %q in %d writes, want \"abc\" in one", w.String(), w.writes)
+	}
+}

@@ -157,6 +157,9 @@ const (
 	DefaultGrace       = 5 * time.Minute
 	DefaultBufferBytes = 1 << 20
 	DefaultScreenBytes = 16 << 10
+	// DefaultWatchDelay is well under what a person watching can tell
+	// (a 60 Hz screen shows a frame every 16.7 ms).
+	DefaultWatchDelay = 5 * time.Millisecond
 )
 
 // Options configure a session. Zero durations and sizes take the defaults.
@@ -171,9 +174,15 @@ type Options struct {
 	// ScreenBytes bounds the output tail replayed to a late joiner (after a
 	// clear screen; only output since the last clear-screen is kept).
 	ScreenBytes int
-	Hooks       Hooks
-	Now         func() time.Time
-	After       func(d time.Duration) <-chan time.Time // injectable timer; default time.After
+	// WatchDelay batches output for joiners who are not typing: their
+	// screens are written at most this long after the output arrived,
+	// several bytes of an echo in one write. The owner, and a joiner who
+	// typed last, get output at once. Default DefaultWatchDelay; negative:
+	// no batching.
+	WatchDelay time.Duration
+	Hooks      Hooks
+	Now        func() time.Time
+	After      func(d time.Duration) <-chan time.Time // injectable timer; default time.After
 }
 
 // Info describes a session for listings (`ssh gw sessions`).
@@ -266,6 +275,7 @@ type Session struct {
 
 	liveCh   chan struct{} // closed when first Live or Ended
 	attachCh chan struct{} // closed when Attach has set in
+	typist   *member       // who sent input last; their output is not batched
 	// result receives Attach's outcome once the session has ended; set by
 	// Start. byTarget and targetErr say the target's output ended it.
 	result    chan error
@@ -286,6 +296,9 @@ func New(o Options, owner Terminal, ownerSize Size) *Session {
 	}
 	if o.BufferBytes <= 0 {
 		o.BufferBytes = DefaultBufferBytes
+	}
+	if o.WatchDelay == 0 {
+		o.WatchDelay = DefaultWatchDelay
 	}
 	if o.ScreenBytes <= 0 {
 		o.ScreenBytes = DefaultScreenBytes
@@ -511,30 +524,35 @@ func (s *Session) fanOut(p []byte) {
 		return
 	}
 	s.o.Hooks.OnOutput(p)
-	// An echo or a prompt goes to an idle owner first, from this
-	// goroutine: the person typing waits for it, a joiner only watches.
-	// Bulk output is queued, so reading the target overlaps writing to
-	// the owner.
-	if len(p) > inlineMax {
-		s.owner.q.push(p, -1)
-	} else if s.owner.q.claim(p) {
-		s.mu.Unlock()
-		s.owner.q.writeClaimed(p)
-		s.mu.Lock()
-	}
-	// The tail is extended only now: someone joining during the owner's
-	// write gets p once, from here, not from the tail as well.
 	s.tail.add(p)
 	var slow []*member
 	for _, m := range s.members {
-		if !m.q.push(p, 0) {
+		// A joiner who is only watching gets output batched (WatchDelay),
+		// so their writes do not compete with the typist's echo.
+		delay := s.o.WatchDelay
+		if m == s.typist {
+			delay = 0
+		}
+		if !m.q.pushAfter(p, 0, delay) {
 			slow = append(slow, m)
 		}
 	}
 	for _, m := range slow {
 		s.dropLocked(m, ReasonTooSlow)
 	}
+	// An echo or a prompt goes to an idle owner from this goroutine,
+	// without a hand-off to a drainer. Bulk output is queued, so reading
+	// the target overlaps writing to the owner.
+	inline := false
+	if len(p) > inlineMax {
+		s.owner.q.push(p, -1)
+	} else {
+		inline = s.owner.q.claim(p)
+	}
 	s.mu.Unlock()
+	if inline {
+		s.owner.q.writeClaimed(p)
+	}
 }
 
 // inlineMax is the largest output chunk written to the owner without the
@@ -768,6 +786,7 @@ func (s *Session) forward(m *member, p []byte) {
 			continue
 		}
 		s.o.Hooks.OnInput(m.p.Person, p)
+		s.typist = m
 		s.mu.Unlock()
 		// Without mu: the Write may block (a target not reading its input),
 		// and ending the session, which needs mu, must still work; the
