@@ -36,6 +36,17 @@ type sharedLoop struct {
 	recFailed <-chan struct{}     // the recording failed
 
 	client *upstream.Conn // set once connected
+
+	// The target side, once connected: the session channel, its requests,
+	// the connection's channels and global requests (nil when not there
+	// or closed), the exit status seen so far, and how Attach ended.
+	upCh      ssh.Channel
+	upReqs    <-chan *ssh.Request
+	chans     <-chan ssh.NewChannel
+	greqs     <-chan *ssh.Request
+	res       exitResult
+	attachErr error
+	finished  bool // the session's part with the target is over
 }
 
 // dialResult is what the dialling goroutine hands back.
@@ -49,28 +60,13 @@ type dialResult struct {
 // run returns the target's exit status or signal, or the error that
 // ended the session before or while connecting.
 func (l *sharedLoop) run(ctx context.Context) (exitResult, error) {
-	var (
-		ready     = l.sess.Ready()
-		dialed    chan dialResult
-		attached  <-chan error
-		upCh      ssh.Channel
-		upReqs    <-chan *ssh.Request
-		chans     <-chan ssh.NewChannel
-		greqs     <-chan *ssh.Request
-		ctxDone   = ctx.Done()
-		res       exitResult
-		attachErr error
-		finished  bool // the session's part with the target is over
-	)
-	for {
+	ready, ctxDone := l.sess.Ready(), ctx.Done()
+	var dialed chan dialResult
+	var attached <-chan error
+	for !l.finished || l.upReqs != nil {
 		select {
 		case r, ok := <-l.reqs:
-			if !ok {
-				l.reqs = nil
-				close(l.closed) // the owner has left
-				continue
-			}
-			l.ownerRequest(r)
+			l.ownerRequest(r, ok)
 		case <-l.recFailed:
 			l.recFailed = nil
 			l.live.end("the session recording failed, so the session cannot go on")
@@ -94,66 +90,77 @@ func (l *sharedLoop) run(ctx context.Context) (exitResult, error) {
 				}
 				return exitResult{}, d.err
 			}
-			l.client, upCh, upReqs = d.client, d.ch, d.reqs
-			chans, greqs = d.client.Chans, d.client.Reqs
-			l.up.set(upCh)
-			var err error
-			attached, err = l.sess.Start(upCh, upCh, func(sz session.Size) {
-				_, _ = upCh.SendRequest("window-change", false, winchPayload(sz))
-			})
-			if err != nil {
-				attachErr = err
-				finished = true
-				l.up.set(nil)
-				upCh.Close()
-			}
+			attached = l.attach(d)
 		case err := <-attached:
-			attached, attachErr, finished = nil, err, true
-			l.up.set(nil)
-			upCh.Close() // the target's requests end once it answers
-		case r, ok := <-upReqs:
+			attached = nil
+			l.detach(err)
+		case r, ok := <-l.upReqs:
+			l.targetRequest(r, ok)
+		case nch, ok := <-l.chans:
 			if !ok {
-				upReqs = nil
-				if finished {
-					return l.outcome(res, attachErr), nil
-				}
-				continue
-			}
-			switch r.Type {
-			case "exit-status":
-				res.status = r.Payload
-			case "exit-signal":
-				res.signal = r.Payload
-			}
-			if r.WantReply {
-				_ = r.Reply(false, nil)
-			}
-		case nch, ok := <-chans:
-			if !ok {
-				chans = nil // closed with the connection; upReqs follows
+				l.chans = nil // closed with the connection; upReqs follows
 			}
 			l.client.Refuse(nch, nil)
-		case r, ok := <-greqs:
+		case r, ok := <-l.greqs:
 			if !ok {
-				greqs = nil
+				l.greqs = nil
 			}
 			l.client.Refuse(nil, r)
 		}
-		if finished && upReqs == nil {
-			return l.outcome(res, attachErr), nil
-		}
+	}
+	return l.outcome(), nil
+}
+
+// attach takes the connected target and starts the session on it; the
+// channel it returns reports the session's end.
+func (l *sharedLoop) attach(d dialResult) <-chan error {
+	l.client, l.upCh, l.upReqs = d.client, d.ch, d.reqs
+	l.chans, l.greqs = d.client.Chans, d.client.Reqs
+	l.up.set(l.upCh)
+	upCh := l.upCh
+	attached, err := l.sess.Start(upCh, upCh, func(sz session.Size) {
+		_, _ = upCh.SendRequest("window-change", false, winchPayload(sz))
+	})
+	if err != nil {
+		l.detach(err)
+	}
+	return attached
+}
+
+// detach hangs up on the target once the session is over; its requests
+// end once it answers, and run returns then.
+func (l *sharedLoop) detach(attachErr error) {
+	l.attachErr, l.finished = attachErr, true
+	l.up.set(nil)
+	l.upCh.Close()
+}
+
+// targetRequest keeps the target's exit status or signal.
+func (l *sharedLoop) targetRequest(r *ssh.Request, ok bool) {
+	if !ok {
+		l.upReqs = nil
+		return
+	}
+	switch r.Type {
+	case "exit-status":
+		l.res.status = r.Payload
+	case "exit-signal":
+		l.res.signal = r.Payload
+	}
+	if r.WantReply {
+		_ = r.Reply(false, nil)
 	}
 }
 
 // outcome is the session's result once the target is done.
-func (l *sharedLoop) outcome(res exitResult, attachErr error) exitResult {
-	if attachErr != nil {
+func (l *sharedLoop) outcome() exitResult {
+	if l.attachErr != nil {
 		// Ended by a participant, a lock or the grace period, and already
 		// announced. The target's answer to our hang-up (an exit-signal HUP)
 		// is not the session's outcome: the owner's client exits 1.
 		return exitResult{}
 	}
-	return res
+	return l.res
 }
 
 // connect dials the target and starts the PTY session on it. It runs in
@@ -187,8 +194,14 @@ func (l *sharedLoop) connect(ctx context.Context) dialResult {
 
 // ownerRequest serves one of the owner's channel requests: window changes
 // resize the target (the owner's size wins); signals reach the target once
-// it is connected.
-func (l *sharedLoop) ownerRequest(r *ssh.Request) {
+// it is connected. The requests end when the owner's channel closes: the
+// owner has left.
+func (l *sharedLoop) ownerRequest(r *ssh.Request, open bool) {
+	if !open {
+		l.reqs = nil
+		close(l.closed)
+		return
+	}
 	ok := false
 	switch r.Type {
 	case "window-change":
