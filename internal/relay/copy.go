@@ -7,11 +7,9 @@ import (
 )
 
 // Copy buffers: a read of up to copyBufSize bytes, and at most copyDepth
-// of them between the reading and the writing stage. Larger reads take
-// more of what the channel has buffered at once, so the gateway sends one
-// window adjustment per read instead of one per SSH packet; the depth lets
-// the recording's hash of one buffer overlap the encryption and sending of
-// the one before.
+// of them between two stages. Larger reads take more of what the channel
+// has buffered at once, so the gateway sends one window adjustment per
+// read instead of one per SSH packet; the depth lets the stages overlap.
 const (
 	copyBufSize = 128 << 10
 	copyDepth   = 3
@@ -21,21 +19,30 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); retur
 
 // copyTap copies src to dst and shows every byte to tap first: a byte
 // reaches dst only after tap has accepted it, so nothing passes
-// unrecorded. It runs in two stages, so that on a machine with a core to
-// spare the recording's SHA-256 and the encryption towards dst run at the
-// same time:
+// unrecorded. With a tap it runs in three stages, so that on a machine
+// with a core to spare the read from src (decryption, in x/crypto's
+// reader), the recording's SHA-256 and the encryption towards dst run at
+// the same time:
 //
-//	reader: read src → tap → queue      writer: queue → dst → count
+//	reader: read src → raw    tapper: raw → tap → queue    writer: queue → dst → count
+//
+// Without a tap the reader feeds the writer directly.
 //
 // copyTap returns when the writer is done: src ended (all read bytes
 // written), tap failed (what it accepted is written), or dst failed. In
 // the last case the reader may still be blocked in src.Read; it ends when
-// src is closed, which the relay does once the session is over, and it
-// neither taps nor writes after the writer has stopped.
+// src is closed, which the relay does once the session is over, and no
+// stage taps or writes after the writer has stopped.
 func copyTap(dst io.Writer, src io.Reader, tap io.Writer, n *atomic.Int64) {
 	queue := make(chan *[]byte, copyDepth)
 	stopped := make(chan struct{}) // closed when the writer ends
-	go readStage(src, tap, queue, stopped)
+	if tap != nil {
+		raw := make(chan *[]byte, copyDepth)
+		go readStage(src, raw, stopped)
+		go tapStage(raw, tap, queue, stopped)
+	} else {
+		go readStage(src, queue, stopped)
+	}
 	defer close(stopped)
 	for bp := range queue {
 		k, err := dst.Write(*bp)
@@ -47,13 +54,14 @@ func copyTap(dst io.Writer, src io.Reader, tap io.Writer, n *atomic.Int64) {
 	}
 }
 
-// readStage is copyTap's reader. It owns queue and closes it when it ends.
-func readStage(src io.Reader, tap io.Writer, queue chan<- *[]byte, stopped <-chan struct{}) {
-	defer close(queue)
+// readStage reads src into pooled buffers. It owns out and closes it when
+// it ends.
+func readStage(src io.Reader, out chan<- *[]byte, stopped <-chan struct{}) {
+	defer close(out)
 	for {
 		bp := copyBufs.Get().(*[]byte)
 		k, err := src.Read((*bp)[:copyBufSize])
-		if k > 0 && !forward(bp, k, tap, queue, stopped) {
+		if k > 0 && !pass(bp, k, nil, out, stopped) {
 			return
 		}
 		if k == 0 {
@@ -65,9 +73,23 @@ func readStage(src io.Reader, tap io.Writer, queue chan<- *[]byte, stopped <-cha
 	}
 }
 
-// forward taps the k bytes in bp and queues them for the writer. It
+// tapStage shows each buffer to tap and passes it on. It owns out; when
+// it stops early it gives back what the reader still sends.
+func tapStage(in <-chan *[]byte, tap io.Writer, out chan<- *[]byte, stopped <-chan struct{}) {
+	defer close(out)
+	for bp := range in {
+		if !pass(bp, len(*bp), tap, out, stopped) {
+			for bp := range in {
+				putBuf(bp)
+			}
+			return
+		}
+	}
+}
+
+// pass shows the k bytes in bp to tap, if any, and sends them on. It
 // reports false, having given bp back, when the copy must end.
-func forward(bp *[]byte, k int, tap io.Writer, queue chan<- *[]byte, stopped <-chan struct{}) bool {
+func pass(bp *[]byte, k int, tap io.Writer, out chan<- *[]byte, stopped <-chan struct{}) bool {
 	select {
 	case <-stopped:
 		putBuf(bp)
@@ -82,7 +104,7 @@ func forward(bp *[]byte, k int, tap io.Writer, queue chan<- *[]byte, stopped <-c
 		}
 	}
 	select {
-	case queue <- bp:
+	case out <- bp:
 		return true
 	case <-stopped:
 		putBuf(bp)

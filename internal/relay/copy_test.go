@@ -141,3 +141,13 @@ func TestCopyTapReturnsWhenDstFailsWhileSourceBlocks(t *testing.T) {
 		t.Errorf("counted %d bytes that never arrived", n.Load())
 	}
 }
+
+func TestCopyWithoutTap(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789"), 100000)
+	var dst bytes.Buffer
+	var n atomic.Int64
+	copyTap(&dst, &chunkyReader{data: data, rng: rand.New(rand.NewPCG(3, 4))}, nil, &n)
+	if !bytes.Equal(dst.Bytes(), data) || n.Load() != int64(len(data)) {
+		t.Fatalf("copied %d bytes (counted %d), want the %d in order", dst.Len(), n.Load(), len(data))
+	}
+}
