@@ -194,15 +194,26 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer func() { <-s.conns }()
-			s.handleConn(ctx, nc, release)
+			s.handleConn(ctx, nc, release, func() { <-s.conns })
 		}()
 	}
 }
 
-// handleConn owns one client connection and everything started for it.
-func (s *Server) handleConn(ctx context.Context, tcp net.Conn, release func()) {
-	defer tcp.Close()
+// handleConn runs the handshake of one client connection and, once the
+// client is authenticated, hands the connection to serveConn in a fresh
+// goroutine and returns. Why a fresh one: the handshake (key exchange,
+// signatures, policy, the audit append) grows this goroutine's stack to
+// several times what serving an idle connection needs, and the stack
+// stays that size for the connection's life. done frees the connection's
+// slot; it is called once the connection is over.
+func (s *Server) handleConn(ctx context.Context, tcp net.Conn, release, done func()) {
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			tcp.Close()
+			done()
+		}
+	}()
 	defer release()
 	st := s.state.Load()
 	source := tcp.RemoteAddr().String()
@@ -219,13 +230,27 @@ func (s *Server) handleConn(ctx context.Context, tcp net.Conn, release func()) {
 		return
 	}
 	_ = nc.SetDeadline(time.Time{})
-	defer sc.Close()
-
 	c := &clientConn{srv: s, st: st, conn: sc, source: source}
 	if err := c.identify(sc.Permissions); err != nil {
 		s.log.Error("authenticated connection without identity", "err", err)
+		sc.Close()
 		return
 	}
+	handedOff = true
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer done()
+		defer tcp.Close()
+		s.serveConn(ctx, c, chans, reqs)
+	}()
+}
+
+// serveConn owns an authenticated client connection and everything
+// started for it, until the connection ends.
+func (s *Server) serveConn(ctx context.Context, c *clientConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
+	sc := c.conn
+	defer sc.Close()
 	s.live.addConn(c)
 	defer s.live.removeConn(c)
 	ctx, cancel := context.WithCancel(ctx)
@@ -234,7 +259,7 @@ func (s *Server) handleConn(ctx context.Context, tcp net.Conn, release func()) {
 	stop := context.AfterFunc(ctx, func() { sc.Close() })
 	defer stop()
 
-	ka := startKeepAlive(sc, st.cfg.Gateway.KeepAlive.Duration)
+	ka := startKeepAlive(sc, c.st.cfg.Gateway.KeepAlive.Duration)
 	defer ka.stop()
 	c.serve(ctx, chans, reqs, route{})
 }
