@@ -108,13 +108,8 @@ func (q *outQueue) writeClaimed(p []byte) {
 	q.mu.Lock()
 	dead := q.dead
 	q.mu.Unlock()
-	var err error
 	if !dead {
-		_, err = q.w.Write(p)
-	}
-	if err != nil {
-		q.kill()
-		q.fail()
+		q.write(p)
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -175,10 +170,16 @@ func (q *outQueue) drain() {
 		q.buf = nil
 		q.room.Broadcast() // room for waitRoom
 		q.mu.Unlock()
-		if _, err := q.w.Write(b); err != nil {
-			q.kill() // the next round exits
-			q.fail()
-		}
+		q.write(b) // after a failure the next round exits
+	}
+}
+
+// write writes b to the Terminal; a failed write kills the queue and
+// calls fail.
+func (q *outQueue) write(b []byte) {
+	if _, err := q.w.Write(b); err != nil {
+		q.kill()
+		q.fail()
 	}
 }
 
