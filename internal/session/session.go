@@ -63,6 +63,13 @@
 // A stuck owner therefore stalls the output for all until their connection
 // fails or anyone ends the session (End and the escape sequence still work).
 //
+// Latency goes to whoever types. Short output (an echo, a prompt) is
+// written to an idle owner by the output reader itself, without a hand-off
+// to a drain goroutine; joiners who are only watching get their output
+// batched within Options.WatchDelay (5 ms), so their writes do not compete
+// with the typist's echo for the CPU; a joiner who typed last gets output
+// at once.
+//
 // # Goroutines and hooks
 //
 // Memory per idle session is mostly goroutine stacks, so a Session keeps
