@@ -158,7 +158,7 @@ func (c *clientConn) hostsOf(r store.Request) []*config.Host {
 func (c *clientConn) mayDecide(r store.Request, now time.Time) bool {
 	hs := c.hostsOf(r)
 	return len(hs) == len(r.Hosts) &&
-		c.st.engine.CanDecide(c.person, c.key, r.Requester, hs, now, c.srv.lockReason(c.person.ID)).Verdict == policy.Allow
+		c.canDecide(r, hs, now).Verdict == policy.Allow
 }
 
 // decision parses "ID [--comment|--reason TEXT]" for approve, deny, revoke.
@@ -237,7 +237,7 @@ func (c *clientConn) cmdApprove(args []string, out io.Writer) error {
 	if len(hs) != len(r.Hosts) {
 		return fmt.Errorf("request %s names hosts that are no longer configured", id)
 	}
-	if d := c.st.engine.CanDecide(c.person, c.key, r.Requester, hs, now, c.srv.lockReason(c.person.ID)); d.Verdict != policy.Allow {
+	if d := c.canDecide(r, hs, now); d.Verdict != policy.Allow {
 		return errors.New(joinReason(d))
 	}
 	r, err = c.srv.store.Approve(context.Background(), id, store.Approval{By: c.person.ID, At: now, Comment: comment}, c.st.engine.ApproversNeeded(hs))
@@ -260,20 +260,33 @@ func (c *clientConn) cmdApprove(args []string, out io.Writer) error {
 	return nil
 }
 
-func (c *clientConn) cmdDeny(args []string, out io.Writer) error {
-	id, reason, err := decisionArgs("deny", "reason", args, out)
+// canDecide is the policy's verdict on this person deciding request r,
+// whose hosts are hs, at now.
+func (c *clientConn) canDecide(r store.Request, hs []*config.Host, now time.Time) policy.Decision {
+	return c.st.engine.CanDecide(c.person, c.key, r.Requester, hs, now, c.srv.lockReason(c.person.ID))
+}
+
+// reasonedRequest reads `VERB ID --reason TEXT`, where the reason is
+// required, and loads the request.
+func (c *clientConn) reasonedRequest(verb string, args []string, out io.Writer) (store.Request, string, error) {
+	id, reason, err := decisionArgs(verb, "reason", args, out)
 	if err != nil {
-		return err
+		return store.Request{}, "", err
 	}
 	if strings.TrimSpace(reason) == "" {
-		return errors.New("--reason is required")
+		return store.Request{}, "", errors.New("--reason is required")
 	}
 	r, err := c.loadRequest(id)
+	return r, reason, err
+}
+
+func (c *clientConn) cmdDeny(args []string, out io.Writer) error {
+	r, reason, err := c.reasonedRequest("deny", args, out)
 	if err != nil {
 		return err
 	}
-	now := c.srv.now()
-	if d := c.st.engine.CanDecide(c.person, c.key, r.Requester, c.hostsOf(r), now, c.srv.lockReason(c.person.ID)); d.Verdict != policy.Allow {
+	id, now := r.ID, c.srv.now()
+	if d := c.canDecide(r, c.hostsOf(r), now); d.Verdict != policy.Allow {
 		return errors.New(joinReason(d))
 	}
 	if r, err = c.srv.store.Deny(context.Background(), id, c.person.ID, reason, now); err != nil {
@@ -290,20 +303,13 @@ func (c *clientConn) cmdDeny(args []string, out io.Writer) error {
 // person who may decide it may revoke it too. Live sessions under it end
 // at once.
 func (c *clientConn) cmdRevoke(args []string, out io.Writer) error {
-	id, reason, err := decisionArgs("revoke", "reason", args, out)
+	r, reason, err := c.reasonedRequest("revoke", args, out)
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(reason) == "" {
-		return errors.New("--reason is required")
-	}
-	r, err := c.loadRequest(id)
-	if err != nil {
-		return err
-	}
-	now := c.srv.now()
+	id, now := r.ID, c.srv.now()
 	if r.Requester != c.person.ID {
-		d := c.st.engine.CanDecide(c.person, c.key, r.Requester, c.hostsOf(r), now, c.srv.lockReason(c.person.ID))
+		d := c.canDecide(r, c.hostsOf(r), now)
 		if d.Verdict != policy.Allow {
 			return errors.New(joinReason(d))
 		}
