@@ -230,6 +230,21 @@ func certAuthorityLine(t *testing.T, gw *testenv.Gateway) string {
 	return ""
 }
 
+// personClients makes one OpenSSH client per person (keys: person → private
+// key file) in dir/client-PERSON, each trusting gw's host CA and reaching
+// the jumpHosts (host → login) through it.
+func personClients(t *testing.T, dir string, gw *testenv.Gateway, gwPort int, keys, jumpHosts map[string]string) map[string]*testenv.Client {
+	t.Helper()
+	known := []string{certAuthorityLine(t, gw)}
+	clients := map[string]*testenv.Client{}
+	for person, key := range keys {
+		clients[person] = testenv.NewClient(t, mkdir(t, dir, "client-"+person), testenv.ClientOpts{
+			Key: key, Person: person, GatewayPort: gwPort, KnownHosts: known, JumpHosts: jumpHosts,
+		})
+	}
+	return clients
+}
+
 // newLogins returns the certificate logins the target saw after the
 // first `before` ones.
 func newLogins(tg *testenv.Target, before int) []testenv.CertLogin {

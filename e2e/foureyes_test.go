@@ -178,13 +178,7 @@ func newFourEyesEnv(t *testing.T, o feOpts) *feEnv {
 	// file of the machine's root account delays a prompt.
 	e.Target = testenv.StartSSHD(t, testenv.TargetOpts{Port: sshdPort, HostKeyFile: hostKey, UserCA: userCA})
 	e.GW = testenv.StartGateway(t, bin, e.Config, gwPort)
-	known := []string{certAuthorityLine(t, e.GW)}
-	for _, r := range feRoles {
-		e.clients[r.id] = testenv.NewClient(t, mkdir(t, dir, "client-"+r.id), testenv.ClientOpts{
-			Key: priv[r.id], Person: r.id, GatewayPort: gwPort, KnownHosts: known,
-			JumpHosts: map[string]string{"db1": "root", "stg1": "root", "tst1": "root"},
-		})
-	}
+	e.clients = personClients(t, dir, e.GW, gwPort, priv, map[string]string{"db1": "root", "stg1": "root", "tst1": "root"})
 	return e
 }
 

@@ -128,13 +128,7 @@ func newRecordingEnv(t *testing.T) *recEnv {
 	userCA := caPublic(t, bin, fe.Config, "user")
 	fe.Target = testenv.StartSSHD(t, testenv.TargetOpts{Port: sshdPort, HostKeyFile: hostKey, UserCA: userCA})
 	fe.GW = testenv.StartGateway(t, bin, fe.Config, gwPort)
-	known := []string{certAuthorityLine(t, fe.GW)}
-	for _, r := range recRoles {
-		fe.clients[r.id] = testenv.NewClient(t, mkdir(t, dir, "client-"+r.id), testenv.ClientOpts{
-			Key: priv[r.id], Person: r.id, GatewayPort: gwPort, KnownHosts: known,
-			JumpHosts: map[string]string{"db1": "root", "tst1": "root", "tsts": "root"},
-		})
-	}
+	fe.clients = personClients(t, dir, fe.GW, gwPort, priv, map[string]string{"db1": "root", "tst1": "root", "tsts": "root"})
 	return e
 }
 

@@ -172,16 +172,11 @@ func newRequestEnv(t *testing.T, o rqOpts) *rqEnv {
 		})
 	}
 	e.GW = testenv.StartGateway(t, bin, e.Config, gwPort)
-	known := []string{certAuthorityLine(t, e.GW)}
 	jump := map[string]string{}
 	for _, h := range o.Hosts {
 		jump[h.Name] = "root"
 	}
-	for _, p := range rqPersons {
-		e.clients[p.id] = testenv.NewClient(t, mkdir(t, dir, "client-"+p.id), testenv.ClientOpts{
-			Key: priv[p.id], Person: p.id, GatewayPort: gwPort, KnownHosts: known, JumpHosts: jump,
-		})
-	}
+	e.clients = personClients(t, dir, e.GW, gwPort, priv, jump)
 	return e
 }
 
