@@ -42,6 +42,10 @@ const requestsSchema = `CREATE TABLE requests (
 		PRIMARY KEY (request_id, approver)
 	);`
 
+// requestsTTY is migration 5: a request may ask for commands with a
+// terminal. Older rows never asked, hence the default.
+const requestsTTY = `ALTER TABLE requests ADD COLUMN tty INTEGER NOT NULL DEFAULT 0`
+
 // RequestState is the stored state of an access request. Whether an
 // approved request has expired is not stored; it follows from ValidUntil
 // (see Request.StateAt).
@@ -77,6 +81,9 @@ type Request struct {
 	Login     string
 	Duration  time.Duration
 	Reason    string // purpose and ticket
+	// TTY: the requester asked for commands with a terminal; approvers must
+	// accept that explicitly.
+	TTY       bool
 	State     RequestState
 	Created   time.Time
 	Approvals []Approval // oldest first
@@ -160,6 +167,7 @@ func (s *Store) CreateRequest(ctx context.Context, r Request) (Request, error) {
 		Login:     r.Login,
 		Duration:  r.Duration,
 		Reason:    r.Reason,
+		TTY:       r.TTY,
 		State:     RequestOpen,
 		Created:   time.Unix(0, created).UTC(),
 	}
@@ -169,9 +177,10 @@ func (s *Store) CreateRequest(ctx context.Context, r Request) (Request, error) {
 			return false, err
 		}
 		_, err = tx.ExecContext(ctx,
-			`INSERT INTO requests (id, requester, hosts_json, selector, login, duration_ns, reason, state, created_ns)
-			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			id, out.Requester, string(hosts), out.Selector, out.Login, int64(out.Duration), out.Reason, string(RequestOpen), created)
+			`INSERT INTO requests (id, requester, hosts_json, selector, login, duration_ns, reason, tty, state, created_ns)
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			id, out.Requester, string(hosts), out.Selector, out.Login, int64(out.Duration), out.Reason, out.TTY,
+			string(RequestOpen), created)
 		if err != nil {
 			return false, err
 		}
@@ -389,7 +398,7 @@ type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-const requestColumns = `id, requester, hosts_json, selector, login, duration_ns, reason, state, created_ns,
+const requestColumns = `id, requester, hosts_json, selector, login, duration_ns, reason, tty, state, created_ns,
 	decided_ns, decided_by, decision_reason, valid_from_ns, valid_until_ns`
 
 // getRequest reads one request with its approvals; ErrRequestNotFound when
@@ -481,7 +490,7 @@ func scanRequest(sc interface{ Scan(...any) error }) (Request, error) {
 		duration, created    int64
 		decided, from, until sql.NullInt64
 	)
-	if err := sc.Scan(&r.ID, &r.Requester, &hosts, &r.Selector, &r.Login, &duration, &r.Reason, &state, &created,
+	if err := sc.Scan(&r.ID, &r.Requester, &hosts, &r.Selector, &r.Login, &duration, &r.Reason, &r.TTY, &state, &created,
 		&decided, &r.DecidedBy, &r.DecisionReason, &from, &until); err != nil {
 		return Request{}, err
 	}

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -370,5 +372,72 @@ func TestRequestsReopen(t *testing.T) {
 	got := mustGet(t, s, r.ID)
 	if got.State != RequestApproved || len(got.Approvals) != 1 || got.Approvals[0].Comment != "fine" {
 		t.Errorf("after reopen: %+v", got)
+	}
+}
+
+// TTY survives every read: by id, in lists and among the active requests.
+func TestRequestTTYRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	for _, tty := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tty=%v", tty), func(t *testing.T) {
+			s, _ := openTemp(t)
+			in := newRequest("alice", t0)
+			in.TTY = tty
+			r := mustCreate(t, s, in)
+			if r.TTY != tty {
+				t.Errorf("CreateRequest returned TTY %v", r.TTY)
+			}
+			if got := mustGet(t, s, r.ID); got.TTY != tty {
+				t.Errorf("GetRequest: TTY %v", got.TTY)
+			}
+			list, err := s.ListRequests(ctx, RequestFilter{})
+			if err != nil || len(list) != 1 || list[0].TTY != tty {
+				t.Errorf("ListRequests = %+v, %v", list, err)
+			}
+			if _, err := s.Approve(ctx, r.ID, Approval{By: "bob", At: t0}, 1); err != nil {
+				t.Fatal(err)
+			}
+			active, err := s.ActiveRequests(ctx, "alice", t0.Add(time.Minute))
+			if err != nil || len(active) != 1 || active[0].TTY != tty {
+				t.Errorf("ActiveRequests = %+v, %v", active, err)
+			}
+		})
+	}
+}
+
+// A database written before the tty column (schema 4) gains it on Open,
+// and its requests read as not asking for a terminal.
+func TestRequestTTYMigratesOldDatabase(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "tandem.db")
+	db, err := sql.Open("sqlite", dsn(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &Store{db: db}
+	if _, err := db.Exec(`CREATE TABLE schema_version (version INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if err := old.applyMigration(ctx, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(
+		`INSERT INTO requests (id, requester, hosts_json, selector, login, duration_ns, reason, state, created_ns)
+		 VALUES ('0badc0de', 'alice', '["db1"]', 'db1', 'postgres', ?, 'old', 'open', ?)`,
+		int64(time.Hour), t0.UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s, err := Open(path)
+	if err != nil {
+		t.Fatalf("Open old database: %v", err)
+	}
+	defer s.Close()
+	got := mustGet(t, s, "0badc0de")
+	if got.TTY || got.Requester != "alice" || got.Reason != "old" {
+		t.Errorf("old request after migration: %+v", got)
 	}
 }

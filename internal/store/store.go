@@ -56,6 +56,8 @@ var migrations = []string{
 	// 3: access requests for non-interactive work (M8); see requests.go.
 	requestsSchema,
 	outboxSchema,
+	// 5: whether a request asks for commands with a terminal (M6/M8).
+	requestsTTY,
 }
 
 // Store is an open state database. It is safe for concurrent use.
