@@ -58,6 +58,8 @@ var migrations = []string{
 	outboxSchema,
 	// 5: whether a request asks for commands with a terminal (M6/M8).
 	requestsTTY,
+	// 6: which generation each running gateway has applied; see acks.go.
+	acksSchema,
 }
 
 // Store is an open state database. It is safe for concurrent use.
