@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"os/user"
 	"path/filepath"
 	"sort"
@@ -41,14 +42,25 @@ func openStore(path string) (*config.Config, *store.Store, error) {
 func newLockCmds() []*cobra.Command {
 	var path, reason string
 	var dur time.Duration
+	var noWait bool
 	lock := &cobra.Command{
-		Use:   "lock PERSON --reason TEXT [--for DURATION]",
+		Use:   "lock PERSON --reason TEXT [--for DURATION] [--no-wait]",
 		Short: "lock a person: new logins are refused and their live sessions end within a second (M5)",
-		Long: `Lock a person. The running gateway notices within a fifth of a second:
-it refuses their new logins with the reason, ends every session they own or
-take part in, and closes their connections. The lock persists across
-restarts until "tandem unlock" (or --for runs out), and is written to the
-audit log by the gateway.`,
+		Long: `Lock a person: the gateway refuses their new logins with the reason, ends
+every session they own or take part in, and closes their connections.
+
+The command returns once the running gateway has ended the person's sessions
+and connections (within about a second), so nothing they start afterwards
+gets through. With no gateway running it returns at once: each gateway
+applies the lock as it starts. If the gateway does not confirm within 3s, the
+command warns and still succeeds, as the lock is stored. --no-wait returns as
+soon as the lock is stored.
+
+The lock persists across restarts until "tandem unlock" (or --for runs out),
+and is written to the audit log by the gateway.`,
+		Example: `  tandem lock alice --reason "laptop stolen, INC-1234"
+  tandem lock bob --reason "suspicious logins" --for 2h
+  tandem lock carol --reason "offboarding" --no-wait`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if strings.TrimSpace(reason) == "" {
@@ -69,19 +81,31 @@ audit log by the gateway.`,
 			if err := st.Lock(cmd.Context(), l); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s is locked\n", args[0])
+			confirmChange(cmd, st, args[0], lockDone, !noWait)
 			return nil
 		},
 	}
 	configFlag(lock, &path)
 	lock.Flags().StringVar(&reason, "reason", "", "why (required; shown to the person and recorded)")
 	lock.Flags().DurationVar(&dur, "for", 0, "lift the lock automatically after this long (default: until unlocked)")
+	noWaitFlag(lock, &noWait)
 
 	var upath string
+	var uNoWait bool
 	unlock := &cobra.Command{
-		Use:   "unlock PERSON",
+		Use:   "unlock PERSON [--no-wait]",
 		Short: "lift a person's lock",
-		Args:  cobra.ExactArgs(1),
+		Long: `Lift a person's lock, so that they may log in again.
+
+The command returns once the running gateway has lifted the lock (within
+about a second), so the person's next login is accepted. With no gateway
+running it returns at once: each gateway loads the change as it starts. If
+the gateway does not confirm within 3s, the command warns and still
+succeeds, as the unlock is stored. --no-wait returns as soon as the unlock
+is stored.`,
+		Example: `  tandem unlock alice
+  tandem unlock bob --no-wait`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, st, err := openStore(upath)
 			if err != nil {
@@ -95,11 +119,12 @@ audit log by the gateway.`,
 			if !removed {
 				return fmt.Errorf("%s was not locked", args[0])
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s is unlocked\n", args[0])
+			confirmChange(cmd, st, args[0], unlockDone, !uNoWait)
 			return nil
 		},
 	}
 	configFlag(unlock, &upath)
+	noWaitFlag(unlock, &uNoWait)
 
 	var lpath string
 	locks := &cobra.Command{
@@ -117,6 +142,78 @@ audit log by the gateway.`,
 	}
 	configFlag(locks, &lpath)
 	return []*cobra.Command{lock, unlock, locks}
+}
+
+func noWaitFlag(cmd *cobra.Command, v *bool) {
+	cmd.Flags().BoolVar(v, "no-wait", false, "return once the change is stored, without waiting for the running gateway")
+}
+
+// gatewayWait bounds how long lock and unlock wait for the running gateways
+// to confirm; a gateway confirms within a poll (a fifth of a second) plus
+// the time it takes to end the person's sessions.
+const gatewayWait = 3 * time.Second
+
+// gatewayWaitPoll is how often lock and unlock look for the confirmation.
+const gatewayWaitPoll = 50 * time.Millisecond
+
+// lockChange words the outcome of a lock or unlock.
+type lockChange struct {
+	noun    string // "lock" or "unlock", for the messages about the gateway
+	state   string // "is locked": the person's state once the change is stored
+	applied string // what the running gateways did once they confirmed
+}
+
+var (
+	lockDone   = lockChange{"lock", "is locked", "ended their sessions and connections"}
+	unlockDone = lockChange{"unlock", "is unlocked", "lifted the lock"}
+)
+
+// confirmChange waits, unless wait is false, until the running gateways
+// have applied the change just stored, and tells the operator how it went.
+// The change is stored whatever happens here, so the command succeeds even
+// when no gateway confirms: a failure to confirm is a warning, not an
+// error.
+func confirmChange(cmd *cobra.Command, st *store.Store, person string, c lockChange, wait bool) {
+	waitAndReport(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), st, person, c, wait, gatewayWait)
+}
+
+// waitAndReport is confirmChange with the writers and the timeout given.
+func waitAndReport(ctx context.Context, out, errOut io.Writer, st *store.Store, person string, c lockChange,
+	wait bool, timeout time.Duration) {
+	if !wait {
+		fmt.Fprintf(out, "%s %s\n", person, c.state)
+		return
+	}
+	// Read after the change: a later change by someone else only raises
+	// the generation, which makes the wait stricter, never looser.
+	gen, err := st.Generation(ctx)
+	applied, gateways := false, 0
+	if err == nil {
+		applied, gateways, err = st.WaitApplied(ctx, gen, timeout, gatewayWaitPoll, time.Now)
+	}
+	switch {
+	case err != nil:
+		fmt.Fprintf(out, "%s %s\n", person, c.state)
+		fmt.Fprintf(errOut, "warning: could not confirm the %s with the gateway: %v\n", c.noun, err)
+	case applied:
+		fmt.Fprintf(out, "%s %s; %s %s\n", person, c.state, runningGateways(gateways), c.applied)
+	case gateways == 0:
+		fmt.Fprintf(out, "%s %s; no gateway is running, so the %s applies as each gateway starts\n",
+			person, c.state, c.noun)
+	default:
+		fmt.Fprintf(out, "%s %s\n", person, c.state)
+		fmt.Fprintf(errOut, "warning: the gateway has not confirmed the %s within %s; "+
+			"check that it is running (`tandem serve` logs)\n", c.noun, timeout)
+	}
+}
+
+// runningGateways names the gateways that confirmed: usually one, but
+// several may share the store.
+func runningGateways(n int) string {
+	if n == 1 {
+		return "the running gateway"
+	}
+	return fmt.Sprintf("the %d running gateways", n)
 }
 
 func listLocks(ctx context.Context, cmd *cobra.Command, st *store.Store) error {
