@@ -51,9 +51,10 @@ func (e *Engine) Authorize(r Request) Decision {
 	return e.fourEyes(r, warnings)
 }
 
-// interactive reports whether r is work at a terminal: a shell or a named
-// command with a PTY. A shell without one is not, and neither are sftp and
-// forwards, whatever the client asked for before.
+// interactive reports whether r is work at a terminal that a second person
+// can join: a shell or a named command with a PTY. Without a PTY there is
+// no screen to share, and sftp and forwards never have one, whatever the
+// client asked for before.
 func interactive(r Request) bool {
 	return r.PTY && (r.Action == ActionShell || r.Action == ActionExec)
 }
