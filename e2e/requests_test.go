@@ -37,7 +37,8 @@ type rqPerson struct {
 //   - alice and dave: admin, root on every host, no approve right
 //   - bob and erin: lead, root on every host and the approve right
 //   - carol: stage-lead, the approve right on staging hosts only
-//   - xena: contractor, external, root and (on paper) the approve right
+//   - xena: contractor, external, root (the config refuses an approve
+//     right on an external role; the gateway refuses her anyway)
 var rqPersons = []rqPerson{
 	{"alice", "admin", false},
 	{"dave", "admin", false},
@@ -122,7 +123,6 @@ func renderRequestConfig(listen, dataDir string, o rqOpts, pubs map[string]strin
     allow:
       - hosts: {tenant: schule-nord}
         logins: [root]
-        approve: true
 `)
 	b.WriteString("hosts:\n")
 	for _, h := range o.Hosts {
@@ -423,7 +423,7 @@ func TestRequestsRules(t *testing.T) {
 		t.Logf("request %s refused: %q", tc.name, strings.TrimSpace(firstLine(r.Stderr, tc.want)))
 	}
 	r := e.gw(t, "xena", "request", "--hosts", "db1", "--login", "root", "--for", "1h", "--reason", "TICKET-7 deploy config")
-	if r.Code == 0 || !strings.Contains(r.Stderr, "an external expert may not own work there") {
+	if r.Code == 0 || !strings.Contains(r.Stderr, "external experts never request access") {
 		t.Errorf("xena (external) requests db1: want a refusal\n%s", r)
 	}
 

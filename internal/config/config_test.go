@@ -204,6 +204,18 @@ func TestBrokenFiles(t *testing.T) {
 		{name: "forward bad port", edits: map[int]string{14: "        logins: [root]\n        forward: [\"localhost:99999\"]"}, line: 15, msg: "must be a number from 1 to 65535"},
 		{name: "forward without port", edits: map[int]string{14: "        logins: [root]\n        forward: [\"db-*\"]"}, line: 15, msg: "is not host:port"},
 		{name: "join mode", edits: map[int]string{14: "        logins: [root]\n        join: [peer, pilot]"}, line: 15, msg: `join mode "pilot" is not peer or observer`},
+		{name: "external role with read", edits: map[int]string{11: "  - id: admin\n    external: true", 14: "        logins: [root]\n        read: true"}, line: 16,
+			msg: "role admin: an external role may not have read: true (externals never read recordings, approve or lock)"},
+		{name: "external role with approve", edits: map[int]string{11: "  - id: admin\n    external: true", 14: "        logins: [root]\n        approve: true"}, line: 16,
+			msg: "role admin: an external role may not have approve: true (externals never read recordings, approve or lock)"},
+		{name: "external role with lock", edits: map[int]string{11: "  - id: admin\n    external: true\n    permissions: [lock]"}, line: 13,
+			msg: "role admin: an external role may not have the permission lock (externals never read recordings, approve or lock)"},
+		{name: "external person with a reading role", edits: map[int]string{7: "    roles: [admin, ext]",
+			14: "        logins: [root]\n        read: true\n  - {id: ext, external: true, allow: [{hosts: {tenant: t1}, logins: [root]}]}"},
+			line: 7, msg: "person alice holds the external role ext together with admin (read): externals never read recordings, approve or lock"},
+		{name: "external person with an approving and locking role", edits: map[int]string{7: "    roles: [ext, admin]", 12: "    permissions: [lock]\n    allow:",
+			14: "        logins: [root]\n        approve: true\n  - {id: ext, external: true, allow: [{hosts: {tenant: t1}, logins: [root]}]}"},
+			line: 7, msg: "person alice holds the external role ext together with admin (approve, lock): externals never read recordings, approve or lock"},
 		{name: "unknown permission", edits: map[int]string{12: "    permissions: [lock, sudo]\n    allow:"}, line: 12, msg: `unknown permission "sudo"`},
 		{name: "negative limit", edits: map[int]string{1: "gateway: {limits: {failures_per_source: -1}}\ntenants:"}, line: 1, msg: "limits.failures_per_source must not be negative"},
 		{name: "witness inside data dir", edits: map[int]string{1: "gateway: {data_dir: /var/lib/tandem}\naudit: {witness_file: /var/lib/tandem/audit/witness}\ntenants:"}, line: 2, msg: "lies inside data_dir"},
@@ -600,5 +612,25 @@ func TestDateQuotedAndUnquoted(t *testing.T) {
 	_, err := Parse("", build(k, map[int]string{9: `      - {key: "K1", added: 2026-01-01T12:00:00Z}`}, ""))
 	if err == nil {
 		t.Error("a timestamp was accepted as a date")
+	}
+}
+
+// TestExternalRolesAccepted: the limits on external roles refuse only the
+// rights that act on others' work; joining, logins and forwards stay.
+func TestExternalRolesAccepted(t *testing.T) {
+	k := newKeys(t)
+	for name, edits := range map[string]map[int]string{
+		"external role with join and forward": {11: "  - id: admin\n    external: true",
+			14: "        logins: [root]\n        join: [peer]\n        forward: [\"localhost:5432\"]"},
+		"external person with a plain employee role": {7: "    roles: [admin, ext]",
+			14: "        logins: [root]\n  - {id: ext, external: true, allow: [{hosts: {tenant: t1}, logins: [root]}]}"},
+		"employee with read, approve and lock": {12: "    permissions: [lock]\n    allow:",
+			14: "        logins: [root]\n        read: true\n        approve: true"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Parse("cfg.yaml", build(k, edits, "")); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

@@ -57,6 +57,7 @@ func validate(c *Config, pos *positions, r *report) {
 	keys := map[string]keyOwner{}
 	for i := range c.Persons {
 		validatePerson(c, i, pos, r, persons, roles, keys, prof)
+		checkExternalPerson(c, i, pos, r)
 	}
 	hosts := map[string]int{}
 	for i := range c.Hosts {
@@ -320,9 +321,22 @@ func validateRole(c *Config, i int, pos *positions, r *report, roles, tenants ma
 			r.add(pos.line("roles", i, "permissions", j), "role %s: unknown permission %q (allowed: %s)", ro.ID, perm, strings.Join(permissions, ", "))
 		}
 	}
+	if ro.External {
+		for j, perm := range ro.Permissions {
+			if perm == PermissionLock {
+				r.add(pos.line("roles", i, "permissions", j), "role %s: an external role may not have the permission lock (%s)", ro.ID, externalsNever)
+			}
+		}
+	}
 	for j := range ro.Allow {
 		rule := &ro.Allow[j]
 		at := func(p ...any) int { return pos.line(append([]any{"roles", i, "allow", j}, p...)...) }
+		if ro.External && rule.Read {
+			r.add(at("read"), "role %s: an external role may not have read: true (%s)", ro.ID, externalsNever)
+		}
+		if ro.External && rule.Approve {
+			r.add(at("approve"), "role %s: an external role may not have approve: true (%s)", ro.ID, externalsNever)
+		}
 		s := rule.Hosts
 		if s.empty() {
 			r.add(at("hosts"), "role %s: selector matches nothing explicitly; use names: [\"*\"] for all hosts", ro.ID)
@@ -358,6 +372,59 @@ func validateRole(c *Config, i int, pos *positions, r *report, roles, tenants ma
 				r.add(at("forward", k), "role %s: forward %q: %v", ro.ID, f, err)
 			}
 		}
+	}
+}
+
+// externalsNever is why externals hold none of the rights that act on
+// other persons' work (M7, M13): they work only under supervision.
+const externalsNever = "externals never read recordings, approve or lock"
+
+// rights lists the rights of ro that externals may never hold: read,
+// approve (in any rule) and the permission lock.
+func rights(ro *Role) []string {
+	var read, approve bool
+	for _, rule := range ro.Allow {
+		read = read || rule.Read
+		approve = approve || rule.Approve
+	}
+	var out []string
+	if read {
+		out = append(out, "read")
+	}
+	if approve {
+		out = append(out, "approve")
+	}
+	if slices.Contains(ro.Permissions, PermissionLock) {
+		out = append(out, PermissionLock)
+	}
+	return out
+}
+
+// checkExternalPerson refuses a person who holds an external role together
+// with an employee role that reads, approves or locks: holding one external
+// role makes the person external everywhere, so the other role's rights
+// would be dead letters at best and a way around M7 at worst. An external
+// role with such rights is reported at the role itself.
+func checkExternalPerson(c *Config, i int, pos *positions, r *report) {
+	p := &c.Persons[i]
+	var external, powered []string
+	seen := map[string]bool{}
+	for _, id := range p.Roles {
+		ro := c.Role(id)
+		if ro == nil || seen[id] {
+			continue
+		}
+		seen[id] = true
+		switch rs := rights(ro); {
+		case ro.External:
+			external = append(external, ro.ID)
+		case len(rs) > 0:
+			powered = append(powered, fmt.Sprintf("%s (%s)", ro.ID, strings.Join(rs, ", ")))
+		}
+	}
+	if len(external) > 0 && len(powered) > 0 {
+		r.add(pos.line("persons", i, "roles"), "person %s holds the external role %s together with %s: %s",
+			p.ID, strings.Join(external, ", "), strings.Join(powered, ", "), externalsNever)
 	}
 }
 

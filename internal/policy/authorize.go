@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"net"
 	"sort"
 	"strings"
 
@@ -11,10 +10,12 @@ import (
 
 // Authorize decides one action. It runs CheckPerson first, then the grants
 // (default deny: some role of the person must have a rule whose selector
-// matches the host and whose Logins contain the login), then the rules for
-// four-eyes hosts: external persons never own a session there, interactive
-// work needs a second person (M6) and non-interactive work an approved
-// access request (M8). Warnings from CheckPerson travel with every verdict.
+// matches the host and whose Logins contain the login; a forward also needs
+// a rule for the host that lists the destination), then FIDO2, then the
+// supervision of external persons (M7), then the rules for four-eyes hosts:
+// interactive work needs a second person (M6) and non-interactive work an
+// approved access request (M8). Warnings from CheckPerson travel with every
+// verdict.
 func (e *Engine) Authorize(r Request) Decision {
 	pd := e.CheckPerson(r.Person, r.Key, r.Now, r.Lock)
 	if pd.Verdict != Allow {
@@ -23,55 +24,136 @@ func (e *Engine) Authorize(r Request) Decision {
 	warnings := pd.Warnings
 	name := personName(r.Person)
 
-	var target *config.Host // the host whose four-eyes status applies
 	switch r.Action {
 	case ActionShell, ActionExec, ActionSFTP:
-		d, ok := e.authorizeLogin(r, name, warnings)
-		if !ok {
+		if d, ok := e.authorizeLogin(r, name, warnings); !ok {
 			return d
 		}
-		target = r.Host
 	case ActionForward:
-		d, ok := e.authorizeForward(r, name, warnings)
-		if !ok {
+		if d, ok := e.authorizeForward(r, name, warnings); !ok {
 			return d
-		}
-		target = r.Host
-		if target == nil {
-			target = e.hostByDest(r.ForwardTo)
 		}
 	default:
 		return deny(fmt.Sprintf("unknown action %q", oneLine(string(r.Action))), "", warnings)
 	}
+	h := r.Host // not nil: both checks above refuse a missing host
 
-	if target != nil && r.Key != nil && e.requiresFIDO2(target) && !isFIDO2(r.Key) {
-		return deny(fmt.Sprintf("%s requires a FIDO2 security key (sk-ecdsa or sk-ed25519); you logged in with %s", oneLine(target.Name), keyType(r.Key)),
+	if r.Key != nil && e.requiresFIDO2(h) && !isFIDO2(r.Key) {
+		return deny(fmt.Sprintf("%s requires a FIDO2 security key (sk-ecdsa or sk-ed25519); you logged in with %s", oneLine(h.Name), keyType(r.Key)),
 			"register a FIDO2 key (ssh-keygen -t ecdsa-sk) and log in with it", warnings)
 	}
-	if target == nil || !e.FourEyes(target) {
+	if e.isExternal(r.Person) {
+		return e.supervised(r, warnings)
+	}
+	if !e.FourEyes(h) {
 		return Decision{Verdict: Allow, Warnings: warnings}
 	}
-	what := describeHost(target)
-	tn := oneLine(target.Name)
-	if e.isExternal(r.Person) {
-		return deny(fmt.Sprintf("%s is %s: an external expert may not own a session there", tn, what),
-			fmt.Sprintf("ask an employee with access to %s to open the session, then join it with `ssh -t gw join ID`", tn),
+	return e.fourEyes(r, warnings)
+}
+
+// interactive reports whether r is work at a terminal that a second person
+// can join: a shell or a named command with a PTY. Without a PTY there is
+// no screen to share, and sftp and forwards never have one, whatever the
+// client asked for before.
+func interactive(r Request) bool {
+	return r.PTY && (r.Action == ActionShell || r.Action == ActionExec)
+}
+
+// supervised decides for an external person, whose grants have already been
+// checked. An external expert owns no work anywhere without a second person
+// (M7): on a four-eyes host not even that, elsewhere only a terminal
+// session, which the gateway holds in the waiting room until a qualified
+// employee joins it. Work without a terminal has nobody watching it, so it
+// is refused, and requests never cover an external.
+func (e *Engine) supervised(r Request, warnings []string) Decision {
+	h := r.Host
+	hn := oneLine(h.Name)
+	if e.FourEyes(h) {
+		return deny(fmt.Sprintf("%s is %s: an external expert may not own a session there", hn, describeHost(h)),
+			fmt.Sprintf("ask an employee with access to %s to open the session, then join it with `ssh -t gw join ID`", hn),
 			warnings)
 	}
-	if r.Action == ActionShell {
+	if interactive(r) {
 		return Decision{Verdict: NeedsSecondPerson,
-			Reason:   fmt.Sprintf("%s is %s: interactive work needs a second person (four-eyes)", tn, what),
-			Hint:     "ask a colleague to join with `ssh -t gw join ID` (the session shows its ID while it waits)",
+			Reason:   "external experts work only under supervision: an employee must join this session before it starts",
+			Hint:     "ask an employee with access to " + hn + " to join with `ssh -t gw join ID` (the session shows its ID while it waits)",
 			Warnings: warnings}
 	}
-	login := oneLine(r.Login)
-	if login == "" {
-		login = "LOGIN"
+	return deny("external experts work only under supervision: open a terminal session (ssh -t) and ask an employee to join it",
+		fmt.Sprintf("ssh -t -J gw %s@%s, then ask an employee to join with `ssh -t gw join ID`", loginOrPlaceholder(r.Login), hn),
+		warnings)
+}
+
+// fourEyes decides work on a four-eyes host for a person who is not
+// external. A shell is always interactive and needs a terminal and a live
+// second person; a command with a terminal is interactive too, unless a
+// request that grants terminals covers it (Ansible with ssh -tt); all other
+// work needs a covering request.
+func (e *Engine) fourEyes(r Request, warnings []string) Decision {
+	h := r.Host
+	hn, what, login := oneLine(h.Name), describeHost(h), loginOrPlaceholder(r.Login)
+	switch {
+	case r.Action == ActionShell && r.PTY:
+		return Decision{Verdict: NeedsSecondPerson,
+			Reason:   fmt.Sprintf("%s is %s: interactive work needs a second person (four-eyes)", hn, what),
+			Hint:     "ask a colleague to join with `ssh -t gw join ID` (the session shows its ID while it waits)",
+			Warnings: warnings}
+	case r.Action == ActionShell:
+		// A shell without a terminal (ssh -T) is interactive work that
+		// nobody could join and no request may cover.
+		return deny(fmt.Sprintf("%s is %s: a shell needs a terminal and a second person joined to it (four-eyes)", hn, what),
+			"open it with `ssh -t`; a colleague joins with `ssh -t gw join ID`", warnings)
+	case r.Action == ActionExec && r.PTY:
+		w, ok := coveringWindow(r, true)
+		switch {
+		case ok && w.TTY:
+			return Decision{Verdict: Allow, Warnings: warnings, Request: w.ID, Terminal: true}
+		case ok:
+			return deny(fmt.Sprintf("%s is %s: request %s covers commands without a terminal only", hn, what, oneLine(w.ID)),
+				"run Ansible with `pipelining = True` or ssh without -t, or work in a four-eyes session (`ssh -t`), or request again with --tty",
+				warnings)
+		}
+		return Decision{Verdict: NeedsSecondPerson,
+			Reason:   fmt.Sprintf("%s is %s: a command with a terminal is interactive work and needs a second person (four-eyes)", hn, what),
+			Hint:     fmt.Sprintf("ask a colleague to join with `ssh -t gw join ID`, or run it without a terminal (ssh -T) under an approved request: ssh gw request --hosts %s --login %s --for 1h --reason \"…\"", hn, login),
+			Warnings: warnings}
+	}
+	if w, ok := coveringWindow(r, false); ok {
+		return Decision{Verdict: Allow, Warnings: warnings, Request: w.ID}
 	}
 	return Decision{Verdict: NeedsApproval,
-		Reason:   fmt.Sprintf("%s is %s: non-interactive access needs an approved access request", tn, what),
-		Hint:     fmt.Sprintf("ssh gw request --hosts %s --login %s --for 1h --reason \"…\"", tn, login),
+		Reason:   fmt.Sprintf("%s is %s: non-interactive access needs an approved access request", hn, what),
+		Hint:     fmt.Sprintf("ssh gw request --hosts %s --login %s --for 1h --reason \"…\"", hn, login),
 		Warnings: warnings}
+}
+
+// coveringWindow returns the first of r.Requests that covers the person as
+// r.Login on r.Host at r.Now. With preferTTY a window that grants terminals
+// wins over an earlier one that does not, so that holding both never
+// refuses a command with a terminal.
+func coveringWindow(r Request, preferTTY bool) (RequestWindow, bool) {
+	var found RequestWindow
+	ok := false
+	for _, w := range r.Requests {
+		if !Covers(w, r.Person.ID, r.Host.Name, r.Login, r.Now) {
+			continue
+		}
+		if !preferTTY || w.TTY {
+			return w, true
+		}
+		if !ok {
+			found, ok = w, true
+		}
+	}
+	return found, ok
+}
+
+// loginOrPlaceholder is the login as hints show it.
+func loginOrPlaceholder(login string) string {
+	if login = oneLine(login); login != "" {
+		return login
+	}
+	return "LOGIN"
 }
 
 // requiresFIDO2 reports whether policy.require_fido2 lists the host's
@@ -88,12 +170,22 @@ func (e *Engine) requiresFIDO2(h *config.Host) bool {
 	return false
 }
 
+// isFIDO2 reports whether k is a FIDO2 (sk-) key. No key is no FIDO2 key:
+// a check that needs one fails closed.
 func isFIDO2(k *config.Key) bool {
-	t := keyType(k)
-	return strings.HasPrefix(t, "sk-")
+	return k != nil && strings.HasPrefix(keyType(k), "sk-")
+}
+
+// fido2Reason says that h requires a FIDO2 key for what, naming the key
+// type the person used.
+func fido2Reason(h *config.Host, what string, k *config.Key) string {
+	return fmt.Sprintf("%s requires a FIDO2 security key (sk-ecdsa or sk-ed25519) %s; you logged in with %s", oneLine(h.Name), what, keyType(k))
 }
 
 func keyType(k *config.Key) string {
+	if k == nil {
+		return "no key"
+	}
 	if k.PublicKey != nil {
 		return k.PublicKey.Type()
 	}
@@ -132,27 +224,35 @@ func (e *Engine) authorizeLogin(r Request, name string, warnings []string) (Deci
 	return deny(reason, fmt.Sprintf("ask for a role that grants %s on %s", oneLine(r.Login), hn), warnings), false
 }
 
-// authorizeForward checks a port-forwarding destination. When r.Host is
-// given, the rule's selector must also match it.
+// authorizeForward checks a port forward. It leaves from the target, so it
+// needs a host route: the destination is resolved on r.Host, and what the
+// gateway can know about it is only that some rule for r.Host lists it.
+// The login must be granted there as for a session; the target's own
+// AllowTcpForwarding decides last.
 func (e *Engine) authorizeForward(r Request, name string, warnings []string) (Decision, bool) {
+	if r.Host == nil {
+		return deny("port forwarding needs a host route: the forward leaves from the target",
+			"forward through a host, e.g. `ssh -J gw -L 5432:localhost:5432 root@db1`", warnings), false
+	}
 	dest := oneLine(r.ForwardTo)
 	host, port, err := splitDest(r.ForwardTo)
 	if err != nil {
-		return deny("port forwarding refused: "+oneLine(err.Error()), "forward to host:port, e.g. db1:5432", warnings), false
+		return deny("port forwarding refused: "+oneLine(err.Error()), "forward to host:port, e.g. localhost:5432", warnings), false
+	}
+	if d, ok := e.authorizeLogin(r, name, warnings); !ok {
+		return d, false
 	}
 	for _, role := range e.rolesOf(r.Person) {
 		for i := range role.Allow {
 			rule := &role.Allow[i]
-			if r.Host != nil && !matches(rule.Hosts, r.Host) {
-				continue
-			}
-			if forwardAllowed(rule.Forward, host, port) {
+			if matches(rule.Hosts, r.Host) && forwardAllowed(rule.Forward, host, port) {
 				return Decision{}, true
 			}
 		}
 	}
-	return deny(fmt.Sprintf("%s may not forward to %s", name, dest),
-		fmt.Sprintf("ask for a role that allows forwarding to %s", dest), warnings), false
+	hn := oneLine(r.Host.Name)
+	return deny(fmt.Sprintf("%s may not forward to %s from %s", name, dest, hn),
+		fmt.Sprintf("ask for a role whose rule for %s lists %s in forward", hn, dest), warnings), false
 }
 
 // loginsOn returns the sorted logins the person's roles grant on h, and
@@ -192,30 +292,6 @@ func (e *Engine) isExternal(p *config.Person) bool {
 		}
 	}
 	return false
-}
-
-// hostByDest finds the configured host a forwarding destination names, by
-// host name or by the host part of its address, so that forwarding to a
-// four-eyes host is not a way around four-eyes.
-func (e *Engine) hostByDest(dest string) *config.Host {
-	host, _, err := splitDest(dest)
-	if err != nil {
-		return nil
-	}
-	for i := range e.cfg.Hosts {
-		h := &e.cfg.Hosts[i]
-		if strings.EqualFold(h.Name, host) {
-			return h
-		}
-		addr := h.Address
-		if a, _, err := net.SplitHostPort(addr); err == nil {
-			addr = a
-		}
-		if addr != "" && strings.EqualFold(addr, host) {
-			return h
-		}
-	}
-	return nil
 }
 
 // FourEyes reports whether interactive work on h needs a second person: its

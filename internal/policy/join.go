@@ -29,7 +29,9 @@ type JoinDecision struct {
 // Join decides whether r.Person may join a session on r.Host. The mode
 // comes from the `join` lists of the rules whose selector matches the host;
 // asking for peer where only observer is granted is refused, not
-// downgraded, so nobody is surprised by a read-only terminal.
+// downgraded, so nobody is surprised by a read-only terminal. A peer types
+// on the host, so a host that requires FIDO2 (M2) requires it of the peer
+// as of the owner; an observer only watches and needs none.
 func (e *Engine) Join(r JoinRequest) JoinDecision {
 	if d := e.CheckPerson(r.Person, r.Key, r.Now, r.Lock); d.Verdict != Allow {
 		return JoinDecision{Decision: d}
@@ -37,6 +39,9 @@ func (e *Engine) Join(r JoinRequest) JoinDecision {
 	name := personName(r.Person)
 	if r.Person.ID == r.Owner {
 		return JoinDecision{Decision: deny("you cannot be the second person in your own session", "ask a colleague to join", nil)}
+	}
+	if r.Host == nil {
+		return JoinDecision{Decision: deny("the session's host is no longer configured", "", nil)}
 	}
 	modes := e.JoinModes(r.Person, r.Host)
 	if len(modes) == 0 {
@@ -50,6 +55,10 @@ func (e *Engine) Join(r JoinRequest) JoinDecision {
 	if !contains(modes, mode) {
 		return JoinDecision{Decision: deny(fmt.Sprintf("%s may join sessions on %s only as %s", name, r.Host.Name, modes[0]),
 			"join with --"+modes[0], nil)}
+	}
+	if mode == config.JoinPeer && e.requiresFIDO2(r.Host) && !isFIDO2(r.Key) {
+		return JoinDecision{Decision: deny(fido2Reason(r.Host, "to type in its sessions", r.Key),
+			"join with --observer to watch, or register a FIDO2 key (ssh-keygen -t ecdsa-sk) and log in with it", nil)}
 	}
 	return JoinDecision{Decision: Decision{Verdict: Allow}, Mode: mode, External: e.isExternal(r.Person)}
 }

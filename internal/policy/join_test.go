@@ -71,15 +71,19 @@ func TestMayRead(t *testing.T) {
 	cfg := &config.Config{Roles: []config.Role{
 		{ID: "auditor-t1", Allow: []config.Rule{{Hosts: config.Selector{Tenant: "t1"}, Read: true}}},
 		{ID: "admin", Allow: []config.Rule{{Hosts: config.Selector{Names: []string{"*"}}, Logins: []string{"root"}}}},
+		{ID: "ext", External: true, Allow: []config.Rule{{Hosts: config.Selector{Tenant: "t1"}, Logins: []string{"root"}}}},
 	}}
 	e := New(cfg)
 	aud := &config.Person{ID: "dora", Roles: []string{"auditor-t1"}}
 	adm := &config.Person{ID: "alice", Roles: []string{"admin"}}
+	// A Config built in code may give an external a read right; the
+	// engine still refuses (the config package refuses such a file).
+	ext := &config.Person{ID: "xena", Roles: []string{"auditor-t1", "ext"}}
 	for _, c := range []struct {
 		p    *config.Person
 		h    *config.Host
 		want bool
-	}{{aud, &db1, true}, {aud, &db2, false}, {adm, &db1, false}} {
+	}{{aud, &db1, true}, {aud, &db2, false}, {adm, &db1, false}, {ext, &db1, false}} {
 		if got := e.MayRead(c.p, c.h); got != c.want {
 			t.Errorf("MayRead(%s, %s) = %v, want %v", c.p.ID, c.h.Name, got, c.want)
 		}
@@ -109,5 +113,138 @@ func TestRequireFIDO2(t *testing.T) {
 	sk := &config.Key{Key: "sk-ecdsa-sha2-nistp256@openssh.com AAAA", Added: k.Added}
 	if !isFIDO2(sk) || isFIDO2(k) {
 		t.Error("isFIDO2 misclassifies keys")
+	}
+}
+
+func TestJoinFIDO2(t *testing.T) {
+	host := config.Host{Name: "db1", Tenant: "t1", Environment: config.Production}
+	test := config.Host{Name: "tst1", Tenant: "t1", Environment: config.Test}
+	cfg := &config.Config{
+		Policy: config.Policy{RequireFIDO2: []string{config.Production}},
+		Roles: []config.Role{
+			{ID: "admin", Allow: []config.Rule{{Hosts: config.Selector{Tenant: "t1"}, Logins: []string{"root"}, Join: []string{"peer"}}}},
+			{ID: "auditor", Allow: []config.Rule{{Hosts: config.Selector{Tenant: "t1"}, Join: []string{"observer"}}}},
+		},
+		Hosts: []config.Host{host, test},
+	}
+	e := New(cfg)
+	plain := ecdsaKey(t, "2026-06-01")
+	sk := skECDSAKey(t, "2026-06-01")
+	for _, c := range []struct {
+		name     string
+		p        *config.Person
+		k        *config.Key
+		h        *config.Host
+		mode     string
+		want     Verdict
+		wantMode string
+		reason   string
+		hint     string
+	}{
+		{"peer without fido2 denied", person("bob", "admin"), plain, &host, "peer", Deny, "",
+			"db1 requires a FIDO2 security key (sk-ecdsa or sk-ed25519) to type in its sessions; you logged in with ecdsa-sha2-nistp256", "join with --observer"},
+		{"peer by default without fido2 denied, not downgraded", person("bob", "admin"), plain, &host, "", Deny, "", "requires a FIDO2 security key", ""},
+		{"peer without any key denied", person("bob", "admin"), nil, &host, "peer", Deny, "", "you logged in with no key", ""},
+		{"peer with fido2 allowed", person("bob", "admin"), sk, &host, "peer", Allow, "peer", "", ""},
+		{"peer without fido2 may observe", person("bob", "admin"), plain, &host, "observer", Allow, "observer", "", ""},
+		{"observer without fido2 allowed", person("dora", "auditor"), plain, &host, "", Allow, "observer", "", ""},
+		{"peer without fido2 on a test host allowed", person("bob", "admin"), plain, &test, "peer", Allow, "peer", "", ""},
+		{"no host denied", person("bob", "admin"), sk, nil, "peer", Deny, "", "no longer configured", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := e.Join(JoinRequest{Person: c.p, Key: c.k, Owner: "alice", Host: c.h, Mode: c.mode, Now: testNow})
+			if d.Verdict != c.want || d.Mode != c.wantMode {
+				t.Fatalf("got %v mode %q (%s), want %v %q", d.Verdict, d.Mode, d.Reason, c.want, c.wantMode)
+			}
+			if !strings.Contains(d.Reason, c.reason) || !strings.Contains(d.Hint, c.hint) {
+				t.Errorf("reason %q / hint %q, want %q / %q", d.Reason, d.Hint, c.reason, c.hint)
+			}
+		})
+	}
+}
+
+func TestMayLock(t *testing.T) {
+	cfg := &config.Config{Roles: []config.Role{
+		{ID: "locker", Permissions: []string{config.PermissionLock}, Allow: []config.Rule{{Hosts: config.Selector{Tenant: "t1"}, Logins: []string{"root"}}}},
+		{ID: "admin", Allow: []config.Rule{{Hosts: config.Selector{Tenant: "t1"}, Logins: []string{"root"}}}},
+		{ID: "ext", External: true, Allow: []config.Rule{{Hosts: config.Selector{Tenant: "t1"}, Logins: []string{"root"}}}},
+	}}
+	e := New(cfg)
+	k := ecdsaKey(t, "2026-06-01")
+	lapsed := person("lena", "locker")
+	lapsed.Obligations.TrainingValidUntil = date("2026-01-01")
+	for _, c := range []struct {
+		name   string
+		p      *config.Person
+		lock   string
+		want   Verdict
+		reason string
+	}{
+		{"lock permission", person("lena", "locker"), "", Allow, ""},
+		{"lock permission among other roles", person("lena", "admin", "locker"), "", Allow, ""},
+		{"no lock permission", person("alice", "admin"), "", Deny, "alice may not lock or unlock persons: no role of theirs has the permission lock"},
+		{"external with lock permission", person("xena", "ext", "locker"), "", Deny, "external experts never lock or unlock persons"},
+		{"locked locker", person("lena", "locker"), "left the company", Deny, "your account is locked"},
+		{"obligations lapsed", lapsed, "", Deny, "training expired"},
+		{"unknown person", nil, "", Deny, "unknown person"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := e.MayLock(c.p, k, testNow, c.lock)
+			if d.Verdict != c.want || !strings.Contains(d.Reason, c.reason) {
+				t.Fatalf("got %v %q, want %v %q", d.Verdict, d.Reason, c.want, c.reason)
+			}
+			if c.want == Allow && d.Reason != "" {
+				t.Errorf("Allow with reason %q", d.Reason)
+			}
+		})
+	}
+}
+
+// TestLockedDeniedEverywhere: a lock (M5) refuses every kind of decision,
+// whatever else the person may do.
+func TestLockedDeniedEverywhere(t *testing.T) {
+	c := requestConfig()
+	c.Roles = append(c.Roles, config.Role{ID: "all", Permissions: []string{config.PermissionLock}, Allow: []config.Rule{
+		{Hosts: config.Selector{Names: []string{"*"}}, Logins: []string{"root"}, Join: []string{"peer"}, Approve: true, Read: true}}})
+	e := New(c)
+	k := ecdsaKey(t, "2026-06-01")
+	p := person("lena", "all")
+	var db1, web1 *config.Host
+	for i := range c.Hosts {
+		switch c.Hosts[i].Name {
+		case "db1":
+			db1 = &c.Hosts[i]
+		case "web1":
+			web1 = &c.Hosts[i]
+		}
+	}
+	const lock = "suspected key theft"
+	window := RequestWindow{ID: "r1", Requester: "lena", Hosts: []string{"db1"}, Login: "root",
+		From: testNow.Add(-time.Hour), Until: testNow.Add(time.Hour), Approved: true, TTY: true}
+	decisions := map[string]func(lock string) Decision{
+		"authorize test shell": func(lock string) Decision {
+			return e.Authorize(Request{Person: p, Key: k, Host: web1, Login: "root", Action: ActionShell, PTY: true, Now: testNow, Lock: lock})
+		},
+		"authorize exec under request": func(lock string) Decision {
+			return e.Authorize(Request{Person: p, Key: k, Host: db1, Login: "root", Action: ActionExec, PTY: true, Now: testNow, Lock: lock, Requests: []RequestWindow{window}})
+		},
+		"join": func(lock string) Decision {
+			return e.Join(JoinRequest{Person: p, Key: k, Owner: "alice", Host: db1, Now: testNow, Lock: lock}).Decision
+		},
+		"decide": func(lock string) Decision {
+			return e.CanDecide(p, k, "alice", []*config.Host{db1}, testNow, lock)
+		},
+		"request": func(lock string) Decision {
+			return e.CheckRequest(p, k, []*config.Host{db1}, "root", time.Hour, "TICKET-1 rotate keys", testNow, lock)
+		},
+		"lock": func(lock string) Decision { return e.MayLock(p, k, testNow, lock) },
+	}
+	for name, decide := range decisions {
+		if d := decide(""); d.Verdict != Allow {
+			t.Errorf("%s unlocked: %v %q, want allow", name, d.Verdict, d.Reason)
+		}
+		if d := decide(lock); d.Verdict != Deny || d.Reason != "your account is locked: "+lock || d.Request != "" || d.Terminal {
+			t.Errorf("%s locked: %+v, want a deny naming the lock", name, d)
+		}
 	}
 }

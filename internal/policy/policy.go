@@ -20,13 +20,15 @@ import (
 // Action is the kind of work a request asks for.
 type Action string
 
-// Actions the gateway distinguishes. Interactive and non-interactive work are
-// separate because four-eyes hosts treat them differently (M6, M8).
+// Actions the gateway distinguishes: what the client asked for. Whether it
+// asked for a terminal as well is Request.PTY; the two together decide
+// whether the work is interactive, which four-eyes hosts and external
+// persons treat differently (M6, M7, M8).
 const (
-	ActionShell   Action = "shell"   // an interactive session: a shell, or exec with a PTY
-	ActionExec    Action = "exec"    // non-interactive exec (scripts, Ansible, scp -O, rsync)
+	ActionShell   Action = "shell"   // a shell, with or without a PTY
+	ActionExec    Action = "exec"    // a named command (scripts, Ansible, scp -O, rsync); PTY tells whether with a terminal
 	ActionSFTP    Action = "sftp"    // the sftp subsystem
-	ActionForward Action = "forward" // direct-tcpip port forwarding to ForwardTo
+	ActionForward Action = "forward" // direct-tcpip port forwarding to ForwardTo, leaving from Host
 )
 
 // Verdict is the outcome of a decision.
@@ -63,6 +65,15 @@ type Decision struct {
 	Reason   string   // one line for the person's terminal: what was refused and why; empty on Allow
 	Hint     string   // one line: what to do about it; may be empty
 	Warnings []string // shown even on Allow, e.g. "your key SHA256:… expires on 2026-12-01; register a new key …"
+
+	// Request is the id of the access request that covers the work when
+	// the verdict is Allow because of it; the gateway records it with the
+	// session. Empty otherwise.
+	Request string
+	// Terminal is set on Allow under a request that grants terminals
+	// (RequestWindow.TTY): the gateway records the work exactly like a
+	// PTY session, keystrokes and screen.
+	Terminal bool
 }
 
 // Request is one action a person wants to take.
@@ -72,9 +83,14 @@ type Request struct {
 	Host      *config.Host
 	Login     string
 	Action    Action
-	ForwardTo string // "host:port", for ActionForward
+	PTY       bool   // the client asked for a terminal (pty-req) before its shell or exec
+	ForwardTo string // "host:port", for ActionForward; resolved on Host, where the forward leaves
 	Now       time.Time
 	Lock      string // non-empty: the person is locked, with this reason (live state from the store)
+	// Requests are the person's current access requests as read from the
+	// store. Whether one covers the work is decided here, with Covers, so
+	// that the gateway cannot forget a condition.
+	Requests []RequestWindow
 }
 
 // Grant is what `ssh gw whoami` shows for one host.

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,36 @@ func makeKey(t testing.TB, pub any, added string) *config.Key {
 	sp, err := ssh.NewPublicKey(pub)
 	if err != nil {
 		t.Fatalf("ssh.NewPublicKey: %v", err)
+	}
+	return &config.Key{
+		Key:         strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))),
+		Added:       date(added),
+		PublicKey:   sp,
+		Fingerprint: ssh.FingerprintSHA256(sp),
+	}
+}
+
+// skECDSAKey returns a FIDO2 key (sk-ecdsa-sha2-nistp256@openssh.com) as
+// a security key would register it: an ECDSA P-256 point and the
+// application "ssh:". The private half stays on the token, so none is made.
+func skECDSAKey(t testing.TB, added string) *config.Key {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	point, err := k.PublicKey.ECDH()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire := ssh.Marshal(struct {
+		Name, Curve string
+		Point       []byte
+		Application string
+	}{ssh.KeyAlgoSKECDSA256, "nistp256", point.Bytes(), "ssh:"})
+	sp, err := ssh.ParsePublicKey(wire)
+	if err != nil {
+		t.Fatalf("parse sk key: %v", err)
 	}
 	return &config.Key{
 		Key:         strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))),
@@ -119,6 +150,7 @@ func testConfig() *config.Config {
 				{Hosts: config.Selector{Tenant: "acme"}, Logins: []string{"root"}},
 			}},
 			{ID: "fwd", Allow: []config.Rule{{Hosts: config.Selector{Names: []string{"*"}}, Forward: []string{"*.internal:5432", "db1:5432", "[::1]:8080", "cache[12]:6379"}}}},
+			{ID: "fwd-test", Allow: []config.Rule{{Hosts: config.Selector{Environment: config.Test}, Forward: []string{"pg.internal:5432"}}}},
 			{ID: "fwd-web", Allow: []config.Rule{{Hosts: config.Selector{Names: []string{"web*"}}, Forward: []string{"cache.internal:6379"}}}},
 			{ID: "conf-only", Requires: []string{"confidentiality"}, Allow: []config.Rule{{Hosts: config.Selector{Names: []string{"web1"}}, Logins: []string{"root"}}}},
 			{ID: "odd-ob", Requires: []string{"confidentiality", "blood-oath"}, Allow: []config.Rule{{Hosts: config.Selector{Names: []string{"web1"}}, Logins: []string{"root"}}}},
@@ -145,22 +177,39 @@ func TestAuthorize(t *testing.T) {
 		f(&p.Obligations)
 		return p
 	}
+	// Access requests of alice for root on db1 from 11:00 to 13:00, one
+	// without terminals and one with (--tty), and one of the external.
+	window := RequestWindow{ID: "r-plain", Requester: "alice", Hosts: []string{"db1", "web1"}, Login: "root",
+		From: at("2026-06-15 11:00"), Until: at("2026-06-15 13:00"), Approved: true}
+	ttyWindow := window
+	ttyWindow.ID, ttyWindow.TTY = "r-tty", true
+	externalWindow := window
+	externalWindow.ID, externalWindow.Requester, externalWindow.Hosts = "r-ext", "xavier", []string{"app1"}
+	edit := func(w RequestWindow, f func(*RequestWindow)) RequestWindow {
+		w.Hosts = slices.Clone(w.Hosts)
+		f(&w)
+		return w
+	}
 
 	type row struct {
-		name    string
-		cfg     func(*config.Config)
-		person  *config.Person
-		key     *config.Key
-		host    string // looked up in the config; "" leaves Host nil
-		login   string
-		action  Action
-		fwd     string
-		now     time.Time // zero: testNow
-		lock    string
-		want    Verdict
-		reason  []string // substrings of Reason
-		hint    string   // substring of Hint
-		warning string   // substring of some Warning; "" requires no warnings
+		name     string
+		cfg      func(*config.Config)
+		person   *config.Person
+		key      *config.Key
+		host     string // looked up in the config; "" leaves Host nil
+		login    string
+		action   Action
+		pty      bool
+		fwd      string
+		requests []RequestWindow
+		now      time.Time // zero: testNow
+		lock     string
+		want     Verdict
+		request  string   // Decision.Request
+		terminal bool     // Decision.Terminal
+		reason   []string // substrings of Reason
+		hint     string   // substring of Hint
+		warning  string   // substring of some Warning; "" requires no warnings
 	}
 	rows := []row{
 		// Grants.
@@ -222,7 +271,7 @@ func TestAuthorize(t *testing.T) {
 		{name: "external contract ended", person: with(person("xavier", "ext"), func(o *config.Obligations) { o.ContractUntil = date("2026-05-31") }),
 			key: fresh, host: "lab-1", login: "root", action: ActionShell, want: Deny, reason: []string{"contract ended on 2026-05-31"}},
 		{name: "external contract valid on last day", person: with(person("xavier", "ext"), func(o *config.Obligations) { o.ContractUntil = date("2026-06-15") }),
-			key: fresh, host: "lab-1", login: "root", action: ActionShell, want: Allow},
+			key: fresh, host: "lab-1", login: "root", action: ActionShell, pty: true, want: NeedsSecondPerson},
 		{name: "external nda dated tomorrow", person: with(person("xavier", "ext"), func(o *config.Obligations) { o.NDASigned = date("2026-06-16") }),
 			key: fresh, host: "lab-1", login: "root", action: ActionShell, want: Deny, reason: []string{"NDA is dated 2026-06-16"}},
 		{name: "explicit requires replaces default", person: with(person("carl", "conf-only"), func(o *config.Obligations) { o.TrainingValidUntil = config.Date{} }),
@@ -269,55 +318,132 @@ func TestAuthorize(t *testing.T) {
 		{name: "locked", person: person("alice", "acme-admin"), key: fresh, host: "web1", login: "root", action: ActionShell, lock: "left the company\non 2026-06-01",
 			want: Deny, reason: []string{"your account is locked: left the company on 2026-06-01"}, hint: "unlock"},
 
-		// Four-eyes.
-		{name: "production shell needs second person", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionShell,
+		// Four-eyes: a shell (M6).
+		{name: "production shell needs second person", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionShell, pty: true,
 			want: NeedsSecondPerson, reason: []string{"db1 is a production host: interactive work needs a second person (four-eyes)"}, hint: "ssh -t gw join"},
+		{name: "production shell without a terminal denied", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionShell,
+			want: Deny, reason: []string{"db1 is a production host: a shell needs a terminal and a second person joined to it (four-eyes)"}, hint: "ssh -t gw join ID"},
+		{name: "production shell without a terminal: no request covers it", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionShell,
+			requests: []RequestWindow{ttyWindow}, want: Deny, reason: []string{"a shell needs a terminal"}, hint: "`ssh -t`"},
+		{name: "production shell: a request does not replace the second person", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionShell, pty: true,
+			requests: []RequestWindow{ttyWindow}, want: NeedsSecondPerson},
+		{name: "four-eyes keeps the key warning", person: person("alice", "acme-admin"), key: warned, host: "db1", login: "root", action: ActionShell, pty: true,
+			want: NeedsSecondPerson, warning: "expires on 2026-06-20"},
+		{name: "grant checked before four-eyes", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "postgres", action: ActionShell, pty: true,
+			want: Deny, reason: []string{"may not log in as postgres on db1"}},
+		{name: "staging with real data needs second person", person: person("alice", "acme-admin"), key: fresh, host: "stg1", login: "root", action: ActionShell, pty: true,
+			want: NeedsSecondPerson, reason: []string{"stg1 is a staging host with real data"}},
+		{name: "staging without real data: alone", person: person("alice", "acme-admin"), key: fresh, host: "stg2", login: "root", action: ActionShell, pty: true, want: Allow},
+		{name: "test: shell without a terminal alone", person: person("alice", "acme-admin"), key: fresh, host: "web1", login: "root", action: ActionShell, want: Allow},
+		{name: "custom list: all staging", cfg: func(c *config.Config) { c.Policy.FourEyes = []string{"production", "staging"} },
+			person: person("alice", "acme-admin"), key: fresh, host: "stg2", login: "root", action: ActionShell, pty: true, want: NeedsSecondPerson},
+		{name: "custom list: test only, production alone", cfg: func(c *config.Config) { c.Policy.FourEyes = []string{"test"} },
+			person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionShell, pty: true, want: Allow},
+
+		// Four-eyes: a command with a terminal.
+		{name: "production exec with terminal needs second person", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionExec, pty: true,
+			want: NeedsSecondPerson, reason: []string{"db1 is a production host: a command with a terminal is interactive work and needs a second person (four-eyes)"},
+			hint: "ssh -t gw join ID"},
+		{name: "production exec with terminal under a request without tty denied", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionExec, pty: true,
+			requests: []RequestWindow{window}, want: Deny,
+			reason: []string{"db1 is a production host: request r-plain covers commands without a terminal only"},
+			hint:   "run Ansible with `pipelining = True` or ssh without -t, or work in a four-eyes session (`ssh -t`), or request again with --tty"},
+		{name: "production exec with terminal under a tty request allowed", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionExec, pty: true,
+			requests: []RequestWindow{ttyWindow}, want: Allow, request: "r-tty", terminal: true},
+		{name: "exec with terminal: a tty request wins over an earlier plain one", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionExec, pty: true,
+			requests: []RequestWindow{window, ttyWindow}, want: Allow, request: "r-tty", terminal: true},
+		{name: "exec with terminal: expired tty request", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionExec, pty: true,
+			requests: []RequestWindow{ttyWindow}, now: at("2026-06-15 14:00"), want: NeedsSecondPerson},
+		{name: "test: exec with terminal alone", person: person("alice", "acme-admin"), key: fresh, host: "web1", login: "root", action: ActionExec, pty: true, want: Allow},
+
+		// Four-eyes: work without a terminal (M8).
 		{name: "production exec needs approval", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionExec,
 			want: NeedsApproval, reason: []string{"db1 is a production host: non-interactive access needs an approved access request"},
 			hint: `ssh gw request --hosts db1 --login root --for 1h --reason "…"`},
+		{name: "production exec under a request allowed", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionExec,
+			requests: []RequestWindow{window}, want: Allow, request: "r-plain"},
+		{name: "production exec under a tty request: no terminal recorded", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionExec,
+			requests: []RequestWindow{ttyWindow}, want: Allow, request: "r-tty"},
+		{name: "production exec under an expired request", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionExec,
+			requests: []RequestWindow{window}, now: at("2026-06-15 14:00"), want: NeedsApproval},
+		{name: "production exec under a request not yet approved", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionExec,
+			requests: []RequestWindow{edit(window, func(w *RequestWindow) { w.Approved = false })}, want: NeedsApproval},
+		{name: "production exec under another person's request", person: person("bob", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionExec,
+			requests: []RequestWindow{window}, want: NeedsApproval},
+		{name: "production exec under another login's request", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "deploy", action: ActionExec,
+			requests: []RequestWindow{window}, want: NeedsApproval, hint: "--login deploy"},
+		{name: "production exec under another host's request", person: person("alice", "acme-admin"), key: fresh, host: "stg1", login: "root", action: ActionExec,
+			requests: []RequestWindow{window}, want: NeedsApproval, reason: []string{"stg1 is a staging host with real data"}},
+		{name: "a request grants no login", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "postgres", action: ActionExec,
+			requests: []RequestWindow{edit(window, func(w *RequestWindow) { w.Login = "postgres" })}, want: Deny, reason: []string{"may not log in as postgres on db1"}},
 		{name: "production sftp needs approval", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "deploy", action: ActionSFTP,
 			want: NeedsApproval, hint: "--login deploy"},
-		{name: "four-eyes keeps the key warning", person: person("alice", "acme-admin"), key: warned, host: "db1", login: "root", action: ActionShell,
-			want: NeedsSecondPerson, warning: "expires on 2026-06-20"},
-		{name: "grant checked before four-eyes", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "postgres", action: ActionShell,
-			want: Deny, reason: []string{"may not log in as postgres on db1"}},
-		{name: "staging with real data needs second person", person: person("alice", "acme-admin"), key: fresh, host: "stg1", login: "root", action: ActionShell,
-			want: NeedsSecondPerson, reason: []string{"stg1 is a staging host with real data"}},
+		{name: "production sftp under a request allowed", person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionSFTP, pty: true,
+			requests: []RequestWindow{window}, want: Allow, request: "r-plain"},
 		{name: "staging with real data exec needs approval", person: person("alice", "acme-admin"), key: fresh, host: "stg1", login: "root", action: ActionExec, want: NeedsApproval},
-		{name: "staging without real data: alone", person: person("alice", "acme-admin"), key: fresh, host: "stg2", login: "root", action: ActionShell, want: Allow},
-		{name: "test: alone", person: person("alice", "acme-admin"), key: fresh, host: "web1", login: "root", action: ActionExec, want: Allow},
-		{name: "custom list: all staging", cfg: func(c *config.Config) { c.Policy.FourEyes = []string{"production", "staging"} },
-			person: person("alice", "acme-admin"), key: fresh, host: "stg2", login: "root", action: ActionShell, want: NeedsSecondPerson},
-		{name: "custom list: test only, production alone", cfg: func(c *config.Config) { c.Policy.FourEyes = []string{"test"} },
-			person: person("alice", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionShell, want: Allow},
+		{name: "test: exec alone, no request recorded", person: person("alice", "acme-admin"), key: fresh, host: "web1", login: "root", action: ActionExec,
+			requests: []RequestWindow{edit(window, func(w *RequestWindow) { w.Hosts = []string{"web1"} })}, want: Allow},
 		{name: "custom list: test only", cfg: func(c *config.Config) { c.Policy.FourEyes = []string{"test"} },
 			person: person("alice", "acme-admin"), key: fresh, host: "web1", login: "root", action: ActionSFTP, want: NeedsApproval},
-		{name: "external owner on production denied", person: person("xavier", "ext"), key: fresh, host: "app1", login: "root", action: ActionShell,
+
+		// Externals are always supervised (M7).
+		{name: "external owner on production denied", person: person("xavier", "ext"), key: fresh, host: "app1", login: "root", action: ActionShell, pty: true,
 			want: Deny, reason: []string{"app1 is a production host: an external expert may not own a session there"}, hint: "ssh -t gw join"},
 		{name: "external exec on staging real data denied", person: person("xavier", "ext"), key: fresh, host: "stg1", login: "root", action: ActionExec,
 			want: Deny, reason: []string{"external expert"}},
-		{name: "external with employee role still external", person: person("xavier", "ext", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionShell,
+		{name: "external with employee role still external", person: person("xavier", "ext", "acme-admin"), key: fresh, host: "db1", login: "root", action: ActionShell, pty: true,
 			want: Deny, reason: []string{"external expert"}},
-		{name: "external on test host alone", person: person("xavier", "ext"), key: fresh, host: "lab-1", login: "root", action: ActionShell, want: Allow},
+		{name: "external on production: a request never covers", person: person("xavier", "ext"), key: fresh, host: "app1", login: "root", action: ActionExec,
+			requests: []RequestWindow{externalWindow}, want: Deny, reason: []string{"an external expert may not own a session there"}},
+		{name: "external on test host: shell with terminal needs an employee", person: person("xavier", "ext"), key: fresh, host: "lab-1", login: "root", action: ActionShell, pty: true,
+			want: NeedsSecondPerson, reason: []string{"external experts work only under supervision"}, hint: "ask an employee with access to lab-1 to join with `ssh -t gw join ID`"},
+		{name: "external on test host: exec with terminal needs an employee", person: person("xavier", "ext"), key: fresh, host: "lab-1", login: "root", action: ActionExec, pty: true,
+			want: NeedsSecondPerson},
+		{name: "external on test host: shell without terminal denied", person: person("xavier", "ext"), key: fresh, host: "lab-1", login: "root", action: ActionShell,
+			want: Deny, reason: []string{"external experts work only under supervision: open a terminal session (ssh -t) and ask an employee to join it"}, hint: "ssh -t -J gw root@lab-1"},
+		{name: "external on test host: exec denied", person: person("xavier", "ext"), key: fresh, host: "lab-1", login: "root", action: ActionExec,
+			want: Deny, reason: []string{"external experts work only under supervision"}},
+		{name: "external on test host: exec under a request denied", person: person("xavier", "ext"), key: fresh, host: "lab-1", login: "root", action: ActionExec,
+			requests: []RequestWindow{edit(externalWindow, func(w *RequestWindow) { w.Hosts = []string{"lab-1"} })}, want: Deny, reason: []string{"only under supervision"}},
+		{name: "external on test host: sftp denied", person: person("xavier", "ext"), key: fresh, host: "lab-1", login: "root", action: ActionSFTP, pty: true,
+			want: Deny, reason: []string{"external experts work only under supervision"}},
+		{name: "external on test host: forward denied", person: person("xavier", "ext", "fwd"), key: fresh, host: "lab-1", login: "root", action: ActionForward, fwd: "pg.internal:5432",
+			want: Deny, reason: []string{"external experts work only under supervision"}},
+		{name: "external: grants checked first", person: person("xavier", "ext"), key: fresh, host: "web1", login: "tester", action: ActionShell, pty: true,
+			want: Deny, reason: []string{"xavier may not log in as tester on web1"}},
 
-		// Forwarding.
-		{name: "forward allowed by glob", person: person("fred", "fwd"), key: fresh, action: ActionForward, fwd: "pg.internal:5432", want: Allow},
-		{name: "forward host compared case-insensitively", person: person("fred", "fwd"), key: fresh, action: ActionForward, fwd: "PG.Internal:5432", want: Allow},
-		{name: "forward ipv6 literal", person: person("fred", "fwd"), key: fresh, action: ActionForward, fwd: "[::1]:8080", want: Allow},
-		{name: "forward glob class", person: person("fred", "fwd"), key: fresh, action: ActionForward, fwd: "cache2:6379", want: Allow},
-		{name: "forward glob class: outside", person: person("fred", "fwd"), key: fresh, action: ActionForward, fwd: "cache3:6379", want: Deny},
-		{name: "forward wrong port", person: person("fred", "fwd"), key: fresh, action: ActionForward, fwd: "pg.internal:5433",
-			want: Deny, reason: []string{"fred may not forward to pg.internal:5433"}},
-		{name: "forward other host", person: person("fred", "fwd"), key: fresh, action: ActionForward, fwd: "example.com:5432", want: Deny},
-		{name: "forward without role", person: person("alice", "acme-admin"), key: fresh, action: ActionForward, fwd: "pg.internal:5432", want: Deny},
-		{name: "forward malformed destination", person: person("fred", "fwd"), key: fresh, action: ActionForward, fwd: "pg.internal",
+		// Forwarding (M4): it leaves from the target.
+		{name: "forward without a host denied", person: person("fred", "fwd", "tester"), key: fresh, action: ActionForward, fwd: "pg.internal:5432",
+			want: Deny, reason: []string{"port forwarding needs a host route: the forward leaves from the target"}, hint: "ssh -J gw -L 5432:localhost:5432 root@db1"},
+		{name: "forward allowed by glob", person: person("fred", "fwd", "tester"), key: fresh, host: "web1", login: "tester", action: ActionForward, fwd: "pg.internal:5432", want: Allow},
+		{name: "forward host compared case-insensitively", person: person("fred", "fwd", "tester"), key: fresh, host: "web1", login: "tester", action: ActionForward, fwd: "PG.Internal:5432", want: Allow},
+		{name: "forward ipv6 literal", person: person("fred", "fwd", "tester"), key: fresh, host: "web1", login: "tester", action: ActionForward, fwd: "[::1]:8080", want: Allow},
+		{name: "forward glob class", person: person("fred", "fwd", "tester"), key: fresh, host: "web1", login: "tester", action: ActionForward, fwd: "cache2:6379", want: Allow},
+		{name: "forward glob class: outside", person: person("fred", "fwd", "tester"), key: fresh, host: "web1", login: "tester", action: ActionForward, fwd: "cache3:6379", want: Deny},
+		{name: "forward wrong port", person: person("fred", "fwd", "tester"), key: fresh, host: "web1", login: "tester", action: ActionForward, fwd: "pg.internal:5433",
+			want: Deny, reason: []string{"fred may not forward to pg.internal:5433 from web1"}, hint: "ask for a role whose rule for web1 lists pg.internal:5433 in forward"},
+		{name: "forward other host", person: person("fred", "fwd", "tester"), key: fresh, host: "web1", login: "tester", action: ActionForward, fwd: "example.com:5432", want: Deny},
+		{name: "forward without forward rule", person: person("alice", "acme-admin"), key: fresh, host: "web1", login: "root", action: ActionForward, fwd: "pg.internal:5432",
+			want: Deny, reason: []string{"alice may not forward to pg.internal:5432 from web1"}},
+		{name: "forward needs the login on the host", person: person("fred", "fwd"), key: fresh, host: "web1", login: "tester", action: ActionForward, fwd: "pg.internal:5432",
+			want: Deny, reason: []string{"fred may not log in as tester on web1"}},
+		{name: "forward with a login not granted", person: person("fred", "fwd", "tester"), key: fresh, host: "web1", login: "root", action: ActionForward, fwd: "pg.internal:5432",
+			want: Deny, reason: []string{"fred may not log in as root on web1"}},
+		{name: "forward malformed destination", person: person("fred", "fwd", "tester"), key: fresh, host: "web1", login: "tester", action: ActionForward, fwd: "pg.internal",
 			want: Deny, reason: []string{"not host:port"}},
-		{name: "forward port out of range", person: person("fred", "fwd"), key: fresh, action: ActionForward, fwd: "pg.internal:99999", want: Deny},
-		{name: "forward on a host: selector must match", person: person("fred", "fwd-web"), key: fresh, host: "web1", action: ActionForward, fwd: "cache.internal:6379", want: Allow},
-		{name: "forward on a host: selector does not match", person: person("fred", "fwd-web"), key: fresh, host: "stg2", action: ActionForward, fwd: "cache.internal:6379", want: Deny},
-		{name: "forward to a four-eyes host needs approval", person: person("fred", "fwd"), key: fresh, action: ActionForward, fwd: "db1:5432",
-			want: NeedsApproval, reason: []string{"db1 is a production host"}},
-		{name: "forward malformed glob matches nothing", person: person("eve", "bad-glob"), key: fresh, action: ActionForward, fwd: "x:1", want: Deny},
+		{name: "forward port out of range", person: person("fred", "fwd", "tester"), key: fresh, host: "web1", login: "tester", action: ActionForward, fwd: "pg.internal:99999", want: Deny},
+		{name: "forward on a host: selector must match", person: person("fred", "fwd-web", "tester"), key: fresh, host: "web1", login: "tester", action: ActionForward, fwd: "cache.internal:6379", want: Allow},
+		{name: "forward on a host: selector does not match", person: person("fred", "fwd-web", "acme-admin"), key: fresh, host: "stg2", login: "root", action: ActionForward, fwd: "cache.internal:6379",
+			want: Deny, reason: []string{"may not forward to cache.internal:6379 from stg2"}},
+		{name: "forward rule for test hosts on a test host", person: person("alice", "acme-admin", "fwd-test"), key: fresh, host: "web1", login: "root", action: ActionForward, fwd: "pg.internal:5432", want: Allow},
+		{name: "forward rule for test hosts tried on a production host", person: person("alice", "acme-admin", "fwd-test"), key: fresh, host: "db1", login: "root", action: ActionForward, fwd: "pg.internal:5432",
+			requests: []RequestWindow{window}, want: Deny, reason: []string{"alice may not forward to pg.internal:5432 from db1"}},
+		{name: "forward on a production host needs approval", person: person("alice", "acme-admin", "fwd"), key: fresh, host: "db1", login: "root", action: ActionForward, fwd: "db1:5432",
+			want: NeedsApproval, reason: []string{"db1 is a production host: non-interactive access needs an approved access request"}},
+		{name: "forward on a production host under a request", person: person("alice", "acme-admin", "fwd"), key: fresh, host: "db1", login: "root", action: ActionForward, fwd: "db1:5432",
+			requests: []RequestWindow{window}, want: Allow, request: "r-plain"},
+		{name: "forward to a production host's name from a test host", person: person("fred", "fwd", "tester"), key: fresh, host: "web1", login: "tester", action: ActionForward, fwd: "db1:5432", want: Allow},
+		{name: "forward malformed glob matches nothing", person: person("eve", "bad-glob", "tester"), key: fresh, host: "web1", login: "tester", action: ActionForward, fwd: "x:1", want: Deny},
 	}
 	if len(rows) < 30 {
 		t.Fatalf("table has %d rows, want at least 30", len(rows))
@@ -346,9 +472,12 @@ func TestAuthorize(t *testing.T) {
 				now = testNow
 			}
 			d := e.Authorize(Request{Person: tc.person, Key: tc.key, Host: host, Login: tc.login,
-				Action: tc.action, ForwardTo: tc.fwd, Now: now, Lock: tc.lock})
+				Action: tc.action, PTY: tc.pty, ForwardTo: tc.fwd, Now: now, Lock: tc.lock, Requests: tc.requests})
 			if d.Verdict != tc.want {
 				t.Fatalf("verdict %v, want %v (reason %q)", d.Verdict, tc.want, d.Reason)
+			}
+			if d.Request != tc.request || d.Terminal != tc.terminal {
+				t.Errorf("request %q terminal %v, want %q %v", d.Request, d.Terminal, tc.request, tc.terminal)
 			}
 			if d.Verdict == Allow && d.Reason != "" {
 				t.Errorf("Allow with reason %q", d.Reason)

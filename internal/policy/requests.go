@@ -40,6 +40,10 @@ type RequestWindow struct {
 	Login       string    // the one login the request is for
 	From, Until time.Time // the approved window [From, Until)
 	Approved    bool      // stored state is approved (not open, denied or revoked)
+	// TTY: the request asked for terminals (`--tty`) and the approvers
+	// accepted that, so a command with a PTY runs under it. Without it a
+	// request covers only work without a terminal.
+	TTY bool
 }
 
 // Covers reports whether w lets person work as login on host at now: w is
@@ -78,12 +82,12 @@ func (e *Engine) MaxRequestDuration() time.Duration {
 
 // CheckRequest decides whether p may create an access request for login on
 // hosts for d, giving reason. It checks, in this order: CheckPerson, that
-// hosts is not empty, that p's roles grant login on every host (a request
-// never widens what a person may do, it only lifts the four-eyes barrier
-// for non-interactive work), that an external person asks for no four-eyes
-// host (externals never own work there, M7), that 0 < d <= the cap, and
-// that the reason names a purpose (at least 10 characters). Hosts that do
-// not need a request are allowed with a warning.
+// p is not external (an external expert works only under supervision, in a
+// session an employee joins, M7), that hosts is not empty, that p's roles
+// grant login on every host (a request never widens what a person may do,
+// it only lifts the four-eyes barrier for non-interactive work), that
+// 0 < d <= the cap, and that the reason names a purpose (at least 10
+// characters). Hosts that do not need a request are allowed with a warning.
 func (e *Engine) CheckRequest(p *config.Person, k *config.Key, hosts []*config.Host, login string, d time.Duration, reason string, now time.Time, lock string) Decision {
 	pd := e.CheckPerson(p, k, now, lock)
 	if pd.Verdict != Allow {
@@ -91,6 +95,10 @@ func (e *Engine) CheckRequest(p *config.Person, k *config.Key, hosts []*config.H
 	}
 	warnings := pd.Warnings
 	name := personName(p)
+	if e.isExternal(p) {
+		return deny("external experts never request access: they work only under supervision, in a session an employee joins",
+			"open a terminal session (ssh -t) and ask an employee to join it", warnings)
+	}
 	if len(hosts) == 0 {
 		return deny("the request names no host", "name hosts, e.g. --hosts db1,db2 or --hosts tenant=acme,environment=production", warnings)
 	}
@@ -98,7 +106,6 @@ func (e *Engine) CheckRequest(p *config.Person, k *config.Key, hosts []*config.H
 		return deny("the request names no login", "name the login, e.g. --login deploy", warnings)
 	}
 	l := oneLine(login)
-	external := e.isExternal(p)
 	var easy []string // hosts that need no request
 	for _, h := range hosts {
 		if h == nil {
@@ -110,12 +117,7 @@ func (e *Engine) CheckRequest(p *config.Person, k *config.Key, hosts []*config.H
 			return deny(fmt.Sprintf("%s may not log in as %s on %s; a request cannot grant more than your roles do", name, l, hn),
 				fmt.Sprintf("leave %s out of the request, or ask for a role that grants %s on it", hn, l), warnings)
 		}
-		four := e.FourEyes(h)
-		if external && four {
-			return deny(fmt.Sprintf("%s is %s: an external expert may not own work there", hn, describeHost(h)),
-				fmt.Sprintf("ask an employee with access to %s to request it", hn), warnings)
-		}
-		if !four {
+		if !e.FourEyes(h) {
 			easy = append(easy, hn)
 		}
 	}
@@ -155,7 +157,9 @@ func plural(n int, one, many string) string {
 // requester (no self-approval), must not be external (external experts
 // never approve), and for every host some role of theirs must have a rule
 // with approve: true whose selector matches it; an approve right for part
-// of a request is no right to approve the request.
+// of a request is no right to approve the request. An approval opens a host
+// as much as typing on it, so a host that requires FIDO2 (M2) requires it
+// of the approver's key (k nil counts as none: this fails closed).
 func (e *Engine) CanDecide(approver *config.Person, k *config.Key, requester string, hosts []*config.Host, now time.Time, lock string) Decision {
 	pd := e.CheckPerson(approver, k, now, lock)
 	if pd.Verdict != Allow {
@@ -180,6 +184,10 @@ func (e *Engine) CanDecide(approver *config.Person, k *config.Key, requester str
 			hn := oneLine(h.Name)
 			return deny(fmt.Sprintf("%s may not approve requests for %s", name, hn),
 				fmt.Sprintf("ask someone whose role has approve: true for %s", hn), warnings)
+		}
+		if e.requiresFIDO2(h) && !isFIDO2(k) {
+			return deny(fido2Reason(h, "to approve its requests", k),
+				"register a FIDO2 key (ssh-keygen -t ecdsa-sk) and log in with it to decide", warnings)
 		}
 	}
 	return Decision{Verdict: Allow, Warnings: warnings}

@@ -57,6 +57,8 @@ func TestRequestRules(t *testing.T) {
 		return out
 	}
 	const goodReason = "vacuum after import, TICKET-42"
+	skKey := skECDSAKey(t, "2026-06-01")
+	requireFIDO2 := func(c *config.Config) { c.Policy.RequireFIDO2 = []string{config.Production} }
 
 	type row struct {
 		name      string
@@ -67,8 +69,10 @@ func TestRequestRules(t *testing.T) {
 		login     string        // check
 		d         time.Duration // check; 0 means 1h unless zeroD
 		zeroD     bool
-		reason    *string // check; nil: goodReason
-		requester string  // decide
+		reason    *string     // check; nil: goodReason
+		requester string      // decide
+		key       *config.Key // nil: an ECDSA key
+		noKey     bool        // no key at all
 		lock      string
 		want      Verdict
 		substr    string // in Reason (Deny) or in a Warning (Allow)
@@ -104,7 +108,13 @@ func TestRequestRules(t *testing.T) {
 		{name: "request: locked requester", op: "check", person: person("alice", "acme-ops"), hosts: "db1", login: "root", lock: "left the company",
 			want: Deny, substr: "locked"},
 		{name: "request: external on four-eyes host", op: "check", person: person("xena", "ext"), hosts: "db1", login: "root",
-			want: Deny, substr: "external expert may not own work there"},
+			want: Deny, substr: "external experts never request access: they work only under supervision, in a session an employee joins"},
+		{name: "request: external on test host", op: "check", person: person("xena", "ext"), hosts: "web1", login: "root",
+			want: Deny, substr: "external experts never request access"},
+		{name: "request: external with an employee role too", op: "check", person: person("xena", "ext", "acme-ops"), hosts: "web1", login: "root",
+			want: Deny, substr: "external experts never request access"},
+		{name: "request: employee on test host", op: "check", person: person("alice", "acme-ops"), hosts: "web1", login: "root",
+			want: Allow, substr: "web1 does not need a request"},
 		{name: "request: non-four-eyes host warns", op: "check", person: person("alice", "acme-ops"), hosts: "db1,web1", login: "root",
 			want: Allow, substr: "web1 does not need a request"},
 
@@ -130,6 +140,12 @@ func TestRequestRules(t *testing.T) {
 			p.Obligations.TrainingValidUntil = date("2026-01-01")
 			return p
 		}(), hosts: "db1", requester: "alice", want: Deny, substr: "training"},
+		{name: "decide: fido2 host, approver without fido2 key", op: "decide", cfg: requireFIDO2, person: person("bob", "acme-approver"), hosts: "web1,db1", requester: "alice",
+			want: Deny, substr: "db1 requires a FIDO2 security key (sk-ecdsa or sk-ed25519) to approve its requests; you logged in with ecdsa-sha2-nistp256"},
+		{name: "decide: fido2 host, approver with fido2 key", op: "decide", cfg: requireFIDO2, person: person("bob", "acme-approver"), key: skKey, hosts: "web1,db1", requester: "alice", want: Allow},
+		{name: "decide: fido2 host, no key fails closed", op: "decide", cfg: requireFIDO2, person: person("bob", "acme-approver"), noKey: true, hosts: "db1", requester: "alice",
+			want: Deny, substr: "you logged in with no key"},
+		{name: "decide: fido2 only for production, test host without", op: "decide", cfg: requireFIDO2, person: person("bob", "acme-approver"), hosts: "web1", requester: "alice", want: Allow},
 		{name: "decide: no hosts", op: "decide", person: person("bob", "acme-approver"), requester: "alice", want: Deny, substr: "names no host"},
 		{name: "decide: unknown person", op: "decide", hosts: "db1", requester: "alice", want: Deny, substr: "unknown person"},
 	}
@@ -140,6 +156,13 @@ func TestRequestRules(t *testing.T) {
 				r.cfg(c)
 			}
 			e := New(c)
+			k := key
+			if r.key != nil {
+				k = r.key
+			}
+			if r.noKey {
+				k = nil
+			}
 			var d Decision
 			switch r.op {
 			case "check":
@@ -151,9 +174,9 @@ func TestRequestRules(t *testing.T) {
 				if r.reason != nil {
 					reason = *r.reason
 				}
-				d = e.CheckRequest(r.person, key, hosts(e, r.hosts), r.login, dur, reason, testNow, r.lock)
+				d = e.CheckRequest(r.person, k, hosts(e, r.hosts), r.login, dur, reason, testNow, r.lock)
 			case "decide":
-				d = e.CanDecide(r.person, key, r.requester, hosts(e, r.hosts), testNow, r.lock)
+				d = e.CanDecide(r.person, k, r.requester, hosts(e, r.hosts), testNow, r.lock)
 			default:
 				t.Fatalf("unknown op %q", r.op)
 			}

@@ -4,14 +4,25 @@ package session
 // newline generally), so Tandem uses Ctrl-] (0x1d, telnet's escape key),
 // which OpenSSH passes through untouched:
 //
-//	Ctrl-] q        end the session for every participant
+//	Ctrl-] q        end the session for every participant (an observer: leave it)
 //	Ctrl-] ?        show a one-line help to the participant who typed it
 //	Ctrl-] Ctrl-]   send one literal Ctrl-] to the target
 //	Ctrl-] other    send both bytes unchanged (so programs that use Ctrl-] still get it)
 const (
 	EscapeByte = 0x1d
 	EscapeHelp = "Ctrl-] q ends the session for everyone; Ctrl-] Ctrl-] sends a literal Ctrl-]"
+	// ObserverEscapeHelp is the help observers see: for them Ctrl-] q
+	// leaves, and they type nothing else.
+	ObserverEscapeHelp = "Ctrl-] q leaves the session; observers cannot end it for the others"
 )
+
+// escapeHelp is the help line for p.
+func escapeHelp(p Participant) string {
+	if p.Mode == Observer {
+		return ObserverEscapeHelp
+	}
+	return EscapeHelp
+}
 
 // Action is what an escape sequence asks for.
 type Action int

@@ -30,7 +30,8 @@
 //   - Peer: may type; input is merged with the owner's and attributed to the
 //     person who typed it (Hooks.OnInput).
 //   - Observer: read-only; their keystrokes (other than the escape sequence)
-//     are discarded.
+//     are discarded. Ctrl-] q makes an observer leave, alone: watching
+//     gives no say over the others' work.
 //   - External (a flag on a Peer or Observer): never counts as the second
 //     person, may join only while a qualified second person is present, and,
 //     like everybody, may type only while the session is Live.
@@ -42,8 +43,11 @@
 //
 // # Escape sequence
 //
-// Any participant ends the session for all with Ctrl-] q (bytes 0x1d 'q');
-// Ctrl-] ? shows help, Ctrl-] Ctrl-] sends one literal 0x1d. OpenSSH's own
+// The owner and every peer end the session for all with Ctrl-] q (bytes
+// 0x1d 'q'): either of the four eyes may stop the work (M6). An observer who
+// types it leaves the session alone (OnLeave reason "left", as on a hang-up)
+// and cannot end it for the others. Ctrl-] ? shows help, Ctrl-] Ctrl-]
+// sends one literal 0x1d. OpenSSH's own
 // "~." is left alone (it only closes that participant's connection). Before
 // the session is Live the owner's keystrokes are discarded except for the
 // escape sequence, so the owner can leave the waiting room.
@@ -61,7 +65,8 @@
 // would end the session whenever a burst of output (cat of a large file)
 // arrives faster over the target's link than the owner's link carries it.
 // A stuck owner therefore stalls the output for all until their connection
-// fails or anyone ends the session (End and the escape sequence still work).
+// fails or someone ends the session (End, and the escape sequence of the
+// owner or a peer, still work).
 //
 // Latency goes to whoever types. Short output (an echo, a prompt) is
 // written to an idle owner by the output reader itself, without a hand-off
@@ -599,7 +604,7 @@ func (s *Session) Join(p Participant, t Terminal) (reason string, err error) {
 		ext = " (external)"
 	}
 	s.noticeLocked(m, fmt.Sprintf("joined session %s on %s as %s%s; owner %s; the owner's window size %dx%d applies; %s",
-		s.o.ID, s.o.Host, p.Mode, ext, s.o.Owner.Person, s.size.Cols, s.size.Rows, EscapeHelp))
+		s.o.ID, s.o.Host, p.Mode, ext, s.o.Owner.Person, s.size.Cols, s.size.Rows, escapeHelp(p)))
 	msg := fmt.Sprintf("%s joined as %s%s", p.Person, p.Mode, ext)
 	if s.o.FourEyes && p.qualifiedSecond(s.o.Owner.Person) && s.qualifiedCountLocked() == 1 {
 		switch s.state {
@@ -729,10 +734,16 @@ func (s *Session) read(m *member) {
 			}
 			switch act {
 			case ActEnd:
+				if m.p.Mode == Observer {
+					// The filter discards all further input, and the
+					// gateway closes the terminal once Join returns.
+					s.observerLeave(m)
+					return
+				}
 				s.End(m.p.Person, "")
 			case ActHelp:
 				s.mu.Lock()
-				s.noticeLocked(m, EscapeHelp)
+				s.noticeLocked(m, escapeHelp(m.p))
 				s.mu.Unlock()
 			}
 		}
@@ -767,7 +778,7 @@ func (s *Session) forward(m *member, p []byte) {
 		if m.p.Mode == Observer {
 			if !m.warned {
 				m.warned = true
-				s.noticeLocked(m, "you are observing; your input is not sent ("+EscapeHelp+")")
+				s.noticeLocked(m, "you are observing; your input is not sent ("+ObserverEscapeHelp+")")
 			}
 			s.mu.Unlock()
 			return
@@ -822,6 +833,23 @@ func (s *Session) leave(m *member, reason string) {
 	}
 	m.q.kill()
 	s.removeLocked(m, reason)
+}
+
+// observerLeave is an observer's Ctrl-] q: they leave, and only they. The
+// notice still reaches them (the queue is closed, not killed), then Join
+// returns ReasonLeft; the others see them leave as on a hang-up.
+func (s *Session) observerLeave(m *member) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.gone || s.state == Ended {
+		return
+	}
+	s.noticeLocked(m, "you left the session; observers cannot end it for the others")
+	if m.gone { // the notice did not fit: dropped as too slow
+		return
+	}
+	m.q.close()
+	s.removeLocked(m, ReasonLeft)
 }
 
 // dropLocked disconnects a participant that fell too far behind.

@@ -409,7 +409,9 @@ func TestEscapeEndsForAll(t *testing.T) {
 	b.term.typeKeys(t, "a\x1d\x1db")
 	h.in.waitFor(t, "a\x1db")
 	o.term.typeKeys(t, "\x1d?")
-	o.term.screen.waitFor(t, "Ctrl-] q ends the session for everyone")
+	o.term.screen.waitFor(t, "\r\n[tandem] "+ObserverEscapeHelp+"\r\n")
+	b.term.typeKeys(t, "\x1d?")
+	b.term.screen.waitFor(t, "\r\n[tandem] "+EscapeHelp+"\r\n")
 	b.term.typeKeys(t, "\x1dq")
 	err := h.attachResult()
 	if err == nil || err.Error() != "session ended by bob" || !errors.Is(err, ErrEnded) {
@@ -426,6 +428,87 @@ func TestEscapeEndsForAll(t *testing.T) {
 	states, _, leaves := h.rec.snapshot()
 	if states[len(states)-1] != "live>ended" || !slices.Equal(leaves, []string{"bob:session ended", "olga:session ended"}) {
 		t.Fatalf("states %v leaves %v", states, leaves)
+	}
+}
+
+// TestObserverEscapeLeavesAlone: an observer's Ctrl-] q makes them leave;
+// the session goes on for the others, in whatever state it was.
+func TestObserverEscapeLeavesAlone(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		live  bool
+		state State
+	}{
+		{"waiting", false, Waiting},
+		{"live", true, Live},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, true, nil)
+			var b *joiner
+			if tc.live {
+				b = goLive(t, h)
+			}
+			o := h.joinLive(olga)
+			o.term.typeKeys(t, "x\x1dq")
+			o.term.screen.waitFor(t, "\r\n[tandem] you left the session; observers cannot end it for the others\r\n")
+			if r := o.wait(t); r.err != nil || r.reason != ReasonLeft {
+				t.Fatalf("Join = %+v, want %q", r, ReasonLeft)
+			}
+			h.owner.screen.waitFor(t, "\r\n[tandem] olga left\r\n")
+			if got := h.s.State(); got != tc.state {
+				t.Fatalf("state %s, want %s", got, tc.state)
+			}
+			if ps := h.s.Participants(); slices.ContainsFunc(ps, func(p Participant) bool { return p.Person == "olga" }) {
+				t.Fatalf("olga still listed: %v", ps)
+			}
+			_, _, leaves := h.rec.snapshot()
+			if !slices.Equal(leaves, []string{"olga:left"}) {
+				t.Fatalf("leaves %v", leaves)
+			}
+			if !tc.live {
+				return
+			}
+			// The others go on working, and a peer's Ctrl-] q still ends
+			// the session for all.
+			b.term.screen.waitFor(t, "olga left")
+			h.owner.typeKeys(t, "id\r")
+			h.in.waitFor(t, "id\r")
+			b.term.typeKeys(t, "\x1dq")
+			if err := h.attachResult(); err == nil || err.Error() != "session ended by bob" {
+				t.Fatalf("Attach = %v", err)
+			}
+		})
+	}
+}
+
+// TestModeEscape: what Ctrl-] q does depends only on the mode of who types
+// it: the owner and peers (externals too) end the session, observers leave.
+func TestModeEscape(t *testing.T) {
+	for _, tc := range []struct {
+		p    Participant
+		ends bool
+	}{
+		{bob, true},
+		{eve, true},
+		{olga, false},
+		{Participant{Person: "eo", Mode: Observer, External: true}, false},
+	} {
+		t.Run(tc.p.Person, func(t *testing.T) {
+			h := newHarness(t, true, nil)
+			goLive(t, h)
+			j := h.joinLive(tc.p)
+			j.term.typeKeys(t, "\x1dq")
+			r := j.wait(t)
+			if tc.ends {
+				if r.reason != ReasonEnded || h.attachResult() == nil {
+					t.Fatalf("Join = %+v; want the session ended by %s", r, tc.p.Person)
+				}
+				return
+			}
+			if r.reason != ReasonLeft || h.s.State() != Live {
+				t.Fatalf("Join = %+v, state %s; want %s left alone", r, h.s.State(), tc.p.Person)
+			}
+		})
 	}
 }
 
