@@ -294,16 +294,23 @@ func (e *advEnv) tryDial(t *testing.T, person, user string) (*testenv.Attacker, 
 }
 
 // timedTandem runs the tandem CLI with a 10s deadline and reports how
-// long it took.
+// long it took and when it returned.
 func (e *advEnv) timedTandem(t *testing.T, args ...string) (string, time.Duration, time.Time) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var out, errOut testenv.SyncBuffer
+	cmd := exec.CommandContext(ctx, e.Bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	cmd.WaitDelay = 2 * time.Second
 	start := time.Now()
-	out, errOut, err := testenv.RunTandem(t, e.Bin, args...)
+	err := cmd.Run()
 	took := time.Since(start)
 	if err != nil {
-		t.Fatalf("tandem %s: %v (after %v)\nstdout: %s\nstderr: %s\ngateway:\n%s", strings.Join(args, " "), err, took, out, errOut, e.GW.Tail())
+		t.Fatalf("tandem %s: %v (after %v, deadline 10s)\nstdout: %s\nstderr: %s\ngateway:\n%s",
+			strings.Join(args, " "), err, took.Round(time.Millisecond), out.String(), errOut.String(), e.GW.Tail())
 	}
-	return out, took, start.Add(took)
+	return out.String(), took, start.Add(took)
 }
 
 // reload rewrites the configuration after mutate, sends SIGHUP and waits
@@ -471,6 +478,11 @@ func exchange(lport int, line string) (bool, string) {
 // more than any channel and socket buffers hold, and still bounded.
 const stalledExec = "head -c 64000000 /dev/zero"
 
+// fillTime lets a stalled command's output fill the channel window and
+// the socket buffers on the way. Nothing observable says when they are
+// full, so this one pause is a duration, not a condition.
+const fillTime = 300 * time.Millisecond
+
 // TestAdversaryLockStalledClients: alice holds a connection with many
 // channels whose output she never reads and a second one that stops
 // reading its socket (no keep-alive answered); carol has a normal live
@@ -488,16 +500,14 @@ func TestAdversaryLockStalledClients(t *testing.T) {
 	}
 	t.Logf("alice holds %d unread exec channels (%v)", len(chans), err)
 	frozen := e.dial(t, "alice", "root%db1")
-	fs, err := frozen.Session(testenv.SessionOpts{Exec: stalledExec})
-	if err != nil {
+	if _, err := frozen.Session(testenv.SessionOpts{Exec: stalledExec}); err != nil {
 		t.Fatalf("alice: exec on the client to freeze: %v", err)
 	}
-	_ = fs
 	// Let the outputs fill every buffer on the way before freezing.
 	if !testenv.WaitFor(10*time.Second, func() bool { return sessionsStarted(e.A) >= len(chans)+1 }) {
 		t.Fatalf("the target did not start alice's %d commands\ntarget log:\n%s", len(chans)+1, clipTail(e.A.Log(), 3000))
 	}
-	time.Sleep(300 * time.Millisecond) // the outputs need a moment to fill the windows; not a wait for a condition
+	time.Sleep(fillTime)
 	frozen.Freeze()
 
 	carol := startLive(t, "carol", e.client(t, "carol"), sleepArgs(e.route("db1")...)...)
@@ -507,16 +517,7 @@ func TestAdversaryLockStalledClients(t *testing.T) {
 
 	// lena locks carol through the gateway while alice's stalled clients
 	// hold their connections.
-	start := time.Now()
-	r := e.gw(t, "lena", "lock", "carol", "--reason", "'adversary test: carol'")
-	returned := time.Now()
-	if r.Code != 0 {
-		t.Fatalf("lena: ssh gw lock carol failed\n%s\ngateway:\n%s", r, e.GW.Tail())
-	}
-	t.Logf("ssh gw lock carol took %v", returned.Sub(start).Round(time.Millisecond))
-	if d := returned.Sub(start); d > commandWithin {
-		t.Errorf("PROMISE BROKEN (%s): ssh gw lock carol took %v, limit %v (alice's stalled clients are connected)", promise, d, commandWithin)
-	}
+	returned := e.enforce(t, promise, "lena", "lock", "carol", "--reason", "'adversary test: carol'")
 	if !carol.waitExit(returned.Add(enforceWithin + 2*time.Second).Sub(time.Now())) {
 		t.Errorf("PROMISE BROKEN (%s): carol's session still runs %v after ssh gw lock carol returned\n%s\ngateway:\n%s",
 			promise, time.Since(returned), carol.output(), e.GW.Tail())
@@ -556,16 +557,29 @@ func TestAdversaryRevokeStalled(t *testing.T) {
 	if !testenv.WaitFor(10*time.Second, func() bool { return sessionsStarted(e.A) >= 1 }) {
 		t.Fatalf("alice's exec did not reach prod1\ngateway:\n%s", e.GW.Tail())
 	}
-	start := time.Now()
-	r := e.gw(t, "bob", "revoke", id, "--reason", "adversary test revocation")
-	returned := time.Now()
-	if r.Code != 0 {
-		t.Fatalf("bob: ssh gw revoke %s\n%s", id, r)
-	}
-	if d := returned.Sub(start); d > commandWithin {
-		t.Errorf("PROMISE BROKEN (%s): ssh gw revoke took %v, limit %v", promise, d, commandWithin)
-	}
+	time.Sleep(fillTime)
+	returned := e.enforce(t, promise, "bob", "revoke", id, "--reason", "adversary test revocation")
 	e.sessionEndedIn(t, promise, "alice's unread exec under the revoked request", a, s, "ssh gw revoke returned", returned, enforceWithin)
+}
+
+// enforce runs an enforcing gateway command (`ssh gw lock|revoke …`) as
+// person, reports a broken promise when it takes longer than
+// commandWithin or hangs, and returns when it returned.
+func (e *advEnv) enforce(t *testing.T, promise, person string, args ...string) time.Time {
+	t.Helper()
+	start := time.Now()
+	r := e.client(t, person).Exec(t, testenv.RunOpts{Timeout: commandWithin + 5*time.Second}, "ssh", append([]string{"gw"}, args...)...)
+	returned := time.Now()
+	took := returned.Sub(start)
+	t.Logf("%s: ssh gw %s took %v", person, strings.Join(args, " "), took.Round(time.Millisecond))
+	if r.TimedOut || took > commandWithin {
+		t.Errorf("PROMISE BROKEN (%s): %s: ssh gw %s took %v (limit %v) while stalled clients are connected\n%s\ngateway:\n%s",
+			promise, person, strings.Join(args, " "), took.Round(time.Millisecond), commandWithin, r, e.GW.Tail())
+	}
+	if r.Code != 0 && !r.TimedOut {
+		t.Fatalf("%s: ssh gw %s failed\n%s\ngateway:\n%s", person, strings.Join(args, " "), r, e.GW.Tail())
+	}
+	return returned
 }
 
 // sessionEndedIn checks that a session channel (or its whole connection)
