@@ -29,6 +29,7 @@ const (
 	Exec           Type = "exec"
 	ForwardDenied  Type = "forward.denied"
 	ForwardStart   Type = "forward.start"
+	ForwardEnd     Type = "forward.end"
 	Command        Type = "command" // a gateway command such as whoami
 	// Access requests (M8).
 	RequestCreate   Type = "request.create"

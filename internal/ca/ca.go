@@ -187,6 +187,7 @@ type UserCert struct {
 	Principals []string
 	Validity   time.Duration
 	PTY        bool
+	Forward    bool // permit-port-forwarding: the session is a port forward
 }
 
 // SignUser signs a user certificate for reaching a target. It is valid from
@@ -200,6 +201,9 @@ func (k *Keys) SignUser(c UserCert) (*ssh.Certificate, error) {
 	ext := map[string]string{}
 	if c.PTY {
 		ext["permit-pty"] = ""
+	}
+	if c.Forward {
+		ext["permit-port-forwarding"] = ""
 	}
 	cert := &ssh.Certificate{
 		Key:             c.Key,

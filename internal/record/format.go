@@ -18,9 +18,14 @@ const (
 	KindPTY  Kind = "pty"  // interactive terminal session
 	KindExec Kind = "exec" // one command with stdin/stdout/stderr
 	KindSFTP Kind = "sftp" // file transfer operations
+	// KindForward is one port forward: stream "stdin" is what the client
+	// sent to the destination, "stdout" what came back.
+	KindForward Kind = "forward"
 )
 
-func (k Kind) valid() bool { return k == KindPTY || k == KindExec || k == KindSFTP }
+func (k Kind) valid() bool {
+	return k == KindPTY || k == KindExec || k == KindSFTP || k == KindForward
+}
 
 // Format constants.
 const (

@@ -1030,3 +1030,22 @@ func (s *Session) broadcastLocked(msg string, skip *member) {
 		}
 	}
 }
+
+// Remove takes person out of the session from outside (a lock, a reload
+// that took away their right to join): every participant with that person
+// id other than the owner is disconnected with reason, and the others are
+// told; if that leaves no qualified second person, the session pauses. It
+// never waits on a participant's connection. It reports whether anybody
+// was removed. To take the owner out, end the session.
+func (s *Session) Remove(person, reason string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	removed := false
+	for _, m := range append([]*member(nil), s.members...) {
+		if m.p.Person == person && !m.gone {
+			s.dropLocked(m, reason)
+			removed = true
+		}
+	}
+	return removed
+}

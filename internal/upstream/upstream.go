@@ -42,6 +42,11 @@ type Target struct {
 	SessionID string
 	Person    string
 	PTY       bool
+	// Forward asks for a certificate that permits port forwarding: the
+	// session is one forward, opened as direct-tcpip on the target, so that
+	// the destination is resolved there and the target's sshd
+	// (AllowTcpForwarding, PermitOpen) decides last.
+	Forward bool
 }
 
 // KeyID is the certificate key id for a session: the target's sshd logs it
@@ -168,6 +173,7 @@ func (d *Dialer) sessionSigner(t Target) (ssh.Signer, error) {
 		Principals: []string{t.Login},
 		Validity:   d.CertValidity,
 		PTY:        t.PTY,
+		Forward:    t.Forward,
 	})
 	if err != nil {
 		return nil, err
