@@ -138,6 +138,16 @@ RevokedKeys /etc/ssh/tandem_revoked_keys
 # Only the gateway's certificates: no personal authorized_keys on targets.
 AuthorizedKeysFile none
 PermitRootLogin prohibit-password
+# Port forwarding (M4): a forward that a role's "forward" list grants
+# leaves from this host, opened by the gateway as direct-tcpip with a
+# session certificate that permits it; "localhost" is this host. This sshd
+# decides last: "AllowTcpForwarding no" refuses every forward, PermitOpen
+# narrows the destinations. Nothing else is forwarded.
+AllowTcpForwarding local
+AllowAgentForwarding no
+AllowStreamLocalForwarding no
+X11Forwarding no
+PermitTunnel no
 KexAlgorithms %s
 Ciphers %s
 MACs %s

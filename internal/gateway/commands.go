@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -15,7 +14,6 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"tandem.dev/tandem/internal/audit"
-	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/policy"
 )
 
@@ -32,9 +30,9 @@ func commands() []command {
 		{"whoami", "who you are to the gateway, your keys, and the hosts and logins you may use", (*clientConn).cmdWhoami},
 		{"sessions", "the live and waiting sessions you own or may join", (*clientConn).cmdSessions},
 		{"join", "join SESSION-ID [--observer]: join a session as second person (use ssh -t)", nil},
-		{"request", "request --hosts SELECTOR --login LOGIN --for DURATION --reason TEXT: ask for non-interactive access to four-eyes hosts", (*clientConn).cmdRequest},
+		{"request", "request --hosts SELECTOR --login LOGIN --for DURATION [--tty] --reason TEXT: ask for non-interactive access to four-eyes hosts", (*clientConn).cmdRequest},
 		{"requests", "open access requests you own or may decide", (*clientConn).cmdRequests},
-		{"approve", "approve ID [--comment TEXT]", (*clientConn).cmdApprove},
+		{"approve", "approve ID [--terminals] [--comment TEXT]", (*clientConn).cmdApprove},
 		{"deny", "deny ID --reason TEXT", (*clientConn).cmdDeny},
 		{"revoke", "revoke ID --reason TEXT: end an approval early (live sessions under it end)", (*clientConn).cmdRevoke},
 		{"recordings", "recordings [--host H] [--person P] [--since 24h]: recordings you may read", (*clientConn).cmdRecordings},
@@ -194,14 +192,14 @@ func (c *clientConn) cmdKeys(args []string, out io.Writer) error {
 	return tw.Flush()
 }
 
-// mayLock reports whether the person holds a role with the lock permission.
-func (c *clientConn) mayLock() bool {
-	for _, r := range c.st.cfg.RolesOf(c.person) {
-		if slices.Contains(r.Permissions, config.PermissionLock) {
-			return true
-		}
+// mayLock is the policy's verdict on this person locking or unlocking
+// others: a role with the permission lock, never an external (M7).
+func (c *clientConn) mayLock() error {
+	d := c.st.engine.MayLock(c.person, c.key, c.srv.now(), c.srv.lockReason(c.person.ID))
+	if d.Verdict != policy.Allow {
+		return errors.New(joinReason(d))
 	}
-	return false
+	return nil
 }
 
 func (c *clientConn) cmdLock(args []string, out io.Writer) error {
@@ -213,8 +211,8 @@ func (c *clientConn) cmdLock(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if !c.mayLock() {
-		return fmt.Errorf("%s may not lock persons (needs a role with permission lock)", c.person.ID)
+	if err := c.mayLock(); err != nil {
+		return err
 	}
 	if strings.TrimSpace(*reason) == "" {
 		return fmt.Errorf("--reason is required")
@@ -240,8 +238,8 @@ func (c *clientConn) cmdUnlock(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if !c.mayLock() {
-		return fmt.Errorf("%s may not unlock persons (needs a role with permission lock)", c.person.ID)
+	if err := c.mayLock(); err != nil {
+		return err
 	}
 	if c.srv.store == nil {
 		return fmt.Errorf("this gateway has no state store")

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 
@@ -10,10 +12,17 @@ import (
 
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/config"
+	"tandem.dev/tandem/internal/policy"
 )
 
 // clientConn is one authenticated SSH connection of one person: the
 // outer connection to the gateway, or a jump connection inside it.
+//
+// st, person and key are the configuration in force, the person and the
+// key as of the last decision: every new channel works on a fresh copy
+// (refresh), so a reload, a removed key or a lock applies to an open
+// connection from its next channel on (M2, M4, M5), not only to new
+// logins.
 type clientConn struct {
 	srv    *Server
 	st     *state
@@ -21,6 +30,82 @@ type clientConn struct {
 	source string
 	person *config.Person
 	key    *config.Key
+	keyFP  string      // the fingerprint the person authenticated with
+	outer  *clientConn // for a jump connection: the connection it travels in
+	tcp    net.Conn    // the client's TCP connection (outer connections only)
+}
+
+// closeTransport closes the TCP connection the client's channels travel
+// over (the outer one, for a jump connection). Closing a net.Conn never
+// waits on the client, unlike a channel's CLOSE message, so this is the
+// enforcement of last resort for a client that stopped reading.
+//
+// The TCP connection is aborted (SO_LINGER 0: a reset), not closed
+// gracefully: a client that reads nothing would otherwise keep the
+// connection, and the kernel's buffers for it, half-open until its
+// unsent data timed out.
+func (c *clientConn) closeTransport() {
+	r := c.root()
+	if tc, ok := r.tcp.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = r.conn.Close()
+}
+
+// root is the outermost connection: c itself, or the one a jump
+// connection travels in.
+func (c *clientConn) root() *clientConn {
+	for c.outer != nil {
+		c = c.outer
+	}
+	return c
+}
+
+// refresh returns a copy of c that decides on the configuration and the
+// lock state in force now: the person and their key are looked up again.
+// A person removed from the configuration, a key no longer registered to
+// them or a lock makes it fail; so does CheckPerson (obligations lapsed,
+// key expired) — the error explains itself to the person. gone reports
+// that the connection itself has lost its right to exist (person, key or
+// lock), so the caller closes it.
+func (c *clientConn) refresh() (fresh *clientConn, gone bool, err error) {
+	st := c.srv.state.Load()
+	id := c.person.ID
+	p := st.cfg.Person(id)
+	if p == nil {
+		return nil, true, fmt.Errorf("%s is no longer in the gateway's configuration", id)
+	}
+	k := keyByFingerprint(p, c.keyFP)
+	if k == nil {
+		return nil, true, fmt.Errorf("the key %s is no longer registered to %s", c.keyFP, id)
+	}
+	lock := c.srv.lockReason(id)
+	if lock != "" {
+		return nil, true, fmt.Errorf("%s is locked: %s", id, lock)
+	}
+	if d := st.engine.CheckPerson(p, k, c.srv.now(), lock); d.Verdict != policy.Allow {
+		return nil, false, errors.New(joinReason(d))
+	}
+	cc := *c
+	cc.st, cc.person, cc.key = st, p, k
+	return &cc, false, nil
+}
+
+func keyByFingerprint(p *config.Person, fp string) *config.Key {
+	for i := range p.Keys {
+		if p.Keys[i].Fingerprint == fp {
+			return &p.Keys[i]
+		}
+	}
+	return nil
+}
+
+// refuseChannel refuses a new channel because the connection's person may
+// no longer work (see refresh), and audits it.
+func (c *clientConn) refuseChannel(nch ssh.NewChannel, err error, gone bool) {
+	c.srv.record(audit.Event{Type: audit.SessionDenied, Person: c.person.ID, Source: c.source,
+		Attrs: map[string]string{"channel": nch.ChannelType(), "reason": err.Error(), "connection_closed": fmt.Sprint(gone)}})
+	_ = nch.Reject(ssh.Prohibited, "tandem: "+err.Error())
 }
 
 // route says where a connection's session channels go.
@@ -39,11 +124,10 @@ func (c *clientConn) identify(perms *ssh.Permissions) error {
 	if c.person == nil {
 		return fmt.Errorf("person %q vanished", perms.Extensions[extPerson])
 	}
-	fp := perms.Extensions[extKey]
-	for i := range c.person.Keys {
-		if c.person.Keys[i].Fingerprint == fp {
-			c.key = &c.person.Keys[i]
-		}
+	c.keyFP = perms.Extensions[extKey]
+	c.key = keyByFingerprint(c.person, c.keyFP)
+	if c.key == nil {
+		return fmt.Errorf("key %s of %s vanished", c.keyFP, c.person.ID)
 	}
 	return nil
 }
@@ -77,7 +161,7 @@ func (c *clientConn) globalRequest(r *ssh.Request) {
 func (c *clientConn) serve(ctx context.Context, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, rt route) {
 	if !rt.jump {
 		if login, host, ok := parseUser(c.conn.User()); ok {
-			rt = route{host: c.st.cfg.Host(host), hostName: host, login: login}
+			rt = route{hostName: host, login: login} // host: looked up per channel
 		}
 	}
 	var wg sync.WaitGroup
@@ -99,22 +183,34 @@ func (c *clientConn) serve(ctx context.Context, chans <-chan ssh.NewChannel, req
 			}
 			nch = n
 		}
+		cc, gone, err := c.refresh()
+		if err != nil {
+			c.refuseChannel(nch, err, gone)
+			if gone {
+				c.closeTransport()
+			}
+			continue
+		}
+		rt := rt
+		if rt.hostName != "" {
+			rt.host = cc.st.cfg.Host(rt.hostName) // the host as configured now
+		}
 		switch nch.ChannelType() {
 		case "session":
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				if rt.hostName == "" {
-					c.commandSession(ctx, nch)
+					cc.commandSession(ctx, nch)
 				} else {
-					c.targetSession(ctx, nch, rt)
+					cc.targetSession(ctx, nch, rt)
 				}
 			}()
 		case "direct-tcpip":
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c.directTCPIP(ctx, nch, rt.jump)
+				cc.directTCPIP(ctx, nch, rt)
 			}()
 		default:
 			c.srv.record(audit.Event{Type: audit.ForwardDenied, Person: c.person.ID, Source: c.source,

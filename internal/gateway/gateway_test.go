@@ -17,6 +17,7 @@ import (
 	"tandem.dev/tandem/internal/ca"
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/record"
+	"tandem.dev/tandem/internal/store"
 	"tandem.dev/tandem/internal/testenv"
 )
 
@@ -30,6 +31,7 @@ type rig struct {
 	port   int
 	dir    string
 	cfg    *config.Config
+	yaml   string // the configuration's text, for reloads with edits
 }
 
 func startRig(t *testing.T, extraYAML func(targetAddr, hostKey string) string, persons map[string]string) *rig {
@@ -82,7 +84,12 @@ hosts:
 		t.Fatal(err)
 	}
 	rec := &Recorder{Vault: vault, Dir: filepath.Join(dir, "data"), StreamCap: 1 << 20}
-	srv, err := New(Options{Config: cfg, Keys: keys, Audit: sink, Recorder: rec, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	st, err := store.Open(filepath.Join(dir, "data", "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv, err := New(Options{Config: cfg, Keys: keys, Audit: sink, Recorder: rec, Store: st, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +101,7 @@ hosts:
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ctx, ln) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &rig{srv: srv, sink: sink, keys: keys, target: target, port: port, dir: dir, cfg: cfg}
+	return &rig{srv: srv, sink: sink, keys: keys, target: target, port: port, dir: dir, cfg: cfg, yaml: b.String()}
 }
 
 func (r *rig) client(t *testing.T, person, key string) *testenv.Client {

@@ -44,13 +44,18 @@ func (c *clientConn) joinSession(ctx context.Context, ch ssh.Channel, reqs <-cha
 	if sh == nil {
 		return fail("no session %s; `ssh gw sessions` lists the sessions you may join", id)
 	}
+	host := c.st.cfg.Host(sh.host.Name) // as configured now
+	if host == nil {
+		return fail("host %s is no longer configured", sh.host.Name)
+	}
 	d := c.st.engine.Join(policy.JoinRequest{
-		Person: c.person, Key: c.key, Owner: sh.owner, Host: sh.host, Mode: mode,
+		Person: c.person, Key: c.key, Owner: sh.owner, Host: host, Mode: mode,
 		Now: c.srv.now(), Lock: c.srv.lockReason(c.person.ID),
 	})
 	if d.Verdict != policy.Allow {
 		return fail("%s", joinReason(d.Decision))
 	}
+	sh.noteJoiner(c.person.ID, c.keyFP)
 	reason, err := sh.sess.Join(session.Participant{
 		Person: c.person.ID, Mode: session.Mode(d.Mode), External: d.External,
 	}, &chanTerminal{ch: ch, closed: closed})

@@ -2,24 +2,27 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
-	"sync"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/policy"
+	"tandem.dev/tandem/internal/record"
+	"tandem.dev/tandem/internal/relay"
+	"tandem.dev/tandem/internal/upstream"
 )
 
-// directTCPIP answers a client's request to reach host:port. A configured
-// host name in the outer connection is jump mode: the gateway itself is
-// the "target" the client speaks SSH to. Anything else is port forwarding,
-// refused unless a role grants the destination.
-func (c *clientConn) directTCPIP(ctx context.Context, nch ssh.NewChannel, inJump bool) {
+// directTCPIP answers a client's request to reach host:port. On a
+// connection without a route, a configured host name is jump mode: the
+// gateway itself is the "target" the client speaks SSH to. Anything else is
+// port forwarding (see forward).
+func (c *clientConn) directTCPIP(ctx context.Context, nch ssh.NewChannel, rt route) {
 	var dst struct {
 		Host     string
 		Port     uint32
@@ -30,7 +33,7 @@ func (c *clientConn) directTCPIP(ctx context.Context, nch ssh.NewChannel, inJump
 		_ = nch.Reject(ssh.ConnectionFailed, "tandem: malformed direct-tcpip request")
 		return
 	}
-	if h := c.st.cfg.Host(dst.Host); h != nil && !inJump {
+	if h := c.st.cfg.Host(dst.Host); h != nil && !rt.jump {
 		if !c.hasGrantOn(h.Name) {
 			c.srv.record(audit.Event{Type: audit.SessionDenied, Person: c.person.ID, Host: h.Name, Tenant: h.Tenant,
 				Source: c.source, Attrs: map[string]string{"mode": "jump", "reason": "no grant on host"}})
@@ -40,7 +43,7 @@ func (c *clientConn) directTCPIP(ctx context.Context, nch ssh.NewChannel, inJump
 		c.jump(ctx, nch, h.Name)
 		return
 	}
-	c.forward(ctx, nch, net.JoinHostPort(dst.Host, strconv.Itoa(int(dst.Port))), inJump)
+	c.forward(ctx, nch, net.JoinHostPort(dst.Host, strconv.Itoa(int(dst.Port))), rt)
 }
 
 func (c *clientConn) hasGrantOn(host string) bool {
@@ -80,64 +83,129 @@ func (c *clientConn) jump(ctx context.Context, nch ssh.NewChannel, name string) 
 	defer sc.Close()
 	stop := context.AfterFunc(ctx, func() { sc.Close() })
 	defer stop()
-	inner := &clientConn{srv: c.srv, st: c.st, conn: sc, source: c.source}
+	inner := &clientConn{srv: c.srv, st: c.st, conn: sc, source: c.source, outer: c}
 	if err := inner.identify(sc.Permissions); err != nil {
 		return
 	}
+	// Registered like the outer connection: a lock or a removed key closes
+	// it (through the outer connection, which never waits on the client).
+	c.srv.live.addConn(inner)
+	defer c.srv.live.removeConn(inner)
 	inner.serve(ctx, chans, greqs, route{host: c.st.cfg.Host(name), hostName: name, login: sc.User(), jump: true})
 }
 
-// forward handles port forwarding: refused unless a role grants the
-// destination, and audited either way.
-func (c *clientConn) forward(ctx context.Context, nch ssh.NewChannel, dest string, inJump bool) {
-	ev := audit.Event{Person: c.person.ID, Source: c.source, Attrs: map[string]string{"kind": "local", "destination": dest}}
-	d := c.st.engine.Authorize(policy.Request{Person: c.person, Key: c.key, Action: policy.ActionForward, ForwardTo: dest, Now: c.srv.now()})
+// forward handles port forwarding (M4). A forward belongs to a host route
+// (jump or user name) and leaves from that target: the gateway opens it as
+// direct-tcpip on its own connection to the target, so "localhost" means
+// the target, never the gateway, and the target's sshd (AllowTcpForwarding,
+// PermitOpen) decides last. The policy must allow it for the route's host
+// and login (the rule's selector and its forward list). Every forward is
+// a session of its own: audited at start and end with byte counts, and
+// recorded like an exec (both directions counted and hashed).
+func (c *clientConn) forward(ctx context.Context, nch ssh.NewChannel, dest string, rt route) {
+	ev := audit.Event{Person: c.person.ID, Source: c.source, Host: rt.hostName, Login: rt.login,
+		Attrs: map[string]string{"kind": "local", "destination": dest, "mode": modeName(rt)}}
+	if rt.host != nil {
+		ev.Tenant = rt.host.Tenant
+	}
+	now := c.srv.now()
+	d := c.st.engine.Authorize(policy.Request{Person: c.person, Key: c.key, Host: rt.host, Login: rt.login,
+		Action: policy.ActionForward, ForwardTo: dest, Now: now, Lock: c.srv.lockReason(c.person.ID),
+		Requests: c.srv.requestWindows(ctx, c.person.ID, now)})
 	if d.Verdict != policy.Allow {
 		ev.Type = audit.ForwardDenied
 		ev.Attrs["reason"] = d.Reason
+		ev.Attrs["verdict"] = d.Verdict.String()
 		c.srv.record(ev)
-		msg := "forwarding to " + dest + " is not granted"
-		host, _, _ := net.SplitHostPort(dest)
-		if !inJump && c.st.cfg.Host(host) == nil {
-			msg = "unknown host " + host + ", and " + msg
+		msg := strings.ReplaceAll(joinReason(d), "\n ", ";")
+		if rt.hostName == "" {
+			// On a bare gateway connection this is most often `ssh -J gw`
+			// to a host name the gateway does not know.
+			host, _, _ := net.SplitHostPort(dest)
+			msg = "unknown host " + host + " (`ssh gw whoami` lists the hosts you may reach); " + msg
 		}
 		_ = nch.Reject(ssh.Prohibited, "tandem: "+msg)
 		return
 	}
-	ev.Type = audit.ForwardStart
+	id := newSessionID()
+	ev.Type, ev.Session, ev.Request = audit.ForwardStart, id, d.Request
 	if err := c.srv.audit.Append(ctx, ev); err != nil {
 		_ = nch.Reject(ssh.Prohibited, "tandem: the audit log is unavailable")
 		return
 	}
-	var nd net.Dialer
-	dctx, cancel := context.WithTimeout(ctx, c.st.cfg.Gateway.DialTimeout.Duration)
-	out, err := nd.DialContext(dctx, "tcp", dest)
-	cancel()
+	end := withAttrs(ev, audit.ForwardEnd, map[string]string{"destination": dest})
+	rec, err := c.srv.startRecording(record.Meta{SessionID: id, Tenant: rt.host.Tenant, Kind: record.KindForward,
+		Started: now, Host: rt.host.Name, Login: rt.login, Owner: c.person.ID, Command: "direct-tcpip " + dest})
 	if err != nil {
-		_ = nch.Reject(ssh.ConnectionFailed, "tandem: cannot reach "+dest)
+		_ = nch.Reject(ssh.ResourceShortage, "tandem: the forward cannot be recorded, so it cannot start")
+		end.Attrs["error"] = err.Error()
+		c.srv.record(end)
 		return
 	}
-	defer out.Close()
+	res, why, err := c.relayForward(ctx, nch, dest, rt, id, rec, d.Request)
+	sum, recErr := rec.Close()
+	end.Attrs["bytes_in"] = strconv.FormatInt(res.In, 10)
+	end.Attrs["bytes_out"] = strconv.FormatInt(res.Out, 10)
+	summaryAttrs(end.Attrs, record.KindForward, rec, sum, recErr)
+	if err != nil {
+		end.Attrs["error"] = err.Error()
+	}
+	if why != "" {
+		end.Attrs["reason"] = why
+	}
+	c.srv.record(end)
+}
+
+// relayForward dials the target, opens dest there and copies both ways
+// until either side ends, through the recording. The forward is in the
+// registry meanwhile, so locks, revocations and reloads end it.
+//
+// why is the reason it was ended from outside, if it was.
+func (c *clientConn) relayForward(ctx context.Context, nch ssh.NewChannel, dest string, rt route, id string, rec *record.Writer, request string) (res relay.Result, why string, err error) {
+	host, portText, _ := net.SplitHostPort(dest)
+	port, _ := strconv.ParseUint(portText, 10, 32)
+	up, err := c.st.dialer.Dial(ctx, upstream.Target{Host: rt.host, Login: rt.login, SessionID: id, Person: c.person.ID, Forward: true})
+	if err != nil {
+		_ = nch.Reject(ssh.ConnectionFailed, "tandem: "+err.Error())
+		return relay.Result{}, "", err
+	}
+	defer up.Close()
+	out, outReqs, err := up.OpenChannel("direct-tcpip", ssh.Marshal(struct {
+		Host     string
+		Port     uint32
+		OrigHost string
+		OrigPort uint32
+	}{host, uint32(port), "127.0.0.1", 0}))
+	if err != nil {
+		msg := fmt.Sprintf("%s refused to open %s: %v", rt.host.Name, dest, err)
+		_ = nch.Reject(ssh.ConnectionFailed, "tandem: "+msg)
+		return relay.Result{}, "", errors.New(msg)
+	}
 	ch, reqs, err := nch.Accept()
 	if err != nil {
-		return
+		out.Close()
+		return relay.Result{}, "", err
 	}
-	defer ch.Close()
-	go ssh.DiscardRequests(reqs)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_, _ = io.Copy(out, ch)
-		if tc, ok := out.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
+	go ssh.DiscardRequests(outReqs)
+	live := &liveSession{id: id, person: c.person.ID, keyFP: c.keyFP, host: rt.host.Name, login: rt.login,
+		action: policy.ActionForward, conn: c, ch: ch, eol: "\n", rec: rec, forwardTo: dest}
+	if request != "" {
+		if r, err := c.srv.requestByID(ctx, request); err == nil {
+			live.request, live.requestUntil = r.ID, r.ValidUntil
 		}
-	}()
-	_, _ = io.Copy(ch, out)
-	_ = ch.CloseWrite()
-	_ = ch.Close()
-	out.Close()
-	wg.Wait()
+	}
+	c.srv.register(live)
+	defer c.srv.live.remove(id)
+	if !live.setUpstream(up) {
+		ch.Close()
+		out.Close()
+		return relay.Result{}, live.endReason(), errors.New("ended before it started")
+	}
+	recDone := make(chan struct{})
+	go watchRecording(rec, live, recDone)
+	defer close(recDone)
+	res = relay.Stream(ch, reqs, out, relay.Taps{In: streamTap{rec, "stdin"}, Out: streamTap{rec, "stdout"}})
+	return res, live.endReason(), nil
 }
 
 // chanConn lets an SSH channel carry a nested SSH connection.

@@ -8,18 +8,36 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"tandem.dev/tandem/internal/policy"
 	"tandem.dev/tandem/internal/record"
 	"tandem.dev/tandem/internal/session"
 )
 
+// endGrace bounds how long a session ended from outside may take to say
+// goodbye (its notice, exit status and CLOSE) before the gateway closes the
+// client's whole connection instead. A client that does not read its
+// channel cannot make enforcement wait longer than this (M5).
+const endGrace = 300 * time.Millisecond
+
 // liveSession is a running session that the gateway may have to end from
-// outside: a lock, a revoked approval, a failed audit log.
+// outside: a lock, a revoked or expired request, a reload that took the
+// grant away, a failed recording or audit log. It keeps what a later
+// decision needs to ask the policy again.
 type liveSession struct {
 	id     string
 	person string
+	keyFP  string // the key the owner authenticated with
 	host   string
-	ch     ssh.Channel
-	eol    string
+	login  string
+	action policy.Action
+	pty    bool
+	// forwardTo is the destination of a port forward ("host:port").
+	forwardTo string
+	// fourEyes: the session started with a second person required.
+	fourEyes bool
+	conn     *clientConn // the connection the session runs on
+	ch       ssh.Channel
+	eol      string
 
 	// request is the access request the session runs under, if any, and
 	// when it runs out.
@@ -34,29 +52,70 @@ type liveSession struct {
 	mu       sync.Mutex
 	upstream io.Closer // the target connection, set once connected
 	ended    bool
+	reason   string // why it was ended from outside
 	done     chan struct{} // closed when the session's handler has finished
 }
 
-// end tells the client why and tears the session down; the relay then
-// finishes and the handler records session.end.
-func (l *liveSession) end(msg string) {
+// end ends the session and returns at once: it never waits on the client
+// (M5: nothing a client does can hold back enforcement). An interactive
+// session ends for its participants now (their notice is queued) and its
+// target connection closes. An exec, sftp or forward session says why on
+// the client's stderr first and then closes its target connection and
+// channel, from a short-lived goroutine, so the notice goes out before the
+// relay winds the channel down. If that goroutine has not finished within
+// endGrace (the client does not read, or its TCP window is shut), the
+// target connection and the client's whole connection are closed, which
+// ends the goroutine too.
+//
+// It reports whether it ended the session (false: it had ended already).
+func (l *liveSession) end(msg string) bool {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.ended {
-		return
+		l.mu.Unlock()
+		return false
 	}
-	l.ended = true
+	l.ended, l.reason = true, msg
+	up := l.upstream
+	l.mu.Unlock()
+	closeUp := func() {
+		if up != nil {
+			up.Close()
+		}
+	}
 	if l.shared != nil {
-		l.shared.End("", msg) // tells every participant
-	} else {
-		fmt.Fprintf(l.ch.Stderr(), "%standem: %s%s", l.eol, msg, l.eol)
+		// Queues the notice for every participant; never blocks on one.
+		l.shared.End("", msg)
+		closeUp()
 	}
-	if l.upstream != nil {
-		l.upstream.Close()
-	}
-	l.ch.Close()
+	said := make(chan struct{})
+	go func() {
+		defer close(said)
+		if l.shared == nil {
+			fmt.Fprintf(l.ch.Stderr(), "%standem: %s%s", l.eol, msg, l.eol)
+			closeUp()
+		}
+		_ = l.ch.Close()
+	}()
+	time.AfterFunc(endGrace, func() {
+		select {
+		case <-said:
+		default:
+			closeUp()
+			l.conn.closeTransport()
+		}
+	})
+	return true
 }
 
+// endReason is why the session was ended from outside; "" when it was not.
+func (l *liveSession) endReason() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.reason
+}
+
+// setUpstream hands the session its target connection; false means the
+// session was ended meanwhile and the caller must not go on.
 func (l *liveSession) setUpstream(c io.Closer) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -77,6 +136,17 @@ func (l *liveSession) involves(person string) bool {
 		}
 	}
 	return false
+}
+
+// oust takes person out of the session: the owner's session ends; a
+// joiner is removed and the session goes on (paused, if they were the
+// second person). Never blocks on a client.
+func (l *liveSession) oust(person, msg string) {
+	if l.person == person || l.shared == nil {
+		l.end(msg)
+		return
+	}
+	l.shared.Remove(person, msg)
 }
 
 // registry holds the live sessions and client connections of one gateway.
@@ -133,16 +203,21 @@ func (r *registry) removeConn(c *clientConn) {
 	delete(r.conns, c)
 }
 
-func (r *registry) connsOf(person string) []*clientConn {
+// connsMatching returns the registered connections for which keep is true.
+func (r *registry) connsMatching(keep func(*clientConn) bool) []*clientConn {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []*clientConn
 	for c := range r.conns {
-		if c.person != nil && c.person.ID == person {
+		if keep(c) {
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+func (r *registry) connsOf(person string) []*clientConn {
+	return r.connsMatching(func(c *clientConn) bool { return c.person != nil && c.person.ID == person })
 }
 
 func (r *registry) add(l *liveSession) {

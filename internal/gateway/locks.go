@@ -51,6 +51,14 @@ func (s *Server) watchLocks(ctx context.Context) {
 				last = gen
 			}
 		}
+		if last >= 0 {
+			// Tell processes that changed a lock (`tandem lock`) that it is
+			// in force here: locks reloaded, locked persons thrown out.
+			if err := s.store.AckGeneration(ctx, s.name, last, s.now()); err != nil {
+				s.log.Error("lock store: acknowledge", "err", err)
+			}
+		}
+		s.sweepLocks()
 		s.checkRequestSessions(ctx, changed)
 		s.auditLockEvents(ctx)
 		s.drainOutbox(ctx)
@@ -61,44 +69,6 @@ func (s *Server) watchLocks(ctx context.Context) {
 		}
 	}
 }
-
-// refreshLocks loads the active locks and throws out every locked person.
-func (s *Server) refreshLocks(ctx context.Context) error {
-	locks, err := s.store.Locks(ctx, s.now())
-	if err != nil {
-		return err
-	}
-	s.locks.Store(&locks)
-	for person, l := range locks {
-		s.evict(person, fmt.Sprintf("%s was locked: %s", person, l.Reason))
-	}
-	return nil
-}
-
-// evict ends every live session person owns or takes part in, and closes
-// their connections, so that nothing they opened goes on.
-func (s *Server) evict(person, msg string) {
-	ended := s.live.matching(func(l *liveSession) bool { return l.involves(person) })
-	for _, l := range ended {
-		l.end(msg)
-	}
-	// Let the sessions deliver their notice and exit status before the
-	// connections go; bounded, so a stuck client cannot delay the lock-out.
-	deadline := time.After(evictFlush)
-	for _, l := range ended {
-		select {
-		case <-l.done:
-		case <-deadline:
-		}
-	}
-	for _, c := range s.live.connsOf(person) {
-		c.conn.Close()
-	}
-}
-
-// evictFlush bounds how long an eviction waits for ended sessions to say
-// goodbye before it closes the person's connections.
-const evictFlush = 300 * time.Millisecond
 
 // auditLockEvents moves lock and unlock events from the store into the
 // audit log. An event is marked only after the log took it; a crash in

@@ -47,7 +47,7 @@ func summaryAttrs(attrs map[string]string, kind record.Kind, w *record.Writer, s
 	}
 	attrs["recording_sha256"] = sum.SHA256
 	attrs["recording_file_sha256"] = sum.FileSHA256
-	if kind == record.KindExec || kind == record.KindSFTP {
+	if kind == record.KindExec || kind == record.KindSFTP || kind == record.KindForward {
 		// An empty stream is recorded too: zero bytes, the empty hash.
 		for _, name := range []string{"stdin", "stdout", "stderr"} {
 			attrs[name+"_bytes"] = "0"

@@ -19,29 +19,41 @@ import (
 // Access requests (M8): non-interactive work on four-eyes hosts runs only
 // inside a time-boxed, purpose-bound request that a second person approved.
 
-// coveringRequest finds an approved, current request of the person that
-// covers host and login.
-func (c *clientConn) coveringRequest(ctx context.Context, host, login string) (*store.Request, bool) {
-	if c.srv.store == nil {
-		return nil, false
+// requestWindows reads the person's current access requests for the
+// policy, which decides whether one covers an action. An unreadable store
+// yields none: without a request nothing that needs one is allowed (fail
+// closed).
+func (s *Server) requestWindows(ctx context.Context, person string, now time.Time) []policy.RequestWindow {
+	if s.store == nil {
+		return nil
 	}
-	now := c.srv.now()
-	rs, err := c.srv.store.ActiveRequests(ctx, c.person.ID, now)
+	rs, err := s.store.ActiveRequests(ctx, person, now)
 	if err != nil {
-		c.srv.log.Error("request store unreadable", "err", err)
-		return nil, false
+		s.log.Error("request store unreadable", "err", err)
+		return nil
 	}
-	for i := range rs {
-		if policy.Covers(window(rs[i]), c.person.ID, host, login, now) {
-			return &rs[i], true
-		}
+	ws := make([]policy.RequestWindow, len(rs))
+	for i, r := range rs {
+		ws[i] = window(r)
 	}
-	return nil, false
+	return ws
+}
+
+// requestByID loads a request the policy named as covering an action.
+func (s *Server) requestByID(ctx context.Context, id string) (*store.Request, error) {
+	if s.store == nil {
+		return nil, errors.New("this gateway has no state store")
+	}
+	r, err := s.store.GetRequest(ctx, id)
+	if err == nil && r == nil {
+		err = fmt.Errorf("request %s vanished", id)
+	}
+	return r, err
 }
 
 func window(r store.Request) policy.RequestWindow {
 	return policy.RequestWindow{ID: r.ID, Requester: r.Requester, Hosts: r.Hosts, Login: r.Login,
-		From: r.ValidFrom, Until: r.ValidUntil, Approved: r.State == store.RequestApproved}
+		From: r.ValidFrom, Until: r.ValidUntil, Approved: r.State == store.RequestApproved, TTY: r.TTY}
 }
 
 // recordRequest audits a request's transition; the action has already
@@ -63,6 +75,7 @@ func (c *clientConn) cmdRequest(args []string, out io.Writer) error {
 	sel := fs.String("hosts", "", "hosts: names or globs, or tenant=…, environment=…, label:key=value, comma-separated")
 	login := fs.String("login", "", "the target login")
 	dur := fs.Duration("for", time.Hour, "how long the approval lasts once approved")
+	tty := fs.Bool("tty", false, "also allow commands with a terminal (ssh -tt host cmd) without a second person; approvers must accept this with --terminals")
 	reason := fs.String("reason", "", "purpose and ticket (required); may be the last flag, unquoted")
 	if err := fs.Parse(args); err != nil {
 		return usageOf(fs)
@@ -87,19 +100,19 @@ func (c *clientConn) cmdRequest(args []string, out io.Writer) error {
 		names[i] = h.Name
 	}
 	r, err := c.srv.store.CreateRequest(context.Background(), store.Request{
-		Requester: c.person.ID, Hosts: names, Selector: *sel, Login: *login, Duration: *dur, Reason: *reason, Created: now,
+		Requester: c.person.ID, Hosts: names, Selector: *sel, Login: *login, Duration: *dur, Reason: *reason, Created: now, TTY: *tty,
 	})
 	if err != nil {
 		return err
 	}
-	if err := c.recordRequest(audit.RequestCreate, r, map[string]string{"duration": dur.String(), "reason": *reason}); err != nil {
+	if err := c.recordRequest(audit.RequestCreate, r, map[string]string{"duration": dur.String(), "reason": *reason, "tty": fmt.Sprint(*tty)}); err != nil {
 		return fmt.Errorf("request %s stored, but the audit log is unavailable: %v", r.ID, err)
 	}
 	for _, w := range d.Warnings {
 		fmt.Fprintf(out, "note: %s\n", w)
 	}
 	need := c.st.engine.ApproversNeeded(hosts)
-	fmt.Fprintf(out, "request %s: %s on %s for %s — waiting for %d approval(s)\n", r.ID, r.Login, strings.Join(r.Hosts, ", "), r.Duration, need)
+	fmt.Fprintf(out, "request %s: %s on %s for %s%s — waiting for %d approval(s)\n", r.ID, r.Login, strings.Join(r.Hosts, ", "), r.Duration, ttyWords(r), need)
 	fmt.Fprintf(out, "a colleague approves with:  ssh gw approve %s\n", r.ID)
 	return nil
 }
@@ -119,7 +132,7 @@ func (c *clientConn) cmdRequests(args []string, out io.Writer) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tREQUESTER\tLOGIN\tHOSTS\tFOR\tUNTIL\tREASON")
+	fmt.Fprintln(tw, "ID\tSTATE\tREQUESTER\tLOGIN\tHOSTS\tFOR\tTERMINALS\tUNTIL\tREASON")
 	n := 0
 	for _, r := range rs {
 		state := r.StateAt(now)
@@ -134,8 +147,12 @@ func (c *clientConn) cmdRequests(args []string, out io.Writer) error {
 		if !r.ValidUntil.IsZero() {
 			until = r.ValidUntil.UTC().Format("2006-01-02 15:04 UTC")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, state, r.Requester, r.Login,
-			strings.Join(r.Hosts, ","), r.Duration, until, r.Reason)
+		terminals := "no"
+		if r.TTY {
+			terminals = "YES"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, state, r.Requester, r.Login,
+			strings.Join(r.Hosts, ","), r.Duration, terminals, until, r.Reason)
 		n++
 	}
 	if n == 0 {
@@ -162,8 +179,12 @@ func (c *clientConn) mayDecide(r store.Request, now time.Time) bool {
 }
 
 // decision parses "ID [--comment|--reason TEXT]" for approve, deny, revoke.
+// fs may carry further flags of the command (approve's --terminals).
 func decisionArgs(name, textFlag string, args []string, out io.Writer) (id, text string, err error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	return decisionFlags(flag.NewFlagSet(name, flag.ContinueOnError), textFlag, args, out)
+}
+
+func decisionFlags(fs *flag.FlagSet, textFlag string, args []string, out io.Writer) (id, text string, err error) {
 	fs.SetOutput(out)
 	t := fs.String(textFlag, "", "text recorded with the decision")
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -223,14 +244,32 @@ func (c *clientConn) loadRequest(id string) (store.Request, error) {
 	return *r, nil
 }
 
+// ttyWords says in a request's summary that it allows terminals.
+func ttyWords(r store.Request) string {
+	if r.TTY {
+		return ", WITH TERMINALS (commands with a terminal, no second person)"
+	}
+	return ""
+}
+
 func (c *clientConn) cmdApprove(args []string, out io.Writer) error {
-	id, comment, err := decisionArgs("approve", "comment", args, out)
+	fs := flag.NewFlagSet("approve", flag.ContinueOnError)
+	terminals := fs.Bool("terminals", false, "accept that the request allows commands with a terminal without a second person")
+	id, comment, err := decisionFlags(fs, "comment", args, out)
 	if err != nil {
 		return err
 	}
 	r, err := c.loadRequest(id)
 	if err != nil {
 		return err
+	}
+	if r.TTY && !*terminals {
+		// The approver must have read this before the request can pass:
+		// a terminal under a request is interactive work without a
+		// second person at the screen (recorded, but not watched).
+		return fmt.Errorf("request %s asks for terminals: %s could run commands with a terminal (ssh -tt) on %s without a second person; "+
+			"each such session is recorded like a four-eyes session but nobody watches it live.\n"+
+			"  if that is intended, approve with:  ssh gw approve %s --terminals", id, r.Requester, strings.Join(r.Hosts, ", "), id)
 	}
 	now := c.srv.now()
 	hs := c.hostsOf(r)
@@ -244,7 +283,7 @@ func (c *clientConn) cmdApprove(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	attrs := map[string]string{"comment": comment, "approvals": fmt.Sprint(len(r.Approvals))}
+	attrs := map[string]string{"comment": comment, "approvals": fmt.Sprint(len(r.Approvals)), "tty": fmt.Sprint(r.TTY)}
 	if r.State == store.RequestApproved {
 		attrs["valid_until"] = r.ValidUntil.UTC().Format(time.RFC3339)
 	}
@@ -252,8 +291,8 @@ func (c *clientConn) cmdApprove(args []string, out io.Writer) error {
 		return fmt.Errorf("approval stored, but the audit log is unavailable: %v", err)
 	}
 	if r.State == store.RequestApproved {
-		fmt.Fprintf(out, "request %s approved: %s may use %s on %s until %s\n", r.ID, r.Requester, r.Login,
-			strings.Join(r.Hosts, ", "), r.ValidUntil.UTC().Format("2006-01-02 15:04 UTC"))
+		fmt.Fprintf(out, "request %s approved: %s may use %s on %s%s until %s\n", r.ID, r.Requester, r.Login,
+			strings.Join(r.Hosts, ", "), ttyWords(r), r.ValidUntil.UTC().Format("2006-01-02 15:04:05 UTC"))
 	} else {
 		fmt.Fprintf(out, "request %s: approval recorded, %d more needed\n", r.ID, c.st.engine.ApproversNeeded(hs)-len(r.Approvals))
 	}
@@ -323,33 +362,4 @@ func (c *clientConn) cmdRevoke(args []string, out io.Writer) error {
 	n := c.srv.endRequestSessions(id, fmt.Sprintf("request %s was revoked by %s: %s", id, c.person.ID, reason))
 	fmt.Fprintf(out, "request %s revoked; %d live session(s) ended\n", id, n)
 	return nil
-}
-
-// endRequestSessions ends every live session running under request id.
-func (s *Server) endRequestSessions(id, msg string) int {
-	ls := s.live.matching(func(l *liveSession) bool { return l.request == id })
-	for _, l := range ls {
-		l.end(msg)
-	}
-	return len(ls)
-}
-
-// checkRequestSessions ends sessions whose request has expired or was
-// revoked elsewhere (another gateway, the CLI). Called by the watcher.
-func (s *Server) checkRequestSessions(ctx context.Context, reread bool) {
-	now := s.now()
-	for _, l := range s.live.matching(func(l *liveSession) bool { return l.request != "" }) {
-		if !l.requestUntil.After(now) {
-			s.record(audit.Event{Type: audit.RequestExpired, Person: l.person, Request: l.request, Session: l.id})
-			l.end(fmt.Sprintf("request %s expired at %s", l.request, l.requestUntil.UTC().Format("15:04 UTC")))
-			continue
-		}
-		if !reread || s.store == nil {
-			continue
-		}
-		r, err := s.store.GetRequest(ctx, l.request)
-		if err == nil && (r == nil || !r.ActiveAt(now)) {
-			l.end(fmt.Sprintf("request %s is no longer approved", l.request))
-		}
-	}
 }

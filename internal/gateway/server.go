@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"tandem.dev/tandem/internal/netutil"
@@ -58,6 +59,7 @@ type Server struct {
 	rec    *Recorder
 	limit  *ratelimit.Limiter
 	locks  atomic.Pointer[map[string]store.Lock]
+	name   string // this gateway in the store's acknowledgements: host and listen address
 	wg     sync.WaitGroup
 	closed atomic.Bool
 }
@@ -86,6 +88,8 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("gateway: no recorder (every session is recorded)")
 	}
 	s := &Server{keys: o.Keys, audit: o.Audit, log: o.Logger, now: o.Now, store: o.Store, rec: o.Recorder}
+	host, _ := os.Hostname()
+	s.name = host + " " + o.Config.Gateway.Listen
 	st, err := s.newState(o.Config)
 	if err != nil {
 		return nil, err
@@ -135,20 +139,17 @@ func (s *Server) newState(cfg *config.Config) (*state, error) {
 	return st, nil
 }
 
-// Reload swaps in a new, already validated configuration. Connections and
-// sessions in progress keep the state they started with.
+// Reload swaps in a new, already validated configuration. Every decision
+// from now on uses it, also on connections opened before (M2, M4, M6);
+// live sessions and connections that it no longer allows end at once
+// (see enforceConfig).
 func (s *Server) Reload(cfg *config.Config) error {
 	st, err := s.newState(cfg)
 	if err != nil {
 		return err
 	}
-	old := s.state.Swap(st)
-	// A person removed from the configuration is out at once, like a lock.
-	for _, p := range old.cfg.Persons {
-		if cfg.Person(p.ID) == nil {
-			s.evict(p.ID, p.ID+" was removed from the configuration")
-		}
-	}
+	s.state.Store(st)
+	s.enforceConfig(context.Background(), st)
 	return nil
 }
 
@@ -230,7 +231,7 @@ func (s *Server) handleConn(ctx context.Context, tcp net.Conn, release, done fun
 		return
 	}
 	_ = nc.SetDeadline(time.Time{})
-	c := &clientConn{srv: s, st: st, conn: sc, source: source}
+	c := &clientConn{srv: s, st: st, conn: sc, source: source, tcp: tcp}
 	if err := c.identify(sc.Permissions); err != nil {
 		s.log.Error("authenticated connection without identity", "err", err)
 		sc.Close()
@@ -253,6 +254,11 @@ func (s *Server) serveConn(ctx context.Context, c *clientConn, chans <-chan ssh.
 	defer sc.Close()
 	s.live.addConn(c)
 	defer s.live.removeConn(c)
+	// A lock that landed between the key check and addConn found no
+	// connection to close: look again now that this one is registered.
+	if s.lockReason(c.person.ID) != "" {
+		return
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Close the connection when the gateway stops, so blocked reads end.

@@ -15,6 +15,7 @@ import (
 	"tandem.dev/tandem/internal/policy"
 	"tandem.dev/tandem/internal/record"
 	"tandem.dev/tandem/internal/session"
+	"tandem.dev/tandem/internal/store"
 	"tandem.dev/tandem/internal/upstream"
 )
 
@@ -24,6 +25,26 @@ type sharedSession struct {
 	host  *config.Host
 	owner string
 	login string
+
+	mu     sync.Mutex
+	joiner map[string]string // person → fingerprint of the key they joined with
+}
+
+// noteJoiner remembers the key a joiner authenticated with, so that a
+// reload can decide their place in the session again (FIDO2, lock).
+func (s *sharedSession) noteJoiner(person, keyFP string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.joiner == nil {
+		s.joiner = map[string]string{}
+	}
+	s.joiner[person] = keyFP
+}
+
+func (s *sharedSession) joinerKeyFP(person string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.joiner[person]
 }
 
 // chanTerminal adapts a client's session channel to a session.Terminal.
@@ -149,7 +170,11 @@ func (u *upstreamHolder) send(name string, payload []byte) bool {
 // interactive runs a PTY session through the session package: on a
 // four-eyes host it waits for a second person before the target sees any
 // login (M6); elsewhere it is live at once, and others may still observe.
-func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, ss *sessionStart, rt route, d policy.Decision, ev audit.Event) {
+//
+// req is the access request that granted a terminal for a command, if
+// any: the session then runs alone, ends with the request, and is recorded
+// like every PTY session.
+func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, ss *sessionStart, rt route, d policy.Decision, ev audit.Event, req *store.Request) {
 	fourEyes := d.Verdict == policy.NeedsSecondPerson
 	id := newSessionID()
 	ev.Type, ev.Session = audit.SessionStart, id
@@ -167,7 +192,7 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 	size := ptySize(ss.pty, ss.winch)
 	up := upstreamHolder{size: size}
 	var endReason string
-	base := audit.Event{Person: c.person.ID, Session: id, Host: rt.host.Name, Tenant: rt.host.Tenant, Login: rt.login}
+	base := audit.Event{Person: c.person.ID, Session: id, Host: rt.host.Name, Tenant: rt.host.Tenant, Login: rt.login, Request: ev.Request}
 	rec, err := c.srv.startRecording(record.Meta{SessionID: id, Tenant: rt.host.Tenant, Kind: record.KindPTY,
 		Started: c.srv.now(), Host: rt.host.Name, Login: rt.login, Owner: c.person.ID, Term: ptyTerm(ss.pty),
 		Cols: int(size.Cols), Rows: int(size.Rows), Command: ss.command, Env: ss.envNames})
@@ -208,8 +233,12 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 		Hooks: hooks, Now: c.srv.now,
 	}, &chanTerminal{ch: ch, closed: closed}, size)
 	shared := &sharedSession{sess: sess, host: rt.host, owner: c.person.ID, login: rt.login}
-	live := &liveSession{id: id, person: c.person.ID, host: rt.host.Name, ch: ch, eol: "\r\n", shared: sess}
-	c.srv.live.add(live)
+	live := c.newLive(id, rt, actionOf(ss), ss, ch)
+	live.shared, live.fourEyes = sess, fourEyes
+	if req != nil {
+		live.request, live.requestUntil = req.ID, req.ValidUntil
+	}
+	c.srv.register(live)
 	c.srv.live.addShared(id, shared)
 	defer c.srv.live.remove(id)
 	defer c.srv.live.removeShared(id)

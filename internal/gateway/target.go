@@ -70,29 +70,32 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 		return
 	}
 	ev.Tenant = rt.host.Tenant
+	now := c.srv.now()
 	d := c.st.engine.Authorize(policy.Request{
-		Person: c.person, Key: c.key, Host: rt.host, Login: rt.login, Action: action, Now: c.srv.now(),
+		Person: c.person, Key: c.key, Host: rt.host, Login: rt.login, Action: action, PTY: ss.pty != nil,
+		Now: now, Lock: c.srv.lockReason(c.person.ID), Requests: c.srv.requestWindows(ctx, c.person.ID, now),
 	})
 	var req *store.Request
-	if d.Verdict == policy.NeedsSecondPerson && ss.start.Type == "exec" {
-		// A named command with a terminal (Ansible runs modules with
-		// ssh -tt) is automation when an approved request covers it; a
-		// shell is never: that needs a second person at the terminal.
-		if r, ok := c.coveringRequest(ctx, rt.host.Name, rt.login); ok {
-			req, d.Verdict, action = r, policy.Allow, policy.ActionExec
+	if d.Verdict == policy.Allow && d.Request != "" {
+		r, err := c.srv.requestByID(ctx, d.Request)
+		if err != nil {
+			c.srv.log.Error("request store unreadable", "err", err)
+			d = policy.Decision{Reason: "the access request cannot be read; try again, or tell the gateway's operators"}
+		} else {
+			req = r
 			ev.Request = r.ID
-			ev.Attrs["action"], ev.Attrs["pty"] = string(action), "true"
 		}
 	}
-	if action == policy.ActionShell && (d.Verdict == policy.Allow || d.Verdict == policy.NeedsSecondPerson) {
-		c.interactive(ctx, ch, reqs, ss, rt, d, ev)
+	// Everything with a terminal that the policy lets start runs through
+	// the session package: four-eyes sessions wait for the second person,
+	// and a command with a terminal under a request that granted terminals
+	// is recorded exactly like a PTY session, input attributed.
+	if ss.pty != nil && (d.Verdict == policy.Allow || d.Verdict == policy.NeedsSecondPerson) {
+		if d.Terminal {
+			ev.Attrs["terminal"] = "true"
+		}
+		c.interactive(ctx, ch, reqs, ss, rt, d, ev, req)
 		return
-	}
-	if d.Verdict == policy.NeedsApproval {
-		if r, ok := c.coveringRequest(ctx, rt.host.Name, rt.login); ok {
-			req, d.Verdict = r, policy.Allow
-			ev.Request = r.ID
-		}
 	}
 	if d.Verdict != policy.Allow {
 		ev.Type = audit.SessionDenied
@@ -112,11 +115,11 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 	for _, w := range d.Warnings {
 		fmt.Fprintf(ch.Stderr(), "tandem: %s%s", w, eol(ss))
 	}
-	live := &liveSession{id: id, person: c.person.ID, host: rt.host.Name, ch: ch, eol: eol(ss)}
+	live := c.newLive(id, rt, action, ss, ch)
 	if req != nil {
 		live.request, live.requestUntil = req.ID, req.ValidUntil
 	}
-	c.srv.live.add(live)
+	c.srv.register(live)
 	defer c.srv.live.remove(id)
 	kind := record.KindExec
 	if ss.start.Type == "subsystem" {
@@ -151,6 +154,9 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 			"bytes_err": strconv.FormatInt(res.Err, 10),
 		}}
 	summaryAttrs(end.Attrs, kind, rec, sum, recErr)
+	if why := live.endReason(); why != "" {
+		end.Attrs["reason"] = why
+	}
 	switch {
 	case err != nil:
 		end.Attrs["error"] = err.Error()
@@ -224,15 +230,25 @@ func (c *clientConn) envAllowed(name string) bool {
 	return false
 }
 
+// actionOf is what the client asked for. Whether it has a terminal is a
+// separate question (ss.pty), which the policy asks too: a shell always
+// needs a second person on a four-eyes host, with or without a terminal.
 func actionOf(ss *sessionStart) policy.Action {
-	switch {
-	case ss.start.Type == "subsystem":
+	switch ss.start.Type {
+	case "subsystem":
 		return policy.ActionSFTP
-	case ss.pty != nil:
+	case "shell":
 		return policy.ActionShell
 	default:
 		return policy.ActionExec
 	}
+}
+
+// newLive describes a session about to start, for the registry: what
+// enforcement needs to decide it again later.
+func (c *clientConn) newLive(id string, rt route, action policy.Action, ss *sessionStart, ch ssh.Channel) *liveSession {
+	return &liveSession{id: id, person: c.person.ID, keyFP: c.keyFP, host: rt.host.Name, login: rt.login,
+		action: action, pty: ss.pty != nil, conn: c, ch: ch, eol: eol(ss)}
 }
 
 func modeName(rt route) string {

@@ -1,0 +1,212 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/config"
+	"tandem.dev/tandem/internal/policy"
+)
+
+// Enforcement from outside a session: a lock (M5), a revoked or expired
+// access request (M8) and a reload that takes a right away (M2, M4, M6)
+// end the sessions and close the connections they concern. Every path here
+// returns without waiting on any client: sessions end through
+// liveSession.end and connections close through closeTransport, both of
+// which hand the talking to the client to a bounded goroutine. So one
+// stuck client can never hold back enforcement for anybody else.
+
+// evictFlush is how long an eviction lets the ended sessions say goodbye
+// before it closes the person's connections. The connections close then
+// whatever the client does; meanwhile every new channel on them is refused,
+// since each one checks the lock first (clientConn.refresh).
+const evictFlush = 300 * time.Millisecond
+
+// refreshLocks loads the active locks and throws out every locked person.
+func (s *Server) refreshLocks(ctx context.Context) error {
+	locks, err := s.store.Locks(ctx, s.now())
+	if err != nil {
+		return err
+	}
+	s.locks.Store(&locks)
+	for person, l := range locks {
+		s.evict(person, fmt.Sprintf("%s was locked: %s", person, l.Reason))
+	}
+	return nil
+}
+
+// register adds a session about to reach its target to the registry. A
+// lock that landed after the session was authorized but before it was
+// registered found nothing to end: the lock is looked at again once the
+// session is in the registry, so one of the two always sees the other.
+func (s *Server) register(l *liveSession) {
+	s.live.add(l)
+	if lock := s.lockReason(l.person); lock != "" {
+		l.end(fmt.Sprintf("%s was locked: %s", l.person, lock))
+	}
+}
+
+// sweepLocks throws out every locked person again. The watcher calls it on
+// every poll, so whatever slipped past the other checks (a joiner who
+// joined the moment the lock landed) is out within a poll.
+func (s *Server) sweepLocks() {
+	m := s.locks.Load()
+	if m == nil {
+		return
+	}
+	now := s.now()
+	for person, l := range *m {
+		if !l.Active(now) {
+			continue
+		}
+		if len(s.live.matching(func(x *liveSession) bool { return x.involves(person) })) > 0 ||
+			len(s.live.connsOf(person)) > 0 {
+			s.evict(person, fmt.Sprintf("%s was locked: %s", person, l.Reason))
+		}
+	}
+}
+
+// evict ends the sessions person owns, takes them out of the sessions they
+// joined, and closes their connections after evictFlush. It returns at once.
+func (s *Server) evict(person, msg string) {
+	for _, l := range s.live.matching(func(l *liveSession) bool { return l.involves(person) }) {
+		l.oust(person, msg)
+	}
+	s.closeLater(s.live.connsOf(person))
+}
+
+// closeLater closes the connections' transports after evictFlush.
+func (s *Server) closeLater(conns []*clientConn) {
+	if len(conns) == 0 {
+		return
+	}
+	time.AfterFunc(evictFlush, func() {
+		for _, c := range conns {
+			c.closeTransport()
+		}
+	})
+}
+
+// endRequestSessions ends every live session running under request id.
+func (s *Server) endRequestSessions(id, msg string) int {
+	ls := s.live.matching(func(l *liveSession) bool { return l.request == id })
+	for _, l := range ls {
+		l.end(msg)
+	}
+	return len(ls)
+}
+
+// checkRequestSessions ends sessions whose request has expired or was
+// revoked elsewhere (another gateway, the CLI). Called by the watcher.
+func (s *Server) checkRequestSessions(ctx context.Context, reread bool) {
+	now := s.now()
+	for _, l := range s.live.matching(func(l *liveSession) bool { return l.request != "" }) {
+		if !l.requestUntil.After(now) {
+			if l.end(fmt.Sprintf("request %s expired at %s", l.request, l.requestUntil.UTC().Format("15:04:05 UTC"))) {
+				s.record(audit.Event{Type: audit.RequestExpired, Person: l.person, Request: l.request, Session: l.id})
+			}
+			continue
+		}
+		if !reread || s.store == nil {
+			continue
+		}
+		r, err := s.store.GetRequest(ctx, l.request)
+		if err == nil && (r == nil || !r.ActiveAt(now)) {
+			l.end(fmt.Sprintf("request %s is no longer approved", l.request))
+		}
+	}
+}
+
+// enforceConfig applies a new configuration to what is already running:
+// connections of persons who were removed, or whose key was removed, close;
+// every live session is decided again and ends when the policy no longer
+// allows it (a role or grant removed, a host moved to a four-eyes
+// environment, a FIDO2 requirement added); joiners who may no longer join
+// are taken out.
+func (s *Server) enforceConfig(ctx context.Context, st *state) {
+	for _, c := range s.live.connsMatching(func(*clientConn) bool { return true }) {
+		p := st.cfg.Person(c.person.ID)
+		switch {
+		case p == nil:
+			s.evict(c.person.ID, c.person.ID+" was removed from the configuration")
+		case keyByFingerprint(p, c.keyFP) == nil:
+			msg := fmt.Sprintf("the key %s was removed from %s", c.keyFP, c.person.ID)
+			root := c.root().conn
+			for _, l := range s.live.matching(func(l *liveSession) bool { return l.conn.root().conn == root }) {
+				l.end(msg)
+			}
+			s.closeLater([]*clientConn{c})
+		}
+	}
+	now := s.now()
+	for _, l := range s.live.matching(func(*liveSession) bool { return true }) {
+		if reason := s.stillAllowed(ctx, st, l, now); reason != "" {
+			l.end(reason)
+			continue
+		}
+		if l.shared != nil {
+			s.recheckJoiners(st, l, now)
+		}
+	}
+}
+
+// stillAllowed decides a running session again under st. It returns why
+// the session must end, or "" when it may go on.
+func (s *Server) stillAllowed(ctx context.Context, st *state, l *liveSession, now time.Time) string {
+	p := st.cfg.Person(l.person)
+	if p == nil {
+		return l.person + " was removed from the configuration"
+	}
+	k := keyByFingerprint(p, l.keyFP)
+	if k == nil {
+		return fmt.Sprintf("the key %s was removed from %s", l.keyFP, l.person)
+	}
+	h := st.cfg.Host(l.host)
+	if h == nil {
+		return fmt.Sprintf("host %s was removed from the configuration", l.host)
+	}
+	d := st.engine.Authorize(policy.Request{Person: p, Key: k, Host: h, Login: l.login, Action: l.action, PTY: l.pty,
+		Now: now, Lock: s.lockReason(p.ID), Requests: s.requestWindows(ctx, p.ID, now)})
+	switch {
+	case d.Verdict == policy.Allow:
+		return ""
+	case d.Verdict == policy.NeedsSecondPerson && l.fourEyes:
+		return ""
+	case d.Verdict == policy.NeedsSecondPerson:
+		return fmt.Sprintf("%s now needs a second person for interactive work (four-eyes); open a new session and ask a colleague to join", h.Name)
+	default:
+		return "the configuration no longer allows this session: " + d.Reason
+	}
+}
+
+// recheckJoiners takes out of a shared session every joiner whom st no
+// longer lets join it in their mode.
+func (s *Server) recheckJoiners(st *state, l *liveSession, now time.Time) {
+	h := st.cfg.Host(l.host)
+	for _, part := range l.shared.Participants() {
+		if part.Person == l.person {
+			continue
+		}
+		p := st.cfg.Person(part.Person)
+		if p == nil {
+			continue // evicted with their connections above
+		}
+		d := st.engine.Join(policy.JoinRequest{Person: p, Key: s.joinerKey(p, l.id, part.Person), Owner: l.person, Host: h,
+			Mode: string(part.Mode), Now: now, Lock: s.lockReason(p.ID)})
+		if d.Verdict != policy.Allow {
+			l.shared.Remove(part.Person, "the configuration no longer lets "+part.Person+" join: "+d.Reason)
+		}
+	}
+}
+
+// joinerKey is the key person joined session id with, under the current
+// configuration; nil when it is gone (the policy then fails closed).
+func (s *Server) joinerKey(p *config.Person, id, person string) *config.Key {
+	sh := s.live.sharedByID(id)
+	if sh == nil {
+		return nil
+	}
+	return keyByFingerprint(p, sh.joinerKeyFP(person))
+}
