@@ -280,3 +280,14 @@ func writeTestFile(t *testing.T, path, content string) {
 		t.Fatalf("write %s: %v", path, err)
 	}
 }
+
+// clientOf returns the OpenSSH client of person from a test environment's
+// clients, failing the test when the environment has none for them.
+func clientOf(t *testing.T, clients map[string]*testenv.Client, person string) *testenv.Client {
+	t.Helper()
+	c := clients[person]
+	if c == nil {
+		t.Fatalf("no OpenSSH client for %s", person)
+	}
+	return c
+}

@@ -267,11 +267,7 @@ type feTerm struct {
 // cleanup continues (if stopped) and kills the client, and closes the PTY.
 func (e *feEnv) open(t *testing.T, person string, args ...string) *feTerm {
 	t.Helper()
-	c := e.clients[person]
-	if c == nil {
-		t.Fatalf("no client for %s", person)
-	}
-	cmd := c.Command(t, "ssh", append([]string{"-tt"}, args...)...)
+	cmd := clientOf(t, e.clients, person).Command(t, "ssh", append([]string{"-tt"}, args...)...)
 	// pty makes the child a session leader, and so the leader of its own
 	// process group; Setpgid on top of that would fail.
 	cmd.SysProcAttr = nil

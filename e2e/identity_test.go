@@ -338,7 +338,10 @@ func TestIdentityObligations(t *testing.T) {
 		want   string
 	}{
 		{"alice", true, ""},
-		{"yves", true, ""},
+		// yves meets every obligation, so he logs in; as an external he
+		// works only under supervision (M7): a command of his own is
+		// refused, with no login on the target.
+		{"yves", false, "external experts work only under supervision"},
 		{"erin", false, "data-protection training expired on " + day(-1)},
 		{"fred", false, "confidentiality commitment is dated " + day(1)},
 		{"gina", false, "no data-protection training on record"},
@@ -346,6 +349,11 @@ func TestIdentityObligations(t *testing.T) {
 	} {
 		t.Run(tc.person, func(t *testing.T) {
 			c := e.client(t, tc.person, priv[tc.person])
+			if tc.person == "yves" {
+				if r := c.SSH(t, "gw", "whoami"); r.Code != 0 {
+					e.failf(t, r, "yves meets every obligation: want a login to the gateway")
+				}
+			}
 			for _, dest := range [][]string{e.db1(), {"db1"}} {
 				before := e.Target.AcceptedLogins()
 				marker := "ok-" + nonce(t)

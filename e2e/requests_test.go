@@ -183,11 +183,7 @@ func newRequestEnv(t *testing.T, o rqOpts) *rqEnv {
 // client returns the OpenSSH client of person.
 func (e *rqEnv) client(t *testing.T, person string) *testenv.Client {
 	t.Helper()
-	c := e.clients[person]
-	if c == nil {
-		t.Fatalf("no client for %s", person)
-	}
-	return c
+	return clientOf(t, e.clients, person)
 }
 
 // gw runs `ssh gw ARGS…` as person.
@@ -669,10 +665,10 @@ func (a ansibleRun) recap(host string) (counts [4]int, ok bool) {
 // Ansible settings of a run, as environment variables.
 var (
 	// ansibleTuned is how TestRequestsAnsible runs Ansible: pipelining
-	// on (the issue asks for it), everything else as Ansible does it,
-	// including `ssh -tt` for become tasks: an approved request covers a
-	// named command with a terminal. TestRequestsAnsibleDefaults runs
-	// Ansible's own defaults (no pipelining: -tt for every module).
+	// on, as the README recommends, so that no module needs a terminal
+	// (become through sudo): an approved request covers work without a
+	// terminal only. TestRequestsAnsibleDefaults runs Ansible's own
+	// defaults (no pipelining: -tt for every module).
 	ansibleTuned = []string{"ANSIBLE_PIPELINING=True"}
 	// ansibleDefaults are Ansible's own defaults.
 	ansibleDefaults = []string{"ANSIBLE_PIPELINING=False", "ANSIBLE_SSH_USETTY=True"}
@@ -886,10 +882,12 @@ func TestRequestsAnsible(t *testing.T) {
 }
 
 // TestRequestsAnsibleDefaults runs the playbook with Ansible's own
-// defaults — no pipelining, `ssh -tt` for every module — under an approved
-// request: M8 says Ansible works through the gateway unchanged. The short
-// wait_timeout bounds the run should the gateway send a module's command
-// to the four-eyes waiting room.
+// defaults — no pipelining, `ssh -tt` for every module. An approved request
+// covers work without a terminal only: a terminal under a request would be
+// interactive root work without the second person M6 demands. So under a
+// plain request the run fails and Tandem names the fix; under a request
+// made with --tty, which the approver accepted with --terminals, it runs
+// green, each module's terminal recorded like a four-eyes session.
 func TestRequestsAnsibleDefaults(t *testing.T) {
 	t.Parallel()
 	testenv.RequireProgram(t, "ansible-playbook")
@@ -897,7 +895,34 @@ func TestRequestsAnsibleDefaults(t *testing.T) {
 	s := newAnsibleSetup(t, e, "alice", []string{"db1"})
 	id := e.request(t, "alice", "db1", "1h", "TICKET-7 deploy config")
 	e.decide(t, "bob", "approve", id, "approved")
-	s.greenRun(t, e, id, ansibleDefaults)
+	a := s.run(t, ansibleDefaults)
+	const fix = "covers commands without a terminal only"
+	if a.Code == 0 || !strings.Contains(a.Output, fix) || !strings.Contains(a.Output, "pipelining") {
+		t.Errorf("Ansible's defaults under a plain request: want a failed run naming %q and pipelining (exit %d)\nansible output:\n%s", fix, a.Code, a.Output)
+	}
+	e.decide(t, "alice", "revoke", id, "revoked", "--reason", "needs a request with terminals")
+
+	r := e.gw(t, "alice", "request", "--hosts", "db1", "--login", "root", "--for", "1h", "--tty", "--reason", "TICKET-8 Ansible with defaults")
+	m := requestIDRE.FindStringSubmatch(r.Stdout)
+	if r.Code != 0 || m == nil || !strings.Contains(r.Stdout, "WITH TERMINALS") {
+		t.Fatalf("ssh gw request --tty: want a request that says it asks for terminals\n%s", r)
+	}
+	tty := m[1]
+	if l := e.gw(t, "bob", "requests"); !strings.Contains(l.Stdout, "YES") {
+		t.Errorf("ssh gw requests does not show the approver that %s asks for terminals:\n%s", tty, l)
+	}
+	e.decideRefused(t, "bob", "approve", tty, "asks for terminals")
+	e.decide(t, "bob", "approve", tty, "WITH TERMINALS", "--terminals")
+	s.greenRun(t, e, tty, ansibleDefaults)
+	kinds := map[string]int{}
+	for _, rec := range e.auditOfRequest(t, tty, "session.start") {
+		if rec.Type == "session.start" && rec.Attrs["terminal"] == "true" {
+			kinds["terminal"]++
+		}
+	}
+	if kinds["terminal"] == 0 {
+		t.Errorf("no session under %s was recorded as a terminal session", tty)
+	}
 }
 
 // checkFile compares a file's content with want.
