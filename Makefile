@@ -1,5 +1,6 @@
 # Tandem's build and test entry points. `make test` is the one full run
-# (what CI runs via .ci/run): test programs, vet, all tests.
+# (what CI runs via .ci/run): test programs, vet, unit tests with -race,
+# the end-to-end tests, a smoke run of the benchmarks.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -16,9 +17,12 @@ all: build
 deps:
 	scripts/test-deps.sh
 
+# Unit tests run with the race detector; the end-to-end tests drive the
+# built binary and real programs, so a race build would only slow them.
 test: deps
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v '/e2e$$')
+	$(GO) test -count=1 -timeout 20m ./e2e/
 	$(MAKE) bench-smoke
 
 # A smoke run of the benchmark suite (bench/, ~15 s): tiny sizes, every
