@@ -41,6 +41,9 @@ func (s *Server) watchLocks(ctx context.Context) {
 	last := int64(-1)
 	for {
 		gen, err := s.store.Generation(ctx)
+		if ctx.Err() != nil {
+			return // the gateway stops; nothing to report
+		}
 		changed := err == nil && gen != last
 		if err != nil {
 			s.log.Error("lock store unreadable", "err", err)
@@ -54,7 +57,7 @@ func (s *Server) watchLocks(ctx context.Context) {
 		if last >= 0 {
 			// Tell processes that changed a lock (`tandem lock`) that it is
 			// in force here: locks reloaded, locked persons thrown out.
-			if err := s.store.AckGeneration(ctx, s.name, last, s.now()); err != nil {
+			if err := s.store.AckGeneration(ctx, s.name, last, s.now()); err != nil && ctx.Err() == nil {
 				s.log.Error("lock store: acknowledge", "err", err)
 			}
 		}
