@@ -649,12 +649,15 @@ func TestIdentityLockCommand(t *testing.T) {
 		e.failf(t, r, "bob must still log in after a refused lock")
 	}
 
-	r = carol.SSH(t, "gw", "lock", "bob", "--reason", "x")
+	// A reason of several words, unquoted: ssh joins the words with
+	// blanks, and the gateway reads everything after --reason as the
+	// reason.
+	r = carol.SSH(t, "gw", "lock", "bob", "--reason", "left the company")
 	if r.Code != 0 || !strings.Contains(r.Stdout, "bob is locked") {
 		e.failf(t, r, "carol holds the lock permission: want bob locked")
 	}
 	// The gateway command applies the lock at once, no poll to wait for.
-	if r := bobLogsIn(); r.Code == 0 || !strings.Contains(r.Stderr, "your account is locked: x") {
+	if r := bobLogsIn(); r.Code == 0 || !strings.Contains(r.Stderr, "your account is locked: left the company") {
 		e.errorf(t, r, "bob is locked: want a refusal naming the reason")
 	}
 	if r := alice.SSH(t, "gw", "unlock", "bob"); r.Code == 0 {

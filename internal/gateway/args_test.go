@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"flag"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -71,5 +73,52 @@ func TestParseUser(t *testing.T) {
 		if l != c.login || h != c.host || r != c.routed {
 			t.Errorf("parseUser(%q) = %q %q %v", c.user, l, h, r)
 		}
+	}
+}
+
+// TestCommandArgs: one reader for every gateway command; free text may
+// run unquoted to the end of the line (ssh joins its arguments with
+// blanks), and everything else is an error that says what is wrong.
+func TestCommandArgs(t *testing.T) {
+	cases := []struct {
+		line        string
+		text, what  string
+		wantOperand string
+		wantReason  string
+		wantFor     string
+		wantErr     string
+	}{
+		{"bob --reason left the company", "reason", "person", "bob", "left the company", "0s", ""},
+		{"bob --for 1h --reason left the company", "reason", "person", "bob", "left the company", "1h0m0s", ""},
+		{"--reason x bob", "reason", "person", "", "x bob", "0s", "name the person"},
+		{"--for 2h bob --reason on leave", "reason", "person", "bob", "on leave", "2h0m0s", ""},
+		{"bob", "reason", "person", "bob", "", "0s", ""},
+		{"", "", "person", "", "", "0s", "name the person"},
+		{"bob alice", "", "person", "", "", "0s", "unexpected arguments"},
+		{"bob --bogus", "reason", "person", "", "", "0s", "usage: t"},
+		{"--reason fix the db", "reason", "", "", "fix the db", "0s", ""},
+		{"stray --reason fix", "reason", "", "", "", "0s", "unexpected argument \"stray\""},
+	}
+	for _, c := range cases {
+		t.Run(c.line, func(t *testing.T) {
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			reason := fs.String("reason", "", "why")
+			dur := fs.Duration("for", 0, "how long")
+			args, _ := splitArgs(c.line)
+			got, err := commandArgs(fs, args, c.text, c.what)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err %v, want %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != c.wantOperand || *reason != c.wantReason || dur.String() != c.wantFor {
+				t.Fatalf("got %q %q %s, want %q %q %s", got, *reason, dur, c.wantOperand, c.wantReason, c.wantFor)
+			}
+		})
 	}
 }

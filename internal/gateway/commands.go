@@ -207,7 +207,7 @@ func (c *clientConn) cmdLock(args []string, out io.Writer) error {
 	fs.SetOutput(out)
 	reason := fs.String("reason", "", "why (shown to the person and recorded)")
 	dur := fs.Duration("for", 0, "lift the lock automatically after this long (default: until unlocked)")
-	person, err := parsePersonArgs(fs, args)
+	person, err := commandArgs(fs, args, "reason", "person")
 	if err != nil {
 		return err
 	}
@@ -234,7 +234,7 @@ func (c *clientConn) cmdLock(args []string, out io.Writer) error {
 func (c *clientConn) cmdUnlock(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("unlock", flag.ContinueOnError)
 	fs.SetOutput(out)
-	person, err := parsePersonArgs(fs, args)
+	person, err := commandArgs(fs, args, "", "person")
 	if err != nil {
 		return err
 	}
@@ -256,27 +256,6 @@ func (c *clientConn) cmdUnlock(args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "%s is unlocked\n", person)
 	return nil
-}
-
-// parsePersonArgs parses flags around exactly one person id, which may
-// come before or after the flags.
-func parsePersonArgs(fs *flag.FlagSet, args []string) (string, error) {
-	var person string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		person, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
-		return "", errUsage
-	}
-	if rest := fs.Args(); person == "" && len(rest) == 1 {
-		person = rest[0]
-	} else if len(rest) > 0 {
-		return "", fmt.Errorf("unexpected arguments %q", rest)
-	}
-	if person == "" {
-		return "", fmt.Errorf("name the person")
-	}
-	return person, nil
 }
 
 // crlf turns \n into \r\n for clients with a terminal.

@@ -28,8 +28,8 @@ func (c *clientConn) cmdRecordings(args []string, out io.Writer) error {
 	host := fs.String("host", "", "only this host")
 	person := fs.String("person", "", "only sessions owned by this person")
 	since := fs.Duration("since", 7*24*time.Hour, "only sessions of the last DURATION")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
-		return usageOf(fs)
+	if _, err := commandArgs(fs, args, "", ""); err != nil {
+		return err
 	}
 	rows := c.library().List(c.person, readable.Filter{Host: *host, Owner: *person, Since: c.srv.now().Add(-*since)})
 	if err := c.srv.audit.Append(context.Background(), audit.Event{Type: audit.RecordingRead, Person: c.person.ID,
@@ -80,11 +80,8 @@ func (c *clientConn) cmdReplay(args []string, out io.Writer) error {
 	fs.SetOutput(out)
 	speed := fs.Float64("speed", 1, "playback speed factor")
 	idle := fs.Duration("idle-cap", 2*time.Second, "longest pause shown")
-	var id string
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		id, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil || id == "" || *speed <= 0 {
+	id, err := commandArgs(fs, args, "", "session id")
+	if err != nil || *speed <= 0 {
 		return errors.New("usage: replay SESSION-ID [--speed N] [--idle-cap DURATION]  (use ssh -t)")
 	}
 	r, err := c.openReadable(context.Background(), id, audit.RecordingRead)

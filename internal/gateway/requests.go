@@ -77,11 +77,8 @@ func (c *clientConn) cmdRequest(args []string, out io.Writer) error {
 	dur := fs.Duration("for", time.Hour, "how long the approval lasts once approved")
 	tty := fs.Bool("tty", false, "also allow commands with a terminal (ssh -tt host cmd) without a second person; approvers must accept this with --terminals")
 	reason := fs.String("reason", "", "purpose and ticket (required); may be the last flag, unquoted")
-	if err := fs.Parse(args); err != nil {
-		return usageOf(fs)
-	}
-	if !restIsText(fs, "reason", reason) {
-		return usageOf(fs)
+	if _, err := commandArgs(fs, args, "reason", ""); err != nil {
+		return err
 	}
 	if c.srv.store == nil {
 		return errors.New("this gateway has no state store")
@@ -178,56 +175,14 @@ func (c *clientConn) mayDecide(r store.Request, now time.Time) bool {
 		c.canDecide(r, hs, now).Verdict == policy.Allow
 }
 
-// decision parses "ID [--comment|--reason TEXT]" for approve, deny, revoke.
-// fs may carry further flags of the command (approve's --terminals).
-func decisionArgs(name, textFlag string, args []string, out io.Writer) (id, text string, err error) {
-	return decisionFlags(flag.NewFlagSet(name, flag.ContinueOnError), textFlag, args, out)
-}
-
-func decisionFlags(fs *flag.FlagSet, textFlag string, args []string, out io.Writer) (id, text string, err error) {
+// decisionArgs parses "ID [--comment|--reason TEXT]" for approve, deny,
+// revoke; fs may carry further flags of the command (approve's
+// --terminals).
+func decisionArgs(fs *flag.FlagSet, textFlag string, args []string, out io.Writer) (id, text string, err error) {
 	fs.SetOutput(out)
 	t := fs.String(textFlag, "", "text recorded with the decision")
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		id, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
-		return "", "", usageOf(fs)
-	}
-	if id == "" && fs.NArg() > 0 {
-		id = fs.Arg(0)
-		if err := fs.Parse(fs.Args()[1:]); err != nil {
-			return "", "", usageOf(fs)
-		}
-	}
-	if id == "" || !restIsText(fs, textFlag, t) {
-		return "", "", usageOf(fs)
-	}
-	return id, *t, nil
-}
-
-// restIsText lets free text be the last flag without quotes: ssh joins
-// its arguments with blanks, so `--reason "fix db"` arrives as three
-// words. Words after the flag belong to it; words with no text flag before
-// them are an error.
-func restIsText(fs *flag.FlagSet, name string, text *string) bool {
-	if fs.NArg() == 0 {
-		return true
-	}
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	if !set {
-		return false
-	}
-	*text = strings.Join(append([]string{*text}, fs.Args()...), " ")
-	return true
-}
-
-// usageOf is a usage error that shows the flags.
-func usageOf(fs *flag.FlagSet) error {
-	var b strings.Builder
-	fs.SetOutput(&b)
-	fs.PrintDefaults()
-	return fmt.Errorf("usage: %s\n%s", fs.Name(), b.String())
+	id, err = commandArgs(fs, args, textFlag, "request id")
+	return id, *t, err
 }
 
 func (c *clientConn) loadRequest(id string) (store.Request, error) {
@@ -255,7 +210,7 @@ func ttyWords(r store.Request) string {
 func (c *clientConn) cmdApprove(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("approve", flag.ContinueOnError)
 	terminals := fs.Bool("terminals", false, "accept that the request allows commands with a terminal without a second person")
-	id, comment, err := decisionFlags(fs, "comment", args, out)
+	id, comment, err := decisionArgs(fs, "comment", args, out)
 	if err != nil {
 		return err
 	}
@@ -308,7 +263,7 @@ func (c *clientConn) canDecide(r store.Request, hs []*config.Host, now time.Time
 // reasonedRequest reads `VERB ID --reason TEXT`, where the reason is
 // required, and loads the request.
 func (c *clientConn) reasonedRequest(verb string, args []string, out io.Writer) (store.Request, string, error) {
-	id, reason, err := decisionArgs(verb, "reason", args, out)
+	id, reason, err := decisionArgs(flag.NewFlagSet(verb, flag.ContinueOnError), "reason", args, out)
 	if err != nil {
 		return store.Request{}, "", err
 	}
