@@ -283,6 +283,13 @@ func TestHelpers(t *testing.T) {
 				t.Errorf("@cert-authority patterns %q do not cover %s", f[1], name)
 			}
 		}
+		// The alias is "gw", as in the README and the gateway's join hints.
+		if !strings.Contains(out, "\nHost gw\n") || !strings.Contains(out, "ProxyJump gw") {
+			t.Errorf("client-config does not name the gateway gw:\n%s", out)
+		}
+		if _, errOut, err := gw.Run(t, "client-config", "--config", cfgPath, "--person", "nobody"); err == nil || !strings.Contains(errOut, "unknown person") {
+			t.Errorf("client-config --person nobody: want a refusal naming the unknown person, got err %v, stderr %q", err, errOut)
+		}
 	})
 
 	t.Run("target-config", func(t *testing.T) {

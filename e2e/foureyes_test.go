@@ -647,8 +647,8 @@ func TestFourEyesExternal(t *testing.T) {
 	// Input from the owner and the external is held now.
 	xena.send(t, "echo Y-$((40+4))\r")
 	alice.send(t, "echo Z-$((50+5))\r")
-	if !alice.waitFor("input is held until a second person is present", 10*time.Second) {
-		e.errorf(t, all, "alice typed while paused: want the notice that input is held")
+	if !alice.waitFor("input is discarded until a second person is present", 10*time.Second) {
+		e.errorf(t, all, "alice typed while paused: want the notice that input is discarded")
 	}
 	erin := e.join(t, "erin", id)
 	all = append(all, erin)
@@ -684,8 +684,8 @@ func TestFourEyesPauseResume(t *testing.T) {
 	t.Logf("pause notice: %q", firstLine(alice.screen.String(), "bob left"))
 
 	alice.send(t, "echo P-$((100+11))\r")
-	if !alice.waitFor("input is held until a second person is present", 10*time.Second) {
-		e.errorf(t, []*feTerm{alice}, "alice typed while paused: want the notice that input is held")
+	if !alice.waitFor("input is discarded until a second person is present", 10*time.Second) {
+		e.errorf(t, []*feTerm{alice}, "alice typed while paused: want the notice that input is discarded")
 	}
 	r := e.clients["alice"].SSH(t, "gw", "sessions")
 	if f := strings.Fields(firstLine(r.Stdout, id)); len(f) < 4 || f[3] != "paused" {

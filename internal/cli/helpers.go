@@ -22,12 +22,19 @@ func newClientConfigCmd() *cobra.Command {
 		Long: `Print what a plain OpenSSH client needs to use the gateway:
 a known_hosts line that trusts Tandem's host CA for the gateway's names and
 every configured host (so jump mode needs no trust on first use), and an
-ssh_config snippet that reaches every host through the gateway.`,
+ssh_config snippet that reaches every host through the gateway. The snippet
+names the gateway "gw", as the README and the gateway's own hints do.`,
+		Example: `  tandem client-config -c /etc/tandem/tandem.yaml --person alice >> alice-laptop.txt
+  # then, on alice's laptop: the first part into ~/.ssh/known_hosts,
+  # the second into ~/.ssh/config; "ssh gw whoami" checks both.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, keys, err := loadKeys(path)
 			if err != nil {
 				return err
+			}
+			if person != "" && cfg.Person(person) == nil {
+				return fmt.Errorf("unknown person %q: no person with that id in %s", person, path)
 			}
 			return writeClientConfig(cmd.OutOrStdout(), cfg, keys, person)
 		},
@@ -78,14 +85,14 @@ func writeClientConfig(w io.Writer, cfg *config.Config, keys *ca.Keys, person st
 @cert-authority %s %s
 
 # --- ~/.ssh/config ---
-Host tandem
+Host gw
     HostName %s
     Port %s
 %s
 
 `, knownHostsPatterns(cfg), line, host, port, user)
 	if len(names) > 0 {
-		fmt.Fprintf(w, "# Jump mode: \"ssh root@db1\", \"scp\", \"sftp\", \"rsync\" and Ansible go through the gateway.\nHost %s\n    ProxyJump tandem\n", strings.Join(names, " "))
+		fmt.Fprintf(w, "# Jump mode: \"ssh root@db1\", \"scp\", \"sftp\", \"rsync\" and Ansible go through the gateway.\nHost %s\n    ProxyJump gw\n", strings.Join(names, " "))
 	}
 	fmt.Fprintf(w, "\n# Without the config: ssh -J %s@%s:%s root@<host>   or   ssh -p %s root%%<host>@%s\n", "<you>", host, port, port, host)
 	return nil

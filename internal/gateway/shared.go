@@ -243,7 +243,8 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 	defer c.srv.live.remove(id)
 	defer c.srv.live.removeShared(id)
 	if fourEyes {
-		fmt.Fprintf(ch.Stderr(), "tandem: %s\r\n  ask a colleague to run:  ssh -t %s join %s\r\n", d.Reason, c.srv.gatewayHint(c.st), id)
+		fmt.Fprintf(ch.Stderr(), "tandem: %s\r\n  ask a colleague to run:  ssh -t gw join %s\r\n  (gw as `tandem client-config` sets it up; without it: ssh -t %s join %s)\r\n",
+			d.Reason, id, c.srv.gatewayHint(c.st), id)
 	}
 	loop := &sharedLoop{c: c, live: live, sess: sess, up: &up, ss: ss, owner: c.person.ID,
 		reqs: reqs, closed: closed, recFailed: rec.Failed(),
@@ -298,7 +299,8 @@ func withAttrs(e audit.Event, t audit.Type, attrs map[string]string) audit.Event
 	return e
 }
 
-// gatewayHint is how a colleague reaches this gateway, for join hints.
+// gatewayHint is how a colleague reaches this gateway without the "gw"
+// alias of `tandem client-config`, for join hints.
 func (s *Server) gatewayHint(st *state) string {
 	host, port := "gw", ""
 	if len(st.cfg.Gateway.Names) > 0 {

@@ -172,7 +172,7 @@ func TestInputBeforeAttachDroppedIfPausedMeanwhile(t *testing.T) {
 	<-h.sizes
 	// Four-eyes: the supervisor left before the input could reach the
 	// target, so it does not go through.
-	h.owner.screen.waitFor(t, "input is held until a second person is present")
+	h.owner.screen.waitFor(t, "input is discarded until a second person is present")
 	if _, err := h.inW.Write([]byte("|")); err != nil { // a marker behind anything forwarded
 		t.Fatal(err)
 	}

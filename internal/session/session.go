@@ -619,7 +619,7 @@ func (s *Session) Join(p Participant, t Terminal) (reason string, err error) {
 	if s.state == Live {
 		s.noticeLocked(m, "the session is live")
 	} else {
-		s.noticeLocked(m, "the session is "+string(s.state)+"; input is held until a second person is present")
+		s.noticeLocked(m, "the session is "+string(s.state)+"; input is discarded until a second person is present")
 	}
 	s.mu.Unlock()
 
@@ -786,7 +786,7 @@ func (s *Session) forward(m *member, p []byte) {
 		if s.state != Live {
 			if !m.warned {
 				m.warned = true
-				s.noticeLocked(m, "input is held until a second person is present (Ctrl-] q ends the session)")
+				s.noticeLocked(m, "input is discarded until a second person is present (Ctrl-] q ends the session)")
 			}
 			s.mu.Unlock()
 			return

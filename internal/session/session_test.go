@@ -124,7 +124,7 @@ func TestNoFourEyesLiveAtOnce(t *testing.T) {
 func TestOwnerInputBeforeLiveDropped(t *testing.T) {
 	h := newHarness(t, true, nil)
 	h.owner.typeKeys(t, "secret")
-	h.owner.screen.waitFor(t, "input is held until a second person is present")
+	h.owner.screen.waitFor(t, "input is discarded until a second person is present")
 	goLive(t, h)
 	h.owner.typeKeys(t, "ls\r")
 	h.in.waitFor(t, "ls\r")
@@ -186,7 +186,7 @@ func TestPauseAndResume(t *testing.T) {
 	h.output("still here\r\n")
 	h.owner.screen.waitFor(t, "still here")
 	h.owner.typeKeys(t, "x")
-	h.owner.screen.waitFor(t, "input is held until a second person is present")
+	h.owner.screen.waitFor(t, "input is discarded until a second person is present")
 
 	c := h.joinLive(carol)
 	h.owner.screen.waitFor(t, "[tandem] carol joined as peer; input resumed")
@@ -308,7 +308,7 @@ func TestExternalSupervised(t *testing.T) {
 		t.Fatalf("state %s", h.s.State())
 	}
 	e.term.typeKeys(t, "F")
-	e.term.screen.waitFor(t, "input is held until a second person is present")
+	e.term.screen.waitFor(t, "input is discarded until a second person is present")
 	if _, err := h.s.Join(Participant{Person: "eric", Mode: Peer, External: true}, newTerm(true)); err == nil {
 		t.Fatal("an external joined without a qualified second person present")
 	}

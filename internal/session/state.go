@@ -8,7 +8,7 @@ type State string
 const (
 	Waiting State = "waiting" // four-eyes host, no qualified second person yet; no target connection
 	Live    State = "live"    // input from the owner and peers reaches the target
-	Paused  State = "paused"  // the second person left; input is held back until another joins or grace expires
+	Paused  State = "paused"  // the second person left; input is discarded (not sent, not recorded) until another joins or grace expires
 	Ended   State = "ended"   // final; everybody is told and disconnected
 )
 
