@@ -230,7 +230,7 @@ func listLocks(ctx context.Context, cmd *cobra.Command, st *store.Store) error {
 	fmt.Fprintln(tw, "PERSON\tSINCE\tUNTIL\tBY\tREASON")
 	for _, id := range ids {
 		l := m[id]
-		until := "unlocked"
+		until := "–" // until somebody unlocks: no end of its own
 		if !l.Until.IsZero() {
 			until = l.Until.Format(time.RFC3339)
 		}
