@@ -833,6 +833,13 @@ func TestRecordingSFTP(t *testing.T) {
 	}
 	end := e.sessionEnd(t, "alice", "tst1")
 	t.Logf("session.end of the sftp session %s: %v", end.Session, end.Attrs)
+	// 2 MiB went up and came back: the protocol stream carried at least
+	// that much each way.
+	for _, k := range []string{"bytes_in", "bytes_out"} {
+		if n, err := strconv.ParseInt(end.Attrs[k], 10, 64); err != nil || n < 2<<20 {
+			t.Errorf("session.end %s = %q, want at least %d (the file moved that way)", k, end.Attrs[k], 2<<20)
+		}
+	}
 
 	cast := e.mustExport(t, end.Session, "rita")
 	_, evs := parseCast(t, cast)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -322,20 +323,33 @@ func (c *clientConn) serveSFTP(ctx context.Context, live *liveSession, reqs <-ch
 	err = sftpproxy.Serve(ctx, end, target, live.rec.Op, sftpproxy.Options{ReadOnly: readOnly, Now: c.srv.now})
 	_ = end.Close()
 	status := end.status
-	return relay.Result{ExitStatus: &status}, err
+	// The SFTP protocol stream in each direction: what session.end reports
+	// as bytes_in and bytes_out, like for any other session. The files'
+	// own sizes and hashes are in the recording, per operation.
+	return relay.Result{ExitStatus: &status, Counts: relay.Counts{In: end.in.Load(), Out: end.out.Load()}}, err
 }
 
 // sftpEnd is the client channel of an SFTP session whose Close sends the
 // exit status, EOF and CLOSE in that order, once.
 type sftpEnd struct {
-	ch     ssh.Channel
-	failed func() bool // the recording failed: the session did not end well
-	once   sync.Once
-	status uint32
+	ch      ssh.Channel
+	failed  func() bool // the recording failed: the session did not end well
+	once    sync.Once
+	status  uint32
+	in, out atomic.Int64 // bytes from and to the client
 }
 
-func (e *sftpEnd) Read(p []byte) (int, error)  { return e.ch.Read(p) }
-func (e *sftpEnd) Write(p []byte) (int, error) { return e.ch.Write(p) }
+func (e *sftpEnd) Read(p []byte) (int, error) {
+	n, err := e.ch.Read(p)
+	e.in.Add(int64(n))
+	return n, err
+}
+
+func (e *sftpEnd) Write(p []byte) (int, error) {
+	n, err := e.ch.Write(p)
+	e.out.Add(int64(n))
+	return n, err
+}
 
 func (e *sftpEnd) Close() error {
 	e.once.Do(func() {
