@@ -52,7 +52,7 @@ type liveSession struct {
 	mu       sync.Mutex
 	upstream io.Closer // the target connection, set once connected
 	ended    bool
-	reason   string // why it was ended from outside
+	reason   string        // why it was ended from outside
 	done     chan struct{} // closed when the session's handler has finished
 }
 
