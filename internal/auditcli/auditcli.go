@@ -44,7 +44,7 @@ type location struct {
 }
 
 func (l *location) register(c *cobra.Command) {
-	c.Flags().StringVar(&l.config, "config", "", "Tandem config file (the log is in <data dir>/audit)")
+	c.Flags().StringVarP(&l.config, "config", "c", "", "Tandem config file (the log is in <data dir>/audit)")
 	c.Flags().StringVar(&l.data, "data", "", "data directory, instead of --config")
 }
 

@@ -22,6 +22,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.Execute(); err != nil {
+		var ue *usageError
+		if errors.As(err, &ue) {
+			// Once: the error, then how the command is used.
+			fmt.Fprintf(stderr, "%s: %v\n\n%s", ue.cmd.CommandPath(), ue.err, ue.cmd.UsageString())
+			return 2
+		}
 		var ve *config.ValidationError
 		if errors.As(err, &ve) {
 			fmt.Fprintln(stderr, ve.Error())
@@ -58,7 +64,37 @@ Start with "tandem demo" to try it, or "tandem serve --config FILE".`,
 	)
 	root.AddCommand(newLockCmds()...)
 	root.AddCommand(newRecordingCmds()...)
+	markUsageErrors(root)
+	addExamples(root)
 	return root
+}
+
+// usageError is a command line the command does not accept: wrong
+// arguments or an unknown flag. Main prints it with the command's usage.
+type usageError struct {
+	cmd *cobra.Command
+	err error
+}
+
+func (u *usageError) Error() string { return u.err.Error() }
+func (u *usageError) Unwrap() error { return u.err }
+
+// markUsageErrors makes argument and flag errors of every command usage
+// errors, so that Main prints the usage once, after the error, and exits
+// with status 2 — as most Unix tools do.
+func markUsageErrors(cmd *cobra.Command) {
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{cmd: c, err: err} })
+	if args := cmd.Args; args != nil {
+		cmd.Args = func(c *cobra.Command, a []string) error {
+			if err := args(c, a); err != nil {
+				return &usageError{cmd: c, err: err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		markUsageErrors(sub)
+	}
 }
 
 // configFlag adds the --config flag every command that reads the

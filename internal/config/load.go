@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -49,6 +51,11 @@ func (e *ValidationError) Error() string {
 // the file (data_dir) are resolved against the file's directory.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		abs, _ := filepath.Abs(path)
+		return nil, fmt.Errorf("no configuration file at %s: name one with -c FILE, "+
+			"or create one: `tandem demo` writes a working example (tandem-demo/tandem.yaml), docs/CONFIG.md describes every key: %w", abs, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
