@@ -24,12 +24,12 @@ var examples = map[string]string{
 	"audit show": `  tandem audit show -c /etc/tandem/tandem.yaml --since 24h --type session.start,session.end
   tandem audit show --person bob --since 2026-11-01T00:00:00Z --json
   tandem audit show --request 1a2b3c4d          # everything done under an access request`,
-	"version": `  tandem version`,
-	"locks": `  tandem locks -c /etc/tandem/tandem.yaml`,
+	"version":        `  tandem version`,
+	"locks":          `  tandem locks -c /etc/tandem/tandem.yaml`,
 	"recording list": `  tandem recording list -c /etc/tandem/tandem.yaml --as rita --tenant schule-nord --since 24h`,
 	"recording export": `  tandem recording export -c /etc/tandem/tandem.yaml --as rita 7f3a9c01de > 7f3a9c01de.cast
   asciinema play 7f3a9c01de.cast`,
-	"replay": `  tandem replay -c /etc/tandem/tandem.yaml --as rita 7f3a9c01de --speed 4 --skip-to joined`,
+	"replay":           `  tandem replay -c /etc/tandem/tandem.yaml --as rita 7f3a9c01de --speed 4 --skip-to joined`,
 	"recording replay": `  tandem recording replay -c /etc/tandem/tandem.yaml --as rita 7f3a9c01de --speed 4`,
 }
 
