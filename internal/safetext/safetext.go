@@ -96,3 +96,22 @@ func hexEscape(b *strings.Builder, prefix string, v uint32, digits int) {
 	}
 	b.WriteString(h)
 }
+
+// Lines is Line for text of several lines, such as an error with a usage
+// text or a refusal with a hint: every line is passed through Line, and
+// the line breaks (\n) and tabs between them are kept for the caller's
+// layout. Use Line wherever one line is meant.
+func Lines(s string) string {
+	if Line(s) == s {
+		return s
+	}
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		cells := strings.Split(l, "\t")
+		for j, c := range cells {
+			cells[j] = Line(c)
+		}
+		lines[i] = strings.Join(cells, "\t")
+	}
+	return strings.Join(lines, "\n")
+}

@@ -56,6 +56,20 @@ func TestLine(t *testing.T) {
 	}
 }
 
+func TestLines(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"usage: lock\n  -for duration\n    \tlift it", "usage: lock\n  -for duration\n    \tlift it"},
+		{"locked: x\x1b]0;t\x07\n  ask \u202eadmin", "locked: x\\x1b]0;t\\x07\n  ask \\u202eadmin"},
+		{"a\r\nb", "a\\x0d\nb"},
+		{"\x9b\t\\", "\\x9b\t\\\\"},
+	} {
+		if got := Lines(tc.in); got != tc.want {
+			t.Errorf("Lines(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestLineNoAllocation(t *testing.T) {
 	s := "Prüfung für Jürgen 🚀"
 	if n := testing.AllocsPerRun(100, func() { _ = Line(s) }); n != 0 {
@@ -76,6 +90,12 @@ func FuzzLine(f *testing.F) {
 		}
 		if got := unescape(t, la); got != a {
 			t.Fatalf("unescape(Line(%q)) = %q", a, got)
+		}
+		// Lines keeps only line breaks and tabs, and is injective too.
+		m := Lines(a)
+		checkSafe(t, strings.NewReplacer("\n", "", "\t", "").Replace(m))
+		if got := unescape(t, m); got != a {
+			t.Fatalf("unescape(Lines(%q)) = %q", a, got)
 		}
 	})
 }
