@@ -14,6 +14,8 @@ import (
 
 	"github.com/transparency-dev/merkle/proof"
 	"golang.org/x/mod/sumdb/note"
+
+	"tandem.dev/tandem/internal/safetext"
 )
 
 // Proof shows that one record is part of the log as committed to by a
@@ -156,8 +158,16 @@ func (p *Proof) String() string {
 		fmt.Fprintf(&b, "path %2d:   %s\n", i, enc(h))
 	}
 	if p.Record != "" {
-		fmt.Fprintf(&b, "record bytes:\n%s\n", p.Record)
+		// The record's JSON leaves C1, bidi and format characters raw;
+		// people see them escaped, and told so, since escaped bytes no
+		// longer hash to the leaf. The JSON form keeps the exact bytes.
+		// (JSON's own backslash escapes alone need no warning.)
+		if shown := safetext.Line(p.Record); strings.ReplaceAll(shown, `\\`, `\`) == p.Record {
+			fmt.Fprintf(&b, "record bytes:\n%s\n", p.Record)
+		} else {
+			fmt.Fprintf(&b, "record bytes (escaped for the terminal; --json has them exact):\n%s\n", shown)
+		}
 	}
-	fmt.Fprintf(&b, "checkpoint:\n%s", p.Checkpoint)
+	fmt.Fprintf(&b, "checkpoint:\n%s", safetext.Lines(p.Checkpoint))
 	return b.String()
 }

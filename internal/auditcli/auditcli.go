@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/safetext"
 )
 
 // Paths are what a configuration says about where the audit log is.
@@ -142,7 +143,7 @@ func printReport(w io.Writer, rep *audit.Report, witness bool) {
 		fmt.Fprintf(w, "root:            %s\n", rep.Root)
 	}
 	for _, s := range rep.Warnings {
-		fmt.Fprintf(w, "warning: %s\n", s)
+		fmt.Fprintf(w, "warning: %s\n", safetext.Line(s))
 	}
 	if rep.OK() {
 		fmt.Fprintln(w, "result:          OK")
@@ -150,7 +151,7 @@ func printReport(w io.Writer, rep *audit.Report, witness bool) {
 	}
 	fmt.Fprintf(w, "result:          FAILED, first bad record: %s\n", firstBad(rep.FirstBad))
 	for _, p := range rep.Problems {
-		fmt.Fprintf(w, "problem: %s\n", p)
+		fmt.Fprintf(w, "problem: %s\n", safetext.Line(p))
 	}
 }
 
@@ -286,12 +287,16 @@ func FormatLine(r audit.Record) string {
 		host = e.Login + "@" + dash(e.Host)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d %s %s person=%s host=%s session=%s", r.Index, e.Time.UTC().Format(time.RFC3339Nano), e.Type, dash(e.Person), dash(host), dash(e.Session))
+	// The fields come from people (an SSH user name "login%host" gives
+	// login and host): shown escaped, so no record forges or overwrites a
+	// line. Attribute values are quoted, which escapes them too.
+	fmt.Fprintf(&b, "%d %s %s person=%s host=%s session=%s", r.Index, e.Time.UTC().Format(time.RFC3339Nano),
+		safetext.Line(string(e.Type)), safetext.Line(dash(e.Person)), safetext.Line(dash(host)), safetext.Line(dash(e.Session)))
 	if e.Tenant != "" {
-		fmt.Fprintf(&b, " tenant=%s", e.Tenant)
+		fmt.Fprintf(&b, " tenant=%s", safetext.Line(e.Tenant))
 	}
 	if e.Request != "" {
-		fmt.Fprintf(&b, " request=%s", e.Request)
+		fmt.Fprintf(&b, " request=%s", safetext.Line(e.Request))
 	}
 	keys := make([]string, 0, len(e.Attrs))
 	for k := range e.Attrs {
@@ -299,7 +304,7 @@ func FormatLine(r audit.Record) string {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		fmt.Fprintf(&b, " %s=%s", k, strconv.Quote(e.Attrs[k]))
+		fmt.Fprintf(&b, " %s=%s", safetext.Line(k), strconv.Quote(e.Attrs[k]))
 	}
 	return b.String()
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"tandem.dev/tandem/internal/config"
+	"tandem.dev/tandem/internal/safetext"
 	"tandem.dev/tandem/internal/store"
 )
 
@@ -180,6 +181,7 @@ func confirmChange(cmd *cobra.Command, st *store.Store, person string, c lockCha
 // waitAndReport is confirmChange with the writers and the timeout given.
 func waitAndReport(ctx context.Context, out, errOut io.Writer, st *store.Store, person string, c lockChange,
 	wait bool, timeout time.Duration) {
+	person = safetext.Line(person)
 	if !wait {
 		fmt.Fprintf(out, "%s %s\n", person, c.state)
 		return
@@ -234,7 +236,8 @@ func listLocks(ctx context.Context, cmd *cobra.Command, st *store.Store) error {
 		if !l.Until.IsZero() {
 			until = l.Until.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", id, l.Created.Format(time.RFC3339), until, l.By, l.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", safetext.Line(id), l.Created.Format(time.RFC3339), until,
+			safetext.Line(l.By), safetext.Line(l.Reason))
 	}
 	return tw.Flush()
 }

@@ -15,6 +15,7 @@ import (
 	"tandem.dev/tandem/internal/policy"
 	"tandem.dev/tandem/internal/readable"
 	"tandem.dev/tandem/internal/record"
+	"tandem.dev/tandem/internal/safetext"
 	"tandem.dev/tandem/internal/store"
 )
 
@@ -189,7 +190,8 @@ func (r *reader) list(cmd *cobra.Command, tenant string, since time.Duration) er
 	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "SESSION\tSTARTED\tKIND\tTENANT\tOWNER\tLOGIN@HOST")
 	for _, m := range metas {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s@%s\n", m.SessionID, m.Started.UTC().Format("2006-01-02 15:04"), m.Kind, m.Tenant, m.Owner, m.Login, m.Host)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s@%s\n", m.SessionID, m.Started.UTC().Format("2006-01-02 15:04"), m.Kind,
+			safetext.Line(m.Tenant), safetext.Line(m.Owner), safetext.Line(m.Login), safetext.Line(m.Host))
 	}
 	return tw.Flush()
 }

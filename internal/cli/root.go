@@ -13,6 +13,7 @@ import (
 	"tandem.dev/tandem/internal/auditcli"
 	"tandem.dev/tandem/internal/ca"
 	"tandem.dev/tandem/internal/config"
+	"tandem.dev/tandem/internal/safetext"
 )
 
 // Main runs the command line and returns the process exit status.
@@ -30,11 +31,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		var ve *config.ValidationError
 		if errors.As(err, &ve) {
-			fmt.Fprintln(stderr, ve.Error())
+			fmt.Fprintln(stderr, safetext.Lines(ve.Error()))
 			fmt.Fprintf(stderr, "tandem: configuration refused (%d problem(s))\n", len(ve.Problems))
 			return 1
 		}
-		fmt.Fprintf(stderr, "tandem: %v\n", err)
+		fmt.Fprintf(stderr, "tandem: %s\n", safetext.Lines(err.Error()))
 		return 1
 	}
 	return 0

@@ -13,6 +13,7 @@ import (
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/policy"
+	"tandem.dev/tandem/internal/safetext"
 )
 
 // Permission extension names carried from authentication to channels.
@@ -131,7 +132,7 @@ func personOfRefusal(be *ssh.BannerError) string {
 // as a pre-authentication banner.
 func refusal(format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
-	return &ssh.BannerError{Err: errors.New(msg), Message: "tandem: " + strings.ReplaceAll(msg, "\n", "\r\n") + "\r\n"}
+	return &ssh.BannerError{Err: errors.New(msg), Message: "tandem: " + strings.ReplaceAll(safetext.Lines(msg), "\n", "\r\n") + "\r\n"}
 }
 
 // checkKey answers "who is this key, and may they log in at all?". It runs

@@ -15,6 +15,7 @@ import (
 
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/policy"
+	"tandem.dev/tandem/internal/safetext"
 )
 
 // command is one administration command served on the gateway itself
@@ -82,7 +83,7 @@ func (c *clientConn) runCommand(ctx context.Context, ss *sessionStart, ch ssh.Ch
 	}
 	if c.key != nil {
 		for _, w := range c.st.engine.CheckPerson(c.person, c.key, c.srv.now(), "").Warnings {
-			fmt.Fprintf(errOut, "tandem: %s\n", w)
+			fmt.Fprintf(errOut, "tandem: %s\n", safetext.Line(w))
 		}
 	}
 	args, err := splitArgs(ss.command)
@@ -105,7 +106,7 @@ func (c *clientConn) runCommand(ctx context.Context, ss *sessionStart, ch ssh.Ch
 			return 1
 		}
 		if err := cmd.run(c, args[1:], out); err != nil {
-			fmt.Fprintf(errOut, "tandem: %s: %v\n", cmd.name, err)
+			fmt.Fprintf(errOut, "tandem: %s: %s\n", cmd.name, safetext.Lines(err.Error()))
 			return 1
 		}
 		return 0
@@ -141,8 +142,8 @@ func (c *clientConn) cmdWhoami(args []string, out io.Writer) error {
 		return fmt.Errorf("takes no arguments")
 	}
 	p := c.person
-	fmt.Fprintf(out, "%s (%s <%s>)\n", p.ID, p.Name, p.Email)
-	fmt.Fprintf(out, "roles: %s\n", strings.Join(p.Roles, ", "))
+	fmt.Fprintf(out, "%s (%s <%s>)\n", safetext.Line(p.ID), safetext.Line(p.Name), safetext.Line(p.Email))
+	fmt.Fprintf(out, "roles: %s\n", safetext.Line(strings.Join(p.Roles, ", ")))
 	if c.key != nil {
 		exp := c.st.engine.KeyExpiry(c.key)
 		fmt.Fprintf(out, "key:   %s (%s), registered %s, expires %s\n", c.key.Fingerprint,
@@ -161,7 +162,8 @@ func (c *clientConn) cmdWhoami(args []string, out io.Writer) error {
 		if g.FourEyes {
 			four = "four-eyes"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", g.Host, g.Tenant, g.Environment, strings.Join(g.Logins, ","), four)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", safetext.Line(g.Host), safetext.Line(g.Tenant), safetext.Line(g.Environment),
+			safetext.Line(strings.Join(g.Logins, ",")), four)
 	}
 	return tw.Flush()
 }
@@ -227,7 +229,7 @@ func (c *clientConn) cmdLock(args []string, out io.Writer) error {
 	if err := c.srv.lockPerson(context.Background(), person, c.person.ID, *reason, until); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "%s is locked: new logins are refused and their sessions have ended\n", person)
+	fmt.Fprintf(out, "%s is locked: new logins are refused and their sessions have ended\n", safetext.Line(person))
 	return nil
 }
 
@@ -254,7 +256,7 @@ func (c *clientConn) cmdUnlock(args []string, out io.Writer) error {
 	if err := c.srv.refreshLocks(context.Background()); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "%s is unlocked\n", person)
+	fmt.Fprintf(out, "%s is unlocked\n", safetext.Line(person))
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/policy"
+	"tandem.dev/tandem/internal/safetext"
 )
 
 // clientConn is one authenticated SSH connection of one person: the
@@ -105,7 +106,7 @@ func keyByFingerprint(p *config.Person, fp string) *config.Key {
 func (c *clientConn) refuseChannel(nch ssh.NewChannel, err error, gone bool) {
 	c.srv.record(audit.Event{Type: audit.SessionDenied, Person: c.person.ID, Source: c.source,
 		Attrs: map[string]string{"channel": nch.ChannelType(), "reason": err.Error(), "connection_closed": fmt.Sprint(gone)}})
-	_ = nch.Reject(ssh.Prohibited, "tandem: "+err.Error())
+	_ = nch.Reject(ssh.Prohibited, "tandem: "+safetext.Lines(err.Error()))
 }
 
 // route says where a connection's session channels go.
@@ -215,7 +216,7 @@ func (c *clientConn) serve(ctx context.Context, chans <-chan ssh.NewChannel, req
 		default:
 			c.srv.record(audit.Event{Type: audit.ForwardDenied, Person: c.person.ID, Source: c.source,
 				Attrs: map[string]string{"kind": nch.ChannelType()}})
-			_ = nch.Reject(ssh.Prohibited, "tandem: "+nch.ChannelType()+" channels are not allowed")
+			_ = nch.Reject(ssh.Prohibited, "tandem: "+safetext.Line(nch.ChannelType())+" channels are not allowed")
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/policy"
+	"tandem.dev/tandem/internal/safetext"
 	"tandem.dev/tandem/internal/session"
 )
 
@@ -30,12 +31,13 @@ func (c *clientConn) joinSession(ctx context.Context, ch ssh.Channel, reqs <-cha
 		}
 	}()
 	fail := func(format string, a ...any) uint32 {
-		fmt.Fprintf(ch.Stderr(), "tandem: "+format+"\r\n", a...)
+		msg := safetext.Lines(fmt.Sprintf(format, a...))
+		fmt.Fprintf(ch.Stderr(), "tandem: %s\r\n", strings.ReplaceAll(msg, "\n", "\r\n"))
 		return 1
 	}
 	id, mode, err := parseJoinArgs(args)
 	if err != nil {
-		return fail("%v\r\n  usage: ssh -t gw join SESSION-ID [--observer]", err)
+		return fail("%v\n  usage: ssh -t gw join SESSION-ID [--observer]", err)
 	}
 	if ss.pty == nil {
 		return fail("joining needs a terminal: use ssh -t … join %s", id)
@@ -107,9 +109,9 @@ func (c *clientConn) cmdSessions(args []string, out io.Writer) error {
 	for _, in := range rows {
 		var ps []string
 		for _, p := range in.Participants[1:] {
-			ps = append(ps, p.Person+"("+string(p.Mode)+")")
+			ps = append(ps, safetext.Line(p.Person)+"("+string(p.Mode)+")")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.ID, in.Host, in.Owner.Person, in.State,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.ID, safetext.Line(in.Host), safetext.Line(in.Owner.Person), in.State,
 			in.Started.UTC().Format(time.TimeOnly), strings.Join(ps, " "))
 	}
 	return tw.Flush()

@@ -15,6 +15,7 @@ import (
 	"tandem.dev/tandem/internal/policy"
 	"tandem.dev/tandem/internal/record"
 	"tandem.dev/tandem/internal/relay"
+	"tandem.dev/tandem/internal/safetext"
 	"tandem.dev/tandem/internal/upstream"
 )
 
@@ -37,7 +38,7 @@ func (c *clientConn) directTCPIP(ctx context.Context, nch ssh.NewChannel, rt rou
 		if !c.hasGrantOn(h.Name) {
 			c.srv.record(audit.Event{Type: audit.SessionDenied, Person: c.person.ID, Host: h.Name, Tenant: h.Tenant,
 				Source: c.source, Attrs: map[string]string{"mode": "jump", "reason": "no grant on host"}})
-			_ = nch.Reject(ssh.Prohibited, fmt.Sprintf("tandem: %s has no access to host %s", c.person.ID, h.Name))
+			_ = nch.Reject(ssh.Prohibited, fmt.Sprintf("tandem: %s has no access to host %s", safetext.Line(c.person.ID), safetext.Line(h.Name)))
 			return
 		}
 		c.jump(ctx, nch, h.Name)
@@ -124,7 +125,7 @@ func (c *clientConn) forward(ctx context.Context, nch ssh.NewChannel, dest strin
 			host, _, _ := net.SplitHostPort(dest)
 			msg = "unknown host " + host + " (`ssh gw whoami` lists the hosts you may reach); " + msg
 		}
-		_ = nch.Reject(ssh.Prohibited, "tandem: "+msg)
+		_ = nch.Reject(ssh.Prohibited, "tandem: "+safetext.Line(msg))
 		return
 	}
 	id := newSessionID()
@@ -166,7 +167,7 @@ func (c *clientConn) relayForward(ctx context.Context, nch ssh.NewChannel, dest 
 	port, _ := strconv.ParseUint(portText, 10, 32)
 	up, err := c.st.dialer.Dial(ctx, upstream.Target{Host: rt.host, Login: rt.login, SessionID: id, Person: c.person.ID, Forward: true})
 	if err != nil {
-		_ = nch.Reject(ssh.ConnectionFailed, "tandem: "+err.Error())
+		_ = nch.Reject(ssh.ConnectionFailed, "tandem: "+safetext.Lines(err.Error()))
 		return relay.Result{}, "", err
 	}
 	defer up.Close()
@@ -178,7 +179,7 @@ func (c *clientConn) relayForward(ctx context.Context, nch ssh.NewChannel, dest 
 	}{host, uint32(port), "127.0.0.1", 0}))
 	if err != nil {
 		msg := fmt.Sprintf("%s refused to open %s: %v", rt.host.Name, dest, err)
-		_ = nch.Reject(ssh.ConnectionFailed, "tandem: "+msg)
+		_ = nch.Reject(ssh.ConnectionFailed, "tandem: "+safetext.Line(msg))
 		return relay.Result{}, "", errors.New(msg)
 	}
 	ch, reqs, err := nch.Accept()

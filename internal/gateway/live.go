@@ -10,6 +10,7 @@ import (
 
 	"tandem.dev/tandem/internal/policy"
 	"tandem.dev/tandem/internal/record"
+	"tandem.dev/tandem/internal/safetext"
 	"tandem.dev/tandem/internal/session"
 )
 
@@ -91,7 +92,7 @@ func (l *liveSession) end(msg string) bool {
 	go func() {
 		defer close(said)
 		if l.shared == nil {
-			fmt.Fprintf(l.ch.Stderr(), "%standem: %s%s", l.eol, msg, l.eol)
+			fmt.Fprintf(l.ch.Stderr(), "%standem: %s%s", l.eol, safetext.Line(msg), l.eol)
 			closeUp()
 		}
 		_ = l.ch.Close()

@@ -8,10 +8,12 @@ import (
 	"io"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/readable"
 	"tandem.dev/tandem/internal/record"
+	"tandem.dev/tandem/internal/safetext"
 )
 
 // Reading recordings over SSH (M13): a person sees and exports only the
@@ -47,16 +49,21 @@ func (c *clientConn) cmdRecordings(args []string, out io.Writer) error {
 	fmt.Fprintln(tw, "SESSION\tSTARTED\tKIND\tOWNER\tLOGIN@HOST\tCOMMAND")
 	for _, m := range rows {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s@%s\t%s\n", m.SessionID, m.Started.UTC().Format("2006-01-02 15:04"),
-			m.Kind, m.Owner, m.Login, m.Host, clip(m.Command, 40))
+			m.Kind, safetext.Line(m.Owner), safetext.Line(m.Login), safetext.Line(m.Host), safetext.Line(clip(m.Command, 40)))
 	}
 	return tw.Flush()
 }
 
+// clip shortens s to about n bytes, never inside a UTF-8 sequence.
 func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n-1] + "…"
+	i := n - 1
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }
 
 // cmdExport writes one recording as asciicast v2 to the client:

@@ -13,6 +13,7 @@ import (
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/policy"
+	"tandem.dev/tandem/internal/safetext"
 	"tandem.dev/tandem/internal/store"
 )
 
@@ -106,10 +107,11 @@ func (c *clientConn) cmdRequest(args []string, out io.Writer) error {
 		return fmt.Errorf("request %s stored, but the audit log is unavailable: %v", r.ID, err)
 	}
 	for _, w := range d.Warnings {
-		fmt.Fprintf(out, "note: %s\n", w)
+		fmt.Fprintf(out, "note: %s\n", safetext.Line(w))
 	}
 	need := c.st.engine.ApproversNeeded(hosts)
-	fmt.Fprintf(out, "request %s: %s on %s for %s%s — waiting for %d approval(s)\n", r.ID, r.Login, strings.Join(r.Hosts, ", "), r.Duration, ttyWords(r), need)
+	fmt.Fprintf(out, "request %s: %s on %s for %s%s — waiting for %d approval(s)\n", r.ID, safetext.Line(r.Login),
+		safetext.Line(strings.Join(r.Hosts, ", ")), r.Duration, ttyWords(r), need)
 	fmt.Fprintf(out, "a colleague approves with:  ssh gw approve %s\n", r.ID)
 	return nil
 }
@@ -148,8 +150,8 @@ func (c *clientConn) cmdRequests(args []string, out io.Writer) error {
 		if r.TTY {
 			terminals = "YES"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, state, r.Requester, r.Login,
-			strings.Join(r.Hosts, ","), r.Duration, terminals, until, r.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", safetext.Line(r.ID), state, safetext.Line(r.Requester), safetext.Line(r.Login),
+			safetext.Line(strings.Join(r.Hosts, ",")), r.Duration, terminals, until, safetext.Line(r.Reason))
 		n++
 	}
 	if n == 0 {
@@ -246,10 +248,10 @@ func (c *clientConn) cmdApprove(args []string, out io.Writer) error {
 		return fmt.Errorf("approval stored, but the audit log is unavailable: %v", err)
 	}
 	if r.State == store.RequestApproved {
-		fmt.Fprintf(out, "request %s approved: %s may use %s on %s%s until %s\n", r.ID, r.Requester, r.Login,
-			strings.Join(r.Hosts, ", "), ttyWords(r), r.ValidUntil.UTC().Format("2006-01-02 15:04:05 UTC"))
+		fmt.Fprintf(out, "request %s approved: %s may use %s on %s%s until %s\n", safetext.Line(r.ID), safetext.Line(r.Requester), safetext.Line(r.Login),
+			safetext.Line(strings.Join(r.Hosts, ", ")), ttyWords(r), r.ValidUntil.UTC().Format("2006-01-02 15:04:05 UTC"))
 	} else {
-		fmt.Fprintf(out, "request %s: approval recorded, %d more needed\n", r.ID, c.st.engine.ApproversNeeded(hs)-len(r.Approvals))
+		fmt.Fprintf(out, "request %s: approval recorded, %d more needed\n", safetext.Line(r.ID), c.st.engine.ApproversNeeded(hs)-len(r.Approvals))
 	}
 	return nil
 }
@@ -289,7 +291,7 @@ func (c *clientConn) cmdDeny(args []string, out io.Writer) error {
 	if err := c.recordRequest(audit.RequestDeny, r, map[string]string{"reason": reason}); err != nil {
 		return fmt.Errorf("denial stored, but the audit log is unavailable: %v", err)
 	}
-	fmt.Fprintf(out, "request %s denied\n", id)
+	fmt.Fprintf(out, "request %s denied\n", safetext.Line(id))
 	return nil
 }
 
@@ -315,6 +317,6 @@ func (c *clientConn) cmdRevoke(args []string, out io.Writer) error {
 		c.srv.log.Error("audit log unavailable", "err", err)
 	}
 	n := c.srv.endRequestSessions(id, fmt.Sprintf("request %s was revoked by %s: %s", id, c.person.ID, reason))
-	fmt.Fprintf(out, "request %s revoked; %d live session(s) ended\n", id, n)
+	fmt.Fprintf(out, "request %s revoked; %d live session(s) ended\n", safetext.Line(id), n)
 	return nil
 }

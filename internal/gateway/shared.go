@@ -14,6 +14,7 @@ import (
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/policy"
 	"tandem.dev/tandem/internal/record"
+	"tandem.dev/tandem/internal/safetext"
 	"tandem.dev/tandem/internal/session"
 	"tandem.dev/tandem/internal/store"
 	"tandem.dev/tandem/internal/upstream"
@@ -186,7 +187,7 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 	}
 	_ = ss.start.Reply(true, nil)
 	for _, w := range d.Warnings {
-		fmt.Fprintf(ch.Stderr(), "tandem: %s\r\n", w)
+		fmt.Fprintf(ch.Stderr(), "tandem: %s\r\n", safetext.Line(w))
 	}
 	closed := make(chan struct{})
 	size := ptySize(ss.pty, ss.winch)
@@ -244,7 +245,7 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 	defer c.srv.live.removeShared(id)
 	if fourEyes {
 		fmt.Fprintf(ch.Stderr(), "tandem: %s\r\n  ask a colleague to run:  ssh -t gw join %s\r\n  (gw as `tandem client-config` sets it up; without it: ssh -t %s join %s)\r\n",
-			d.Reason, id, c.srv.gatewayHint(c.st), id)
+			safetext.Line(d.Reason), id, safetext.Line(c.srv.gatewayHint(c.st)), id)
 	}
 	loop := &sharedLoop{c: c, live: live, sess: sess, up: &up, ss: ss, owner: c.person.ID,
 		reqs: reqs, closed: closed, recFailed: rec.Failed(),

@@ -19,6 +19,7 @@ import (
 	"tandem.dev/tandem/internal/policy"
 	"tandem.dev/tandem/internal/record"
 	"tandem.dev/tandem/internal/relay"
+	"tandem.dev/tandem/internal/safetext"
 	"tandem.dev/tandem/internal/sftpproxy"
 	"tandem.dev/tandem/internal/store"
 	"tandem.dev/tandem/internal/upstream"
@@ -114,7 +115,7 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 		return
 	}
 	for _, w := range d.Warnings {
-		fmt.Fprintf(ch.Stderr(), "tandem: %s%s", w, eol(ss))
+		fmt.Fprintf(ch.Stderr(), "tandem: %s%s", safetext.Line(w), eol(ss))
 	}
 	live := c.newLive(id, rt, action, ss, ch)
 	if req != nil {
@@ -368,7 +369,7 @@ func (e *sftpEnd) Close() error {
 // subsystem request fails exits at once and may not print the reason it
 // already received.
 func refuse(ch ssh.Channel, ss *sessionStart, msg string) {
-	fmt.Fprintf(ch.Stderr(), "tandem: %s%s", strings.ReplaceAll(msg, "\n", eol(ss)), eol(ss))
+	fmt.Fprintf(ch.Stderr(), "tandem: %s%s", strings.ReplaceAll(safetext.Lines(msg), "\n", eol(ss)), eol(ss))
 	_ = ss.start.Reply(true, nil)
 	endChannel(ch, 1)
 }

@@ -135,8 +135,10 @@ func formatAge(d time.Duration) string {
 	return d.String()
 }
 
-// oneLine keeps text that came from elsewhere (a lock reason) on one
-// terminal line and free of control characters.
+// oneLine keeps text that came from elsewhere (a lock reason) on one line
+// of a decision's reason, which the audit log records as it is. It does
+// not escape for terminals: every print site passes person-supplied text
+// through safetext, and escaping here as well would double the escapes.
 func oneLine(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"tandem.dev/tandem/internal/safetext"
 )
 
 // ReplayOptions control Replay.
@@ -41,7 +43,7 @@ func Replay(r *Reader, out io.Writer, o ReplayOptions) error {
 			return nil
 		}
 		if err != nil {
-			fmt.Fprintf(out, "\r\n[tandem] %v\r\n", err)
+			fmt.Fprintf(out, "\r\n[tandem] %s\r\n", safetext.Line(err.Error()))
 			return nil
 		}
 		if skipping && ev.Type == EvMarker && strings.Contains(ev.Text, o.SkipTo) {
@@ -57,7 +59,8 @@ func Replay(r *Reader, out io.Writer, o ReplayOptions) error {
 				return err
 			}
 		case EvMarker:
-			if _, err := fmt.Fprintf(out, "\r\n[tandem] %s\r\n", ev.Text); err != nil {
+			// Markers carry person ids and reasons people typed.
+			if _, err := fmt.Fprintf(out, "\r\n[tandem] %s\r\n", safetext.Line(ev.Text)); err != nil {
 				return err
 			}
 		}

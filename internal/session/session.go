@@ -106,6 +106,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"tandem.dev/tandem/internal/safetext"
 )
 
 // Mode is how a participant takes part.
@@ -1007,8 +1009,11 @@ func (s *Session) stopTimerLocked() {
 	}
 }
 
+// notice frames msg for a participant's terminal. Notices carry person
+// ids and reasons that people typed (a lock reason), so the text is shown
+// with its control and format characters escaped.
 func notice(msg string) []byte {
-	return []byte(noticePrefix + msg + noticeSuffix)
+	return []byte(noticePrefix + safetext.Line(msg) + noticeSuffix)
 }
 
 // noticeLocked queues a notice for one participant. A notice that does not

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/pkg/sftp"
+
+	"tandem.dev/tandem/internal/safetext"
 )
 
 // Recorder receives one map per operation; the gateway passes
@@ -315,7 +317,7 @@ func (p *proxy) remove(path string) error {
 		return err
 	}
 	if fi.IsDir() {
-		return &statusErr{code: sftp.ErrSSHFxFailure, msg: "remove " + path + ": is a directory"}
+		return &statusErr{code: sftp.ErrSSHFxFailure, msg: "remove " + safetext.Line(path) + ": is a directory"}
 	}
 	return p.target.Remove(path)
 }
