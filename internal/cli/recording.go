@@ -187,9 +187,9 @@ func (r *reader) list(cmd *cobra.Command, tenant string, since time.Duration) er
 		return err
 	}
 	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "SESSION\tSTARTED\tKIND\tTENANT\tOWNER\tLOGIN@HOST")
+	fmt.Fprintln(tw, "SESSION\tSTARTED\tKIND\tTENANT\tOWNER\tLOGIN@HOST\tSEALED")
 	for _, m := range metas {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s@%s\n", m.SessionID, m.Started.UTC().Format("2006-01-02 15:04"), m.Kind, m.Tenant, m.Owner, m.Login, m.Host)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s@%s\t%s\n", m.SessionID, m.Started.UTC().Format("2006-01-02 15:04"), m.Kind, m.Tenant, m.Owner, m.Login, m.Host, m.SealedColumn())
 	}
 	return tw.Flush()
 }
