@@ -188,10 +188,10 @@ func (r *reader) list(cmd *cobra.Command, tenant string, since time.Duration) er
 		return err
 	}
 	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "SESSION\tSTARTED\tKIND\tTENANT\tOWNER\tLOGIN@HOST")
+	fmt.Fprintln(tw, "SESSION\tSTARTED\tKIND\tTENANT\tOWNER\tLOGIN@HOST\tSEALED")
 	for _, m := range metas {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s@%s\n", m.SessionID, m.Started.UTC().Format("2006-01-02 15:04"), m.Kind,
-			safetext.Line(m.Tenant), safetext.Line(m.Owner), safetext.Line(m.Login), safetext.Line(m.Host))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s@%s\t%s\n", m.SessionID, m.Started.UTC().Format("2006-01-02 15:04"), m.Kind,
+			safetext.Line(m.Tenant), safetext.Line(m.Owner), safetext.Line(m.Login), safetext.Line(m.Host), m.SealedColumn())
 	}
 	return tw.Flush()
 }

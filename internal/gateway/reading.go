@@ -46,10 +46,10 @@ func (c *clientConn) cmdRecordings(args []string, out io.Writer) error {
 		rows = rows[:maxListed]
 	}
 	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "SESSION\tSTARTED\tKIND\tOWNER\tLOGIN@HOST\tCOMMAND")
+	fmt.Fprintln(tw, "SESSION\tSTARTED\tKIND\tOWNER\tLOGIN@HOST\tSEALED\tCOMMAND")
 	for _, m := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s@%s\t%s\n", m.SessionID, m.Started.UTC().Format("2006-01-02 15:04"),
-			m.Kind, safetext.Line(m.Owner), safetext.Line(m.Login), safetext.Line(m.Host), safetext.Line(clip(m.Command, 40)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s@%s\t%s\t%s\n", m.SessionID, m.Started.UTC().Format("2006-01-02 15:04"),
+			m.Kind, safetext.Line(m.Owner), safetext.Line(m.Login), safetext.Line(m.Host), m.SealedColumn(), safetext.Line(clip(m.Command, 40)))
 	}
 	return tw.Flush()
 }

@@ -54,6 +54,19 @@ func summaryAttrs(attrs map[string]string, kind record.Kind, w *record.Writer, s
 			attrs[name+"_sha256"] = emptySHA256
 		}
 	}
+	if s := sum.Sealed; s.Prompts > 0 {
+		// Keystrokes typed at secret prompts were sealed, not recorded:
+		// how many, where (the sidecar and its hash), and whether more
+		// than a few secrets' worth (a fake prompt hiding commands?).
+		attrs["sealed"] = w.SealedPath()
+		attrs["sealed_prompts"] = strconv.FormatInt(s.Prompts, 10)
+		attrs["sealed_keystrokes"] = strconv.FormatInt(s.Keystrokes, 10)
+		attrs["sealed_bytes"] = strconv.FormatInt(s.Bytes, 10)
+		attrs["sealed_file_sha256"] = s.FileSHA256
+		if s.Flagged {
+			attrs["sealed_flag"] = "many"
+		}
+	}
 	for name, st := range sum.Streams {
 		attrs[name+"_bytes"] = strconv.FormatInt(st.Bytes, 10)
 		attrs[name+"_sha256"] = st.SHA256

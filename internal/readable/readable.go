@@ -54,11 +54,32 @@ func (l Library) Open(p *config.Person, id string) (*record.Reader, *config.Host
 	return nil, nil, fmt.Errorf("no recording of session %s", id)
 }
 
+// Entry is one recording in a listing.
+type Entry struct {
+	record.Meta
+	// Sealed is how much input was sealed at secret prompts (read from
+	// the recording's last chunk, with the data key only).
+	Sealed record.SealedSummary
+}
+
+// SealedColumn is the SEALED column of listings: "-" for none, the number
+// of sealed keystrokes, "12 (many)" for a flagged session.
+func (e Entry) SealedColumn() string {
+	switch {
+	case e.Sealed.Prompts == 0:
+		return "-"
+	case e.Sealed.Flagged:
+		return fmt.Sprintf("%d (many)", e.Sealed.Keystrokes)
+	default:
+		return fmt.Sprint(e.Sealed.Keystrokes)
+	}
+}
+
 // List returns the metadata of the recordings p may read that match f,
 // newest first. Recordings that cannot be opened (shredded, damaged) are
 // left out.
-func (l Library) List(p *config.Person, f Filter) []record.Meta {
-	var out []record.Meta
+func (l Library) List(p *config.Person, f Filter) []Entry {
+	var out []Entry
 	firstDay := f.Since.UTC().Truncate(24 * time.Hour)
 	for _, t := range l.Config.Tenants {
 		if (f.Tenant != "" && t.ID != f.Tenant) || !l.mayReadTenant(p, t.ID) {
@@ -80,7 +101,8 @@ func (l Library) List(p *config.Person, f Filter) []record.Meta {
 				(f.Host != "" && m.Host != f.Host) || (f.Owner != "" && m.Owner != f.Owner) {
 				continue
 			}
-			out = append(out, m)
+			sealed, _ := record.ReadSealedSummary(l.Vault, h.Path) // a damaged tail shows what was read
+			out = append(out, Entry{Meta: m, Sealed: sealed})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Started.After(out[j].Started) })

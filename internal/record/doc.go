@@ -57,12 +57,25 @@
 // at most about the last second. Memory per recording is bounded by the
 // chunk size, never the session length.
 //
-// # Password prompts
+// # Secret prompts and sealed keystrokes
 //
-// When terminal output ends with a password prompt ("[sudo] password for
-// alice: ", "Password:", "passphrase:") the input that follows is not
-// stored: up to the next Enter, Ctrl-C or Ctrl-D it is replaced by one
-// "hidden input" event per person (no length, no content), exported as the
-// marker "input hidden (password prompt)". An audit trail must not become a
-// password store.
+// When terminal output ends with a prompt for a secret (IsSecretPrompt:
+// "[sudo] Passwort für deploy: ", "Kennwort:", "alice@db1's password:",
+// "Enter passphrase for key …:", "PIN:", "Verification code:", a pinentry
+// dialog …) the input that follows, up to the next Enter, Ctrl-C or
+// Ctrl-D, is not stored in the recording but sealed: encrypted under the
+// tenant's sealed key of the day (a key of its own class, in
+// <vault>/sealed-keys/, wrapped by the same KEK) into a sidecar file
+// <dir>/sealed/<tenant>/<day>/<session>.sealed (see sealed.go). The
+// recording gets an EvSealed event per person where the answer ended,
+// exported as the marker "9 keystrokes sealed (secret prompt)", and Close
+// writes the totals (EvSealedEnd, Summary.Sealed). A session with more
+// than SealedFlagPrompts (3) prompts or SealedFlagBytes (256) sealed bytes
+// is flagged: a fake "Password:" prompt with echo off that hides commands
+// shows up in the summary, session.end and the listing.
+//
+// Nobody opens sealed keystrokes through Tandem yet: reading recordings
+// uses only the data key and never touches the sidecar; OpenSealed is for
+// the disclosure process of M15. An audit trail must not become a password
+// store, nor a place where commands can hide.
 package record

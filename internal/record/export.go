@@ -21,7 +21,8 @@ const (
 	// markers survive every player and `asciinema cat` (which prints only
 	// output), so the attribution stays inside the exported file.
 	MarkerInputBy = "input: "
-	// MarkerHidden replaces input typed after a password prompt.
+	// MarkerHidden replaces input typed after a password prompt in
+	// recordings made before keystrokes were sealed.
 	MarkerHidden = "input hidden (password prompt)"
 	// MarkerIncomplete ends an export of a recording whose final chunk is
 	// missing.
@@ -108,10 +109,27 @@ type castHeader struct {
 	Env       map[string]string `json:"env,omitempty"`
 }
 
+// SealedMarker is the marker that stands where keystrokes typed at a
+// secret prompt were sealed: "9 keystrokes sealed (secret prompt)".
+func SealedMarker(keystrokes int64) string {
+	if keystrokes == 1 {
+		return "1 keystroke sealed (secret prompt)"
+	}
+	return fmt.Sprintf("%d keystrokes sealed (secret prompt)", keystrokes)
+}
+
+// SealedNote is the marker at the end of a recording whose sealed input
+// is flagged: "sealed: 12 keystrokes at 5 secret prompts; more …".
+func SealedNote(s SealedSummary) string {
+	return fmt.Sprintf("sealed: %d keystrokes at %d secret prompts; %s", s.Keystrokes, s.Prompts, MarkerSealedManyNote)
+}
+
 // ExportAsciicast writes the recording as asciicast v2: output as "o",
 // input as "i" (preceded by a marker "input: <person>" whenever the typist
-// changes), window sizes as "r", markers as "m", hidden input as the
-// marker "input hidden (password prompt)". Exec recordings export stdin
+// changes), window sizes as "r", markers as "m", keystrokes sealed at a
+// secret prompt as the marker "N keystrokes sealed (secret prompt)" where
+// they were typed (the keystrokes themselves are not in the recording),
+// and a flagged session's sealed totals as a last marker. Exec recordings export stdin
 // as "i", stdout and stderr as "o", and the exit status and stream totals
 // as markers; sftp operations become markers. Output is re-assembled
 // across reads so split UTF-8 characters survive.
@@ -186,6 +204,14 @@ func ExportAsciicast(r *Reader, w io.Writer) error {
 		case EvHidden:
 			if err = setTypist(ev.T, ev.Person); err == nil {
 				err = cw.event(ev.T, "m", MarkerHidden)
+			}
+		case EvSealed:
+			if err = setTypist(ev.T, ev.Person); err == nil {
+				err = cw.event(ev.T, "m", SealedMarker(ev.Sealed.Keystrokes))
+			}
+		case EvSealedEnd:
+			if ev.Sealed.Flagged {
+				err = cw.event(ev.T, "m", SealedNote(ev.Sealed))
 			}
 		case EvResize:
 			err = cw.event(ev.T, "r", fmt.Sprintf("%dx%d", ev.Cols, ev.Rows))
@@ -272,12 +298,15 @@ type attribution struct {
 	Person string      `json:"person"`
 	Bytes  int         `json:"bytes"`
 	Hidden bool        `json:"hidden,omitempty"`
+	// Sealed is the number of keystrokes sealed (Bytes is then their
+	// length in bytes).
+	Sealed int64 `json:"sealed,omitempty"`
 }
 
 // ExportAttribution writes who typed what, as JSON lines
 // {"t":1.5,"person":"bob","bytes":3} (one per input event, t in seconds as
-// in the asciicast export; "hidden":true for input hidden after a password
-// prompt). It is the machine-readable companion of the "input: <person>"
+// in the asciicast export; "hidden":true for input sealed at a secret
+// prompt, with "sealed" keystrokes, or hidden in older recordings). It is the machine-readable companion of the "input: <person>"
 // markers.
 func ExportAttribution(r *Reader, w io.Writer) error {
 	bw := bufio.NewWriter(w)
@@ -295,6 +324,8 @@ func ExportAttribution(r *Reader, w io.Writer) error {
 			a = attribution{T: json.Number(castTime(ev.T)), Person: ev.Person, Bytes: len(ev.Data)}
 		case EvHidden:
 			a = attribution{T: json.Number(castTime(ev.T)), Person: ev.Person, Hidden: true}
+		case EvSealed:
+			a = attribution{T: json.Number(castTime(ev.T)), Person: ev.Person, Bytes: int(ev.Sealed.Bytes), Hidden: true, Sealed: ev.Sealed.Keystrokes}
 		default:
 			continue
 		}

@@ -126,7 +126,9 @@ const (
 	EvMeta      EventType = 'M' // first event only; returned by Reader.Meta
 	EvOutput    EventType = 'o' // Data: terminal output
 	EvInput     EventType = 'i' // Person, Data: input forwarded to the target
-	EvHidden    EventType = 'h' // Person: input hidden after a password prompt
+	EvHidden    EventType = 'h' // Person: input hidden after a password prompt (older recordings)
+	EvSealed    EventType = 'k' // Person, SealedSeq, SealedPrompt, Sealed.Keystrokes, Sealed.Bytes: input sealed at a secret prompt
+	EvSealedEnd EventType = 'K' // Sealed: totals of the sealed input, written by Close
 	EvResize    EventType = 'r' // Cols, Rows
 	EvMarker    EventType = 'm' // Text: joins, leaves, pauses …
 	EvStream    EventType = 's' // Name, Data: exec stream content (up to the cap)
@@ -139,7 +141,7 @@ const (
 type Event struct {
 	Type   EventType
 	T      time.Duration // since Meta.Started, never decreasing
-	Person string        // EvInput, EvHidden
+	Person string        // EvInput, EvHidden, EvSealed
 	Name   string        // EvStream, EvStreamEnd: stdin, stdout, stderr
 	Data   []byte        // EvOutput, EvInput, EvStream
 	Text   string        // EvMarker
@@ -149,6 +151,14 @@ type Event struct {
 	Signal string        // EvExit
 	Op     map[string]string
 	Stream StreamSummary // EvStreamEnd
+	// Sealed: EvSealed (Keystrokes and Bytes of this piece) and
+	// EvSealedEnd (the totals).
+	Sealed SealedSummary
+	// SealedSeq is the chunk of the sealed-keystrokes file that holds the
+	// input of an EvSealed event; SealedPrompt counts the secret prompts
+	// of the session, from 1, so pieces of one answer share it.
+	SealedSeq    uint64
+	SealedPrompt int64
 }
 
 // StreamSummary describes one exec stream in full, also the part beyond
@@ -170,6 +180,7 @@ type Summary struct {
 	Chunks     int64
 	Duration   time.Duration // time offset of the last event
 	Streams    map[string]StreamSummary
+	Sealed     SealedSummary // input sealed at secret prompts
 }
 
 const dayLayout = "2006-01-02"
@@ -326,6 +337,24 @@ func decodeEvent(d *decoder) (Event, error) {
 		ev.Data = d.bytes(maxPiece)
 	case EvHidden:
 		ev.Person = string(d.bytes(maxName))
+	case EvSealed:
+		ev.Person = string(d.bytes(maxName))
+		ev.SealedSeq = d.uvarint()
+		prompt, keys, n := d.uvarint(), d.uvarint(), d.uvarint()
+		if d.err == nil && (prompt == 0 || prompt > 1<<40 || n > maxPiece || keys > n || ev.SealedSeq > 1<<40) {
+			return ev, fmt.Errorf("bad sealed-input event")
+		}
+		ev.SealedPrompt = int64(prompt)
+		ev.Sealed = SealedSummary{Keystrokes: int64(keys), Bytes: int64(n)}
+	case EvSealedEnd:
+		prompts, keys, n := d.uvarint(), d.uvarint(), d.uvarint()
+		flagged := d.byte1()
+		sum := d.fixed(sha256.Size)
+		if d.err == nil && (prompts > 1<<40 || n > 1<<62 || keys > n || flagged > 1) {
+			return ev, fmt.Errorf("bad sealed-input summary")
+		}
+		ev.Sealed = SealedSummary{Prompts: int64(prompts), Keystrokes: int64(keys), Bytes: int64(n), Flagged: flagged == 1,
+			FileSHA256: fmt.Sprintf("%x", sum)}
 	case EvResize:
 		c, r := d.uvarint(), d.uvarint()
 		if c > 1<<16 || r > 1<<16 {

@@ -54,6 +54,8 @@ type Reader struct {
 	events  int64
 	lastT   time.Duration
 	streams map[string]StreamSummary
+	sealed  SealedSummary // EvSealedEnd, or what EvSealed events add up to
+	sealEnd bool
 }
 
 // Open opens the recording at path and decrypts its first chunk (the
@@ -186,8 +188,18 @@ func (r *Reader) Next() (Event, error) {
 	r.events++
 	r.lastT = ev.T
 	r.pending = d.b
-	if ev.Type == EvStreamEnd {
+	switch ev.Type {
+	case EvStreamEnd:
 		r.streams[ev.Name] = ev.Stream
+	case EvSealed:
+		if !r.sealEnd {
+			r.sealed.Prompts = max(r.sealed.Prompts, ev.SealedPrompt)
+			r.sealed.Keystrokes += ev.Sealed.Keystrokes
+			r.sealed.Bytes += ev.Sealed.Bytes
+			r.sealed.flag()
+		}
+	case EvSealedEnd:
+		r.sealed, r.sealEnd = ev.Sealed, true
 	}
 	return ev, nil
 }
@@ -262,8 +274,14 @@ func (r *Reader) Verify() (Summary, error) {
 	return Summary{
 		SHA256: hex.EncodeToString(r.evHash.Sum(nil)), FileSHA256: hex.EncodeToString(r.file.Sum(nil)),
 		Bytes: r.bytes, Events: r.events, Chunks: int64(r.seq), Duration: r.lastT, Streams: streams,
+		Sealed: r.sealedSummary(),
 	}, err
 }
+
+// sealedSummary is the sealed-input summary as far as read: the totals
+// Close wrote, or (in a recording cut short) what the EvSealed events read
+// so far add up to, without the sidecar's hash.
+func (r *Reader) sealedSummary() SealedSummary { return r.sealed }
 
 // ReadHeader reads only the plaintext header of the recording at path.
 func ReadHeader(path string) (Header, error) {

@@ -177,7 +177,7 @@ func TestPasswordMasking(t *testing.T) {
 		name       string
 		steps      []step
 		wantInputs []string // recorded input events, in order
-		wantHidden []string // persons with a hidden-input event, in order
+		wantHidden []string // persons with a sealed-input event, in order
 	}{
 		{"sudo prompt until Enter",
 			[]step{{"$ sudo -i\r\n[sudo] password for alice: ", "alice", "s"}, {"", "alice", "3cr"}, {"", "alice", "et"}, {"", "alice", "\r"}, {"\r\n# ", "alice", "id\r"}},
@@ -222,7 +222,7 @@ func TestPasswordMasking(t *testing.T) {
 				switch ev.Type {
 				case EvInput:
 					inputs = append(inputs, string(ev.Data))
-				case EvHidden:
+				case EvSealed:
 					hidden = append(hidden, ev.Person)
 				}
 			}
@@ -231,11 +231,21 @@ func TestPasswordMasking(t *testing.T) {
 			}
 			cast := exportCast(t, e.v, w.Path())
 			if tc.wantHidden != nil {
-				if bytes.Contains(cast, []byte("s3c")) || bytes.Contains(cast, []byte("ret")) {
+				if bytes.Contains(cast, []byte("s3c")) || bytes.Contains(cast, []byte(`"ret`)) {
 					t.Fatalf("password in export:\n%s", cast)
 				}
-				if !bytes.Contains(cast, []byte(`"m", "`+MarkerHidden+`"`)) {
-					t.Fatalf("no hidden marker:\n%s", cast)
+				if !bytes.Contains(cast, []byte(`keystrokes sealed (secret prompt)"`)) {
+					t.Fatalf("no sealed marker:\n%s", cast)
+				}
+				// The secret is in the sidecar, under the sealed key.
+				sealed, err := OpenSealed(e.v, w.SealedPath())
+				must(t, err)
+				var got []byte
+				for _, s := range sealed {
+					got = append(got, s.Data...)
+				}
+				if !bytes.Contains(got, []byte("s3c")) {
+					t.Fatalf("sealed keystrokes %q lack the secret", got)
 				}
 			}
 		})

@@ -22,7 +22,8 @@ type ReplayOptions struct {
 }
 
 // Replay writes a recording's terminal output (and exec output) to out
-// with its original timing; markers (joins, pauses, ends) appear as
+// with its original timing; markers (joins, pauses, ends) and sealed
+// keystrokes ("alice: 9 keystrokes sealed (secret prompt)") appear as
 // notice lines. A damaged or incomplete recording is played up to the
 // damage, then the reason is shown.
 func Replay(r *Reader, out io.Writer, o ReplayOptions) error {
@@ -62,6 +63,16 @@ func Replay(r *Reader, out io.Writer, o ReplayOptions) error {
 			// Markers carry person ids and reasons people typed.
 			if _, err := fmt.Fprintf(out, "\r\n[tandem] %s\r\n", safetext.Line(ev.Text)); err != nil {
 				return err
+			}
+		case EvSealed:
+			if _, err := fmt.Fprintf(out, "\r\n[tandem] %s: %s\r\n", ev.Person, SealedMarker(ev.Sealed.Keystrokes)); err != nil {
+				return err
+			}
+		case EvSealedEnd:
+			if ev.Sealed.Flagged {
+				if _, err := fmt.Fprintf(out, "\r\n[tandem] %s\r\n", SealedNote(ev.Sealed)); err != nil {
+					return err
+				}
 			}
 		}
 	}

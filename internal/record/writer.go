@@ -84,10 +84,28 @@ type Writer struct {
 	lastT   time.Duration
 	dirty   bool // written since the last fsync
 	mask    masker
+	seal    sealState
 	streams map[string]*streamState
 	err     error
 	closed  bool
 	sum     Summary
+}
+
+// sealState is what the Writer needs to seal keystrokes typed at a
+// secret prompt (sealed.go).
+type sealState struct {
+	vault   *Vault
+	dir     string
+	meta    Meta          // tenant, session, kind, start: names the sidecar and its key
+	w       *sealedWriter // created on the first sealed keystroke
+	pending []pendingSeal // input of the current stretch, per person, in order of first keystroke
+	open    bool          // the current stretch has sealed input
+	sum     SealedSummary
+}
+
+type pendingSeal struct {
+	person string
+	data   []byte
 }
 
 type streamState struct {
@@ -168,6 +186,7 @@ func Create(v *Vault, dir string, meta Meta, opt Options) (*Writer, error) {
 		buf:    make([]byte, 1, idleBufSize),
 		evHash: sha256.New(), file: sha256.New(),
 		streams: map[string]*streamState{},
+		seal:    sealState{vault: v, dir: dir, meta: Meta{SessionID: meta.SessionID, Tenant: meta.Tenant, Kind: meta.Kind, Started: meta.Started}},
 	}
 	if _, err := f.Write(hdr); err != nil {
 		w.abort()
@@ -205,6 +224,17 @@ func (w *Writer) abort() { w.f.Close() }
 
 // Path returns the recording's file name.
 func (w *Writer) Path() string { return w.path }
+
+// SealedPath returns the file of the session's sealed keystrokes, or ""
+// while nothing was sealed.
+func (w *Writer) SealedPath() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.seal.w == nil {
+		return ""
+	}
+	return w.seal.w.path
+}
 
 // Failed is closed when the Writer fails; Err then says why.
 func (w *Writer) Failed() <-chan struct{} { return w.failed }
@@ -352,6 +382,11 @@ func (w *Writer) flushLocked(final, sync bool) error {
 		}
 		w.dirty = true
 	}
+	if sync && w.seal.w != nil {
+		if err := w.seal.w.sync(); err != nil {
+			return err
+		}
+	}
 	if sync && w.dirty && !w.opt.NoSync {
 		if err := w.f.Sync(); err != nil {
 			return fmt.Errorf("sync: %w", err)
@@ -398,7 +433,10 @@ func (w *Writer) Output(p []byte) error {
 }
 
 // Input records input forwarded to the target, typed by person. Input that
-// answers a password prompt is replaced by one hidden-input event.
+// answers a secret prompt (IsSecretPrompt), up to the next Enter, Ctrl-C
+// or Ctrl-D, is sealed instead (sealed.go): the recording gets an EvSealed
+// event per person saying how many keystrokes were sealed, when the
+// answer ends.
 func (w *Writer) Input(person string, p []byte) error {
 	if err := checkName("person", person); err != nil {
 		return fmt.Errorf("record: %w", err)
@@ -411,15 +449,93 @@ func (w *Writer) Input(person string, p []byte) error {
 	if len(p) == 0 {
 		return nil
 	}
-	hidden, first := w.mask.input(person, p)
-	if first {
-		b := appendEventHead(w.buf, EvHidden, w.offsetLocked())
-		w.commitLocked(appendString(b, person))
-		if err := w.afterEventLocked(); err != nil {
+	hidden, ended := w.mask.input(p)
+	if hidden > 0 {
+		if err := w.holdLocked(person, p[:hidden]); err != nil {
+			return err
+		}
+	}
+	if ended {
+		if err := w.endStretchLocked(); err != nil {
 			return err
 		}
 	}
 	return w.piecesLocked(EvInput, func(b []byte) []byte { return appendString(b, person) }, p[hidden:])
+}
+
+// holdLocked keeps person's input to a secret prompt until the answer
+// ends; a piece of maxPiece bytes is sealed at once, so memory stays
+// bounded however long the "answer" is.
+func (w *Writer) holdLocked(person string, p []byte) error {
+	if !w.seal.open {
+		w.seal.open = true
+		w.seal.sum.Prompts++
+	}
+	i := 0
+	for i < len(w.seal.pending) && w.seal.pending[i].person != person {
+		i++
+	}
+	if i == len(w.seal.pending) {
+		w.seal.pending = append(w.seal.pending, pendingSeal{person: person})
+	}
+	for len(p) > 0 {
+		ps := &w.seal.pending[i]
+		n := min(len(p), maxPiece-len(ps.data))
+		ps.data = append(ps.data, p[:n]...)
+		p = p[n:]
+		if len(ps.data) >= maxPiece {
+			if err := w.sealLocked(ps); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// endStretchLocked seals what everyone typed at the prompt.
+func (w *Writer) endStretchLocked() error {
+	for i := range w.seal.pending {
+		if err := w.sealLocked(&w.seal.pending[i]); err != nil {
+			return err
+		}
+	}
+	w.seal.pending = w.seal.pending[:0]
+	w.seal.open = false
+	return nil
+}
+
+// sealLocked writes ps's input to the sidecar, under the sealed key, and
+// records where and how much in an EvSealed event.
+func (w *Writer) sealLocked(ps *pendingSeal) error {
+	if len(ps.data) == 0 {
+		return nil
+	}
+	if w.seal.w == nil {
+		sw, err := createSealed(w.seal.vault, w.seal.dir, &w.seal.meta, w.opt.NoSync)
+		if err != nil {
+			// Fail closed: the secret is neither stored in the clear
+			// nor dropped unnoticed.
+			return w.failLocked(fmt.Errorf("seal keystrokes: %w", err))
+		}
+		w.seal.w = sw
+	}
+	d := w.offsetLocked()
+	seq, err := w.seal.w.seal(ps.person, d, ps.data, false)
+	if err != nil {
+		return w.failLocked(err)
+	}
+	keys, n := keystrokes(ps.data), int64(len(ps.data))
+	clear(ps.data)
+	ps.data = ps.data[:0]
+	w.seal.sum.Keystrokes += keys
+	w.seal.sum.Bytes += n
+	b := appendEventHead(w.buf, EvSealed, d)
+	b = appendString(b, ps.person)
+	b = binary.AppendUvarint(b, seq)
+	b = binary.AppendUvarint(b, uint64(w.seal.sum.Prompts))
+	b = binary.AppendUvarint(b, uint64(keys))
+	w.commitLocked(binary.AppendUvarint(b, uint64(n)))
+	return w.afterEventLocked()
 }
 
 // Resize records a new window size.
@@ -524,6 +640,17 @@ func (w *Writer) Close() (Summary, error) {
 		close(w.done)
 	}
 	if w.err == nil {
+		// An answer still being typed when the session ends is sealed too.
+		_ = w.endStretchLocked()
+	}
+	if w.err == nil && w.seal.w != nil {
+		sum, err := w.seal.w.close()
+		if err != nil {
+			w.failLocked(fmt.Errorf("close sealed keystrokes: %w", err))
+		}
+		w.seal.sum.FileSHA256 = sum
+	}
+	if w.err == nil {
 		names := make([]string, 0, len(w.streams))
 		for n := range w.streams {
 			names = append(names, n)
@@ -549,6 +676,22 @@ func (w *Writer) Close() (Summary, error) {
 				break
 			}
 		}
+		if w.err == nil && w.seal.sum.Prompts > 0 {
+			// The totals go into the final chunk (no flush before it), where
+			// listings find them without reading the whole recording.
+			s := &w.seal.sum
+			s.flag()
+			fh, _ := hex.DecodeString(s.FileSHA256)
+			b := appendEventHead(w.buf, EvSealedEnd, d)
+			b = binary.AppendUvarint(b, uint64(s.Prompts))
+			b = binary.AppendUvarint(b, uint64(s.Keystrokes))
+			b = binary.AppendUvarint(b, uint64(s.Bytes))
+			fl := byte(0)
+			if s.Flagged {
+				fl = 1
+			}
+			w.commitLocked(append(append(b, fl), fh...))
+		}
 		if w.err == nil {
 			if err := w.flushLocked(true, true); err != nil {
 				w.failLocked(err)
@@ -557,6 +700,7 @@ func (w *Writer) Close() (Summary, error) {
 		w.sum = Summary{
 			SHA256: hex.EncodeToString(w.evHash.Sum(nil)), FileSHA256: hex.EncodeToString(w.file.Sum(nil)),
 			Bytes: w.bytes, Events: w.events, Chunks: int64(w.seq), Duration: w.lastT, Streams: streams,
+			Sealed: w.seal.sum,
 		}
 	}
 	if err := w.f.Close(); err != nil && w.err == nil {
