@@ -302,7 +302,7 @@ func TestLockTamperedColumnFailsClosed(t *testing.T) {
 	for col, expr := range edits {
 		t.Run(col, func(t *testing.T) {
 			var before any
-			if err := db.QueryRow(`SELECT `+col+` FROM locks`).Scan(&before); err != nil {
+			if err := db.QueryRow(`SELECT ` + col + ` FROM locks`).Scan(&before); err != nil {
 				t.Fatal(err)
 			}
 			exec(t, db, `UPDATE locks SET `+col+` = `+expr)

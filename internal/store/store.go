@@ -392,7 +392,6 @@ func (s *Store) change(ctx context.Context, what string, f func(*sql.Tx) (change
 
 const lockColumns = `person, reason, locked_by, created_ns, until_ns`
 
-
 // Locks returns the locks active at now, by person.
 //
 // When the lock table fails its integrity check (a row deleted, added or
