@@ -47,6 +47,11 @@ const (
 	GatewayStop     Type = "gateway.stop"
 	LogCheckpoint   Type = "log.checkpoint"
 	LogRecovered    Type = "log.recovered"
+	// The local state (M5, M8): a row of state.db that failed its integrity
+	// check and was not honoured, and rows sealed by the state key's creator
+	// or an operator.
+	StateForged   Type = "state.forged"
+	StateResealed Type = "state.resealed"
 )
 
 // Event is one audit record. Fields that do not apply stay empty. Source

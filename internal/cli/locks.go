@@ -33,7 +33,9 @@ func openStore(path string) (*config.Config, *store.Store, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := store.Open(storePath(cfg))
+	// Locks and requests are sealed with the state key, kept with the
+	// gateway's keys: only a process that may read them can change them.
+	st, err := store.Open(storePath(cfg), store.WithKeyDir(keyDir(cfg)))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -128,20 +130,38 @@ is stored.`,
 	noWaitFlag(unlock, &uNoWait)
 
 	var lpath string
+	var reseal bool
 	locks := &cobra.Command{
-		Use:   "locks",
+		Use:   "locks [--reseal]",
 		Short: "list active locks",
-		Args:  cobra.NoArgs,
+		Long: `List the active locks.
+
+Locks are sealed with the state key (data_dir/keys/state_mac). If the lock
+table was changed by something other than Tandem (a lock deleted or edited
+in state.db by hand, or state.db replaced), it fails its integrity check:
+the gateway then counts every person as locked, and this command says so.
+Review the locks listed against the audit log's lock and unlock events,
+lock again whoever is missing, and accept the table with --reseal; that is
+recorded in the audit log.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, st, err := openStore(lpath)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
+			if reseal {
+				n, err := st.ResealLocks(cmd.Context(), localActor(), time.Now())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "lock table re-sealed with %d lock(s)\n", n)
+			}
 			return listLocks(cmd.Context(), cmd, st)
 		},
 	}
 	configFlag(locks, &lpath)
+	locks.Flags().BoolVar(&reseal, "reseal", false, "accept the lock table as it is now after it failed its integrity check (audited)")
 	return []*cobra.Command{lock, unlock, locks}
 }
 
@@ -220,9 +240,10 @@ func runningGateways(n int) string {
 
 func listLocks(ctx context.Context, cmd *cobra.Command, st *store.Store) error {
 	m, err := st.Locks(ctx, time.Now())
-	if err != nil {
+	if m == nil {
 		return err
 	}
+	// A table that failed its check is listed as it is; the error says so.
 	ids := make([]string, 0, len(m))
 	for id := range m {
 		ids = append(ids, id)
@@ -239,5 +260,8 @@ func listLocks(ctx context.Context, cmd *cobra.Command, st *store.Store) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", safetext.Line(id), l.Created.Format(time.RFC3339), until,
 			safetext.Line(l.By), safetext.Line(l.Reason))
 	}
-	return tw.Flush()
+	if ferr := tw.Flush(); ferr != nil {
+		return ferr
+	}
+	return err
 }

@@ -37,7 +37,8 @@ func TestWaitAndReport(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			st, err := store.Open(filepath.Join(t.TempDir(), "state.db"))
+			dir := t.TempDir()
+			st, err := store.Open(filepath.Join(dir, "state.db"), store.WithKeyDir(filepath.Join(dir, "keys")))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -126,7 +126,8 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reloa
 		return fmt.Errorf("audit log: %w", err)
 	}
 	defer alog.Close()
-	st, err := store.Open(storePath(cfg))
+	st, err := store.Open(storePath(cfg), store.WithKeyDir(keyDir(cfg)),
+		store.WithReporter(gateway.ReportForgery(alog, log)))
 	if err != nil {
 		return fmt.Errorf("state store: %w", err)
 	}

@@ -2,12 +2,14 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/policy"
+	"tandem.dev/tandem/internal/store"
 )
 
 // Enforcement from outside a session: a lock (M5), a revoked or expired
@@ -27,8 +29,11 @@ const evictFlush = 300 * time.Millisecond
 // refreshLocks loads the active locks and throws out every locked person.
 func (s *Server) refreshLocks(ctx context.Context) error {
 	locks, err := s.store.Locks(ctx, s.now())
-	if err != nil {
+	if err != nil && !s.lockDown(err) {
 		return err
+	}
+	if err == nil {
+		s.liftLockDown()
 	}
 	s.locks.Store(&locks)
 	for person, l := range locks {
@@ -52,6 +57,10 @@ func (s *Server) register(l *liveSession) {
 // every poll, so whatever slipped past the other checks (a joiner who
 // joined the moment the lock landed) is out within a poll.
 func (s *Server) sweepLocks() {
+	if why := s.lockdown.Load(); why != nil {
+		s.evictAll(*why)
+		return
+	}
 	m := s.locks.Load()
 	if m == nil {
 		return
@@ -113,7 +122,9 @@ func (s *Server) checkRequestSessions(ctx context.Context, reread bool) {
 			continue
 		}
 		r, err := s.store.GetRequest(ctx, l.request)
-		if err == nil && (r == nil || !r.ActiveAt(now)) {
+		if errors.Is(err, store.ErrForged) {
+			l.end(err.Error())
+		} else if err == nil && (r == nil || !r.ActiveAt(now)) {
 			l.end(fmt.Sprintf("request %s is no longer approved", l.request))
 		}
 	}

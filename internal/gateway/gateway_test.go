@@ -84,12 +84,14 @@ hosts:
 		t.Fatal(err)
 	}
 	rec := &Recorder{Vault: vault, Dir: filepath.Join(dir, "data"), StreamCap: 1 << 20}
-	st, err := store.Open(filepath.Join(dir, "data", "state.db"))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	st, err := store.Open(filepath.Join(dir, "data", "state.db"), store.WithKeyDir(filepath.Join(dir, "data", "keys")),
+		store.WithReporter(ReportForgery(sink, log)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv, err := New(Options{Config: cfg, Keys: keys, Audit: sink, Recorder: rec, Store: st, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	srv, err := New(Options{Config: cfg, Keys: keys, Audit: sink, Recorder: rec, Store: st, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

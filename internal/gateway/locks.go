@@ -16,6 +16,9 @@ const lockPoll = 200 * time.Millisecond
 
 // lockReason returns why person is locked, or "" when they are not.
 func (s *Server) lockReason(person string) string {
+	if why := s.lockdown.Load(); why != nil {
+		return *why
+	}
 	m := s.locks.Load()
 	if m == nil {
 		return ""

@@ -59,6 +59,9 @@ type Server struct {
 	rec    *Recorder
 	limit  *ratelimit.Limiter
 	locks  atomic.Pointer[map[string]store.Lock]
+	// lockdown holds why everybody counts as locked, when the lock table
+	// failed its integrity check (see integrity.go); nil otherwise.
+	lockdown atomic.Pointer[string]
 	name   string // this gateway in the store's acknowledgements: host and listen address
 	wg     sync.WaitGroup
 	closed atomic.Bool

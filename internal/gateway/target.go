@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -80,7 +81,9 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 	var req *store.Request
 	if d.Verdict == policy.Allow && d.Request != "" {
 		r, err := c.srv.requestByID(ctx, d.Request)
-		if err != nil {
+		if errors.Is(err, store.ErrForged) {
+			d = policy.Decision{Reason: err.Error()}
+		} else if err != nil {
 			c.srv.log.Error("request store unreadable", "err", err)
 			d = policy.Decision{Reason: "the access request cannot be read; try again, or tell the gateway's operators"}
 		} else {
@@ -104,7 +107,7 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 		ev.Attrs["reason"] = d.Reason
 		ev.Attrs["verdict"] = d.Verdict.String()
 		c.srv.record(ev)
-		refuse(ch, ss, joinReason(d))
+		refuse(ch, ss, joinReason(d)+c.srv.forgedNote(ctx, c.person.ID, now))
 		return
 	}
 	id := newSessionID()

@@ -32,7 +32,7 @@ func TestAckedGeneration(t *testing.T) {
 	}
 
 	// A second handle stands for the CLI reading what the gateways wrote.
-	other, err := Open(path)
+	other, err := Open(path, keyed(path))
 	if err != nil {
 		t.Fatal(err)
 	}

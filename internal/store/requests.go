@@ -152,6 +152,9 @@ func (s *Store) CreateRequest(ctx context.Context, r Request) (Request, error) {
 	if r.Created.IsZero() {
 		return Request{}, errors.New("store: create request: created time not set")
 	}
+	if s.seal == nil {
+		return Request{}, fmt.Errorf("store: create request: %w", ErrNoKey)
+	}
 	created, err := toNanos(r.Created)
 	if err != nil {
 		return Request{}, fmt.Errorf("store: create request: created: %w", err)
@@ -185,7 +188,7 @@ func (s *Store) CreateRequest(ctx context.Context, r Request) (Request, error) {
 			return false, err
 		}
 		out.ID = id
-		return true, nil
+		return true, s.sealRequest(ctx, tx, id)
 	})
 	if err != nil {
 		return Request{}, err
@@ -216,10 +219,21 @@ func freeRequestID(ctx context.Context, tx *sql.Tx) (string, error) {
 
 // GetRequest returns the request with this id, or nil, nil when there is
 // none.
+//
+// A request that fails its integrity check is not returned: the error is
+// then a *Forgery (errors.Is ErrForged) whose message may be shown to the
+// person.
 func (s *Store) GetRequest(ctx context.Context, id string) (*Request, error) {
-	r, err := getRequest(ctx, s.db, id)
+	if s.seal == nil {
+		return nil, fmt.Errorf("store: get request %s: %w", id, ErrNoKey)
+	}
+	r, err := s.getRequest(ctx, s.db, id)
 	if errors.Is(err, ErrRequestNotFound) {
 		return nil, nil
+	}
+	var f *Forgery
+	if errors.As(err, &f) {
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: get request %s: %w", id, err)
@@ -228,7 +242,11 @@ func (s *Store) GetRequest(ctx context.Context, id string) (*Request, error) {
 }
 
 // ListRequests returns the requests f selects, newest first, at most 500.
+// Requests that fail their integrity check are left out (and reported).
 func (s *Store) ListRequests(ctx context.Context, f RequestFilter) ([]Request, error) {
+	if s.seal == nil {
+		return nil, fmt.Errorf("store: list requests: %w", ErrNoKey)
+	}
 	var (
 		where []string
 		args  []any
@@ -253,12 +271,12 @@ func (s *Store) ListRequests(ctx context.Context, f RequestFilter) ([]Request, e
 		where = append(where, "created_ns >= ?")
 		args = append(args, n)
 	}
-	q := `SELECT ` + requestColumns + ` FROM requests`
+	q := `SELECT ` + requestColumns + `, mac FROM requests`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
 	q += fmt.Sprintf(` ORDER BY created_ns DESC, id LIMIT %d`, maxListed)
-	out, err := queryRequests(ctx, s.db, q, args...)
+	out, _, err := s.queryRequests(ctx, s.db, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: list requests: %w", err)
 	}
@@ -267,18 +285,33 @@ func (s *Store) ListRequests(ctx context.Context, f RequestFilter) ([]Request, e
 
 // ActiveRequests returns the approved requests of requester whose window
 // holds now (ValidFrom <= now < ValidUntil), newest first.
+//
+// Rows that look so but fail their integrity check are not returned; they
+// are reported, and the error is then their *Forgery values joined
+// (errors.Is ErrForged), returned with the genuine requests: a caller may
+// use those and tell the person about the others.
 func (s *Store) ActiveRequests(ctx context.Context, requester string, now time.Time) ([]Request, error) {
 	n, err := toNanos(now)
 	if err != nil {
 		return nil, fmt.Errorf("store: active requests: now: %w", err)
 	}
-	out, err := queryRequests(ctx, s.db,
-		`SELECT `+requestColumns+` FROM requests
+	if s.seal == nil {
+		return nil, fmt.Errorf("store: active requests: %w", ErrNoKey)
+	}
+	out, bad, err := s.queryRequests(ctx, s.db,
+		`SELECT `+requestColumns+`, mac FROM requests
 		 WHERE requester = ? AND state = ? AND valid_from_ns <= ? AND valid_until_ns > ?
 		 ORDER BY created_ns DESC, id LIMIT `+fmt.Sprint(maxListed),
 		requester, string(RequestApproved), n, n)
 	if err != nil {
 		return nil, fmt.Errorf("store: active requests of %s: %w", requester, err)
+	}
+	if len(bad) > 0 {
+		errs := make([]error, len(bad))
+		for i := range bad {
+			errs[i] = &bad[i]
+		}
+		return out, errors.Join(errs...)
 	}
 	return out, nil
 }
@@ -298,9 +331,12 @@ func (s *Store) Approve(ctx context.Context, id string, a Approval, need int) (R
 		return Request{}, fmt.Errorf("store: approve request %s: at: %w", id, err)
 	}
 	need = max(need, 1)
+	if s.seal == nil {
+		return Request{}, fmt.Errorf("store: approve request %s: %w", id, ErrNoKey)
+	}
 	var out Request
 	err = s.change(ctx, "approve request "+id, func(tx *sql.Tx) (bool, error) {
-		r, err := getRequest(ctx, tx, id)
+		r, err := s.getRequest(ctx, tx, id)
 		if err != nil {
 			return false, err
 		}
@@ -316,8 +352,8 @@ func (s *Store) Approve(ctx context.Context, id string, a Approval, need int) (R
 			}
 		}
 		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO request_approvals (request_id, approver, at_ns, comment) VALUES (?, ?, ?, ?)`,
-			id, a.By, at, a.Comment); err != nil {
+			`INSERT INTO request_approvals (request_id, approver, at_ns, comment, mac) VALUES (?, ?, ?, ?, ?)`,
+			id, a.By, at, a.Comment, s.seal.mac(kindApproval, approvalFields(id, a.By, at, a.Comment)...)); err != nil {
 			return false, err
 		}
 		if len(r.Approvals)+1 >= need {
@@ -331,8 +367,11 @@ func (s *Store) Approve(ctx context.Context, id string, a Approval, need int) (R
 				string(RequestApproved), at, a.By, at, until, id); err != nil {
 				return false, err
 			}
+			if err := s.sealRequest(ctx, tx, id); err != nil {
+				return false, err
+			}
 		}
-		out, err = getRequest(ctx, tx, id)
+		out, err = s.getRequest(ctx, tx, id)
 		return true, err
 	})
 	if err != nil {
@@ -366,9 +405,12 @@ func (s *Store) decide(ctx context.Context, verb, id, by, reason string, at time
 	if err != nil {
 		return Request{}, fmt.Errorf("store: %s: at: %w", what, err)
 	}
+	if s.seal == nil {
+		return Request{}, fmt.Errorf("store: %s: %w", what, ErrNoKey)
+	}
 	var out Request
 	err = s.change(ctx, what, func(tx *sql.Tx) (bool, error) {
-		r, err := getRequest(ctx, tx, id)
+		r, err := s.getRequest(ctx, tx, id)
 		if err != nil {
 			return false, err
 		}
@@ -384,7 +426,10 @@ func (s *Store) decide(ctx context.Context, verb, id, by, reason string, at time
 			string(to), n, by, reason, id); err != nil {
 			return false, err
 		}
-		out, err = getRequest(ctx, tx, id)
+		if err := s.sealRequest(ctx, tx, id); err != nil {
+			return false, err
+		}
+		out, err = s.getRequest(ctx, tx, id)
 		return true, err
 	})
 	if err != nil {
@@ -402,11 +447,14 @@ const requestColumns = `id, requester, hosts_json, selector, login, duration_ns,
 	decided_ns, decided_by, decision_reason, valid_from_ns, valid_until_ns`
 
 // getRequest reads one request with its approvals; ErrRequestNotFound when
-// there is none.
-func getRequest(ctx context.Context, q querier, id string) (Request, error) {
-	rs, err := queryRequests(ctx, q, `SELECT `+requestColumns+` FROM requests WHERE id = ?`, id)
+// there is none, a *Forgery when it fails its integrity check.
+func (s *Store) getRequest(ctx context.Context, q querier, id string) (Request, error) {
+	rs, bad, err := s.queryRequests(ctx, q, `SELECT `+requestColumns+`, mac FROM requests WHERE id = ?`, id)
 	if err != nil {
 		return Request{}, err
+	}
+	if len(bad) > 0 {
+		return Request{}, &bad[0]
 	}
 	if len(rs) == 0 {
 		return Request{}, fmt.Errorf("%w: %q", ErrRequestNotFound, id)
@@ -414,40 +462,60 @@ func getRequest(ctx context.Context, q querier, id string) (Request, error) {
 	return rs[0], nil
 }
 
-// queryRequests runs a query over requestColumns and attaches each
-// request's approvals.
-func queryRequests(ctx context.Context, q querier, query string, args ...any) ([]Request, error) {
+// queryRequests runs a query over requestColumns and mac, checks each row
+// and attaches each genuine request's genuine approvals. Rows that fail
+// their check are reported and returned apart.
+func (s *Store) queryRequests(ctx context.Context, q querier, query string, args ...any) ([]Request, []Forgery, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []Request
+	var (
+		out []Request
+		bad []Forgery
+	)
 	for rows.Next() {
-		r, err := scanRequest(rows)
+		row, err := scanRequestRow(rows)
 		if err != nil {
 			rows.Close()
-			return nil, err
+			return nil, nil, err
+		}
+		if !s.seal.verify(row.mac, kindRequest, row.fields()...) {
+			f := Forgery{Table: "requests", Row: row.id, What: "row MAC"}
+			if row.mac == nil {
+				f.What = "no MAC"
+			}
+			bad = append(bad, f)
+			s.seal.reportOnce(f, row.mac)
+			continue
+		}
+		r, err := row.request()
+		if err != nil {
+			rows.Close()
+			return nil, nil, err
 		}
 		out = append(out, r)
 	}
 	if err := rows.Close(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(out) == 0 {
-		return nil, nil
+		return nil, bad, nil
 	}
-	if err := attachApprovals(ctx, q, out); err != nil {
-		return nil, err
+	if err := s.attachApprovals(ctx, q, out); err != nil {
+		return nil, nil, err
 	}
-	return out, nil
+	return out, bad, nil
 }
 
 // attachApprovals loads the approvals of rs in one query (rs holds at most
-// maxListed requests, well below SQLite's limit on parameters).
-func attachApprovals(ctx context.Context, q querier, rs []Request) error {
+// maxListed requests, well below SQLite's limit on parameters). An
+// approval that fails its integrity check is left out (and reported): it
+// counts for nothing.
+func (s *Store) attachApprovals(ctx context.Context, q querier, rs []Request) error {
 	index := make(map[string]int, len(rs))
 	marks := make([]string, len(rs))
 	args := make([]any, len(rs))
@@ -457,7 +525,7 @@ func attachApprovals(ctx context.Context, q querier, rs []Request) error {
 		args[i] = r.ID
 	}
 	rows, err := q.QueryContext(ctx,
-		`SELECT request_id, approver, at_ns, comment FROM request_approvals
+		`SELECT request_id, approver, at_ns, comment, mac FROM request_approvals
 		 WHERE request_id IN (`+strings.Join(marks, ", ")+`) ORDER BY at_ns, rowid`, args...)
 	if err != nil {
 		return fmt.Errorf("approvals: %w", err)
@@ -465,12 +533,17 @@ func attachApprovals(ctx context.Context, q querier, rs []Request) error {
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			id string
-			a  Approval
-			at int64
+			id  string
+			a   Approval
+			at  int64
+			mac []byte
 		)
-		if err := rows.Scan(&id, &a.By, &at, &a.Comment); err != nil {
+		if err := rows.Scan(&id, &a.By, &at, &a.Comment, &mac); err != nil {
 			return fmt.Errorf("approvals: %w", err)
+		}
+		if !s.seal.verify(mac, kindApproval, approvalFields(id, a.By, at, a.Comment)...) {
+			s.seal.reportOnce(Forgery{Table: "request_approvals", Row: id + "/" + a.By, What: "row MAC"}, mac)
+			continue
 		}
 		a.At = time.Unix(0, at).UTC()
 		if i, ok := index[id]; ok {
@@ -483,26 +556,23 @@ func attachApprovals(ctx context.Context, q querier, rs []Request) error {
 	return nil
 }
 
-func scanRequest(sc interface{ Scan(...any) error }) (Request, error) {
-	var (
-		r                    Request
-		hosts, state         string
-		duration, created    int64
-		decided, from, until sql.NullInt64
-	)
-	if err := sc.Scan(&r.ID, &r.Requester, &hosts, &r.Selector, &r.Login, &duration, &r.Reason, &r.TTY, &state, &created,
-		&decided, &r.DecidedBy, &r.DecisionReason, &from, &until); err != nil {
-		return Request{}, err
-	}
-	if err := json.Unmarshal([]byte(hosts), &r.Hosts); err != nil {
+// scanRequestRow reads requestColumns and mac as stored.
+func scanRequestRow(sc interface{ Scan(...any) error }) (requestRow, error) {
+	var r requestRow
+	err := sc.Scan(&r.id, &r.requester, &r.hosts, &r.selector, &r.login, &r.duration, &r.reason, &r.tty, &r.state,
+		&r.created, &r.decided, &r.decidedBy, &r.decisionReason, &r.from, &r.until, &r.mac)
+	return r, err
+}
+
+// request turns a stored row into a Request (without approvals).
+func (row *requestRow) request() (Request, error) {
+	r := Request{ID: row.id, Requester: row.requester, Selector: row.selector, Login: row.login,
+		Duration: time.Duration(row.duration), Reason: row.reason, TTY: row.tty, State: RequestState(row.state),
+		Created: time.Unix(0, row.created).UTC(), Decided: fromNullNanos(row.decided), DecidedBy: row.decidedBy,
+		DecisionReason: row.decisionReason, ValidFrom: fromNullNanos(row.from), ValidUntil: fromNullNanos(row.until)}
+	if err := json.Unmarshal([]byte(row.hosts), &r.Hosts); err != nil {
 		return Request{}, fmt.Errorf("request %s: hosts: %w", r.ID, err)
 	}
-	r.Duration = time.Duration(duration)
-	r.State = RequestState(state)
-	r.Created = time.Unix(0, created).UTC()
-	r.Decided = fromNullNanos(decided)
-	r.ValidFrom = fromNullNanos(from)
-	r.ValidUntil = fromNullNanos(until)
 	return r, nil
 }
 

@@ -320,7 +320,7 @@ func TestActiveRequests(t *testing.T) {
 func TestRequestsAcrossHandles(t *testing.T) {
 	ctx := context.Background()
 	a, path := openTemp(t)
-	b, err := Open(path)
+	b, err := Open(path, keyed(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +355,7 @@ func TestRequestsAcrossHandles(t *testing.T) {
 func TestRequestsReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "tandem.db")
-	s, err := Open(path)
+	s, err := Open(path, keyed(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +364,7 @@ func TestRequestsReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	s, err = Open(path)
+	s, err = Open(path, keyed(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +431,7 @@ func TestRequestTTYMigratesOldDatabase(t *testing.T) {
 	}
 	db.Close()
 
-	s, err := Open(path)
+	s, err := Open(path, keyed(path))
 	if err != nil {
 		t.Fatalf("Open old database: %v", err)
 	}

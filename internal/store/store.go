@@ -60,22 +60,35 @@ var migrations = []string{
 	requestsTTY,
 	// 6: which generation each running gateway has applied; see acks.go.
 	acksSchema,
+	// 7: MACs on requests, approvals and locks; see seal.go.
+	sealsSchema,
 }
 
 // Store is an open state database. It is safe for concurrent use.
 type Store struct {
-	db *sql.DB
+	db   *sql.DB
+	seal *sealer // nil without the state key: sealed state is refused
 }
 
 // Open opens the database at path, creating it (mode 0600, in a directory
 // created with mode 0700 if missing) and bringing its schema up to date. It
 // refuses a database whose schema is newer than this program knows.
 //
+// Locks and requests are sealed with the state key (see seal.go): only a
+// store opened WithKeyDir reads or changes them; without it those
+// operations fail with ErrNoKey. The first process that opens a store with
+// a key directory holding no key yet creates the key and seals the rows
+// already stored.
+//
 // An existing directory keeps its mode: the path may sit in a directory the
 // operator manages (such as a systemd StateDirectory), and changing its mode
 // behind their back would surprise more than it protects. The database file
 // itself is always set to 0600.
-func Open(path string) (*Store, error) {
+func Open(path string, opts ...Option) (*Store, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("store: resolve %s: %w", path, err)
@@ -105,6 +118,12 @@ func Open(path string) (*Store, error) {
 	if err := s.migrateRetrying(context.Background()); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: %s: %w", abs, err)
+	}
+	if o.keyDir != "" {
+		if err := s.loadKey(context.Background(), o.keyDir, o.reporter); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("store: %w", err)
+		}
 	}
 	return s, nil
 }
@@ -243,13 +262,22 @@ func (s *Store) Lock(ctx context.Context, l Lock) error {
 		}
 		until = sql.NullInt64{Int64: n, Valid: true}
 	}
+	if s.seal == nil {
+		return fmt.Errorf("store: lock %s: %w", l.Person, ErrNoKey)
+	}
 	return s.change(ctx, "lock "+l.Person, func(tx *sql.Tx) (bool, error) {
+		if err := s.checkLocks(ctx, tx); err != nil {
+			return false, err
+		}
 		_, err := tx.ExecContext(ctx,
 			`INSERT INTO locks (person, reason, locked_by, created_ns, until_ns) VALUES (?, ?, ?, ?, ?)
 			 ON CONFLICT (person) DO UPDATE SET reason = excluded.reason, locked_by = excluded.locked_by,
 			   created_ns = excluded.created_ns, until_ns = excluded.until_ns`,
 			l.Person, l.Reason, l.By, created, until)
 		if err != nil {
+			return false, err
+		}
+		if _, err := s.sealLocks(ctx, tx); err != nil {
 			return false, err
 		}
 		_, err = tx.ExecContext(ctx,
@@ -264,8 +292,16 @@ func (s *Store) Lock(ctx context.Context, l Lock) error {
 // The generation is bumped only when something was removed.
 // by names who unlocked (a person id, or "local:<user>" for the CLI).
 func (s *Store) Unlock(ctx context.Context, person, by string) (bool, error) {
+	if s.seal == nil {
+		return false, fmt.Errorf("store: unlock %s: %w", person, ErrNoKey)
+	}
 	var removed bool
 	err := s.change(ctx, "unlock "+person, func(tx *sql.Tx) (bool, error) {
+		// A table that fails its check is not changed: sealing it again
+		// would accept whatever edit broke it.
+		if err := s.checkLocks(ctx, tx); err != nil {
+			return false, err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM locks WHERE person = ?`, person)
 		if err != nil {
 			return false, err
@@ -273,6 +309,9 @@ func (s *Store) Unlock(ctx context.Context, person, by string) (bool, error) {
 		n, err := res.RowsAffected()
 		if removed = n > 0; !removed || err != nil {
 			return removed, err
+		}
+		if _, err := s.sealLocks(ctx, tx); err != nil {
+			return false, err
 		}
 		_, err = tx.ExecContext(ctx,
 			`INSERT INTO lock_events (at_ns, kind, person, reason, actor) VALUES (?, 'unlock', ?, '', ?)`,
@@ -353,50 +392,49 @@ func (s *Store) change(ctx context.Context, what string, f func(*sql.Tx) (change
 
 const lockColumns = `person, reason, locked_by, created_ns, until_ns`
 
-// activeAt is the condition for a lock in force at the time bound to it.
-const activeAt = `(until_ns IS NULL OR until_ns > ?)`
-
 // Locks returns the locks active at now, by person.
+//
+// When the lock table fails its integrity check (a row deleted, added or
+// changed by something other than the store), Locks still returns every
+// row it can read as a lock, and a *Forgery for the table (errors.Is
+// ErrForged): the caller must then treat every person as locked, since the
+// missing lock could be anybody's (fail closed).
 func (s *Store) Locks(ctx context.Context, now time.Time) (map[string]Lock, error) {
 	n, err := toNanos(now)
 	if err != nil {
 		return nil, fmt.Errorf("store: locks: now: %w", err)
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT `+lockColumns+` FROM locks WHERE `+activeAt, n)
+	if s.seal == nil {
+		return nil, fmt.Errorf("store: locks: %w", ErrNoKey)
+	}
+	ls, bad, err := s.readLocks(ctx, s.db)
 	if err != nil {
 		return nil, fmt.Errorf("store: locks: %w", err)
 	}
-	defer rows.Close()
 	locks := make(map[string]Lock)
-	for rows.Next() {
-		l, err := scanLock(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: locks: %w", err)
+	for _, r := range ls {
+		if !r.until.Valid || r.until.Int64 > n {
+			locks[r.person] = r.lock()
 		}
-		locks[l.Person] = l
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: locks: %w", err)
+	if f := tableForgery(bad); f != nil {
+		return locks, f
 	}
 	return locks, nil
 }
 
 // LockOf returns the lock of person active at now, or nil if there is none.
+// A lock table that fails its integrity check is reported as Locks does
+// (a *Forgery), with the person's lock if a row names them.
 func (s *Store) LockOf(ctx context.Context, person string, now time.Time) (*Lock, error) {
-	n, err := toNanos(now)
-	if err != nil {
-		return nil, fmt.Errorf("store: lock of %s: now: %w", person, err)
+	locks, err := s.Locks(ctx, now)
+	if locks == nil {
+		return nil, err
 	}
-	row := s.db.QueryRowContext(ctx,
-		`SELECT `+lockColumns+` FROM locks WHERE person = ? AND `+activeAt, person, n)
-	l, err := scanLock(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+	if l, ok := locks[person]; ok {
+		return &l, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("store: lock of %s: %w", person, err)
-	}
-	return &l, nil
+	return nil, err
 }
 
 // Generation returns a counter that every change of a lock increases. A
@@ -408,22 +446,6 @@ func (s *Store) Generation(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("store: generation: %w", err)
 	}
 	return g, nil
-}
-
-func scanLock(sc interface{ Scan(...any) error }) (Lock, error) {
-	var (
-		l       Lock
-		created int64
-		until   sql.NullInt64
-	)
-	if err := sc.Scan(&l.Person, &l.Reason, &l.By, &created, &until); err != nil {
-		return Lock{}, err
-	}
-	l.Created = time.Unix(0, created).UTC()
-	if until.Valid {
-		l.Until = time.Unix(0, until.Int64).UTC()
-	}
-	return l, nil
 }
 
 // Unix nanoseconds in an int64 cover the years 1677 to 2262; outside that

@@ -17,7 +17,7 @@ var t0 = time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.UTC)
 func openTemp(t *testing.T) (*Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "state", "tandem.db")
-	s, err := Open(path)
+	s, err := Open(path, keyed(path))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -49,7 +49,7 @@ func sameLock(a, b Lock) bool {
 func TestReopenKeepsLocks(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "tandem.db")
-	s, err := Open(path)
+	s, err := Open(path, keyed(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestReopenKeepsLocks(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, err = Open(path)
+	s, err = Open(path, keyed(path))
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -210,7 +210,7 @@ func TestOpenTightensExistingFile(t *testing.T) {
 	if err := os.Chmod(path, 0o644); err != nil { // defeat the umask
 		t.Fatal(err)
 	}
-	s, err := Open(path)
+	s, err := Open(path, keyed(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestPragmas(t *testing.T) {
 
 func TestPathWithSpecialCharacters(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "dir with ? and # and %20", "tandem.db")
-	s, err := Open(path)
+	s, err := Open(path, keyed(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestPathWithSpecialCharacters(t *testing.T) {
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("database not at the given path: %v", err)
 	}
-	s, err = Open(path)
+	s, err = Open(path, keyed(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestPathWithSpecialCharacters(t *testing.T) {
 func TestMigrationsIdempotentAndNewerRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tandem.db")
 	for range 3 {
-		s, err := Open(path)
+		s, err := Open(path, keyed(path))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -291,7 +291,7 @@ func TestMigrationsIdempotentAndNewerRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if s, err := Open(path); err == nil {
+	if s, err := Open(path, keyed(path)); err == nil {
 		s.Close()
 		t.Fatal("Open accepted a schema newer than it knows")
 	} else if !strings.Contains(err.Error(), "newer") {
@@ -303,7 +303,7 @@ func TestMigrationsIdempotentAndNewerRefused(t *testing.T) {
 func TestTwoHandlesSeeEachOther(t *testing.T) {
 	ctx := context.Background()
 	a, path := openTemp(t)
-	b, err := Open(path)
+	b, err := Open(path, keyed(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +333,7 @@ func TestTwoHandlesSeeEachOther(t *testing.T) {
 func TestConcurrentLocks(t *testing.T) {
 	ctx := context.Background()
 	a, path := openTemp(t)
-	b, err := Open(path)
+	b, err := Open(path, keyed(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +393,7 @@ func TestConcurrentOpen(t *testing.T) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { stores[i], errs[i] = Open(path) })
+		wg.Go(func() { stores[i], errs[i] = Open(path, keyed(path)) })
 	}
 	wg.Wait()
 	for i := range n {
@@ -428,7 +428,8 @@ func TestToNanos(t *testing.T) {
 
 func TestLockEventsWaitForTheAuditLog(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "state.db"))
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path, keyed(path))
 	if err != nil {
 		t.Fatal(err)
 	}
