@@ -16,7 +16,8 @@ import (
 // `tandem locks` shows a reason that someone typed escaped: it cannot
 // clear the operator's screen, set the window title or reverse the line.
 func TestLocksListingEscapesReason(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"))
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "state.db"), store.WithKeyDir(filepath.Join(dir, "keys")))
 	if err != nil {
 		t.Fatal(err)
 	}
