@@ -9,7 +9,9 @@ import (
 	"hash/crc32"
 	"io"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxRecordSize bounds one record's canonical bytes. Events are metadata;
@@ -74,6 +76,7 @@ func preEncode(e Event) (preEncoded, error) {
 	if e.Time.IsZero() {
 		return preEncoded{}, errors.New("audit: event has no time")
 	}
+	e = validUTF8(e)
 	h, err := json.Marshal(head{Attrs: e.Attrs, Host: e.Host})
 	if err != nil {
 		return preEncoded{}, fmt.Errorf("audit: encode event: %w", err)
@@ -91,6 +94,42 @@ func preEncode(e Event) (preEncoded, error) {
 		h = append(h, ',')
 	}
 	return preEncoded{head: h, tail: t[1:]}, nil
+}
+
+// validUTF8 returns e with every string made valid UTF-8, each invalid
+// byte sequence replaced by U+FFFD. JSON cannot carry invalid UTF-8:
+// encoding/json would write such a byte as the escape \ufffd, which
+// decodes to the rune and re-encodes as its raw bytes, so the record would
+// fail its own canonical check — and anyone able to put a raw byte into an
+// event (an SSH user name before authentication) could make the log
+// unreadable. Replacing first keeps encoding and re-encoding identical.
+// Where the exact bytes matter as evidence, the caller records a hash of
+// them too.
+func validUTF8(e Event) Event {
+	v := func(s string) string {
+		if utf8.ValidString(s) {
+			return s
+		}
+		return strings.ToValidUTF8(s, "\uFFFD")
+	}
+	e.Type = Type(v(string(e.Type)))
+	e.Person, e.Session, e.Tenant, e.Host = v(e.Person), v(e.Session), v(e.Tenant), v(e.Host)
+	e.Login, e.Source, e.Request = v(e.Login), v(e.Source), v(e.Request)
+	clean := true
+	for k, x := range e.Attrs {
+		if !utf8.ValidString(k) || !utf8.ValidString(x) {
+			clean = false
+			break
+		}
+	}
+	if !clean {
+		attrs := make(map[string]string, len(e.Attrs))
+		for k, x := range e.Attrs {
+			attrs[v(k)] = v(x) // two keys that differ only in invalid bytes merge: the later wins
+		}
+		e.Attrs = attrs
+	}
+	return e
 }
 
 // appendPayload appends the canonical bytes of the record at index to dst.
