@@ -37,8 +37,12 @@ vet:
 build:
 	$(GO) build -o bin/tandem ./cmd/tandem
 
+# The demo, built first with the compiler's progress shown (go build -v
+# names each package as it compiles; the first build takes a minute or two).
 demo:
-	$(GO) run ./cmd/tandem demo
+	@echo "building bin/tandem (the first build downloads and compiles the dependencies: 1-2 minutes)"
+	$(GO) build -v -o bin/tandem ./cmd/tandem
+	bin/tandem demo
 
 # Runs every Fuzz target for 5s. `go test -list` prints a package's fuzz
 # targets and then an "ok <pkg>" line, so names are collected until that

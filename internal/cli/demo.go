@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -52,6 +53,14 @@ func runDemo(ctx context.Context, out, errOut io.Writer, dir, listen string) err
 	if err != nil {
 		return err
 	}
+	// A second demo (or anything else on the port) must fail before it
+	// rewrites the running demo's configuration with a target port that
+	// no longer answers.
+	probe, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s (%v): is another `tandem demo` running? Stop it with Ctrl-C, or start this one with --listen ADDR --dir DIR", listen, err)
+	}
+	probe.Close()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("demo directory: %w", err)
 	}
@@ -69,9 +78,16 @@ func runDemo(ctx context.Context, out, errOut io.Writer, dir, listen string) err
 	if err != nil {
 		return err
 	}
+	// The demo target's own log goes to a file, not over the printed
+	// instructions.
+	targetLog, err := os.OpenFile(filepath.Join(dir, "target.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("demo target log: %w", err)
+	}
+	defer targetLog.Close()
 	target, err := demotarget.Start(ctx, demotarget.Options{
 		Addr: "127.0.0.1:0", UserCA: keys.UserCA.PublicKey(), HostKey: targetKey,
-		Dir: filepath.Join(dir, "target-home"), Logger: newLogger(errOut, false).With("part", "demo-target"),
+		Dir: filepath.Join(dir, "target-home"), Logger: newLogger(targetLog, false).With("part", "demo-target"),
 	})
 	if err != nil {
 		return fmt.Errorf("demo target: %w", err)
@@ -108,8 +124,11 @@ Tandem demo is running (configuration: %[1]s/tandem.yaml). Try, in another termi
   ssh -F %[1]s/ssh_config.bob gw recordings               # bob may read the tenant's recordings …
   ssh -F %[1]s/ssh_config.bob -t gw replay <SESSION-ID>   # … replay one …
   ssh -F %[1]s/ssh_config.bob gw export <SESSION-ID> > s.cast   # … or export it for asciinema
+  ssh -F %[1]s/ssh_config.alice gw lock bob --reason trying the lock   # bob is out at once …
+  ssh -F %[1]s/ssh_config.alice gw unlock bob                          # … and back
 
-The audit log:   go run ./cmd/tandem audit show --config %[1]s/tandem.yaml
+The audit log:   go run ./cmd/tandem audit show -c %[1]s/tandem.yaml
+The demo target's log: %[1]s/target.log
 Stop with Ctrl-C.
 `, dir, portOf(addr))
 	}
@@ -150,7 +169,8 @@ persons:
     obligations: {confidentiality_signed: %s, training_valid_until: %s}
 roles:
   - id: admin
-    description: employed administrator
+    description: employed administrator, may lock persons
+    permissions: [lock]
     allow:
       - hosts: {tenant: demo-schule}
         logins: [demo, root]
