@@ -19,6 +19,21 @@ const (
 	DefaultDialTimeout      = 10 * time.Second
 	DefaultKeepAlive        = 3 * time.Second
 	DefaultMaxConnections   = 1000
+	// Limits (gateway.limits) beyond those the rate limiter defaults.
+	DefaultUnauthPerPrefix       = 25
+	DefaultPrefixV4              = 24
+	DefaultPrefixV6              = 64
+	DefaultKexTimeout            = 5 * time.Second
+	DefaultConnectionsPerPerson  = 20
+	DefaultConnectionsPerSource  = 50
+	DefaultChannelsPerConnection = 10
+	DefaultWaitingPerPerson      = 3
+	DefaultPreauthAuditPerMinute = 20
+	DefaultDiskWarnPercent       = 10
+	DefaultDiskWarnMiB           = 2048
+	DefaultDiskRefusePercent     = 2
+	DefaultDiskRefuseMiB         = 512
+	DefaultDiskCheckEvery        = 10 * time.Second
 	DefaultKeyMaxAge        = 180 * Day
 	DefaultKeyWarn          = 14 * Day
 	DefaultWaitTimeout      = 10 * time.Minute
@@ -97,6 +112,7 @@ func applyDefaults(c *Config, pos *positions, r *report) {
 	if g.MaxConnections == 0 && !pos.has("gateway", "max_connections") {
 		g.MaxConnections = DefaultMaxConnections
 	}
+	g.Limits.fillDefaults()
 
 	a := &c.Audit
 	if a.Origin == "" {
@@ -193,4 +209,30 @@ func defaultNames(listen string) []string {
 		names = append(names, "localhost")
 	}
 	return names
+}
+
+// fillDefaults sets the limits that are zero (zero means the default; the
+// rate limiter fills in its own: window, failures, block, unauthenticated).
+func (l *Limits) fillDefaults() {
+	for _, f := range []struct {
+		v *int
+		d int
+	}{
+		{&l.UnauthenticatedPerPrefix, DefaultUnauthPerPrefix}, {&l.PrefixV4, DefaultPrefixV4}, {&l.PrefixV6, DefaultPrefixV6},
+		{&l.ConnectionsPerPerson, DefaultConnectionsPerPerson}, {&l.ConnectionsPerSource, DefaultConnectionsPerSource},
+		{&l.ChannelsPerConnection, DefaultChannelsPerConnection}, {&l.WaitingPerPerson, DefaultWaitingPerPerson},
+		{&l.PreauthAuditPerMinute, DefaultPreauthAuditPerMinute},
+		{&l.DiskWarnPercent, DefaultDiskWarnPercent}, {&l.DiskWarnMiB, DefaultDiskWarnMiB},
+		{&l.DiskRefusePercent, DefaultDiskRefusePercent}, {&l.DiskRefuseMiB, DefaultDiskRefuseMiB},
+	} {
+		if *f.v == 0 {
+			*f.v = f.d
+		}
+	}
+	if l.KexTimeout.Duration == 0 {
+		l.KexTimeout.Duration = DefaultKexTimeout
+	}
+	if l.DiskCheckEvery.Duration == 0 {
+		l.DiskCheckEvery.Duration = DefaultDiskCheckEvery
+	}
 }
