@@ -34,16 +34,16 @@ const (
 	DefaultDiskRefusePercent     = 2
 	DefaultDiskRefuseMiB         = 512
 	DefaultDiskCheckEvery        = 10 * time.Second
-	DefaultKeyMaxAge        = 180 * Day
-	DefaultKeyWarn          = 14 * Day
-	DefaultWaitTimeout      = 10 * time.Minute
-	DefaultAuditOrigin      = "tandem/audit"
-	DefaultKEKFile          = "tandem.kek"
-	DefaultStreamCap        = 1 << 20
-	DefaultCheckpointEvery  = 10 * time.Second
-	DefaultCheckpointEvents = 1000
-	DefaultGrace            = 5 * time.Minute
-	DefaultMaxRequest       = 8 * time.Hour
+	DefaultKeyMaxAge             = 180 * Day
+	DefaultKeyWarn               = 14 * Day
+	DefaultWaitTimeout           = 10 * time.Minute
+	DefaultAuditOrigin           = "tandem/audit"
+	DefaultKEKFile               = "tandem.kek"
+	DefaultStreamCap             = 1 << 20
+	DefaultCheckpointEvery       = 10 * time.Second
+	DefaultCheckpointEvents      = 1000
+	DefaultGrace                 = 5 * time.Minute
+	DefaultMaxRequest            = 8 * time.Hour
 	// DefaultApprovers is the number of approvers an access request
 	// needs in an environment that policy.approvers leaves out;
 	// MaxApprovers bounds what it may ask for.
