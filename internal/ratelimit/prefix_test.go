@@ -110,6 +110,9 @@ func TestAdmitPrefixReleased(t *testing.T) {
 	if _, ok, why := l.Admit("192.0.2.3:1"); ok || why != ReasonTooManyPerNet {
 		t.Fatalf("third from the /24: %v %q", ok, why)
 	}
+	if a, p := l.UnauthenticatedFrom("192.0.2.1:9"); a != 1 || p != 2 {
+		t.Fatalf("UnauthenticatedFrom = %d, %d", a, p)
+	}
 	r1()
 	r1()
 	if _, ok, _ := l.Admit("192.0.2.3:1"); !ok {

@@ -252,6 +252,16 @@ func (l *Limiter) Unauthenticated() int {
 	return l.unauth
 }
 
+// UnauthenticatedFrom returns the number of admitted connections not yet
+// released from source's address and from its network prefix.
+func (l *Limiter) UnauthenticatedFrom(source string) (addr, prefix int) {
+	key := SourceKey(source)
+	pfx := PrefixKey(key, l.o.PrefixV4, l.o.PrefixV6)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.unauthPer[key], l.unauthNet[pfx]
+}
+
 // maybeSweep drops stale entries from both tables every sweep interval, and
 // also (at most once a second) when a table is full, so that a full table gets
 // room again as soon as old entries expire. It runs inside Failure instead of
