@@ -2,8 +2,11 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -232,9 +235,20 @@ type diskWatch struct {
 	statfs func(path string) (free, total uint64, err error)
 }
 
+// statfs returns the free (for unprivileged users) and total bytes of the
+// file system path lies on; a path that does not exist yet is looked up
+// by its nearest existing parent.
 func statfs(path string) (free, total uint64, err error) {
 	var st syscall.Statfs_t
-	if err := syscall.Statfs(path, &st); err != nil {
+	for {
+		err = syscall.Statfs(path, &st)
+		parent := filepath.Dir(path)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) || parent == path {
+			break
+		}
+		path = parent
+	}
+	if err != nil {
 		return 0, 0, err
 	}
 	return st.Bavail * uint64(st.Bsize), st.Blocks * uint64(st.Bsize), nil

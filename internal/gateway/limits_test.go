@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
 
@@ -598,6 +599,9 @@ func TestDiskLowRefusesSessions(t *testing.T) {
 	if got := diskLevel(400<<20, 100<<30, r.cfg.Gateway.Limits); got != diskRefuse {
 		t.Fatalf("400 MiB free: level %d", got)
 	}
+	if free, total, err := statfs(filepath.Join(r.dir, "not", "yet")); err != nil || free == 0 || total < free {
+		t.Errorf("statfs of a directory not made yet: %d of %d, %v", free, total, err)
+	}
 	r.srv.disk.mu.Lock()
 	r.srv.disk.statfs = func(string) (uint64, uint64, error) { return 100 << 20, 100 << 30, nil }
 	r.srv.disk.mu.Unlock()
@@ -625,5 +629,19 @@ func TestDiskLowRefusesSessions(t *testing.T) {
 	}
 	if n := len(r.target.AcceptedCertIDs()); n != 0 {
 		t.Fatalf("target reached %d times with the disk full", n)
+	}
+}
+
+func TestCutUser(t *testing.T) {
+	for _, in := range []string{"", "root%db1", strings.Repeat("ä", 40), strings.Repeat("x", 63) + "ü", "\xff\xfe" + strings.Repeat("a", 100)} {
+		attrs := map[string]string{}
+		putUser(attrs, in, true)
+		u := attrs["user"]
+		if len(u) > maxUserBytes+3 || !utf8.ValidString(u) || !strings.HasPrefix(in, strings.TrimRight(u, "\uFFFD")) && !strings.Contains(in, "\xff") {
+			t.Errorf("putUser(%q): user %q", in, u)
+		}
+		if (len(in) > maxUserBytes) != (attrs["user_bytes"] != "") || len(attrs["user_sha256"]) != 64 {
+			t.Errorf("putUser(%q) = %q", in, attrs)
+		}
 	}
 }
