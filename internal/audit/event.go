@@ -41,7 +41,8 @@ const (
 	RecordingExport Type = "recording.export" // a recording left the gateway as a file
 	Lock            Type = "lock"
 	Unlock          Type = "unlock"
-	AuthBlocked     Type = "auth.blocked" // a source or person exceeded the failure limit (M19)
+	AuthBlocked     Type = "auth.blocked"    // a source or person exceeded the failure limit (M19)
+	AuthSuppressed  Type = "auth.suppressed" // pre-authentication events dropped by the per-source audit budget (M19)
 	ConfigChange    Type = "config.change"
 	GatewayStart    Type = "gateway.start"
 	GatewayStop     Type = "gateway.stop"

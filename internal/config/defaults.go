@@ -19,16 +19,31 @@ const (
 	DefaultDialTimeout      = 10 * time.Second
 	DefaultKeepAlive        = 3 * time.Second
 	DefaultMaxConnections   = 1000
-	DefaultKeyMaxAge        = 180 * Day
-	DefaultKeyWarn          = 14 * Day
-	DefaultWaitTimeout      = 10 * time.Minute
-	DefaultAuditOrigin      = "tandem/audit"
-	DefaultKEKFile          = "tandem.kek"
-	DefaultStreamCap        = 1 << 20
-	DefaultCheckpointEvery  = 10 * time.Second
-	DefaultCheckpointEvents = 1000
-	DefaultGrace            = 5 * time.Minute
-	DefaultMaxRequest       = 8 * time.Hour
+	// Limits (gateway.limits) beyond those the rate limiter defaults.
+	DefaultUnauthPerPrefix       = 25
+	DefaultPrefixV4              = 24
+	DefaultPrefixV6              = 64
+	DefaultKexTimeout            = 5 * time.Second
+	DefaultConnectionsPerPerson  = 20
+	DefaultConnectionsPerSource  = 50
+	DefaultChannelsPerConnection = 10
+	DefaultWaitingPerPerson      = 3
+	DefaultPreauthAuditPerMinute = 20
+	DefaultDiskWarnPercent       = 10
+	DefaultDiskWarnMiB           = 2048
+	DefaultDiskRefusePercent     = 2
+	DefaultDiskRefuseMiB         = 512
+	DefaultDiskCheckEvery        = 10 * time.Second
+	DefaultKeyMaxAge             = 180 * Day
+	DefaultKeyWarn               = 14 * Day
+	DefaultWaitTimeout           = 10 * time.Minute
+	DefaultAuditOrigin           = "tandem/audit"
+	DefaultKEKFile               = "tandem.kek"
+	DefaultStreamCap             = 1 << 20
+	DefaultCheckpointEvery       = 10 * time.Second
+	DefaultCheckpointEvents      = 1000
+	DefaultGrace                 = 5 * time.Minute
+	DefaultMaxRequest            = 8 * time.Hour
 	// DefaultApprovers is the number of approvers an access request
 	// needs in an environment that policy.approvers leaves out;
 	// MaxApprovers bounds what it may ask for.
@@ -97,6 +112,7 @@ func applyDefaults(c *Config, pos *positions, r *report) {
 	if g.MaxConnections == 0 && !pos.has("gateway", "max_connections") {
 		g.MaxConnections = DefaultMaxConnections
 	}
+	g.Limits.fillDefaults()
 
 	a := &c.Audit
 	if a.Origin == "" {
@@ -193,4 +209,30 @@ func defaultNames(listen string) []string {
 		names = append(names, "localhost")
 	}
 	return names
+}
+
+// fillDefaults sets the limits that are zero (zero means the default; the
+// rate limiter fills in its own: window, failures, block, unauthenticated).
+func (l *Limits) fillDefaults() {
+	for _, f := range []struct {
+		v *int
+		d int
+	}{
+		{&l.UnauthenticatedPerPrefix, DefaultUnauthPerPrefix}, {&l.PrefixV4, DefaultPrefixV4}, {&l.PrefixV6, DefaultPrefixV6},
+		{&l.ConnectionsPerPerson, DefaultConnectionsPerPerson}, {&l.ConnectionsPerSource, DefaultConnectionsPerSource},
+		{&l.ChannelsPerConnection, DefaultChannelsPerConnection}, {&l.WaitingPerPerson, DefaultWaitingPerPerson},
+		{&l.PreauthAuditPerMinute, DefaultPreauthAuditPerMinute},
+		{&l.DiskWarnPercent, DefaultDiskWarnPercent}, {&l.DiskWarnMiB, DefaultDiskWarnMiB},
+		{&l.DiskRefusePercent, DefaultDiskRefusePercent}, {&l.DiskRefuseMiB, DefaultDiskRefuseMiB},
+	} {
+		if *f.v == 0 {
+			*f.v = f.d
+		}
+	}
+	if l.KexTimeout.Duration == 0 {
+		l.KexTimeout.Duration = DefaultKexTimeout
+	}
+	if l.DiskCheckEvery.Duration == 0 {
+		l.DiskCheckEvery.Duration = DefaultDiskCheckEvery
+	}
 }

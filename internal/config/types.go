@@ -87,6 +87,40 @@ type Limits struct {
 	// authenticated, in total (default 100) and per source (default 10).
 	Unauthenticated          int `yaml:"unauthenticated"`
 	UnauthenticatedPerSource int `yaml:"unauthenticated_per_source"`
+	// UnauthenticatedPerPrefix caps them per network: IPv4 sources are
+	// grouped by their first PrefixV4 bits (default 24), IPv6 sources by
+	// PrefixV6 (default 64). Default 25.
+	UnauthenticatedPerPrefix int `yaml:"unauthenticated_per_prefix"`
+	PrefixV4                 int `yaml:"prefix_v4"`
+	PrefixV6                 int `yaml:"prefix_v6"`
+	// KexTimeout bounds the time until the client's version string and
+	// key-exchange offer have arrived; after that, handshake_timeout
+	// applies. A connection that lets it pass counts as a failure of its
+	// source. Default 5s.
+	KexTimeout Duration `yaml:"kex_timeout"`
+	// ConnectionsPerPerson and ConnectionsPerSource cap authenticated
+	// connections of one person and from one address. Defaults 20, 50.
+	ConnectionsPerPerson int `yaml:"connections_per_person"`
+	ConnectionsPerSource int `yaml:"connections_per_source"`
+	// ChannelsPerConnection caps the channels open at once on one
+	// connection. Default 10.
+	ChannelsPerConnection int `yaml:"channels_per_connection"`
+	// WaitingPerPerson caps one person's sessions waiting for a second
+	// person at once. Default 3.
+	WaitingPerPerson int `yaml:"waiting_per_person"`
+	// PreauthAuditPerMinute caps audit events of unauthenticated
+	// connections per source address and minute; the rest are counted in
+	// an auth.suppressed event. Default 20.
+	PreauthAuditPerMinute int `yaml:"preauth_audit_per_minute"`
+	// Free space on data_dir's file system: below DiskWarnPercent or
+	// DiskWarnMiB the gateway warns (default 10 %, 2048 MiB); below
+	// DiskRefusePercent or DiskRefuseMiB it refuses new sessions
+	// (default 2 %, 512 MiB). Checked every DiskCheckEvery (default 10s).
+	DiskWarnPercent   int      `yaml:"disk_warn_percent"`
+	DiskWarnMiB       int      `yaml:"disk_warn_mib"`
+	DiskRefusePercent int      `yaml:"disk_refuse_percent"`
+	DiskRefuseMiB     int      `yaml:"disk_refuse_mib"`
+	DiskCheckEvery    Duration `yaml:"disk_check_every"`
 }
 
 // Audit configures the tamper-evident audit log (M10).

@@ -148,15 +148,30 @@ func validateLimits(c *Config, pos *positions, r *report) {
 		key string
 		v   int
 	}{{"failures_per_source", l.FailuresPerSource}, {"failures_per_person", l.FailuresPerPerson},
-		{"unauthenticated", l.Unauthenticated}, {"unauthenticated_per_source", l.UnauthenticatedPerSource}} {
+		{"unauthenticated", l.Unauthenticated}, {"unauthenticated_per_source", l.UnauthenticatedPerSource},
+		{"unauthenticated_per_prefix", l.UnauthenticatedPerPrefix}, {"prefix_v4", l.PrefixV4}, {"prefix_v6", l.PrefixV6},
+		{"connections_per_person", l.ConnectionsPerPerson}, {"connections_per_source", l.ConnectionsPerSource},
+		{"channels_per_connection", l.ChannelsPerConnection}, {"waiting_per_person", l.WaitingPerPerson},
+		{"preauth_audit_per_minute", l.PreauthAuditPerMinute},
+		{"disk_warn_percent", l.DiskWarnPercent}, {"disk_warn_mib", l.DiskWarnMiB},
+		{"disk_refuse_percent", l.DiskRefusePercent}, {"disk_refuse_mib", l.DiskRefuseMiB}} {
 		if f.v < 0 {
 			r.add(pos.line("gateway", "limits", f.key), "limits.%s must not be negative", f.key)
 		}
 	}
 	for _, f := range []struct {
+		key    string
+		v, max int
+	}{{"prefix_v4", l.PrefixV4, 32}, {"prefix_v6", l.PrefixV6, 128},
+		{"disk_warn_percent", l.DiskWarnPercent, 100}, {"disk_refuse_percent", l.DiskRefusePercent, 100}} {
+		if f.v > f.max {
+			r.add(pos.line("gateway", "limits", f.key), "limits.%s must be at most %d", f.key, f.max)
+		}
+	}
+	for _, f := range []struct {
 		key string
 		d   Duration
-	}{{"window", l.Window}, {"block", l.Block}} {
+	}{{"window", l.Window}, {"block", l.Block}, {"kex_timeout", l.KexTimeout}, {"disk_check_every", l.DiskCheckEvery}} {
 		if f.d.Duration < 0 {
 			r.add(pos.line("gateway", "limits", f.key), "limits.%s must not be negative", f.key)
 		}

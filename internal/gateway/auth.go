@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -25,7 +24,8 @@ const (
 // serverConfig builds the SSH server side for the gateway itself (names are
 // its own host names) or, in jump mode, for one target name. When person is
 // non-nil, only that person's keys are accepted: a jump connection must be
-// made by the same person as the connection it travels in.
+// made by the same person as the connection it travels in. Each connection
+// runs on a copy made by connConfig, whose callbacks note its attempts.
 func (s *Server) serverConfig(st *state, person *config.Person, names ...string) (*ssh.ServerConfig, error) {
 	hostSigner, err := s.keys.HostSigner(names...)
 	if err != nil {
@@ -40,13 +40,10 @@ func (s *Server) serverConfig(st *state, person *config.Person, names ...string)
 		// methods are never offered (M1). AuthLogCallback still sees the
 		// attempts, so they are audited.
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			return s.checkKey(st, person, meta, key)
+			return s.checkKey(st, meta, key)
 		},
 		VerifiedPublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
-			return s.loginSucceeded(meta, perms)
-		},
-		AuthLogCallback: func(meta ssh.ConnMetadata, method string, err error) {
-			s.authAttempt(meta, method, err)
+			return s.verifiedLogin(st, person, meta, perms, nil)
 		},
 	}
 	// The certificate covers clients that trust the host CA; the plain key
@@ -56,41 +53,22 @@ func (s *Server) serverConfig(st *state, person *config.Person, names ...string)
 	return cfg, nil
 }
 
-// authAttempts remembers, for one connection, whether any authentication
-// attempt failed and for which person, so that a connection that ends
-// unauthenticated counts once against its source (M19). Counting
-// connections rather than attempts keeps a client that offers several
-// keys from blocking itself.
-type authAttempts struct {
-	mu     sync.Mutex
-	failed bool
-	person string
-}
-
-func (a *authAttempts) fail(person string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.failed = true
-	if person != "" {
-		a.person = person
+// connConfig is the server configuration for one connection: base, with
+// callbacks that note every failed attempt in a (for the rate limiter and
+// for the one audit event a failed connection costs) and, on an outer
+// connection (outer true), take one of the person's connection slots.
+func (s *Server) connConfig(st *state, base *ssh.ServerConfig, only *config.Person, a *authAttempts, outer bool) *ssh.ServerConfig {
+	cfg := *base
+	cfg.VerifiedPublicKeyCallback = func(meta ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
+		if !outer {
+			return s.verifiedLogin(st, only, meta, perms, nil)
+		}
+		return s.verifiedLogin(st, only, meta, perms, a)
 	}
-}
-
-// connConfig is the server configuration for one connection: the shared
-// one, with callbacks that also note failures for the rate limiter.
-func (s *Server) connConfig(st *state, a *authAttempts) *ssh.ServerConfig {
-	cfg := *st.server
-	base := cfg.AuthLogCallback
 	cfg.AuthLogCallback = func(meta ssh.ConnMetadata, method string, err error) {
 		if err != nil && method != "none" {
-			var be *ssh.BannerError
-			person := ""
-			if errors.As(err, &be) {
-				person = personOfRefusal(be)
-			}
-			a.fail(person)
+			a.note(method, meta.User(), err)
 		}
-		base(meta, method, err)
 	}
 	return &cfg
 }
@@ -111,21 +89,22 @@ func (s *Server) countFailure(source, person string) {
 	}
 }
 
-// personRefusal is a refusal that names the person whose key it was, for
-// the rate limiter's per-person count.
-type personRefusal struct {
-	person string
+// keyRefusal is a refusal of one key: the fingerprint for the audit event,
+// the person whose key it was (after the signature only) for the rate
+// limiter's per-person count, and cap when a connection cap refused a
+// proven key, which is no failure of the person's.
+type keyRefusal struct {
+	person, key, cap string
 	error
 }
 
-func (p personRefusal) Unwrap() error { return p.error }
+func (k keyRefusal) Unwrap() error { return k.error }
 
-func personOfRefusal(be *ssh.BannerError) string {
-	var pr personRefusal
-	if errors.As(be.Err, &pr) {
-		return pr.person
-	}
-	return ""
+// keyRefused tags a banner refusal with the key and person it concerns.
+func keyRefused(person, key string, err error) error {
+	be := err.(*ssh.BannerError)
+	be.Err = keyRefusal{person: person, key: key, error: be.Err}
+	return be
 }
 
 // refusal is an authentication refusal that explains itself to the client
@@ -135,76 +114,78 @@ func refusal(format string, args ...any) error {
 	return &ssh.BannerError{Err: errors.New(msg), Message: "tandem: " + strings.ReplaceAll(safetext.Lines(msg), "\n", "\r\n") + "\r\n"}
 }
 
-// checkKey answers "who is this key, and may they log in at all?". It runs
-// before the client proves it holds the key, so it records nothing as a
-// success.
-func (s *Server) checkKey(st *state, only *config.Person, meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+// checkKey answers "is this a key the gateway knows?". x/crypto calls it
+// for the client's unsigned query too, when nobody has proven to hold the
+// key yet, so it says nothing about the key's person (M30): a blocked
+// source, a key the profile refuses and an unregistered key are refused
+// here, with reasons that concern only the address and the key; every
+// registered key is accepted and its person checked in verifiedLogin, after
+// the signature.
+func (s *Server) checkKey(st *state, meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 	fp := ssh.FingerprintSHA256(key)
-	fail := func(err error) (*ssh.Permissions, error) {
-		s.record(audit.Event{Type: audit.AuthFailure, Source: meta.RemoteAddr().String(), Attrs: map[string]string{
-			"method": "publickey", "key": fp, "user": meta.User(), "reason": err.Error(),
-		}})
-		return nil, err
-	}
-	source := meta.RemoteAddr().String()
-	if blocked, until := s.limit.SourceBlocked(source); blocked {
-		return fail(refusal("too many failed logins from your address; try again after %s UTC", until.UTC().Format("15:04")))
+	if blocked, until := s.limit.SourceBlocked(meta.RemoteAddr().String()); blocked {
+		return nil, keyRefused("", fp, refusal("too many failed logins from your address; try again after %s UTC", until.UTC().Format("15:04")))
 	}
 	if err := st.profile.AcceptsUserKey(key); err != nil {
-		return fail(refusal("key %s refused: %v", fp, err))
+		return nil, keyRefused("", fp, refusal("key %s refused: %v", fp, err))
 	}
-	p, k := st.cfg.PersonByKey(key)
+	p, _ := st.cfg.PersonByKey(key)
 	if p == nil {
-		return fail(refusal("key %s is not registered to any person; ask your administrator to register it", fp))
-	}
-	if only != nil && p.ID != only.ID {
-		return fail(refusal("key %s belongs to %s, but this connection was opened by %s", fp, p.ID, only.ID))
-	}
-	if blocked, until := s.limit.PersonBlocked(p.ID); blocked {
-		return fail(personRefused(p.ID, refusal("too many failed logins for %s; try again after %s UTC", p.ID, until.UTC().Format("15:04"))))
-	}
-	d := st.engine.CheckPerson(p, k, s.now(), s.lockReason(p.ID))
-	if d.Verdict != policy.Allow {
-		return fail(personRefused(p.ID, refusal("%s", joinReason(d))))
+		return nil, keyRefused("", fp, refusal("key %s is not registered to any person; ask your administrator to register it", fp))
 	}
 	return &ssh.Permissions{Extensions: map[string]string{extPerson: p.ID, extKey: fp}}, nil
 }
 
-// personRefused tags a banner refusal with the person it concerns.
-func personRefused(person string, err error) error {
-	be := err.(*ssh.BannerError)
-	be.Err = personRefusal{person: person, error: be.Err}
-	return be
+// verifiedLogin runs once the client has proven it holds the key: now the
+// person may read why they cannot log in (a lock, lapsed obligations, an
+// expired key, a block). Then, on an outer connection (a non-nil), it takes
+// a connection slot, and it records the login durably.
+func (s *Server) verifiedLogin(st *state, only *config.Person, meta ssh.ConnMetadata, perms *ssh.Permissions, a *authAttempts) (*ssh.Permissions, error) {
+	id, fp := perms.Extensions[extPerson], perms.Extensions[extKey]
+	p := st.cfg.Person(id)
+	var k *config.Key
+	if p != nil {
+		k = keyByFingerprint(p, fp)
+	}
+	if p == nil || k == nil {
+		return nil, keyRefused("", fp, refusal("key %s is not registered to any person; ask your administrator to register it", fp))
+	}
+	if only != nil && p.ID != only.ID {
+		return nil, keyRefused("", fp, refusal("key %s belongs to %s, but this connection was opened by %s", fp, p.ID, only.ID))
+	}
+	if blocked, until := s.limit.PersonBlocked(p.ID); blocked {
+		return nil, keyRefused(p.ID, fp, refusal("too many failed logins for %s; try again after %s UTC", p.ID, until.UTC().Format("15:04")))
+	}
+	if d := st.engine.CheckPerson(p, k, s.now(), s.lockReason(p.ID)); d.Verdict != policy.Allow {
+		return nil, keyRefused(p.ID, fp, refusal("%s", joinReason(d)))
+	}
+	if a != nil {
+		slot, err := s.slots.acquire(p.ID, meta.RemoteAddr().String(), s.now(), st.cfg.Gateway.Limits)
+		if err != nil {
+			return nil, err
+		}
+		a.setSlot(slot)
+	}
+	out, err := s.loginSucceeded(meta, perms)
+	if err != nil && a != nil {
+		s.slots.release(a.takeSlot())
+	}
+	return out, err
 }
 
 // loginSucceeded records the login durably before it takes effect: if the
 // audit log cannot take the event, the login is refused (fail closed).
 func (s *Server) loginSucceeded(meta ssh.ConnMetadata, perms *ssh.Permissions) (*ssh.Permissions, error) {
+	attrs := map[string]string{"method": "publickey", "key": perms.Extensions[extKey]}
+	putUser(attrs, meta.User(), false)
 	err := s.audit.Append(context.Background(), audit.Event{
-		Type: audit.AuthSuccess, Person: perms.Extensions[extPerson], Source: meta.RemoteAddr().String(),
-		Attrs: map[string]string{"method": "publickey", "key": perms.Extensions[extKey], "user": meta.User()},
+		Type: audit.AuthSuccess, Person: perms.Extensions[extPerson], Source: meta.RemoteAddr().String(), Attrs: attrs,
 	})
 	if err != nil {
 		s.log.Error("audit log unavailable: login refused", "err", err)
 		return nil, refusal("the audit log is unavailable, so no login is possible; tell the gateway's operators")
 	}
 	return perms, nil
-}
-
-// authAttempt audits failed attempts that checkKey did not already record:
-// passwords, keyboard-interactive, and bad signatures. The "none" probe
-// every client starts with is not an attempt.
-func (s *Server) authAttempt(meta ssh.ConnMetadata, method string, err error) {
-	if err == nil || method == "none" {
-		return
-	}
-	var be *ssh.BannerError
-	if method == "publickey" && errors.As(err, &be) {
-		return
-	}
-	s.record(audit.Event{Type: audit.AuthFailure, Source: meta.RemoteAddr().String(), Attrs: map[string]string{
-		"method": method, "user": meta.User(), "reason": err.Error(),
-	}})
 }
 
 // record appends an event whose loss must not block the action it

@@ -28,7 +28,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"whoami", "who you are to the gateway, your keys, and the hosts and logins you may use", (*clientConn).cmdWhoami},
+		{"whoami", "who you are to the gateway, your key, your open connections, and the hosts and logins you may use", (*clientConn).cmdWhoami},
 		{"sessions", "the live and waiting sessions you own or may join", (*clientConn).cmdSessions},
 		{"join", "join SESSION-ID [--observer]: join a session as second person (use ssh -t)", nil},
 		{"request", "request --hosts SELECTOR --login LOGIN --for DURATION [--tty] --reason TEXT: ask for non-interactive access to four-eyes hosts", (*clientConn).cmdRequest},
@@ -149,6 +149,7 @@ func (c *clientConn) cmdWhoami(args []string, out io.Writer) error {
 		fmt.Fprintf(out, "key:   %s (%s), registered %s, expires %s\n", c.key.Fingerprint,
 			c.key.PublicKey.Type(), c.key.Added.Format(time.DateOnly), exp.Format(time.DateOnly))
 	}
+	c.writeConnections(out)
 	grants := c.st.engine.Grants(p)
 	if len(grants) == 0 {
 		fmt.Fprintln(out, "hosts: none")

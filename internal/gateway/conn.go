@@ -34,6 +34,7 @@ type clientConn struct {
 	keyFP  string      // the fingerprint the person authenticated with
 	outer  *clientConn // for a jump connection: the connection it travels in
 	tcp    net.Conn    // the client's TCP connection (outer connections only)
+	slot   *connSlot   // counts the channels open on this connection; shared by copies
 }
 
 // closeTransport closes the TCP connection the client's channels travel
@@ -184,6 +185,9 @@ func (c *clientConn) serve(ctx context.Context, chans <-chan ssh.NewChannel, req
 			}
 			nch = n
 		}
+		if !c.channelAllowed(nch) {
+			continue
+		}
 		cc, gone, err := c.refresh()
 		if err != nil {
 			c.refuseChannel(nch, err, gone)
@@ -195,12 +199,18 @@ func (c *clientConn) serve(ctx context.Context, chans <-chan ssh.NewChannel, req
 		rt := rt
 		if rt.hostName != "" {
 			rt.host = cc.st.cfg.Host(rt.hostName) // the host as configured now
+			if msg := c.srv.diskRefusal(); msg != "" {
+				c.refuseChannel(nch, fmt.Errorf("%s", msg), false)
+				continue
+			}
 		}
 		switch nch.ChannelType() {
 		case "session":
 			wg.Add(1)
+			c.channelOpened()
 			go func() {
 				defer wg.Done()
+				defer c.channelClosed()
 				if rt.hostName == "" {
 					cc.commandSession(ctx, nch)
 				} else {
@@ -209,8 +219,10 @@ func (c *clientConn) serve(ctx context.Context, chans <-chan ssh.NewChannel, req
 			}()
 		case "direct-tcpip":
 			wg.Add(1)
+			c.channelOpened()
 			go func() {
 				defer wg.Done()
+				defer c.channelClosed()
 				cc.directTCPIP(ctx, nch, rt)
 			}()
 		default:

@@ -36,6 +36,13 @@ type rig struct {
 
 func startRig(t *testing.T, extraYAML func(targetAddr, hostKey string) string, persons map[string]string) *rig {
 	t.Helper()
+	return startRigWith(t, "", extraYAML, persons)
+}
+
+// startRigWith is startRig with more keys for the gateway section
+// (gatewayYAML, like "limits: {kex_timeout: 2s}").
+func startRigWith(t *testing.T, gatewayYAML string, extraYAML func(targetAddr, hostKey string) string, persons map[string]string) *rig {
+	t.Helper()
 	dir := t.TempDir()
 	keys, err := ca.LoadOrCreate(filepath.Join(dir, "keys"), nil)
 	if err != nil {
@@ -46,7 +53,10 @@ func startRig(t *testing.T, extraYAML func(targetAddr, hostKey string) string, p
 	port := testenv.FreePort(t)
 	today := time.Now().UTC()
 	var b strings.Builder
-	fmt.Fprintf(&b, "gateway: {listen: \"127.0.0.1:%d\", data_dir: %q, keepalive: 2s}\n", port, filepath.Join(dir, "data"))
+	if gatewayYAML != "" {
+		gatewayYAML = ", " + gatewayYAML
+	}
+	fmt.Fprintf(&b, "gateway: {listen: \"127.0.0.1:%d\", data_dir: %q, keepalive: 2s%s}\n", port, filepath.Join(dir, "data"), gatewayYAML)
 	b.WriteString("tenants: [{id: schule-nord, name: Gesamtschule Nord}]\npersons:\n")
 	for id, key := range persons {
 		role := "admin"

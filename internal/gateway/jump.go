@@ -75,16 +75,22 @@ func (c *clientConn) jump(ctx context.Context, nch ssh.NewChannel, name string) 
 	// A channel has no deadline of its own: close it if the handshake
 	// takes too long.
 	timer := time.AfterFunc(c.st.cfg.Gateway.HandshakeTimeout.Duration, func() { conn.Close() })
-	sc, chans, greqs, err := ssh.NewServerConn(conn, cfg)
+	var attempts authAttempts
+	sc, chans, greqs, err := ssh.NewServerConn(conn, c.srv.connConfig(c.st, cfg, c.person, &attempts, false))
 	timer.Stop()
 	if err != nil {
 		c.srv.log.Debug("jump handshake failed", "host", name, "err", err)
+		if attempts.count > 0 {
+			e := attempts.event(c.source, "jump", false)
+			e.Host = name
+			c.srv.recordPreauth(e)
+		}
 		return
 	}
 	defer sc.Close()
 	stop := context.AfterFunc(ctx, func() { sc.Close() })
 	defer stop()
-	inner := &clientConn{srv: c.srv, st: c.st, conn: sc, source: c.source, outer: c}
+	inner := &clientConn{srv: c.srv, st: c.st, conn: sc, source: c.source, outer: c, slot: &connSlot{}}
 	if err := inner.identify(sc.Permissions); err != nil {
 		return
 	}

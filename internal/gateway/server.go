@@ -48,23 +48,29 @@ type Options struct {
 // it decides on can be swapped at run time (Reload) without dropping
 // connections.
 type Server struct {
-	keys   *ca.Keys
-	audit  audit.Sink
-	log    *slog.Logger
-	now    func() time.Time
-	state  atomic.Pointer[state]
-	conns  chan struct{} // semaphore capping concurrent connections
-	live   registry
-	store  *store.Store
-	rec    *Recorder
-	limit  *ratelimit.Limiter
-	locks  atomic.Pointer[map[string]store.Lock]
+	keys  *ca.Keys
+	audit audit.Sink
+	log   *slog.Logger
+	now   func() time.Time
+	state atomic.Pointer[state]
+	conns chan struct{} // semaphore capping concurrent connections
+	live  registry
+	store *store.Store
+	rec   *Recorder
+	limit *ratelimit.Limiter
+	// preauth bounds the audit events of unauthenticated connections
+	// per source; slots, waiting and disk are the caps of limits.go.
+	preauth *ratelimit.Budget
+	slots   slotTable
+	waiting waitingRooms
+	disk    diskWatch
+	locks   atomic.Pointer[map[string]store.Lock]
 	// lockdown holds why everybody counts as locked, when the lock table
 	// failed its integrity check (see integrity.go); nil otherwise.
 	lockdown atomic.Pointer[string]
-	name   string // this gateway in the store's acknowledgements: host and listen address
-	wg     sync.WaitGroup
-	closed atomic.Bool
+	name     string // this gateway in the store's acknowledgements: host and listen address
+	wg       sync.WaitGroup
+	closed   atomic.Bool
 }
 
 // state is everything derived from one configuration.
@@ -103,8 +109,12 @@ func New(o Options) (*Server, error) {
 		Window: lim.Window.Duration, Block: lim.Block.Duration,
 		MaxPerSource: lim.FailuresPerSource, MaxPerPerson: lim.FailuresPerPerson,
 		MaxUnauth: lim.Unauthenticated, MaxUnauthPerSource: lim.UnauthenticatedPerSource,
+		MaxUnauthPerPrefix: lim.UnauthenticatedPerPrefix, PrefixV4: lim.PrefixV4, PrefixV6: lim.PrefixV6,
 		Now: o.Now,
 	})
+	s.preauth = ratelimit.NewBudget(lim.PreauthAuditPerMinute, 0, o.Now)
+	s.disk.statfs = statfs
+	s.checkDisk() // refuse sessions from the start if the disk is full
 	if s.store != nil {
 		// Locks apply from the first connection on: read them now.
 		if err := s.refreshLocks(context.Background()); err != nil {
@@ -168,6 +178,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.watchLocks(ctx) }()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.housekeeping(ctx) }()
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -221,22 +233,30 @@ func (s *Server) handleConn(ctx context.Context, tcp net.Conn, release, done fun
 	defer release()
 	st := s.state.Load()
 	source := tcp.RemoteAddr().String()
-	nc := netutil.QuickAck(tcp)
-	_ = nc.SetDeadline(s.now().Add(st.cfg.Gateway.HandshakeTimeout.Duration))
+	// Two deadlines (see kexConn): kex_timeout until the client's key
+	// exchange offer is in, then handshake_timeout from the start.
+	start := s.now()
+	lim := st.cfg.Gateway.Limits
+	nc := newKexConn(netutil.QuickAck(tcp), start.Add(st.cfg.Gateway.HandshakeTimeout.Duration))
+	first := st.cfg.Gateway.HandshakeTimeout.Duration
+	if lim.KexTimeout.Duration > 0 {
+		first = min(first, lim.KexTimeout.Duration)
+	}
+	_ = nc.SetDeadline(start.Add(first))
 	var attempts authAttempts
-	sc, chans, reqs, err := ssh.NewServerConn(nc, s.connConfig(st, &attempts))
+	sc, chans, reqs, err := ssh.NewServerConn(nc, s.connConfig(st, st.server, nil, &attempts, true))
 	release() // authenticated or failed: no longer an unauthenticated connection
 	if err != nil {
 		s.log.Debug("handshake failed", "source", source, "err", err)
-		if attempts.failed {
-			s.countFailure(source, attempts.person)
-		}
+		s.handshakeFailed(source, nc, &attempts)
 		return
 	}
 	_ = nc.SetDeadline(time.Time{})
-	c := &clientConn{srv: s, st: st, conn: sc, source: source, tcp: tcp}
+	slot := attempts.takeSlot()
+	c := &clientConn{srv: s, st: st, conn: sc, source: source, tcp: tcp, slot: slot}
 	if err := c.identify(sc.Permissions); err != nil {
 		s.log.Error("authenticated connection without identity", "err", err)
+		s.slots.release(slot)
 		sc.Close()
 		return
 	}
@@ -246,6 +266,7 @@ func (s *Server) handleConn(ctx context.Context, tcp net.Conn, release, done fun
 		defer s.wg.Done()
 		defer done()
 		defer tcp.Close()
+		defer s.slots.release(slot)
 		s.serveConn(ctx, c, chans, reqs)
 	}()
 }

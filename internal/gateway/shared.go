@@ -177,6 +177,13 @@ func (u *upstreamHolder) send(name string, payload []byte) bool {
 // like every PTY session.
 func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, ss *sessionStart, rt route, d policy.Decision, ev audit.Event, req *store.Request) {
 	fourEyes := d.Verdict == policy.NeedsSecondPerson
+	leaveWaiting := func() {}
+	if fourEyes {
+		if leaveWaiting = c.enterWaiting(ch, ss, ev); leaveWaiting == nil {
+			return // limits.waiting_per_person
+		}
+		defer leaveWaiting()
+	}
 	id := newSessionID()
 	ev.Type, ev.Session = audit.SessionStart, id
 	ev.Attrs["four_eyes"] = strconv.FormatBool(fourEyes)
@@ -209,6 +216,9 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 		OnOutput: func(p []byte) { _ = rec.Output(p) },
 		OnInput:  func(person string, p []byte) { _ = rec.Input(person, p) },
 		OnState: func(from, to session.State, reason string) {
+			if from == session.Waiting {
+				leaveWaiting()
+			}
 			if to == session.Ended {
 				endReason = reason
 			}

@@ -2,7 +2,9 @@
 // floods (M19): it counts failed authentications per source address and per
 // person in a sliding window, blocks a source or person that reaches its limit
 // for a while, and caps the number of connections that have not yet
-// authenticated, in total and per source.
+// authenticated, in total, per source address and per network prefix (/24
+// for IPv4, /64 for IPv6 by default), so that no address and no network can
+// take more than its share of the slots while others wait.
 //
 // The package is pure logic: it reads time only through an injected clock,
 // starts no goroutines and keeps all state in memory (a restart forgets
@@ -36,6 +38,9 @@ const (
 	DefaultBlock              = 15 * time.Minute
 	DefaultMaxUnauth          = 100
 	DefaultMaxUnauthPerSource = 10
+	DefaultMaxUnauthPerPrefix = 25
+	DefaultPrefixV4           = 24
+	DefaultPrefixV6           = 64
 	DefaultMaxTracked         = 100_000
 )
 
@@ -45,6 +50,7 @@ const (
 	ReasonSourceBlocked = "source blocked after failed logins"
 	ReasonTooManyUnauth = "too many unauthenticated connections"
 	ReasonTooManyPerSrc = "too many unauthenticated connections from this source"
+	ReasonTooManyPerNet = "too many unauthenticated connections from this network"
 )
 
 const (
@@ -61,6 +67,9 @@ type Options struct {
 	Block              time.Duration    // how long a block lasts; default 15m
 	MaxUnauth          int              // concurrent unauthenticated connections in total; default 100
 	MaxUnauthPerSource int              // concurrent unauthenticated connections per source IP; default 10
+	MaxUnauthPerPrefix int              // the same per network prefix (see PrefixV4, PrefixV6); default 25
+	PrefixV4           int              // prefix length that groups IPv4 sources; default 24
+	PrefixV6           int              // prefix length that groups IPv6 sources; default 64
 	MaxTracked         int              // sources, and separately persons, tracked at once; default 100000
 	Now                func() time.Time // clock; default time.Now
 }
@@ -75,6 +84,7 @@ type Limiter struct {
 	persons   table
 	unauth    int            // unauthenticated connections admitted and not yet released
 	unauthPer map[string]int // the same per source key; at most MaxUnauth entries
+	unauthNet map[string]int // the same per prefix key; at most MaxUnauth entries
 	lastSweep time.Time
 }
 
@@ -98,6 +108,15 @@ func New(o Options) *Limiter {
 	if o.MaxUnauthPerSource <= 0 {
 		o.MaxUnauthPerSource = DefaultMaxUnauthPerSource
 	}
+	if o.MaxUnauthPerPrefix <= 0 {
+		o.MaxUnauthPerPrefix = DefaultMaxUnauthPerPrefix
+	}
+	if o.PrefixV4 <= 0 || o.PrefixV4 > 32 {
+		o.PrefixV4 = DefaultPrefixV4
+	}
+	if o.PrefixV6 <= 0 || o.PrefixV6 > 128 {
+		o.PrefixV6 = DefaultPrefixV6
+	}
 	if o.MaxTracked <= 0 {
 		o.MaxTracked = DefaultMaxTracked
 	}
@@ -109,6 +128,7 @@ func New(o Options) *Limiter {
 		sources:   newTable(o.MaxTracked),
 		persons:   newTable(o.MaxTracked),
 		unauthPer: make(map[string]int),
+		unauthNet: make(map[string]int),
 	}
 }
 
@@ -175,13 +195,14 @@ func (l *Limiter) PersonBlocked(person string) (bool, time.Time) {
 
 // Admit is called when a TCP connection arrives, before the SSH handshake. It
 // refuses the connection (ok false, with a reason) when the source is blocked
-// or when the cap on unauthenticated connections, in total or for this source,
-// is reached. Otherwise it counts the connection and returns release, which the
+// or when the cap on unauthenticated connections, in total, for this source
+// address or for its network prefix, is reached. Otherwise it counts the connection and returns release, which the
 // caller calls once the connection has authenticated or has ended, whichever
 // comes first; calling release again does nothing.
 func (l *Limiter) Admit(source string) (release func(), ok bool, reason string) {
 	now := l.o.Now()
 	key := SourceKey(source)
+	pfx := PrefixKey(key, l.o.PrefixV4, l.o.PrefixV6)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -194,8 +215,12 @@ func (l *Limiter) Admit(source string) (release func(), ok bool, reason string) 
 	if l.unauthPer[key] >= l.o.MaxUnauthPerSource {
 		return nil, false, ReasonTooManyPerSrc
 	}
+	if l.unauthNet[pfx] >= l.o.MaxUnauthPerPrefix {
+		return nil, false, ReasonTooManyPerNet
+	}
 	l.unauth++
 	l.unauthPer[key]++
+	l.unauthNet[pfx]++
 
 	released := false // guarded by l.mu
 	return func() {
@@ -211,6 +236,11 @@ func (l *Limiter) Admit(source string) (release func(), ok bool, reason string) 
 		} else {
 			delete(l.unauthPer, key)
 		}
+		if n := l.unauthNet[pfx] - 1; n > 0 {
+			l.unauthNet[pfx] = n
+		} else {
+			delete(l.unauthNet, pfx)
+		}
 	}, true, ""
 }
 
@@ -220,6 +250,16 @@ func (l *Limiter) Unauthenticated() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.unauth
+}
+
+// UnauthenticatedFrom returns the number of admitted connections not yet
+// released from source's address and from its network prefix.
+func (l *Limiter) UnauthenticatedFrom(source string) (addr, prefix int) {
+	key := SourceKey(source)
+	pfx := PrefixKey(key, l.o.PrefixV4, l.o.PrefixV6)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.unauthPer[key], l.unauthNet[pfx]
 }
 
 // maybeSweep drops stale entries from both tables every sweep interval, and
@@ -257,6 +297,26 @@ func SourceKey(addr string) string {
 		return host
 	}
 	return ip.Unmap().WithZone("").String()
+}
+
+// PrefixKey returns the network a source belongs to for the per-prefix cap:
+// the address (as SourceKey gives it) masked to v4bits for IPv4 or v6bits
+// for IPv6, in CIDR form ("192.0.2.0/24", "2001:db8:1:2::/64"). A source
+// that is not an IP address is its own prefix.
+func PrefixKey(source string, v4bits, v6bits int) string {
+	ip, err := netip.ParseAddr(SourceKey(source))
+	if err != nil {
+		return SourceKey(source)
+	}
+	bits := v6bits
+	if ip.Is4() {
+		bits = v4bits
+	}
+	p, err := ip.Prefix(bits)
+	if err != nil {
+		return ip.String()
+	}
+	return p.String()
 }
 
 // entry is the state kept per source or person.

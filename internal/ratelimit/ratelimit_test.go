@@ -40,6 +40,7 @@ func TestDefaults(t *testing.T) {
 	l := New(Options{})
 	want := Options{Window: DefaultWindow, MaxPerSource: DefaultMaxPerSource, MaxPerPerson: DefaultMaxPerPerson,
 		Block: DefaultBlock, MaxUnauth: DefaultMaxUnauth, MaxUnauthPerSource: DefaultMaxUnauthPerSource,
+		MaxUnauthPerPrefix: DefaultMaxUnauthPerPrefix, PrefixV4: DefaultPrefixV4, PrefixV6: DefaultPrefixV6,
 		MaxTracked: DefaultMaxTracked}
 	got := l.o
 	got.Now = nil
