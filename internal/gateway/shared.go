@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -272,12 +273,19 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 		}
 		res.status = ssh.Marshal(struct{ Status uint32 }{one})
 	}
-	if res.signal != nil {
-		_, _ = ch.SendRequest("exit-signal", false, res.signal)
-	} else {
-		_, _ = ch.SendRequest("exit-status", false, res.status)
+	// The owner's last output and the closing notice go first; a client
+	// that does not read gets endGrace, then only CLOSE (never EOF while a
+	// write may be in progress).
+	select {
+	case <-sess.OwnerFlushed():
+		if res.signal != nil {
+			_, _ = ch.SendRequest("exit-signal", false, res.signal)
+		} else {
+			_, _ = ch.SendRequest("exit-status", false, res.status)
+		}
+		_ = ch.CloseWrite()
+	case <-time.After(endGrace):
 	}
-	_ = ch.CloseWrite()
 	_ = ch.Close()
 	end := withAttrs(base, audit.SessionEnd, map[string]string{"reason": endReason})
 	if err != nil {

@@ -1054,3 +1054,11 @@ func (s *Session) Remove(person, reason string) bool {
 	}
 	return removed
 }
+
+// OwnerFlushed is closed once the session has ended and everything queued
+// for the owner (the last output, the closing notice) has been written to
+// their Terminal, or their Terminal failed. The gateway waits for it,
+// bounded, before it sends the owner's exit status and EOF: data after EOF
+// would be lost, and an EOF sent while a write is in progress races with
+// it.
+func (s *Session) OwnerFlushed() <-chan struct{} { return s.owner.q.done }
