@@ -156,6 +156,16 @@ func (s *Server) verifiedLogin(st *state, only *config.Person, meta ssh.ConnMeta
 	if blocked, until := s.limit.PersonBlocked(p.ID); blocked {
 		return nil, keyRefused(p.ID, fp, refusal("too many failed logins for %s; try again after %s UTC", p.ID, until.UTC().Format("15:04")))
 	}
+	if only == nil {
+		// One user name per person: a plain user name that names another
+		// person is refused, so that nobody reads `bob@gw` in a log or a
+		// shell history as bob's login. The person's own id, any name that
+		// is not a person's, and the login%host route stay as they are.
+		if user := meta.User(); !strings.Contains(user, "%") && user != p.ID && st.cfg.Person(user) != nil {
+			return nil, keyRefused(p.ID, fp, refusal("the key %s is %s's, not %s's: log in as %s (ssh %s@gw) or name a route (ssh LOGIN%%HOST@gw)",
+				fp, p.ID, user, p.ID, p.ID))
+		}
+	}
 	if d := st.engine.CheckPerson(p, k, s.now(), s.lockReason(p.ID)); d.Verdict != policy.Allow {
 		return nil, keyRefused(p.ID, fp, refusal("%s", joinReason(d)))
 	}

@@ -265,3 +265,32 @@ func (r *rig) sessionEnded(t *testing.T, text string) bool {
 	}
 	return false
 }
+
+// One user name per person: alice's key with the user name bob is
+// refused with a message; her own id and names that are no person's work.
+func TestUserNameNamesAnotherPerson(t *testing.T) {
+	dir := t.TempDir()
+	aliceKey, alicePub := testenv.KeyPair(t, dir, "alice", "ecdsa")
+	_, bobPub := testenv.KeyPair(t, dir, "bob", "ecdsa")
+	r := startRig(t, nil, map[string]string{"alice": alicePub, "bob": bobPub})
+	signer, err := testenv.ParsePrivateKeyFile(aliceKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(user string) error {
+		a, err := testenv.DialAttacker(t.Context(), testenv.AttackerOpts{
+			Addr: fmt.Sprintf("127.0.0.1:%d", r.port), User: user, Signer: signer})
+		if err == nil {
+			a.Close()
+		}
+		return err
+	}
+	if err := dial("bob"); err == nil || !strings.Contains(err.Error(), "is alice's, not bob's") {
+		t.Errorf("alice's key as bob: want a refusal naming both, got %v", err)
+	}
+	for _, user := range []string{"alice", "root%db1", "admin"} {
+		if err := dial(user); err != nil {
+			t.Errorf("alice's key as %q: %v", user, err)
+		}
+	}
+}
