@@ -816,4 +816,23 @@ func TestIdentityBruteForce(t *testing.T) {
 	if got := e.auditEvents(t, "auth.blocked"); len(got) != 1 {
 		t.Errorf("want exactly one auth.blocked event, got %d: %+v", len(got), got)
 	}
+
+	// The operator sees the block and lifts it; the gateway applies it and
+	// audits who did.
+	if out := e.tandem(t, "blocks", "-c", e.Config); !strings.Contains(out, "127.0.0.2") || !strings.Contains(out, "failed logins") {
+		t.Errorf("tandem blocks does not list 127.0.0.2:\n%s", out)
+	}
+	if out := e.tandem(t, "unblock", "127.0.0.2", "-c", e.Config); !strings.Contains(out, "unblocked") {
+		t.Errorf("tandem unblock 127.0.0.2:\n%s", out)
+	}
+	var again testenv.Result
+	if !testenv.WaitFor(5*time.Second, func() bool { again = alice.SSH(t, from("127.0.0.2", "gw", "whoami")...); return again.Code == 0 }) {
+		e.errorf(t, again, "alice from 127.0.0.2 after tandem unblock: want a login")
+	}
+	if !e.waitAudit(t, "auth.unblocked", func(r auditRecord) bool { return r.Source == "127.0.0.2" && strings.HasPrefix(r.Attrs["by"], "local") }) {
+		t.Errorf("no auth.unblocked event naming the operator: %+v", e.auditEvents(t, "auth.unblocked"))
+	}
+	if out := e.tandem(t, "blocks", "-c", e.Config); !strings.Contains(out, "no blocks") {
+		t.Errorf("tandem blocks after the unblock:\n%s", out)
+	}
 }

@@ -42,6 +42,7 @@ const (
 	Lock            Type = "lock"
 	Unlock          Type = "unlock"
 	AuthBlocked     Type = "auth.blocked"    // a source or person exceeded the failure limit (M19)
+	AuthUnblocked   Type = "auth.unblocked"  // an operator lifted a block early (`tandem unblock`)
 	AuthSuppressed  Type = "auth.suppressed" // pre-authentication events dropped by the per-source audit budget (M19)
 	ConfigChange    Type = "config.change"
 	GatewayStart    Type = "gateway.start"

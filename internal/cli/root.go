@@ -64,6 +64,7 @@ Start with "tandem demo" to try it, or "tandem serve --config FILE".`,
 		newVersionCmd(),
 	)
 	root.AddCommand(newLockCmds()...)
+	root.AddCommand(newBlockCmds()...)
 	root.AddCommand(newRecordingCmds()...)
 	markUsageErrors(root)
 	addExamples(root)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"tandem.dev/tandem/internal/ratelimit"
+	"tandem.dev/tandem/internal/store"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -75,17 +77,67 @@ func (s *Server) connConfig(st *state, base *ssh.ServerConfig, only *config.Pers
 
 // countFailure feeds one failed connection to the rate limiter and audits
 // a block the moment it starts.
+//
+// A block is also logged and reported to the store, so that the operator
+// sees it (`tandem blocks`) and can lift it (`tandem unblock`).
 func (s *Server) countFailure(source, person string) {
 	srcBlocked, personBlocked := s.limit.Failure(source, person)
 	if srcBlocked {
 		_, until := s.limit.SourceBlocked(source)
 		s.record(audit.Event{Type: audit.AuthBlocked, Source: source, Attrs: map[string]string{
 			"scope": "source", "until": until.UTC().Format(time.RFC3339)}})
+		s.reportBlock(store.BlockSource, ratelimit.SourceKey(source), until, "too many failed logins from this address")
 	}
 	if personBlocked {
 		_, until := s.limit.PersonBlocked(person)
 		s.record(audit.Event{Type: audit.AuthBlocked, Person: person, Source: source, Attrs: map[string]string{
 			"scope": "person", "until": until.UTC().Format(time.RFC3339)}})
+		s.reportBlock(store.BlockPerson, person, until, "too many failed logins for this person (last from "+source+")")
+	}
+}
+
+// reportBlock logs a block and records it in the store for `tandem blocks`.
+func (s *Server) reportBlock(scope, key string, until time.Time, why string) {
+	s.log.Warn("blocked after failed logins", "scope", scope, "blocked", key, "until", until.UTC().Format(time.RFC3339), "why", why,
+		"lift", "tandem unblock "+key)
+	if s.store == nil {
+		return
+	}
+	if err := s.store.RecordBlock(context.Background(), store.Block{Scope: scope, Key: key, Until: until, Reason: why, At: s.now()}); err != nil {
+		s.log.Error("state store: record block", "err", err)
+	}
+}
+
+// applyUnblocks lifts the blocks operators asked to lift (`tandem
+// unblock`) and audits each. Called by the watcher.
+func (s *Server) applyUnblocks(ctx context.Context) {
+	us, err := s.store.PendingUnblocks(ctx)
+	if err != nil || len(us) == 0 {
+		return
+	}
+	for _, u := range us {
+		var was bool
+		if u.Scope == store.BlockPerson {
+			was = s.limit.UnblockPerson(u.Key)
+		} else {
+			was = s.limit.UnblockSource(u.Key)
+		}
+		ev := audit.Event{Time: u.At, Type: audit.AuthUnblocked, Attrs: map[string]string{
+			"scope": u.Scope, "by": u.By, "was_blocked": fmt.Sprint(was)}}
+		if u.Scope == store.BlockPerson {
+			ev.Person = u.Key
+		} else {
+			ev.Source = u.Key
+		}
+		if err := s.audit.Append(ctx, ev); err != nil {
+			s.log.Error("audit log refuses unblock event", "err", err)
+			return
+		}
+		s.log.Info("block lifted", "scope", u.Scope, "unblocked", u.Key, "by", u.By)
+		if err := s.store.MarkUnblockApplied(ctx, u.ID); err != nil {
+			s.log.Error("state store", "err", err)
+			return
+		}
 	}
 }
 

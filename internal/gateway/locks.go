@@ -65,6 +65,7 @@ func (s *Server) watchLocks(ctx context.Context) {
 			}
 		}
 		s.sweepLocks()
+		s.applyUnblocks(ctx)
 		s.checkRequestSessions(ctx, changed)
 		s.auditLockEvents(ctx)
 		s.drainOutbox(ctx)

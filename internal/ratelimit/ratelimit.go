@@ -193,6 +193,32 @@ func (l *Limiter) PersonBlocked(person string) (bool, time.Time) {
 	return l.persons.blocked(person, now, l.o.Window)
 }
 
+// UnblockSource lifts the block of source (an address, with or without
+// port) and forgets its failures; it reports whether it was blocked. For
+// operators who know why the failures happened (`tandem unblock`).
+func (l *Limiter) UnblockSource(source string) bool {
+	return l.unblock(&l.sources, SourceKey(source))
+}
+
+// UnblockPerson lifts the block of person and forgets their failures; it
+// reports whether they were blocked.
+func (l *Limiter) UnblockPerson(person string) bool {
+	return l.unblock(&l.persons, person)
+}
+
+func (l *Limiter) unblock(t *table, key string) bool {
+	now := l.o.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, ok := t.m[key]
+	if !ok {
+		return false
+	}
+	was := now.Before(e.blockedUntil)
+	delete(t.m, key)
+	return was
+}
+
 // Admit is called when a TCP connection arrives, before the SSH handshake. It
 // refuses the connection (ok false, with a reason) when the source is blocked
 // or when the cap on unauthenticated connections, in total, for this source

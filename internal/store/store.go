@@ -62,6 +62,8 @@ var migrations = []string{
 	acksSchema,
 	// 7: MACs on requests, approvals and locks; see seal.go.
 	sealsSchema,
+	// 8: blocks after failed logins and unblocks; see blocks.go.
+	blocksSchema,
 }
 
 // Store is an open state database. It is safe for concurrent use.
