@@ -31,8 +31,8 @@ const (
 
 	// maxEnvBytes bounds the names and values of the env requests kept
 	// for the target (they are held until the session starts and then
-	// replayed). 32 KiB holds LANG, LC_*, TERM-like settings and a few
-	// long values such as a GIT_* or a token variable with room to spare.
+	// replayed). 32 KiB holds LANG, LC_*, TZ and a few long values
+	// (a COLORTERM, a token variable) with room to spare.
 	maxEnvBytes = 32 << 10
 
 	// maxTermBytes bounds the terminal name of a pty-req (TERM). terminfo
