@@ -223,7 +223,7 @@ func newAdvEnv(t *testing.T, o advOpts) *advEnv {
 		Persons:      persons,
 		Hosts: []advHost{
 			{"db1", db1Env, addrA, hostAPub},
-			{"prod1", "production", addrA, hostAPub},
+			{"prod1", "production", testenv.LoopbackAlias(addrA, 1), hostAPub},
 			{"nofwd1", "test", addrB, hostBPub},
 			{"web1", "test", fmt.Sprintf("127.0.0.1:%d", deadPort), hostAPub},
 		},

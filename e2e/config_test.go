@@ -165,6 +165,25 @@ func TestConfigCheck(t *testing.T) {
 			keywords: []string{"2026-13-45", "date", "confidentiality_signed"},
 		},
 		{
+			name:     "env_allow lets clients set anything",
+			old:      "  crypto_profile: bsi\n",
+			new:      "  crypto_profile: bsi\n  env_allow: [LANG, \"*\"] #!\n",
+			keywords: []string{"BASH_ENV"},
+		},
+		{
+			name:     "env_allow reaches the dynamic loader",
+			old:      "  crypto_profile: bsi\n",
+			new:      "  crypto_profile: bsi\n  env_allow: [\"L*\"] #!\n",
+			keywords: []string{"LD_PRELOAD"},
+		},
+		{
+			name: "one address for a test and a production host",
+			old:  "  - name: db1\n    address: \"127.0.0.1:2200\"\n    tenant: schule-nord\n    environment: test\n    host_key: \"" + host + "\"\n",
+			new: "  - name: db1\n    address: \"127.0.0.1:2200\"\n    tenant: schule-nord\n    environment: test\n    host_key: \"" + host + "\"\n" +
+				"  - name: prod1\n    address: \"127.0.0.1:2200\" #!\n    tenant: schule-nord\n    environment: production\n    host_key: \"" + host + "\"\n",
+			keywords: []string{"also the address of host db1"},
+		},
+		{
 			name:     "selector without criterion",
 			old:      "      - hosts:\n          tenant: schule-nord\n",
 			new:      "      - hosts: {} #!\n",

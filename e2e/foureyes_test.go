@@ -99,13 +99,14 @@ func renderFourEyesConfig(c feConfig) string {
         join: [peer]
 `)
 	b.WriteString("hosts:\n")
-	for _, h := range []struct{ name, env, extra string }{
+	// One sshd, spelt differently per environment.
+	for i, h := range []struct{ name, env, extra string }{
 		{"db1", "production", ""},
 		{"stg1", "staging", "    real_data: true\n"},
 		{"tst1", "test", ""},
 	} {
 		fmt.Fprintf(&b, "  - name: %s\n    address: %q\n    tenant: schule-nord\n    environment: %s\n%s    host_key: %q\n",
-			h.name, c.DB1Addr, h.env, h.extra, c.DB1HostKey)
+			h.name, testenv.LoopbackAlias(c.DB1Addr, i), h.env, h.extra, c.DB1HostKey)
 	}
 	return b.String()
 }

@@ -86,13 +86,14 @@ func renderRecordingConfig(listen, dataDir, sshdAddr, hostKey string, pubs map[s
         read: true
 `)
 	b.WriteString("hosts:\n")
-	for _, h := range []struct{ name, tenant, env string }{
+	// One sshd, spelt differently per tenant and environment.
+	for i, h := range []struct{ name, tenant, env string }{
 		{"db1", "schule-nord", "production"},
 		{"tst1", "schule-nord", "test"},
 		{"tsts", "schule-sued", "test"},
 	} {
 		fmt.Fprintf(&b, "  - name: %s\n    address: %q\n    tenant: %s\n    environment: %s\n    host_key: %q\n",
-			h.name, sshdAddr, h.tenant, h.env, hostKey)
+			h.name, testenv.LoopbackAlias(sshdAddr, i), h.tenant, h.env, hostKey)
 	}
 	return b.String()
 }

@@ -28,6 +28,10 @@ const (
 	SessionLeave   Type = "session.leave"
 	Exec           Type = "exec"
 	ForwardDenied  Type = "forward.denied"
+	// ChannelLimited: a client exceeded a cap on what it may send before
+	// its session starts (M30); once per channel, attrs limit, kind, max,
+	// and closed=true when the gateway closed the channel for it.
+	ChannelLimited Type = "channel.limited"
 	ForwardStart   Type = "forward.start"
 	ForwardEnd     Type = "forward.end"
 	Command        Type = "command" // a gateway command such as whoami

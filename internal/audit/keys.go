@@ -21,6 +21,10 @@ const (
 	pubFile         = "audit.pub" // note verifier key; give it to auditors
 )
 
+// SigningKeyFile is the name of the checkpoint signing key in the audit
+// directory; serve refuses it when others can read it.
+const SigningKeyFile = keyFile
+
 // loadSigner returns the checkpoint signer kept in dir, creating a new
 // Ed25519 key named name on first use.
 func loadSigner(dir, name string) (note.Signer, error) {

@@ -198,7 +198,7 @@ hosts:
     labels: {service: postgres}
     host_key: %q
 `, listen, line(persons["alice"]), today, signed, until, line(persons["bob"]), today, signed, until,
-		targetAddr, line(hostKey), targetAddr, line(hostKey))
+		targetAddr, line(hostKey), productionAlias(targetAddr), line(hostKey))
 }
 
 // writeDemoClients writes a known_hosts file and one ssh_config per demo
@@ -266,4 +266,15 @@ func demoSigner(path string) (ssh.Signer, error) {
 		return nil, err
 	}
 	return ssh.NewSignerFromKey(priv)
+}
+
+// productionAlias names the demo target differently for the production
+// host: a configuration refuses one address for hosts of two
+// environments, and the demo has only one target.
+func productionAlias(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || (host != "127.0.0.1" && host != "::1") {
+		return addr
+	}
+	return net.JoinHostPort("localhost", port)
 }

@@ -111,6 +111,9 @@ func newLogger(w io.Writer, debug bool) *slog.Logger {
 // ends. reload delivers requests to re-read the configuration file; ready,
 // if set, is called with the listening address.
 func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reload <-chan os.Signal, ready func(addr string)) error {
+	if err := strictModes(cfg); err != nil {
+		return fmt.Errorf("refusing to start: %w", err)
+	}
 	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}

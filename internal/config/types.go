@@ -62,7 +62,8 @@ type Gateway struct {
 	// connections; a client that misses three is dropped. Default 3s.
 	KeepAlive Duration `yaml:"keepalive"`
 	// EnvAllow lists environment variable names (globs) a client may pass
-	// to the target. Default: LANG, LC_*, TZ.
+	// to the target. Default: LANG, LC_*, TZ. Validation refuses names
+	// and globs that reach injection-prone variables (DangerousEnv).
 	EnvAllow []string `yaml:"env_allow"`
 	// MaxConnections caps concurrent client connections. Default 1000.
 	MaxConnections int `yaml:"max_connections"`
@@ -257,7 +258,9 @@ type Rule struct {
 	// Approve lets holders approve access requests for the matched hosts.
 	Approve bool `yaml:"approve"`
 	// SFTPReadOnly makes the logins of this rule read-only for SFTP and
-	// scp: writes, renames, removes and attribute changes are refused.
+	// scp: writes, renames, removes and attribute changes are refused. A
+	// login granted only by such rules gets the sftp subsystem and nothing
+	// else: shells, commands (scp -O) and forwards are refused.
 	SFTPReadOnly bool `yaml:"sftp_read_only"`
 	// Read lets holders read and export recordings of sessions on the
 	// matched hosts (M13).

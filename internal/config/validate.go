@@ -60,8 +60,10 @@ func validate(c *Config, pos *positions, r *report) {
 		checkExternalPerson(c, i, pos, r)
 	}
 	hosts := map[string]int{}
+	addrs := map[string]int{}
 	for i := range c.Hosts {
 		validateHost(c, i, pos, r, hosts, tenants)
+		checkSharedAddress(c, i, pos, r, addrs)
 	}
 	for i := range c.Roles {
 		for j := range c.Roles[i].Allow {
@@ -95,6 +97,8 @@ func validateGateway(c *Config, pos *positions, r *report, profileErr error) {
 	for i, e := range g.EnvAllow {
 		if _, err := path.Match(e, ""); e == "" || err != nil {
 			r.add(pos.line("gateway", "env_allow", i), "env_allow: %q is not a valid name or glob", e)
+		} else if n, bad := DangerousEnv(e); bad {
+			r.add(pos.line("gateway", "env_allow", i), "env_allow: %q would let clients set %s, which can make the target run code the gateway does not record; allow only harmless names such as LANG, \"LC_*\", TZ", e, n)
 		}
 	}
 	if g.MaxConnections <= 0 && pos.decodes(new(int), "gateway", "max_connections") {
@@ -521,6 +525,50 @@ func validateHost(c *Config, i int, pos *positions, r *report, hosts, tenants ma
 		}
 		h.HostPublicKey, h.HostCAKey = nil, pub
 	}
+}
+
+// checkSharedAddress refuses a host whose address another host already
+// has under a different tenant or environment: the weaker entry would be
+// a way around four-eyes (a "test" name for a production machine) or
+// around tenant separation (M4). Two names for one machine in the same
+// tenant and environment are allowed. Addresses are compared as written,
+// host in lower case without a trailing dot, port 22 when missing; names
+// are not resolved.
+func checkSharedAddress(c *Config, i int, pos *positions, r *report, seen map[string]int) {
+	h := &c.Hosts[i]
+	key := normalAddress(h.Address)
+	if key == "" {
+		return
+	}
+	first, dup := seen[key]
+	if !dup {
+		seen[key] = i
+		return
+	}
+	o := &c.Hosts[first]
+	if o.Tenant == h.Tenant && o.Environment == h.Environment {
+		return
+	}
+	r.add(pos.line("hosts", i, "address"), "host %s: address %s is also the address of host %s (line %d) in tenant %s, environment %s; one machine must not be reachable under two tenants or environments (the weaker one would bypass four-eyes or tenant separation)",
+		h.Name, key, o.Name, pos.line("hosts", first), o.Tenant, o.Environment)
+}
+
+// normalAddress is the form in which checkSharedAddress compares
+// addresses: "host:port" with the host in lower case without a trailing
+// dot and port 22 when none is given; "" for an empty address.
+func normalAddress(a string) string {
+	a = strings.TrimSpace(a)
+	if a == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		host, port = strings.Trim(a, "[]"), "22"
+	}
+	if n, err := strconv.Atoi(port); err == nil {
+		port = strconv.Itoa(n)
+	}
+	return net.JoinHostPort(strings.TrimSuffix(strings.ToLower(host), "."), port)
 }
 
 // checkID checks the form of an id and that it is unique among its kind.

@@ -72,7 +72,7 @@ func startRigWith(t *testing.T, gatewayYAML string, extraYAML func(targetAddr, h
 hosts:
 `)
 	fmt.Fprintf(&b, "  - {name: db1, address: %q, tenant: schule-nord, environment: test, host_key: %q}\n", target.Addr, target.HostKey)
-	fmt.Fprintf(&b, "  - {name: prod1, address: %q, tenant: schule-nord, environment: production, host_key: %q}\n", target.Addr, target.HostKey)
+	fmt.Fprintf(&b, "  - {name: prod1, address: %q, tenant: schule-nord, environment: production, host_key: %q}\n", testenv.LoopbackAlias(target.Addr, 1), target.HostKey)
 	if extraYAML != nil {
 		b.WriteString(extraYAML(target.Addr, target.HostKey))
 	}

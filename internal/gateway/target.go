@@ -176,9 +176,13 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 
 // collectStart gathers the requests a client sends before starting the
 // session. Only allowed environment variables are kept; agent and X11
-// forwarding are refused.
+// forwarding are refused. What a client may send is capped (limits.go):
+// a request over a cap is refused and the first such request of the
+// channel audited; a client that goes on past maxStartRequests has its
+// channel closed.
 func (c *clientConn) collectStart(ch ssh.Channel, reqs <-chan *ssh.Request) (*sessionStart, bool) {
 	ss := &sessionStart{}
+	var lim startLimits
 	timer := time.NewTimer(startTimeout)
 	defer timer.Stop()
 	for {
@@ -192,19 +196,28 @@ func (c *clientConn) collectStart(ch ssh.Channel, reqs <-chan *ssh.Request) (*se
 			fmt.Fprint(ch.Stderr(), "tandem: no command within a minute; closing\n")
 			return nil, false
 		}
+		lim.requests++
+		if lim.requests > maxStartRequests {
+			if r.WantReply {
+				_ = r.Reply(false, nil)
+			}
+			c.exceeded(&lim, limitRequests, r.Type, true)
+			fmt.Fprintf(ch.Stderr(), "tandem: %s (at most %d); closing\n", limitRequests.what, maxStartRequests)
+			go ssh.DiscardRequests(reqs)
+			return nil, false
+		}
 		ok := false
 		switch r.Type {
 		case "pty-req":
+			if k, over := ptyOverLimit(r.Payload); over {
+				c.exceeded(&lim, k, r.Type, false)
+				break
+			}
 			ss.pty, ok = r, true
 		case "window-change":
 			ss.winch, ok = r, true
 		case "env":
-			var kv struct{ Name, Value string }
-			if ssh.Unmarshal(r.Payload, &kv) == nil && c.envAllowed(kv.Name) {
-				ss.env = append(ss.env, r)
-				ss.envNames = append(ss.envNames, kv.Name)
-				ok = true
-			}
+			ok = c.keepEnv(ss, &lim, r)
 		case "shell":
 			ss.start = r
 			return ss, true
@@ -214,16 +227,58 @@ func (c *clientConn) collectStart(ch ssh.Channel, reqs <-chan *ssh.Request) (*se
 				_ = r.Reply(false, nil)
 				return nil, false
 			}
+			k := limitCommand
+			if r.Type == "subsystem" {
+				k = limitSubsystem
+			}
+			if len(cmd.Value) > k.max {
+				c.exceeded(&lim, k, r.Type, true)
+				refuse(ch, &sessionStart{start: r, pty: ss.pty}, limitMessage(k, len(cmd.Value)))
+				go ssh.DiscardRequests(reqs)
+				return nil, false
+			}
 			ss.start, ss.command = r, cmd.Value
 			return ss, true
 		case "x11-req", "auth-agent-req@openssh.com":
-			c.srv.record(audit.Event{Type: audit.ForwardDenied, Person: c.person.ID, Source: c.source,
-				Attrs: map[string]string{"kind": r.Type}})
+			// Refused; audited once per kind and channel, so that
+			// repeating the request cannot fill the audit log.
+			if lim.forwards == nil {
+				lim.forwards = map[string]bool{}
+			}
+			if !lim.forwards[r.Type] {
+				lim.forwards[r.Type] = true
+				c.srv.record(audit.Event{Type: audit.ForwardDenied, Person: c.person.ID, Source: c.source,
+					Attrs: map[string]string{"kind": r.Type}})
+			}
 		}
 		if r.WantReply {
 			_ = r.Reply(ok, nil)
 		}
 	}
+}
+
+// keepEnv decides one env request: it counts against maxEnvRequests
+// whether or not gateway.env_allow allows it, and an allowed one is kept
+// only while the kept names and values stay within maxEnvBytes.
+func (c *clientConn) keepEnv(ss *sessionStart, lim *startLimits, r *ssh.Request) bool {
+	lim.envs++
+	if lim.envs > maxEnvRequests {
+		c.exceeded(lim, limitEnvCount, r.Type, false)
+		return false
+	}
+	var kv struct{ Name, Value string }
+	if ssh.Unmarshal(r.Payload, &kv) != nil || !c.envAllowed(kv.Name) {
+		return false
+	}
+	n := lim.envBytes + len(kv.Name) + len(kv.Value)
+	if n > maxEnvBytes {
+		c.exceeded(lim, limitEnvBytes, r.Type, false)
+		return false
+	}
+	lim.envBytes = n
+	ss.env = append(ss.env, r)
+	ss.envNames = append(ss.envNames, kv.Name)
+	return true
 }
 
 func (c *clientConn) envAllowed(name string) bool {

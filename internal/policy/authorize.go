@@ -29,9 +29,15 @@ func (e *Engine) Authorize(r Request) Decision {
 		if d, ok := e.authorizeLogin(r, name, warnings); !ok {
 			return d
 		}
+		if r.Action != ActionSFTP && e.SFTPReadOnly(r.Person, r.Host, r.Login) {
+			return e.readOnlyOnly(r, warnings)
+		}
 	case ActionForward:
 		if d, ok := e.authorizeForward(r, name, warnings); !ok {
 			return d
+		}
+		if e.SFTPReadOnly(r.Person, r.Host, r.Login) {
+			return e.readOnlyOnly(r, warnings)
 		}
 	default:
 		return deny(fmt.Sprintf("unknown action %q", oneLine(string(r.Action))), "", warnings)
@@ -367,4 +373,16 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// readOnlyOnly refuses a shell, command or forward for a login that only
+// sftp_read_only rules grant: such a rule grants the sftp subsystem and
+// nothing else. A command could write anyway (`scp -O` is an exec of
+// `scp -t`, `ssh host 'cat > f'` writes without SFTP), so read-only would
+// be a promise the gateway cannot keep.
+func (e *Engine) readOnlyOnly(r Request, warnings []string) Decision {
+	login, hn := oneLine(r.Login), oneLine(r.Host.Name)
+	what := map[Action]string{ActionShell: "a shell", ActionExec: "a command", ActionForward: "port forwarding"}[r.Action]
+	return deny(fmt.Sprintf("%s on %s is granted by sftp_read_only rules only, which grant read-only SFTP only: %s is refused", login, hn, what),
+		fmt.Sprintf("use sftp or scp (without -O) to read files; ask for a role that grants %s on %s for commands", login, hn), warnings)
 }

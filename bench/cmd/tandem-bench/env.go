@@ -185,13 +185,15 @@ func gatewayConfig(dir string, gwPort, targetPort int, ownerPub, joinerPub, targ
 `, p.id, p.name, p.id, p.pub, day(-10), day(-100))
 	}
 	var hosts strings.Builder
-	for _, h := range []struct{ name, env string }{{gwHostTest, "test"}, {gwHostProd, "production"}} {
+	// One target for both: the configuration refuses one address for two
+	// environments, so the production host names it as localhost.
+	for _, h := range []struct{ name, host, env string }{{gwHostTest, "127.0.0.1", "test"}, {gwHostProd, "localhost", "production"}} {
 		fmt.Fprintf(&hosts, `  - name: %s
-    address: "127.0.0.1:%d"
+    address: "%s:%d"
     tenant: bench
     environment: %s
     host_key: %q
-`, h.name, targetPort, h.env, targetPub)
+`, h.name, h.host, targetPort, h.env, targetPub)
 	}
 	return fmt.Sprintf(`gateway:
   listen: "127.0.0.1:%d"

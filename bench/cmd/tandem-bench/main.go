@@ -7,7 +7,8 @@
 // Sections (select with -only): a bulk throughput, b one-byte echo round
 // trip in a PTY (the owner alone, and with a second person joined), c
 // session set-up time, d concurrent idle PTY sessions (gateway memory and
-// CPU), e the audit log's Go benchmarks.
+// CPU), e the audit log's Go benchmarks, f floods of requests before a
+// session starts (gateway RSS).
 //
 // Every process it starts is stopped by PID at the end, also on error or
 // SIGINT/SIGTERM; every loop is bounded in count and time.
@@ -44,6 +45,7 @@ type options struct {
 	setups     int
 	sessions   []int
 	batch      int
+	floods     int
 	idleLimit  time.Duration
 	idleWindow time.Duration
 	keep       bool
@@ -84,7 +86,7 @@ func run() int {
 	}()
 
 	rep := &report{opts: o, started: time.Now(), machine: describeMachine(ctx, o.goTool)}
-	needEnv := o.only["a"] || o.only["b"] || o.only["c"] || o.only["d"]
+	needEnv := o.only["a"] || o.only["b"] || o.only["c"] || o.only["d"] || o.only["f"]
 	var e *env
 	if needEnv {
 		logf("setting up sshd target, sshd jump host and gateway in %s", dir)
@@ -133,6 +135,11 @@ func run() int {
 		}
 		return nil
 	})
+	section("f", func() error {
+		r, err := runFlood(ctx, e, o.floods, logf)
+		rep.flood = r
+		return err
+	})
 	section("e", func() error {
 		logf("(e) running the audit benchmarks (about 10-20s)")
 		r, cmdline, err := runAudit(ctx, o.goTool, o.repo, o.quick)
@@ -167,7 +174,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.repo, "repo", "", "Tandem's repository, for (e); default: the directory of go.mod above the working directory")
 	fs.StringVar(&o.goTool, "go", "go", "the go tool, for (e)")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run in seconds: tiny sizes, 20 sessions, few iterations")
-	only := fs.String("only", "a,b,c,d,e", "sections to run: a throughput, b echo round trip, c set-up, d idle sessions, e audit")
+	only := fs.String("only", "a,b,c,d,e,f", "sections to run: a throughput, b echo round trip, c set-up, d idle sessions, e audit, f request floods")
+	fs.IntVar(&o.floods, "floods", 100_000, "requests per flood, at most (f)")
 	size := fs.Int64("size", 1<<30, "bytes per bulk transfer (a)")
 	fs.IntVar(&o.reps, "reps", 3, "transfers per path and direction (a)")
 	fs.IntVar(&o.rtt, "rtt", 2000, "one-byte round trips per path (b)")
@@ -207,8 +215,8 @@ func parseFlags(args []string) (options, error) {
 		if s == "" {
 			continue
 		}
-		if !strings.Contains("abcde", s) || len(s) != 1 {
-			return o, fmt.Errorf("-only: unknown section %q (known: a, b, c, d, e)", s)
+		if !strings.Contains("abcdef", s) || len(s) != 1 {
+			return o, fmt.Errorf("-only: unknown section %q (known: a, b, c, d, e, f)", s)
 		}
 		o.only[s] = true
 	}

@@ -19,6 +19,7 @@ type report struct {
 	echo       *echoResult
 	setup      []setupPair
 	idle       []idleResult
+	flood      []floodResult
 	audit      []gobench.Result
 	auditCmd   string
 	errs       []string
@@ -124,6 +125,7 @@ func (r *report) markdown() string {
 	r.echoDetail(&b)
 	r.setupDetail(&b)
 	r.idleDetail(&b)
+	r.floodDetail(&b)
 	r.auditDetail(&b)
 	if len(r.errs) > 0 {
 		b.WriteString("### Errors\n\n")
