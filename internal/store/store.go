@@ -157,7 +157,11 @@ func (s *Store) migrateRetrying(ctx context.Context) error {
 // matters for busy_timeout and foreign_keys, as both are per connection.
 func dsn(abs string) string {
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(5000)")
+	// A writer waits up to 15 s for another: a lock or an approval that
+	// waits is better than one that fails, and a write transaction holds
+	// the lock for milliseconds, so only a machine under heavy load (or
+	// the race detector) ever comes near it.
+	q.Add("_pragma", "busy_timeout(15000)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(FULL)") // a lock must survive a power cut
