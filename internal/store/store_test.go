@@ -229,7 +229,7 @@ func TestPragmas(t *testing.T) {
 	ctx := context.Background()
 	for _, tt := range []struct{ pragma, want string }{
 		{"journal_mode", "wal"},
-		{"busy_timeout", "5000"},
+		{"busy_timeout", "15000"},
 		{"foreign_keys", "1"},
 	} {
 		var got string
