@@ -122,3 +122,26 @@ func TestCommandArgs(t *testing.T) {
 		})
 	}
 }
+
+// FuzzCommandArgs: any command line a person can type is read without a
+// panic, and a line that is accepted names its operand. (After "--" an
+// operand may look like a flag, as with every Go flag set.)
+func FuzzCommandArgs(f *testing.F) {
+	f.Add("bob --reason left the company")
+	f.Add("--for 2h bob --reason x")
+	f.Add("-- --reason")
+	f.Fuzz(func(t *testing.T, line string) {
+		args, err := splitArgs(line)
+		if err != nil {
+			return
+		}
+		fs := flag.NewFlagSet("f", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		fs.String("reason", "", "")
+		fs.Duration("for", 0, "")
+		op, err := commandArgs(fs, args, "reason", "person")
+		if err == nil && op == "" {
+			t.Fatalf("%q: operand %q", line, op)
+		}
+	})
+}
