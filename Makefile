@@ -1,6 +1,6 @@
 # Tandem's build and test entry points. `make test` is the one full run
-# (what CI runs via .ci/run): test programs, vet, unit tests with -race,
-# the end-to-end tests, a smoke run of the benchmarks.
+# (what CI runs via .ci/run): test programs, vet, staticcheck, unit tests
+# with -race, the end-to-end tests, a smoke run of the benchmarks.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -10,7 +10,13 @@ GO ?= go
 # CI=true turns missing test programs into failures instead of skips.
 export CI
 
-.PHONY: all test deps vet build demo fuzz-smoke bench bench-smoke
+# staticcheck at a pinned version (docs/DEPENDENCIES.md says why this one).
+# `go run pkg@version` builds it from the module proxy into the build cache,
+# outside go.mod: a tool of the checks, not a dependency of Tandem.
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+.PHONY: all test deps vet staticcheck build demo fuzz-smoke bench bench-smoke
 
 all: build
 
@@ -21,6 +27,7 @@ deps:
 # built binary and real programs, so a race build would only slow them.
 test: deps
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 	$(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v '/e2e$$')
 	$(GO) test -count=1 -timeout 20m ./e2e/
 	$(MAKE) bench-smoke
@@ -33,6 +40,9 @@ bench-smoke:
 
 vet:
 	$(GO) vet ./...
+
+staticcheck:
+	$(STATICCHECK) ./...
 
 build:
 	$(GO) build -o bin/tandem ./cmd/tandem

@@ -514,7 +514,7 @@ func TestAdversaryLockStalledClients(t *testing.T) {
 	// lena locks carol through the gateway while alice's stalled clients
 	// hold their connections.
 	returned := e.enforce(t, promise, "lena", "lock", "carol", "--reason", "'adversary test: carol'")
-	if !carol.waitExit(returned.Add(enforceWithin + 2*time.Second).Sub(time.Now())) {
+	if !carol.waitExit(time.Until(returned.Add(enforceWithin + 2*time.Second))) {
 		t.Errorf("PROMISE BROKEN (%s): carol's session still runs %v after ssh gw lock carol returned\n%s\ngateway:\n%s",
 			promise, time.Since(returned), carol.output(), e.GW.Tail())
 	} else if d := carol.exitAt.Sub(returned); d > enforceWithin {

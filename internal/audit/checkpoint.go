@@ -134,13 +134,6 @@ func readNotes(r io.Reader, fn func(rawNote) error) error {
 	}
 }
 
-// signedCheckpoint is a checkpoint with the note it came from.
-type signedCheckpoint struct {
-	log.Checkpoint
-	Note   []byte
-	Offset int64
-}
-
 // openCheckpoint checks the note's signature with v and parses its body.
 func openCheckpoint(raw []byte, v note.Verifier) (log.Checkpoint, error) {
 	n, err := note.Open(raw, note.VerifierList(v))

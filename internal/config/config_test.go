@@ -193,6 +193,7 @@ func TestBrokenFiles(t *testing.T) {
 		{name: "shared account", edits: map[int]string{5: "    name: Alice\n    account: shared"}, line: 6, msg: "shared, team, guest and anonymous accounts do not exist; every account belongs to one natural person"},
 		{name: "person without key", edits: map[int]string{8: "    keys: []", 9: ""}, line: 8, msg: "person alice has no key"},
 		{name: "unparsable key", edits: map[int]string{9: `      - {key: "ssh-ed25519 AAAAnotakey alice@x", added: 2026-01-01}`}, line: 9, msg: "cannot parse key"},
+		{name: "dsa key", edits: map[int]string{9: `      - {key: "ssh-dss AAAAB3NzaC1kc3MAAACBAJ2J alice@x", added: 2026-01-01}`}, line: 9, msg: "key is DSA (ssh-dss), which is no longer accepted"},
 		{name: "certificate as key", edits: map[int]string{9: `      - {key: "CERT", added: 2026-01-01}`}, line: 9, msg: "a certificate is not accepted"},
 		{name: "key with options", edits: map[int]string{9: `      - {key: "OPT", added: 2026-01-01}`}, line: 9, msg: "key options"},
 		{name: "key not in strict profile", edits: map[int]string{9: `      - {key: "ED", added: 2026-01-01}`}, add: "gateway: {crypto_profile: strict}\n", line: 9, msg: "not accepted by crypto profile strict"},

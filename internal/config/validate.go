@@ -300,6 +300,10 @@ func parseKey(s string) (ssh.PublicKey, string, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, "", fmt.Errorf("key is empty")
 	}
+	if strings.Fields(s)[0] == "ssh-dss" {
+		// x/crypto/ssh no longer parses DSA keys and would only say "no key found".
+		return nil, "", fmt.Errorf("key is DSA (ssh-dss), which is no longer accepted; give an ECDSA key")
+	}
 	pub, comment, options, rest, err := ssh.ParseAuthorizedKey([]byte(s))
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot parse key: %v", err)

@@ -43,6 +43,13 @@ func startRig(t *testing.T, extraYAML func(targetAddr, hostKey string) string, p
 // (gatewayYAML, like "limits: {kex_timeout: 2s}").
 func startRigWith(t *testing.T, gatewayYAML string, extraYAML func(targetAddr, hostKey string) string, persons map[string]string) *rig {
 	t.Helper()
+	return startRigSink(t, gatewayYAML, nil, extraYAML, persons)
+}
+
+// startRigSink is startRigWith with the gateway's audit sink wrapped by
+// wrap (nil: the rig's MemorySink itself), e.g. to make appends block.
+func startRigSink(t *testing.T, gatewayYAML string, wrap func(audit.Sink) audit.Sink, extraYAML func(targetAddr, hostKey string) string, persons map[string]string) *rig {
+	t.Helper()
 	dir := t.TempDir()
 	keys, err := ca.LoadOrCreate(filepath.Join(dir, "keys"), nil)
 	if err != nil {
@@ -101,7 +108,11 @@ hosts:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv, err := New(Options{Config: cfg, Keys: keys, Audit: sink, Recorder: rec, Store: st, Logger: log})
+	var gwSink audit.Sink = sink
+	if wrap != nil {
+		gwSink = wrap(sink)
+	}
+	srv, err := New(Options{Config: cfg, Keys: keys, Audit: gwSink, Recorder: rec, Store: st, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

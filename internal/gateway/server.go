@@ -70,7 +70,6 @@ type Server struct {
 	lockdown atomic.Pointer[string]
 	name     string // this gateway in the store's acknowledgements: host and listen address
 	wg       sync.WaitGroup
-	closed   atomic.Bool
 }
 
 // state is everything derived from one configuration.

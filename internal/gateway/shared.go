@@ -213,6 +213,10 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 		return
 	}
 	up.rec = rec
+	// The hooks run under the session's lock: they hand audit events to
+	// the queue (auditqueue.go) and never wait for the log. The recording
+	// calls buffer in memory; the recorder's timer writes and syncs.
+	events := newAuditQueue(c.srv)
 	hooks := session.Hooks{
 		OnOutput: func(p []byte) { _ = rec.Output(p) },
 		OnInput:  func(person string, p []byte) { _ = rec.Input(person, p) },
@@ -225,17 +229,17 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 			}
 			if t, ok := stateEvent(from, to); ok {
 				_ = rec.Marker(fmt.Sprintf("%s: %s", t, reason))
-				c.srv.record(withAttrs(base, t, map[string]string{"reason": reason}))
+				events.add(withAttrs(base, t, map[string]string{"reason": reason}))
 			}
 		},
 		OnJoin: func(p session.Participant) {
 			_ = rec.Marker(fmt.Sprintf("%s joined as %s", p.Person, p.Mode))
-			c.srv.record(withAttrs(base, audit.SessionJoin, map[string]string{
+			events.add(withAttrs(base, audit.SessionJoin, map[string]string{
 				"participant": p.Person, "mode": string(p.Mode), "external": strconv.FormatBool(p.External)}))
 		},
 		OnLeave: func(p session.Participant, reason string) {
 			_ = rec.Marker(fmt.Sprintf("%s left: %s", p.Person, reason))
-			c.srv.record(withAttrs(base, audit.SessionLeave, map[string]string{"participant": p.Person, "reason": reason}))
+			events.add(withAttrs(base, audit.SessionLeave, map[string]string{"participant": p.Person, "reason": reason}))
 		},
 	}
 	pol := c.st.cfg.Policy
@@ -259,7 +263,7 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 			safetext.Line(d.Reason), id, safetext.Line(c.srv.gatewayHint(c.st)), id)
 	}
 	loop := &sharedLoop{c: c, live: live, sess: sess, up: &up, ss: ss, owner: c.person.ID,
-		reqs: reqs, closed: closed, recFailed: rec.Failed(),
+		reqs: reqs, closed: closed, recFailed: rec.Failed(), auditFull: events.Full(),
 		target: upstream.Target{Host: rt.host, Login: rt.login, SessionID: id, Person: c.person.ID, PTY: true}}
 	res, err := loop.run(ctx)
 	loop.release()
@@ -293,7 +297,12 @@ func (c *clientConn) interactive(ctx context.Context, ch ssh.Channel, reqs <-cha
 	}
 	sum, recErr := rec.Close()
 	summaryAttrs(end.Attrs, record.KindPTY, rec, sum, recErr)
-	c.srv.record(end)
+	// session.end goes through the queue too, so it follows the session's
+	// other events; the handler waits for them a bounded time.
+	events.add(end)
+	if !events.wait(auditDrainWait) {
+		c.srv.log.Error("audit log slow: the session's last events are still queued", "session", id)
+	}
 }
 
 // stateEvent maps a session state change to its audit event type.

@@ -14,7 +14,7 @@ type exitResult struct{ status, signal []byte }
 
 // sharedLoop drives an interactive session from the owner's channel
 // handler, in that one goroutine: it serves the owner's channel requests,
-// watches the recording, waits for the session to go live, connects to the
+// watches the recording and the audit queue, waits for the session to go live, connects to the
 // target (in a goroutine that lives only as long as the dial), attaches
 // it, and serves the target's requests until the session is over.
 //
@@ -34,6 +34,7 @@ type sharedLoop struct {
 	reqs      <-chan *ssh.Request // the owner's channel requests; nil once closed
 	closed    chan struct{}       // closed when reqs is
 	recFailed <-chan struct{}     // the recording failed
+	auditFull <-chan struct{}     // the session's audit events pile up (auditqueue.go)
 
 	client *upstream.Conn // set once connected
 
@@ -70,6 +71,10 @@ func (l *sharedLoop) run(ctx context.Context) (exitResult, error) {
 		case <-l.recFailed:
 			l.recFailed = nil
 			l.live.end("the session recording failed, so the session cannot go on")
+		case <-l.auditFull:
+			l.auditFull = nil
+			l.c.srv.log.Error("audit log too slow: session ended", "session", l.target.SessionID)
+			l.live.end("the audit log is not keeping up, so the session cannot go on")
 		case <-ctxDone:
 			// The gateway stops: a session still waiting ends now; a live
 			// one ends as its connection closes.

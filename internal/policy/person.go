@@ -143,8 +143,10 @@ func appendValidUntil(problems []string, d config.Date, today time.Time, missing
 }
 
 // checkKeyStrength refuses keys too weak for the BSI reading in
-// docs/STANDARDS: RSA below 3072 bits and DSA always; under the strict
-// crypto profile also Ed25519, which the BSI lists do not name.
+// docs/STANDARDS: RSA below 3072 bits; under the strict crypto profile also
+// Ed25519, which the BSI lists do not name. DSA keys never get here:
+// x/crypto/ssh no longer parses them, and the configuration refuses them
+// (config.parseKey).
 func checkKeyStrength(k *config.Key, profile string) Decision {
 	pub, err := publicKey(k)
 	if err != nil {
@@ -168,9 +170,6 @@ func checkKeyStrength(k *config.Key, profile string) Decision {
 			return deny(fmt.Sprintf("key %s is RSA with %d bits; at least %d bits are required", fp, bits, minRSABits),
 				"register an ECDSA key or an RSA key of at least 3072 bits with your administrator", nil)
 		}
-	case ssh.KeyAlgoDSA:
-		return deny("key "+fp+" is DSA, which is no longer accepted",
-			"register an ECDSA key with your administrator", nil)
 	case ssh.KeyAlgoED25519, ssh.KeyAlgoSKED25519:
 		if profile == "strict" {
 			return deny("key "+fp+" is Ed25519, which the strict crypto profile does not accept",

@@ -96,7 +96,11 @@
 // Hooks are called with the session's lock held, in the order the events
 // happened, so audit and recording see a consistent sequence. They must be
 // quick, must not call methods of the Session and must not keep the byte
-// slices they are passed (the session reuses its read buffers).
+// slices they are passed (the session reuses its read buffers). Quick means
+// no wait for a disk or the network: while a hook runs, no participant gets
+// output and nobody can join or leave. A hook that must write durably (an
+// audit append waits for an fsync) queues the work in order and returns, as
+// the gateway does with its audit queue (internal/gateway/auditqueue.go).
 package session
 
 import (
@@ -145,7 +149,8 @@ type Terminal interface {
 type Size struct{ Cols, Rows uint32 }
 
 // Hooks receive what the session does, for recording and audit. Any of them
-// may be nil. See the package documentation for when they are called.
+// may be nil. They run with the session's lock held and must not block: see
+// the package documentation for when they are called and what that means.
 type Hooks struct {
 	// OnInput is called for every chunk of input forwarded to the target,
 	// with the person who typed it (recording, audit).
