@@ -2,11 +2,14 @@ package testenv
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -58,20 +61,55 @@ func RequireProgram(t testing.TB, name string) string {
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. The
-// port is closed before return, so another process could take it; on a
-// test machine that race is rare enough, and the alternative (passing
-// listeners to child processes) is not possible for sshd.
+// port is closed before return, so another process could take it; the
+// alternative (passing listeners to child processes) is not possible for
+// sshd. To keep that race rare, ports come from below the kernel's
+// ephemeral range: a port the kernel hands out for an outgoing connection
+// (of which the tests make thousands) could otherwise be the very port a
+// gateway is about to bind. Within one test binary no port is handed out
+// twice.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find free port: %v", err)
+	lo := ephemeralLow()
+	for range 200 {
+		port := 10000 + rand.IntN(lo-10000)
+		portsMu.Lock()
+		taken := portsGiven[port]
+		portsGiven[port] = true
+		portsMu.Unlock()
+		if taken {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		if err := l.Close(); err != nil {
+			t.Fatalf("close probe listener: %v", err)
+		}
+		return port
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		t.Fatalf("close probe listener: %v", err)
+	t.Fatalf("find free port: no free port below %d after 200 tries", lo)
+	return 0
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux:
+// /proc/sys/net/ipv4/ip_local_port_range), 32768 when it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				return n
+			}
+		}
 	}
-	return port
+	return 32768
 }
 
 // KeyPair creates an unencrypted key pair with ssh-keygen in dir under the
