@@ -503,7 +503,7 @@ func TestSelectorMatches(t *testing.T) {
 }
 
 func TestNeedsFourEyes(t *testing.T) {
-	def := Policy{FourEyes: defaultFourEyes()}
+	def := Policy{FourEyes: DefaultFourEyes()}
 	all := Policy{FourEyes: []string{Production, Staging, Test}}
 	tests := []struct {
 		h         Host
@@ -653,5 +653,16 @@ func TestExternalRolesAccepted(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+func TestDefaultFourEyes(t *testing.T) {
+	a := DefaultFourEyes()
+	if got, want := strings.Join(a, ","), "production,staging:real_data"; got != want {
+		t.Fatalf("DefaultFourEyes = %q, want %q", got, want)
+	}
+	a[0] = "test"
+	if DefaultFourEyes()[0] != Production {
+		t.Error("changing a returned list changed the default")
 	}
 }

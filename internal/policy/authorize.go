@@ -324,7 +324,7 @@ func (e *Engine) FourEyes(h *config.Host) bool {
 			continue
 		}
 		// An unknown qualifier is read as no qualifier: the stricter reading.
-		if !hasQual || qual != realDataQualifier || h.RealData {
+		if !hasQual || qual != config.RealDataQualifier || h.RealData {
 			return true
 		}
 	}

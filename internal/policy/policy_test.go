@@ -629,3 +629,24 @@ func TestVerdictString(t *testing.T) {
 		}
 	}
 }
+
+// TestFallbacksAreConfigDefaults: a Config built in code without policy
+// values gets the very defaults the config package fills when loading.
+func TestFallbacksAreConfigDefaults(t *testing.T) {
+	e := New(&config.Config{})
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{"key max age", e.keyMaxAge(), time.Duration(config.DefaultKeyMaxAge)},
+		{"key warn", e.keyWarn(), time.Duration(config.DefaultKeyWarn)},
+		{"max request", e.MaxRequestDuration(), time.Duration(config.DefaultMaxRequest)},
+		{"approvers", e.ApproversNeeded([]*config.Host{{Environment: config.Production}}), config.DefaultApprovers},
+		{"four-eyes list", strings.Join(defaultFourEyes, ","), strings.Join(config.DefaultFourEyes(), ",")},
+	}
+	for _, tc := range tests {
+		if tc.got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+}

@@ -17,11 +17,10 @@ import (
 // The rules here are pure; the store keeps the requests and the gateway
 // asks these questions before each transition and each connection.
 
-// Limits of access requests that the configuration does not set.
+// Limits of access requests that the configuration does not set. (The cap
+// of a request's window when Policy.MaxRequestDuration is unset is
+// config.DefaultMaxRequest.)
 const (
-	// defaultMaxRequest caps a request's window when
-	// Policy.MaxRequestDuration is unset.
-	defaultMaxRequest = 8 * time.Hour
 	// minReasonLen makes a reason long enough to name a purpose or a
 	// ticket ("fix", "x" are not reasons); maxReasonLen keeps it a line.
 	minReasonLen = 10
@@ -72,12 +71,12 @@ func CoveringRequest(ws []RequestWindow, person, host, login string, now time.Ti
 }
 
 // MaxRequestDuration is the longest window a request may ask for:
-// Policy.MaxRequestDuration, or 8 hours when unset.
+// Policy.MaxRequestDuration, or config.DefaultMaxRequest (8 hours) when unset.
 func (e *Engine) MaxRequestDuration() time.Duration {
 	if d := e.cfg.Policy.MaxRequestDuration.Duration; d > 0 {
 		return d
 	}
-	return defaultMaxRequest
+	return config.DefaultMaxRequest
 }
 
 // CheckRequest decides whether p may create an access request for login on
@@ -211,14 +210,14 @@ func (e *Engine) mayApprove(p *config.Person, h *config.Host) bool {
 // at least 1. A host in an environment the engine does not know needs the
 // largest number configured anywhere (fail closed).
 func (e *Engine) ApproversNeeded(hosts []*config.Host) int {
-	need := 1
+	need := config.DefaultApprovers
 	for _, h := range hosts {
 		if h == nil {
 			continue
 		}
 		switch h.Environment {
 		case config.Production, config.Staging, config.Test:
-			need = max(need, e.cfg.Policy.Approvers[h.Environment]) // a missing entry reads 0: the default 1 stands
+			need = max(need, e.cfg.Policy.Approvers[h.Environment]) // a missing entry reads 0: the default stands
 		default:
 			for _, n := range e.cfg.Policy.Approvers {
 				need = max(need, n)
