@@ -486,6 +486,7 @@ func TestSelectorMatches(t *testing.T) {
 		{"all labels", Selector{Labels: map[string]string{"service": "moodle", "tier": "db"}}, true},
 		{"label differs", Selector{Labels: map[string]string{"service": "moodle", "tier": "web"}}, false},
 		{"label missing", Selector{Labels: map[string]string{"zone": "a"}}, false},
+		{"label missing, empty value wanted", Selector{Labels: map[string]string{"zone": ""}}, false},
 		{"name glob", Selector{Names: []string{"web*", "db?"}}, true},
 		{"name glob no match", Selector{Names: []string{"web*"}}, false},
 		{"bad glob never matches", Selector{Names: []string{"db["}}, false},

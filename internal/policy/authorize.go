@@ -251,7 +251,7 @@ func (e *Engine) authorizeForward(r Request, name string, warnings []string) (De
 	for _, role := range e.rolesOf(r.Person) {
 		for i := range role.Allow {
 			rule := &role.Allow[i]
-			if matches(rule.Hosts, r.Host) && forwardAllowed(rule.Forward, host, port) {
+			if rule.Hosts.Matches(r.Host) && forwardAllowed(rule.Forward, host, port) {
 				return Decision{}, true
 			}
 		}
@@ -270,7 +270,7 @@ func (e *Engine) loginsOn(p *config.Person, h *config.Host) ([]string, bool) {
 	for _, role := range e.rolesOf(p) {
 		for i := range role.Allow {
 			rule := &role.Allow[i]
-			if !matches(rule.Hosts, h) {
+			if !rule.Hosts.Matches(h) {
 				continue
 			}
 			matched = true

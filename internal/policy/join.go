@@ -70,7 +70,7 @@ func (e *Engine) JoinModes(p *config.Person, h *config.Host) []string {
 	for _, role := range e.rolesOf(p) {
 		for i := range role.Allow {
 			rule := &role.Allow[i]
-			if !matches(rule.Hosts, h) {
+			if !rule.Hosts.Matches(h) {
 				continue
 			}
 			for _, m := range rule.Join {

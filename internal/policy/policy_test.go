@@ -552,37 +552,6 @@ func TestFourEyes(t *testing.T) {
 	}
 }
 
-func TestMatches(t *testing.T) {
-	h := &config.Host{Name: "db-7", Tenant: "acme", Environment: config.Production, Labels: map[string]string{"role": "db", "dc": "fra"}}
-	tests := []struct {
-		name string
-		sel  config.Selector
-		want bool
-	}{
-		{"empty selector", config.Selector{}, false},
-		{"tenant", config.Selector{Tenant: "acme"}, true},
-		{"tenant differs", config.Selector{Tenant: "globex"}, false},
-		{"environment", config.Selector{Environment: config.Production}, true},
-		{"labels subset", config.Selector{Labels: map[string]string{"role": "db"}}, true},
-		{"label value differs", config.Selector{Labels: map[string]string{"role": "web"}}, false},
-		{"label absent", config.Selector{Labels: map[string]string{"rack": ""}}, false},
-		{"glob any of", config.Selector{Names: []string{"web-*", "db-?"}}, true},
-		{"glob none", config.Selector{Names: []string{"web-*"}}, false},
-		{"all criteria hold", config.Selector{Tenant: "acme", Environment: config.Production, Labels: map[string]string{"dc": "fra"}, Names: []string{"*"}}, true},
-		{"one criterion fails", config.Selector{Tenant: "acme", Environment: config.Test, Names: []string{"*"}}, false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := matches(tc.sel, h); got != tc.want {
-				t.Errorf("matches = %v, want %v", got, tc.want)
-			}
-		})
-	}
-	if matches(config.Selector{Names: []string{"*"}}, nil) {
-		t.Error("nil host matched")
-	}
-}
-
 func TestGrants(t *testing.T) {
 	e := New(testConfig())
 	got := e.Grants(person("alice", "acme-admin", "lab", "globex-deploy"))

@@ -197,7 +197,7 @@ func (e *Engine) mayApprove(p *config.Person, h *config.Host) bool {
 	for _, role := range e.rolesOf(p) {
 		for i := range role.Allow {
 			rule := &role.Allow[i]
-			if rule.Approve && matches(rule.Hosts, h) {
+			if rule.Approve && rule.Hosts.Matches(h) {
 				return true
 			}
 		}
@@ -250,7 +250,7 @@ func (e *Engine) ResolveHosts(selector string) ([]*config.Host, error) {
 	}
 	var out []*config.Host
 	for i := range e.cfg.Hosts {
-		if h := &e.cfg.Hosts[i]; matches(sel, h) {
+		if h := &e.cfg.Hosts[i]; sel.Matches(h) {
 			out = append(out, h)
 		}
 	}
