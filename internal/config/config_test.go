@@ -385,9 +385,6 @@ func TestExample(t *testing.T) {
 	if stage == nil || stage.HostCAKey == nil || stage.HostPublicKey != nil || !stage.RealData {
 		t.Errorf("pg-stage = %+v", stage)
 	}
-	if !c.Policy.NeedsFourEyes(db1) || !c.Policy.NeedsFourEyes(stage) || c.Policy.NeedsFourEyes(c.Host("test1")) {
-		t.Error("NeedsFourEyes wrong on the example hosts")
-	}
 	if c.Tenant("klinik-sued") == nil || c.Tenant("nope") != nil || c.Host("nope") != nil || c.Person("nope") != nil || c.Role("nope") != nil {
 		t.Error("lookups")
 	}
@@ -500,31 +497,6 @@ func TestSelectorMatches(t *testing.T) {
 	}
 	if (Selector{Names: []string{"*"}}).Matches(nil) {
 		t.Error("matched a nil host")
-	}
-}
-
-func TestNeedsFourEyes(t *testing.T) {
-	def := Policy{FourEyes: DefaultFourEyes()}
-	all := Policy{FourEyes: []string{Production, Staging, Test}}
-	tests := []struct {
-		h         Host
-		def, full bool
-	}{
-		{Host{Environment: Production}, true, true},
-		{Host{Environment: Staging, RealData: true}, true, true},
-		{Host{Environment: Staging}, false, true},
-		{Host{Environment: Test}, false, true},
-	}
-	for _, tt := range tests {
-		if got := def.NeedsFourEyes(&tt.h); got != tt.def {
-			t.Errorf("default policy, %+v: %v", tt.h, got)
-		}
-		if got := all.NeedsFourEyes(&tt.h); got != tt.full {
-			t.Errorf("full policy, %+v: %v", tt.h, got)
-		}
-	}
-	if !def.NeedsFourEyes(nil) {
-		t.Error("nil host must fail closed")
 	}
 }
 

@@ -147,20 +147,3 @@ func (s Selector) Matches(h *Host) bool {
 	}
 	return true
 }
-
-// NeedsFourEyes reports whether interactive work on h needs a second
-// person under this policy (M6).
-func (p Policy) NeedsFourEyes(h *Host) bool {
-	if h == nil {
-		return true // fail closed
-	}
-	for _, e := range p.FourEyes {
-		switch {
-		case e == h.Environment:
-			return true
-		case e == FourEyesStagingRealData && h.Environment == Staging && h.RealData:
-			return true
-		}
-	}
-	return false
-}

@@ -304,10 +304,12 @@ func (e *Engine) isExternal(p *config.Person) bool {
 // environment is listed in Policy.FourEyes, where "staging:real_data" means
 // staging hosts with RealData and "staging" all staging hosts. An empty list
 // means [production, staging:real_data]. A host in an environment the engine
-// does not know is treated as four-eyes (fail closed).
+// does not know, and a missing (nil) host, are treated as four-eyes (fail
+// closed). This is the only four-eyes rule; configuration validation checks
+// the list's entries, not hosts against it.
 func (e *Engine) FourEyes(h *config.Host) bool {
 	if h == nil {
-		return false
+		return true
 	}
 	switch h.Environment {
 	case config.Production, config.Staging, config.Test:

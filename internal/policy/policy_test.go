@@ -538,6 +538,10 @@ func TestFourEyes(t *testing.T) {
 		{"custom test real data", []string{"test:real_data"}, config.Host{Environment: config.Test, RealData: true}, true},
 		{"custom test real data: without", []string{"test:real_data"}, config.Host{Environment: config.Test}, false},
 		{"unknown qualifier read strictly", []string{"test:whatever"}, config.Host{Environment: config.Test}, true},
+		{"full list staging", []string{config.Production, config.Staging, config.Test}, config.Host{Environment: config.Staging}, true},
+		{"full list test", []string{config.Production, config.Staging, config.Test}, config.Host{Environment: config.Test}, true},
+		{"unknown environment fails closed whatever the list", []string{config.Test}, config.Host{Environment: "qa"}, true},
+		{"empty environment fails closed", []string{config.Test}, config.Host{}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -547,8 +551,31 @@ func TestFourEyes(t *testing.T) {
 			}
 		})
 	}
-	if New(nil).FourEyes(nil) {
-		t.Error("FourEyes(nil) = true")
+	if !New(nil).FourEyes(nil) {
+		t.Error("FourEyes(nil) = false; a missing host must fail closed")
+	}
+}
+
+// TestFourEyesExampleConfig reads the documented example the way the
+// gateway does: defaults filled by the config package, decided here.
+func TestFourEyesExampleConfig(t *testing.T) {
+	c, err := config.Load("../config/testdata/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(c)
+	tests := []struct {
+		host string
+		want bool
+	}{
+		{"db1", true},
+		{"pg-stage", true},
+		{"test1", false},
+	}
+	for _, tc := range tests {
+		if got := e.FourEyes(c.Host(tc.host)); got != tc.want {
+			t.Errorf("FourEyes(%s) = %v, want %v", tc.host, got, tc.want)
+		}
 	}
 }
 
