@@ -141,7 +141,7 @@ func coveringWindow(r Request, preferTTY bool) (RequestWindow, bool) {
 	var found RequestWindow
 	ok := false
 	for _, w := range r.Requests {
-		if !Covers(w, r.Person.ID, r.Host.Name, r.Login, r.Now) {
+		if !covers(w, r.Person.ID, r.Host.Name, r.Login, r.Now) {
 			continue
 		}
 		if !preferTTY || w.TTY {

@@ -88,7 +88,7 @@ type Request struct {
 	Now       time.Time
 	Lock      string // non-empty: the person is locked, with this reason (live state from the store)
 	// Requests are the person's current access requests as read from the
-	// store. Whether one covers the work is decided here, with Covers, so
+	// store. Whether one covers the work is decided here, with covers, so
 	// that the gateway cannot forget a condition.
 	Requests []RequestWindow
 }

@@ -45,10 +45,10 @@ type RequestWindow struct {
 	TTY bool
 }
 
-// Covers reports whether w lets person work as login on host at now: w is
+// covers reports whether w lets person work as login on host at now: w is
 // approved, belongs to person, names host and login, and now lies in
 // [From, Until). An approval thus ends with its window, by itself.
-func Covers(w RequestWindow, person, host, login string, now time.Time) bool {
+func covers(w RequestWindow, person, host, login string, now time.Time) bool {
 	if !w.Approved || person == "" || w.Requester != person || login == "" || w.Login != login {
 		return false
 	}
@@ -56,18 +56,6 @@ func Covers(w RequestWindow, person, host, login string, now time.Time) bool {
 		return false
 	}
 	return contains(w.Hosts, host)
-}
-
-// CoveringRequest returns the id of the first window in ws that covers
-// person as login on host at now, so that the gateway can record which
-// request a connection ran under; ok is false when none does.
-func CoveringRequest(ws []RequestWindow, person, host, login string, now time.Time) (id string, ok bool) {
-	for _, w := range ws {
-		if Covers(w, person, host, login, now) {
-			return w.ID, true
-		}
-	}
-	return "", false
 }
 
 // MaxRequestDuration is the longest window a request may ask for:
