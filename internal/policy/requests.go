@@ -180,6 +180,18 @@ func (e *Engine) CanDecide(approver *config.Person, k *config.Key, requester str
 	return Decision{Verdict: Allow, Warnings: warnings}
 }
 
+// MayRevoke decides whether p may revoke (end early) a request of
+// requester for hosts. The requester may always revoke their own request:
+// revoking only takes access away. Anybody else needs what deciding it
+// needs (CanDecide), so hosts that are no longer configured (nil entries)
+// refuse it.
+func (e *Engine) MayRevoke(p *config.Person, k *config.Key, requester string, hosts []*config.Host, now time.Time, lock string) Decision {
+	if p != nil && p.ID != "" && p.ID == requester {
+		return Decision{Verdict: Allow}
+	}
+	return e.CanDecide(p, k, requester, hosts, now, lock)
+}
+
 // mayApprove reports whether some role of p has an approve rule for h.
 func (e *Engine) mayApprove(p *config.Person, h *config.Host) bool {
 	for _, role := range e.rolesOf(p) {

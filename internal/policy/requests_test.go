@@ -425,3 +425,42 @@ func FuzzResolveHosts(f *testing.F) {
 		}
 	})
 }
+
+func TestMayRevoke(t *testing.T) {
+	cfg := requestConfig()
+	e := New(cfg)
+	key := ecdsaKey(t, "2026-06-01")
+	db1, web1 := cfg.Host("db1"), cfg.Host("web1")
+	tests := []struct {
+		name      string
+		person    *config.Person
+		requester string
+		hosts     []*config.Host
+		lock      string
+		want      Verdict
+		substr    string
+	}{
+		{"requester revokes their own", person("rita", "db1-only"), "rita", []*config.Host{db1}, "", Allow, ""},
+		{"requester without any approve right", person("rita"), "rita", []*config.Host{db1, web1}, "", Allow, ""},
+		{"requester whose hosts are gone", person("rita"), "rita", []*config.Host{nil}, "", Allow, ""},
+		{"approver for every host", person("anna", "acme-approver"), "rita", []*config.Host{db1, web1}, "", Allow, ""},
+		{"approver for part of the hosts", person("anna", "db1-approver"), "rita", []*config.Host{db1, web1}, "", Deny, "may not approve requests for web1"},
+		{"no approve right", person("otto", "ops-no-approve"), "rita", []*config.Host{db1}, "", Deny, "may not approve"},
+		{"external never", person("xaver", "ext"), "rita", []*config.Host{db1}, "", Deny, "external experts never"},
+		{"locked approver", person("anna", "acme-approver"), "rita", []*config.Host{db1}, "gone", Deny, "locked"},
+		{"a host no longer configured", person("anna", "acme-approver"), "rita", []*config.Host{db1, nil}, "", Deny, "no longer configured"},
+		{"nobody", nil, "rita", []*config.Host{db1}, "", Deny, ""},
+		{"empty id is nobody's request", &config.Person{Roles: []string{"acme-approver"}, Obligations: goodObligations()}, "", []*config.Host{db1}, "", Deny, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := e.MayRevoke(tc.person, key, tc.requester, tc.hosts, testNow, tc.lock)
+			if d.Verdict != tc.want {
+				t.Fatalf("MayRevoke = %v (%q), want %v", d.Verdict, d.Reason, tc.want)
+			}
+			if !strings.Contains(d.Reason, tc.substr) {
+				t.Errorf("reason %q lacks %q", d.Reason, tc.substr)
+			}
+		})
+	}
+}
