@@ -385,9 +385,6 @@ func TestExample(t *testing.T) {
 	if stage == nil || stage.HostCAKey == nil || stage.HostPublicKey != nil || !stage.RealData {
 		t.Errorf("pg-stage = %+v", stage)
 	}
-	if !c.Policy.NeedsFourEyes(db1) || !c.Policy.NeedsFourEyes(stage) || c.Policy.NeedsFourEyes(c.Host("test1")) {
-		t.Error("NeedsFourEyes wrong on the example hosts")
-	}
 	if c.Tenant("klinik-sued") == nil || c.Tenant("nope") != nil || c.Host("nope") != nil || c.Person("nope") != nil || c.Role("nope") != nil {
 		t.Error("lookups")
 	}
@@ -486,6 +483,7 @@ func TestSelectorMatches(t *testing.T) {
 		{"all labels", Selector{Labels: map[string]string{"service": "moodle", "tier": "db"}}, true},
 		{"label differs", Selector{Labels: map[string]string{"service": "moodle", "tier": "web"}}, false},
 		{"label missing", Selector{Labels: map[string]string{"zone": "a"}}, false},
+		{"label missing, empty value wanted", Selector{Labels: map[string]string{"zone": ""}}, false},
 		{"name glob", Selector{Names: []string{"web*", "db?"}}, true},
 		{"name glob no match", Selector{Names: []string{"web*"}}, false},
 		{"bad glob never matches", Selector{Names: []string{"db["}}, false},
@@ -499,31 +497,6 @@ func TestSelectorMatches(t *testing.T) {
 	}
 	if (Selector{Names: []string{"*"}}).Matches(nil) {
 		t.Error("matched a nil host")
-	}
-}
-
-func TestNeedsFourEyes(t *testing.T) {
-	def := Policy{FourEyes: defaultFourEyes()}
-	all := Policy{FourEyes: []string{Production, Staging, Test}}
-	tests := []struct {
-		h         Host
-		def, full bool
-	}{
-		{Host{Environment: Production}, true, true},
-		{Host{Environment: Staging, RealData: true}, true, true},
-		{Host{Environment: Staging}, false, true},
-		{Host{Environment: Test}, false, true},
-	}
-	for _, tt := range tests {
-		if got := def.NeedsFourEyes(&tt.h); got != tt.def {
-			t.Errorf("default policy, %+v: %v", tt.h, got)
-		}
-		if got := all.NeedsFourEyes(&tt.h); got != tt.full {
-			t.Errorf("full policy, %+v: %v", tt.h, got)
-		}
-	}
-	if !def.NeedsFourEyes(nil) {
-		t.Error("nil host must fail closed")
 	}
 }
 
@@ -653,5 +626,16 @@ func TestExternalRolesAccepted(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+func TestDefaultFourEyes(t *testing.T) {
+	a := DefaultFourEyes()
+	if got, want := strings.Join(a, ","), "production,staging:real_data"; got != want {
+		t.Fatalf("DefaultFourEyes = %q, want %q", got, want)
+	}
+	a[0] = "test"
+	if DefaultFourEyes()[0] != Production {
+		t.Error("changing a returned list changed the default")
 	}
 }

@@ -70,13 +70,20 @@ const (
 
 var permissions = []string{PermissionLock}
 
+// RealDataQualifier qualifies an environment in policy.four_eyes: "ENV:real_data"
+// lists only that environment's hosts that hold real personal data.
+const RealDataQualifier = "real_data"
+
 // FourEyesStagingRealData is the policy.four_eyes entry for staging hosts
 // that hold real personal data (real_data: true).
-const FourEyesStagingRealData = "staging:real_data"
+const FourEyesStagingRealData = Staging + ":" + RealDataQualifier
 
 func defaultEnvAllow() []string { return []string{"LANG", "LC_*", "TZ"} }
 
-func defaultFourEyes() []string { return []string{Production, FourEyesStagingRealData} }
+// DefaultFourEyes is policy.four_eyes when the file leaves it out:
+// production, and staging hosts with real personal data (M6). It returns a
+// new slice each time, so that no caller can change the default of another.
+func DefaultFourEyes() []string { return []string{Production, FourEyesStagingRealData} }
 
 // applyDefaults fills every setting left out of the file. Explicit zero or
 // negative values are left alone so that validation can refuse them.
@@ -145,7 +152,7 @@ func applyDefaults(c *Config, pos *positions, r *report) {
 
 	p := &c.Policy
 	if p.FourEyes == nil {
-		p.FourEyes = defaultFourEyes()
+		p.FourEyes = DefaultFourEyes()
 	}
 	setDuration(&p.KeyMaxAge, DefaultKeyMaxAge, pos, "policy", "key_max_age")
 	setDuration(&p.KeyWarn, DefaultKeyWarn, pos, "policy", "key_warn")

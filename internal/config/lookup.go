@@ -112,8 +112,12 @@ func (s Selector) empty() bool {
 
 // Matches reports whether h meets every criterion the selector gives:
 // same tenant, same environment, all labels equal, and the name matching
-// one of the Names globs (path.Match). A selector without any criterion
-// matches nothing, so that a rule can never grant everything by omission.
+// one of the Names globs (path.Match; a malformed glob matches nothing). A
+// selector without any criterion matches nothing, so that a rule can never
+// grant everything by omission; neither does a nil host.
+//
+// It is the only host-selector match: the policy engine's decisions and
+// this package's validation both call it.
 func (s Selector) Matches(h *Host) bool {
 	if h == nil || s.empty() {
 		return false
@@ -142,21 +146,4 @@ func (s Selector) Matches(h *Host) bool {
 		}
 	}
 	return true
-}
-
-// NeedsFourEyes reports whether interactive work on h needs a second
-// person under this policy (M6).
-func (p Policy) NeedsFourEyes(h *Host) bool {
-	if h == nil {
-		return true // fail closed
-	}
-	for _, e := range p.FourEyes {
-		switch {
-		case e == h.Environment:
-			return true
-		case e == FourEyesStagingRealData && h.Environment == Staging && h.RealData:
-			return true
-		}
-	}
-	return false
 }

@@ -212,3 +212,29 @@ func TestUnknownKeyAndPassword(t *testing.T) {
 		t.Errorf("unknown key not audited: %v", failures)
 	}
 }
+
+// TestJumpRefusedWithoutGrant: the policy (MayJump) refuses a jump channel
+// to a host none of the person's roles grants a login on, before any
+// handshake with it, and the refusal is audited with the policy's reason.
+func TestJumpRefusedWithoutGrant(t *testing.T) {
+	dir := t.TempDir()
+	bobKey, bobPub := testenv.KeyPair(t, dir, "bob", "ecdsa")
+	r := startRig(t, nil, map[string]string{"bob": bobPub})
+	c := r.client(t, "bob", bobKey)
+	res := c.SSH(t, "db1", "true")
+	if res.Code == 0 || !strings.Contains(res.Stderr, "bob has no access to host db1") {
+		t.Fatalf("jump without a grant: %s", res)
+	}
+	if n := len(r.target.AcceptedCertIDs()); n != 0 {
+		t.Fatalf("a refused jump reached the target: %d logins", n)
+	}
+	denied := false
+	for _, e := range r.sink.Events() {
+		if e.Type == audit.SessionDenied && e.Host == "db1" && e.Attrs["mode"] == "jump" {
+			denied = strings.Contains(e.Attrs["reason"], "no access to host db1") && e.Attrs["verdict"] == "deny"
+		}
+	}
+	if !denied {
+		t.Errorf("no session-denied event for the jump: %v", r.sink.Events())
+	}
+}

@@ -95,7 +95,7 @@ func (c *clientConn) cmdSessions(args []string, out io.Writer) error {
 	}
 	var rows []session.Info
 	for _, sh := range c.srv.live.allShared() {
-		if sh.owner == c.person.ID || len(c.st.engine.JoinModes(c.person, sh.host)) > 0 {
+		if c.st.engine.MayListSession(c.person, sh.owner, sh.host) {
 			rows = append(rows, sh.sess.Info())
 		}
 	}

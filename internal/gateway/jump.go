@@ -35,25 +35,16 @@ func (c *clientConn) directTCPIP(ctx context.Context, nch ssh.NewChannel, rt rou
 		return
 	}
 	if h := c.st.cfg.Host(dst.Host); h != nil && !rt.jump {
-		if !c.hasGrantOn(h.Name) {
+		if d := c.st.engine.MayJump(c.person, c.key, h, c.srv.now(), c.srv.lockReason(c.person.ID)); d.Verdict != policy.Allow {
 			c.srv.record(audit.Event{Type: audit.SessionDenied, Person: c.person.ID, Host: h.Name, Tenant: h.Tenant,
-				Source: c.source, Attrs: map[string]string{"mode": "jump", "reason": "no grant on host"}})
-			_ = nch.Reject(ssh.Prohibited, fmt.Sprintf("tandem: %s has no access to host %s", safetext.Line(c.person.ID), safetext.Line(h.Name)))
+				Source: c.source, Attrs: map[string]string{"mode": "jump", "reason": d.Reason, "verdict": d.Verdict.String()}})
+			_ = nch.Reject(ssh.Prohibited, "tandem: "+safetext.Line(strings.ReplaceAll(joinReason(d), "\n ", ";")))
 			return
 		}
 		c.jump(ctx, nch, h.Name)
 		return
 	}
 	c.forward(ctx, nch, net.JoinHostPort(dst.Host, strconv.Itoa(int(dst.Port))), rt)
-}
-
-func (c *clientConn) hasGrantOn(host string) bool {
-	for _, g := range c.st.engine.Grants(c.person) {
-		if g.Host == host && len(g.Logins) > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // jump runs an SSH server inside the channel, presenting a host

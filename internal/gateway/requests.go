@@ -161,6 +161,8 @@ func (c *clientConn) cmdRequests(args []string, out io.Writer) error {
 	return tw.Flush()
 }
 
+// hostsOf returns the configured hosts r names, leaving out those that are
+// no longer configured (a denial may still close such a request).
 func (c *clientConn) hostsOf(r store.Request) []*config.Host {
 	var hs []*config.Host
 	for _, n := range r.Hosts {
@@ -171,10 +173,20 @@ func (c *clientConn) hostsOf(r store.Request) []*config.Host {
 	return hs
 }
 
+// allHostsOf returns a host for each name r lists, nil for one that is no
+// longer configured, so that the policy refuses to approve it.
+func (c *clientConn) allHostsOf(r store.Request) []*config.Host {
+	hs := make([]*config.Host, len(r.Hosts))
+	for i, n := range r.Hosts {
+		hs[i] = c.st.cfg.Host(n)
+	}
+	return hs
+}
+
+// mayDecide reports whether the person may approve r (the listing shows
+// them the open requests they can act on).
 func (c *clientConn) mayDecide(r store.Request, now time.Time) bool {
-	hs := c.hostsOf(r)
-	return len(hs) == len(r.Hosts) &&
-		c.canDecide(r, hs, now).Verdict == policy.Allow
+	return c.canDecide(r, c.allHostsOf(r), now).Verdict == policy.Allow
 }
 
 // decisionArgs parses "ID [--comment|--reason TEXT]" for approve, deny,
@@ -229,10 +241,7 @@ func (c *clientConn) cmdApprove(args []string, out io.Writer) error {
 			"  if that is intended, approve with:  ssh gw approve %s --terminals", id, r.Requester, strings.Join(r.Hosts, ", "), id)
 	}
 	now := c.srv.now()
-	hs := c.hostsOf(r)
-	if len(hs) != len(r.Hosts) {
-		return fmt.Errorf("request %s names hosts that are no longer configured", id)
-	}
+	hs := c.allHostsOf(r)
 	if d := c.canDecide(r, hs, now); d.Verdict != policy.Allow {
 		return errors.New(joinReason(d))
 	}
@@ -304,11 +313,8 @@ func (c *clientConn) cmdRevoke(args []string, out io.Writer) error {
 		return err
 	}
 	id, now := r.ID, c.srv.now()
-	if r.Requester != c.person.ID {
-		d := c.canDecide(r, c.hostsOf(r), now)
-		if d.Verdict != policy.Allow {
-			return errors.New(joinReason(d))
-		}
+	if d := c.st.engine.MayRevoke(c.person, c.key, r.Requester, c.hostsOf(r), now, c.srv.lockReason(c.person.ID)); d.Verdict != policy.Allow {
+		return errors.New(joinReason(d))
 	}
 	if r, err = c.srv.store.Revoke(context.Background(), id, c.person.ID, reason, now); err != nil {
 		return err

@@ -141,7 +141,7 @@ func coveringWindow(r Request, preferTTY bool) (RequestWindow, bool) {
 	var found RequestWindow
 	ok := false
 	for _, w := range r.Requests {
-		if !Covers(w, r.Person.ID, r.Host.Name, r.Login, r.Now) {
+		if !covers(w, r.Person.ID, r.Host.Name, r.Login, r.Now) {
 			continue
 		}
 		if !preferTTY || w.TTY {
@@ -251,7 +251,7 @@ func (e *Engine) authorizeForward(r Request, name string, warnings []string) (De
 	for _, role := range e.rolesOf(r.Person) {
 		for i := range role.Allow {
 			rule := &role.Allow[i]
-			if matches(rule.Hosts, r.Host) && forwardAllowed(rule.Forward, host, port) {
+			if rule.Hosts.Matches(r.Host) && forwardAllowed(rule.Forward, host, port) {
 				return Decision{}, true
 			}
 		}
@@ -270,7 +270,7 @@ func (e *Engine) loginsOn(p *config.Person, h *config.Host) ([]string, bool) {
 	for _, role := range e.rolesOf(p) {
 		for i := range role.Allow {
 			rule := &role.Allow[i]
-			if !matches(rule.Hosts, h) {
+			if !rule.Hosts.Matches(h) {
 				continue
 			}
 			matched = true
@@ -304,10 +304,12 @@ func (e *Engine) isExternal(p *config.Person) bool {
 // environment is listed in Policy.FourEyes, where "staging:real_data" means
 // staging hosts with RealData and "staging" all staging hosts. An empty list
 // means [production, staging:real_data]. A host in an environment the engine
-// does not know is treated as four-eyes (fail closed).
+// does not know, and a missing (nil) host, are treated as four-eyes (fail
+// closed). This is the only four-eyes rule; configuration validation checks
+// the list's entries, not hosts against it.
 func (e *Engine) FourEyes(h *config.Host) bool {
 	if h == nil {
-		return false
+		return true
 	}
 	switch h.Environment {
 	case config.Production, config.Staging, config.Test:
@@ -324,7 +326,7 @@ func (e *Engine) FourEyes(h *config.Host) bool {
 			continue
 		}
 		// An unknown qualifier is read as no qualifier: the stricter reading.
-		if !hasQual || qual != realDataQualifier || h.RealData {
+		if !hasQual || qual != config.RealDataQualifier || h.RealData {
 			return true
 		}
 	}

@@ -63,6 +63,20 @@ func (e *Engine) Join(r JoinRequest) JoinDecision {
 	return JoinDecision{Decision: Decision{Verdict: Allow}, Mode: mode, External: e.isExternal(r.Person)}
 }
 
+// MayListSession reports whether `ssh gw sessions` shows p the shared
+// session that owner runs on h: p owns it, or some role of p grants a join
+// mode on h. Listing is not joining: Join decides that, with the lock, the
+// obligations and the key. A person without an id owns nothing.
+func (e *Engine) MayListSession(p *config.Person, owner string, h *config.Host) bool {
+	if p == nil {
+		return false
+	}
+	if p.ID != "" && p.ID == owner {
+		return true
+	}
+	return len(e.JoinModes(p, h)) > 0
+}
+
 // JoinModes lists the join modes the person's roles grant on h, strongest
 // first (peer before observer). A peer may always observe.
 func (e *Engine) JoinModes(p *config.Person, h *config.Host) []string {
@@ -70,7 +84,7 @@ func (e *Engine) JoinModes(p *config.Person, h *config.Host) []string {
 	for _, role := range e.rolesOf(p) {
 		for i := range role.Allow {
 			rule := &role.Allow[i]
-			if !matches(rule.Hosts, h) {
+			if !rule.Hosts.Matches(h) {
 				continue
 			}
 			for _, m := range rule.Join {

@@ -248,3 +248,39 @@ func TestLockedDeniedEverywhere(t *testing.T) {
 		}
 	}
 }
+
+func TestMayListSession(t *testing.T) {
+	cfg := &config.Config{
+		Roles: []config.Role{
+			{ID: "admin", Allow: []config.Rule{{Hosts: config.Selector{Tenant: "t1"}, Logins: []string{"root"}, Join: []string{"peer"}}}},
+			{ID: "auditor", Allow: []config.Rule{{Hosts: config.Selector{Tenant: "t1"}, Join: []string{"observer"}}}},
+			{ID: "login-only", Allow: []config.Rule{{Hosts: config.Selector{Tenant: "t1"}, Logins: []string{"root"}}}},
+			{ID: "other", Allow: []config.Rule{{Hosts: config.Selector{Tenant: "t2"}, Join: []string{"peer"}}}},
+		},
+	}
+	e := New(cfg)
+	h := &config.Host{Name: "db1", Tenant: "t1", Environment: config.Production}
+	p := func(id string, roles ...string) *config.Person { return &config.Person{ID: id, Roles: roles} }
+	tests := []struct {
+		name   string
+		person *config.Person
+		owner  string
+		host   *config.Host
+		want   bool
+	}{
+		{"owner without any join right", p("olga", "login-only"), "olga", h, true},
+		{"owner of a session on a removed host", p("olga"), "olga", nil, true},
+		{"peer on the host", p("alice", "admin"), "olga", h, true},
+		{"observer on the host", p("dora", "auditor"), "olga", h, true},
+		{"a login is no join right", p("lena", "login-only"), "olga", h, false},
+		{"join right elsewhere only", p("otto", "other"), "olga", h, false},
+		{"no host: only the owner", p("alice", "admin"), "olga", nil, false},
+		{"empty id owns nothing", p("", "login-only"), "", h, false},
+		{"nobody", nil, "olga", h, false},
+	}
+	for _, tc := range tests {
+		if got := e.MayListSession(tc.person, tc.owner, tc.host); got != tc.want {
+			t.Errorf("%s: MayListSession = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -7,49 +7,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"tandem.dev/tandem/internal/config"
 )
 
-// matches reports whether sel picks h. Every criterion the selector gives
-// must hold: Tenant and Environment exactly, every label equal, and at least
-// one Names glob (path.Match). A selector with no criterion matches nothing;
-// validation refuses it, and here it must not silently mean "all hosts".
-func matches(sel config.Selector, h *config.Host) bool {
-	if h == nil {
-		return false
-	}
-	if sel.Tenant == "" && sel.Environment == "" && len(sel.Labels) == 0 && len(sel.Names) == 0 {
-		return false
-	}
-	if sel.Tenant != "" && sel.Tenant != h.Tenant {
-		return false
-	}
-	if sel.Environment != "" && sel.Environment != h.Environment {
-		return false
-	}
-	for k, v := range sel.Labels {
-		hv, ok := h.Labels[k]
-		if !ok || hv != v {
-			return false
-		}
-	}
-	if len(sel.Names) > 0 && !anyGlob(sel.Names, h.Name) {
-		return false
-	}
-	return true
-}
-
-// anyGlob reports whether some pattern matches name. A malformed pattern
-// matches nothing.
-func anyGlob(patterns []string, name string) bool {
-	for _, p := range patterns {
-		if ok, err := path.Match(p, name); err == nil && ok {
-			return true
-		}
-	}
-	return false
-}
+// Host selectors: there is one match, config.Selector.Matches. It lives with
+// the Selector type because configuration validation needs it too (a rule's
+// logins are checked against the hosts it matches) and config cannot import
+// this package; every decision here calls that one function.
 
 // splitDest splits "host:port" into a lower-cased host and a port in
 // 1..65535. IPv6 literals are written in brackets ("[::1]:22").

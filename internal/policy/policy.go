@@ -88,7 +88,7 @@ type Request struct {
 	Now       time.Time
 	Lock      string // non-empty: the person is locked, with this reason (live state from the store)
 	// Requests are the person's current access requests as read from the
-	// store. Whether one covers the work is decided here, with Covers, so
+	// store. Whether one covers the work is decided here, with covers, so
 	// that the gateway cannot forget a condition.
 	Requests []RequestWindow
 }
@@ -102,20 +102,18 @@ type Grant struct {
 	FourEyes    bool
 }
 
+// minRSABits is the smallest RSA key the engine accepts (docs/STANDARDS).
+const minRSABits = 3072
+
 // Defaults that apply when the configuration leaves a policy value unset.
-// The config package fills the same defaults; repeating them here keeps the
-// engine safe when handed a Config built in code.
-const (
-	defaultKeyMaxAge = 180 * 24 * time.Hour
-	defaultKeyWarn   = 14 * 24 * time.Hour
-	minRSABits       = 3072
-)
-
+// The config package fills them when it loads a file; the engine falls back
+// to the same named values (config.Default*) so that a Config built in code
+// is safe too. The numbers exist only in the config package.
+//
 // defaultFourEyes is the four-eyes list when Policy.FourEyes is empty:
-// production, and staging hosts that hold real personal data (M6).
-var defaultFourEyes = []string{config.Production, config.Staging + ":" + realDataQualifier}
-
-const realDataQualifier = "real_data"
+// production, and staging hosts that hold real personal data (M6). It is
+// read only.
+var defaultFourEyes = config.DefaultFourEyes()
 
 // Engine answers policy questions for one configuration. It is immutable
 // after New and safe for concurrent use; a reload builds a new Engine.
@@ -165,14 +163,14 @@ func (e *Engine) keyMaxAge() time.Duration {
 	if d := e.cfg.Policy.KeyMaxAge.Duration; d > 0 {
 		return d
 	}
-	return defaultKeyMaxAge
+	return config.DefaultKeyMaxAge
 }
 
 func (e *Engine) keyWarn() time.Duration {
 	if d := e.cfg.Policy.KeyWarn.Duration; d > 0 {
 		return d
 	}
-	return defaultKeyWarn
+	return config.DefaultKeyWarn
 }
 
 // personName is how reasons name a person: by id, the name they log in with.

@@ -538,6 +538,10 @@ func TestFourEyes(t *testing.T) {
 		{"custom test real data", []string{"test:real_data"}, config.Host{Environment: config.Test, RealData: true}, true},
 		{"custom test real data: without", []string{"test:real_data"}, config.Host{Environment: config.Test}, false},
 		{"unknown qualifier read strictly", []string{"test:whatever"}, config.Host{Environment: config.Test}, true},
+		{"full list staging", []string{config.Production, config.Staging, config.Test}, config.Host{Environment: config.Staging}, true},
+		{"full list test", []string{config.Production, config.Staging, config.Test}, config.Host{Environment: config.Test}, true},
+		{"unknown environment fails closed whatever the list", []string{config.Test}, config.Host{Environment: "qa"}, true},
+		{"empty environment fails closed", []string{config.Test}, config.Host{}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -547,39 +551,31 @@ func TestFourEyes(t *testing.T) {
 			}
 		})
 	}
-	if New(nil).FourEyes(nil) {
-		t.Error("FourEyes(nil) = true")
+	if !New(nil).FourEyes(nil) {
+		t.Error("FourEyes(nil) = false; a missing host must fail closed")
 	}
 }
 
-func TestMatches(t *testing.T) {
-	h := &config.Host{Name: "db-7", Tenant: "acme", Environment: config.Production, Labels: map[string]string{"role": "db", "dc": "fra"}}
+// TestFourEyesExampleConfig reads the documented example the way the
+// gateway does: defaults filled by the config package, decided here.
+func TestFourEyesExampleConfig(t *testing.T) {
+	c, err := config.Load("../config/testdata/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(c)
 	tests := []struct {
-		name string
-		sel  config.Selector
+		host string
 		want bool
 	}{
-		{"empty selector", config.Selector{}, false},
-		{"tenant", config.Selector{Tenant: "acme"}, true},
-		{"tenant differs", config.Selector{Tenant: "globex"}, false},
-		{"environment", config.Selector{Environment: config.Production}, true},
-		{"labels subset", config.Selector{Labels: map[string]string{"role": "db"}}, true},
-		{"label value differs", config.Selector{Labels: map[string]string{"role": "web"}}, false},
-		{"label absent", config.Selector{Labels: map[string]string{"rack": ""}}, false},
-		{"glob any of", config.Selector{Names: []string{"web-*", "db-?"}}, true},
-		{"glob none", config.Selector{Names: []string{"web-*"}}, false},
-		{"all criteria hold", config.Selector{Tenant: "acme", Environment: config.Production, Labels: map[string]string{"dc": "fra"}, Names: []string{"*"}}, true},
-		{"one criterion fails", config.Selector{Tenant: "acme", Environment: config.Test, Names: []string{"*"}}, false},
+		{"db1", true},
+		{"pg-stage", true},
+		{"test1", false},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := matches(tc.sel, h); got != tc.want {
-				t.Errorf("matches = %v, want %v", got, tc.want)
-			}
-		})
-	}
-	if matches(config.Selector{Names: []string{"*"}}, nil) {
-		t.Error("nil host matched")
+		if got := e.FourEyes(c.Host(tc.host)); got != tc.want {
+			t.Errorf("FourEyes(%s) = %v, want %v", tc.host, got, tc.want)
+		}
 	}
 }
 
@@ -626,6 +622,27 @@ func TestVerdictString(t *testing.T) {
 		NeedsApproval: "needs-approval", Verdict(9): "verdict(9)"} {
 		if got := v.String(); got != want {
 			t.Errorf("%d.String() = %q, want %q", int(v), got, want)
+		}
+	}
+}
+
+// TestFallbacksAreConfigDefaults: a Config built in code without policy
+// values gets the very defaults the config package fills when loading.
+func TestFallbacksAreConfigDefaults(t *testing.T) {
+	e := New(&config.Config{})
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{"key max age", e.keyMaxAge(), time.Duration(config.DefaultKeyMaxAge)},
+		{"key warn", e.keyWarn(), time.Duration(config.DefaultKeyWarn)},
+		{"max request", e.MaxRequestDuration(), time.Duration(config.DefaultMaxRequest)},
+		{"approvers", e.ApproversNeeded([]*config.Host{{Environment: config.Production}}), config.DefaultApprovers},
+		{"four-eyes list", strings.Join(defaultFourEyes, ","), strings.Join(config.DefaultFourEyes(), ",")},
+	}
+	for _, tc := range tests {
+		if tc.got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, tc.got, tc.want)
 		}
 	}
 }

@@ -19,7 +19,7 @@ func (e *Engine) MayRead(p *config.Person, h *config.Host) bool {
 	}
 	for _, role := range e.rolesOf(p) {
 		for i := range role.Allow {
-			if role.Allow[i].Read && matches(role.Allow[i].Hosts, h) {
+			if role.Allow[i].Read && role.Allow[i].Hosts.Matches(h) {
 				return true
 			}
 		}
@@ -35,7 +35,7 @@ func (e *Engine) SFTPReadOnly(p *config.Person, h *config.Host, login string) bo
 	for _, role := range e.rolesOf(p) {
 		for i := range role.Allow {
 			rule := &role.Allow[i]
-			if !matches(rule.Hosts, h) || !contains(rule.Logins, login) {
+			if !rule.Hosts.Matches(h) || !contains(rule.Logins, login) {
 				continue
 			}
 			if !rule.SFTPReadOnly {

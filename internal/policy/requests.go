@@ -17,11 +17,10 @@ import (
 // The rules here are pure; the store keeps the requests and the gateway
 // asks these questions before each transition and each connection.
 
-// Limits of access requests that the configuration does not set.
+// Limits of access requests that the configuration does not set. (The cap
+// of a request's window when Policy.MaxRequestDuration is unset is
+// config.DefaultMaxRequest.)
 const (
-	// defaultMaxRequest caps a request's window when
-	// Policy.MaxRequestDuration is unset.
-	defaultMaxRequest = 8 * time.Hour
 	// minReasonLen makes a reason long enough to name a purpose or a
 	// ticket ("fix", "x" are not reasons); maxReasonLen keeps it a line.
 	minReasonLen = 10
@@ -46,10 +45,10 @@ type RequestWindow struct {
 	TTY bool
 }
 
-// Covers reports whether w lets person work as login on host at now: w is
+// covers reports whether w lets person work as login on host at now: w is
 // approved, belongs to person, names host and login, and now lies in
 // [From, Until). An approval thus ends with its window, by itself.
-func Covers(w RequestWindow, person, host, login string, now time.Time) bool {
+func covers(w RequestWindow, person, host, login string, now time.Time) bool {
 	if !w.Approved || person == "" || w.Requester != person || login == "" || w.Login != login {
 		return false
 	}
@@ -59,25 +58,13 @@ func Covers(w RequestWindow, person, host, login string, now time.Time) bool {
 	return contains(w.Hosts, host)
 }
 
-// CoveringRequest returns the id of the first window in ws that covers
-// person as login on host at now, so that the gateway can record which
-// request a connection ran under; ok is false when none does.
-func CoveringRequest(ws []RequestWindow, person, host, login string, now time.Time) (id string, ok bool) {
-	for _, w := range ws {
-		if Covers(w, person, host, login, now) {
-			return w.ID, true
-		}
-	}
-	return "", false
-}
-
 // MaxRequestDuration is the longest window a request may ask for:
-// Policy.MaxRequestDuration, or 8 hours when unset.
+// Policy.MaxRequestDuration, or config.DefaultMaxRequest (8 hours) when unset.
 func (e *Engine) MaxRequestDuration() time.Duration {
 	if d := e.cfg.Policy.MaxRequestDuration.Duration; d > 0 {
 		return d
 	}
-	return defaultMaxRequest
+	return config.DefaultMaxRequest
 }
 
 // CheckRequest decides whether p may create an access request for login on
@@ -193,12 +180,24 @@ func (e *Engine) CanDecide(approver *config.Person, k *config.Key, requester str
 	return Decision{Verdict: Allow, Warnings: warnings}
 }
 
+// MayRevoke decides whether p may revoke (end early) a request of
+// requester for hosts. The requester may always revoke their own request:
+// revoking only takes access away. Anybody else needs what deciding it
+// needs (CanDecide), so hosts that are no longer configured (nil entries)
+// refuse it.
+func (e *Engine) MayRevoke(p *config.Person, k *config.Key, requester string, hosts []*config.Host, now time.Time, lock string) Decision {
+	if p != nil && p.ID != "" && p.ID == requester {
+		return Decision{Verdict: Allow}
+	}
+	return e.CanDecide(p, k, requester, hosts, now, lock)
+}
+
 // mayApprove reports whether some role of p has an approve rule for h.
 func (e *Engine) mayApprove(p *config.Person, h *config.Host) bool {
 	for _, role := range e.rolesOf(p) {
 		for i := range role.Allow {
 			rule := &role.Allow[i]
-			if rule.Approve && matches(rule.Hosts, h) {
+			if rule.Approve && rule.Hosts.Matches(h) {
 				return true
 			}
 		}
@@ -211,14 +210,14 @@ func (e *Engine) mayApprove(p *config.Person, h *config.Host) bool {
 // at least 1. A host in an environment the engine does not know needs the
 // largest number configured anywhere (fail closed).
 func (e *Engine) ApproversNeeded(hosts []*config.Host) int {
-	need := 1
+	need := config.DefaultApprovers
 	for _, h := range hosts {
 		if h == nil {
 			continue
 		}
 		switch h.Environment {
 		case config.Production, config.Staging, config.Test:
-			need = max(need, e.cfg.Policy.Approvers[h.Environment]) // a missing entry reads 0: the default 1 stands
+			need = max(need, e.cfg.Policy.Approvers[h.Environment]) // a missing entry reads 0: the default stands
 		default:
 			for _, n := range e.cfg.Policy.Approvers {
 				need = max(need, n)
@@ -251,7 +250,7 @@ func (e *Engine) ResolveHosts(selector string) ([]*config.Host, error) {
 	}
 	var out []*config.Host
 	for i := range e.cfg.Hosts {
-		if h := &e.cfg.Hosts[i]; matches(sel, h) {
+		if h := &e.cfg.Hosts[i]; sel.Matches(h) {
 			out = append(out, h)
 		}
 	}

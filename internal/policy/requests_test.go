@@ -273,18 +273,42 @@ func TestCovers(t *testing.T) {
 		{"other login", w, "alice", "db1", "root", from.Add(time.Hour), false},
 		{"empty person and login", edit(func(w *RequestWindow) { w.Requester, w.Login = "", "" }), "", "db1", "", from.Add(time.Hour), false},
 	} {
-		if got := Covers(tt.w, tt.person, tt.host, tt.login, tt.now); got != tt.want {
-			t.Errorf("%s: Covers = %v, want %v", tt.name, got, tt.want)
+		if got := covers(tt.w, tt.person, tt.host, tt.login, tt.now); got != tt.want {
+			t.Errorf("%s: covers = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 
+	// coveringWindow picks the first window that covers the work, or with
+	// preferTTY the first that also grants terminals.
 	other := edit(func(w *RequestWindow) { w.ID, w.Login = "ffff0000", "root" })
-	ws := []RequestWindow{other, w}
-	if id, ok := CoveringRequest(ws, "alice", "db2", "postgres", from.Add(time.Minute)); !ok || id != w.ID {
-		t.Errorf("CoveringRequest = %q, %v; want %q", id, ok, w.ID)
-	}
-	if _, ok := CoveringRequest(ws, "alice", "db2", "deploy", from.Add(time.Minute)); ok {
-		t.Error("CoveringRequest found a window for an uncovered login")
+	tty := edit(func(w *RequestWindow) { w.ID, w.TTY = "ffff0002", true })
+	second := edit(func(w *RequestWindow) { w.ID = "ffff0001" })
+	alice := &config.Person{ID: "alice"}
+	at := from.Add(time.Minute)
+	for _, tt := range []struct {
+		name      string
+		ws        []RequestWindow
+		login     string
+		preferTTY bool
+		want      string // "": none covers
+	}{
+		{"skips a window for another login", []RequestWindow{other, w}, "postgres", false, w.ID},
+		{"first of two that cover", []RequestWindow{w, second}, "postgres", false, w.ID},
+		{"none covers the login", []RequestWindow{other, w}, "deploy", false, ""},
+		{"no windows", nil, "postgres", false, ""},
+		{"terminals preferred over an earlier plain window", []RequestWindow{w, tty}, "postgres", true, tty.ID},
+		{"plain window when none grants terminals", []RequestWindow{w, second}, "postgres", true, w.ID},
+		{"without preference the first wins", []RequestWindow{w, tty}, "postgres", false, w.ID},
+	} {
+		r := Request{Person: alice, Host: &config.Host{Name: "db2"}, Login: tt.login, Now: at, Requests: tt.ws}
+		got, ok := coveringWindow(r, tt.preferTTY)
+		if tt.want == "" {
+			if ok {
+				t.Errorf("%s: coveringWindow = %q, want none", tt.name, got.ID)
+			}
+		} else if !ok || got.ID != tt.want {
+			t.Errorf("%s: coveringWindow = %q, %v; want %q", tt.name, got.ID, ok, tt.want)
+		}
 	}
 }
 
@@ -400,4 +424,43 @@ func FuzzResolveHosts(f *testing.F) {
 			t.Fatalf("%q: re-resolving %v: %d hosts, %v", selector, names, len(again), err)
 		}
 	})
+}
+
+func TestMayRevoke(t *testing.T) {
+	cfg := requestConfig()
+	e := New(cfg)
+	key := ecdsaKey(t, "2026-06-01")
+	db1, web1 := cfg.Host("db1"), cfg.Host("web1")
+	tests := []struct {
+		name      string
+		person    *config.Person
+		requester string
+		hosts     []*config.Host
+		lock      string
+		want      Verdict
+		substr    string
+	}{
+		{"requester revokes their own", person("rita", "db1-only"), "rita", []*config.Host{db1}, "", Allow, ""},
+		{"requester without any approve right", person("rita"), "rita", []*config.Host{db1, web1}, "", Allow, ""},
+		{"requester whose hosts are gone", person("rita"), "rita", []*config.Host{nil}, "", Allow, ""},
+		{"approver for every host", person("anna", "acme-approver"), "rita", []*config.Host{db1, web1}, "", Allow, ""},
+		{"approver for part of the hosts", person("anna", "db1-approver"), "rita", []*config.Host{db1, web1}, "", Deny, "may not approve requests for web1"},
+		{"no approve right", person("otto", "ops-no-approve"), "rita", []*config.Host{db1}, "", Deny, "may not approve"},
+		{"external never", person("xaver", "ext"), "rita", []*config.Host{db1}, "", Deny, "external experts never"},
+		{"locked approver", person("anna", "acme-approver"), "rita", []*config.Host{db1}, "gone", Deny, "locked"},
+		{"a host no longer configured", person("anna", "acme-approver"), "rita", []*config.Host{db1, nil}, "", Deny, "no longer configured"},
+		{"nobody", nil, "rita", []*config.Host{db1}, "", Deny, ""},
+		{"empty id is nobody's request", &config.Person{Roles: []string{"acme-approver"}, Obligations: goodObligations()}, "", []*config.Host{db1}, "", Deny, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := e.MayRevoke(tc.person, key, tc.requester, tc.hosts, testNow, tc.lock)
+			if d.Verdict != tc.want {
+				t.Fatalf("MayRevoke = %v (%q), want %v", d.Verdict, d.Reason, tc.want)
+			}
+			if !strings.Contains(d.Reason, tc.substr) {
+				t.Errorf("reason %q lacks %q", d.Reason, tc.substr)
+			}
+		})
+	}
 }
