@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/testenv"
 )
 
@@ -48,100 +49,30 @@ const enforceWithin = time.Second
 // other enforcing commands may take.
 const commandWithin = 3 * time.Second
 
-// advPerson is a person of the adversarial suite.
-type advPerson struct {
-	ID       string
-	Roles    []string
-	Pub      string // authorized_keys line; "" leaves the person without a key
-	External bool
-}
-
-// advHost is a host of the adversarial suite.
-type advHost struct {
-	Name, Env, Addr, HostKey string
-}
-
-// advConfig is what renderAdversaryConfig renders.
-type advConfig struct {
-	Listen, DataDir string
-	WaitTimeout     string   // policy.wait_timeout
-	RequireFIDO2    []string // policy.require_fido2
-	ForwardPort     int      // the port the admin role may forward to on test hosts
-	Persons         []advPerson
-	Hosts           []advHost
-}
-
-// renderAdversaryConfig writes the suite's configuration. Roles:
+// adversaryRoles are the suite's roles:
 //
 //   - admin: root on every host, joins as peer or observer, and forwards
-//     to localhost:ForwardPort from test hosts only
+//     to localhost:forwardPort from test hosts only
 //   - lead: admin rights plus approving requests and reading recordings
 //   - locker: root, and the lock permission
 //   - contractor: external, root on every host
 //   - webonly: root on web1 only (a reload moves persons here to take
 //     their rights on db1 away)
-func renderAdversaryConfig(c advConfig) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "gateway:\n  listen: %q\n  data_dir: %q\n", c.Listen, c.DataDir)
-	b.WriteString("  limits:\n    failures_per_source: 1000\n    failures_per_person: 1000\n")
-	fmt.Fprintf(&b, "policy:\n  wait_timeout: %s\n", c.WaitTimeout)
-	if len(c.RequireFIDO2) > 0 {
-		fmt.Fprintf(&b, "  require_fido2: [%s]\n", strings.Join(c.RequireFIDO2, ", "))
+func adversaryRoles(forwardPort int) []config.Role {
+	joins := []string{config.JoinPeer, config.JoinObserver}
+	locker := role("locker", "root, and may lock persons", config.Rule{Hosts: nord, Logins: root})
+	locker.Permissions = []string{config.PermissionLock}
+	contractor := role("contractor", "an external expert", config.Rule{Hosts: nord, Logins: root})
+	contractor.External = true
+	return []config.Role{
+		role("admin", "root on every host; joins; forwards from test hosts",
+			config.Rule{Hosts: nord, Logins: root, Join: joins},
+			config.Rule{Hosts: config.Selector{Environment: config.Test}, Logins: root, Forward: []string{fmt.Sprintf("localhost:%d", forwardPort)}}),
+		role("lead", "root on every host; approves requests, reads recordings",
+			config.Rule{Hosts: nord, Logins: root, Join: joins, Approve: true, Read: true}),
+		locker, contractor,
+		role("webonly", "root on web1 only", config.Rule{Hosts: config.Selector{Names: []string{"web1"}}, Logins: root}),
 	}
-	b.WriteString("tenants:\n  - id: schule-nord\n    name: Gesamtschule Nord\npersons:\n")
-	for _, p := range c.Persons {
-		fmt.Fprintf(&b, "  - id: %s\n    name: Person %s\n    email: %s@example.org\n    roles: [%s]\n", p.ID, p.ID, p.ID, strings.Join(p.Roles, ", "))
-		if p.Pub != "" {
-			fmt.Fprintf(&b, "    keys:\n      - key: %q\n        added: %s\n", p.Pub, day(-10))
-		} else {
-			b.WriteString("    keys: []\n")
-		}
-		fmt.Fprintf(&b, "    obligations:\n      confidentiality_signed: %s\n      training_valid_until: 2099-12-31\n", day(-100))
-		if p.External {
-			fmt.Fprintf(&b, "      contract_until: 2099-12-31\n      nda_signed: %s\n", day(-5))
-		}
-	}
-	fmt.Fprintf(&b, `roles:
-  - id: admin
-    description: root on every host; joins; forwards from test hosts
-    allow:
-      - hosts: {tenant: schule-nord}
-        logins: [root]
-        join: [peer, observer]
-      - hosts: {environment: test}
-        logins: [root]
-        forward: ["localhost:%d"]
-  - id: lead
-    description: root on every host; approves requests, reads recordings
-    allow:
-      - hosts: {tenant: schule-nord}
-        logins: [root]
-        join: [peer, observer]
-        approve: true
-        read: true
-  - id: locker
-    description: root, and may lock persons
-    permissions: [lock]
-    allow:
-      - hosts: {tenant: schule-nord}
-        logins: [root]
-  - id: contractor
-    description: an external expert
-    external: true
-    allow:
-      - hosts: {tenant: schule-nord}
-        logins: [root]
-  - id: webonly
-    description: root on web1 only
-    allow:
-      - hosts: {names: [web1]}
-        logins: [root]
-`, c.ForwardPort)
-	b.WriteString("hosts:\n")
-	for _, h := range c.Hosts {
-		fmt.Fprintf(&b, "  - name: %s\n    address: %q\n    tenant: schule-nord\n    environment: %s\n    host_key: %q\n", h.Name, h.Addr, h.Env, h.HostKey)
-	}
-	return b.String()
 }
 
 // advRoles are the persons of the suite. fay and finn hold software FIDO2
@@ -166,7 +97,7 @@ var advRoles = []struct {
 // listener for forwards and a client per person.
 type advEnv struct {
 	Dir, Bin, Config string
-	Cfg              advConfig // as last written
+	Cfg              *config.Config // as last written
 	A, B             *testenv.Target
 	GW               *testenv.Gateway
 	Echo             *echoServer
@@ -183,52 +114,42 @@ type advOpts struct {
 
 func newAdvEnv(t *testing.T, o advOpts) *advEnv {
 	t.Helper()
-	for _, p := range []string{"ssh", "sshd", "ssh-keygen"} {
-		testenv.RequireProgram(t, p)
-	}
-	bin := testenv.BuildTandem(t)
-	dir := t.TempDir()
+	bin, dir, keysDir := prepare(t)
 	e := &advEnv{Dir: dir, Bin: bin, Config: filepath.Join(dir, "tandem.yaml"),
 		keys: map[string]string{}, sk: map[string]*testenv.SKSigner{}, clients: map[string]*testenv.Client{}}
-	keysDir := mkdir(t, dir, "keys")
-	var persons []advPerson
+	e.Echo = startEcho(t)
+	portA, portB, gwPort, deadPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+	e.Cfg = gwConfig(dir, gwPort)
+	e.Cfg.Gateway.Limits = config.Limits{FailuresPerSource: 1000, FailuresPerPerson: 1000}
+	e.Cfg.Policy = config.Policy{WaitTimeout: config.Duration{Duration: 20 * time.Second}, RequireFIDO2: o.RequireFIDO2}
+	e.Cfg.Roles = adversaryRoles(e.Echo.Port)
 	for _, r := range advRoles {
-		p := advPerson{ID: r.id, Roles: []string{r.role}, External: r.external}
+		var pub string
 		if r.sk {
 			s, err := testenv.NewSKSigner()
 			if err != nil {
 				t.Fatalf("software FIDO2 key for %s: %v", r.id, err)
 			}
-			e.sk[r.id], p.Pub = s, s.AuthorizedKey()
+			e.sk[r.id], pub = s, s.AuthorizedKey()
 		} else {
-			e.keys[r.id], p.Pub = testenv.KeyPair(t, keysDir, r.id, "ecdsa")
+			e.keys[r.id], pub = testenv.KeyPair(t, keysDir, r.id, "ecdsa")
 		}
-		persons = append(persons, p)
+		e.Cfg.Persons = append(e.Cfg.Persons, member(r.id, pub, r.role, r.external))
 	}
 	hostA, hostAPub := testenv.KeyPair(t, keysDir, "a_host", "ecdsa")
 	hostB, hostBPub := testenv.KeyPair(t, keysDir, "b_host", "ecdsa")
-	portA, portB, gwPort, deadPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
-	e.Echo = startEcho(t)
 	db1Env := o.DB1Env
 	if db1Env == "" {
-		db1Env = "test"
+		db1Env = config.Test
 	}
 	addrA, addrB := fmt.Sprintf("127.0.0.1:%d", portA), fmt.Sprintf("127.0.0.1:%d", portB)
-	e.Cfg = advConfig{
-		Listen:       fmt.Sprintf("127.0.0.1:%d", gwPort),
-		DataDir:      filepath.Join(dir, "data"),
-		WaitTimeout:  "20s",
-		RequireFIDO2: o.RequireFIDO2,
-		ForwardPort:  e.Echo.Port,
-		Persons:      persons,
-		Hosts: []advHost{
-			{"db1", db1Env, addrA, hostAPub},
-			{"prod1", "production", testenv.LoopbackAlias(addrA, 1), hostAPub},
-			{"nofwd1", "test", addrB, hostBPub},
-			{"web1", "test", fmt.Sprintf("127.0.0.1:%d", deadPort), hostAPub},
-		},
+	e.Cfg.Hosts = []config.Host{
+		host("db1", db1Env, addrA, hostAPub),
+		host("prod1", config.Production, testenv.LoopbackAlias(addrA, 1), hostAPub),
+		host("nofwd1", config.Test, addrB, hostBPub),
+		host("web1", config.Test, fmt.Sprintf("127.0.0.1:%d", deadPort), hostAPub),
 	}
-	writeTestFile(t, e.Config, renderAdversaryConfig(e.Cfg))
+	writeConfig(t, e.Config, e.Cfg)
 	userCA := caPublic(t, bin, e.Config, "user")
 	e.A = testenv.StartSSHD(t, testenv.TargetOpts{Port: portA, HostKeyFile: hostA, UserCA: userCA})
 	e.B = testenv.StartSSHD(t, testenv.TargetOpts{Port: portB, HostKeyFile: hostB, UserCA: userCA,
@@ -311,10 +232,10 @@ func (e *advEnv) timedTandem(t *testing.T, args ...string) (string, time.Duratio
 
 // reload rewrites the configuration after mutate, sends SIGHUP and waits
 // (≤ 5s) until the gateway logged the reload.
-func (e *advEnv) reload(t *testing.T, mutate func(*advConfig)) time.Time {
+func (e *advEnv) reload(t *testing.T, mutate func(*config.Config)) time.Time {
 	t.Helper()
-	mutate(&e.Cfg)
-	writeTestFile(t, e.Config, renderAdversaryConfig(e.Cfg))
+	mutate(e.Cfg)
+	writeConfig(t, e.Config, e.Cfg)
 	before := strings.Count(e.GW.Stderr.String(), "configuration reloaded")
 	e.GW.Signal(t, syscall.SIGHUP)
 	sent := time.Now()
@@ -326,7 +247,7 @@ func (e *advEnv) reload(t *testing.T, mutate func(*advConfig)) time.Time {
 	return sent
 }
 
-func (e *advEnv) person(name string) *advPerson {
+func (e *advEnv) person(name string) *config.Person {
 	for i := range e.Cfg.Persons {
 		if e.Cfg.Persons[i].ID == name {
 			return &e.Cfg.Persons[i]
@@ -775,7 +696,7 @@ func TestAdversaryControlMaster(t *testing.T) {
 		if !testenv.WaitFor(10*time.Second, func() bool { return sessionsStarted(e.A) > started }) {
 			t.Fatalf("alice's live session did not reach db1\n%s", live.output())
 		}
-		sent := e.reload(t, func(c *advConfig) { e.person("alice").Roles = []string{"webonly"} })
+		sent := e.reload(t, func(c *config.Config) { e.person("alice").Roles = []string{"webonly"} })
 		before := sessionsStarted(e.A)
 		r, n := e.execOverMaster(t, "alice", sock)
 		if r.Code == 0 || strings.Contains(r.Stdout, n) {
@@ -796,8 +717,8 @@ func TestAdversaryControlMaster(t *testing.T) {
 	t.Run("key removed", func(t *testing.T) {
 		e := newAdvEnv(t, advOpts{})
 		m, sock := e.controlMaster(t, "alice")
-		sent := e.reload(t, func(c *advConfig) {
-			_, e.person("alice").Pub = testenv.KeyPair(t, e.Dir, "alice-new", "ecdsa")
+		sent := e.reload(t, func(c *config.Config) {
+			_, e.person("alice").Keys[0].Key = testenv.KeyPair(t, e.Dir, "alice-new", "ecdsa")
 		})
 		closed := testenv.WaitFor(time.Until(sent.Add(2*time.Second)), func() bool {
 			return m.ended() || e.overMaster(t, "alice", sock, time.Second, "-O", "check").Code != 0
@@ -812,7 +733,7 @@ func TestAdversaryControlMaster(t *testing.T) {
 	t.Run("host moved to production", func(t *testing.T) {
 		e := newAdvEnv(t, advOpts{})
 		_, sock := e.controlMaster(t, "alice")
-		e.reload(t, func(c *advConfig) { c.Hosts[0].Env = "production" })
+		e.reload(t, func(c *config.Config) { c.Hosts[0].Environment = config.Production })
 		before := sessionsStarted(e.A)
 		r, n := e.execOverMaster(t, "alice", sock)
 		if r.Code == 0 || strings.Contains(r.Stdout, n) {

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/testenv"
 )
 
@@ -259,15 +260,13 @@ func TestHelpers(t *testing.T) {
 	bin := testenv.BuildTandem(t)
 	dir := t.TempDir()
 	_, alice := testenv.KeyPair(t, dir, "alice", "ecdsa")
-	_, host := testenv.KeyPair(t, dir, "host", "ecdsa")
+	_, hostKey := testenv.KeyPair(t, dir, "host", "ecdsa")
 	port := testenv.FreePort(t)
 	cfgPath := filepath.Join(dir, "tandem.yaml")
-	writeTestFile(t, cfgPath, renderConfig(configData{
-		Listen:  fmt.Sprintf("127.0.0.1:%d", port),
-		DataDir: filepath.Join(dir, "data"),
-		Persons: []person{{ID: "alice", Name: "Alice Adler", Email: "alice@example.org", Roles: []string{"admin"}, Pub: alice}},
-		Hosts:   []hostEntry{{Name: "db1", Address: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), HostKey: host}},
-	}))
+	cfg := fixtureConfig(dir, port)
+	cfg.Persons = []config.Person{testenv.Person("alice", alice, "admin")}
+	cfg.Hosts = []config.Host{host("db1", config.Test, fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), hostKey)}
+	writeConfig(t, cfgPath, cfg)
 
 	userCA := caPublic(t, bin, cfgPath, "user")
 	hostCA := caPublic(t, bin, cfgPath, "host")

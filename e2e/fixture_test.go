@@ -8,64 +8,89 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/testenv"
 )
 
-// person is a test person with a registered (or, for mallory, unknown) key.
-type person struct {
-	ID, Name, Email string
-	Roles           []string
-	Key, Pub        string // private key path, authorized_keys line
+// tenant is the tenant of every test configuration; nord selects its hosts.
+const tenant = "schule-nord"
+
+var (
+	nord = config.Selector{Tenant: tenant}
+	root = []string{"root"}
+)
+
+// gwConfig starts a test configuration: the gateway on 127.0.0.1:port with
+// its data in dir/data, and the tenant schule-nord.
+func gwConfig(dir string, port int) *config.Config {
+	return testenv.NewConfig(port, filepath.Join(dir, "data"), config.Tenant{ID: tenant, Name: "Gesamtschule Nord"})
 }
 
-// hostEntry is a host in the test configuration.
-type hostEntry struct {
-	Name, Address, HostKey string
+// host is a host of schule-nord at addr, pinned to hostKey.
+func host(name, env, addr, hostKey string) config.Host {
+	return config.Host{Name: name, Address: addr, Tenant: tenant, Environment: env, HostKey: hostKey}
 }
 
-// configData is what writeConfig renders.
-type configData struct {
-	Listen, DataDir string
-	Persons         []person
-	Hosts           []hostEntry
-}
-
-// day formats a date relative to today (UTC) the way the config wants it.
-func day(offset int) string {
-	return time.Now().UTC().AddDate(0, 0, offset).Format("2006-01-02")
-}
-
-// renderConfig writes a configuration with the tenant schule-nord and two
-// roles: admin (root on every host of the tenant) and dev (deploy on web1).
-func renderConfig(d configData) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "gateway:\n  listen: %q\n  data_dir: %q\n", d.Listen, d.DataDir)
-	b.WriteString("tenants:\n  - id: schule-nord\n    name: Gesamtschule Nord\n")
-	b.WriteString("persons:\n")
-	for _, p := range d.Persons {
-		fmt.Fprintf(&b, "  - id: %s\n    name: %s\n    email: %s\n    roles: [%s]\n", p.ID, p.Name, p.Email, strings.Join(p.Roles, ", "))
-		fmt.Fprintf(&b, "    keys:\n      - key: %q\n        added: %s\n", p.Pub, day(-10))
-		fmt.Fprintf(&b, "    obligations:\n      confidentiality_signed: %s\n      training_valid_until: 2099-12-31\n", day(-100))
+// member is a person in one role who meets every obligation of it: an
+// employee's, and an external's too when external.
+func member(id, pub, roleID string, external bool) config.Person {
+	p := testenv.Person(id, pub, roleID)
+	if external {
+		p = testenv.External(p)
 	}
-	b.WriteString(`roles:
-  - id: admin
-    description: all hosts of the school as root
-    allow:
-      - hosts: {tenant: schule-nord}
-        logins: [root]
-  - id: dev
-    description: deploy on web1 only
-    allow:
-      - hosts: {names: [web1]}
-        logins: [deploy]
-`)
-	b.WriteString("hosts:\n")
-	for _, h := range d.Hosts {
-		fmt.Fprintf(&b, "  - name: %s\n    address: %q\n    tenant: schule-nord\n    environment: test\n    host_key: %q\n", h.Name, h.Address, h.HostKey)
+	return p
+}
+
+// role is a role with a description and its rules.
+func role(id, description string, allow ...config.Rule) config.Role {
+	return config.Role{ID: id, Description: description, Allow: allow}
+}
+
+// day formats a date relative to today (UTC) the way the config writes it.
+func day(offset int) string { return testenv.Day(offset).String() }
+
+// writeConfig writes a configuration to path.
+func writeConfig(t *testing.T, path string, c *config.Config) {
+	t.Helper()
+	if err := testenv.WriteConfig(path, c); err != nil {
+		t.Fatal(err)
 	}
-	return b.String()
+}
+
+// configText is the file writeConfig writes, for tests that edit or
+// search it.
+func configText(t *testing.T, c *config.Config) string {
+	t.Helper()
+	b, err := config.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// fixtureConfig is the configuration of newEnv without persons and
+// hosts: two roles, admin (root on every host of the tenant) and dev
+// (deploy on web1).
+func fixtureConfig(dir string, port int) *config.Config {
+	c := gwConfig(dir, port)
+	c.Roles = []config.Role{
+		role("admin", "all hosts of the school as root", config.Rule{Hosts: nord, Logins: root}),
+		role("dev", "deploy on web1 only", config.Rule{Hosts: config.Selector{Names: []string{"web1"}}, Logins: []string{"deploy"}}),
+	}
+	return c
+}
+
+// prepare starts every setup: it needs ssh, sshd and ssh-keygen, builds
+// the tandem binary (once per test binary) and returns it, a fresh test
+// directory and a directory for keys in it.
+func prepare(t *testing.T) (bin, dir, keysDir string) {
+	t.Helper()
+	for _, p := range []string{"ssh", "sshd", "ssh-keygen"} {
+		testenv.RequireProgram(t, p)
+	}
+	bin, dir = testenv.BuildTandem(t), t.TempDir()
+	return bin, dir, mkdir(t, dir, "keys")
 }
 
 // env is one complete test setup: a target sshd (db1), a gateway, and
@@ -74,6 +99,7 @@ type env struct {
 	Dir     string
 	Bin     string
 	Config  string
+	Cfg     *config.Config // as written to Config
 	Target  *testenv.Target
 	GW      *testenv.Gateway
 	HostCA  string // the "@cert-authority * …" known_hosts line
@@ -90,14 +116,8 @@ type env struct {
 // listening), web1 (nothing listening; only for bob's role).
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	for _, p := range []string{"ssh", "sshd", "ssh-keygen"} {
-		testenv.RequireProgram(t, p)
-	}
-	bin := testenv.BuildTandem(t)
-	dir := t.TempDir()
+	bin, dir, keysDir := prepare(t)
 	e := &env{Dir: dir, Bin: bin, Config: filepath.Join(dir, "tandem.yaml")}
-
-	keysDir := mkdir(t, dir, "keys")
 	aliceKey, alicePub := testenv.KeyPair(t, keysDir, "alice", "ecdsa")
 	bobKey, bobPub := testenv.KeyPair(t, keysDir, "bob", "ed25519")
 	malloryKey, _ := testenv.KeyPair(t, keysDir, "mallory", "ecdsa")
@@ -109,21 +129,18 @@ func newEnv(t *testing.T) *env {
 	e.DownPort = testenv.FreePort(t)
 	web1Port := testenv.FreePort(t)
 
-	cfg := configData{
-		Listen:  fmt.Sprintf("127.0.0.1:%d", gwPort),
-		DataDir: filepath.Join(dir, "data"),
-		Persons: []person{
-			{ID: "alice", Name: "Alice Adler", Email: "alice@example.org", Roles: []string{"admin"}, Key: aliceKey, Pub: alicePub},
-			{ID: "bob", Name: "Bob Berg", Email: "bob@example.org", Roles: []string{"dev"}, Key: bobKey, Pub: bobPub},
-		},
-		Hosts: []hostEntry{
-			{Name: "db1", Address: fmt.Sprintf("127.0.0.1:%d", sshdPort), HostKey: hostPub},
-			{Name: "db-bad", Address: fmt.Sprintf("127.0.0.1:%d", sshdPort), HostKey: wrongPub},
-			{Name: "db-down", Address: fmt.Sprintf("127.0.0.1:%d", e.DownPort), HostKey: hostPub},
-			{Name: "web1", Address: fmt.Sprintf("127.0.0.1:%d", web1Port), HostKey: wrongPub},
-		},
+	e.Cfg = fixtureConfig(dir, gwPort)
+	alice, bob := testenv.Person("alice", alicePub, "admin"), testenv.Person("bob", bobPub, "dev")
+	alice.Name, bob.Name = "Alice Adler", "Bob Berg" // `ssh gw whoami` shows the name
+	e.Cfg.Persons = []config.Person{alice, bob}
+	sshdAddr := fmt.Sprintf("127.0.0.1:%d", sshdPort)
+	e.Cfg.Hosts = []config.Host{
+		host("db1", config.Test, sshdAddr, hostPub),
+		host("db-bad", config.Test, sshdAddr, wrongPub),
+		host("db-down", config.Test, fmt.Sprintf("127.0.0.1:%d", e.DownPort), hostPub),
+		host("web1", config.Test, fmt.Sprintf("127.0.0.1:%d", web1Port), wrongPub),
 	}
-	writeTestFile(t, e.Config, renderConfig(cfg))
+	writeConfig(t, e.Config, e.Cfg)
 
 	// The user CA exists before the gateway serves, so the target can
 	// trust it from its first start.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/creack/pty"
 
+	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/testenv"
 )
 
@@ -27,88 +28,40 @@ import (
 // input pauses when the second person goes, and either participant can end
 // it. Real OpenSSH clients run on PTYs, as a person's terminal would.
 // Each test builds its own gateway and target, because the fixture's
-// renderConfig has no production hosts and no join grants.
+// configuration has no production hosts and no join grants.
 
-// fePerson is a person of a four-eyes test.
-type fePerson struct {
-	ID       string
-	Roles    []string
-	Pub      string
-	External bool // adds the contract and NDA obligations an external needs
-}
-
-// feConfig is what renderFourEyesConfig renders.
-type feConfig struct {
-	Listen, DataDir     string
-	DB1Addr, DB1HostKey string
-	Grace, WaitTimeout  string // policy durations, e.g. "3s"
-	KeepAlive           string // gateway.keepalive; "" leaves the default (3s)
-	Persons             []fePerson
-}
-
-// renderFourEyesConfig writes a configuration with three hosts on the same
-// sshd — db1 (production), stg1 (staging with real data) and tst1 (test) —
-// and four roles:
+// fourEyesConfig is the configuration of a four-eyes test without its
+// persons: three hosts on the same sshd at sshdAddr, spelt differently per
+// environment — db1 (production), stg1 (staging with real data) and tst1
+// (test) — and four roles:
 //
 //   - admin: root on every host of the tenant, may join as peer or observer
 //   - watcher: may only observe sessions, no login of its own
 //   - ops: root on every host, but may not join sessions
 //   - contractor: external, root and join as peer
-func renderFourEyesConfig(c feConfig) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "gateway:\n  listen: %q\n  data_dir: %q\n", c.Listen, c.DataDir)
+func fourEyesConfig(dir string, gwPort int, sshdAddr, hostKey string, o feOpts) *config.Config {
+	c := gwConfig(dir, gwPort)
 	// Tests refuse on purpose; they must not block their own source.
-	b.WriteString("  limits:\n    failures_per_source: 100\n    failures_per_person: 100\n")
-	if c.KeepAlive != "" {
-		fmt.Fprintf(&b, "  keepalive: %s\n", c.KeepAlive)
+	c.Gateway.Limits = config.Limits{FailuresPerSource: 100, FailuresPerPerson: 100}
+	c.Gateway.KeepAlive = config.Duration{Duration: o.KeepAlive}
+	c.Policy = config.Policy{Grace: config.Duration{Duration: o.Grace}, WaitTimeout: config.Duration{Duration: o.WaitTimeout}}
+	contractor := role("contractor", "an external expert", config.Rule{Hosts: nord, Logins: root, Join: []string{config.JoinPeer}})
+	contractor.External = true
+	c.Roles = []config.Role{
+		role("admin", "root on every host of the school; may join as peer or observer",
+			config.Rule{Hosts: nord, Logins: root, Join: []string{config.JoinPeer, config.JoinObserver}}),
+		role("watcher", "may watch sessions, nothing else", config.Rule{Hosts: nord, Join: []string{config.JoinObserver}}),
+		role("ops", "root on every host of the school, no joining", config.Rule{Hosts: nord, Logins: root}),
+		contractor,
 	}
-	fmt.Fprintf(&b, "policy:\n  grace: %s\n  wait_timeout: %s\n", c.Grace, c.WaitTimeout)
-	b.WriteString("tenants:\n  - id: schule-nord\n    name: Gesamtschule Nord\n")
-	b.WriteString("persons:\n")
-	for _, p := range c.Persons {
-		fmt.Fprintf(&b, "  - id: %s\n    name: Person %s\n    email: %s@example.org\n    roles: [%s]\n", p.ID, p.ID, p.ID, strings.Join(p.Roles, ", "))
-		fmt.Fprintf(&b, "    keys:\n      - key: %q\n        added: %s\n", p.Pub, day(-10))
-		fmt.Fprintf(&b, "    obligations:\n      confidentiality_signed: %s\n      training_valid_until: 2099-12-31\n", day(-100))
-		if p.External {
-			fmt.Fprintf(&b, "      contract_until: 2099-12-31\n      nda_signed: %s\n", day(-5))
-		}
+	stg1 := host("stg1", config.Staging, testenv.LoopbackAlias(sshdAddr, 1), hostKey)
+	stg1.RealData = true
+	c.Hosts = []config.Host{
+		host("db1", config.Production, sshdAddr, hostKey),
+		stg1,
+		host("tst1", config.Test, testenv.LoopbackAlias(sshdAddr, 2), hostKey),
 	}
-	b.WriteString(`roles:
-  - id: admin
-    description: root on every host of the school; may join as peer or observer
-    allow:
-      - hosts: {tenant: schule-nord}
-        logins: [root]
-        join: [peer, observer]
-  - id: watcher
-    description: may watch sessions, nothing else
-    allow:
-      - hosts: {tenant: schule-nord}
-        join: [observer]
-  - id: ops
-    description: root on every host of the school, no joining
-    allow:
-      - hosts: {tenant: schule-nord}
-        logins: [root]
-  - id: contractor
-    description: an external expert
-    external: true
-    allow:
-      - hosts: {tenant: schule-nord}
-        logins: [root]
-        join: [peer]
-`)
-	b.WriteString("hosts:\n")
-	// One sshd, spelt differently per environment.
-	for i, h := range []struct{ name, env, extra string }{
-		{"db1", "production", ""},
-		{"stg1", "staging", "    real_data: true\n"},
-		{"tst1", "test", ""},
-	} {
-		fmt.Fprintf(&b, "  - name: %s\n    address: %q\n    tenant: schule-nord\n    environment: %s\n%s    host_key: %q\n",
-			h.name, testenv.LoopbackAlias(c.DB1Addr, i), h.env, h.extra, c.DB1HostKey)
-	}
-	return b.String()
+	return c
 }
 
 // feRoles are the persons of every four-eyes test and their roles.
@@ -135,45 +88,30 @@ type feEnv struct {
 
 // feOpts are the timing settings of a four-eyes test's gateway.
 type feOpts struct {
-	Grace, WaitTimeout string // policy.grace, policy.wait_timeout
-	KeepAlive          string // gateway.keepalive; "" for the default
+	Grace, WaitTimeout time.Duration // policy.grace, policy.wait_timeout
+	KeepAlive          time.Duration // gateway.keepalive; 0 for the default
 }
 
 // feDefaults are long enough that no timer fires during a test.
-var feDefaults = feOpts{Grace: "1m", WaitTimeout: "2m"}
+var feDefaults = feOpts{Grace: time.Minute, WaitTimeout: 2 * time.Minute}
 
 // newFourEyesEnv builds keys for every person of feRoles, the
 // configuration with the given timings, the target sshd, the gateway and
 // one OpenSSH client per person.
 func newFourEyesEnv(t *testing.T, o feOpts) *feEnv {
 	t.Helper()
-	for _, p := range []string{"ssh", "sshd", "ssh-keygen"} {
-		testenv.RequireProgram(t, p)
-	}
-	bin := testenv.BuildTandem(t)
-	dir := t.TempDir()
+	bin, dir, keysDir := prepare(t)
 	e := &feEnv{Dir: dir, Bin: bin, Config: filepath.Join(dir, "tandem.yaml"), clients: map[string]*testenv.Client{}}
-	keysDir := mkdir(t, dir, "keys")
+	hostKey, hostPub := testenv.KeyPair(t, keysDir, "db1_host", "ecdsa")
+	sshdPort, gwPort := testenv.FreePort(t), testenv.FreePort(t)
+	cfg := fourEyesConfig(dir, gwPort, fmt.Sprintf("127.0.0.1:%d", sshdPort), hostPub, o)
 	priv := map[string]string{}
-	var persons []fePerson
 	for _, r := range feRoles {
 		var pub string
 		priv[r.id], pub = testenv.KeyPair(t, keysDir, r.id, "ecdsa")
-		persons = append(persons, fePerson{ID: r.id, Roles: []string{r.role}, Pub: pub, External: r.external})
+		cfg.Persons = append(cfg.Persons, member(r.id, pub, r.role, r.external))
 	}
-	hostKey, hostPub := testenv.KeyPair(t, keysDir, "db1_host", "ecdsa")
-	sshdPort, gwPort := testenv.FreePort(t), testenv.FreePort(t)
-	cfg := feConfig{
-		Listen:      fmt.Sprintf("127.0.0.1:%d", gwPort),
-		DataDir:     filepath.Join(dir, "data"),
-		DB1Addr:     fmt.Sprintf("127.0.0.1:%d", sshdPort),
-		DB1HostKey:  hostPub,
-		Grace:       o.Grace,
-		WaitTimeout: o.WaitTimeout,
-		KeepAlive:   o.KeepAlive,
-		Persons:     persons,
-	}
-	writeTestFile(t, e.Config, renderFourEyesConfig(cfg))
+	writeConfig(t, e.Config, cfg)
 	userCA := caPublic(t, bin, e.Config, "user")
 	// testenv.StartSSHD gives the target's shells an empty home, so no rc
 	// file of the machine's root account delays a prompt.
@@ -716,7 +654,7 @@ func TestFourEyesPauseResume(t *testing.T) {
 // rejoins after bob's client died.
 func TestFourEyesGrace(t *testing.T) {
 	t.Parallel()
-	e := newFourEyesEnv(t, feOpts{Grace: "3s", WaitTimeout: "1m"})
+	e := newFourEyesEnv(t, feOpts{Grace: 3 * time.Second, WaitTimeout: time.Minute})
 	alice, id := e.waitingSession(t, "alice", "db1")
 	bob := e.join(t, "bob", id)
 	e.live(t, alice, bob)
@@ -746,7 +684,7 @@ func TestFourEyesGrace(t *testing.T) {
 // closes, and the target never sees a login.
 func TestFourEyesWaitTimeout(t *testing.T) {
 	t.Parallel()
-	e := newFourEyesEnv(t, feOpts{Grace: "3s", WaitTimeout: "5s"})
+	e := newFourEyesEnv(t, feOpts{Grace: 3 * time.Second, WaitTimeout: 5 * time.Second})
 	alice, _ := e.waitingSession(t, "alice", "db1")
 	start := time.Now()
 	if !alice.waitExit(30 * time.Second) {
@@ -821,7 +759,7 @@ func TestFourEyesStalledParticipant(t *testing.T) {
 // keep-alives (here every 1s, three misses) drop him and input pauses.
 func TestFourEyesSilentLoss(t *testing.T) {
 	t.Parallel()
-	e := newFourEyesEnv(t, feOpts{Grace: "1m", WaitTimeout: "2m", KeepAlive: "1s"})
+	e := newFourEyesEnv(t, feOpts{Grace: time.Minute, WaitTimeout: 2 * time.Minute, KeepAlive: time.Second})
 	alice, id := e.waitingSession(t, "alice", "db1")
 	bob := e.join(t, "bob", id)
 	e.live(t, alice, bob)

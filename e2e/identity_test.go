@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/testenv"
 )
 
@@ -19,94 +20,36 @@ import (
 // obligations and key age gate the login, weak keys are refused, locks and
 // reloads throw a person out of live sessions, and repeated failures block
 // a source address. Each test builds its own gateway and target, because
-// the fixture's renderConfig fixes obligations, key dates and roles.
+// the fixture's configuration fixes obligations, key dates and roles.
 
-// idKey is one registered key: its authorized_keys line and its added day.
-type idKey struct {
-	Pub, Added string
-}
-
-// idPerson is a person of an identity test. An empty date is left out of
-// the configuration, so that a missing obligation can be tested.
-type idPerson struct {
-	ID              string
-	Roles           []string
-	Keys            []idKey
-	Confidentiality string
-	Training        string
-	Contract        string
-	NDA             string
-}
-
-// idConfig is what renderIdentityConfig renders.
-type idConfig struct {
-	Listen, DataDir     string
-	DB1Addr, DB1HostKey string
-	FailuresPerSource   int
-	Persons             []idPerson
-}
-
-// renderIdentityConfig writes a configuration with one host (db1, the real
-// sshd) and three roles: admin (root on db1), locker (admin plus the lock
-// permission) and contractor (root on db1, external).
-func renderIdentityConfig(c idConfig) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "gateway:\n  listen: %q\n  data_dir: %q\n", c.Listen, c.DataDir)
-	fmt.Fprintf(&b, "  limits:\n    window: 10m\n    failures_per_source: %d\n    failures_per_person: 100\n    block: 15m\n", c.FailuresPerSource)
-	b.WriteString("tenants:\n  - id: schule-nord\n    name: Gesamtschule Nord\n")
-	b.WriteString("persons:\n")
-	for _, p := range c.Persons {
-		fmt.Fprintf(&b, "  - id: %s\n    name: Person %s\n    email: %s@example.org\n    roles: [%s]\n", p.ID, p.ID, p.ID, strings.Join(p.Roles, ", "))
-		b.WriteString("    keys:\n")
-		for _, k := range p.Keys {
-			fmt.Fprintf(&b, "      - key: %q\n        added: %s\n", k.Pub, k.Added)
-		}
-		b.WriteString("    obligations:\n")
-		for _, ob := range []struct{ name, date string }{
-			{"confidentiality_signed", p.Confidentiality}, {"training_valid_until", p.Training},
-			{"contract_until", p.Contract}, {"nda_signed", p.NDA},
-		} {
-			if ob.date != "" {
-				fmt.Fprintf(&b, "      %s: %s\n", ob.name, ob.date)
-			}
-		}
-	}
-	b.WriteString(`roles:
-  - id: admin
-    description: root on every host of the school
-    allow:
-      - hosts: {tenant: schule-nord}
-        logins: [root]
-  - id: locker
-    description: root, and may lock persons
-    permissions: [lock]
-    allow:
-      - hosts: {tenant: schule-nord}
-        logins: [root]
-  - id: contractor
-    description: an external expert
-    external: true
-    allow:
-      - hosts: {tenant: schule-nord}
-        logins: [root]
-`)
-	fmt.Fprintf(&b, "hosts:\n  - name: db1\n    address: %q\n    tenant: schule-nord\n    environment: test\n    host_key: %q\n", c.DB1Addr, c.DB1HostKey)
-	return b.String()
+// identityConfig is the configuration of an identity test without its
+// persons: one host (db1, the real sshd at sshdAddr) and three roles:
+// admin (root on db1), locker (admin plus the lock permission) and
+// contractor (root on db1, external).
+func identityConfig(dir string, gwPort int, sshdAddr, hostKey string, failuresPerSource int) *config.Config {
+	c := gwConfig(dir, gwPort)
+	c.Gateway.Limits = config.Limits{Window: config.Duration{Duration: 10 * time.Minute}, FailuresPerSource: failuresPerSource,
+		FailuresPerPerson: 100, Block: config.Duration{Duration: 15 * time.Minute}}
+	locker := role("locker", "root, and may lock persons", config.Rule{Hosts: nord, Logins: root})
+	locker.Permissions = []string{config.PermissionLock}
+	contractor := role("contractor", "an external expert", config.Rule{Hosts: nord, Logins: root})
+	contractor.External = true
+	c.Roles = []config.Role{role("admin", "root on every host of the school", config.Rule{Hosts: nord, Logins: root}), locker, contractor}
+	c.Hosts = []config.Host{host("db1", config.Test, sshdAddr, hostKey)}
+	return c
 }
 
 // okPerson returns a person in role admin who meets every obligation, with
-// one key added ten days ago.
-func okPerson(id, pub string) idPerson {
-	return idPerson{ID: id, Roles: []string{"admin"}, Keys: []idKey{{Pub: pub, Added: day(-10)}},
-		Confidentiality: day(-100), Training: "2099-12-31"}
-}
+// one key added ten days ago. A test clears an obligation's date to leave
+// it out of the configuration.
+func okPerson(id, pub string) config.Person { return testenv.Person(id, pub, "admin") }
 
 // idEnv is the setup of one identity test.
 type idEnv struct {
 	Dir    string
 	Bin    string
 	Config string
-	Cfg    idConfig // as last written
+	Cfg    *config.Config // as last written
 	Target *testenv.Target
 	GW     *testenv.Gateway
 	known  []string
@@ -118,7 +61,7 @@ type idEnv struct {
 type idSpec struct {
 	FailuresPerSource int
 	// Persons are built from the generated public keys.
-	Persons func(pub map[string]string) []idPerson
+	Persons func(pub map[string]string) []config.Person
 	// KeyNames are the keys to generate (name → kind, "" meaning ecdsa).
 	KeyNames map[string]string
 }
@@ -126,13 +69,8 @@ type idSpec struct {
 // newIDEnv builds keys, a configuration, the target sshd and the gateway.
 func newIDEnv(t *testing.T, spec idSpec) (*idEnv, map[string]string) {
 	t.Helper()
-	for _, p := range []string{"ssh", "sshd", "ssh-keygen"} {
-		testenv.RequireProgram(t, p)
-	}
-	bin := testenv.BuildTandem(t)
-	dir := t.TempDir()
+	bin, dir, keysDir := prepare(t)
 	e := &idEnv{Dir: dir, Bin: bin, Config: filepath.Join(dir, "tandem.yaml")}
-	keysDir := mkdir(t, dir, "keys")
 	priv := map[string]string{}
 	pub := map[string]string{}
 	for name, kind := range spec.KeyNames {
@@ -147,15 +85,9 @@ func newIDEnv(t *testing.T, spec idSpec) (*idEnv, map[string]string) {
 	if fps == 0 {
 		fps = 100 // tests that refuse on purpose must not block themselves
 	}
-	e.Cfg = idConfig{
-		Listen:            fmt.Sprintf("127.0.0.1:%d", gwPort),
-		DataDir:           filepath.Join(dir, "data"),
-		DB1Addr:           fmt.Sprintf("127.0.0.1:%d", sshdPort),
-		DB1HostKey:        hostPub,
-		FailuresPerSource: fps,
-		Persons:           spec.Persons(pub),
-	}
-	writeTestFile(t, e.Config, renderIdentityConfig(e.Cfg))
+	e.Cfg = identityConfig(dir, gwPort, fmt.Sprintf("127.0.0.1:%d", sshdPort), hostPub, fps)
+	e.Cfg.Persons = spec.Persons(pub)
+	writeConfig(t, e.Config, e.Cfg)
 	userCA := caPublic(t, bin, e.Config, "user")
 	e.Target = testenv.StartSSHD(t, testenv.TargetOpts{Port: sshdPort, HostKeyFile: hostKey, UserCA: userCA})
 	e.GW = testenv.StartGateway(t, bin, e.Config, gwPort)
@@ -317,19 +249,21 @@ func (e *idEnv) waitNewLogin(before int) bool {
 func TestIdentityObligations(t *testing.T) {
 	t.Parallel()
 	keys := map[string]string{"alice": "", "erin": "", "fred": "", "gina": "", "xena": "", "yves": ""}
-	e, priv := newIDEnv(t, idSpec{KeyNames: keys, Persons: func(pub map[string]string) []idPerson {
+	e, priv := newIDEnv(t, idSpec{KeyNames: keys, Persons: func(pub map[string]string) []config.Person {
 		alice := okPerson("alice", pub["alice"])
 		erin := okPerson("erin", pub["erin"]) // training expired yesterday
-		erin.Training = day(-1)
+		erin.Obligations.TrainingValidUntil = testenv.Day(-1)
 		fred := okPerson("fred", pub["fred"]) // confidentiality signed tomorrow
-		fred.Confidentiality = day(1)
+		fred.Obligations.ConfidentialitySigned = testenv.Day(1)
 		gina := okPerson("gina", pub["gina"]) // no training on record
-		gina.Training = ""
+		gina.Obligations.TrainingValidUntil = config.Date{}
 		xena := okPerson("xena", pub["xena"]) // external without an NDA
-		xena.Roles, xena.Contract = []string{"contractor"}, "2099-12-31"
+		xena = testenv.External(xena)
+		xena.Roles, xena.Obligations.NDASigned = []string{"contractor"}, config.Date{}
 		yves := okPerson("yves", pub["yves"]) // external, everything on record
-		yves.Roles, yves.Contract, yves.NDA = []string{"contractor"}, "2099-12-31", day(-5)
-		return []idPerson{alice, erin, fred, gina, xena, yves}
+		yves = testenv.External(yves)
+		yves.Roles = []string{"contractor"}
+		return []config.Person{alice, erin, fred, gina, xena, yves}
 	}})
 
 	for _, tc := range []struct {
@@ -386,12 +320,12 @@ func TestIdentityObligations(t *testing.T) {
 // expiring, and a key past its maximum age is refused.
 func TestIdentityKeyAge(t *testing.T) {
 	t.Parallel()
-	e, priv := newIDEnv(t, idSpec{KeyNames: map[string]string{"kim": "", "olga": ""}, Persons: func(pub map[string]string) []idPerson {
+	e, priv := newIDEnv(t, idSpec{KeyNames: map[string]string{"kim": "", "olga": ""}, Persons: func(pub map[string]string) []config.Person {
 		kim := okPerson("kim", pub["kim"])
-		kim.Keys[0].Added = day(-179) // expires tomorrow: within the 14-day warning
+		kim.Keys[0].Added = testenv.Day(-179) // expires tomorrow: within the 14-day warning
 		olga := okPerson("olga", pub["olga"])
-		olga.Keys[0].Added = day(-181) // expired yesterday
-		return []idPerson{kim, olga}
+		olga.Keys[0].Added = testenv.Day(-181) // expired yesterday
+		return []config.Person{kim, olga}
 	}})
 	expiry := day(1)
 
@@ -450,8 +384,8 @@ func TestIdentityKeyAge(t *testing.T) {
 // config check` at the key's line.
 func TestIdentityWeakRSA(t *testing.T) {
 	t.Parallel()
-	e, priv := newIDEnv(t, idSpec{KeyNames: map[string]string{"alice": "", "rsa": "rsa-2048"}, Persons: func(pub map[string]string) []idPerson {
-		return []idPerson{okPerson("alice", pub["alice"])}
+	e, priv := newIDEnv(t, idSpec{KeyNames: map[string]string{"alice": "", "rsa": "rsa-2048"}, Persons: func(pub map[string]string) []config.Person {
+		return []config.Person{okPerson("alice", pub["alice"])}
 	}})
 	b, err := os.ReadFile(priv["rsa"] + ".pub")
 	if err != nil {
@@ -477,9 +411,9 @@ func TestIdentityWeakRSA(t *testing.T) {
 	})
 
 	t.Run("config check", func(t *testing.T) {
-		cfg := e.Cfg
-		cfg.Persons = append(append([]idPerson{}, cfg.Persons...), okPerson("rob", rsaPub))
-		text := renderIdentityConfig(cfg)
+		cfg := *e.Cfg
+		cfg.Persons = append(append([]config.Person{}, cfg.Persons...), okPerson("rob", rsaPub))
+		text := configText(t, &cfg)
 		line := 0
 		for i, l := range strings.Split(text, "\n") {
 			if strings.Contains(l, "ssh-rsa ") {
@@ -505,8 +439,8 @@ func TestIdentityWeakRSA(t *testing.T) {
 // refused until the unlock, and that both are audited.
 func TestIdentityLockLiveSession(t *testing.T) {
 	t.Parallel()
-	e, priv := newIDEnv(t, idSpec{KeyNames: map[string]string{"alice": "", "bob": ""}, Persons: func(pub map[string]string) []idPerson {
-		return []idPerson{okPerson("alice", pub["alice"]), okPerson("bob", pub["bob"])}
+	e, priv := newIDEnv(t, idSpec{KeyNames: map[string]string{"alice": "", "bob": ""}, Persons: func(pub map[string]string) []config.Person {
+		return []config.Person{okPerson("alice", pub["alice"]), okPerson("bob", pub["bob"])}
 	}})
 	alice := e.client(t, "alice", priv["alice"])
 	bob := e.client(t, "bob", priv["bob"])
@@ -627,10 +561,10 @@ func TestIdentityLockLiveSession(t *testing.T) {
 // permission, effective with it.
 func TestIdentityLockCommand(t *testing.T) {
 	t.Parallel()
-	e, priv := newIDEnv(t, idSpec{KeyNames: map[string]string{"alice": "", "bob": "", "carol": ""}, Persons: func(pub map[string]string) []idPerson {
+	e, priv := newIDEnv(t, idSpec{KeyNames: map[string]string{"alice": "", "bob": "", "carol": ""}, Persons: func(pub map[string]string) []config.Person {
 		carol := okPerson("carol", pub["carol"])
 		carol.Roles = []string{"locker"}
-		return []idPerson{okPerson("alice", pub["alice"]), okPerson("bob", pub["bob"]), carol}
+		return []config.Person{okPerson("alice", pub["alice"]), okPerson("bob", pub["bob"]), carol}
 	}})
 	alice := e.client(t, "alice", priv["alice"])
 	bob := e.client(t, "bob", priv["bob"])
@@ -695,8 +629,8 @@ func TestIdentityLockCommand(t *testing.T) {
 // person's key is unknown from then on.
 func TestIdentityReloadRemovesPerson(t *testing.T) {
 	t.Parallel()
-	e, priv := newIDEnv(t, idSpec{KeyNames: map[string]string{"alice": "", "bob": ""}, Persons: func(pub map[string]string) []idPerson {
-		return []idPerson{okPerson("alice", pub["alice"]), okPerson("bob", pub["bob"])}
+	e, priv := newIDEnv(t, idSpec{KeyNames: map[string]string{"alice": "", "bob": ""}, Persons: func(pub map[string]string) []config.Person {
+		return []config.Person{okPerson("alice", pub["alice"]), okPerson("bob", pub["bob"])}
 	}})
 	bob := e.client(t, "bob", priv["bob"])
 	alice := e.client(t, "alice", priv["alice"])
@@ -708,9 +642,9 @@ func TestIdentityReloadRemovesPerson(t *testing.T) {
 		t.Fatalf("the target saw no login for bob's live session\nstderr: %s\nsshd log:\n%s", live.stderr.String(), e.Target.Log())
 	}
 
-	cfg := e.Cfg
-	cfg.Persons = []idPerson{cfg.Persons[0]}
-	writeTestFile(t, e.Config, renderIdentityConfig(cfg))
+	cfg := *e.Cfg
+	cfg.Persons = cfg.Persons[:1]
+	writeConfig(t, e.Config, &cfg)
 	start := time.Now()
 	e.GW.Signal(t, syscall.SIGHUP)
 	if !live.waitExit(10 * time.Second) {
@@ -732,7 +666,7 @@ func TestIdentityReloadRemovesPerson(t *testing.T) {
 	t.Run("bad file keeps the running configuration", func(t *testing.T) {
 		// The file names bob again but is invalid as a whole: the reload
 		// must be refused, so bob stays out and alice stays in.
-		bad := renderIdentityConfig(e.Cfg) + "unknown_section: 1\n"
+		bad := configText(t, e.Cfg) + "unknown_section: 1\n"
 		writeTestFile(t, e.Config, bad)
 		e.GW.Signal(t, syscall.SIGHUP)
 		if !testenv.WaitFor(5*time.Second, func() bool { return strings.Contains(e.GW.Stderr.String(), "reload refused") }) {
@@ -756,8 +690,8 @@ func TestIdentityReloadRemovesPerson(t *testing.T) {
 func TestIdentityBruteForce(t *testing.T) {
 	t.Parallel()
 	const limit = 3
-	e, priv := newIDEnv(t, idSpec{FailuresPerSource: limit, KeyNames: map[string]string{"alice": "", "mallory": ""}, Persons: func(pub map[string]string) []idPerson {
-		return []idPerson{okPerson("alice", pub["alice"])}
+	e, priv := newIDEnv(t, idSpec{FailuresPerSource: limit, KeyNames: map[string]string{"alice": "", "mallory": ""}, Persons: func(pub map[string]string) []config.Person {
+		return []config.Person{okPerson("alice", pub["alice"])}
 	}})
 	alice := e.client(t, "alice", priv["alice"])
 	mallory := e.client(t, "mallory", priv["mallory"])

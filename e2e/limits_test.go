@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"tandem.dev/tandem/internal/config"
 )
 
 // TestHostileFloodRealClients: the tandem binary under a silent flood of
@@ -27,8 +29,8 @@ import (
 // by less than 4 KiB (M19, M30).
 func TestHostileFloodRealClients(t *testing.T) {
 	t.Parallel()
-	e, priv := newIDEnv(t, idSpec{KeyNames: map[string]string{"alice": ""}, Persons: func(pub map[string]string) []idPerson {
-		return []idPerson{okPerson("alice", pub["alice"])}
+	e, priv := newIDEnv(t, idSpec{KeyNames: map[string]string{"alice": ""}, Persons: func(pub map[string]string) []config.Person {
+		return []config.Person{okPerson("alice", pub["alice"])}
 	}})
 	alice := e.client(t, "alice", priv["alice"])
 	addr := fmt.Sprintf("127.0.0.1:%d", e.GW.Port)

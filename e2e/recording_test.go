@@ -20,6 +20,7 @@ import (
 
 	"github.com/creack/pty"
 
+	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/testenv"
 )
 
@@ -42,60 +43,36 @@ var recRoles = []struct{ id, role string }{
 	{"sam", "sued-reader"}, // reads recordings of schule-sued only
 }
 
-// renderRecordingConfig writes a configuration with two tenants on the
-// same sshd: schule-nord with db1 (production, four-eyes) and tst1 (test),
+// recordingConfig is the configuration of a recording test: the persons
+// of recRoles with their keys (pubs), and two tenants on the same sshd at
+// sshdAddr: schule-nord with db1 (production, four-eyes) and tst1 (test),
 // and schule-sued with tsts (test).
-func renderRecordingConfig(listen, dataDir, sshdAddr, hostKey string, pubs map[string]string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "gateway:\n  listen: %q\n  data_dir: %q\n", listen, dataDir)
-	b.WriteString("  limits:\n    failures_per_source: 100\n    failures_per_person: 100\n")
-	b.WriteString("policy:\n  grace: 1m\n  wait_timeout: 2m\n")
-	b.WriteString("tenants:\n  - id: schule-nord\n    name: Gesamtschule Nord\n  - id: schule-sued\n    name: Gymnasium Sued\n")
-	b.WriteString("persons:\n")
+func recordingConfig(dir string, gwPort int, sshdAddr, hostKey string, pubs map[string]string) *config.Config {
+	c := gwConfig(dir, gwPort)
+	c.Tenants = append(c.Tenants, config.Tenant{ID: "schule-sued", Name: "Gymnasium Sued"})
+	c.Gateway.Limits = config.Limits{FailuresPerSource: 100, FailuresPerPerson: 100}
+	c.Policy = config.Policy{Grace: config.Duration{Duration: time.Minute}, WaitTimeout: config.Duration{Duration: 2 * time.Minute}}
 	for _, p := range recRoles {
-		fmt.Fprintf(&b, "  - id: %s\n    name: Person %s\n    email: %s@example.org\n    roles: [%s]\n", p.id, p.id, p.id, p.role)
-		fmt.Fprintf(&b, "    keys:\n      - key: %q\n        added: %s\n", pubs[p.id], day(-10))
-		fmt.Fprintf(&b, "    obligations:\n      confidentiality_signed: %s\n      training_valid_until: 2099-12-31\n", day(-100))
+		c.Persons = append(c.Persons, testenv.Person(p.id, pubs[p.id], p.role))
 	}
-	b.WriteString(`roles:
-  - id: admin
-    description: root on every host of Nord; may join as peer
-    allow:
-      - hosts: {tenant: schule-nord}
-        logins: [root]
-        join: [peer, observer]
-  - id: reader
-    description: reads the recordings of Nord, nothing else
-    allow:
-      - hosts: {tenant: schule-nord}
-        read: true
-  - id: ops
-    description: root on every host of Nord, may not read recordings
-    allow:
-      - hosts: {tenant: schule-nord}
-        logins: [root]
-  - id: sued-admin
-    description: root on every host of Sued
-    allow:
-      - hosts: {tenant: schule-sued}
-        logins: [root]
-  - id: sued-reader
-    description: reads the recordings of Sued, nothing else
-    allow:
-      - hosts: {tenant: schule-sued}
-        read: true
-`)
-	b.WriteString("hosts:\n")
+	sued := config.Selector{Tenant: "schule-sued"}
+	c.Roles = []config.Role{
+		role("admin", "root on every host of Nord; may join as peer",
+			config.Rule{Hosts: nord, Logins: root, Join: []string{config.JoinPeer, config.JoinObserver}}),
+		role("reader", "reads the recordings of Nord, nothing else", config.Rule{Hosts: nord, Read: true}),
+		role("ops", "root on every host of Nord, may not read recordings", config.Rule{Hosts: nord, Logins: root}),
+		role("sued-admin", "root on every host of Sued", config.Rule{Hosts: sued, Logins: root}),
+		role("sued-reader", "reads the recordings of Sued, nothing else", config.Rule{Hosts: sued, Read: true}),
+	}
 	// One sshd, spelt differently per tenant and environment.
-	for i, h := range []struct{ name, tenant, env string }{
-		{"db1", "schule-nord", "production"},
-		{"tst1", "schule-nord", "test"},
-		{"tsts", "schule-sued", "test"},
-	} {
-		fmt.Fprintf(&b, "  - name: %s\n    address: %q\n    tenant: %s\n    environment: %s\n    host_key: %q\n",
-			h.name, testenv.LoopbackAlias(sshdAddr, i), h.tenant, h.env, hostKey)
+	tsts := host("tsts", config.Test, testenv.LoopbackAlias(sshdAddr, 2), hostKey)
+	tsts.Tenant = "schule-sued"
+	c.Hosts = []config.Host{
+		host("db1", config.Production, sshdAddr, hostKey),
+		host("tst1", config.Test, testenv.LoopbackAlias(sshdAddr, 1), hostKey),
+		tsts,
 	}
-	return b.String()
+	return c
 }
 
 // recEnv is the setup of one recording test: a four-eyes environment (for
@@ -110,22 +87,16 @@ type recEnv struct {
 // "db1", "tst1" and "tsts" reach the hosts as root in jump mode.
 func newRecordingEnv(t *testing.T) *recEnv {
 	t.Helper()
-	for _, p := range []string{"ssh", "sshd", "ssh-keygen"} {
-		testenv.RequireProgram(t, p)
-	}
-	bin := testenv.BuildTandem(t)
-	dir := t.TempDir()
+	bin, dir, keysDir := prepare(t)
 	fe := &feEnv{Dir: dir, Bin: bin, Config: filepath.Join(dir, "tandem.yaml"), clients: map[string]*testenv.Client{}}
 	e := &recEnv{feEnv: fe, DataDir: filepath.Join(dir, "data")}
-	keysDir := mkdir(t, dir, "keys")
 	priv, pubs := map[string]string{}, map[string]string{}
 	for _, r := range recRoles {
 		priv[r.id], pubs[r.id] = testenv.KeyPair(t, keysDir, r.id, "ecdsa")
 	}
 	hostKey, hostPub := testenv.KeyPair(t, keysDir, "db1_host", "ecdsa")
 	sshdPort, gwPort := testenv.FreePort(t), testenv.FreePort(t)
-	writeTestFile(t, fe.Config, renderRecordingConfig(fmt.Sprintf("127.0.0.1:%d", gwPort), e.DataDir,
-		fmt.Sprintf("127.0.0.1:%d", sshdPort), hostPub, pubs))
+	writeConfig(t, fe.Config, recordingConfig(dir, gwPort, fmt.Sprintf("127.0.0.1:%d", sshdPort), hostPub, pubs))
 	userCA := caPublic(t, bin, fe.Config, "user")
 	fe.Target = testenv.StartSSHD(t, testenv.TargetOpts{Port: sshdPort, HostKeyFile: hostKey, UserCA: userCA})
 	fe.GW = testenv.StartGateway(t, bin, fe.Config, gwPort)

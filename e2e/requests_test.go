@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/testenv"
 )
 
@@ -23,7 +24,7 @@ import (
 // second person approved. The tests drive the real gateway commands
 // (`ssh gw request|requests|approve|deny|revoke`), real OpenSSH clients and
 // a real ansible-playbook run against real sshd targets. Each test builds
-// its own gateway and targets, because the fixture's renderConfig has no
+// its own gateway and targets, because the fixture's configuration has no
 // production hosts and no approve rights.
 
 // rqPerson is a person of a request test and the one role they hold.
@@ -62,8 +63,8 @@ type rqOpts struct {
 	// default (1).
 	ProductionApprovers int
 	// WaitTimeout sets policy.wait_timeout, how long an interactive
-	// session waits for a second person; "" leaves the default.
-	WaitTimeout string
+	// session waits for a second person; 0 leaves the default.
+	WaitTimeout time.Duration
 }
 
 // rqEnv is the setup of one request test.
@@ -74,65 +75,31 @@ type rqEnv struct {
 	clients          map[string]*testenv.Client // by person id
 }
 
-// renderRequestConfig writes the configuration of a request test. Host
-// entries carry their address and host key.
-func renderRequestConfig(listen, dataDir string, o rqOpts, pubs map[string]string, addrs, hostKeys map[string]string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "gateway:\n  listen: %q\n  data_dir: %q\n", listen, dataDir)
+// requestConfig is the configuration of a request test without its
+// hosts: the persons of rqPersons with their keys (pubs) and four roles:
+// admin (root everywhere), lead (admin plus approving), stage-lead
+// (approving on staging only) and contractor (external, root).
+func requestConfig(dir string, gwPort int, o rqOpts, pubs map[string]string) *config.Config {
+	c := gwConfig(dir, gwPort)
 	// Tests refuse on purpose; they must not block their own source.
-	b.WriteString("  limits:\n    failures_per_source: 100\n    failures_per_person: 100\n")
-	if o.WaitTimeout != "" || o.ProductionApprovers > 0 {
-		b.WriteString("policy:\n")
-	}
-	if o.WaitTimeout != "" {
-		fmt.Fprintf(&b, "  wait_timeout: %s\n", o.WaitTimeout)
-	}
+	c.Gateway.Limits = config.Limits{FailuresPerSource: 100, FailuresPerPerson: 100}
+	c.Policy.WaitTimeout = config.Duration{Duration: o.WaitTimeout}
 	if o.ProductionApprovers > 0 {
-		fmt.Fprintf(&b, "  approvers:\n    production: %d\n", o.ProductionApprovers)
+		c.Policy.Approvers = map[string]int{config.Production: o.ProductionApprovers}
 	}
-	b.WriteString("tenants:\n  - id: schule-nord\n    name: Gesamtschule Nord\n")
-	b.WriteString("persons:\n")
 	for _, p := range rqPersons {
-		fmt.Fprintf(&b, "  - id: %s\n    name: Person %s\n    email: %s@example.org\n    roles: [%s]\n", p.id, p.id, p.id, p.role)
-		fmt.Fprintf(&b, "    keys:\n      - key: %q\n        added: %s\n", pubs[p.id], day(-10))
-		fmt.Fprintf(&b, "    obligations:\n      confidentiality_signed: %s\n      training_valid_until: 2099-12-31\n", day(-100))
-		if p.external {
-			fmt.Fprintf(&b, "      contract_until: 2099-12-31\n      nda_signed: %s\n", day(-5))
-		}
+		c.Persons = append(c.Persons, member(p.id, pubs[p.id], p.role, p.external))
 	}
-	b.WriteString(`roles:
-  - id: admin
-    description: root on every host of the school
-    allow:
-      - hosts: {tenant: schule-nord}
-        logins: [root]
-  - id: lead
-    description: root on every host of the school; approves access requests
-    allow:
-      - hosts: {tenant: schule-nord}
-        logins: [root]
-        approve: true
-  - id: stage-lead
-    description: approves access requests for staging hosts only
-    allow:
-      - hosts: {environment: staging}
-        approve: true
-  - id: contractor
-    description: an external expert; external roles never approve
-    external: true
-    allow:
-      - hosts: {tenant: schule-nord}
-        logins: [root]
-`)
-	b.WriteString("hosts:\n")
-	for _, h := range o.Hosts {
-		fmt.Fprintf(&b, "  - name: %s\n    address: %q\n    tenant: schule-nord\n    environment: %s\n", h.Name, addrs[h.Name], h.Env)
-		if h.RealData {
-			b.WriteString("    real_data: true\n")
-		}
-		fmt.Fprintf(&b, "    host_key: %q\n", hostKeys[h.Name])
+	contractor := role("contractor", "an external expert; external roles never approve", config.Rule{Hosts: nord, Logins: root})
+	contractor.External = true
+	c.Roles = []config.Role{
+		role("admin", "root on every host of the school", config.Rule{Hosts: nord, Logins: root}),
+		role("lead", "root on every host of the school; approves access requests", config.Rule{Hosts: nord, Logins: root, Approve: true}),
+		role("stage-lead", "approves access requests for staging hosts only",
+			config.Rule{Hosts: config.Selector{Environment: config.Staging}, Approve: true}),
+		contractor,
 	}
-	return b.String()
+	return c
 }
 
 // newRequestEnv builds keys for every person, one sshd per host, the
@@ -140,30 +107,29 @@ func renderRequestConfig(listen, dataDir string, o rqOpts, pubs map[string]strin
 // jump mode as root.
 func newRequestEnv(t *testing.T, o rqOpts) *rqEnv {
 	t.Helper()
-	for _, p := range []string{"ssh", "sshd", "ssh-keygen"} {
-		testenv.RequireProgram(t, p)
-	}
-	bin := testenv.BuildTandem(t)
-	dir := t.TempDir()
+	bin, dir, keysDir := prepare(t)
 	e := &rqEnv{Dir: dir, Bin: bin, Config: filepath.Join(dir, "tandem.yaml"),
 		Targets: map[string]*testenv.Target{}, clients: map[string]*testenv.Client{}}
-	keysDir := mkdir(t, dir, "keys")
 	priv, pubs := map[string]string{}, map[string]string{}
 	for _, p := range rqPersons {
 		priv[p.id], pubs[p.id] = testenv.KeyPair(t, keysDir, p.id, "ecdsa")
 	}
-	addrs, hostKeys, hostPrivs, ports := map[string]string{}, map[string]string{}, map[string]string{}, map[string]int{}
+	gwPort := testenv.FreePort(t)
+	cfg := requestConfig(dir, gwPort, o, pubs)
+	hostPrivs, ports := map[string]string{}, map[string]int{}
 	for _, h := range o.Hosts {
 		listen := h.Listen
 		if listen == "" {
 			listen = "127.0.0.1"
 		}
-		hostPrivs[h.Name], hostKeys[h.Name] = testenv.KeyPair(t, keysDir, h.Name+"_host", "ecdsa")
+		var hostPub string
+		hostPrivs[h.Name], hostPub = testenv.KeyPair(t, keysDir, h.Name+"_host", "ecdsa")
 		ports[h.Name] = testenv.FreePort(t)
-		addrs[h.Name] = fmt.Sprintf("%s:%d", listen, ports[h.Name])
+		ch := host(h.Name, h.Env, fmt.Sprintf("%s:%d", listen, ports[h.Name]), hostPub)
+		ch.RealData = h.RealData
+		cfg.Hosts = append(cfg.Hosts, ch)
 	}
-	gwPort := testenv.FreePort(t)
-	writeTestFile(t, e.Config, renderRequestConfig(fmt.Sprintf("127.0.0.1:%d", gwPort), filepath.Join(dir, "data"), o, pubs, addrs, hostKeys))
+	writeConfig(t, e.Config, cfg)
 
 	userCA := caPublic(t, bin, e.Config, "user")
 	for _, h := range o.Hosts {
@@ -891,7 +857,7 @@ func TestRequestsAnsible(t *testing.T) {
 func TestRequestsAnsibleDefaults(t *testing.T) {
 	t.Parallel()
 	testenv.RequireProgram(t, "ansible-playbook")
-	e := newRequestEnv(t, rqOpts{Hosts: []rqHost{{Name: "db1", Env: "production"}}, WaitTimeout: "15s"})
+	e := newRequestEnv(t, rqOpts{Hosts: []rqHost{{Name: "db1", Env: "production"}}, WaitTimeout: 15 * time.Second})
 	s := newAnsibleSetup(t, e, "alice", []string{"db1"})
 	id := e.request(t, "alice", "db1", "1h", "TICKET-7 deploy config")
 	e.decide(t, "bob", "approve", id, "approved")
