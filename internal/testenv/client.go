@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -37,6 +38,10 @@ type ClientOpts struct {
 	// Hosts are further entries, e.g. a direct route to a target for
 	// comparison.
 	Hosts []HostEntry
+	// Options are "Keyword value" lines for every host. They come before
+	// testenv's defaults, and ssh takes the first value it finds, so they
+	// override them (the benchmark pins ciphers and turns keep-alives off).
+	Options []string
 }
 
 // HostEntry is one "Host" block of an ssh_config.
@@ -62,6 +67,18 @@ type Client struct {
 func NewClient(t testing.TB, dir string, opts ClientOpts) *Client {
 	t.Helper()
 	RequireProgram(t, "ssh")
+	if opts.Key == "" {
+		opts.Key, _ = KeyPair(t, dir, "id_ecdsa", "ecdsa")
+	}
+	c, err := WriteClient(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// WriteClient is NewClient for programs that are not tests.
+func WriteClient(dir string, opts ClientOpts) (*Client, error) {
 	c := &Client{
 		Dir:        dir,
 		Key:        opts.Key,
@@ -69,7 +86,10 @@ func NewClient(t testing.TB, dir string, opts ClientOpts) *Client {
 		KnownHosts: filepath.Join(dir, "known_hosts"),
 	}
 	if c.Key == "" {
-		c.Key, _ = KeyPair(t, dir, "id_ecdsa", "ecdsa")
+		var err error
+		if c.Key, _, err = NewKeyPair(dir, "id_ecdsa", "ecdsa"); err != nil {
+			return nil, err
+		}
 	}
 	var hosts []HostEntry
 	hosts = append(hosts, HostEntry{Name: "gw", HostName: "127.0.0.1", Port: opts.GatewayPort, User: opts.Person})
@@ -80,9 +100,10 @@ func NewClient(t testing.TB, dir string, opts ClientOpts) *Client {
 		hosts = append(hosts, HostEntry{Name: name, User: opts.JumpHosts[name], ProxyJump: "gw"})
 	}
 	hosts = append(hosts, opts.Hosts...)
+	hosts = append(hosts, HostEntry{Name: "*", Options: opts.Options})
 
 	var b strings.Builder
-	b.WriteString("# written by internal/testenv for one test person\n")
+	b.WriteString("# written by internal/testenv for one person\n")
 	for _, h := range hosts {
 		fmt.Fprintf(&b, "Host %s\n", h.Name)
 		if h.HostName != "" {
@@ -104,8 +125,7 @@ func NewClient(t testing.TB, dir string, opts ClientOpts) *Client {
 	// Defaults last: ssh_config takes the first value it finds. LogLevel
 	// INFO, not ERROR, because OpenSSH shows the server's pre-auth banner
 	// (where Tandem explains refusals) only at INFO and above.
-	fmt.Fprintf(&b, `Host *
-  IdentityFile %s
+	fmt.Fprintf(&b, `  IdentityFile %s
   IdentitiesOnly yes
   IdentityAgent none
   BatchMode yes
@@ -119,9 +139,12 @@ func NewClient(t testing.TB, dir string, opts ClientOpts) *Client {
   ControlMaster no
   ControlPath none
 `, c.Key, c.KnownHosts)
-	writeFile(t, c.ConfigFile, b.String())
-	writeFile(t, c.KnownHosts, strings.Join(opts.KnownHosts, "\n")+"\n")
-	return c
+	for path, content := range map[string]string{c.ConfigFile: b.String(), c.KnownHosts: strings.Join(opts.KnownHosts, "\n") + "\n"} {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			return nil, fmt.Errorf("write %s: %w", path, err)
+		}
+	}
+	return c, nil
 }
 
 // Result is the outcome of a client program run.

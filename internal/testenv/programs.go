@@ -33,31 +33,40 @@ var debianPackage = map[string]string{
 // program is a failure rather than a skip.
 func InCI() bool { return os.Getenv("CI") == "true" }
 
-// RequireProgram returns the path of the named program, looked up in PATH
-// and in /usr/sbin (where Debian puts sshd, often outside a user's PATH).
-// A missing program skips the test with an install hint, or fails it
-// under CI=true.
+// RequireProgram returns the path of the named program, looked up as
+// FindProgram does. A missing program skips the test with an install hint,
+// or fails it under CI=true.
 func RequireProgram(t testing.TB, name string) string {
 	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
+	p, err := FindProgram(name)
+	if err == nil {
 		return p
+	}
+	if InCI() {
+		t.Fatalf("%v", err)
+	}
+	t.Skip(err.Error())
+	return ""
+}
+
+// FindProgram returns the path of the named program, looked up in PATH and
+// in /usr/sbin (where Debian puts sshd, often outside a user's PATH). The
+// error of a missing program says which package installs it.
+func FindProgram(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
 	}
 	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
 		p := filepath.Join(dir, name)
 		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p
+			return p, nil
 		}
 	}
 	pkg := debianPackage[name]
 	if pkg == "" {
 		pkg = name
 	}
-	hint := fmt.Sprintf("program %q not found; install it with: apt-get install -y --no-install-recommends %s (or run scripts/test-deps.sh)", name, pkg)
-	if InCI() {
-		t.Fatalf("%s", hint)
-	}
-	t.Skip(hint)
-	return ""
+	return "", fmt.Errorf("program %q not found; install it with: apt-get install -y --no-install-recommends %s (or run scripts/test-deps.sh)", name, pkg)
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. The
@@ -70,6 +79,15 @@ func RequireProgram(t testing.TB, name string) string {
 // twice.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	port, err := PickPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// PickPort is FreePort for programs that are not tests.
+func PickPort() (int, error) {
 	lo := ephemeralLow()
 	for range 200 {
 		port := 10000 + rand.IntN(lo-10000)
@@ -85,12 +103,11 @@ func FreePort(t testing.TB) int {
 			continue
 		}
 		if err := l.Close(); err != nil {
-			t.Fatalf("close probe listener: %v", err)
+			return 0, fmt.Errorf("close probe listener: %w", err)
 		}
-		return port
+		return port, nil
 	}
-	t.Fatalf("find free port: no free port below %d after 200 tries", lo)
-	return 0
+	return 0, fmt.Errorf("find free port: no free port below %d after 200 tries", lo)
 }
 
 var (
@@ -118,7 +135,20 @@ func ephemeralLow() int {
 // kind is one of ecdsa (P-256), ecdsa-384, ed25519, rsa-2048, rsa-3072.
 func KeyPair(t testing.TB, dir, name, kind string) (privPath, pubLine string) {
 	t.Helper()
-	keygen := RequireProgram(t, "ssh-keygen")
+	RequireProgram(t, "ssh-keygen")
+	privPath, pubLine, err := NewKeyPair(dir, name, kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return privPath, pubLine
+}
+
+// NewKeyPair is KeyPair for programs that are not tests.
+func NewKeyPair(dir, name, kind string) (privPath, pubLine string, err error) {
+	keygen, err := FindProgram("ssh-keygen")
+	if err != nil {
+		return "", "", err
+	}
 	var typeArgs []string
 	switch kind {
 	case "ecdsa":
@@ -132,18 +162,17 @@ func KeyPair(t testing.TB, dir, name, kind string) (privPath, pubLine string) {
 	case "rsa-3072":
 		typeArgs = []string{"-t", "rsa", "-b", "3072"}
 	default:
-		t.Fatalf("KeyPair: unknown key kind %q", kind)
+		return "", "", fmt.Errorf("KeyPair: unknown key kind %q", kind)
 	}
 	privPath = filepath.Join(dir, name)
 	args := append([]string{"-q"}, typeArgs...)
 	args = append(args, "-N", "", "-C", name+"@tandem-test", "-f", privPath)
-	out, err := exec.Command(keygen, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ssh-keygen %v: %v\n%s", args, err, out)
+	if out, err := exec.Command(keygen, args...).CombinedOutput(); err != nil {
+		return "", "", fmt.Errorf("ssh-keygen %v: %v\n%s", args, err, out)
 	}
 	pub, err := os.ReadFile(privPath + ".pub")
 	if err != nil {
-		t.Fatalf("read public key: %v", err)
+		return "", "", fmt.Errorf("read public key: %w", err)
 	}
-	return privPath, strings.TrimSpace(string(pub))
+	return privPath, strings.TrimSpace(string(pub)), nil
 }

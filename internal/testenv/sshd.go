@@ -30,7 +30,12 @@ type TargetOpts struct {
 	// (root included), for comparing a direct login with one through the
 	// gateway. Empty: AuthorizedKeysFile none.
 	AuthorizedKeys []string
-	// Extra lines are appended to sshd_config.
+	// Env are NAME=VALUE pairs set in every session on the target, besides
+	// HOME. sshd reads only its first SetEnv line, so they join the one
+	// testenv writes; a SetEnv line in Extra would be ignored.
+	Env []string
+	// Extra lines are appended to sshd_config. sshd takes the first value
+	// of most keywords, so Extra cannot override the lines testenv writes.
 	Extra []string
 }
 
@@ -44,6 +49,8 @@ type Target struct {
 	LogPath string
 	// Dir holds its configuration, keys and log.
 	Dir string
+
+	sshd, configFile string
 }
 
 // StartSSHD starts /usr/sbin/sshd on loopback with a configuration in a
@@ -51,94 +58,17 @@ type Target struct {
 // registers a cleanup that stops it by PID.
 func StartSSHD(t testing.TB, opts TargetOpts) *Target {
 	t.Helper()
-	sshd := RequireProgram(t, "sshd")
+	RequireProgram(t, "sshd")
 	RequireProgram(t, "ssh-keygen")
-	ensurePrivsepDir(t)
-
-	dir, err := filepath.Abs(t.TempDir())
+	if opts.Port == 0 {
+		opts.Port = FreePort(t)
+	}
+	tg, err := PrepareSSHD(t.TempDir(), opts)
 	if err != nil {
-		t.Fatalf("temp dir: %v", err)
-	}
-	addr := opts.Address
-	if addr == "" {
-		addr = "127.0.0.1"
-	}
-	port := opts.Port
-	if port == 0 {
-		port = FreePort(t)
-	}
-
-	// sshd's re-executed children run in "/", so every path it is given
-	// must be absolute or their log lines go elsewhere.
-	hostKey := opts.HostKeyFile
-	var hostPub string
-	if hostKey != "" {
-		if hostKey, err = filepath.Abs(hostKey); err != nil {
-			t.Fatalf("host key path: %v", err)
-		}
-	}
-	if hostKey == "" {
-		hostKey, hostPub = KeyPair(t, dir, "ssh_host_ecdsa_key", "ecdsa")
-	} else {
-		hostPub = publicKeyOf(t, hostKey)
-	}
-	cfg := []string{
-		"ListenAddress " + addr,
-		"Port " + strconv.Itoa(port),
-		"HostKey " + hostKey,
-		"PasswordAuthentication no",
-		"KbdInteractiveAuthentication no",
-		"PermitRootLogin prohibit-password",
-		"UsePAM no",
-		"StrictModes no",
-		"LogLevel VERBOSE",
-		"PidFile none",
-		"AcceptEnv LANG LC_*",
-		"Subsystem sftp internal-sftp",
-	}
-	if opts.UserCA != "" {
-		caFile := filepath.Join(dir, "user_ca.pub")
-		writeFile(t, caFile, opts.UserCA+"\n")
-		cfg = append(cfg, "TrustedUserCAKeys "+caFile)
-	}
-	if len(opts.AuthorizedKeys) > 0 {
-		akFile := filepath.Join(dir, "authorized_keys")
-		writeFile(t, akFile, strings.Join(opts.AuthorizedKeys, "\n")+"\n")
-		cfg = append(cfg, "AuthorizedKeysFile "+akFile)
-	} else {
-		cfg = append(cfg, "AuthorizedKeysFile none")
-	}
-	// Login shells on the target get an empty home: root's rc files on a
-	// developer machine (pyenv hooks that take a lock, say) must not make a
-	// test hang or depend on who ran it.
-	home := filepath.Join(dir, "home")
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		t.Fatalf("target home: %v", err)
-	}
-	hasHome := false
-	for _, l := range opts.Extra {
-		hasHome = hasHome || strings.HasPrefix(l, "SetEnv HOME=")
-	}
-	if !hasHome {
-		cfg = append(cfg, "SetEnv HOME="+home)
-	}
-	cfg = append(cfg, opts.Extra...)
-	cfgFile := filepath.Join(dir, "sshd_config")
-	writeFile(t, cfgFile, strings.Join(cfg, "\n")+"\n")
-
-	if out, err := exec.Command(sshd, "-t", "-f", cfgFile).CombinedOutput(); err != nil {
-		t.Fatalf("sshd -t -f %s: %v\n%s\nconfig:\n%s", cfgFile, err, out, strings.Join(cfg, "\n"))
-	}
-
-	tg := &Target{
-		Addr:    net.JoinHostPort(addr, strconv.Itoa(port)),
-		Port:    port,
-		HostKey: hostPub,
-		LogPath: filepath.Join(dir, "sshd.log"),
-		Dir:     dir,
+		t.Fatal(err)
 	}
 	var stderr SyncBuffer
-	cmd := exec.Command(sshd, "-f", cfgFile, "-D", "-E", tg.LogPath)
+	cmd := tg.Command()
 	cmd.Stdout = &stderr
 	cmd.Stderr = &stderr
 	p, err := startProcess(cmd)
@@ -154,6 +84,101 @@ func StartSSHD(t testing.TB, opts TargetOpts) *Target {
 		t.Fatalf("sshd on %s: %v\nstderr: %s\nlog: %s", tg.Addr, err, stderr.String(), tg.Log())
 	}
 	return tg
+}
+
+// PrepareSSHD writes a private sshd's configuration into dir and checks
+// it with sshd -t, for a program that starts and stops the sshd itself
+// (tg.Command). Tests use StartSSHD.
+func PrepareSSHD(dir string, opts TargetOpts) (*Target, error) {
+	sshd, err := FindProgram("sshd")
+	if err != nil {
+		return nil, err
+	}
+	if err := ensurePrivsepDir(); err != nil {
+		return nil, err
+	}
+	// sshd's re-executed children run in "/", so every path it is given
+	// must be absolute or their log lines go elsewhere.
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, fmt.Errorf("sshd directory: %w", err)
+	}
+	addr := opts.Address
+	if addr == "" {
+		addr = "127.0.0.1"
+	}
+	port := opts.Port
+	if port == 0 {
+		if port, err = PickPort(); err != nil {
+			return nil, err
+		}
+	}
+	hostKey, hostPub := opts.HostKeyFile, ""
+	if hostKey == "" {
+		hostKey, hostPub, err = NewKeyPair(dir, "ssh_host_ecdsa_key", "ecdsa")
+	} else if hostKey, err = filepath.Abs(hostKey); err == nil {
+		hostPub, err = publicKeyOf(hostKey)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sshd host key: %w", err)
+	}
+	// Login shells on the target get an empty home: root's rc files on a
+	// developer machine (pyenv hooks that take a lock, say) must not make a
+	// test hang or depend on who ran it.
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return nil, fmt.Errorf("target home: %w", err)
+	}
+	cfg := []string{
+		"ListenAddress " + addr,
+		"Port " + strconv.Itoa(port),
+		"HostKey " + hostKey,
+		"PasswordAuthentication no",
+		"KbdInteractiveAuthentication no",
+		"PermitRootLogin prohibit-password",
+		"UsePAM no",
+		"StrictModes no",
+		"LogLevel VERBOSE",
+		"PidFile none",
+		"AcceptEnv LANG LC_*",
+		"Subsystem sftp internal-sftp",
+		"SetEnv " + strings.Join(append([]string{"HOME=" + home}, opts.Env...), " "),
+	}
+	files := map[string]string{}
+	if opts.UserCA != "" {
+		files["user_ca.pub"] = opts.UserCA + "\n"
+		cfg = append(cfg, "TrustedUserCAKeys "+filepath.Join(dir, "user_ca.pub"))
+	}
+	if len(opts.AuthorizedKeys) > 0 {
+		files["authorized_keys"] = strings.Join(opts.AuthorizedKeys, "\n") + "\n"
+		cfg = append(cfg, "AuthorizedKeysFile "+filepath.Join(dir, "authorized_keys"))
+	} else {
+		cfg = append(cfg, "AuthorizedKeysFile none")
+	}
+	cfg = append(cfg, opts.Extra...)
+	cfgFile := filepath.Join(dir, "sshd_config")
+	files["sshd_config"] = strings.Join(cfg, "\n") + "\n"
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			return nil, fmt.Errorf("write %s: %w", name, err)
+		}
+	}
+	if out, err := exec.Command(sshd, "-t", "-f", cfgFile).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("sshd -t -f %s: %v\n%s\nconfig:\n%s", cfgFile, err, out, files["sshd_config"])
+	}
+	return &Target{
+		Addr:    net.JoinHostPort(addr, strconv.Itoa(port)),
+		Port:    port,
+		HostKey: hostPub,
+		LogPath: filepath.Join(dir, "sshd.log"),
+		Dir:     dir,
+		sshd:    sshd, configFile: cfgFile,
+	}, nil
+}
+
+// Command is the sshd of a Target prepared by PrepareSSHD, in the
+// foreground and logging to LogPath; the caller starts and stops it.
+func (tg *Target) Command() *exec.Cmd {
+	return exec.Command(tg.sshd, "-f", tg.configFile, "-D", "-E", tg.LogPath)
 }
 
 // Log returns the sshd log so far ("" if it cannot be read yet).
@@ -226,35 +251,30 @@ func (tg *Target) KnownHostsLine() string {
 }
 
 // ensurePrivsepDir creates /run/sshd, which sshd needs even for -t, when
-// the tests run as root and it is missing (containers often lack it).
-func ensurePrivsepDir(t testing.TB) {
-	t.Helper()
+// running as root and it is missing (containers often lack it).
+func ensurePrivsepDir() error {
 	if _, err := os.Stat("/run/sshd"); err == nil || os.Geteuid() != 0 {
-		return
+		return nil
 	}
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		t.Fatalf("create /run/sshd: %v", err)
+		return fmt.Errorf("create /run/sshd: %w", err)
 	}
+	return nil
 }
 
 // publicKeyOf returns the authorized_keys line for a private key file,
 // from its .pub file or via ssh-keygen -y.
-func publicKeyOf(t testing.TB, privPath string) string {
-	t.Helper()
+func publicKeyOf(privPath string) (string, error) {
 	if b, err := os.ReadFile(privPath + ".pub"); err == nil {
-		return strings.TrimSpace(string(b))
+		return strings.TrimSpace(string(b)), nil
 	}
-	out, err := exec.Command(RequireProgram(t, "ssh-keygen"), "-y", "-f", privPath).Output()
+	keygen, err := FindProgram("ssh-keygen")
 	if err != nil {
-		t.Fatalf("ssh-keygen -y -f %s: %v", privPath, err)
+		return "", err
 	}
-	return strings.TrimSpace(string(out))
-}
-
-// writeFile writes a test file with mode 0600.
-func writeFile(t testing.TB, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatalf("write %s: %v", path, err)
+	out, err := exec.Command(keygen, "-y", "-f", privPath).Output()
+	if err != nil {
+		return "", fmt.Errorf("ssh-keygen -y -f %s: %w", privPath, err)
 	}
+	return strings.TrimSpace(string(out)), nil
 }

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -74,5 +75,13 @@ func TestClip(t *testing.T) {
 	long := strings.Repeat("a", 50) + strings.Repeat("b", 50)
 	if got := clip(long, 20); !strings.HasPrefix(got, "aaaaaaaaaa") || !strings.HasSuffix(got, "bbbbbbbbbb") {
 		t.Errorf("clip long = %q", got)
+	}
+}
+
+// writeFile writes a test file with mode 0600.
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatalf("write %s: %v", path, err)
 	}
 }
