@@ -11,6 +11,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"tandem.dev/tandem/internal/config"
+	"tandem.dev/tandem/internal/testenv"
 )
 
 // Client-side algorithms, the same on every leg (see PERFORMANCE.md). They
@@ -45,64 +48,43 @@ const (
 type env struct {
 	dir      string
 	tandem   string // the tandem binary
-	sshd     string // path of sshd
 	reg      *procs
 	key      string // the owner's private key (ECDSA P-256)
-	pub      string
-	key2     string // the second person's private key, for joining
-	pub2     string
 	sshCfg   string // ssh_config for -F
-	known    string // known_hosts
 	gwConfig string // tandem.yaml
 	gwPort   int
 	gw       *proc
 	gwLog    *os.File
-	target   *proc
-	jump     *proc
 }
 
 // newEnv writes keys and configurations, starts both sshds and the
-// gateway. Every process is tracked in reg.
+// gateway. Every process is tracked in reg. Keys, sshd and client
+// configurations and the gateway's configuration are made by
+// internal/testenv, as for the end-to-end tests.
 func newEnv(ctx context.Context, dir, tandemBin string, reg *procs) (*env, error) {
 	e := &env{dir: dir, tandem: tandemBin, reg: reg}
-	var err error
-	if e.sshd, err = findProgram("sshd"); err != nil {
+	if _, err := testenv.FindProgram("ssh"); err != nil {
 		return nil, err
 	}
-	for _, p := range []string{"ssh", "ssh-keygen"} {
-		if _, err := findProgram(p); err != nil {
+	// ECDSA P-256 keys: the two persons', the two sshds' host keys.
+	type keyPair struct{ priv, pub string }
+	var owner, joiner, targetHost, jumpHost keyPair
+	var err error
+	for name, k := range map[string]*keyPair{"id_ecdsa": &owner, "id_ecdsa_joiner": &joiner, "target_host_key": &targetHost, "jump_host_key": &jumpHost} {
+		if k.priv, k.pub, err = testenv.NewKeyPair(dir, name, "ecdsa"); err != nil {
 			return nil, err
 		}
 	}
-	if os.Geteuid() == 0 {
-		// sshd needs its privilege-separation directory even for -t.
-		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			return nil, fmt.Errorf("create /run/sshd: %w", err)
+	e.key = owner.priv
+	var targetPort, jumpPort int
+	for _, p := range []*int{&targetPort, &jumpPort, &e.gwPort} {
+		if *p, err = testenv.PickPort(); err != nil {
+			return nil, err
 		}
 	}
-	if e.key, e.pub, err = keyPair(dir, "id_ecdsa"); err != nil {
-		return nil, err
-	}
-	if e.key2, e.pub2, err = keyPair(dir, "id_ecdsa_joiner"); err != nil {
-		return nil, err
-	}
-	targetKey, targetPub, err := keyPair(dir, "target_host_key")
-	if err != nil {
-		return nil, err
-	}
-	jumpKey, jumpPub, err := keyPair(dir, "jump_host_key")
-	if err != nil {
-		return nil, err
-	}
-	ports, err := freePorts(3)
-	if err != nil {
-		return nil, err
-	}
-	targetPort, jumpPort := ports[0], ports[1]
-	e.gwPort = ports[2]
 
 	e.gwConfig = filepath.Join(dir, "tandem.yaml")
-	if err := writeFile(e.gwConfig, gatewayConfig(dir, e.gwPort, targetPort, e.pub, e.pub2, targetPub)); err != nil {
+	if err := testenv.WriteConfig(e.gwConfig, gatewayConfig(dir, e.gwPort, targetPort, owner.pub, joiner.pub, targetHost.pub)); err != nil {
 		return nil, err
 	}
 	userCA, err := e.tandemOut(ctx, "ca", "public", "--config", e.gwConfig, "--kind", "user")
@@ -115,23 +97,14 @@ func newEnv(ctx context.Context, dir, tandemBin string, reg *procs) (*env, error
 	// that the gateway's upstream leg, which offers the bsi profile
 	// (aes256-gcm first), negotiates the same cipher and key exchange as
 	// the direct connection.
-	if e.target, err = e.startSSHD(ctx, "sshd target", targetPort, targetKey, []string{
-		"TrustedUserCAKeys " + mustWrite(dir, "user_ca.pub", userCA+"\n"),
-		"AuthorizedKeysFile " + mustWrite(dir, "authorized_keys", e.pub+"\n"),
-		"Ciphers " + benchCipher,
-		"KexAlgorithms " + benchKex,
-		"MaxStartups 2000",
-		"MaxSessions 2000",
-	}); err != nil {
+	target, err := e.startSSHD(ctx, "sshd target", testenv.TargetOpts{Port: targetPort, HostKeyFile: targetHost.priv,
+		UserCA: userCA, AuthorizedKeys: []string{owner.pub}, Extra: []string{"MaxSessions 2000"}})
+	if err != nil {
 		return nil, err
 	}
-	if e.jump, err = e.startSSHD(ctx, "sshd jumphost", jumpPort, jumpKey, []string{
-		"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
-		"AllowTcpForwarding yes",
-		"Ciphers " + benchCipher,
-		"KexAlgorithms " + benchKex,
-		"MaxStartups 2000",
-	}); err != nil {
+	jump, err := e.startSSHD(ctx, "sshd jumphost", testenv.TargetOpts{Port: jumpPort, HostKeyFile: jumpHost.priv,
+		AuthorizedKeys: []string{owner.pub}, Extra: []string{"AllowTcpForwarding yes"}})
+	if err != nil {
 		return nil, err
 	}
 	if err := e.startGateway(ctx); err != nil {
@@ -150,13 +123,7 @@ func newEnv(ctx context.Context, dir, tandemBin string, reg *procs) (*env, error
 	if caLine == "" {
 		return nil, fmt.Errorf("tandem client-config printed no @cert-authority line:\n%s", clientCfg)
 	}
-	e.known = mustWrite(dir, "known_hosts", strings.Join([]string{
-		caLine,
-		fmt.Sprintf("[127.0.0.1]:%d %s", targetPort, targetPub),
-		fmt.Sprintf("[127.0.0.1]:%d %s", jumpPort, jumpPub),
-	}, "\n")+"\n")
-	e.sshCfg = mustWrite(dir, "ssh_config", e.clientConfig(targetPort, jumpPort))
-	return e, nil
+	return e, e.writeClient(caLine, joiner.priv, target, jump)
 }
 
 // gatewayConfig is a minimal Tandem configuration: two persons, bench
@@ -165,162 +132,84 @@ func newEnv(ctx context.Context, dir, tandemBin string, reg *procs) (*env, error
 // the one target sshd twice, as a test host (live at once) and as a
 // production host (four-eyes: a session waits until a second person
 // joins); and a connection cap above the largest idle-session count.
-func gatewayConfig(dir string, gwPort, targetPort int, ownerPub, joinerPub, targetPub string) string {
-	day := func(offset int) string { return time.Now().UTC().AddDate(0, 0, offset).Format("2006-01-02") }
-	var persons strings.Builder
-	for _, p := range []struct{ id, name, pub string }{
-		{personOwner, "Bench Person", ownerPub},
-		{personJoiner, "Bench Second Person", joinerPub},
-	} {
-		fmt.Fprintf(&persons, `  - id: %s
-    name: %s
-    email: %s@example.org
-    roles: [admin]
-    keys:
-      - key: %q
-        added: %s
-    obligations:
-      confidentiality_signed: %s
-      training_valid_until: 2099-12-31
-`, p.id, p.name, p.id, p.pub, day(-10), day(-100))
-	}
-	var hosts strings.Builder
+func gatewayConfig(dir string, gwPort, targetPort int, ownerPub, joinerPub, targetPub string) *config.Config {
+	c := testenv.NewConfig(gwPort, filepath.Join(dir, "data"), config.Tenant{ID: "bench", Name: "Benchmark"})
+	c.Gateway.MaxConnections = 5000
+	// Every benchmark client comes from 127.0.0.1: lift M19's caps on
+	// unauthenticated connections, or batches of sessions are cut short.
+	c.Gateway.Limits = config.Limits{Unauthenticated: 2000, UnauthenticatedPerSource: 2000}
+	c.Persons = []config.Person{testenv.Person(personOwner, ownerPub, "admin"), testenv.Person(personJoiner, joinerPub, "admin")}
+	c.Roles = []config.Role{{ID: "admin", Description: "root on the benchmark target; may join others' sessions as peer",
+		Allow: []config.Rule{{Hosts: config.Selector{Tenant: "bench"}, Logins: []string{"root"}, Join: []string{config.JoinPeer}}}}}
 	// One target for both: the configuration refuses one address for two
 	// environments, so the production host names it as localhost.
-	for _, h := range []struct{ name, host, env string }{{gwHostTest, "127.0.0.1", "test"}, {gwHostProd, "localhost", "production"}} {
-		fmt.Fprintf(&hosts, `  - name: %s
-    address: "%s:%d"
-    tenant: bench
-    environment: %s
-    host_key: %q
-`, h.name, h.host, targetPort, h.env, targetPub)
+	for _, h := range []struct{ name, host, env string }{{gwHostTest, "127.0.0.1", config.Test}, {gwHostProd, "localhost", config.Production}} {
+		c.Hosts = append(c.Hosts, config.Host{Name: h.name, Address: net.JoinHostPort(h.host, strconv.Itoa(targetPort)),
+			Tenant: "bench", Environment: h.env, HostKey: targetPub})
 	}
-	return fmt.Sprintf(`gateway:
-  listen: "127.0.0.1:%d"
-  data_dir: %q
-  max_connections: 5000
-  # Every benchmark client comes from 127.0.0.1: lift M19's caps on
-  # unauthenticated connections, or batches of sessions are cut short.
-  limits: {unauthenticated: 2000, unauthenticated_per_source: 2000}
-tenants:
-  - id: bench
-    name: Benchmark
-persons:
-%sroles:
-  - id: admin
-    description: root on the benchmark target; may join others' sessions as peer
-    allow:
-      - hosts: {tenant: bench}
-        logins: [root]
-        join: [peer]
-hosts:
-%s`, gwPort, filepath.Join(dir, "data"), persons.String(), hosts.String())
+	return c
 }
 
-// clientConfig is the person's ssh_config. Options under "Host *" come
-// last because ssh takes the first value it finds.
-func (e *env) clientConfig(targetPort, jumpPort int) string {
-	return fmt.Sprintf(`# written by tandem-bench
-Host gw
-  HostName 127.0.0.1
-  Port %[1]d
-  User %[18]s
-Host %[4]s
-  HostName 127.0.0.1
-  Port %[1]d
-  User root%%%[12]s
-Host %[13]s
-  HostName 127.0.0.1
-  Port %[1]d
-  User root%%%[14]s
-# The second person. ssh collects IdentityFile lines in order, so this
-# key is offered before the owner's one from "Host *".
-Host %[15]s
-  HostName 127.0.0.1
-  Port %[1]d
-  User %[16]s
-  IdentityFile %[17]s
-Host %[5]s
-  User root
-  ProxyJump gw
-Host %[6]s
-  HostName 127.0.0.1
-  Port %[2]d
-  User root
-Host jumphost
-  HostName 127.0.0.1
-  Port %[3]d
-  User root
-Host %[7]s
-  HostName 127.0.0.1
-  Port %[2]d
-  User root
-  ProxyJump jumphost
-Host *
-  IdentityFile %[8]s
-  IdentitiesOnly yes
-  IdentityAgent none
-  BatchMode yes
-  UserKnownHostsFile %[9]s
-  GlobalKnownHostsFile /dev/null
-  StrictHostKeyChecking yes
-  UpdateHostKeys no
-  LogLevel ERROR
-  ConnectTimeout 10
-  ServerAliveInterval 0
-  ControlMaster no
-  ControlPath none
-  Compression no
-  EscapeChar none
-  Ciphers %[10]s
-  KexAlgorithms %[11]s
-`, e.gwPort, targetPort, jumpPort, hostTandem, hostTandemJump, hostDirect, hostDirectJump,
-		e.key, e.known, benchCipher, benchKex,
-		gwHostTest, hostTandemProd, gwHostProd, hostJoiner, personJoiner, e.key2, personOwner)
+// writeClient writes the person's ssh_config and known_hosts. The
+// options for every host come before testenv's defaults, and ssh takes
+// the first value it finds: the same algorithms on every leg, no
+// keep-alives, no escape character, and errors only.
+func (e *env) writeClient(caLine, joinerKey string, target, jump *testenv.Target) error {
+	direct := testenv.HostEntry{Name: hostDirect, HostName: "127.0.0.1", Port: target.Port, User: "root"}
+	c, err := testenv.WriteClient(e.dir, testenv.ClientOpts{
+		Key: e.key, Person: personOwner, GatewayPort: e.gwPort,
+		KnownHosts:   []string{caLine, target.KnownHostsLine(), jump.KnownHostsLine()},
+		RouteAliases: map[string]string{hostTandem: "root%" + gwHostTest, hostTandemProd: "root%" + gwHostProd},
+		JumpHosts:    map[string]string{hostTandemJump: "root"},
+		Hosts: []testenv.HostEntry{
+			// The second person. ssh collects IdentityFile lines in
+			// order, so this key is offered before the owner's one from
+			// "Host *".
+			{Name: hostJoiner, HostName: "127.0.0.1", Port: e.gwPort, User: personJoiner, Options: []string{"IdentityFile " + joinerKey}},
+			direct,
+			{Name: "jumphost", HostName: "127.0.0.1", Port: jump.Port, User: "root"},
+			{Name: hostDirectJump, HostName: "127.0.0.1", Port: target.Port, User: "root", ProxyJump: "jumphost"},
+		},
+		Options: []string{"LogLevel ERROR", "ServerAliveInterval 0", "Compression no", "EscapeChar none",
+			"Ciphers " + benchCipher, "KexAlgorithms " + benchKex},
+	})
+	if err != nil {
+		return err
+	}
+	e.sshCfg = c.ConfigFile
+	return nil
 }
 
-// startSSHD writes an sshd_config, checks it with sshd -t and starts sshd
-// in the foreground, logging to a file.
-func (e *env) startSSHD(ctx context.Context, name string, port int, hostKey string, extra []string) (*proc, error) {
+// startSSHD writes an sshd configuration with testenv (checked with
+// sshd -t) and starts sshd in the foreground, logging to a file. The
+// benchmark pins its algorithms, lets one client hold many connections,
+// and skips what a login prints.
+func (e *env) startSSHD(ctx context.Context, name string, opts testenv.TargetOpts) (*testenv.Target, error) {
 	sub := filepath.Join(e.dir, strings.ReplaceAll(name, " ", "-"))
 	if err := os.MkdirAll(sub, 0o700); err != nil {
 		return nil, fmt.Errorf("mkdir %s: %w", sub, err)
 	}
-	cfg := append([]string{
-		"ListenAddress 127.0.0.1",
-		"Port " + strconv.Itoa(port),
-		"HostKey " + hostKey,
-		"PasswordAuthentication no",
-		"KbdInteractiveAuthentication no",
-		"PermitRootLogin prohibit-password",
-		"UsePAM no",
-		"StrictModes no",
-		"UseDNS no",
-		"PrintMotd no",
-		"PrintLastLog no",
-		"LogLevel INFO",
-		"PidFile none",
-		// sshd runs every command through the login's shell, and Debian's
-		// bash then reads ~/.bashrc when it sees SSH_CLIENT at shell
-		// level 1. Whatever that file does (pyenv, conda, nvm…) would be
-		// timed as session set-up and can serialise hundreds of idle
-		// sessions on a lock. With SHLVL=1 preset, bash starts at level 2
-		// and skips it, the same for the direct and the gateway path.
-		"SetEnv SHLVL=1",
-	}, extra...)
-	cfgFile := mustWrite(sub, "sshd_config", strings.Join(cfg, "\n")+"\n")
-	if out, err := exec.CommandContext(ctx, e.sshd, "-t", "-f", cfgFile).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("sshd -t -f %s: %v\n%s", cfgFile, err, out)
-	}
-	cmd := exec.Command(e.sshd, "-f", cfgFile, "-D", "-E", filepath.Join(sub, "sshd.log"))
-	p, err := e.reg.start(name, cmd)
+	// sshd runs every command through the login's shell, and Debian's
+	// bash then reads ~/.bashrc when it sees SSH_CLIENT at shell level 1.
+	// Whatever that file does (pyenv, conda, nvm…) would be timed as
+	// session set-up and can serialise hundreds of idle sessions on a
+	// lock. With SHLVL=1 preset, bash starts at level 2 and skips it, the
+	// same for the direct and the gateway path.
+	opts.Env = []string{"SHLVL=1"}
+	opts.Extra = append([]string{"Ciphers " + benchCipher, "KexAlgorithms " + benchKex, "MaxStartups 2000",
+		"UseDNS no", "PrintMotd no", "PrintLastLog no"}, opts.Extra...)
+	tg, err := testenv.PrepareSSHD(sub, opts)
 	if err != nil {
 		return nil, err
 	}
-	if err := waitListening(ctx, port, p, 10*time.Second); err != nil {
-		return nil, fmt.Errorf("%s: %w (log: %s)", name, err, filepath.Join(sub, "sshd.log"))
+	p, err := e.reg.start(name, tg.Command())
+	if err != nil {
+		return nil, err
 	}
-	return p, nil
+	if err := waitListening(ctx, tg.Port, p, 10*time.Second); err != nil {
+		return nil, fmt.Errorf("%s: %w (log: %s)", name, err, tg.LogPath)
+	}
+	return tg, nil
 }
 
 // startGateway starts `tandem serve` and waits until it listens.
@@ -401,42 +290,6 @@ func (e *env) tandemOut(ctx context.Context, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-// keyPair creates an ECDSA P-256 key pair with ssh-keygen.
-func keyPair(dir, name string) (priv, pub string, err error) {
-	priv = filepath.Join(dir, name)
-	out, err := exec.Command("ssh-keygen", "-q", "-t", "ecdsa", "-b", "256", "-N", "", "-C", name+"@tandem-bench", "-f", priv).CombinedOutput()
-	if err != nil {
-		return "", "", fmt.Errorf("ssh-keygen %s: %w: %s", name, err, out)
-	}
-	b, err := os.ReadFile(priv + ".pub")
-	if err != nil {
-		return "", "", fmt.Errorf("read %s.pub: %w", priv, err)
-	}
-	return priv, strings.TrimSpace(string(b)), nil
-}
-
-// freePorts returns n distinct TCP ports on 127.0.0.1 that were free a
-// moment ago (the listeners are closed before return; sshd cannot be
-// handed a listener).
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // waitListening polls a TCP connect to 127.0.0.1:port until it succeeds,
 // the process ends, or the timeout passes.
 func waitListening(ctx context.Context, port int, p *proc, timeout time.Duration) error {
@@ -456,39 +309,4 @@ func waitListening(ctx context.Context, port int, p *proc, timeout time.Duration
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// findProgram looks a program up in PATH and in the sbin directories,
-// where Debian puts sshd.
-func findProgram(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, d := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
-		p := filepath.Join(d, name)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("program %q not found; install it with: apt-get install -y openssh-server openssh-client", name)
-}
-
-// writeFile writes a file with mode 0600.
-func writeFile(path, content string) error {
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
-// mustWrite writes dir/name and returns its path. Used only for files in
-// the benchmark's own fresh temporary directory, where a write failure
-// means the machine is unusable; it panics, and main's deferred cleanup
-// still stops every process.
-func mustWrite(dir, name, content string) string {
-	p := filepath.Join(dir, name)
-	if err := writeFile(p, content); err != nil {
-		panic(err)
-	}
-	return p
 }

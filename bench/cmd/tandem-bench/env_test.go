@@ -35,8 +35,11 @@ func testPub(t *testing.T) string {
 // second person may join there as peer.
 func TestGatewayConfig(t *testing.T) {
 	dir := t.TempDir()
-	text := gatewayConfig(dir, 2222, 2223, testPub(t), testPub(t), testPub(t))
-	cfg, err := config.Parse(filepath.Join(dir, "tandem.yaml"), []byte(text))
+	text, err := config.Marshal(gatewayConfig(dir, 2222, 2223, testPub(t), testPub(t), testPub(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(filepath.Join(dir, "tandem.yaml"), text)
 	if err != nil {
 		t.Fatalf("config does not parse: %v\n%s", err, text)
 	}
