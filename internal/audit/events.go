@@ -89,7 +89,7 @@ type AuthUnblockedEvent struct {
 	Person     string    `field:"person"`
 	Source     string    `field:"source" doc:"the address unblocked (scope source)"`
 	Scope      string    `attr:"scope" doc:"source or person"`
-	By         string    `attr:"by" role:"operator" doc:"the operator (local:<user> of tandem unblock)"`
+	By         string    `attr:"by" role:"operator" doc:"the operator (local:USER of tandem unblock)"`
 	WasBlocked bool      `attr:"was_blocked" doc:"whether this gateway held the block"`
 }
 
@@ -335,7 +335,7 @@ func (b RequestExpiredEvent) Event() Event { return build(RequestExpired, b) }
 type Recording struct {
 	Person  string `field:"person"`
 	Source  string `field:"source" doc:"the reader's address (ssh gw …)"`
-	Actor   string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran tandem recording (local:<user>)"`
+	Actor   string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran tandem recording (local:USER)"`
 	Session string `field:"session"`
 	Tenant  string `field:"tenant"`
 	Host    string `field:"host"`
@@ -376,7 +376,7 @@ func RecordingOpened(what Type, r Recording) Event {
 type LockEvent struct {
 	Time   time.Time `field:"time" doc:"when the lock was made"`
 	Person string    `field:"person"`
-	By     string    `attr:"by" role:"locker" doc:"who locked: a person (ssh gw lock) or local:<user> (tandem lock)"`
+	By     string    `attr:"by" role:"locker" doc:"who locked: a person (ssh gw lock) or local:USER (tandem lock)"`
 	Reason string    `attr:"reason" doc:"why"`
 	Until  time.Time `attr:"until,omitempty" doc:"when the lock ends by itself"`
 }
@@ -387,7 +387,7 @@ func (b LockEvent) Event() Event { return build(Lock, b) }
 type UnlockEvent struct {
 	Time   time.Time `field:"time" doc:"when the lock was lifted"`
 	Person string    `field:"person"`
-	By     string    `attr:"by" role:"unlocker" doc:"who unlocked: a person (ssh gw unlock) or local:<user> (tandem unlock)"`
+	By     string    `attr:"by" role:"unlocker" doc:"who unlocked: a person (ssh gw unlock) or local:USER (tandem unlock)"`
 	Reason string    `attr:"reason" doc:"why"`
 }
 
@@ -476,7 +476,7 @@ type ResealedLocks struct {
 // process that created the state key (the upgrade; SealedRows), or by an
 // operator with tandem locks --reseal (ResealedLocks).
 type StateResealedEvent struct {
-	By     string `attr:"by,omitempty" role:"operator" doc:"the operator (local:<user>)"`
+	By     string `attr:"by,omitempty" role:"operator" doc:"the operator (local:USER)"`
 	Reason string `attr:"reason,omitempty" doc:"why, when the state key was created"`
 	*SealedRows
 	*ResealedLocks
