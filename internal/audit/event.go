@@ -58,6 +58,8 @@ const (
 	// or an operator.
 	StateForged   Type = "state.forged"
 	StateResealed Type = "state.resealed"
+	// OutboxInvalid: an event queued by another process could not be read.
+	OutboxInvalid Type = "outbox.invalid"
 )
 
 // Event is one audit record. Fields that do not apply stay empty. Source

@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -162,7 +161,7 @@ func Open(opts Options) (*Log, error) {
 	}
 	go l.run(tick)
 	if rep != nil {
-		if err := l.Append(context.Background(), Event{Type: LogRecovered, Attrs: rep}); err != nil {
+		if err := l.Append(context.Background(), rep.Event()); err != nil {
 			l.Close()
 			return nil, fmt.Errorf("audit: record recovery: %w", err)
 		}
@@ -190,9 +189,9 @@ func (l *Log) closeFiles() error {
 }
 
 // openFiles opens the three log files and the witness file, repairs a torn
-// tail and rebuilds the running Merkle state. It returns the attributes of
-// a log.recovered event when it repaired anything.
-func (l *Log) openFiles() (map[string]string, error) {
+// tail and rebuilds the running Merkle state. It returns the log.recovered event
+// when it repaired anything.
+func (l *Log) openFiles() (*LogRecoveredEvent, error) {
 	open := func(name string) (*os.File, error) {
 		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
@@ -217,7 +216,7 @@ func (l *Log) openFiles() (map[string]string, error) {
 	}
 	l.cpW = l.wrap(cf)
 
-	rep := map[string]string{}
+	rep := &LogRecoveredEvent{}
 	count, err := l.recoverRecords(rec, lf, rep)
 	if err != nil {
 		return nil, err
@@ -227,7 +226,7 @@ func (l *Log) openFiles() (map[string]string, error) {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	if cut > 0 {
-		rep["checkpoint_cut_bytes"] = strconv.FormatInt(cut, 10)
+		rep.CheckpointCutBytes = cut
 	}
 	if l.opts.WitnessFile != "" {
 		if err := os.MkdirAll(filepath.Dir(l.opts.WitnessFile), 0o700); err != nil {
@@ -241,7 +240,7 @@ func (l *Log) openFiles() (map[string]string, error) {
 		if _, cut, err := recoverNoteFile(wf); err != nil {
 			return nil, fmt.Errorf("audit: witness: %w", err)
 		} else if cut > 0 {
-			rep["witness_cut_bytes"] = strconv.FormatInt(cut, 10)
+			rep.WitnessCutBytes = cut
 		}
 	}
 
@@ -263,10 +262,10 @@ func (l *Log) openFiles() (map[string]string, error) {
 		return nil, err
 	}
 	l.size.Store(count)
-	if len(rep) == 0 {
+	if *rep == (LogRecoveredEvent{}) {
 		return nil, nil
 	}
-	rep["records"] = strconv.FormatUint(count, 10)
+	rep.Records = count
 	return rep, nil
 }
 
@@ -277,7 +276,7 @@ func (l *Log) verifierKey() string {
 
 // recoverRecords finds the end of the last whole record, cuts a torn tail
 // and brings leaves.bin to one hash per record. It returns the record count.
-func (l *Log) recoverRecords(rec, lf *os.File, rep map[string]string) (uint64, error) {
+func (l *Log) recoverRecords(rec, lf *os.File, rep *LogRecoveredEvent) (uint64, error) {
 	recSize, err := fileSize(rec)
 	if err != nil {
 		return 0, err
@@ -313,7 +312,7 @@ func (l *Log) recoverRecords(rec, lf *os.File, rep map[string]string) (uint64, e
 			if err := rec.Sync(); err != nil {
 				return 0, fmt.Errorf("audit: cut torn tail: %w", err)
 			}
-			rep["cut_bytes"] = strconv.FormatInt(recSize-fe.Offset, 10)
+			rep.CutBytes = recSize - fe.Offset
 			break
 		}
 		if err != nil {
@@ -330,7 +329,7 @@ func (l *Log) recoverRecords(rec, lf *os.File, rep map[string]string) (uint64, e
 		if err := lf.Truncate(want); err != nil {
 			return 0, fmt.Errorf("audit: cut leaves: %w", err)
 		}
-		rep["leaf_cut_bytes"] = strconv.FormatInt(leafSize-want, 10)
+		rep.LeafCutBytes = leafSize - want
 	case leafSize < want:
 		if err := lf.Truncate(int64(haveLeaves) * 32); err != nil {
 			return 0, fmt.Errorf("audit: cut leaves: %w", err)
@@ -338,7 +337,7 @@ func (l *Log) recoverRecords(rec, lf *os.File, rep map[string]string) (uint64, e
 		if _, err := lf.Write(bytes.Join(missing, nil)); err != nil {
 			return 0, fmt.Errorf("audit: rebuild leaves: %w", err)
 		}
-		rep["leaves_rebuilt"] = strconv.Itoa(len(missing))
+		rep.LeavesRebuilt = len(missing)
 	default:
 		return count, nil
 	}
@@ -673,10 +672,7 @@ func (l *Log) checkpoint(event bool) ([]byte, error) {
 	}
 	l.lastCP, l.lastCPSize, l.quietSize = signed, size, size
 	if event {
-		p, err := preEncode(Event{Time: l.opts.Now(), Type: LogCheckpoint, Attrs: map[string]string{
-			"size": strconv.FormatUint(size, 10),
-			"root": rootString(root),
-		}})
+		p, err := preEncode(LogCheckpointEvent{Time: l.opts.Now(), Size: size, Root: rootString(root)}.Event())
 		if err != nil {
 			return nil, l.fail(err)
 		}

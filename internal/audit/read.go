@@ -23,7 +23,7 @@ type Record struct {
 type Filter struct {
 	Since, Until time.Time // Since inclusive, Until exclusive
 	Types        []Type    // any of these
-	Person       string
+	Person       string    // named in any role (Event.Names)
 	Session      string
 	Tenant       string
 	Request      string
@@ -35,7 +35,7 @@ func (f Filter) Match(e Event) bool {
 	case !f.Since.IsZero() && e.Time.Before(f.Since),
 		!f.Until.IsZero() && !e.Time.Before(f.Until),
 		len(f.Types) > 0 && !slices.Contains(f.Types, e.Type),
-		f.Person != "" && e.Person != f.Person,
+		f.Person != "" && !e.Names(f.Person),
 		f.Session != "" && e.Session != f.Session,
 		f.Tenant != "" && e.Tenant != f.Tenant,
 		f.Request != "" && e.Request != f.Request:

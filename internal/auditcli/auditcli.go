@@ -247,7 +247,7 @@ func showCmd(resolve Resolver, now func() time.Time) *cobra.Command {
 	c.Flags().StringVar(&since, "since", "", "first time: RFC 3339 or a duration ago, such as 24h")
 	c.Flags().StringVar(&until, "until", "", "end time (exclusive): RFC 3339 or a duration ago")
 	c.Flags().StringSliceVar(&types, "type", nil, "event types (repeat or comma-separate)")
-	c.Flags().StringVar(&f.Person, "person", "", "only this person")
+	c.Flags().StringVar(&f.Person, "person", "", "only events naming this person in any role (owner, joiner, requester, approver, locker …; docs/AUDIT.md)")
 	c.Flags().StringVar(&f.Session, "session", "", "only this session")
 	c.Flags().StringVar(&f.Tenant, "tenant", "", "only this tenant")
 	c.Flags().StringVar(&f.Request, "request", "", "only this access request")

@@ -13,17 +13,9 @@ import (
 // a file reload is not known to the gateway; the trigger is recorded.
 func recordChanges(ctx context.Context, sink audit.Sink, old, new *config.Config) error {
 	for _, c := range config.Diff(old, new) {
-		attrs := map[string]string{
-			"kind": string(c.Kind), "entity": c.Entity, "id": c.ID,
-			"trigger": "reload of " + new.Path, "digest": new.Digest(),
-		}
-		for k, v := range c.Old {
-			attrs["old."+k] = v
-		}
-		for k, v := range c.New {
-			attrs["new."+k] = v
-		}
-		if err := sink.Append(ctx, audit.Event{Type: audit.ConfigChange, Attrs: attrs}); err != nil {
+		ev := audit.ConfigChangeEvent{Kind: string(c.Kind), Entity: c.Entity, ID: c.ID,
+			Trigger: "reload of " + new.Path, Digest: new.Digest(), Old: c.Old, New: c.New}
+		if err := audit.OrRefuse(ctx, sink, ev.Event()); err != nil {
 			return fmt.Errorf("audit config change: %w", err)
 		}
 	}

@@ -53,22 +53,33 @@ func openReader(cfgPath, as string) (*reader, error) {
 	return &reader{cfg: cfg, engine: policy.New(cfg), person: p, vault: v, store: st}, nil
 }
 
-// audit queues the event for the gateway; without it, nothing is read.
-func (r *reader) audit(ctx context.Context, e audit.Event) error {
-	e.Time = time.Now().UTC()
-	e.Person = r.person.ID
-	if e.Attrs == nil {
-		e.Attrs = map[string]string{}
+// outbox is the audit Sink of a process other than the gateway: it queues
+// events in the store, and the gateway, the log's only writer, appends
+// them. An event is durable once it is queued.
+type outbox struct{ st *store.Store }
+
+func (o outbox) Append(ctx context.Context, e audit.Event) error {
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
 	}
-	e.Attrs["actor"] = localActor()
 	b, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
-	if err := r.store.QueueAudit(ctx, e.Time, b); err != nil {
+	return o.st.QueueAudit(ctx, e.Time, b)
+}
+
+// audit queues the event for the gateway; without it, nothing is read.
+func (r *reader) audit(ctx context.Context, e audit.Event) error {
+	if err := audit.OrRefuse(ctx, outbox{r.store}, e); err != nil {
 		return fmt.Errorf("cannot record the read in the audit outbox, so nothing is read: %w", err)
 	}
 	return nil
+}
+
+// recording names a read by this reader, run by the local operator.
+func (r *reader) recording() audit.Recording {
+	return audit.Recording{Person: r.person.ID, Actor: localActor()}
 }
 
 // open opens a session's recording if the person may read it, after the
@@ -78,7 +89,9 @@ func (r *reader) open(ctx context.Context, id string, what audit.Type) (*record.
 	if err != nil {
 		return nil, err
 	}
-	if err := r.audit(ctx, audit.Event{Type: what, Session: id, Tenant: host.Tenant, Host: host.Name}); err != nil {
+	ref := r.recording()
+	ref.Session, ref.Tenant, ref.Host, ref.Owner = id, host.Tenant, host.Name, rd.Meta().Owner
+	if err := r.audit(ctx, audit.RecordingOpened(what, ref)); err != nil {
 		rd.Close()
 		return nil, err
 	}
@@ -183,8 +196,8 @@ func newReplayCmd() *cobra.Command {
 
 func (r *reader) list(cmd *cobra.Command, tenant string, since time.Duration) error {
 	metas := r.library().List(r.person, readable.Filter{Tenant: tenant, Since: time.Now().Add(-since)})
-	if err := r.audit(cmd.Context(), audit.Event{Type: audit.RecordingRead, Attrs: map[string]string{
-		"listing": "tenant=" + tenant + " since=" + since.String(), "count": fmt.Sprint(len(metas))}}); err != nil {
+	if err := r.audit(cmd.Context(), audit.RecordingReadEvent{Recording: r.recording(),
+		Listing: &audit.Listing{Filter: "tenant=" + tenant + " since=" + since.String(), Count: len(metas)}}.Event()); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 8, 2, ' ', 0)

@@ -147,10 +147,8 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reloa
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	start := audit.Event{Type: audit.GatewayStart, Attrs: map[string]string{
-		"listen": ln.Addr().String(), "config_digest": cfg.Digest(), "version": version(),
-	}}
-	if err := alog.Append(ctx, start); err != nil {
+	start := audit.GatewayStartEvent{Listen: ln.Addr().String(), ConfigDigest: cfg.Digest(), Version: version()}
+	if err := audit.OrRefuse(ctx, alog, start.Event()); err != nil {
 		ln.Close()
 		return fmt.Errorf("audit log refuses the start event, not serving: %w", err)
 	}
@@ -168,7 +166,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reloa
 	defer cancel()
 	go watch(ctx, cfg, srv, alog, log, reload)
 	err = srv.Serve(ctx, ln)
-	alog.Append(context.Background(), audit.Event{Type: audit.GatewayStop}) //nolint:errcheck // best effort at shutdown
+	audit.BestEffort(context.Background(), alog, log, audit.GatewayStopEvent{}.Event()) // the gateway has stopped anyway
 	log.Info("gateway stopped")
 	return err
 }

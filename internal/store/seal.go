@@ -17,6 +17,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"tandem.dev/tandem/internal/audit"
 )
 
 // The local state cannot be edited into access (M5, M8). Every row that
@@ -414,22 +416,17 @@ func (s *Store) ResealLocks(ctx context.Context, by string, at time.Time) (int, 
 				failed++
 			}
 		}
-		return true, queueEvent(ctx, tx, at, "state.resealed", map[string]string{
-			"by": by, "table": "locks", "rows": fmt.Sprint(n), "rows_failed": fmt.Sprint(failed),
-			"seal_failed": fmt.Sprint(len(bad) > failed),
-		})
+		return true, queueEvent(ctx, tx, at, audit.StateResealedEvent{By: by, ResealedLocks: &audit.ResealedLocks{
+			Table: "locks", Rows: n, RowsFailed: failed, SealFailed: len(bad) > failed}}.Event())
 	})
 	return n, err
 }
 
 // queueEvent puts an audit event in the outbox inside tx (the gateway
-// appends it to the audit log). The JSON is the audit log's event shape.
-func queueEvent(ctx context.Context, tx *sql.Tx, at time.Time, typ string, attrs map[string]string) error {
-	b, err := json.Marshal(struct {
-		Time  time.Time         `json:"time"`
-		Type  string            `json:"type"`
-		Attrs map[string]string `json:"attrs,omitempty"`
-	}{at.UTC(), typ, attrs})
+// appends it to the audit log).
+func queueEvent(ctx context.Context, tx *sql.Tx, at time.Time, e audit.Event) error {
+	e.Time = at.UTC()
+	b, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
@@ -481,11 +478,9 @@ func (s *Store) loadKey(ctx context.Context, dir string, report func(Forgery)) e
 		return fmt.Errorf("state key: seal existing rows: %w", err)
 	}
 	if counts["requests"]+counts["request_approvals"]+counts["locks"] > 0 {
-		attrs := map[string]string{"reason": "state key created; rows stored before it sealed"}
-		for t, n := range counts {
-			attrs[t] = fmt.Sprint(n)
-		}
-		if err := queueEvent(ctx, tx, time.Now(), "state.resealed", attrs); err != nil {
+		ev := audit.StateResealedEvent{Reason: "state key created; rows stored before it sealed", SealedRows: &audit.SealedRows{
+			Requests: counts["requests"], RequestApprovals: counts["request_approvals"], Locks: counts["locks"]}}
+		if err := queueEvent(ctx, tx, time.Now(), ev.Event()); err != nil {
 			return fmt.Errorf("state key: %w", err)
 		}
 	}

@@ -1,0 +1,134 @@
+package audit
+
+//go:generate go run ./cmd/auditdoc -o ../../docs/AUDIT.md
+
+// specs is the catalog's hand-written half: for each type when it is
+// written, the measures it serves and what its Person names. The fields
+// come from the constructor (schema.go). Every Type of event.go is here
+// (TestCatalogCoversEveryType), in the order of docs/AUDIT.md.
+var specs = []Spec{
+	// Logins.
+	{Type: AuthSuccess, builder: AuthSuccessEvent{}, Measures: ms("M1", "M9"),
+		When:       "A person's key was verified and the login may start; stored before it takes effect, or the login is refused.",
+		PersonRole: "person", PersonDoc: "who logged in"},
+	{Type: AuthFailure, builder: AuthFailureEvent{}, Measures: ms("M1", "M9", "M19"),
+		When:       "A connection ended without authenticating (one event per connection, within the source's pre-authentication audit budget).",
+		PersonRole: "person", PersonDoc: "whose registered key was refused after its signature was proven, if any"},
+	{Type: AuthBlocked, builder: AuthBlockedEvent{}, Measures: ms("M19"),
+		When:       "A source address or a person exceeded the failed-login limit and is blocked for a while.",
+		PersonRole: "blocked", PersonDoc: "the person blocked (scope person)"},
+	{Type: AuthUnblocked, builder: AuthUnblockedEvent{}, Measures: ms("M19"),
+		When:       "The gateway lifted a block an operator asked to lift early (`tandem unblock`).",
+		PersonRole: "unblocked", PersonDoc: "the person unblocked (scope person)"},
+	{Type: AuthSuppressed, builder: AuthSuppressedEvent{}, Measures: ms("M19", "M30"),
+		When: "Pre-authentication events were dropped because their sources used up their audit budget; written at the next flush with the counts."},
+
+	// Sessions on targets.
+	{Type: SessionStart, builder: SessionStartEvent{}, Measures: ms("M4", "M9"),
+		When:       "A session (shell, exec, sftp) on a target was allowed; stored before the target is dialled, or the session is refused.",
+		PersonRole: "owner", PersonDoc: "who started the session"},
+	{Type: SessionDenied, builder: SessionDeniedEvent{}, Measures: ms("M4", "M5", "M9"),
+		When:       "A session, channel or jump was refused: the policy said no, the host is unknown, a cap was reached, or the person may no longer work.",
+		PersonRole: "person", PersonDoc: "who was refused"},
+	{Type: SessionEnd, builder: SessionEndEvent{}, Measures: ms("M9"),
+		When:       "A session on a target ended (also one that could not start after session.start); carries byte counts, exit status and the recording's hashes.",
+		PersonRole: "owner", PersonDoc: "who started the session"},
+	{Type: Exec, Measures: ms("M9"),
+		When: "Not written by this version: commands on targets are session.start with action exec. Kept so that older records read."},
+
+	// Four-eyes sessions.
+	{Type: SessionWaiting, builder: SessionStateEvent{}, Measures: ms("M6", "M7"),
+		When:       "A four-eyes session waits for a second person before the target is dialled.",
+		PersonRole: "owner", PersonDoc: "who started the session"},
+	{Type: SessionLive, builder: SessionStateEvent{}, Measures: ms("M6", "M7"),
+		When:       "A qualified second person joined a waiting session; input flows.",
+		PersonRole: "owner", PersonDoc: "who started the session"},
+	{Type: SessionPaused, builder: SessionStateEvent{}, Measures: ms("M6"),
+		When:       "The second person left; input stops until another joins or the grace period ends the session.",
+		PersonRole: "owner", PersonDoc: "who started the session"},
+	{Type: SessionResumed, builder: SessionStateEvent{}, Measures: ms("M6"),
+		When:       "A second person joined a paused session again.",
+		PersonRole: "owner", PersonDoc: "who started the session"},
+	{Type: SessionEnded, builder: SessionStateEvent{}, Measures: ms("M6", "M9"),
+		When:       "A shared session ended, with why; session.end follows with the exit status and hashes.",
+		PersonRole: "owner", PersonDoc: "who started the session"},
+	{Type: SessionJoin, builder: SessionJoinEvent{}, Measures: ms("M6", "M7", "M9"),
+		When:       "A person joined a shared session (`ssh -t gw join ID`), as peer or observer.",
+		PersonRole: "owner", PersonDoc: "who started the session (the joiner is participant)"},
+	{Type: SessionLeave, builder: SessionLeaveEvent{}, Measures: ms("M6", "M9"),
+		When:       "A person left a shared session, or was taken out (lock, reload).",
+		PersonRole: "owner", PersonDoc: "who started the session (the one leaving is participant)"},
+
+	// Forwards and hostile clients.
+	{Type: ForwardStart, builder: ForwardStartEvent{}, Measures: ms("M4", "M9"),
+		When:       "A port forward through a target was allowed; stored before the target is dialled, or the forward is refused.",
+		PersonRole: "owner", PersonDoc: "who opened the forward"},
+	{Type: ForwardEnd, builder: ForwardEndEvent{}, Measures: ms("M9"),
+		When:       "A port forward ended; bytes per direction and the recording's hashes.",
+		PersonRole: "owner", PersonDoc: "who opened the forward"},
+	{Type: ForwardDenied, builder: ForwardDeniedEvent{}, Measures: ms("M4"),
+		When:       "A port forward was refused by the policy, or agent, X11 or remote forwarding was asked for (always refused).",
+		PersonRole: "person", PersonDoc: "who asked"},
+	{Type: ChannelLimited, builder: ChannelLimitedEvent{}, Measures: ms("M30"),
+		When:       "A client went past a cap on what it may send before its session starts; once per channel.",
+		PersonRole: "person", PersonDoc: "whose connection it was"},
+
+	// Gateway commands and access requests.
+	{Type: Command, builder: CommandEvent{}, Measures: ms("M9", "M18"),
+		When:       "A gateway command (`ssh gw whoami`, `join`, `approve` …) is about to run; stored first, or the command does not run.",
+		PersonRole: "person", PersonDoc: "who runs it"},
+	{Type: RequestCreate, builder: RequestCreateEvent{}, Measures: ms("M8"),
+		When:       "A person asked for time-boxed access (`ssh gw request`); the request is stored first.",
+		PersonRole: "requester", PersonDoc: "who asked"},
+	{Type: RequestApprove, builder: RequestApproveEvent{}, Measures: ms("M8"),
+		When:       "A person approved a request; the approval is stored first.",
+		PersonRole: "approver", PersonDoc: "who approved"},
+	{Type: RequestDeny, builder: RequestDenyEvent{}, Measures: ms("M8"),
+		When:       "A person denied a request; the denial is stored first.",
+		PersonRole: "denier", PersonDoc: "who denied"},
+	{Type: RequestRevoke, builder: RequestRevokeEvent{}, Measures: ms("M8"),
+		When:       "A request was ended early; its live sessions end.",
+		PersonRole: "revoker", PersonDoc: "who revoked"},
+	{Type: RequestExpired, builder: RequestExpiredEvent{}, Measures: ms("M8"),
+		When:       "A live session ended because the request it ran under ran out.",
+		PersonRole: "owner", PersonDoc: "who started the session"},
+
+	// Reading recordings.
+	{Type: RecordingRead, builder: RecordingReadEvent{}, Measures: ms("M13"),
+		When:       "A recording was replayed, or recordings were listed (`ssh gw recordings|replay`, `tandem recording list`, `tandem replay`); stored (or queued) before any byte leaves.",
+		PersonRole: "reader", PersonDoc: "who reads, bound to their read grants"},
+	{Type: RecordingExport, builder: RecordingExportEvent{}, Measures: ms("M13"),
+		When:       "A recording left the gateway as a file (`ssh gw export`, `tandem recording export`); stored (or queued) before any byte leaves.",
+		PersonRole: "reader", PersonDoc: "who exports, bound to their read grants"},
+
+	// Locks.
+	{Type: Lock, builder: LockEvent{}, Measures: ms("M5"),
+		When:       "A person was locked (`tandem lock`, `ssh gw lock`); the gateway writes it from the store's lock events.",
+		PersonRole: "locked", PersonDoc: "who was locked"},
+	{Type: Unlock, builder: UnlockEvent{}, Measures: ms("M5"),
+		When:       "A lock was lifted (`tandem unlock`, `ssh gw unlock`).",
+		PersonRole: "unlocked", PersonDoc: "who was unlocked"},
+
+	// The gateway, its configuration and its log.
+	{Type: ConfigChange, builder: ConfigChangeEvent{}, Measures: ms("M12"),
+		When: "A reload changed an entity of the configuration; one event per created, modified or deleted entity, stored before the reload takes effect."},
+	{Type: GatewayStart, builder: GatewayStartEvent{}, Measures: ms("M9", "M12"),
+		When: "`tandem serve` starts; stored (and a checkpoint signed) before it serves, or it does not."},
+	{Type: GatewayStop, builder: GatewayStopEvent{}, Measures: ms("M9"),
+		When: "`tandem serve` stopped serving (best effort)."},
+	{Type: LogCheckpoint, builder: LogCheckpointEvent{}, Measures: ms("M10"),
+		When: "The log signed a checkpoint over the records before this one."},
+	{Type: LogRecovered, builder: LogRecoveredEvent{}, Measures: ms("M10"),
+		When: "Opening the log found the end of an interrupted write and repaired it; the first record after the repair."},
+
+	// The local state.
+	{Type: StateForged, builder: StateForgedEvent{}, Measures: ms("M5", "M8"),
+		When:       "A row of state.db failed its integrity check (row MAC or the lock table's seal) and was not honoured; once per row and stored MAC.",
+		PersonRole: "locked", PersonDoc: "the person of a forged lock row"},
+	{Type: StateResealed, builder: StateResealedEvent{}, Measures: ms("M5", "M8"),
+		When: "Rows of state.db were sealed wholesale: by the process that created the state key (rows from before sealing), or by an operator (`tandem locks --reseal`)."},
+	{Type: OutboxInvalid, builder: OutboxInvalidEvent{}, Measures: ms("M9"),
+		When: "An event another process queued for the log (the store's outbox) could not be read; it is recorded as this instead of being lost."},
+}
+
+func ms(ids ...string) []string { return ids }

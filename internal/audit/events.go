@@ -1,0 +1,493 @@
+package audit
+
+import "time"
+
+// The typed constructors: one struct per event type (a few serve several
+// types), whose Event method returns the Event to append. The struct tags
+// are the schema: `field:"host"` puts a value into an Event field,
+// `attr:"key"` into Attrs under a key of attrs.go, with `doc` its meaning
+// and `role` the part a person plays when the value names one. The
+// catalog (schema.go) and docs/AUDIT.md are derived from the same tags,
+// so they cannot disagree with what is written.
+//
+// Values are written as text: integers in decimal, booleans as true or
+// false, times in UTC RFC 3339, durations as Go writes them, lists joined
+// by commas. `omitempty` leaves out an empty value; a nil pointer is
+// always left out, which is how a group of keys that belong together
+// (a recording's summary, byte counts) is written all or not at all.
+
+// Conn names the person of a gateway connection and the address the
+// connection came from.
+type Conn struct {
+	Person string `field:"person"`
+	Source string `field:"source"`
+}
+
+// Target names where a session or forward goes: who, from where, which
+// host and login, under which request. Every event of one session carries
+// the same Target (with Session set once the session has an id).
+type Target struct {
+	Person  string `field:"person"`
+	Source  string `field:"source"`
+	Session string `field:"session"`
+	Tenant  string `field:"tenant"`
+	Host    string `field:"host"`
+	Login   string `field:"login"`
+	Request string `field:"request"`
+}
+
+// ClientUser is the SSH user name a client sent: it comes from the client,
+// so it is cut to a bound, with its hash and length when it was cut (or
+// always, before authentication, so attempts can be matched).
+type ClientUser struct {
+	User       string `attr:"user,omitempty" doc:"the SSH user name the client sent (cut to a bound)"`
+	UserSHA256 string `attr:"user_sha256,omitempty" doc:"SHA-256 (hex) of the whole user name"`
+	UserBytes  int    `attr:"user_bytes,omitempty" doc:"length of the user name when it was cut"`
+}
+
+// AuthSuccessEvent: a person logged in (the login takes effect only once
+// this is stored).
+type AuthSuccessEvent struct {
+	Conn
+	Method string `attr:"method" doc:"the authentication method (publickey)"`
+	Key    string `attr:"key" doc:"the fingerprint of the key used"`
+	ClientUser
+}
+
+func (b AuthSuccessEvent) Event() Event { return build(AuthSuccess, b) }
+
+// AuthFailureEvent: a connection ended without authenticating.
+type AuthFailureEvent struct {
+	Conn
+	Stage     string `attr:"stage" doc:"where it ended: kex (no key exchange in time) or auth"`
+	Attempts  int    `attr:"attempts" doc:"failed authentication attempts"`
+	Method    string `attr:"method,omitempty" doc:"the last method tried"`
+	Methods   string `attr:"methods,omitempty" doc:"every method tried, comma-separated"`
+	Key       string `attr:"key,omitempty" doc:"the last key offered (fingerprint)"`
+	Keys      string `attr:"keys,omitempty" doc:"the keys offered (fingerprints, at most five), comma-separated"`
+	KeysMore  int    `attr:"keys_more,omitempty" doc:"how many more keys were offered than listed"`
+	Reason    string `attr:"reason,omitempty" doc:"why the last attempt failed"`
+	RefusedBy string `attr:"refused_by,omitempty" doc:"the connection cap that refused a proven key"`
+	Timeout   bool   `attr:"timeout,omitempty" doc:"true when the connection ran out of time"`
+	ClientUser
+}
+
+func (b AuthFailureEvent) Event() Event { return build(AuthFailure, b) }
+
+// AuthBlockedEvent: a source or person exceeded the failure limit.
+type AuthBlockedEvent struct {
+	Conn
+	Scope string    `attr:"scope" doc:"source or person: what is blocked"`
+	Until time.Time `attr:"until" doc:"when the block ends"`
+}
+
+func (b AuthBlockedEvent) Event() Event { return build(AuthBlocked, b) }
+
+// AuthUnblockedEvent: an operator lifted a block early.
+type AuthUnblockedEvent struct {
+	Time       time.Time `field:"time" doc:"when the operator asked"`
+	Person     string    `field:"person"`
+	Source     string    `field:"source" doc:"the address unblocked (scope source)"`
+	Scope      string    `attr:"scope" doc:"source or person"`
+	By         string    `attr:"by" role:"operator" doc:"the operator (local:USER of tandem unblock)"`
+	WasBlocked bool      `attr:"was_blocked" doc:"whether this gateway held the block"`
+}
+
+func (b AuthUnblockedEvent) Event() Event { return build(AuthUnblocked, b) }
+
+// AuthSuppressedEvent: pre-authentication events dropped by the per-source
+// audit budget since the last such event.
+type AuthSuppressedEvent struct {
+	Dropped   int    `attr:"dropped" doc:"events dropped in total"`
+	Sources   int    `attr:"sources" doc:"sources that had events dropped"`
+	Top       string `attr:"top" doc:"the sources that dropped most, source=count, comma-separated"`
+	PerMinute int    `attr:"per_minute" doc:"the budget per source and minute (limits.preauth_audit_per_minute)"`
+}
+
+func (b AuthSuppressedEvent) Event() Event { return build(AuthSuppressed, b) }
+
+// SessionStartEvent: a session on a target starts (stored before the
+// target is dialled).
+type SessionStartEvent struct {
+	Target
+	Action   string `attr:"action" doc:"shell, exec or sftp"`
+	Mode     string `attr:"mode" doc:"how the client came: jump or user (login%host)"`
+	Command  string `attr:"command,omitempty" doc:"the command, for exec"`
+	Terminal bool   `attr:"terminal,omitempty" doc:"true when a request granted a terminal for a command"`
+	FourEyes *bool  `attr:"four_eyes" doc:"whether the session needs a second person (interactive sessions)"`
+}
+
+func (b SessionStartEvent) Event() Event { return build(SessionStart, b) }
+
+// SessionDeniedEvent: a session, channel or jump was refused.
+type SessionDeniedEvent struct {
+	Target
+	Action           string `attr:"action,omitempty" doc:"shell, exec or sftp"`
+	Mode             string `attr:"mode,omitempty" doc:"jump or user"`
+	Command          string `attr:"command,omitempty" doc:"the command asked for"`
+	Channel          string `attr:"channel,omitempty" doc:"the SSH channel type refused"`
+	Reason           string `attr:"reason" doc:"why"`
+	Verdict          string `attr:"verdict,omitempty" doc:"the policy's verdict"`
+	ConnectionClosed *bool  `attr:"connection_closed" doc:"whether the gateway closed the whole connection"`
+}
+
+func (b SessionDeniedEvent) Event() Event { return build(SessionDenied, b) }
+
+// ExecTraffic is the bytes of an exec or sftp session per stream.
+type ExecTraffic struct {
+	In  int64 `attr:"bytes_in" doc:"bytes from the client to the target"`
+	Out int64 `attr:"bytes_out" doc:"bytes from the target's stdout"`
+	Err int64 `attr:"bytes_err" doc:"bytes from the target's stderr"`
+}
+
+// Traffic is the bytes of a forward per direction.
+type Traffic struct {
+	In  int64 `attr:"bytes_in" doc:"bytes from the client to the destination"`
+	Out int64 `attr:"bytes_out" doc:"bytes from the destination to the client"`
+}
+
+// StreamDigest is one recorded stream of an exec, sftp or forward session.
+type StreamDigest struct {
+	Bytes       int64  `attr:"bytes" doc:"bytes"`
+	SHA256      string `attr:"sha256" doc:"SHA-256 (hex) of the bytes"`
+	StoredBytes int64  `attr:"stored_bytes,omitempty" doc:"bytes kept in the recording, when it was capped (stream_cap)"`
+}
+
+// SealedKeystrokes is what was typed at secret prompts: sealed under the
+// tenant's sealed key in a sidecar file, not recorded.
+type SealedKeystrokes struct {
+	Path       string `attr:"sealed" doc:"the sidecar file with the sealed keystrokes"`
+	Prompts    int64  `attr:"sealed_prompts" doc:"secret prompts answered"`
+	Keystrokes int64  `attr:"sealed_keystrokes" doc:"keystrokes sealed"`
+	Bytes      int64  `attr:"sealed_bytes" doc:"bytes sealed"`
+	FileSHA256 string `attr:"sealed_file_sha256" doc:"SHA-256 (hex) of the sidecar file"`
+	Flag       string `attr:"sealed_flag,omitempty" doc:"many: more than a few secrets' worth (a fake prompt hiding commands?)"`
+}
+
+// RecordingSummary is a recording's fingerprints, so the recording can be
+// checked against the log (the file hash also after its key is shredded).
+type RecordingSummary struct {
+	Path       string        `attr:"recording" doc:"the recording file"`
+	Error      string        `attr:"recording_error,omitempty" doc:"why the recording failed (then no hashes)"`
+	SHA256     string        `attr:"recording_sha256,omitempty" doc:"SHA-256 (hex) of the recorded content"`
+	FileSHA256 string        `attr:"recording_file_sha256,omitempty" doc:"SHA-256 (hex) of the encrypted file"`
+	Stdin      *StreamDigest `attr:"stdin_" doc:"the client's input"`
+	Stdout     *StreamDigest `attr:"stdout_" doc:"the target's output"`
+	Stderr     *StreamDigest `attr:"stderr_" doc:"the target's error output"`
+	*SealedKeystrokes
+}
+
+// SessionEndEvent: a session on a target ended.
+type SessionEndEvent struct {
+	Target
+	*ExecTraffic
+	Reason     string  `attr:"reason,omitempty" doc:"why it was ended from outside (lock, revoke, reload) or by its participants"`
+	Error      string  `attr:"error,omitempty" doc:"what failed (the session could not start, or broke)"`
+	ExitStatus *uint32 `attr:"exit_status" doc:"the target's exit status"`
+	ExitSignal string  `attr:"exit_signal,omitempty" doc:"the signal that ended the command"`
+	*RecordingSummary
+}
+
+func (b SessionEndEvent) Event() Event { return build(SessionEnd, b) }
+
+// SessionStateEvent: a shared session changed state. State is one of
+// SessionWaiting, SessionLive, SessionPaused, SessionResumed and
+// SessionEnded.
+type SessionStateEvent struct {
+	State Type `field:"type"`
+	Target
+	Reason string `attr:"reason" doc:"why, in the session's words"`
+}
+
+func (b SessionStateEvent) Event() Event { return build(b.State, b) }
+
+// SessionJoinEvent: a person joined a shared session.
+type SessionJoinEvent struct {
+	Target
+	Participant string `attr:"participant" role:"joiner" doc:"the person who joined"`
+	Mode        string `attr:"mode" doc:"how they joined: peer or observer"`
+	External    bool   `attr:"external" doc:"whether the joiner is an external expert"`
+}
+
+func (b SessionJoinEvent) Event() Event { return build(SessionJoin, b) }
+
+// SessionLeaveEvent: a person left a shared session (or was taken out).
+type SessionLeaveEvent struct {
+	Target
+	Participant string `attr:"participant" role:"joiner" doc:"the person who left"`
+	Reason      string `attr:"reason" doc:"why"`
+}
+
+func (b SessionLeaveEvent) Event() Event { return build(SessionLeave, b) }
+
+// ForwardDeniedEvent: a port forward, agent or X11 forwarding, or remote
+// forwarding was refused.
+type ForwardDeniedEvent struct {
+	Target
+	Kind        string `attr:"kind" doc:"local (direct-tcpip), remote (tcpip-forward), or the refused channel or request type"`
+	Destination string `attr:"destination,omitempty" doc:"host:port asked for"`
+	Mode        string `attr:"mode,omitempty" doc:"the route the forward came on: jump or user"`
+	Reason      string `attr:"reason,omitempty" doc:"why"`
+	Verdict     string `attr:"verdict,omitempty" doc:"the policy's verdict"`
+}
+
+func (b ForwardDeniedEvent) Event() Event { return build(ForwardDenied, b) }
+
+// ForwardStartEvent: a port forward through a target starts.
+type ForwardStartEvent struct {
+	Target
+	Kind        string `attr:"kind" doc:"local"`
+	Destination string `attr:"destination" doc:"host:port, opened from the target"`
+	Mode        string `attr:"mode" doc:"jump or user"`
+}
+
+func (b ForwardStartEvent) Event() Event { return build(ForwardStart, b) }
+
+// ForwardEndEvent: a port forward ended.
+type ForwardEndEvent struct {
+	Target
+	Destination string `attr:"destination" doc:"host:port"`
+	*Traffic
+	Reason string `attr:"reason,omitempty" doc:"why it was ended from outside"`
+	Error  string `attr:"error,omitempty" doc:"what failed"`
+	*RecordingSummary
+}
+
+func (b ForwardEndEvent) Event() Event { return build(ForwardEnd, b) }
+
+// ChannelLimitedEvent: a client went past a cap on what it may send before
+// its session starts; once per channel.
+type ChannelLimitedEvent struct {
+	Conn
+	Limit  string `attr:"limit" doc:"the cap"`
+	Max    int    `attr:"max" doc:"its value"`
+	Kind   string `attr:"kind" doc:"the request type that went past it"`
+	Reason string `attr:"reason" doc:"what the cap bounds"`
+	Closed bool   `attr:"closed,omitempty" doc:"true when the gateway closed the channel for it"`
+}
+
+func (b ChannelLimitedEvent) Event() Event { return build(ChannelLimited, b) }
+
+// CommandEvent: a gateway command is about to run.
+type CommandEvent struct {
+	Conn
+	Command string `attr:"command" doc:"the command line"`
+}
+
+func (b CommandEvent) Event() Event { return build(Command, b) }
+
+// RequestRef names an access request in the events about it.
+type RequestRef struct {
+	Conn
+	Request   string   `field:"request"`
+	Hosts     []string `attr:"hosts" doc:"the hosts it covers, comma-separated"`
+	Login     string   `attr:"login" doc:"the login it covers"`
+	Requester string   `attr:"requester" role:"requester" doc:"who asked"`
+}
+
+// RequestCreateEvent: a person asked for access.
+type RequestCreateEvent struct {
+	RequestRef
+	Duration time.Duration `attr:"duration" doc:"how long it lasts once approved"`
+	Reason   string        `attr:"reason" doc:"purpose and ticket"`
+	TTY      bool          `attr:"tty" doc:"whether commands with a terminal are asked for"`
+}
+
+func (b RequestCreateEvent) Event() Event { return build(RequestCreate, b) }
+
+// RequestApproveEvent: a person approved a request.
+type RequestApproveEvent struct {
+	RequestRef
+	Comment    string    `attr:"comment" doc:"the approver's comment"`
+	Approvals  int       `attr:"approvals" doc:"approvals so far"`
+	TTY        bool      `attr:"tty" doc:"whether terminals were asked for (approved only with --terminals)"`
+	ValidUntil time.Time `attr:"valid_until,omitempty" doc:"when it ends, once approved"`
+}
+
+func (b RequestApproveEvent) Event() Event { return build(RequestApprove, b) }
+
+// RequestDenyEvent: a person denied a request.
+type RequestDenyEvent struct {
+	RequestRef
+	Reason string `attr:"reason" doc:"why"`
+}
+
+func (b RequestDenyEvent) Event() Event { return build(RequestDeny, b) }
+
+// RequestRevokeEvent: a person ended a request early.
+type RequestRevokeEvent struct {
+	RequestRef
+	Reason string `attr:"reason" doc:"why"`
+}
+
+func (b RequestRevokeEvent) Event() Event { return build(RequestRevoke, b) }
+
+// RequestExpiredEvent: a live session ended because its request ran out.
+type RequestExpiredEvent struct {
+	Person  string `field:"person"`
+	Session string `field:"session"`
+	Request string `field:"request"`
+}
+
+func (b RequestExpiredEvent) Event() Event { return build(RequestExpired, b) }
+
+// Recording names a recording that is read and who reads it.
+type Recording struct {
+	Person  string `field:"person"`
+	Source  string `field:"source" doc:"the reader's address (ssh gw …)"`
+	Actor   string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran tandem recording (local:USER)"`
+	Session string `field:"session"`
+	Tenant  string `field:"tenant"`
+	Host    string `field:"host"`
+	Owner   string `attr:"owner,omitempty" role:"owner" doc:"the person whose session it is"`
+}
+
+// Listing is a listing of recordings: the filter and what it found.
+type Listing struct {
+	Filter string `attr:"listing" doc:"the listing's filter"`
+	Count  int    `attr:"count" doc:"recordings listed"`
+}
+
+// RecordingReadEvent: a recording was replayed, or recordings were listed.
+type RecordingReadEvent struct {
+	Recording
+	*Listing
+}
+
+func (b RecordingReadEvent) Event() Event { return build(RecordingRead, b) }
+
+// RecordingExportEvent: a recording left the gateway as a file.
+type RecordingExportEvent struct {
+	Recording
+}
+
+func (b RecordingExportEvent) Event() Event { return build(RecordingExport, b) }
+
+// RecordingOpened is the event for opening recording r to read it (what is
+// RecordingRead) or to export it (RecordingExport).
+func RecordingOpened(what Type, r Recording) Event {
+	if what == RecordingExport {
+		return RecordingExportEvent{r}.Event()
+	}
+	return RecordingReadEvent{Recording: r}.Event()
+}
+
+// LockEvent: a person was locked out.
+type LockEvent struct {
+	Time   time.Time `field:"time" doc:"when the lock was made"`
+	Person string    `field:"person"`
+	By     string    `attr:"by" role:"locker" doc:"who locked: a person (ssh gw lock) or local:USER (tandem lock)"`
+	Reason string    `attr:"reason" doc:"why"`
+	Until  time.Time `attr:"until,omitempty" doc:"when the lock ends by itself"`
+}
+
+func (b LockEvent) Event() Event { return build(Lock, b) }
+
+// UnlockEvent: a lock was lifted.
+type UnlockEvent struct {
+	Time   time.Time `field:"time" doc:"when the lock was lifted"`
+	Person string    `field:"person"`
+	By     string    `attr:"by" role:"unlocker" doc:"who unlocked: a person (ssh gw unlock) or local:USER (tandem unlock)"`
+	Reason string    `attr:"reason" doc:"why"`
+}
+
+func (b UnlockEvent) Event() Event { return build(Unlock, b) }
+
+// ConfigChangeEvent: one entity of the configuration was created,
+// modified or deleted by a reload; written before the reload takes effect.
+type ConfigChangeEvent struct {
+	Kind    string            `attr:"kind" doc:"create, modify or delete"`
+	Entity  string            `attr:"entity" doc:"person, key, role, tenant, host, policy …"`
+	ID      string            `attr:"id" doc:"the entity's id"`
+	Trigger string            `attr:"trigger" doc:"what caused the reload (the acting person of a file edit is not known)"`
+	Digest  string            `attr:"digest" doc:"the new configuration's digest"`
+	Old     map[string]string `attr:"old." doc:"a changed field's value before"`
+	New     map[string]string `attr:"new." doc:"a changed field's value after"`
+}
+
+func (b ConfigChangeEvent) Event() Event { return build(ConfigChange, b) }
+
+// GatewayStartEvent: the gateway starts serving (it does not, unless this
+// is stored).
+type GatewayStartEvent struct {
+	Listen       string `attr:"listen" doc:"the address it listens on"`
+	ConfigDigest string `attr:"config_digest" doc:"the configuration's digest"`
+	Version      string `attr:"version" doc:"Tandem's version"`
+}
+
+func (b GatewayStartEvent) Event() Event { return build(GatewayStart, b) }
+
+// GatewayStopEvent: the gateway stopped serving.
+type GatewayStopEvent struct{}
+
+func (b GatewayStopEvent) Event() Event { return build(GatewayStop, b) }
+
+// LogCheckpointEvent: the log signed a checkpoint.
+type LogCheckpointEvent struct {
+	Time time.Time `field:"time"`
+	Size uint64    `attr:"size" doc:"records the checkpoint covers"`
+	Root string    `attr:"root" doc:"the Merkle tree's root (base64)"`
+}
+
+func (b LogCheckpointEvent) Event() Event { return build(LogCheckpoint, b) }
+
+// LogRecoveredEvent: opening the log found the end of an interrupted
+// write and repaired it.
+type LogRecoveredEvent struct {
+	Records            uint64 `attr:"records" doc:"records in the log after the repair"`
+	CutBytes           int64  `attr:"cut_bytes,omitempty" doc:"bytes of a torn record cut from records.log"`
+	LeafCutBytes       int64  `attr:"leaf_cut_bytes,omitempty" doc:"bytes cut from leaves.bin"`
+	LeavesRebuilt      int    `attr:"leaves_rebuilt,omitempty" doc:"leaf hashes recomputed from records"`
+	CheckpointCutBytes int64  `attr:"checkpoint_cut_bytes,omitempty" doc:"bytes of a torn checkpoint cut"`
+	WitnessCutBytes    int64  `attr:"witness_cut_bytes,omitempty" doc:"bytes of a torn witness checkpoint cut"`
+}
+
+func (b LogRecoveredEvent) Event() Event { return build(LogRecovered, b) }
+
+// StateForgedEvent: a row of state.db failed its integrity check and was
+// not honoured.
+type StateForgedEvent struct {
+	Time    time.Time `field:"time"`
+	Person  string    `field:"person"`
+	Request string    `field:"request" doc:"the request, for a forged request row"`
+	Table   string    `attr:"table" doc:"the table: requests, request_approvals or locks"`
+	Row     string    `attr:"row" doc:"the row (request id, person; * for the lock table's seal)"`
+	What    string    `attr:"what" doc:"what failed"`
+}
+
+func (b StateForgedEvent) Event() Event { return build(StateForged, b) }
+
+// SealedRows counts the rows a new state key sealed.
+type SealedRows struct {
+	Requests         int `attr:"requests" doc:"request rows sealed"`
+	RequestApprovals int `attr:"request_approvals" doc:"approval rows sealed"`
+	Locks            int `attr:"locks" doc:"lock rows sealed"`
+}
+
+// ResealedLocks is an operator's re-seal of the lock table.
+type ResealedLocks struct {
+	Table      string `attr:"table" doc:"locks"`
+	Rows       int    `attr:"rows" doc:"rows sealed"`
+	RowsFailed int    `attr:"rows_failed" doc:"rows that had failed their check"`
+	SealFailed bool   `attr:"seal_failed" doc:"whether the table's seal had failed"`
+}
+
+// StateResealedEvent: rows of state.db were sealed wholesale: by the
+// process that created the state key (the upgrade; SealedRows), or by an
+// operator with tandem locks --reseal (ResealedLocks).
+type StateResealedEvent struct {
+	By     string `attr:"by,omitempty" role:"operator" doc:"the operator (local:USER)"`
+	Reason string `attr:"reason,omitempty" doc:"why, when the state key was created"`
+	*SealedRows
+	*ResealedLocks
+}
+
+func (b StateResealedEvent) Event() Event { return build(StateResealed, b) }
+
+// OutboxInvalidEvent: an event another process queued for the log could
+// not be read; it is logged as this instead.
+type OutboxInvalidEvent struct {
+	Error string `attr:"error" doc:"why it could not be read"`
+}
+
+func (b OutboxInvalidEvent) Event() Event { return build(OutboxInvalid, b) }
