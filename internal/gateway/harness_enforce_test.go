@@ -53,24 +53,33 @@ func endedBecause(t *testing.T, h *harness, tm *term, person, why string, shared
 	h.waitLive(t, 0)
 }
 
-// TestHarnessLockEnds: a lock made through the store (as `tandem lock`
-// from another process) ends the person's live sessions and closes their
-// connections once the gateway has applied it; new logins are refused, and
-// the audit log has the lock and why each session ended.
+// TestHarnessLockEnds: a lock ends the person's live sessions and closes
+// their connections; new logins are refused, and the audit log has the
+// lock and why each session ended. A lock comes through the store (as
+// `tandem lock` from another process; the gateway applies it within a
+// poll and confirms it) or as the gateway command `ssh gw lock`.
 func TestHarnessLockEnds(t *testing.T) {
 	for _, tc := range []struct {
 		name, person, dest string
-		pty                bool
+		pty, command       bool
 	}{
-		{"exec, user-name mode", "dave", "deploy%web1", false},
-		{"exec, jump mode", "dave", "deploy@web1", false},
-		{"shell, jump mode", "dave", "deploy@web1", true},
-		{"shell, user-name mode", "alice", "root%db1", true},
+		{name: "exec, user-name mode", person: "dave", dest: "deploy%web1"},
+		{name: "exec, jump mode", person: "dave", dest: "deploy@web1"},
+		{name: "shell, jump mode", person: "dave", dest: "deploy@web1", pty: true},
+		{name: "shell, user-name mode", person: "alice", dest: "root%db1", pty: true},
+		{name: "gw lock, exec", person: "dave", dest: "deploy%web1", command: true},
+		{name: "gw lock, shell", person: "alice", dest: "root@db1", pty: true, command: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			tm := running(t, h, tc.person, tc.dest, tc.pty)
-			h.lock(t, tc.person, "left the company")
+			if tc.command {
+				if out, stderr, st := h.run(t, "bob", "gw", "lock "+tc.person+" --reason 'left the company'"); st != 0 {
+					t.Fatalf("gw lock: status %d, stdout %q, stderr %q", st, out, stderr)
+				}
+			} else {
+				h.lock(t, tc.person, "left the company")
+			}
 			endedBecause(t, h, tm, tc.person, tc.person+" was locked: left the company", tc.pty)
 			h.waitEvent(t, 0, "lock", func(e audit.Event) bool {
 				return e.Type == audit.Lock && e.Person == tc.person && e.Attrs["reason"] == "left the company"
@@ -169,4 +178,44 @@ func withoutPerson(s *spec, id string) {
 		}
 	}
 	s.persons = keep
+}
+
+// TestHarnessRequest: exec on a production host needs an approved access
+// request (M8): with one it reaches the target under the request's id;
+// revoking the request ends the sessions running under it.
+func TestHarnessRequest(t *testing.T) {
+	h := newHarness(t)
+	out, stderr, st := h.run(t, "alice", "gw", "request --hosts prod1 --login root --for 1h --reason restart-db-TICKET-1")
+	m := regexp.MustCompile(`ssh gw approve (\S+)`).FindStringSubmatch(out)
+	if st != 0 || m == nil {
+		t.Fatalf("request: status %d, stdout %q, stderr %q", st, out, stderr)
+	}
+	id := m[1]
+	if _, stderr, st := h.run(t, "alice", "root%prod1", "true"); st != 1 || !strings.Contains(stderr, "approved access request") {
+		t.Fatalf("exec before the approval: status %d, stderr %q", st, stderr)
+	}
+	if out, stderr, st := h.run(t, "alice", "gw", "approve "+id); st != 1 || !strings.Contains(stderr, "your own request") {
+		t.Fatalf("the requester approving: status %d, stdout %q, stderr %q", st, out, stderr)
+	}
+	if out, stderr, st := h.run(t, "bob", "gw", "approve "+id); st != 0 || !strings.Contains(out, "approved") {
+		t.Fatalf("approve: status %d, stdout %q, stderr %q", st, out, stderr)
+	}
+	if out, stderr, st := h.run(t, "alice", "root%prod1", "echo granted"); st != 0 || out != "granted\n" {
+		t.Fatalf("exec under the request: status %d, stdout %q, stderr %q", st, out, stderr)
+	}
+	h.waitEvent(t, 0, "session.start under "+id, func(e audit.Event) bool {
+		return e.Type == audit.SessionStart && e.Host == "prod1" && e.Request == id
+	})
+
+	tm := running(t, h, "alice", "root@prod1", false)
+	if out, stderr, st := h.run(t, "bob", "gw", "revoke "+id+" --reason 'work is done'"); st != 0 || !strings.Contains(out, "1 live session(s) ended") {
+		t.Fatalf("revoke: status %d, stdout %q, stderr %q", st, out, stderr)
+	}
+	endedBecause(t, h, tm, "alice", "request "+id+" was revoked by bob: work is done", false)
+	h.waitEvent(t, 0, "request.revoke", func(e audit.Event) bool {
+		return e.Type == audit.RequestRevoke && e.Request == id
+	})
+	if _, stderr, st := h.run(t, "alice", "root%prod1", "true"); st != 1 || !strings.Contains(stderr, "approved access request") {
+		t.Fatalf("exec after the revocation: status %d, stderr %q", st, stderr)
+	}
 }

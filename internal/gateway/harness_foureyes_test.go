@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"tandem.dev/tandem/internal/audit"
 )
@@ -70,9 +71,10 @@ func TestHarnessFourEyes(t *testing.T) {
 }
 
 // TestHarnessJoinRefusals: who may not join is told why and changes
-// nothing; the session keeps waiting.
+// nothing, and an observer is no second person: the session keeps
+// waiting until a peer joins; then the observer sees what the others see.
 func TestHarnessJoinRefusals(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness(t, withPerson("erin", time.Now().UTC().AddDate(0, 0, -10), "admin"))
 	owner := h.shell(t, "alice", "root%prod1")
 	id := owner.expect(t, joinID)
 	for _, tc := range []struct {
@@ -90,14 +92,17 @@ func TestHarnessJoinRefusals(t *testing.T) {
 			}
 		})
 	}
+	observer := h.join(t, "erin", id, "--observer")
+	observer.expect(t, "the session is waiting")
 	if ids := h.targets["prod1"].accepted(); len(ids) != 0 {
-		t.Fatalf("refused joins made the session reach the target: %q", ids)
+		t.Fatalf("refused joins or an observer made the session reach the target: %q", ids)
 	}
 	// Still waiting: a qualified peer can join now.
 	peer := h.join(t, "bob", id)
 	owner.expect(t, "the session is live")
 	owner.send(t, "echo still-$((1+1))\n")
 	peer.expect(t, "still-2")
+	observer.expect(t, "still-2")
 }
 
 func contains(list []string, s string) bool {

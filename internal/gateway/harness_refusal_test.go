@@ -1,9 +1,13 @@
 package gateway_test
 
 import (
+	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"tandem.dev/tandem/internal/audit"
 )
@@ -103,5 +107,30 @@ func TestHarnessFIDO2Required(t *testing.T) {
 	})
 	if ids := h.targets["db1"].accepted(); len(ids) != 0 {
 		t.Errorf("a refused login reached db1: %q", ids)
+	}
+}
+
+// TestHarnessPasswordNeverOffered: passwords and keyboard-interactive
+// are never offered (M1): the gateway's answer to "none" lists only
+// publickey, so a client with a password has nothing to try.
+func TestHarnessPasswordNeverOffered(t *testing.T) {
+	h := newHarness(t)
+	cfg := &ssh.ClientConfig{User: "alice", HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: wait,
+		Auth: []ssh.AuthMethod{ssh.Password("correct horse battery"),
+			ssh.KeyboardInteractive(func(string, string, []string, []bool) ([]string, error) {
+				return nil, errors.New("keyboard-interactive was offered")
+			})}}
+	nc, err := net.DialTimeout("tcp", h.addr, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var banner strings.Builder
+	c, err := handshake(nc, h.addr, cfg, &banner)
+	if err == nil {
+		c.Close()
+		t.Fatal("a password login was accepted")
+	}
+	if !strings.Contains(err.Error(), "attempted methods [none], no supported methods remain") {
+		t.Fatalf("password login: %v", err)
 	}
 }

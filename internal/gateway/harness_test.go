@@ -90,7 +90,7 @@ func withLock(person, reason string) option {
 // defaultRoles: admins reach every host of the tenant as root, join as
 // peer or observer and may lock; developers reach web1 as deploy only.
 const defaultRoles = `
-  - {id: admin, permissions: [lock], allow: [{hosts: {tenant: schule-nord}, logins: [root], join: [peer, observer]}]}
+  - {id: admin, permissions: [lock], allow: [{hosts: {tenant: schule-nord}, logins: [root], join: [peer, observer], approve: true}]}
   - {id: dev, allow: [{hosts: {names: [web1]}, logins: [deploy]}]}
 `
 
@@ -196,7 +196,8 @@ func newHarness(t *testing.T, opts ...option) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { alog.Close() })
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	tl := &testLog{t: t}
+	logger := slog.New(slog.NewTextHandler(tl, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, err := store.Open(filepath.Join(dir, "data", "state.db"), store.WithKeyDir(filepath.Join(dir, "data", "keys")),
 		store.WithReporter(gateway.ReportForgery(alog, logger)))
 	if err != nil {
@@ -236,8 +237,33 @@ func newHarness(t *testing.T, opts ...option) *harness {
 		case <-time.After(wait):
 			t.Errorf("Serve did not return within %v after its context ended", wait)
 		}
+		tl.stop()
 	})
 	return h
+}
+
+// testLog shows the gateway's warnings and errors with the test that
+// caused them (t.Log: on failure, or with -v). After the gateway stopped,
+// a late line goes to stderr: t.Log after the test's end would panic.
+type testLog struct {
+	mu sync.Mutex
+	t  *testing.T
+}
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.t == nil {
+		return os.Stderr.Write(p)
+	}
+	l.t.Log("gateway: " + strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+func (l *testLog) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.t = nil
 }
 
 // newRecorder makes a key-encryption key (outside the data directory, as
