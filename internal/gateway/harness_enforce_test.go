@@ -132,23 +132,29 @@ func TestHarnessReloadEnds(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		pty    bool
-		change func(*spec)
-		why    string // "" when the session goes on
+		change func(*harness)
+		why    string // "" when the session goes on (a shell, to show it)
 	}{
-		{name: "grant removed", change: func(s *spec) {
-			s.roles = strings.Replace(s.roles, "names: [web1]", "names: [db1]", 1)
+		{name: "grant removed", change: func(h *harness) {
+			h.spec.roles = strings.Replace(h.spec.roles, "names: [web1]", "names: [db1]", 1)
 		}, why: "the configuration no longer allows this session"},
-		{name: "grant removed, shell", pty: true, change: func(s *spec) {
-			s.roles = strings.Replace(s.roles, "names: [web1]", "names: [db1]", 1)
+		{name: "grant removed, shell", pty: true, change: func(h *harness) {
+			h.spec.roles = strings.Replace(h.spec.roles, "names: [web1]", "names: [db1]", 1)
 		}, why: "the configuration no longer allows this session"},
-		{name: "person removed", change: func(s *spec) {
-			withoutPerson(s, "dave")
+		{name: "person removed", change: func(h *harness) {
+			withoutPerson(h.spec, "dave")
 		}, why: "dave was removed from the configuration"},
-		{name: "host made four-eyes, shell", pty: true, change: func(s *spec) {
-			s.hosts[1].env = "production"
+		{name: "key replaced", change: func(h *harness) {
+			h.signers["dave"] = newSigner(t)
+		}, why: "was removed from dave"},
+		{name: "host made four-eyes, shell", pty: true, change: func(h *harness) {
+			h.spec.hosts[1].env = "production"
 		}, why: "web1 now needs a second person"},
-		{name: "another person removed", change: func(s *spec) {
-			withoutPerson(s, "bob")
+		{name: "another person removed", pty: true, change: func(h *harness) {
+			withoutPerson(h.spec, "bob")
+		}},
+		{name: "another host removed", pty: true, change: func(h *harness) {
+			h.spec.hosts = h.spec.hosts[1:] // db1
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -159,12 +165,11 @@ func TestHarnessReloadEnds(t *testing.T) {
 				endedBecause(t, h, tm, "dave", tc.why, tc.pty)
 				return
 			}
+			// The shell still answers, after the reload's enforcement.
+			tm.send(t, "echo still-$((2+2))\n")
+			tm.expect(t, "still-4")
 			if n := h.srv.LiveSessions(); n != 1 {
 				t.Fatalf("%d live sessions after a reload that allows the session, want 1", n)
-			}
-			if tc.pty {
-				tm.send(t, "echo still-$((2+2))\n")
-				tm.expect(t, "still-4")
 			}
 		})
 	}

@@ -27,6 +27,15 @@ func TestHarnessFourEyes(t *testing.T) {
 				t.Fatalf("a waiting session reached the target: %q", ids)
 			}
 
+			// Who may join finds the session in `ssh gw sessions`; who may
+			// not, does not.
+			if out, _, _ := h.run(t, "bob", "gw", "sessions"); !strings.Contains(out, id) {
+				t.Errorf("bob's session list lacks %s:\n%s", id, out)
+			}
+			if out, _, _ := h.run(t, "dave", "gw", "sessions"); strings.Contains(out, id) {
+				t.Errorf("dave, who may not join, sees %s:\n%s", id, out)
+			}
+
 			peer := h.join(t, "bob", id)
 			owner.expect(t, "bob joined as peer; the session is live") // input before this is discarded
 			owner.send(t, "echo four-$((6*7))-eyes\n")

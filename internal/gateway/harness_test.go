@@ -321,10 +321,11 @@ func (h *harness) parse(t *testing.T) *config.Config {
 	return cfg
 }
 
-// reload changes the spec and reloads the gateway with it, as SIGHUP does.
-func (h *harness) reload(t *testing.T, change func(*spec)) {
+// reload changes the spec (or the persons' keys) and reloads the
+// gateway with it, as SIGHUP does.
+func (h *harness) reload(t *testing.T, change func(*harness)) {
 	t.Helper()
-	change(h.spec)
+	change(h)
 	if err := h.srv.Reload(h.parse(t)); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
