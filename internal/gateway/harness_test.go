@@ -40,8 +40,10 @@ import (
 // keeps the real OpenSSH clients and tools.
 
 // wait bounds every wait of the harness: a handshake, a command, a
-// line of output, an audit event. Nothing here sleeps to synchronise; a
-// wait that runs out fails the test with what it saw.
+// line of output, an audit event. Waits take a signal where there is one
+// (output arriving, a session's end, the store's acknowledgement of a
+// lock); what cannot signal (the audit log on disk) is polled by
+// eventually. A wait that runs out fails the test with what it saw.
 const wait = 10 * time.Second
 
 // hPerson is one person of the harness's configuration.
@@ -51,7 +53,9 @@ type hPerson struct {
 	added time.Time // the key's registration day; key_max_age counts from it
 }
 
-// hHost is one host; each gets its own demotarget.
+// hHost is one host. Each gets its own demotarget: a configuration
+// refuses one address for hosts of two environments, and a target's log
+// then shows which host a login reached.
 type hHost struct {
 	name, env string
 }
@@ -88,7 +92,8 @@ func withLock(person, reason string) option {
 }
 
 // defaultRoles: admins reach every host of the tenant as root, join as
-// peer or observer and may lock; developers reach web1 as deploy only.
+// peer or observer, approve access requests and may lock; developers
+// reach web1 as deploy only.
 const defaultRoles = `
   - {id: admin, permissions: [lock], allow: [{hosts: {tenant: schule-nord}, logins: [root], join: [peer, observer], approve: true}]}
   - {id: dev, allow: [{hosts: {names: [web1]}, logins: [deploy]}]}
