@@ -1,0 +1,124 @@
+package gateway_test
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"tandem.dev/tandem/internal/audit"
+)
+
+// joinID finds the session id in the owner's waiting notice.
+const joinID = `ssh -t gw join ([0-9a-f]+)`
+
+// TestHarnessFourEyes: an interactive session on a production host waits,
+// without reaching the target, until a qualified second person joins;
+// then it is live, the owner's commands reach the target and both see
+// the output; the audit log tells the story in order.
+func TestHarnessFourEyes(t *testing.T) {
+	for _, dest := range []string{"root%prod1", "root@prod1"} {
+		t.Run(dest, func(t *testing.T) {
+			h := newHarness(t)
+			owner := h.shell(t, "alice", dest)
+			id := owner.expect(t, joinID)
+			owner.expect(t, "waiting")
+			if ids := h.targets["prod1"].accepted(); len(ids) != 0 {
+				t.Fatalf("a waiting session reached the target: %q", ids)
+			}
+
+			// Who may join finds the session in `ssh gw sessions`; who may
+			// not, does not.
+			if out, _, _ := h.run(t, "bob", "gw", "sessions"); !strings.Contains(out, id) {
+				t.Errorf("bob's session list lacks %s:\n%s", id, out)
+			}
+			if out, _, _ := h.run(t, "dave", "gw", "sessions"); strings.Contains(out, id) {
+				t.Errorf("dave, who may not join, sees %s:\n%s", id, out)
+			}
+
+			peer := h.join(t, "bob", id)
+			owner.expect(t, "bob joined as peer; the session is live") // input before this is discarded
+			owner.send(t, "echo four-$((6*7))-eyes\n")
+			owner.expect(t, "four-42-eyes")
+			peer.expect(t, "four-42-eyes")
+			ids := h.targets["prod1"].accepted()
+			if len(ids) != 1 || !strings.Contains(ids[0], "person=alice") {
+				t.Fatalf("target accepted %q, want one certificate for alice", ids)
+			}
+
+			owner.send(t, "exit\n")
+			if st := owner.wait(t); st != 0 {
+				t.Errorf("owner's exit status %d, want 0", st)
+			}
+			peer.wait(t)
+
+			end := h.waitEvent(t, 0, "session.end of "+id, func(e audit.Event) bool {
+				return e.Type == audit.SessionEnd && e.Session == id
+			})
+			if end.Person != "alice" || end.Host != "prod1" {
+				t.Errorf("session.end %+v", end)
+			}
+			var story []string
+			for _, e := range h.events(t) {
+				if e.Session != id {
+					continue
+				}
+				switch e.Type {
+				case audit.SessionWaiting, audit.SessionLive, audit.SessionEnded, audit.SessionEnd:
+					story = append(story, string(e.Type))
+				case audit.SessionJoin, audit.SessionLeave:
+					story = append(story, string(e.Type)+" "+e.Attrs["participant"])
+				}
+			}
+			want := []string{"session.waiting", "session.join bob", "session.live"}
+			if len(story) < len(want) || strings.Join(story[:len(want)], ",") != strings.Join(want, ",") ||
+				story[len(story)-1] != string(audit.SessionEnd) || !contains(story, "session.ended") {
+				t.Errorf("audit story of %s: %q; want it to begin %q and end with session.ended … session.end", id, story, want)
+			}
+		})
+	}
+}
+
+// TestHarnessJoinRefusals: who may not join is told why and changes
+// nothing, and an observer is no second person: the session keeps
+// waiting until a peer joins; then the observer sees what the others see.
+func TestHarnessJoinRefusals(t *testing.T) {
+	h := newHarness(t, withPerson("erin", time.Now().UTC().AddDate(0, 0, -10), "admin"))
+	owner := h.shell(t, "alice", "root%prod1")
+	id := owner.expect(t, joinID)
+	for _, tc := range []struct {
+		name, person, id, stderr string
+	}{
+		{"no such session", "bob", "0000000000", "no session 0000000000"},
+		{"no join right on the host", "dave", id, "dave may not join sessions on prod1"},
+		{"the owner", "alice", id, "you cannot be the second person in your own session"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := h.join(t, tc.person, tc.id)
+			j.expect(t, regexp.QuoteMeta(tc.stderr))
+			if st := j.wait(t); st != 1 {
+				t.Fatalf("status %d, want 1; output %q", st, j.out.String())
+			}
+		})
+	}
+	observer := h.join(t, "erin", id, "--observer")
+	observer.expect(t, "the session is waiting")
+	if ids := h.targets["prod1"].accepted(); len(ids) != 0 {
+		t.Fatalf("refused joins or an observer made the session reach the target: %q", ids)
+	}
+	// Still waiting: a qualified peer can join now.
+	peer := h.join(t, "bob", id)
+	owner.expect(t, "the session is live")
+	owner.send(t, "echo still-$((1+1))\n")
+	peer.expect(t, "still-2")
+	observer.expect(t, "still-2")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
