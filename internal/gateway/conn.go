@@ -185,24 +185,9 @@ func (c *clientConn) serve(ctx context.Context, chans <-chan ssh.NewChannel, req
 			}
 			nch = n
 		}
-		if !c.channelAllowed(nch) {
+		cc, rt, ok := c.admit(nch, rt)
+		if !ok {
 			continue
-		}
-		cc, gone, err := c.refresh()
-		if err != nil {
-			c.refuseChannel(nch, err, gone)
-			if gone {
-				c.closeTransport()
-			}
-			continue
-		}
-		rt := rt
-		if rt.hostName != "" {
-			rt.host = cc.st.cfg.Host(rt.hostName) // the host as configured now
-			if msg := c.srv.diskRefusal(); msg != "" {
-				c.refuseChannel(nch, fmt.Errorf("%s", msg), false)
-				continue
-			}
 		}
 		switch nch.ChannelType() {
 		case "session":
@@ -231,4 +216,29 @@ func (c *clientConn) serve(ctx context.Context, chans <-chan ssh.NewChannel, req
 			_ = nch.Reject(ssh.Prohibited, "tandem: "+safetext.Line(nch.ChannelType())+" channels are not allowed")
 		}
 	}
+}
+
+// admit decides a new channel on the state in force now (see refresh):
+// it returns the connection as of now and the route with its host as
+// configured now, or refuses the channel.
+func (c *clientConn) admit(nch ssh.NewChannel, rt route) (*clientConn, route, bool) {
+	if !c.channelAllowed(nch) {
+		return nil, rt, false
+	}
+	cc, gone, err := c.refresh()
+	if err != nil {
+		c.refuseChannel(nch, err, gone)
+		if gone {
+			c.closeTransport()
+		}
+		return nil, rt, false
+	}
+	if rt.hostName != "" {
+		rt.host = cc.st.cfg.Host(rt.hostName)
+		if msg := c.srv.diskRefusal(); msg != "" {
+			c.refuseChannel(nch, fmt.Errorf("%s", msg), false)
+			return nil, rt, false
+		}
+	}
+	return cc, rt, true
 }

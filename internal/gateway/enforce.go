@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"tandem.dev/tandem/internal/audit"
-	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/policy"
 	"tandem.dev/tandem/internal/store"
 )
@@ -48,8 +47,8 @@ func (s *Server) refreshLocks(ctx context.Context) error {
 // session is in the registry, so one of the two always sees the other.
 func (s *Server) register(l *liveSession) {
 	s.live.add(l)
-	if lock := s.lockReason(l.person); lock != "" {
-		l.end(fmt.Sprintf("%s was locked: %s", l.person, lock))
+	if lock := s.lockReason(l.owner); lock != "" {
+		l.end(fmt.Sprintf("%s was locked: %s", l.owner, lock))
 	}
 }
 
@@ -114,7 +113,7 @@ func (s *Server) checkRequestSessions(ctx context.Context, reread bool) {
 	for _, l := range s.live.matching(func(l *liveSession) bool { return l.request != "" }) {
 		if !l.requestUntil.After(now) {
 			if l.end(fmt.Sprintf("request %s expired at %s", l.request, l.requestUntil.UTC().Format("15:04:05 UTC"))) {
-				s.record(audit.Event{Type: audit.RequestExpired, Person: l.person, Request: l.request, Session: l.id})
+				s.record(audit.Event{Type: audit.RequestExpired, Person: l.owner, Request: l.request, Session: l.id})
 			}
 			continue
 		}
@@ -152,12 +151,12 @@ func (s *Server) enforceConfig(ctx context.Context, st *state) {
 		}
 	}
 	now := s.now()
-	for _, l := range s.live.matching(func(*liveSession) bool { return true }) {
+	for _, l := range s.live.all() {
 		if reason := s.stillAllowed(ctx, st, l, now); reason != "" {
 			l.end(reason)
 			continue
 		}
-		if l.shared != nil {
+		if l.sess != nil {
 			s.recheckJoiners(st, l, now)
 		}
 	}
@@ -166,17 +165,17 @@ func (s *Server) enforceConfig(ctx context.Context, st *state) {
 // stillAllowed decides a running session again under st. It returns why
 // the session must end, or "" when it may go on.
 func (s *Server) stillAllowed(ctx context.Context, st *state, l *liveSession, now time.Time) string {
-	p := st.cfg.Person(l.person)
+	p := st.cfg.Person(l.owner)
 	if p == nil {
-		return l.person + " was removed from the configuration"
+		return l.owner + " was removed from the configuration"
 	}
 	k := keyByFingerprint(p, l.keyFP)
 	if k == nil {
-		return fmt.Sprintf("the key %s was removed from %s", l.keyFP, l.person)
+		return fmt.Sprintf("the key %s was removed from %s", l.keyFP, l.owner)
 	}
-	h := st.cfg.Host(l.host)
+	h := st.cfg.Host(l.host.Name)
 	if h == nil {
-		return fmt.Sprintf("host %s was removed from the configuration", l.host)
+		return fmt.Sprintf("host %s was removed from the configuration", l.host.Name)
 	}
 	d := st.engine.Authorize(policy.Request{Person: p, Key: k, Host: h, Login: l.login, Action: l.action, PTY: l.pty,
 		Now: now, Lock: s.lockReason(p.ID), Requests: s.requestWindows(ctx, p.ID, now)})
@@ -195,29 +194,19 @@ func (s *Server) stillAllowed(ctx context.Context, st *state, l *liveSession, no
 // recheckJoiners takes out of a shared session every joiner whom st no
 // longer lets join it in their mode.
 func (s *Server) recheckJoiners(st *state, l *liveSession, now time.Time) {
-	h := st.cfg.Host(l.host)
-	for _, part := range l.shared.Participants() {
-		if part.Person == l.person {
+	h := st.cfg.Host(l.host.Name)
+	for _, part := range l.sess.Participants() {
+		if part.Person == l.owner {
 			continue
 		}
 		p := st.cfg.Person(part.Person)
 		if p == nil {
 			continue // evicted with their connections above
 		}
-		d := st.engine.Join(policy.JoinRequest{Person: p, Key: s.joinerKey(p, l.id, part.Person), Owner: l.person, Host: h,
+		d := st.engine.Join(policy.JoinRequest{Person: p, Key: keyByFingerprint(p, l.joinerKeyFP(part.Person)), Owner: l.owner, Host: h,
 			Mode: string(part.Mode), Now: now, Lock: s.lockReason(p.ID)})
 		if d.Verdict != policy.Allow {
-			l.shared.Remove(part.Person, "the configuration no longer lets "+part.Person+" join: "+d.Reason)
+			l.sess.Remove(part.Person, "the configuration no longer lets "+part.Person+" join: "+d.Reason)
 		}
 	}
-}
-
-// joinerKey is the key person joined session id with, under the current
-// configuration; nil when it is gone (the policy then fails closed).
-func (s *Server) joinerKey(p *config.Person, id, person string) *config.Key {
-	sh := s.live.sharedByID(id)
-	if sh == nil {
-		return nil
-	}
-	return keyByFingerprint(p, sh.joinerKeyFP(person))
 }

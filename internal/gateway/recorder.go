@@ -26,16 +26,6 @@ func (s *Server) startRecording(meta record.Meta) (*record.Writer, error) {
 	return w, nil
 }
 
-// watchRecording ends the session if its recording fails (fail closed):
-// an unrecorded session must not go on. It returns when done is closed.
-func watchRecording(w *record.Writer, live *liveSession, done <-chan struct{}) {
-	select {
-	case <-w.Failed():
-		live.end("the session recording failed, so the session cannot go on")
-	case <-done:
-	}
-}
-
 // summaryAttrs puts a recording's fingerprints into session.end, so that a
 // recording can be checked against the tamper-evident log; the hash of the
 // encrypted file stays checkable after its data key is shredded.

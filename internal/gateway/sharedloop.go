@@ -3,14 +3,14 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"golang.org/x/crypto/ssh"
 
+	"tandem.dev/tandem/internal/record"
 	"tandem.dev/tandem/internal/session"
 	"tandem.dev/tandem/internal/upstream"
 )
-
-type exitResult struct{ status, signal []byte }
 
 // sharedLoop drives an interactive session from the owner's channel
 // handler, in that one goroutine: it serves the owner's channel requests,
@@ -23,13 +23,10 @@ type exitResult struct{ status, signal []byte }
 // for the owner's requests, the target's requests and the wait for the
 // session's end were three of those per session.
 type sharedLoop struct {
-	c      *clientConn
-	live   *liveSession
-	sess   *session.Session
-	up     *upstreamHolder
-	ss     *sessionStart
-	owner  string
-	target upstream.Target
+	c    *clientConn
+	live *liveSession // an interactive one: live.sess is set
+	up   *upstreamHolder
+	ss   *sessionStart
 
 	reqs      <-chan *ssh.Request // the owner's channel requests; nil once closed
 	closed    chan struct{}       // closed when reqs is
@@ -61,7 +58,7 @@ type dialResult struct {
 // run returns the target's exit status or signal, or the error that
 // ended the session before or while connecting.
 func (l *sharedLoop) run(ctx context.Context) (exitResult, error) {
-	ready, ctxDone := l.sess.Ready(), ctx.Done()
+	ready, ctxDone := l.live.sess.Ready(), ctx.Done()
 	var dialed chan dialResult
 	var attached <-chan error
 	for !l.finished || l.upReqs != nil {
@@ -73,16 +70,16 @@ func (l *sharedLoop) run(ctx context.Context) (exitResult, error) {
 			l.live.end("the session recording failed, so the session cannot go on")
 		case <-l.auditFull:
 			l.auditFull = nil
-			l.c.srv.log.Error("audit log too slow: session ended", "session", l.target.SessionID)
+			l.c.srv.log.Error("audit log too slow: session ended", "session", l.live.id)
 			l.live.end("the audit log is not keeping up, so the session cannot go on")
 		case <-ctxDone:
 			// The gateway stops: a session still waiting ends now; a live
 			// one ends as its connection closes.
 			ctxDone = nil
-			_ = l.sess.Wait(ctx)
+			_ = l.live.sess.Wait(ctx)
 		case <-ready:
 			ready = nil
-			if err := l.sess.Wait(ctx); err != nil {
+			if err := l.live.sess.Wait(ctx); err != nil {
 				return exitResult{}, nil // ended while waiting; everybody was told why
 			}
 			dialed = make(chan dialResult, 1)
@@ -123,7 +120,7 @@ func (l *sharedLoop) attach(d dialResult) <-chan error {
 	l.chans, l.greqs = d.client.Chans, d.client.Reqs
 	l.up.set(l.upCh)
 	upCh := l.upCh
-	attached, err := l.sess.Start(upCh, upCh, func(sz session.Size) {
+	attached, err := l.live.sess.Start(upCh, upCh, func(sz session.Size) {
 		_, _ = upCh.SendRequest("window-change", false, winchPayload(sz))
 	})
 	if err != nil {
@@ -171,7 +168,7 @@ func (l *sharedLoop) outcome() exitResult {
 // connect dials the target and starts the PTY session on it. It runs in
 // its own goroutine, so the owner's requests are served meanwhile.
 func (l *sharedLoop) connect(ctx context.Context) dialResult {
-	t := l.target
+	t := l.live.target()
 	client, err := l.c.st.dialer.DialConn(ctx, t)
 	if err != nil {
 		return dialResult{err: err}
@@ -212,7 +209,7 @@ func (l *sharedLoop) ownerRequest(r *ssh.Request, open bool) {
 	case "window-change":
 		if sz, valid := parseWinch(r.Payload); valid {
 			l.up.setSize(sz)
-			l.sess.Resize(l.owner, sz)
+			l.live.sess.Resize(l.live.owner, sz)
 			ok = true
 		}
 	case "signal", "break":
@@ -244,4 +241,44 @@ func (l *sharedLoop) release() {
 		}
 		close(closed)
 	}()
+}
+
+// upstreamHolder lets the owner's request loop reach the target once it
+// is connected.
+type upstreamHolder struct {
+	rec *record.Writer // the session's recording, for resizes
+
+	mu   sync.Mutex
+	ch   ssh.Channel
+	size session.Size // the owner's latest window size
+}
+
+func (u *upstreamHolder) setSize(sz session.Size) {
+	u.mu.Lock()
+	u.size = sz
+	u.mu.Unlock()
+	_ = u.rec.Resize(int(sz.Cols), int(sz.Rows))
+}
+
+func (u *upstreamHolder) currentSize() session.Size {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.size
+}
+
+func (u *upstreamHolder) set(ch ssh.Channel) {
+	u.mu.Lock()
+	u.ch = ch
+	u.mu.Unlock()
+}
+
+func (u *upstreamHolder) send(name string, payload []byte) bool {
+	u.mu.Lock()
+	ch := u.ch
+	u.mu.Unlock()
+	if ch == nil {
+		return false
+	}
+	ok, err := ch.SendRequest(name, false, payload)
+	return ok || err == nil
 }

@@ -1,0 +1,200 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/policy"
+	"tandem.dev/tandem/internal/record"
+	"tandem.dev/tandem/internal/relay"
+	"tandem.dev/tandem/internal/store"
+)
+
+// targetSession serves one session channel addressed to a target: it
+// collects what the client asks for, asks the policy, and runs what the
+// policy allows.
+func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt route) {
+	ch, reqs, err := nch.Accept()
+	if err != nil {
+		return
+	}
+	defer ch.Close()
+	ss, ok := c.collectStart(ch, reqs)
+	if !ok {
+		return
+	}
+	ev := audit.Event{Person: c.person.ID, Login: rt.login, Host: rt.hostName, Source: c.source,
+		Attrs: map[string]string{"action": string(actionOf(ss)), "mode": modeName(rt)}}
+	if ss.command != "" {
+		ev.Attrs["command"] = ss.command
+	}
+	if rt.host == nil {
+		ev.Type = audit.SessionDenied
+		ev.Attrs["reason"] = "unknown host"
+		c.srv.record(ev)
+		refuse(ch, ss, fmt.Sprintf("unknown host %s; `ssh gw whoami` lists the hosts you may reach", rt.hostName))
+		return
+	}
+	ev.Tenant = rt.host.Tenant
+	now := c.srv.now()
+	d, req := c.authorize(ctx, rt, ss, now)
+	if req != nil {
+		ev.Request = req.ID
+	}
+	switch {
+	case ss.pty != nil && (d.Verdict == policy.Allow || d.Verdict == policy.NeedsSecondPerson):
+		// Everything with a terminal that the policy lets start runs
+		// through the session package: four-eyes sessions wait for the
+		// second person, and a command with a terminal under a request that
+		// granted terminals is recorded exactly like a PTY session, input
+		// attributed.
+		if d.Terminal {
+			ev.Attrs["terminal"] = "true"
+		}
+		c.interactive(ctx, c.newLive(rt, ss, ch, ev, req), reqs, ss, d)
+	case d.Verdict != policy.Allow:
+		ev.Type = audit.SessionDenied
+		ev.Attrs["reason"] = d.Reason
+		ev.Attrs["verdict"] = d.Verdict.String()
+		c.srv.record(ev)
+		refuse(ch, ss, joinReason(d)+c.srv.forgedNote(ctx, c.person.ID, now))
+	default:
+		c.execSession(ctx, c.newLive(rt, ss, ch, ev, req), reqs, ss, d.Warnings)
+	}
+}
+
+// authorize asks the policy whether the session may start, on the lock
+// and the access requests in force now. The request that allows it, if
+// any, must be readable and genuine, or the session is refused.
+func (c *clientConn) authorize(ctx context.Context, rt route, ss *sessionStart, now time.Time) (policy.Decision, *store.Request) {
+	d := c.st.engine.Authorize(policy.Request{
+		Person: c.person, Key: c.key, Host: rt.host, Login: rt.login, Action: actionOf(ss), PTY: ss.pty != nil,
+		Now: now, Lock: c.srv.lockReason(c.person.ID), Requests: c.srv.requestWindows(ctx, c.person.ID, now),
+	})
+	if d.Verdict != policy.Allow || d.Request == "" {
+		return d, nil
+	}
+	r, err := c.srv.requestByID(ctx, d.Request)
+	switch {
+	case errors.Is(err, store.ErrForged):
+		return policy.Decision{Reason: err.Error()}, nil
+	case err != nil:
+		c.srv.log.Error("request store unreadable", "err", err)
+		return policy.Decision{Reason: "the access request cannot be read; try again, or tell the gateway's operators"}, nil
+	}
+	return d, r
+}
+
+// newLive describes a session channel's session about to begin: what its
+// audit events say and what enforcement needs to decide it again later.
+func (c *clientConn) newLive(rt route, ss *sessionStart, ch ssh.Channel, start audit.Event, req *store.Request) *liveSession {
+	start.Type = audit.SessionStart
+	l := &liveSession{owner: c.person.ID, keyFP: c.keyFP, host: rt.host, login: rt.login,
+		action: actionOf(ss), pty: ss.pty != nil, conn: c, ch: ch, eol: eol(ss), startEv: start,
+		endEv: audit.Event{Type: audit.SessionEnd, Person: c.person.ID, Host: rt.host.Name, Tenant: rt.host.Tenant,
+			Login: rt.login, Request: start.Request}}
+	if req != nil {
+		l.request, l.requestUntil = req.ID, req.ValidUntil
+	}
+	return l
+}
+
+func modeName(rt route) string {
+	if rt.jump {
+		return "jump"
+	}
+	return "user"
+}
+
+// execSession runs a command (or a shell without a terminal) or the sftp
+// subsystem on the target, recorded stream by stream (or operation by
+// operation), and reports its exit status in session.end.
+func (c *clientConn) execSession(ctx context.Context, l *liveSession, reqs <-chan *ssh.Request, ss *sessionStart, warnings []string) {
+	kind := record.KindExec
+	if ss.start.Type == "subsystem" {
+		kind = record.KindSFTP
+	}
+	if err := l.begin(ctx, record.Meta{Kind: kind, Command: ss.command, Env: ss.envNames}); err != nil {
+		refuse(l.ch, ss, err.Error())
+		return
+	}
+	warn(l.ch, ss, warnings)
+	c.srv.register(l)
+	stop := l.watchRecording()
+	res, err := c.runUpstream(ctx, l, reqs, ss)
+	stop()
+	switch {
+	case res.ExitStatus != nil:
+		_ = l.rec.Exit(int(*res.ExitStatus), "")
+	case res.ExitSignal != "":
+		_ = l.rec.Exit(-1, res.ExitSignal)
+	}
+	attrs := map[string]string{"bytes_in": strconv.FormatInt(res.In, 10), "bytes_out": strconv.FormatInt(res.Out, 10),
+		"bytes_err": strconv.FormatInt(res.Err, 10)}
+	switch {
+	case err != nil:
+		attrs["error"] = err.Error()
+		refuse(l.ch, ss, err.Error())
+	case res.ExitStatus != nil:
+		attrs["exit_status"] = strconv.FormatUint(uint64(*res.ExitStatus), 10)
+	case res.ExitSignal != "":
+		attrs["exit_signal"] = res.ExitSignal
+	}
+	l.finish(attrs)
+}
+
+// runUpstream dials the target and runs the session there until it ends.
+func (c *clientConn) runUpstream(ctx context.Context, l *liveSession, reqs <-chan *ssh.Request, ss *sessionStart) (relay.Result, error) {
+	if ss.start.Type == "subsystem" && ss.command != "sftp" {
+		return relay.Result{}, fmt.Errorf("subsystem %q is not supported (only sftp)", ss.command)
+	}
+	client, err := c.st.dialer.Dial(ctx, l.target())
+	if err != nil {
+		return relay.Result{}, err
+	}
+	defer client.Close()
+	if !l.setUpstream(client) {
+		return relay.Result{}, fmt.Errorf("session ended before it started")
+	}
+	if ss.start.Type == "subsystem" {
+		return c.serveSFTP(ctx, l, reqs, ss, client)
+	}
+	return relayExec(l, reqs, ss, client)
+}
+
+// relayExec replays the client's set-up requests on a fresh session
+// channel of the target, starts it and relays until it ends.
+func relayExec(l *liveSession, reqs <-chan *ssh.Request, ss *sessionStart, client *ssh.Client) (relay.Result, error) {
+	up, upReqs, err := client.OpenChannel("session", nil)
+	if err != nil {
+		return relay.Result{}, fmt.Errorf("%s refused the session: %v", l.host.Name, err)
+	}
+	replay := []*ssh.Request{ss.pty}
+	replay = append(replay, ss.env...)
+	replay = append(replay, ss.winch)
+	for _, r := range replay {
+		if r == nil {
+			continue
+		}
+		ok, err := up.SendRequest(r.Type, r.Type == "pty-req", r.Payload)
+		if r.Type == "pty-req" && (err != nil || !ok) {
+			up.Close()
+			return relay.Result{}, fmt.Errorf("%s refused a terminal", l.host.Name)
+		}
+	}
+	ok, err := up.SendRequest(ss.start.Type, true, ss.start.Payload)
+	if err != nil || !ok {
+		up.Close()
+		_ = ss.start.Reply(false, nil)
+		return relay.Result{}, nil
+	}
+	_ = ss.start.Reply(true, nil)
+	return relay.Session(l.ch, reqs, up, upReqs,
+		relay.Taps{In: streamTap{l.rec, "stdin"}, Out: streamTap{l.rec, "stdout"}, Err: streamTap{l.rec, "stderr"}}), nil
+}
