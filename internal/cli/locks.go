@@ -7,12 +7,12 @@ import (
 	"os/user"
 	"path/filepath"
 	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"tandem.dev/tandem/internal/admin"
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/safetext"
 	"tandem.dev/tandem/internal/store"
@@ -66,26 +66,13 @@ and is written to the audit log by the gateway.`,
   tandem lock carol --reason "offboarding" --no-wait`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if strings.TrimSpace(reason) == "" {
-				return fmt.Errorf("--reason is required: it is shown to the person and recorded")
-			}
-			cfg, st, err := openStore(path)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			if cfg.Person(args[0]) == nil {
-				return fmt.Errorf("unknown person %q", args[0])
-			}
-			l := store.Lock{Person: args[0], Reason: reason, By: localActor(), Created: time.Now()}
-			if dur > 0 {
-				l.Until = l.Created.Add(dur)
-			}
-			if err := st.Lock(cmd.Context(), l); err != nil {
-				return err
-			}
-			confirmChange(cmd, st, args[0], lockDone, !noWait)
-			return nil
+			return runLocal(cmd, path, func(gw *localGateway) error {
+				if err := admin.Lock(cmd.Context(), gw, gw.operatorCaller(), args[0], reason, dur); err != nil {
+					return err
+				}
+				confirmChange(cmd, gw.st, args[0], lockDone, !noWait)
+				return nil
+			})
 		},
 	}
 	configFlag(lock, &path)
@@ -110,20 +97,13 @@ is stored.`,
   tandem unlock bob --no-wait`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, st, err := openStore(upath)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			removed, err := st.Unlock(cmd.Context(), args[0], localActor())
-			if err != nil {
-				return err
-			}
-			if !removed {
-				return fmt.Errorf("%s was not locked", args[0])
-			}
-			confirmChange(cmd, st, args[0], unlockDone, !uNoWait)
-			return nil
+			return runLocal(cmd, upath, func(gw *localGateway) error {
+				if err := admin.Unlock(cmd.Context(), gw, gw.operatorCaller(), args[0]); err != nil {
+					return err
+				}
+				confirmChange(cmd, gw.st, args[0], unlockDone, !uNoWait)
+				return nil
+			})
 		},
 	}
 	configFlag(unlock, &upath)

@@ -2,35 +2,29 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"tandem.dev/tandem/internal/admin"
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/config"
-	"tandem.dev/tandem/internal/policy"
-	"tandem.dev/tandem/internal/readable"
 	"tandem.dev/tandem/internal/record"
-	"tandem.dev/tandem/internal/safetext"
 	"tandem.dev/tandem/internal/store"
 )
 
 // reader is a person reading recordings with the gateway host's key
 // custody: the local commands check that person's read grants and queue
-// an audit event for the gateway before any byte leaves (M13).
+// an audit event for the gateway before any byte leaves (M13), through the
+// same admin functions as `ssh gw recordings|export|replay`.
 type reader struct {
-	cfg    *config.Config
-	engine *policy.Engine
-	person *config.Person
-	vault  *record.Vault
-	store  *store.Store
+	gw  *localGateway
+	who admin.Caller
 }
 
-func openReader(cfgPath, as string) (*reader, error) {
+func openReader(ctx context.Context, cfgPath, as string) (*reader, error) {
 	if as == "" {
 		return nil, fmt.Errorf("--as PERSON is required: reading is bound to a person's read grants")
 	}
@@ -50,56 +44,16 @@ func openReader(cfgPath, as string) (*reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &reader{cfg: cfg, engine: policy.New(cfg), person: p, vault: v, store: st}, nil
+	gw := newLocalGateway(ctx, cfg, st, v)
+	return &reader{gw: gw, who: gw.personCaller(p)}, nil
 }
 
-// outbox is the audit Sink of a process other than the gateway: it queues
-// events in the store, and the gateway, the log's only writer, appends
-// them. An event is durable once it is queued.
-type outbox struct{ st *store.Store }
-
-func (o outbox) Append(ctx context.Context, e audit.Event) error {
-	if e.Time.IsZero() {
-		e.Time = time.Now().UTC()
-	}
-	b, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	return o.st.QueueAudit(ctx, e.Time, b)
-}
-
-// audit queues the event for the gateway; without it, nothing is read.
-func (r *reader) audit(ctx context.Context, e audit.Event) error {
-	if err := audit.OrRefuse(ctx, outbox{r.store}, e); err != nil {
-		return fmt.Errorf("cannot record the read in the audit outbox, so nothing is read: %w", err)
-	}
-	return nil
-}
-
-// recording names a read by this reader, run by the local operator.
-func (r *reader) recording() audit.Recording {
-	return audit.Recording{Person: r.person.ID, Actor: localActor()}
-}
+func (r *reader) Close() error { return r.gw.st.Close() }
 
 // open opens a session's recording if the person may read it, after the
 // read is queued for the audit log.
 func (r *reader) open(ctx context.Context, id string, what audit.Type) (*record.Reader, error) {
-	rd, host, err := r.library().Open(r.person, id)
-	if err != nil {
-		return nil, err
-	}
-	ref := r.recording()
-	ref.Session, ref.Tenant, ref.Host, ref.Owner = id, host.Tenant, host.Name, rd.Meta().Owner
-	if err := r.audit(ctx, audit.RecordingOpened(what, ref)); err != nil {
-		rd.Close()
-		return nil, err
-	}
-	return rd, nil
-}
-
-func (r *reader) library() readable.Library {
-	return readable.Library{Vault: r.vault, Dir: recordingsDir(r.cfg), Config: r.cfg, Engine: r.engine}
+	return admin.OpenRecording(ctx, r.gw, r.who, id, what)
 }
 
 func newRecordingCmds() []*cobra.Command {
@@ -111,12 +65,12 @@ func newRecordingCmds() []*cobra.Command {
 		Short: "list the recordings PERSON may read",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := openReader(cfgPath, as)
+			r, err := openReader(cmd.Context(), cfgPath, as)
 			if err != nil {
 				return err
 			}
-			defer r.store.Close()
-			return r.list(cmd, tenant, since)
+			defer r.Close()
+			return admin.ListRecordings(cmd.Context(), r.gw, r.who, admin.RecordingFilter{Tenant: tenant, Since: since}, cmd.OutOrStdout())
 		},
 	}
 	list.Flags().StringVar(&tenant, "tenant", "", "only this tenant")
@@ -129,11 +83,11 @@ func newRecordingCmds() []*cobra.Command {
 			if out == "" {
 				return fmt.Errorf("--out FILE is required")
 			}
-			r, err := openReader(cfgPath, as)
+			r, err := openReader(cmd.Context(), cfgPath, as)
 			if err != nil {
 				return err
 			}
-			defer r.store.Close()
+			defer r.Close()
 			rd, err := r.open(cmd.Context(), args[0], audit.RecordingExport)
 			if err != nil {
 				return err
@@ -173,11 +127,11 @@ func newReplayCmd() *cobra.Command {
 		Short: "play a recording in this terminal",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := openReader(cfgPath, as)
+			r, err := openReader(cmd.Context(), cfgPath, as)
 			if err != nil {
 				return err
 			}
-			defer r.store.Close()
+			defer r.Close()
 			rd, err := r.open(cmd.Context(), args[0], audit.RecordingRead)
 			if err != nil {
 				return err
@@ -192,19 +146,4 @@ func newReplayCmd() *cobra.Command {
 	configFlag(c, &cfgPath)
 	asFlag(c, &as)
 	return c
-}
-
-func (r *reader) list(cmd *cobra.Command, tenant string, since time.Duration) error {
-	metas := r.library().List(r.person, readable.Filter{Tenant: tenant, Since: time.Now().Add(-since)})
-	if err := r.audit(cmd.Context(), audit.RecordingReadEvent{Recording: r.recording(),
-		Listing: &audit.Listing{Filter: "tenant=" + tenant + " since=" + since.String(), Count: len(metas)}}.Event()); err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "SESSION\tSTARTED\tKIND\tTENANT\tOWNER\tLOGIN@HOST\tSEALED")
-	for _, m := range metas {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s@%s\t%s\n", m.SessionID, m.Started.UTC().Format("2006-01-02 15:04"), m.Kind,
-			safetext.Line(m.Tenant), safetext.Line(m.Owner), safetext.Line(m.Login), safetext.Line(m.Host), m.SealedColumn())
-	}
-	return tw.Flush()
 }

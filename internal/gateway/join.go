@@ -3,16 +3,11 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"io"
-	"sort"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 
-	"tandem.dev/tandem/internal/config"
-	"tandem.dev/tandem/internal/policy"
+	"tandem.dev/tandem/internal/admin"
 	"tandem.dev/tandem/internal/safetext"
 	"tandem.dev/tandem/internal/session"
 )
@@ -35,84 +30,22 @@ func (c *clientConn) joinSession(ctx context.Context, ch ssh.Channel, reqs <-cha
 		fmt.Fprintf(ch.Stderr(), "tandem: %s\r\n", strings.ReplaceAll(msg, "\n", "\r\n"))
 		return 1
 	}
-	id, mode, err := parseJoinArgs(args)
+	t, err := admin.Join(ctx, adminGateway{c}, c.caller(), args, ss.pty != nil)
 	if err != nil {
-		return fail("%v\n  usage: ssh -t gw join SESSION-ID [--observer]", err)
+		return fail("%v", err)
 	}
-	if ss.pty == nil {
-		return fail("joining needs a terminal: use ssh -t … join %s", id)
-	}
+	id := t.SessionID
 	sh := c.srv.live.sharedByID(id)
-	if sh == nil {
-		return fail("no session %s; `ssh gw sessions` lists the sessions you may join", id)
-	}
-	host := c.st.cfg.Host(sh.host.Name) // as configured now
-	if host == nil {
-		return fail("host %s is no longer configured", sh.host.Name)
-	}
-	d := c.st.engine.Join(policy.JoinRequest{
-		Person: c.person, Key: c.key, Owner: sh.owner, Host: host, Mode: mode,
-		Now: c.srv.now(), Lock: c.srv.lockReason(c.person.ID),
-	})
-	if d.Verdict != policy.Allow {
-		return fail("%s", joinReason(d.Decision))
+	if sh == nil { // ended since admin.Join looked
+		return fail("%v", admin.NoSession(id))
 	}
 	sh.noteJoiner(c.person.ID, c.keyFP)
 	reason, err := sh.sess.Join(session.Participant{
-		Person: c.person.ID, Mode: session.Mode(d.Mode), External: d.External,
+		Person: c.person.ID, Mode: session.Mode(t.Mode), External: t.External,
 	}, &chanTerminal{ch: ch, closed: closed})
 	if err != nil {
 		return fail("%v", err)
 	}
 	c.srv.log.Debug("participant left", "session", id, "person", c.person.ID, "reason", reason)
 	return 0
-}
-
-func parseJoinArgs(args []string) (id, mode string, err error) {
-	for _, a := range args {
-		switch a {
-		case "--observer", "--observe":
-			mode = config.JoinObserver
-		case "--peer":
-			mode = config.JoinPeer
-		default:
-			if strings.HasPrefix(a, "-") || id != "" {
-				return "", "", fmt.Errorf("unexpected argument %q", a)
-			}
-			id = a
-		}
-	}
-	if id == "" {
-		return "", "", fmt.Errorf("name the session to join")
-	}
-	return id, mode, nil
-}
-
-// cmdSessions lists the sessions the person owns or may join.
-func (c *clientConn) cmdSessions(args []string, out io.Writer) error {
-	if len(args) > 0 {
-		return fmt.Errorf("takes no arguments")
-	}
-	var rows []session.Info
-	for _, sh := range c.srv.live.allShared() {
-		if c.st.engine.MayListSession(c.person, sh.owner, sh.host) {
-			rows = append(rows, sh.sess.Info())
-		}
-	}
-	if len(rows) == 0 {
-		fmt.Fprintln(out, "no sessions you may join")
-		return nil
-	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].Started.Before(rows[j].Started) })
-	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tHOST\tOWNER\tSTATE\tSINCE\tPARTICIPANTS")
-	for _, in := range rows {
-		var ps []string
-		for _, p := range in.Participants[1:] {
-			ps = append(ps, safetext.Line(p.Person)+"("+string(p.Mode)+")")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.ID, safetext.Line(in.Host), safetext.Line(in.Owner.Person), in.State,
-			in.Started.UTC().Format(time.TimeOnly), strings.Join(ps, " "))
-	}
-	return tw.Flush()
 }

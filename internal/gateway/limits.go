@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"path/filepath"
 	"sort"
@@ -12,7 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -136,25 +134,6 @@ func (c *clientConn) channelAllowed(nch ssh.NewChannel) bool {
 		Attrs: map[string]string{"channel": nch.ChannelType(), "reason": "channels_per_connection"}})
 	_ = nch.Reject(ssh.ResourceShortage, msg)
 	return false
-}
-
-// writeConnections lists the person's open connections to the gateway
-// for `ssh gw whoami`, with the caps they count against.
-func (c *clientConn) writeConnections(out io.Writer) {
-	l := c.st.cfg.Gateway.Limits
-	mine := c.srv.slots.of(c.person.ID)
-	fmt.Fprintf(out, "connections: %d open (at most %d per person, %d per address, %d channels each)\n",
-		len(mine), l.ConnectionsPerPerson, l.ConnectionsPerSource, l.ChannelsPerConnection)
-	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
-	this := c.root().slot
-	for _, s := range mine {
-		note := ""
-		if s == this {
-			note = "(this one)"
-		}
-		fmt.Fprintf(tw, "  from %s\tsince %s UTC\t%d channels\t%s\n", s.source, s.since.UTC().Format(time.DateTime), s.channels.Load(), note)
-	}
-	_ = tw.Flush()
 }
 
 func (c *clientConn) channelOpened() {

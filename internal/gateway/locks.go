@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"tandem.dev/tandem/internal/audit"
@@ -134,7 +133,7 @@ func (s *Server) drainOutbox(ctx context.Context) {
 // lockPerson locks person at once on behalf of by (a gateway command).
 func (s *Server) lockPerson(ctx context.Context, person, by, reason string, until time.Time) error {
 	if s.store == nil {
-		return fmt.Errorf("this gateway has no state store")
+		return errNoStore
 	}
 	if err := s.store.Lock(ctx, store.Lock{Person: person, Reason: reason, By: by, Created: s.now(), Until: until}); err != nil {
 		return err

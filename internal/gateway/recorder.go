@@ -1,11 +1,9 @@
 package gateway
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 
-	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/readable"
 	"tandem.dev/tandem/internal/record"
 )
@@ -86,19 +84,4 @@ func (t streamTap) Write(p []byte) (int, error) {
 // library is the recordings this gateway keeps, as readers see them.
 func (c *clientConn) library() readable.Library {
 	return readable.Library{Vault: c.srv.rec.Vault, Dir: c.srv.rec.Dir, Config: c.st.cfg, Engine: c.st.engine}
-}
-
-// openReadable opens a recording if the person may read it, and audits the
-// read before any byte leaves (fail closed).
-func (c *clientConn) openReadable(ctx context.Context, id string, what audit.Type) (*record.Reader, error) {
-	r, host, err := c.library().Open(c.person, id)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.srv.audit.Append(ctx, audit.Event{Type: what, Person: c.person.ID, Session: id, Tenant: host.Tenant,
-		Host: host.Name, Source: c.source}); err != nil {
-		r.Close()
-		return nil, fmt.Errorf("the audit log is unavailable, so no recording can be read")
-	}
-	return r, nil
 }

@@ -1,4 +1,4 @@
-package gateway
+package admin
 
 import (
 	"flag"
@@ -56,24 +56,6 @@ func FuzzSplitArgs(f *testing.F) {
 			t.Fatalf("words longer than the line: %q -> %q", line, args)
 		}
 	})
-}
-
-func TestParseUser(t *testing.T) {
-	cases := []struct {
-		user, login, host string
-		routed            bool
-	}{
-		{"alice", "", "", false},
-		{"root%db1", "root", "db1", true},
-		{"we%ird%db1", "we%ird", "db1", true},
-		{"root%", "root", "", true},
-	}
-	for _, c := range cases {
-		l, h, r := parseUser(c.user)
-		if l != c.login || h != c.host || r != c.routed {
-			t.Errorf("parseUser(%q) = %q %q %v", c.user, l, h, r)
-		}
-	}
 }
 
 // TestCommandArgs: one reader for every gateway command; free text may
