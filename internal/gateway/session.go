@@ -224,6 +224,17 @@ func (l *liveSession) end(msg string) bool {
 		if l.sess == nil {
 			fmt.Fprintf(l.ch.Stderr(), "%standem: %s%s", l.eol, safetext.Line(msg), l.eol)
 			closeUp()
+		} else {
+			// The notice is queued, not written: closing the channel at
+			// once would race it away. Wait until the owner's queue is
+			// through, but less than endGrace, after which the transport
+			// is closed anyway.
+			t := time.NewTimer(endGrace * 2 / 3)
+			select {
+			case <-l.sess.OwnerFlushed():
+			case <-t.C:
+			}
+			t.Stop()
 		}
 		_ = l.ch.Close()
 	}()
