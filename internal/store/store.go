@@ -413,7 +413,15 @@ func (s *Store) Locks(ctx context.Context, now time.Time) (map[string]Lock, erro
 	if s.seal == nil {
 		return nil, fmt.Errorf("store: locks: %w", ErrNoKey)
 	}
-	ls, bad, err := s.readLocks(ctx, s.db)
+	// The rows and the table's seal are read in one transaction: read
+	// apart, a lock written between the two reads looks like a forged
+	// table, and every person would count as locked until the next read.
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("store: locks: %w", err)
+	}
+	ls, bad, err := s.readLocks(ctx, tx)
+	_ = tx.Rollback()
 	if err != nil {
 		return nil, fmt.Errorf("store: locks: %w", err)
 	}
