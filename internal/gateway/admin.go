@@ -29,15 +29,11 @@ var errNoStore = errors.New("this gateway has no state store")
 
 // commandSession serves a session channel on the gateway itself.
 func (c *clientConn) commandSession(ctx context.Context, nch ssh.NewChannel) {
-	ch, reqs, err := nch.Accept()
-	if err != nil {
-		return
-	}
-	defer ch.Close()
-	ss, ok := c.collectStart(ch, reqs)
+	ch, reqs, ss, ok := c.acceptSession(nch)
 	if !ok {
 		return
 	}
+	defer ch.Close()
 	_ = ss.start.Reply(ss.start.Type != "subsystem", nil)
 	var status uint32
 	if args, ok := admin.JoinArgs(ss.command); ok {

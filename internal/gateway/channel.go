@@ -31,6 +31,22 @@ type sessionStart struct {
 	envNames []string       // names of the variables passed on
 }
 
+// acceptSession accepts a session channel and collects what the client
+// asks for before its session starts; false means the channel is already
+// closed (or never opened) and there is nothing left to do.
+func (c *clientConn) acceptSession(nch ssh.NewChannel) (ssh.Channel, <-chan *ssh.Request, *sessionStart, bool) {
+	ch, reqs, err := nch.Accept()
+	if err != nil {
+		return nil, nil, nil, false
+	}
+	ss, ok := c.collectStart(ch, reqs)
+	if !ok {
+		_ = ch.Close()
+		return nil, nil, nil, false
+	}
+	return ch, reqs, ss, true
+}
+
 // collectStart gathers the requests a client sends before starting the
 // session. Only allowed environment variables are kept; agent and X11
 // forwarding are refused. What a client may send is capped (limits.go):

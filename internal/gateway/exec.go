@@ -20,15 +20,11 @@ import (
 // collects what the client asks for, asks the policy, and runs what the
 // policy allows.
 func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt route) {
-	ch, reqs, err := nch.Accept()
-	if err != nil {
-		return
-	}
-	defer ch.Close()
-	ss, ok := c.collectStart(ch, reqs)
+	ch, reqs, ss, ok := c.acceptSession(nch)
 	if !ok {
 		return
 	}
+	defer ch.Close()
 	ev := audit.Event{Person: c.person.ID, Login: rt.login, Host: rt.hostName, Source: c.source,
 		Attrs: map[string]string{"action": string(actionOf(ss)), "mode": modeName(rt)}}
 	if ss.command != "" {
