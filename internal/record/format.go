@@ -1,6 +1,8 @@
 package record
 
 import (
+	"tandem.dev/tandem/internal/vault"
+
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -95,7 +97,7 @@ func (h *Header) validate() error {
 	if err := checkName("key id", h.Key); err != nil {
 		return err
 	}
-	if _, err := time.Parse(dayLayout, h.Day); err != nil {
+	if _, err := vault.ParseDay(h.Day); err != nil {
 		return fmt.Errorf("bad day %q in header", h.Day)
 	}
 	return nil
@@ -183,10 +185,8 @@ type Summary struct {
 	Sealed     SealedSummary // input sealed at secret prompts
 }
 
-const dayLayout = "2006-01-02"
-
 // Day returns the UTC day a time falls on, as used in paths and headers.
-func Day(t time.Time) string { return t.UTC().Format(dayLayout) }
+func Day(t time.Time) string { return vault.Day(t) }
 
 // Path returns where the recording of session for tenant, started on day,
 // lives under the data directory dir.
@@ -194,23 +194,9 @@ func Path(dir, tenant string, day time.Time, session string) string {
 	return filepath.Join(dir, recordingsDir, tenant, Day(day), session+fileExt)
 }
 
-// checkName accepts identifiers that are safe as one path element:
-// letters, digits, '.', '_', '-', not starting with '.', 1..128 bytes.
-func checkName(what, s string) error {
-	if s == "" || len(s) > maxName {
-		return fmt.Errorf("%s must be 1 to %d characters", what, maxName)
-	}
-	if s[0] == '.' {
-		return fmt.Errorf("%s %q must not start with '.'", what, s)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%s %q: only letters, digits, '.', '_' and '-' are allowed", what, s)
-		}
-	}
-	return nil
-}
+// checkName accepts identifiers that are safe as one path element (the
+// vault's rule, which tenant names in key paths follow too).
+func checkName(what, s string) error { return vault.CheckName(what, s) }
 
 // chunkAD is the additional data of chunk seq in the file whose header
 // line hashes to hdr.

@@ -1,6 +1,8 @@
 package record
 
 import (
+	"tandem.dev/tandem/internal/vault"
+
 	"errors"
 	"fmt"
 	"io/fs"
@@ -8,7 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 )
 
 // List returns the headers of tenant's recordings under the data directory
@@ -35,7 +36,7 @@ func List(dir, tenant string) ([]Header, error) {
 		if !d.IsDir() {
 			continue
 		}
-		if _, err := time.Parse(dayLayout, d.Name()); err != nil {
+		if _, err := vault.ParseDay(d.Name()); err != nil {
 			continue
 		}
 		files, err := os.ReadDir(filepath.Join(root, d.Name()))

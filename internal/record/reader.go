@@ -91,7 +91,7 @@ func NewReader(v *Vault, src io.Reader, name string) (*Reader, error) {
 	r.hdrHash = sha256.Sum256(line)
 	r.file.Write(line)
 	r.off = int64(len(line))
-	key, err := v.key(r.hdr.Tenant, r.hdr.Day, r.hdr.Key)
+	key, err := dataKeyByID(v, r.hdr.Tenant, r.hdr.Day, r.hdr.Key)
 	if err != nil {
 		return nil, fmt.Errorf("record: %s: %w", name, err)
 	}

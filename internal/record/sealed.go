@@ -116,7 +116,7 @@ type sealedWriter struct {
 // createSealed starts the sidecar of meta's session. It is created on the
 // first sealed keystroke, so most sessions have none.
 func createSealed(v *Vault, dir string, meta *Meta, noSync bool) (*sealedWriter, error) {
-	keyID, key, err := v.sealedKey(meta.Tenant, meta.Started)
+	keyID, key, err := sealedKey(v, meta.Tenant, meta.Started)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +252,7 @@ func OpenSealed(v *Vault, path string) ([]SealedInput, error) {
 	if err := h.validate(); err != nil {
 		return nil, fmt.Errorf("record: %s: %v: %w", path, err, ErrCorrupt)
 	}
-	key, err := v.classKeyByID(classSealed, h.Tenant, h.Day, h.Key)
+	key, err := sealedKeyByID(v, h.Tenant, h.Day, h.Key)
 	if err != nil {
 		return nil, fmt.Errorf("record: %s: %w", path, err)
 	}
@@ -364,7 +364,7 @@ func sealedSummaryFromTail(v *Vault, path string) (SealedSummary, bool, error) {
 	if last < 0 {
 		return SealedSummary{}, false, nil
 	}
-	key, err := v.key(h.Tenant, h.Day, h.Key)
+	key, err := dataKeyByID(v, h.Tenant, h.Day, h.Key)
 	if err != nil {
 		return SealedSummary{}, false, fmt.Errorf("record: %s: %w", path, err)
 	}

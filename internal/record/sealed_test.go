@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"tandem.dev/tandem/internal/vault"
 	"testing"
 	"time"
 
@@ -243,7 +244,7 @@ func TestSealedKeySeparation(t *testing.T) {
 	}
 
 	// The data key does not open the sidecar.
-	_, dataKey, err := e.v.DataKey("acme", e.clock.Now())
+	_, dataKey, err := e.v.Key(vault.Content, "acme", e.clock.Now())
 	must(t, err)
 	raw, err := os.ReadFile(sp)
 	must(t, err)
@@ -264,14 +265,14 @@ func TestSealedKeySeparation(t *testing.T) {
 	}
 	// A sealed key file put in place of the data key does not unwrap as one.
 	day := Day(e.clock.Now())
-	sealedKeyFile := filepath.Join(e.dir, sealedKeysDir, "acme", day+keyExt)
-	dataKeyFile := filepath.Join(e.dir, keysDir, "acme", day+keyExt)
+	sealedKeyFile := filepath.Join(e.dir, "sealed-keys", "acme", day+".key")
+	dataKeyFile := filepath.Join(e.dir, "keys", "acme", day+".key")
 	kb, err := os.ReadFile(sealedKeyFile)
 	must(t, err)
 	db, err := os.ReadFile(dataKeyFile)
 	must(t, err)
 	writeFile(t, dataKeyFile, kb)
-	v2, err := OpenVault(e.dir, e.v.kek)
+	v2, err := OpenVault(e.dir, e.v.KEK())
 	must(t, err)
 	if _, err := Open(v2, w.Path()); err == nil || !strings.Contains(err.Error(), "bound to another") {
 		t.Fatalf("recording opened with the sealed key in place of the data key: %v", err)
@@ -298,13 +299,13 @@ func TestSealedKeySeparation(t *testing.T) {
 		t.Fatalf("scanned only %d files", files)
 	}
 
-	// Shredding the day destroys both keys.
-	sh, err := e.v.Shred("acme", e.clock.Now())
+	// Shredding the day's sealed key makes the keystrokes unreadable.
+	sh, err := e.v.Shred(vault.Sealed, "acme", e.clock.Now())
 	must(t, err)
-	if sh.SealedPath != sealedKeyFile {
-		t.Fatalf("Shred removed sealed key %q, want %q", sh.SealedPath, sealedKeyFile)
+	if sh.Path != sealedKeyFile {
+		t.Fatalf("Shred removed sealed key %q, want %q", sh.Path, sealedKeyFile)
 	}
-	v3, err := OpenVault(e.dir, e.v.kek)
+	v3, err := OpenVault(e.dir, e.v.KEK())
 	must(t, err)
 	if _, err := OpenSealed(v3, sp); !errors.Is(err, ErrShredded) {
 		t.Fatalf("OpenSealed after Shred: %v, want ErrShredded", err)

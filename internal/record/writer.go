@@ -153,7 +153,7 @@ func Create(v *Vault, dir string, meta Meta, opt Options) (*Writer, error) {
 	if len(metaJSON) > maxMeta {
 		return nil, fmt.Errorf("record: session metadata is %d bytes, more than %d", len(metaJSON), maxMeta)
 	}
-	keyID, key, err := v.DataKey(meta.Tenant, meta.Started)
+	keyID, key, err := dataKey(v, meta.Tenant, meta.Started)
 	if err != nil {
 		return nil, fmt.Errorf("record: %w", err)
 	}

@@ -1,7 +1,8 @@
-package record
+package vault
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,25 +13,25 @@ import (
 func TestVaultDataKeys(t *testing.T) {
 	e := newEnv(t)
 	day := e.clock.Now()
-	id1, k1, err := e.v.DataKey("acme", day)
+	id1, k1, err := e.v.Key(Content, "acme", day)
 	must(t, err)
-	id2, k2, err := e.v.DataKey("acme", day.Add(3*time.Hour)) // same UTC day
+	id2, k2, err := e.v.Key(Content, "acme", day.Add(3*time.Hour)) // same UTC day
 	must(t, err)
 	if id1 != id2 || !bytes.Equal(k1, k2) || len(k1) != 32 {
 		t.Fatal("same tenant and day gave different keys")
 	}
-	id3, k3, err := e.v.DataKey("acme", day.AddDate(0, 0, 1))
+	id3, k3, err := e.v.Key(Content, "acme", day.AddDate(0, 0, 1))
 	must(t, err)
-	_, k4, err := e.v.DataKey("globex", day)
+	_, k4, err := e.v.Key(Content, "globex", day)
 	must(t, err)
 	if id3 == id1 || bytes.Equal(k3, k1) || bytes.Equal(k4, k1) {
 		t.Fatal("keys shared across days or tenants")
 	}
 	// A second vault on the same directory (another process) sees the
 	// same key.
-	v2, err := OpenVault(e.dir, e.v.kek)
+	v2, err := Open(e.dir, e.v.KEK())
 	must(t, err)
-	id5, k5, err := v2.DataKey("acme", day)
+	id5, k5, err := v2.Key(Content, "acme", day)
 	must(t, err)
 	if id5 != id1 || !bytes.Equal(k5, k1) {
 		t.Fatal("key not persistent")
@@ -40,7 +41,7 @@ func TestVaultDataKeys(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("key file mode %v", st.Mode())
 	}
-	if _, _, err := e.v.DataKey("../etc", day); err == nil {
+	if _, _, err := e.v.Key(Content, "../etc", day); err == nil {
 		t.Fatal("tenant with a path accepted")
 	}
 }
@@ -49,38 +50,15 @@ func TestVaultDataKeys(t *testing.T) {
 // place is refused.
 func TestVaultKeyBinding(t *testing.T) {
 	e := newEnv(t)
-	_, _, err := e.v.DataKey("acme", e.clock.Now())
+	_, _, err := e.v.Key(Content, "acme", e.clock.Now())
 	must(t, err)
 	src := filepath.Join(e.dir, "keys", "acme", "2026-03-14.key")
 	raw, _ := os.ReadFile(src)
 	forged := bytes.ReplaceAll(raw, []byte("2026-03-14"), []byte("2026-03-15"))
 	must(t, os.WriteFile(filepath.Join(e.dir, "keys", "acme", "2026-03-15.key"), forged, 0o600))
-	v2, _ := OpenVault(e.dir, e.v.kek)
-	if _, _, err := v2.DataKey("acme", e.clock.Now().AddDate(0, 0, 1)); err == nil || !strings.Contains(err.Error(), "bound to another") {
+	v2, _ := Open(e.dir, e.v.KEK())
+	if _, _, err := v2.Key(Content, "acme", e.clock.Now().AddDate(0, 0, 1)); err == nil || !strings.Contains(err.Error(), "bound to another") {
 		t.Fatalf("moved key: %v", err)
-	}
-}
-
-func TestWrongKEK(t *testing.T) {
-	e := newEnv(t)
-	path := threeChunks(t, e, "s-kek")
-	other := filepath.Join(t.TempDir(), "other")
-	must(t, GenerateFileKEK(other))
-	kek, err := FileKEK(other)
-	must(t, err)
-	v, err := OpenVault(e.dir, kek)
-	must(t, err)
-	if _, err := Open(v, path); !isErr(err, ErrKEK) {
-		t.Fatalf("wrong file KEK: %v", err)
-	}
-	agePath := filepath.Join(t.TempDir(), "age")
-	_, err = GenerateAgeKEK(agePath)
-	must(t, err)
-	akek, err := AgeKEK(agePath)
-	must(t, err)
-	v, _ = OpenVault(e.dir, akek)
-	if _, err := Open(v, path); !isErr(err, ErrKEK) {
-		t.Fatalf("age KEK on a file-KEK vault: %v", err)
 	}
 }
 
@@ -146,47 +124,35 @@ func TestKEKFiles(t *testing.T) {
 	}
 }
 
-func TestShred(t *testing.T) {
-	e := newEnv(t)
-	path := threeChunks(t, e, "s-shred")
-	id, _, err := e.v.DataKey("acme", e.clock.Now())
+type env struct {
+	dir   string
+	v     *Vault
+	clock interface{ Now() time.Time }
+}
+
+type fixedClock time.Time
+
+func (c fixedClock) Now() time.Time { return time.Time(c) }
+
+// newEnv makes a vault directory with a file KEK kept outside it.
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	root := t.TempDir()
+	kekPath := filepath.Join(root, "kek")
+	must(t, GenerateFileKEK(kekPath))
+	kek, err := FileKEK(kekPath)
 	must(t, err)
-	sh, err := e.v.Shred("acme", e.clock.Now())
+	dir := filepath.Join(root, "data")
+	v, err := Open(dir, kek)
 	must(t, err)
-	if sh.KeyID != id || sh.Tenant != "acme" || sh.Day != "2026-03-14" || !strings.HasSuffix(sh.Path, "2026-03-14.key") {
-		t.Fatalf("shredded %+v", sh)
-	}
-	if _, err := os.Stat(sh.Path); !os.IsNotExist(err) {
-		t.Fatalf("key file still there: %v", err)
-	}
-	_, err = Open(e.v, path)
-	if !isErr(err, ErrShredded) || !strings.Contains(err.Error(), "acme/2026-03-14") {
-		t.Fatalf("open after shred: %v", err)
-	}
-	// Also through a fresh vault (another process, no cache).
-	v2, _ := OpenVault(e.dir, e.v.kek)
-	if _, err := Open(v2, path); !isErr(err, ErrShredded) {
-		t.Fatalf("fresh vault: %v", err)
-	}
-	if _, _, err := e.v.DataKey("acme", e.clock.Now()); !isErr(err, ErrShredded) {
-		t.Fatalf("shredded day got a new key: %v", err)
-	}
-	if _, err := Create(e.v, e.dir, e.meta("s-new", KindPTY), Options{}); !isErr(err, ErrShredded) {
-		t.Fatalf("recording on a shredded day: %v", err)
-	}
-	if _, err := e.v.Shred("acme", e.clock.Now()); !isErr(err, ErrShredded) {
-		t.Fatalf("second shred: %v", err)
-	}
-	if _, err := e.v.Shred("acme", e.clock.Now().AddDate(0, 0, -5)); !isErr(err, ErrNoKey) {
-		t.Fatalf("shred of a day without key: %v", err)
-	}
-	// Other tenants and days are untouched.
-	m := e.meta("s-other", KindPTY)
-	m.Started = m.Started.AddDate(0, 0, 1)
-	w := e.create(t, m, Options{})
-	_, err = w.Close()
-	must(t, err)
-	if _, err := readAll(t, e.v, w.Path()); err != nil {
+	return &env{dir: dir, v: v, clock: fixedClock(time.Date(2026, 3, 14, 9, 26, 53, 0, time.UTC))}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
 		t.Fatal(err)
 	}
 }
+
+func isErr(err, target error) bool { return errors.Is(err, target) }

@@ -1,0 +1,36 @@
+package vault
+
+import (
+	"fmt"
+	"time"
+)
+
+const (
+	dayLayout = "2006-01-02"
+	maxName   = 128
+)
+
+// Day returns the UTC day a time falls on, as used in key paths, recording
+// paths and headers.
+func Day(t time.Time) string { return t.UTC().Format(dayLayout) }
+
+// ParseDay is the inverse of Day.
+func ParseDay(s string) (time.Time, error) { return time.Parse(dayLayout, s) }
+
+// CheckName accepts identifiers that are safe as one path element:
+// letters, digits, '.', '_', '-', not starting with '.', 1..128 bytes.
+func CheckName(what, s string) error {
+	if s == "" || len(s) > maxName {
+		return fmt.Errorf("%s must be 1 to %d characters", what, maxName)
+	}
+	if s[0] == '.' {
+		return fmt.Errorf("%s %q must not start with '.'", what, s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%s %q: only letters, digits, '.', '_' and '-' are allowed", what, s)
+		}
+	}
+	return nil
+}
