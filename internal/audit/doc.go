@@ -24,7 +24,7 @@ func WriteDoc(w io.Writer) error {
 	p("Every event in the audit log (`data_dir/audit`, see `internal/audit`) is one JSON record with\n")
 	p("the fields `time`, `type`, `person`, `session`, `tenant`, `host`, `login`, `source`, `request`\n")
 	p("(empty ones left out) and `attrs`, a map of text values. This file lists every type, when it is\n")
-	p("written, which measures of REQUIREMENTS.md it serves, and its fields. Values are text: integers\n")
+	p("written, which measures of docs/MEASURES.md it serves, and its fields. Values are text: integers\n")
 	p("in decimal, booleans `true`/`false`, times UTC RFC 3339, lists comma-separated. An event field\n")
 	p("listed for a type stays empty where it does not apply (a refused session has no session id);\n")
 	p("attributes marked \"if set\" are left out then.\n\n")

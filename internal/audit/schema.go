@@ -18,7 +18,7 @@ import (
 type Spec struct {
 	Type     Type
 	When     string   // when it is written
-	Measures []string // the measures it serves (M-ids of REQUIREMENTS.md)
+	Measures []string // the measures it serves (M-ids of docs/MEASURES.md)
 	// PersonRole is the part Event.Person plays ("owner", "approver" …),
 	// PersonDoc says who that is; both empty when the type names no person.
 	PersonRole, PersonDoc string

@@ -1,6 +1,6 @@
 // Package cryptoprofile keeps Tandem's SSH algorithm lists in one place
-// (M17). Each profile is a reading of BSI TR-02102-4; see STANDARDS.md in
-// the docs for the sources and the deviations.
+// (M17). Each profile is a reading of BSI TR-02102-4; see docs/STANDARDS.md in
+// the repository for the sources and the deviations.
 //
 // golang.org/x/crypto/ssh silently drops algorithm names it does not know,
 // so a typo would quietly weaken or break a profile. Check refuses any name

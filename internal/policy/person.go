@@ -143,7 +143,7 @@ func appendValidUntil(problems []string, d config.Date, today time.Time, missing
 }
 
 // checkKeyStrength refuses keys too weak for the BSI reading in
-// docs/STANDARDS: RSA below 3072 bits; under the strict crypto profile also
+// docs/STANDARDS.md: RSA below 3072 bits; under the strict crypto profile also
 // Ed25519, which the BSI lists do not name. DSA keys never get here:
 // x/crypto/ssh no longer parses them, and the configuration refuses them
 // (config.parseKey).

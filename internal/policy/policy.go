@@ -102,7 +102,7 @@ type Grant struct {
 	FourEyes    bool
 }
 
-// minRSABits is the smallest RSA key the engine accepts (docs/STANDARDS).
+// minRSABits is the smallest RSA key the engine accepts (docs/STANDARDS.md).
 const minRSABits = 3072
 
 // Defaults that apply when the configuration leaves a policy value unset.

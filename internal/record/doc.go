@@ -45,7 +45,7 @@
 // event stream is the concatenation of all encoded events in order, across
 // chunks; Summary.SHA256 is its SHA-256, independent of how events were cut
 // into chunks. Summary.FileSHA256 is the SHA-256 of the encrypted file
-// itself; STANDARDS.md asks audit leaves to carry the hash of the encrypted
+// itself; docs/STANDARDS.md asks audit leaves to carry the hash of the encrypted
 // record, which stays meaningful after the data key is shredded.
 //
 // # Durability

@@ -1,7 +1,7 @@
 // Package relay copies one SSH session channel between a client and a
 // target, keeping the end of a session exactly as the target sent it.
 //
-// Two rules from peers' bugs shape it (see STANDARDS.md): every byte of
+// Two rules from peers' bugs shape it (see docs/STANDARDS.md): every byte of
 // target output reaches the client before the exit status, and the client
 // then sees exit-status (or exit-signal), CHANNEL_EOF and CHANNEL_CLOSE in
 // that order (RFC 4254 §6.10). Data is copied through the channels' own
