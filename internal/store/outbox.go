@@ -53,9 +53,13 @@ func (s *Store) PendingAudit(ctx context.Context) ([]OutboxEntry, error) {
 	return out, rows.Err()
 }
 
-// MarkAudited records that the audit log holds outbox entry id.
+// MarkAudited records that the audit log holds outbox entry id, by
+// deleting it: the event is in the (encrypted) audit log now, and its
+// plaintext copy here — source addresses, reasons — must not outlive its
+// retention class (M14). secure_delete (see dsn) overwrites the freed
+// bytes in the database file.
 func (s *Store) MarkAudited(ctx context.Context, id int64) error {
-	if _, err := s.db.ExecContext(ctx, `UPDATE audit_outbox SET audited = 1 WHERE id = ?`, id); err != nil {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM audit_outbox WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("store: mark audit event %d: %w", id, err)
 	}
 	return nil

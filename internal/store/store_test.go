@@ -231,6 +231,7 @@ func TestPragmas(t *testing.T) {
 		{"journal_mode", "wal"},
 		{"busy_timeout", "15000"},
 		{"foreign_keys", "1"},
+		{"secure_delete", "1"},
 	} {
 		var got string
 		if err := s.db.QueryRowContext(ctx, "PRAGMA "+tt.pragma).Scan(&got); err != nil {
@@ -484,5 +485,10 @@ func TestAuditOutbox(t *testing.T) {
 	}
 	if es, _ := s.PendingAudit(ctx); len(es) != 0 {
 		t.Fatalf("still pending after marking: %+v", es)
+	}
+	// The plaintext copy is gone from the database, not only flagged.
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM audit_outbox`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("outbox rows after marking: %d, %v", n, err)
 	}
 }
