@@ -324,6 +324,18 @@ func (s *Server) housekeeping(ctx context.Context) {
 		case <-t.C:
 			s.checkDisk()
 			s.flushSuppressed()
+			s.purgeEndedBlocks(ctx)
 		}
+	}
+}
+
+// purgeEndedBlocks removes ended blocks from the store's report, so the
+// addresses in it stay no longer than the blocks themselves.
+func (s *Server) purgeEndedBlocks(ctx context.Context) {
+	if s.store == nil {
+		return
+	}
+	if err := s.store.PurgeEndedBlocks(ctx, s.now()); err != nil && ctx.Err() == nil {
+		s.log.Warn("ended blocks not purged", "err", err)
 	}
 }

@@ -76,11 +76,21 @@ func (s *Store) RecordBlock(ctx context.Context, b Block) error {
 	return nil
 }
 
+// PurgeEndedBlocks deletes the reports of blocks that ended by now. The
+// gateway calls it periodically: a blocked source address is operational
+// data, kept no longer than the block (M14).
+func (s *Store) PurgeEndedBlocks(ctx context.Context, now time.Time) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM blocks WHERE until_ns <= ?`, now.UnixNano()); err != nil {
+		return fmt.Errorf("store: blocks: %w", err)
+	}
+	return nil
+}
+
 // Blocks returns the blocks in force at now, sources first, then persons,
 // each sorted by key. Ended ones are removed on the way.
 func (s *Store) Blocks(ctx context.Context, now time.Time) ([]Block, error) {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM blocks WHERE until_ns <= ?`, now.UnixNano()); err != nil {
-		return nil, fmt.Errorf("store: blocks: %w", err)
+	if err := s.PurgeEndedBlocks(ctx, now); err != nil {
+		return nil, err
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT scope, key, until_ns, reason, at_ns FROM blocks ORDER BY scope DESC, key`)
 	if err != nil {
@@ -143,9 +153,10 @@ func (s *Store) PendingUnblocks(ctx context.Context) ([]Unblock, error) {
 }
 
 // MarkUnblockApplied records that the gateway lifted the block and audited
-// it.
+// it, by deleting the request: the audit log has it now, and a source
+// address is operational data that must not stay here (M14).
 func (s *Store) MarkUnblockApplied(ctx context.Context, id int64) error {
-	if _, err := s.db.ExecContext(ctx, `UPDATE unblocks SET applied = 1 WHERE id = ?`, id); err != nil {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM unblocks WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("store: mark unblock %d: %w", id, err)
 	}
 	return nil
