@@ -219,7 +219,7 @@ func (s *Server) verifiedLogin(st *state, only *config.Person, meta ssh.ConnMeta
 		}
 	}
 	if d := st.engine.CheckPerson(p, k, s.now(), s.lockReason(p.ID)); d.Verdict != policy.Allow {
-		return nil, keyRefused(p.ID, fp, refusal("%s", joinReason(d)))
+		return nil, keyRefused(p.ID, fp, refusal("%s", d.Message()))
 	}
 	if a != nil {
 		slot, err := s.slots.acquire(p.ID, meta.RemoteAddr().String(), s.now(), st.cfg.Gateway.Limits)
@@ -256,12 +256,4 @@ func (s *Server) record(e audit.Event) {
 	if err := s.audit.Append(context.Background(), e); err != nil {
 		s.log.Error("audit append failed", "type", string(e.Type), "err", err)
 	}
-}
-
-// joinReason renders a decision's reason and hint as one or two lines.
-func joinReason(d policy.Decision) string {
-	if d.Hint == "" {
-		return d.Reason
-	}
-	return d.Reason + "\n  " + d.Hint
 }

@@ -59,7 +59,7 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 		ev.Attrs["reason"] = d.Reason
 		ev.Attrs["verdict"] = d.Verdict.String()
 		c.srv.record(ev)
-		refuse(ch, ss, joinReason(d)+c.srv.forgedNote(ctx, c.person.ID, now))
+		refuse(ch, ss, d.Message()+c.srv.forgedNote(ctx, c.person.ID, now))
 	default:
 		c.execSession(ctx, c.newLive(rt, ss, ch, ev, req), reqs, ss, d.Warnings)
 	}
