@@ -130,12 +130,12 @@ func (s *Server) applyUnblocks(ctx context.Context) {
 			ev.Source = u.Key
 		}
 		if err := s.audit.Append(ctx, ev); err != nil {
-			s.log.Error("audit log refuses unblock event", "err", err)
+			s.failed(ctx, "audit log refuses unblock event", err)
 			return
 		}
 		s.log.Info("block lifted", "scope", u.Scope, "unblocked", u.Key, "by", u.By)
 		if err := s.store.MarkUnblockApplied(ctx, u.ID); err != nil {
-			s.log.Error("state store", "err", err)
+			s.failed(ctx, "state store", err)
 			return
 		}
 	}

@@ -81,7 +81,7 @@ func (c *clientConn) authorize(ctx context.Context, rt route, ss *sessionStart, 
 	case errors.Is(err, store.ErrForged):
 		return policy.Decision{Reason: err.Error()}, nil
 	case err != nil:
-		c.srv.log.Error("request store unreadable", "err", err)
+		c.srv.failed(ctx, "request store unreadable", err)
 		return policy.Decision{Reason: "the access request cannot be read; try again, or tell the gateway's operators"}, nil
 	}
 	return d, r
