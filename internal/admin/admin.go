@@ -234,15 +234,6 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nTo reach a host:  ssh -J <you>@gw <login>@<host>   or   ssh <login>%<host>@gw")
 }
 
-// refusal is the policy's refusal as an error: its reason, and its hint on
-// a second line.
-func refusal(d policy.Decision) error {
-	if d.Hint == "" {
-		return errors.New(d.Reason)
-	}
-	return errors.New(d.Reason + "\n  " + d.Hint)
-}
-
 // noArgs refuses arguments to a command that takes none.
 func noArgs(args []string) error {
 	if len(args) > 0 {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -80,7 +81,7 @@ func Join(ctx context.Context, gw Gateway, who Caller, args []string, terminal b
 		Now: gw.Now(), Lock: c.lock(),
 	})
 	if d.Verdict != policy.Allow {
-		return Ticket{}, refusal(d.Decision)
+		return Ticket{}, errors.New(d.Message())
 	}
 	return Ticket{SessionID: id, JoinDecision: d}, nil
 }

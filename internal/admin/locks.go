@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,7 +23,7 @@ func (c *call) mayLock() error {
 		return nil
 	}
 	if d := c.eng.MayLock(p, c.who.Key, c.gw.Now(), c.lock()); d.Verdict != policy.Allow {
-		return refusal(d)
+		return errors.New(d.Message())
 	}
 	return nil
 }

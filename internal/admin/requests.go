@@ -62,7 +62,7 @@ func (c *call) request(args []string, out io.Writer) error {
 	now := c.gw.Now()
 	d := c.eng.CheckRequest(c.who.Person, c.who.Key, hosts, *login, *dur, *reason, now, c.lock())
 	if d.Verdict != policy.Allow {
-		return refusal(d)
+		return errors.New(d.Message())
 	}
 	names := make([]string, len(hosts))
 	for i, h := range hosts {
@@ -218,7 +218,7 @@ func (c *call) approve(args []string, out io.Writer) error {
 	now := c.gw.Now()
 	hs := c.allHostsOf(r)
 	if d := c.canDecide(r, hs, now); d.Verdict != policy.Allow {
-		return refusal(d)
+		return errors.New(d.Message())
 	}
 	r, err = c.gw.Requests().Approve(c.ctx, id, store.Approval{By: c.who.ID(), At: now, Comment: comment}, c.eng.ApproversNeeded(hs))
 	if err != nil {
@@ -261,7 +261,7 @@ func (c *call) deny(args []string, out io.Writer) error {
 	}
 	id, now := r.ID, c.gw.Now()
 	if d := c.canDecide(r, c.hostsOf(r), now); d.Verdict != policy.Allow {
-		return refusal(d)
+		return errors.New(d.Message())
 	}
 	if r, err = c.gw.Requests().Deny(c.ctx, id, c.who.ID(), reason, now); err != nil {
 		return err
@@ -283,7 +283,7 @@ func (c *call) revoke(args []string, out io.Writer) error {
 	}
 	id, now := r.ID, c.gw.Now()
 	if d := c.eng.MayRevoke(c.who.Person, c.who.Key, r.Requester, c.hostsOf(r), now, c.lock()); d.Verdict != policy.Allow {
-		return refusal(d)
+		return errors.New(d.Message())
 	}
 	if r, err = c.gw.Requests().Revoke(c.ctx, id, c.who.ID(), reason, now); err != nil {
 		return err

@@ -130,12 +130,12 @@ func (s *Server) applyUnblocks(ctx context.Context) {
 			ev.Source = u.Key
 		}
 		if err := s.audit.Append(ctx, ev); err != nil {
-			s.log.Error("audit log refuses unblock event", "err", err)
+			s.failed(ctx, "audit log refuses unblock event", err)
 			return
 		}
 		s.log.Info("block lifted", "scope", u.Scope, "unblocked", u.Key, "by", u.By)
 		if err := s.store.MarkUnblockApplied(ctx, u.ID); err != nil {
-			s.log.Error("state store", "err", err)
+			s.failed(ctx, "state store", err)
 			return
 		}
 	}
@@ -219,7 +219,7 @@ func (s *Server) verifiedLogin(st *state, only *config.Person, meta ssh.ConnMeta
 		}
 	}
 	if d := st.engine.CheckPerson(p, k, s.now(), s.lockReason(p.ID)); d.Verdict != policy.Allow {
-		return nil, keyRefused(p.ID, fp, refusal("%s", joinReason(d)))
+		return nil, keyRefused(p.ID, fp, refusal("%s", d.Message()))
 	}
 	if a != nil {
 		slot, err := s.slots.acquire(p.ID, meta.RemoteAddr().String(), s.now(), st.cfg.Gateway.Limits)
@@ -256,12 +256,4 @@ func (s *Server) record(e audit.Event) {
 	if err := s.audit.Append(context.Background(), e); err != nil {
 		s.log.Error("audit append failed", "type", string(e.Type), "err", err)
 	}
-}
-
-// joinReason renders a decision's reason and hint as one or two lines.
-func joinReason(d policy.Decision) string {
-	if d.Hint == "" {
-		return d.Reason
-	}
-	return d.Reason + "\n  " + d.Hint
 }

@@ -86,7 +86,7 @@ func (c *clientConn) refresh() (fresh *clientConn, gone bool, err error) {
 		return nil, true, fmt.Errorf("%s is locked: %s", id, lock)
 	}
 	if d := st.engine.CheckPerson(p, k, c.srv.now(), lock); d.Verdict != policy.Allow {
-		return nil, false, errors.New(joinReason(d))
+		return nil, false, errors.New(d.Message())
 	}
 	cc := *c
 	cc.st, cc.person, cc.key = st, p, k

@@ -59,7 +59,7 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 		ev.Attrs["reason"] = d.Reason
 		ev.Attrs["verdict"] = d.Verdict.String()
 		c.srv.record(ev)
-		refuse(ch, ss, joinReason(d)+c.srv.forgedNote(ctx, c.person.ID, now))
+		refuse(ch, ss, d.Message()+c.srv.forgedNote(ctx, c.person.ID, now))
 	default:
 		c.execSession(ctx, c.newLive(rt, ss, ch, ev, req), reqs, ss, d.Warnings)
 	}
@@ -81,7 +81,7 @@ func (c *clientConn) authorize(ctx context.Context, rt route, ss *sessionStart, 
 	case errors.Is(err, store.ErrForged):
 		return policy.Decision{Reason: err.Error()}, nil
 	case err != nil:
-		c.srv.log.Error("request store unreadable", "err", err)
+		c.srv.failed(ctx, "request store unreadable", err)
 		return policy.Decision{Reason: "the access request cannot be read; try again, or tell the gateway's operators"}, nil
 	}
 	return d, r

@@ -64,7 +64,7 @@ func (c *clientConn) denyForward(nch ssh.NewChannel, ev audit.Event, d policy.De
 	ev.Attrs["reason"] = d.Reason
 	ev.Attrs["verdict"] = d.Verdict.String()
 	c.srv.record(ev)
-	msg := strings.ReplaceAll(joinReason(d), "\n ", ";")
+	msg := strings.ReplaceAll(d.Message(), "\n ", ";")
 	if rt.hostName == "" {
 		// On a bare gateway connection this is most often `ssh -J gw`
 		// to a host name the gateway does not know.

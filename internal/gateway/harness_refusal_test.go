@@ -27,12 +27,14 @@ func TestHarnessRefusals(t *testing.T) {
 		status                      int
 		stderr                      string            // in what the person reads
 		event                       audit.Type        // the refusal's audit event
+		host                        string            // the event's host, when set
 		attrs                       map[string]string // in the event
 		nobody                      bool              // the event names no person: the key is nobody's
 	}{
 		// At login: the pre-authentication banner says why.
 		{name: "unregistered key", person: "stranger", dest: "gw", command: "whoami", status: 255,
-			stderr: "is not registered to any person", event: audit.AuthFailure, nobody: true},
+			stderr: "is not registered to any person", event: audit.AuthFailure, nobody: true,
+			attrs: map[string]string{"method": "publickey"}},
 		{name: "locked person", person: "erin", dest: "root%db1", command: "true", status: 255,
 			stderr: "your account is locked: on holiday until Monday", event: audit.AuthFailure},
 		{name: "expired key", person: "olga", dest: "root%db1", command: "true", status: 255,
@@ -55,12 +57,15 @@ func TestHarnessRefusals(t *testing.T) {
 		// handshake with the host; a login refused inside the jump is a
 		// refused session.
 		{name: "jump without a grant", person: "dave", dest: "root@db1", command: "true", status: 255,
-			stderr: "dave has no access to host db1", event: audit.SessionDenied,
-			attrs: map[string]string{"mode": "jump", "verdict": "deny"}},
+			stderr: "dave has no access to host db1", event: audit.SessionDenied, host: "db1",
+			attrs: map[string]string{"mode": "jump", "verdict": "deny", "reason": "dave has no access to host db1"}},
 		{name: "jump to an unknown host", person: "alice", dest: "root@db9", command: "true", status: 255,
 			stderr: "unknown host db9", event: audit.ForwardDenied, attrs: map[string]string{"destination": "db9:22"}},
 		{name: "jump with a login not granted", person: "alice", dest: "postgres@db1", command: "true", status: 1,
 			stderr: "may not log in as postgres", event: audit.SessionDenied, attrs: map[string]string{"mode": "jump"}},
+		{name: "production exec through a jump", person: "alice", dest: "root@prod1", command: "true", status: 1,
+			stderr: "non-interactive access needs an approved access request", event: audit.SessionDenied, host: "prod1",
+			attrs: map[string]string{"mode": "jump", "verdict": "needs-approval"}},
 
 		// Gateway commands.
 		{name: "lock without the permission", person: "dave", dest: "gw", command: "lock bob --reason test", status: 1,
@@ -73,7 +78,7 @@ func TestHarnessRefusals(t *testing.T) {
 				t.Fatalf("status %d, stderr %q; want %d and %q (stdout %q)", status, stderr, tc.status, tc.stderr, stdout)
 			}
 			h.waitEvent(t, from, string(tc.event), func(e audit.Event) bool {
-				if e.Type != tc.event || e.Person != tc.person && !tc.nobody {
+				if e.Type != tc.event || e.Person != tc.person && !tc.nobody || tc.host != "" && e.Host != tc.host {
 					return false
 				}
 				for k, v := range tc.attrs {

@@ -33,7 +33,7 @@ func (c *clientConn) directTCPIP(ctx context.Context, nch ssh.NewChannel, rt rou
 		if d := c.st.engine.MayJump(c.person, c.key, h, c.srv.now(), c.srv.lockReason(c.person.ID)); d.Verdict != policy.Allow {
 			c.srv.record(audit.Event{Type: audit.SessionDenied, Person: c.person.ID, Host: h.Name, Tenant: h.Tenant,
 				Source: c.source, Attrs: map[string]string{"mode": "jump", "reason": d.Reason, "verdict": d.Verdict.String()}})
-			_ = nch.Reject(ssh.Prohibited, "tandem: "+safetext.Line(strings.ReplaceAll(joinReason(d), "\n ", ";")))
+			_ = nch.Reject(ssh.Prohibited, "tandem: "+safetext.Line(strings.ReplaceAll(d.Message(), "\n ", ";")))
 			return
 		}
 		c.jump(ctx, nch, h.Name)

@@ -48,10 +48,10 @@ func (s *Server) watchLocks(ctx context.Context) {
 		}
 		changed := err == nil && gen != last
 		if err != nil {
-			s.log.Error("lock store unreadable", "err", err)
+			s.failed(ctx, "lock store unreadable", err)
 		} else if changed {
 			if err := s.refreshLocks(ctx); err != nil {
-				s.log.Error("lock store unreadable", "err", err)
+				s.failed(ctx, "lock store unreadable", err)
 			} else {
 				last = gen
 			}
@@ -59,8 +59,8 @@ func (s *Server) watchLocks(ctx context.Context) {
 		if last >= 0 {
 			// Tell processes that changed a lock (`tandem lock`) that it is
 			// in force here: locks reloaded, locked persons thrown out.
-			if err := s.store.AckGeneration(ctx, s.name, last, s.now()); err != nil && ctx.Err() == nil {
-				s.log.Error("lock store: acknowledge", "err", err)
+			if err := s.store.AckGeneration(ctx, s.name, last, s.now()); err != nil {
+				s.failed(ctx, "lock store: acknowledge", err)
 			}
 		}
 		s.sweepLocks()
@@ -94,11 +94,11 @@ func (s *Server) auditLockEvents(ctx context.Context) {
 			typ = audit.Unlock
 		}
 		if err := s.audit.Append(ctx, audit.Event{Time: e.At, Type: typ, Person: e.Person, Attrs: attrs}); err != nil {
-			s.log.Error("audit log refuses lock event", "err", err)
+			s.failed(ctx, "audit log refuses lock event", err)
 			return
 		}
 		if err := s.store.MarkLockEventAudited(ctx, e.ID); err != nil {
-			s.log.Error("lock store", "err", err)
+			s.failed(ctx, "lock store", err)
 			return
 		}
 	}
@@ -120,14 +120,26 @@ func (s *Server) drainOutbox(ctx context.Context) {
 			ev.Time = e.At
 		}
 		if err := s.audit.Append(ctx, ev); err != nil {
-			s.log.Error("audit log refuses queued event", "err", err)
+			s.failed(ctx, "audit log refuses queued event", err)
 			return
 		}
 		if err := s.store.MarkAudited(ctx, e.ID); err != nil {
-			s.log.Error("state store", "err", err)
+			s.failed(ctx, "state store", err)
 			return
 		}
 	}
+}
+
+// failed logs an error of work done for ctx. Once ctx has ended the
+// gateway (or the connection) is stopping and cut the work short on
+// purpose: that is no error, and the line goes to Debug. The work is
+// picked up again on the next start (events stay queued until marked).
+func (s *Server) failed(ctx context.Context, msg string, err error) {
+	if ctx.Err() != nil {
+		s.log.Debug(msg, "err", err, "stopping", true)
+		return
+	}
+	s.log.Error(msg, "err", err)
 }
 
 // lockPerson locks person at once on behalf of by (a gateway command).

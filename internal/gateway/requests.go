@@ -23,7 +23,7 @@ func (s *Server) requestWindows(ctx context.Context, person string, now time.Tim
 	}
 	rs, err := s.store.ActiveRequests(ctx, person, now)
 	if err != nil && !errors.Is(err, store.ErrForged) { // forged rows are left out, reported by the store
-		s.log.Error("request store unreadable", "err", err)
+		s.failed(ctx, "request store unreadable", err)
 		return nil
 	}
 	ws := make([]policy.RequestWindow, len(rs))

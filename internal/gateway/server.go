@@ -166,9 +166,14 @@ func (s *Server) Reload(cfg *config.Config) error {
 }
 
 // Serve accepts connections until ctx is done or the listener fails. It
-// returns after every connection handler has ended.
+// returns after every connection handler has ended: nil when ctx ended,
+// the listener's error otherwise.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	// The stop is marked before the listener closes: Accept then fails
+	// with net.ErrClosed, which may come back before the derived context
+	// below has heard of the cancel.
+	var stopping atomic.Bool
+	stop := context.AfterFunc(ctx, func() { stopping.Store(true); ln.Close() })
 	defer stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer func() {
@@ -182,7 +187,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if ctx.Err() != nil {
+			if stopping.Load() {
 				return nil
 			}
 			var ne net.Error

@@ -110,7 +110,7 @@ func (l *liveSession) begin(ctx context.Context, meta record.Meta) error {
 	l.id = newSessionID()
 	l.startEv.Session, l.endEv.Session = l.id, l.id
 	if err := srv.audit.Append(ctx, l.startEv); err != nil {
-		srv.log.Error("audit log unavailable: session refused", "err", err)
+		srv.failed(ctx, "audit log unavailable: session refused", err)
 		return errNoAudit
 	}
 	meta.SessionID, meta.Tenant, meta.Host, meta.Login, meta.Owner = l.id, l.host.Tenant, l.host.Name, l.login, l.owner

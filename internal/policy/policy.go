@@ -76,6 +76,16 @@ type Decision struct {
 	Terminal bool
 }
 
+// Message renders the decision for a person: the reason, and the hint on
+// a second line indented by two spaces, so the hint reads as advice under
+// the refusal rather than as a second refusal.
+func (d Decision) Message() string {
+	if d.Hint == "" {
+		return d.Reason
+	}
+	return d.Reason + "\n  " + d.Hint
+}
+
 // Request is one action a person wants to take.
 type Request struct {
 	Person    *config.Person

@@ -646,3 +646,22 @@ func TestFallbacksAreConfigDefaults(t *testing.T) {
 		}
 	}
 }
+
+func TestDecisionMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		d    Decision
+		want string
+	}{
+		{"allow", Decision{Verdict: Allow}, ""},
+		{"reason only", Decision{Verdict: Deny, Reason: "no grant"}, "no grant"},
+		{"reason and hint", Decision{Verdict: Deny, Reason: "no grant", Hint: "ssh gw request"}, "no grant\n  ssh gw request"},
+		{"warnings are not part of it", Decision{Verdict: Deny, Reason: "r", Warnings: []string{"w"}}, "r"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.d.Message(); got != tc.want {
+				t.Errorf("Message() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
