@@ -56,6 +56,9 @@ func (c Caller) ID() string {
 	return c.Operator
 }
 
+// conn is the caller as the audit events of their commands name them.
+func (c Caller) conn() audit.Conn { return audit.Conn{Person: c.ID(), Source: c.Source} }
+
 // Gateway is what the commands need of the gateway they run on. The
 // gateway implements it over its server and the caller's connection; the
 // CLI over the state store, with no live sessions.
@@ -215,9 +218,7 @@ func Run(ctx context.Context, gw Gateway, who Caller, line string, out, errOut i
 // means the audit log refused it, the caller was told, and the command
 // must not run.
 func AuditCommand(ctx context.Context, gw Gateway, who Caller, line string, errOut io.Writer) bool {
-	err := gw.Audit(ctx, audit.Event{Type: audit.Command, Person: who.ID(), Source: who.Source,
-		Attrs: map[string]string{"command": line}})
-	if err != nil {
+	if err := audit.OrRefuse(ctx, audit.SinkFunc(gw.Audit), audit.CommandEvent{Conn: who.conn(), Command: line}.Event()); err != nil {
 		fmt.Fprintln(errOut, "tandem: the audit log is unavailable, so no command can run")
 		return false
 	}

@@ -52,9 +52,9 @@ func ListRecordings(ctx context.Context, gw Gateway, who Caller, f RecordingFilt
 
 func (c *call) listRecordings(f RecordingFilter, out io.Writer) error {
 	rows := c.gw.Library().List(c.who.Person, readable.Filter{Host: f.Host, Owner: f.Person, Tenant: f.Tenant, Since: c.gw.Now().Add(-f.Since)})
-	if err := c.gw.Audit(c.ctx, audit.Event{Type: audit.RecordingRead, Person: c.who.ID(), Source: c.who.Source,
-		Attrs: map[string]string{"listing": fmt.Sprintf("host=%s person=%s tenant=%s since=%s", f.Host, f.Person, f.Tenant, f.Since),
-			"count": fmt.Sprint(len(rows))}}); err != nil {
+	listing := &audit.Listing{Filter: fmt.Sprintf("host=%s person=%s tenant=%s since=%s", f.Host, f.Person, f.Tenant, f.Since), Count: len(rows)}
+	ev := audit.RecordingReadEvent{Recording: audit.Recording{Person: c.who.ID(), Source: c.who.Source}, Listing: listing}
+	if err := audit.OrRefuse(c.ctx, audit.SinkFunc(c.gw.Audit), ev.Event()); err != nil {
 		return errors.New("the audit log is unavailable, so no recording can be listed")
 	}
 	if len(rows) > maxListed {
@@ -125,8 +125,8 @@ func (c *call) openRecording(id string, what audit.Type) (*record.Reader, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.gw.Audit(c.ctx, audit.Event{Type: what, Person: c.who.ID(), Session: id, Tenant: host.Tenant,
-		Host: host.Name, Source: c.who.Source}); err != nil {
+	rc := audit.Recording{Person: c.who.ID(), Source: c.who.Source, Session: id, Tenant: host.Tenant, Host: host.Name, Owner: r.Meta().Owner}
+	if err := audit.OrRefuse(c.ctx, audit.SinkFunc(c.gw.Audit), audit.RecordingOpened(what, rc)); err != nil {
 		r.Close()
 		return nil, errors.New("the audit log is unavailable, so no recording can be read")
 	}

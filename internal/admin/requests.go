@@ -30,14 +30,14 @@ func (c *call) store() (Requests, error) {
 // recordRequest audits a request's transition; the action has already
 // been stored, so the caller reports a failure (the audit watcher ends
 // sessions if the log is gone).
-func (c *call) recordRequest(t audit.Type, r store.Request, attrs map[string]string) error {
-	if attrs == nil {
-		attrs = map[string]string{}
-	}
-	attrs["hosts"] = strings.Join(r.Hosts, ",")
-	attrs["login"] = r.Login
-	attrs["requester"] = r.Requester
-	return c.gw.Audit(c.ctx, audit.Event{Type: t, Person: c.who.ID(), Request: r.ID, Source: c.who.Source, Attrs: attrs})
+func (c *call) recordRequest(e audit.Event) error {
+	return c.gw.Audit(c.ctx, e)
+}
+
+// requestRef names request r, and the caller as who acts on it, in its
+// audit events.
+func (c *call) requestRef(r store.Request) audit.RequestRef {
+	return audit.RequestRef{Conn: c.who.conn(), Request: r.ID, Hosts: r.Hosts, Login: r.Login, Requester: r.Requester}
 }
 
 func (c *call) request(args []string, out io.Writer) error {
@@ -74,7 +74,7 @@ func (c *call) request(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := c.recordRequest(audit.RequestCreate, r, map[string]string{"duration": dur.String(), "reason": *reason, "tty": fmt.Sprint(*tty)}); err != nil {
+	if err := c.recordRequest(audit.RequestCreateEvent{RequestRef: c.requestRef(r), Duration: *dur, Reason: *reason, TTY: *tty}.Event()); err != nil {
 		return fmt.Errorf("request %s stored, but the audit log is unavailable: %v", r.ID, err)
 	}
 	for _, w := range d.Warnings {
@@ -224,11 +224,11 @@ func (c *call) approve(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	attrs := map[string]string{"comment": comment, "approvals": fmt.Sprint(len(r.Approvals)), "tty": fmt.Sprint(r.TTY)}
+	ev := audit.RequestApproveEvent{RequestRef: c.requestRef(r), Comment: comment, Approvals: len(r.Approvals), TTY: r.TTY}
 	if r.State == store.RequestApproved {
-		attrs["valid_until"] = r.ValidUntil.UTC().Format(time.RFC3339)
+		ev.ValidUntil = r.ValidUntil
 	}
-	if err := c.recordRequest(audit.RequestApprove, r, attrs); err != nil {
+	if err := c.recordRequest(ev.Event()); err != nil {
 		return fmt.Errorf("approval stored, but the audit log is unavailable: %v", err)
 	}
 	if r.State == store.RequestApproved {
@@ -266,7 +266,7 @@ func (c *call) deny(args []string, out io.Writer) error {
 	if r, err = c.gw.Requests().Deny(c.ctx, id, c.who.ID(), reason, now); err != nil {
 		return err
 	}
-	if err := c.recordRequest(audit.RequestDeny, r, map[string]string{"reason": reason}); err != nil {
+	if err := c.recordRequest(audit.RequestDenyEvent{RequestRef: c.requestRef(r), Reason: reason}.Event()); err != nil {
 		return fmt.Errorf("denial stored, but the audit log is unavailable: %v", err)
 	}
 	fmt.Fprintf(out, "request %s denied\n", safetext.Line(id))
@@ -288,7 +288,7 @@ func (c *call) revoke(args []string, out io.Writer) error {
 	if r, err = c.gw.Requests().Revoke(c.ctx, id, c.who.ID(), reason, now); err != nil {
 		return err
 	}
-	if err := c.recordRequest(audit.RequestRevoke, r, map[string]string{"reason": reason}); err != nil {
+	if err := c.recordRequest(audit.RequestRevokeEvent{RequestRef: c.requestRef(r), Reason: reason}.Event()); err != nil {
 		// The revocation is stored and its sessions end regardless: the
 		// failure is the gateway's to report, the audit watcher's to act on.
 		c.gw.Log().Error("audit log unavailable", "err", err)

@@ -39,3 +39,10 @@ func BestEffort(ctx context.Context, s Sink, log *slog.Logger, e Event) {
 		log.Error("audit append failed", "type", string(e.Type), "err", err)
 	}
 }
+
+// SinkFunc is a function that appends, as a Sink: for a writer whose
+// append method has another name (the gateway commands' Gateway.Audit).
+type SinkFunc func(ctx context.Context, e Event) error
+
+// Append calls f.
+func (f SinkFunc) Append(ctx context.Context, e Event) error { return f(ctx, e) }

@@ -119,6 +119,12 @@ type SessionStartEvent struct {
 
 func (b SessionStartEvent) Event() Event { return build(SessionStart, b) }
 
+// Denied is the refusal of the session b describes, with the policy's
+// reason and verdict (verdict empty when no policy was asked).
+func (b SessionStartEvent) Denied(reason, verdict string) SessionDeniedEvent {
+	return SessionDeniedEvent{Target: b.Target, Action: b.Action, Mode: b.Mode, Command: b.Command, Reason: reason, Verdict: verdict}
+}
+
 // SessionDeniedEvent: a session, channel or jump was refused.
 type SessionDeniedEvent struct {
 	Target
@@ -242,6 +248,12 @@ type ForwardStartEvent struct {
 }
 
 func (b ForwardStartEvent) Event() Event { return build(ForwardStart, b) }
+
+// Denied is the refusal of the forward b describes, with the policy's
+// reason and verdict.
+func (b ForwardStartEvent) Denied(reason, verdict string) ForwardDeniedEvent {
+	return ForwardDeniedEvent{Target: b.Target, Kind: b.Kind, Destination: b.Destination, Mode: b.Mode, Reason: reason, Verdict: verdict}
+}
 
 // ForwardEndEvent: a port forward ended.
 type ForwardEndEvent struct {

@@ -101,7 +101,7 @@ func (g *localGateway) Audit(ctx context.Context, e audit.Event) error {
 	if e.Attrs == nil {
 		e.Attrs = map[string]string{}
 	}
-	e.Attrs["actor"] = g.operator
+	e.Attrs[audit.KeyActor] = g.operator
 	b, err := json.Marshal(e)
 	if err != nil {
 		return err

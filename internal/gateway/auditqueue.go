@@ -86,7 +86,7 @@ func (q *auditQueue) drain() {
 			return
 		}
 		e := q.events[0]
-		q.events[0] = audit.Event{}
+		clear(q.events[:1]) // the backing array keeps no appended event alive
 		q.events = q.events[1:]
 		q.mu.Unlock()
 		q.srv.record(e)

@@ -84,14 +84,12 @@ func (s *Server) countFailure(source, person string) {
 	srcBlocked, personBlocked := s.limit.Failure(source, person)
 	if srcBlocked {
 		_, until := s.limit.SourceBlocked(source)
-		s.record(audit.Event{Type: audit.AuthBlocked, Source: source, Attrs: map[string]string{
-			"scope": "source", "until": until.UTC().Format(time.RFC3339)}})
+		s.record(audit.AuthBlockedEvent{Conn: audit.Conn{Source: source}, Scope: store.BlockSource, Until: until}.Event())
 		s.reportBlock(store.BlockSource, ratelimit.SourceKey(source), until, "too many failed logins from this address")
 	}
 	if personBlocked {
 		_, until := s.limit.PersonBlocked(person)
-		s.record(audit.Event{Type: audit.AuthBlocked, Person: person, Source: source, Attrs: map[string]string{
-			"scope": "person", "until": until.UTC().Format(time.RFC3339)}})
+		s.record(audit.AuthBlockedEvent{Conn: audit.Conn{Person: person, Source: source}, Scope: store.BlockPerson, Until: until}.Event())
 		s.reportBlock(store.BlockPerson, person, until, "too many failed logins for this person (last from "+source+")")
 	}
 }
@@ -122,14 +120,13 @@ func (s *Server) applyUnblocks(ctx context.Context) {
 		} else {
 			was = s.limit.UnblockSource(u.Key)
 		}
-		ev := audit.Event{Time: u.At, Type: audit.AuthUnblocked, Attrs: map[string]string{
-			"scope": u.Scope, "by": u.By, "was_blocked": fmt.Sprint(was)}}
+		ev := audit.AuthUnblockedEvent{Time: u.At, Scope: u.Scope, By: u.By, WasBlocked: was}
 		if u.Scope == store.BlockPerson {
 			ev.Person = u.Key
 		} else {
 			ev.Source = u.Key
 		}
-		if err := s.audit.Append(ctx, ev); err != nil {
+		if err := audit.OrRefuse(ctx, s.audit, ev.Event()); err != nil {
 			s.failed(ctx, "audit log refuses unblock event", err)
 			return
 		}
@@ -238,12 +235,10 @@ func (s *Server) verifiedLogin(st *state, only *config.Person, meta ssh.ConnMeta
 // loginSucceeded records the login durably before it takes effect: if the
 // audit log cannot take the event, the login is refused (fail closed).
 func (s *Server) loginSucceeded(meta ssh.ConnMetadata, perms *ssh.Permissions) (*ssh.Permissions, error) {
-	attrs := map[string]string{"method": "publickey", "key": perms.Extensions[extKey]}
-	putUser(attrs, meta.User(), false)
-	err := s.audit.Append(context.Background(), audit.Event{
-		Type: audit.AuthSuccess, Person: perms.Extensions[extPerson], Source: meta.RemoteAddr().String(), Attrs: attrs,
-	})
-	if err != nil {
+	ev := audit.AuthSuccessEvent{Conn: audit.Conn{Person: perms.Extensions[extPerson], Source: meta.RemoteAddr().String()},
+		Method: "publickey", Key: perms.Extensions[extKey], ClientUser: clientUser(meta.User(), false)}
+	// The key callback carries no context.
+	if err := audit.OrRefuse(context.Background(), s.audit, ev.Event()); err != nil {
 		s.log.Error("audit log unavailable: login refused", "err", err)
 		return nil, refusal("the audit log is unavailable, so no login is possible; tell the gateway's operators")
 	}
@@ -251,9 +246,9 @@ func (s *Server) loginSucceeded(meta ssh.ConnMetadata, perms *ssh.Permissions) (
 }
 
 // record appends an event whose loss must not block the action it
-// describes — a refusal, which happens anyway. Failures are logged.
+// describes — a refusal, which happens anyway, or an end (audit.BestEffort).
+// Not under a connection's context: a refusal is recorded also when the
+// connection that caused it is gone.
 func (s *Server) record(e audit.Event) {
-	if err := s.audit.Append(context.Background(), e); err != nil {
-		s.log.Error("audit append failed", "type", string(e.Type), "err", err)
-	}
+	audit.BestEffort(context.Background(), s.audit, s.log, e)
 }

@@ -142,8 +142,7 @@ func (c *clientConn) setupRequest(ss *sessionStart, lim *startLimits, r *ssh.Req
 		}
 		if !lim.forwards[r.Type] {
 			lim.forwards[r.Type] = true
-			c.srv.record(audit.Event{Type: audit.ForwardDenied, Person: c.person.ID, Source: c.source,
-				Attrs: map[string]string{"kind": r.Type}})
+			c.srv.record(audit.ForwardDeniedEvent{Target: c.who(), Kind: r.Type}.Event())
 		}
 	}
 	return false

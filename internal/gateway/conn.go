@@ -105,9 +105,14 @@ func keyByFingerprint(p *config.Person, fp string) *config.Key {
 // refuseChannel refuses a new channel because the connection's person may
 // no longer work (see refresh), and audits it.
 func (c *clientConn) refuseChannel(nch ssh.NewChannel, err error, gone bool) {
-	c.srv.record(audit.Event{Type: audit.SessionDenied, Person: c.person.ID, Source: c.source,
-		Attrs: map[string]string{"channel": nch.ChannelType(), "reason": err.Error(), "connection_closed": fmt.Sprint(gone)}})
+	c.srv.record(audit.SessionDeniedEvent{Target: c.who(), Channel: nch.ChannelType(), Reason: err.Error(), ConnectionClosed: &gone}.Event())
 	_ = nch.Reject(ssh.Prohibited, "tandem: "+safetext.Lines(err.Error()))
+}
+
+// who is the connection's person and address, as its audit events name
+// them before a session names its host.
+func (c *clientConn) who() audit.Target {
+	return audit.Target{Person: c.person.ID, Source: c.source}
 }
 
 // route says where a connection's session channels go.
@@ -148,8 +153,7 @@ func parseUser(user string) (login, host string, routed bool) {
 // forwarding (tcpip-forward) is never offered by the gateway.
 func (c *clientConn) globalRequest(r *ssh.Request) {
 	if r.Type == "tcpip-forward" {
-		c.srv.record(audit.Event{Type: audit.ForwardDenied, Person: c.person.ID, Source: c.source,
-			Attrs: map[string]string{"kind": "remote", "reason": "remote forwarding is not supported"}})
+		c.srv.record(audit.ForwardDeniedEvent{Target: c.who(), Kind: "remote", Reason: "remote forwarding is not supported"}.Event())
 	}
 	if r.WantReply {
 		_ = r.Reply(false, nil)
@@ -211,8 +215,7 @@ func (c *clientConn) serve(ctx context.Context, chans <-chan ssh.NewChannel, req
 				cc.directTCPIP(ctx, nch, rt)
 			}()
 		default:
-			c.srv.record(audit.Event{Type: audit.ForwardDenied, Person: c.person.ID, Source: c.source,
-				Attrs: map[string]string{"kind": nch.ChannelType()}})
+			c.srv.record(audit.ForwardDeniedEvent{Target: c.who(), Kind: nch.ChannelType()}.Event())
 			_ = nch.Reject(ssh.Prohibited, "tandem: "+safetext.Line(nch.ChannelType())+" channels are not allowed")
 		}
 	}

@@ -113,7 +113,7 @@ func (s *Server) checkRequestSessions(ctx context.Context, reread bool) {
 	for _, l := range s.live.matching(func(l *liveSession) bool { return l.request != "" }) {
 		if !l.requestUntil.After(now) {
 			if l.end(fmt.Sprintf("request %s expired at %s", l.request, l.requestUntil.UTC().Format("15:04:05 UTC"))) {
-				s.record(audit.Event{Type: audit.RequestExpired, Person: l.owner, Request: l.request, Session: l.id})
+				s.record(audit.RequestExpiredEvent{Person: l.owner, Request: l.request, Session: l.id}.Event())
 			}
 			continue
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -25,19 +24,12 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 		return
 	}
 	defer ch.Close()
-	ev := audit.Event{Person: c.person.ID, Login: rt.login, Host: rt.hostName, Source: c.source,
-		Attrs: map[string]string{"action": string(actionOf(ss)), "mode": modeName(rt)}}
-	if ss.command != "" {
-		ev.Attrs["command"] = ss.command
-	}
+	ev := audit.SessionStartEvent{Target: c.routeTarget(rt), Action: string(actionOf(ss)), Mode: modeName(rt), Command: ss.command}
 	if rt.host == nil {
-		ev.Type = audit.SessionDenied
-		ev.Attrs["reason"] = "unknown host"
-		c.srv.record(ev)
+		c.srv.record(ev.Denied("unknown host", "").Event())
 		refuse(ch, ss, fmt.Sprintf("unknown host %s; `ssh gw whoami` lists the hosts you may reach", rt.hostName))
 		return
 	}
-	ev.Tenant = rt.host.Tenant
 	now := c.srv.now()
 	d, req := c.authorize(ctx, rt, ss, now)
 	if req != nil {
@@ -50,15 +42,11 @@ func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt r
 		// second person, and a command with a terminal under a request that
 		// granted terminals is recorded exactly like a PTY session, input
 		// attributed.
-		if d.Terminal {
-			ev.Attrs["terminal"] = "true"
-		}
+		fourEyes := d.Verdict == policy.NeedsSecondPerson
+		ev.Terminal, ev.FourEyes = d.Terminal, &fourEyes
 		c.interactive(ctx, c.newLive(rt, ss, ch, ev, req), reqs, ss, d)
 	case d.Verdict != policy.Allow:
-		ev.Type = audit.SessionDenied
-		ev.Attrs["reason"] = d.Reason
-		ev.Attrs["verdict"] = d.Verdict.String()
-		c.srv.record(ev)
+		c.srv.record(ev.Denied(d.Reason, d.Verdict.String()).Event())
 		refuse(ch, ss, d.Message()+c.srv.forgedNote(ctx, c.person.ID, now))
 	default:
 		c.execSession(ctx, c.newLive(rt, ss, ch, ev, req), reqs, ss, d.Warnings)
@@ -89,16 +77,29 @@ func (c *clientConn) authorize(ctx context.Context, rt route, ss *sessionStart, 
 
 // newLive describes a session channel's session about to begin: what its
 // audit events say and what enforcement needs to decide it again later.
-func (c *clientConn) newLive(rt route, ss *sessionStart, ch ssh.Channel, start audit.Event, req *store.Request) *liveSession {
-	start.Type = audit.SessionStart
+func (c *clientConn) newLive(rt route, ss *sessionStart, ch ssh.Channel, start audit.SessionStartEvent, req *store.Request) *liveSession {
 	l := &liveSession{owner: c.person.ID, keyFP: c.keyFP, host: rt.host, login: rt.login,
-		action: actionOf(ss), pty: ss.pty != nil, conn: c, ch: ch, eol: eol(ss), startEv: start,
-		endEv: audit.Event{Type: audit.SessionEnd, Person: c.person.ID, Host: rt.host.Name, Tenant: rt.host.Tenant,
-			Login: rt.login, Request: start.Request}}
+		action: actionOf(ss), pty: ss.pty != nil, conn: c, ch: ch, eol: eol(ss), startEv: start.Event(), tgt: start.Target}
+	l.tgt.Source = "" // only the start names the client's address; the later events never did
+	if start.FourEyes != nil {
+		l.fourEyes = *start.FourEyes
+	}
 	if req != nil {
 		l.request, l.requestUntil = req.ID, req.ValidUntil
 	}
 	return l
+}
+
+// routeTarget is what the audit events of a session or forward on route
+// rt name: the person and address, the host as the client named it and
+// the login.
+func (c *clientConn) routeTarget(rt route) audit.Target {
+	t := c.who()
+	t.Host, t.Login = rt.hostName, rt.login
+	if rt.host != nil {
+		t.Tenant = rt.host.Tenant
+	}
+	return t
 }
 
 func modeName(rt route) string {
@@ -131,18 +132,10 @@ func (c *clientConn) execSession(ctx context.Context, l *liveSession, reqs <-cha
 	case res.ExitSignal != "":
 		_ = l.rec.Exit(-1, res.ExitSignal)
 	}
-	attrs := map[string]string{"bytes_in": strconv.FormatInt(res.In, 10), "bytes_out": strconv.FormatInt(res.Out, 10),
-		"bytes_err": strconv.FormatInt(res.Err, 10)}
-	switch {
-	case err != nil:
-		attrs["error"] = err.Error()
+	if err != nil {
 		refuse(l.ch, ss, err.Error())
-	case res.ExitStatus != nil:
-		attrs["exit_status"] = strconv.FormatUint(uint64(*res.ExitStatus), 10)
-	case res.ExitSignal != "":
-		attrs["exit_signal"] = res.ExitSignal
 	}
-	l.finish(attrs)
+	l.finish(outcome{res: &res, err: err})
 }
 
 // runUpstream dials the target and runs the session there until it ends.

@@ -26,11 +26,7 @@ import (
 // a session of its own: audited at start and end with byte counts, and
 // recorded like an exec (both directions counted and hashed).
 func (c *clientConn) forward(ctx context.Context, nch ssh.NewChannel, dest string, rt route) {
-	ev := audit.Event{Person: c.person.ID, Source: c.source, Host: rt.hostName, Login: rt.login,
-		Attrs: map[string]string{"kind": "local", "destination": dest, "mode": modeName(rt)}}
-	if rt.host != nil {
-		ev.Tenant = rt.host.Tenant
-	}
+	ev := audit.ForwardStartEvent{Target: c.routeTarget(rt), Kind: "local", Destination: dest, Mode: modeName(rt)}
 	now := c.srv.now()
 	d := c.st.engine.Authorize(policy.Request{Person: c.person, Key: c.key, Host: rt.host, Login: rt.login,
 		Action: policy.ActionForward, ForwardTo: dest, Now: now, Lock: c.srv.lockReason(c.person.ID),
@@ -39,9 +35,9 @@ func (c *clientConn) forward(ctx context.Context, nch ssh.NewChannel, dest strin
 		c.denyForward(nch, ev, d, dest, rt)
 		return
 	}
-	ev.Type, ev.Request = audit.ForwardStart, d.Request
+	ev.Request = d.Request
 	l := &liveSession{owner: c.person.ID, keyFP: c.keyFP, host: rt.host, login: rt.login, action: policy.ActionForward,
-		forwardTo: dest, conn: c, eol: "\n", startEv: ev, endEv: withAttrs(ev, audit.ForwardEnd, map[string]string{"destination": dest})}
+		forwardTo: dest, conn: c, eol: "\n", startEv: ev.Event(), tgt: ev.Target}
 	if err := l.begin(ctx, record.Meta{Kind: record.KindForward, Started: now, Command: "direct-tcpip " + dest}); err != nil {
 		if errors.Is(err, errNoAudit) {
 			_ = nch.Reject(ssh.Prohibited, "tandem: the audit log is unavailable")
@@ -51,19 +47,12 @@ func (c *clientConn) forward(ctx context.Context, nch ssh.NewChannel, dest strin
 		return
 	}
 	res, err := c.relayForward(ctx, nch, l, d.Request)
-	attrs := map[string]string{"bytes_in": strconv.FormatInt(res.In, 10), "bytes_out": strconv.FormatInt(res.Out, 10)}
-	if err != nil {
-		attrs["error"] = err.Error()
-	}
-	l.finish(attrs)
+	l.finish(outcome{res: &res, err: err})
 }
 
 // denyForward refuses a forward the policy does not allow, audited.
-func (c *clientConn) denyForward(nch ssh.NewChannel, ev audit.Event, d policy.Decision, dest string, rt route) {
-	ev.Type = audit.ForwardDenied
-	ev.Attrs["reason"] = d.Reason
-	ev.Attrs["verdict"] = d.Verdict.String()
-	c.srv.record(ev)
+func (c *clientConn) denyForward(nch ssh.NewChannel, ev audit.ForwardStartEvent, d policy.Decision, dest string, rt route) {
+	c.srv.record(ev.Denied(d.Reason, d.Verdict.String()).Event())
 	msg := strings.ReplaceAll(d.Message(), "\n ", ";")
 	if rt.hostName == "" {
 		// On a bare gateway connection this is most often `ssh -J gw`

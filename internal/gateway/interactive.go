@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"strconv"
 
 	"golang.org/x/crypto/ssh"
 
@@ -22,15 +21,15 @@ import (
 // runs alone, ends with the request, and is recorded like every PTY
 // session.
 func (c *clientConn) interactive(ctx context.Context, l *liveSession, reqs <-chan *ssh.Request, ss *sessionStart, d policy.Decision) {
-	l.fourEyes = d.Verdict == policy.NeedsSecondPerson
 	h := &ptyHooks{leaveWaiting: func() {}}
 	if l.fourEyes {
-		if h.leaveWaiting = c.enterWaiting(l.ch, ss, l.startEv); h.leaveWaiting == nil {
+		refused := l.tgt
+		refused.Source = c.source // a refusal names the client's address, as the start would have
+		if h.leaveWaiting = c.enterWaiting(l.ch, ss, refused); h.leaveWaiting == nil {
 			return // limits.waiting_per_person
 		}
 		defer h.leaveWaiting()
 	}
-	l.startEv.Attrs["four_eyes"] = strconv.FormatBool(l.fourEyes)
 	size := ptySize(ss.pty, ss.winch)
 	if err := l.begin(ctx, record.Meta{Kind: record.KindPTY, Term: ptyTerm(ss.pty),
 		Cols: int(size.Cols), Rows: int(size.Rows), Command: ss.command, Env: ss.envNames}); err != nil {
@@ -62,11 +61,7 @@ func (c *clientConn) interactive(ctx context.Context, l *liveSession, reqs <-cha
 	}
 	// The owner's last output and the closing notice go first.
 	closeChannel(l.ch, res, l.sess.OwnerFlushed())
-	attrs := map[string]string{"reason": h.endReason}
-	if err != nil {
-		attrs["error"] = err.Error()
-	}
-	l.finish(attrs)
+	l.finish(outcome{err: err, reason: h.endReason})
 }
 
 // share makes l a session others may join: its participants and state
@@ -74,7 +69,7 @@ func (c *clientConn) interactive(ctx context.Context, l *liveSession, reqs <-cha
 // terminal, and its audit events go through a queue of their own.
 func (c *clientConn) share(l *liveSession, h *ptyHooks, size session.Size, closed <-chan struct{}) {
 	l.events = newAuditQueue(c.srv)
-	h.rec, h.events, h.base = l.rec, l.events, l.endEv // each hook sets its own type and attrs
+	h.rec, h.events, h.base = l.rec, l.events, l.tgt
 	pol := c.st.cfg.Policy
 	l.sess = session.New(session.Options{
 		ID: l.id, Host: l.host.Name, Owner: session.Participant{Person: l.owner},
@@ -90,9 +85,9 @@ func (c *clientConn) share(l *liveSession, h *ptyHooks, size session.Size, close
 type ptyHooks struct {
 	rec          *record.Writer
 	events       *auditQueue
-	base         audit.Event // what every event of the session says
-	leaveWaiting func()      // frees the owner's waiting place (limits.go)
-	endReason    string      // why the session ended, once it has
+	base         audit.Target // what every event of the session says
+	leaveWaiting func()       // frees the owner's waiting place (limits.go)
+	endReason    string       // why the session ended, once it has
 }
 
 func (h *ptyHooks) hooks() session.Hooks {
@@ -102,12 +97,11 @@ func (h *ptyHooks) hooks() session.Hooks {
 		OnState:  h.state,
 		OnJoin: func(p session.Participant) {
 			_ = h.rec.Marker(fmt.Sprintf("%s joined as %s", p.Person, p.Mode))
-			h.events.add(withAttrs(h.base, audit.SessionJoin, map[string]string{
-				"participant": p.Person, "mode": string(p.Mode), "external": strconv.FormatBool(p.External)}))
+			h.events.add(audit.SessionJoinEvent{Target: h.base, Participant: p.Person, Mode: string(p.Mode), External: p.External}.Event())
 		},
 		OnLeave: func(p session.Participant, reason string) {
 			_ = h.rec.Marker(fmt.Sprintf("%s left: %s", p.Person, reason))
-			h.events.add(withAttrs(h.base, audit.SessionLeave, map[string]string{"participant": p.Person, "reason": reason}))
+			h.events.add(audit.SessionLeaveEvent{Target: h.base, Participant: p.Person, Reason: reason}.Event())
 		},
 	}
 }
@@ -121,7 +115,7 @@ func (h *ptyHooks) state(from, to session.State, reason string) {
 	}
 	if t, ok := stateEvent(from, to); ok {
 		_ = h.rec.Marker(fmt.Sprintf("%s: %s", t, reason))
-		h.events.add(withAttrs(h.base, t, map[string]string{"reason": reason}))
+		h.events.add(audit.SessionStateEvent{State: t, Target: h.base, Reason: reason}.Event())
 	}
 }
 

@@ -31,8 +31,9 @@ func (c *clientConn) directTCPIP(ctx context.Context, nch ssh.NewChannel, rt rou
 	}
 	if h := c.st.cfg.Host(dst.Host); h != nil && !rt.jump {
 		if d := c.st.engine.MayJump(c.person, c.key, h, c.srv.now(), c.srv.lockReason(c.person.ID)); d.Verdict != policy.Allow {
-			c.srv.record(audit.Event{Type: audit.SessionDenied, Person: c.person.ID, Host: h.Name, Tenant: h.Tenant,
-				Source: c.source, Attrs: map[string]string{"mode": "jump", "reason": d.Reason, "verdict": d.Verdict.String()}})
+			tgt := c.who()
+			tgt.Host, tgt.Tenant = h.Name, h.Tenant
+			c.srv.record(audit.SessionDeniedEvent{Target: tgt, Mode: "jump", Reason: d.Reason, Verdict: d.Verdict.String()}.Event())
 			_ = nch.Reject(ssh.Prohibited, "tandem: "+safetext.Line(strings.ReplaceAll(d.Message(), "\n ", ";")))
 			return
 		}

@@ -130,8 +130,7 @@ func (c *clientConn) channelAllowed(nch ssh.NewChannel) bool {
 		return true
 	}
 	msg := fmt.Sprintf("tandem: %d channels are open on this connection, the most one connection may hold (gateway.limits.channels_per_connection); close some, or open another connection. `ssh gw whoami` lists your connections.", max)
-	c.srv.record(audit.Event{Type: audit.SessionDenied, Person: c.person.ID, Source: c.source,
-		Attrs: map[string]string{"channel": nch.ChannelType(), "reason": "channels_per_connection"}})
+	c.srv.record(audit.SessionDeniedEvent{Target: c.who(), Channel: nch.ChannelType(), Reason: "channels_per_connection"}.Event())
 	_ = nch.Reject(ssh.ResourceShortage, msg)
 	return false
 }
@@ -183,13 +182,12 @@ func (w *waitingRooms) enter(person string, max int) (leave func()) {
 // enterWaiting takes one of c's person's waiting places for a four-eyes
 // session; when none is left it refuses the session on ch, audited, and
 // returns nil.
-func (c *clientConn) enterWaiting(ch ssh.Channel, ss *sessionStart, ev audit.Event) (leave func()) {
+func (c *clientConn) enterWaiting(ch ssh.Channel, ss *sessionStart, tgt audit.Target) (leave func()) {
 	max := c.st.cfg.Gateway.Limits.WaitingPerPerson
 	if leave = c.srv.waiting.enter(c.person.ID, max); leave != nil {
 		return leave
 	}
-	denied := withAttrs(ev, audit.SessionDenied, map[string]string{"reason": "waiting_per_person"})
-	c.srv.record(denied)
+	c.srv.record(audit.SessionDeniedEvent{Target: tgt, Reason: "waiting_per_person"}.Event())
 	refuse(ch, ss, fmt.Sprintf("%s already has %d sessions waiting for a second person, the most one person may have (gateway.limits.waiting_per_person); end one, or have a colleague join it. `ssh gw sessions` lists them.", c.person.ID, max))
 	return nil
 }

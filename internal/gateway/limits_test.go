@@ -634,14 +634,13 @@ func TestDiskLowRefusesSessions(t *testing.T) {
 
 func TestCutUser(t *testing.T) {
 	for _, in := range []string{"", "root%db1", strings.Repeat("ä", 40), strings.Repeat("x", 63) + "ü", "\xff\xfe" + strings.Repeat("a", 100)} {
-		attrs := map[string]string{}
-		putUser(attrs, in, true)
-		u := attrs["user"]
+		cu := clientUser(in, true)
+		u := cu.User
 		if len(u) > maxUserBytes+3 || !utf8.ValidString(u) || !strings.HasPrefix(in, strings.TrimRight(u, "\uFFFD")) && !strings.Contains(in, "\xff") {
-			t.Errorf("putUser(%q): user %q", in, u)
+			t.Errorf("clientUser(%q): user %q", in, u)
 		}
-		if (len(in) > maxUserBytes) != (attrs["user_bytes"] != "") || len(attrs["user_sha256"]) != 64 {
-			t.Errorf("putUser(%q) = %q", in, attrs)
+		if (len(in) > maxUserBytes) != (cu.UserBytes != 0) || len(cu.UserSHA256) != 64 {
+			t.Errorf("clientUser(%q) = %+v", in, cu)
 		}
 	}
 }

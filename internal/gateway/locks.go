@@ -85,15 +85,7 @@ func (s *Server) auditLockEvents(ctx context.Context) {
 		return
 	}
 	for _, e := range evs {
-		attrs := map[string]string{"by": e.Actor, "reason": e.Reason}
-		if !e.Until.IsZero() {
-			attrs["until"] = e.Until.Format(time.RFC3339)
-		}
-		typ := audit.Lock
-		if e.Kind == "unlock" {
-			typ = audit.Unlock
-		}
-		if err := s.audit.Append(ctx, audit.Event{Time: e.At, Type: typ, Person: e.Person, Attrs: attrs}); err != nil {
+		if err := audit.OrRefuse(ctx, s.audit, lockEvent(e)); err != nil {
 			s.failed(ctx, "audit log refuses lock event", err)
 			return
 		}
@@ -102,6 +94,14 @@ func (s *Server) auditLockEvents(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// lockEvent is the audit event of a lock event of the store.
+func lockEvent(e store.LockEvent) audit.Event {
+	if e.Kind == "unlock" {
+		return audit.UnlockEvent{Time: e.At, Person: e.Person, By: e.Actor, Reason: e.Reason}.Event()
+	}
+	return audit.LockEvent{Time: e.At, Person: e.Person, By: e.Actor, Reason: e.Reason, Until: e.Until}.Event()
 }
 
 // drainOutbox appends events that other processes (the local CLI) queued
@@ -114,12 +114,12 @@ func (s *Server) drainOutbox(ctx context.Context) {
 	for _, e := range es {
 		var ev audit.Event
 		if err := json.Unmarshal(e.Event, &ev); err != nil {
-			ev = audit.Event{Type: audit.Type("outbox.invalid"), Attrs: map[string]string{"error": err.Error()}}
+			ev = audit.OutboxInvalidEvent{Error: err.Error()}.Event()
 		}
 		if ev.Time.IsZero() {
 			ev.Time = e.At
 		}
-		if err := s.audit.Append(ctx, ev); err != nil {
+		if err := audit.OrRefuse(ctx, s.audit, ev); err != nil {
 			s.failed(ctx, "audit log refuses queued event", err)
 			return
 		}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,50 +214,41 @@ func (a *authAttempts) takeSlot() *connSlot {
 func (a *authAttempts) event(source, stage string, timedOut bool) audit.Event {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	attrs := map[string]string{"stage": stage, "attempts": strconv.Itoa(a.count)}
+	ev := audit.AuthFailureEvent{Conn: audit.Conn{Person: a.person, Source: source}, Stage: stage, Attempts: a.count,
+		Methods: strings.Join(a.methods, ","), Keys: strings.Join(a.keys, ","), KeysMore: a.more, RefusedBy: a.capped, Timeout: timedOut}
 	if len(a.methods) > 0 {
-		attrs["method"] = a.methods[len(a.methods)-1]
-		attrs["methods"] = strings.Join(a.methods, ",")
+		ev.Method = a.methods[len(a.methods)-1]
 	}
 	if len(a.keys) > 0 {
-		attrs["keys"] = strings.Join(a.keys, ",")
-		attrs["key"] = a.keys[len(a.keys)-1]
-	}
-	if a.more > 0 {
-		attrs["keys_more"] = strconv.Itoa(a.more)
+		ev.Key = a.keys[len(a.keys)-1]
 	}
 	if a.count > 0 {
-		putUser(attrs, a.user, true)
-		attrs["reason"] = cut(a.reason, maxReasonBytes)
+		ev.ClientUser = clientUser(a.user, true)
+		ev.Reason = cut(a.reason, maxReasonBytes)
 	}
-	if a.capped != "" {
-		attrs["refused_by"] = a.capped
-	}
-	if timedOut {
-		attrs["timeout"] = "true"
-		if a.count == 0 {
-			attrs["reason"] = "no authentication in time"
-			if stage == "kex" {
-				attrs["reason"] = "no key exchange in time"
-			}
+	if timedOut && a.count == 0 {
+		ev.Reason = "no authentication in time"
+		if stage == "kex" {
+			ev.Reason = "no key exchange in time"
 		}
 	}
-	return audit.Event{Type: audit.AuthFailure, Source: source, Person: a.person, Attrs: attrs}
+	return ev.Event()
 }
 
-// putUser puts a client's user name into attrs: cut to maxUserBytes, with
-// its SHA-256 (hex) and length whenever it was cut, or always (hash true)
-// in pre-authentication events, so that they can be matched whatever the
-// name's length.
-func putUser(attrs map[string]string, user string, hash bool) {
-	attrs["user"] = cut(user, maxUserBytes)
+// clientUser is a client's user name for an audit event: cut to
+// maxUserBytes, with its SHA-256 (hex) and length whenever it was cut, or
+// always (hash true) in pre-authentication events, so that they can be
+// matched whatever the name's length.
+func clientUser(user string, hash bool) audit.ClientUser {
+	u := audit.ClientUser{User: cut(user, maxUserBytes)}
 	if hash || len(user) > maxUserBytes {
 		sum := sha256.Sum256([]byte(user))
-		attrs["user_sha256"] = hex.EncodeToString(sum[:])
+		u.UserSHA256 = hex.EncodeToString(sum[:])
 	}
 	if len(user) > maxUserBytes {
-		attrs["user_bytes"] = strconv.Itoa(len(user))
+		u.UserBytes = len(user)
 	}
+	return u
 }
 
 // cut returns at most n bytes of s, ending on a whole UTF-8 character and
@@ -333,8 +323,6 @@ func (s *Server) flushSuppressed() {
 	for i := 0; i < len(all) && i < 10; i++ {
 		top = append(top, fmt.Sprintf("%s=%d", all[i].src, all[i].n))
 	}
-	s.record(audit.Event{Type: audit.AuthSuppressed, Attrs: map[string]string{
-		"dropped": strconv.Itoa(total), "sources": strconv.Itoa(len(all)), "top": strings.Join(top, ","),
-		"per_minute": strconv.Itoa(s.state.Load().cfg.Gateway.Limits.PreauthAuditPerMinute),
-	}})
+	s.record(audit.AuthSuppressedEvent{Dropped: total, Sources: len(all), Top: strings.Join(top, ","),
+		PerMinute: s.state.Load().cfg.Gateway.Limits.PreauthAuditPerMinute}.Event())
 }

@@ -2,8 +2,8 @@ package gateway
 
 import (
 	"fmt"
-	"strconv"
 
+	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/readable"
 	"tandem.dev/tandem/internal/record"
 )
@@ -24,44 +24,50 @@ func (s *Server) startRecording(meta record.Meta) (*record.Writer, error) {
 	return w, nil
 }
 
-// summaryAttrs puts a recording's fingerprints into session.end, so that a
-// recording can be checked against the tamper-evident log; the hash of the
-// encrypted file stays checkable after its data key is shredded.
-func summaryAttrs(attrs map[string]string, kind record.Kind, w *record.Writer, sum record.Summary, err error) {
-	attrs["recording"] = w.Path()
+// recordingSummary is a recording's fingerprints for its session's end
+// event, so that a recording can be checked against the tamper-evident
+// log; the hash of the encrypted file stays checkable after its data key
+// is shredded.
+func recordingSummary(kind record.Kind, w *record.Writer, sum record.Summary, err error) *audit.RecordingSummary {
+	s := &audit.RecordingSummary{Path: w.Path()}
 	if err != nil {
-		attrs["recording_error"] = err.Error()
-		return
+		s.Error = err.Error()
+		return s
 	}
-	attrs["recording_sha256"] = sum.SHA256
-	attrs["recording_file_sha256"] = sum.FileSHA256
+	s.SHA256, s.FileSHA256 = sum.SHA256, sum.FileSHA256
+	streams := map[string]**audit.StreamDigest{"stdin": &s.Stdin, "stdout": &s.Stdout, "stderr": &s.Stderr}
 	if kind == record.KindExec || kind == record.KindSFTP || kind == record.KindForward {
 		// An empty stream is recorded too: zero bytes, the empty hash.
-		for _, name := range []string{"stdin", "stdout", "stderr"} {
-			attrs[name+"_bytes"] = "0"
-			attrs[name+"_sha256"] = emptySHA256
-		}
-	}
-	if s := sum.Sealed; s.Prompts > 0 {
-		// Keystrokes typed at secret prompts were sealed, not recorded:
-		// how many, where (the sidecar and its hash), and whether more
-		// than a few secrets' worth (a fake prompt hiding commands?).
-		attrs["sealed"] = w.SealedPath()
-		attrs["sealed_prompts"] = strconv.FormatInt(s.Prompts, 10)
-		attrs["sealed_keystrokes"] = strconv.FormatInt(s.Keystrokes, 10)
-		attrs["sealed_bytes"] = strconv.FormatInt(s.Bytes, 10)
-		attrs["sealed_file_sha256"] = s.FileSHA256
-		if s.Flagged {
-			attrs["sealed_flag"] = "many"
+		for _, d := range streams {
+			*d = &audit.StreamDigest{SHA256: emptySHA256}
 		}
 	}
 	for name, st := range sum.Streams {
-		attrs[name+"_bytes"] = strconv.FormatInt(st.Bytes, 10)
-		attrs[name+"_sha256"] = st.SHA256
+		d := &audit.StreamDigest{Bytes: st.Bytes, SHA256: st.SHA256}
 		if st.Truncated {
-			attrs[name+"_stored_bytes"] = strconv.FormatInt(st.StoredBytes, 10)
+			d.StoredBytes = st.StoredBytes
+		}
+		if p := streams[name]; p != nil {
+			*p = d
 		}
 	}
+	s.SealedKeystrokes = sealedKeystrokes(w, sum.Sealed)
+	return s
+}
+
+// sealedKeystrokes says how many keystrokes typed at secret prompts were
+// sealed, not recorded, where (the sidecar and its hash), and whether more
+// than a few secrets' worth (a fake prompt hiding commands?); nil when
+// there were none.
+func sealedKeystrokes(w *record.Writer, s record.SealedSummary) *audit.SealedKeystrokes {
+	if s.Prompts == 0 {
+		return nil
+	}
+	k := &audit.SealedKeystrokes{Path: w.SealedPath(), Prompts: s.Prompts, Keystrokes: s.Keystrokes, Bytes: s.Bytes, FileSHA256: s.FileSHA256}
+	if s.Flagged {
+		k.Flag = "many"
+	}
+	return k
 }
 
 // emptySHA256 is the SHA-256 of no bytes.

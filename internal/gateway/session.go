@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"sync"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/policy"
 	"tandem.dev/tandem/internal/record"
+	"tandem.dev/tandem/internal/relay"
 	"tandem.dev/tandem/internal/safetext"
 	"tandem.dev/tandem/internal/session"
 	"tandem.dev/tandem/internal/upstream"
@@ -75,11 +75,13 @@ type liveSession struct {
 	request      string
 	requestUntil time.Time
 
-	// startEv and endEv are the session's first and last audit events as
-	// far as they are known before it begins; begin gives both the id.
-	startEv, endEv audit.Event
-	rec            *record.Writer // set by begin
-	kind           record.Kind
+	// startEv is the session's first audit event; tgt is what its later
+	// events say (session.end, forward.end, a shared session's state and
+	// joins). begin gives both the id.
+	startEv audit.Event
+	tgt     audit.Target
+	rec     *record.Writer // set by begin
+	kind    record.Kind
 
 	// For interactive sessions: the participants and state (others may
 	// join), and the queue their audit events go through; nil otherwise.
@@ -108,8 +110,8 @@ func newSessionID() string {
 func (l *liveSession) begin(ctx context.Context, meta record.Meta) error {
 	srv := l.conn.srv
 	l.id = newSessionID()
-	l.startEv.Session, l.endEv.Session = l.id, l.id
-	if err := srv.audit.Append(ctx, l.startEv); err != nil {
+	l.startEv.Session, l.tgt.Session = l.id, l.id
+	if err := audit.OrRefuse(ctx, srv.audit, l.startEv); err != nil {
 		srv.failed(ctx, "audit log unavailable: session refused", err)
 		return errNoAudit
 	}
@@ -120,7 +122,7 @@ func (l *liveSession) begin(ctx context.Context, meta record.Meta) error {
 	rec, err := srv.startRecording(meta)
 	if err != nil {
 		srv.log.Error("recording unavailable: session refused", "err", err)
-		srv.record(l.endEvent(map[string]string{"error": err.Error()}))
+		srv.record(l.endEvent(outcome{err: err}, nil))
 		return errNoRecording
 	}
 	l.rec, l.kind = rec, meta.Kind
@@ -128,19 +130,16 @@ func (l *liveSession) begin(ctx context.Context, meta record.Meta) error {
 }
 
 // finish ends the session's record: the recording closes, and the end
-// event carries attrs, why it was ended from outside (unless attrs say
-// why already) and the recording's fingerprints. Then the session leaves
-// the registry.
-func (l *liveSession) finish(attrs map[string]string) {
+// event carries o, why it was ended from outside (unless o says why
+// already) and the recording's fingerprints. Then the session leaves the
+// registry.
+func (l *liveSession) finish(o outcome) {
 	srv := l.conn.srv
 	sum, recErr := l.rec.Close()
-	end := l.endEvent(attrs)
-	if _, said := end.Attrs["reason"]; !said {
-		if why := l.endReason(); why != "" {
-			end.Attrs["reason"] = why
-		}
+	if o.reason == "" {
+		o.reason = l.endReason()
 	}
-	summaryAttrs(end.Attrs, l.kind, l.rec, sum, recErr)
+	end := l.endEvent(o, recordingSummary(l.kind, l.rec, sum, recErr))
 	if l.events == nil {
 		srv.record(end)
 	} else {
@@ -154,16 +153,40 @@ func (l *liveSession) finish(attrs map[string]string) {
 	srv.live.remove(l.id)
 }
 
-// endEvent is the session's end event with attrs added to what it says
-// anyway.
-func (l *liveSession) endEvent(attrs map[string]string) audit.Event {
-	e := l.endEv
-	e.Attrs = maps.Clone(l.endEv.Attrs)
-	if e.Attrs == nil {
-		e.Attrs = map[string]string{}
+// outcome is how a session ended, for its end event.
+type outcome struct {
+	res    *relay.Result // byte counts and exit; nil when nothing was relayed (an interactive session, or none)
+	err    error         // what failed
+	reason string        // why it ended, in its participants' words or from outside
+}
+
+// endEvent is the session's end event: forward.end for a forward,
+// session.end otherwise, with the recording's fingerprints sum (nil when
+// there is no recording).
+func (l *liveSession) endEvent(o outcome, sum *audit.RecordingSummary) audit.Event {
+	var errText string
+	if o.err != nil {
+		errText = o.err.Error()
 	}
-	maps.Copy(e.Attrs, attrs)
-	return e
+	if l.action == policy.ActionForward {
+		e := audit.ForwardEndEvent{Target: l.tgt, Destination: l.forwardTo, Reason: o.reason, Error: errText, RecordingSummary: sum}
+		if o.res != nil {
+			e.Traffic = &audit.Traffic{In: o.res.In, Out: o.res.Out}
+		}
+		return e.Event()
+	}
+	e := audit.SessionEndEvent{Target: l.tgt, Reason: o.reason, Error: errText, RecordingSummary: sum}
+	if r := o.res; r != nil {
+		e.ExecTraffic = &audit.ExecTraffic{In: r.In, Out: r.Out, Err: r.Err}
+		switch {
+		case o.err != nil: // the error says how it ended
+		case r.ExitStatus != nil:
+			e.ExitStatus = r.ExitStatus
+		default:
+			e.ExitSignal = r.ExitSignal
+		}
+	}
+	return e.Event()
 }
 
 // target is what the upstream dialer needs for this session.
@@ -306,9 +329,4 @@ func (l *liveSession) joinerKeyFP(person string) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.joiner[person]
-}
-
-func withAttrs(e audit.Event, t audit.Type, attrs map[string]string) audit.Event {
-	e.Type, e.Attrs = t, attrs
-	return e
 }

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"fmt"
-	"strconv"
 
 	"golang.org/x/crypto/ssh"
 
@@ -98,11 +97,8 @@ func (c *clientConn) exceeded(l *startLimits, k limitKind, kind string, closed b
 		return
 	}
 	l.audited = true
-	attrs := map[string]string{"limit": k.name, "max": strconv.Itoa(k.max), "kind": kind, "reason": k.what}
-	if closed {
-		attrs["closed"] = "true"
-	}
-	c.srv.record(audit.Event{Type: audit.ChannelLimited, Person: c.person.ID, Source: c.source, Attrs: attrs})
+	c.srv.record(audit.ChannelLimitedEvent{Conn: audit.Conn{Person: c.person.ID, Source: c.source},
+		Limit: k.name, Max: k.max, Kind: kind, Reason: k.what, Closed: closed}.Event())
 }
 
 // limitMessage is what a client is told when a start request is over a
