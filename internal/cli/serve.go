@@ -139,7 +139,9 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reloa
 	if err != nil {
 		return err
 	}
-	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: alog, Store: st, Recorder: rec, Logger: log})
+	readAudit := func(f audit.Filter, fn func(audit.Record) error) error { return audit.Read(auditDir(cfg), f, fn) }
+	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: alog, Store: st, Recorder: rec, Logger: log,
+		ReadAudit: readAudit})
 	if err != nil {
 		return err
 	}
