@@ -39,6 +39,13 @@ type fakeGateway struct {
 	sessions []SessionInfo
 	ended    []string       // messages of EndRequestSessions
 	log      []audit.Record // the audit log as AuditEvents reads it
+	reloads  []string       // who reloaded
+	changes  []config.Change
+}
+
+func (g *fakeGateway) Reload(_ context.Context, who Caller) ([]config.Change, error) {
+	g.reloads = append(g.reloads, who.ID())
+	return g.changes, nil
 }
 
 func (g *fakeGateway) AuditEvents(f audit.Filter, fn func(audit.Record) error) error {

@@ -107,6 +107,17 @@ func (a adminGateway) AuditEvents(f audit.Filter, fn func(audit.Record) error) e
 	return a.c.srv.opts.ReadAudit(f, fn)
 }
 
+// errNoReload refuses `ssh gw reload` on a gateway wired without a
+// reloader (tests of other parts).
+var errNoReload = errors.New("this gateway cannot reload its configuration")
+
+func (a adminGateway) Reload(ctx context.Context, who admin.Caller) ([]config.Change, error) {
+	if a.c.srv.opts.Reload == nil {
+		return nil, errNoReload
+	}
+	return a.c.srv.opts.Reload(ctx, who.ID(), who.Source)
+}
+
 func (a adminGateway) Requests() admin.Requests {
 	if a.c.srv.store == nil {
 		return nil // not a nil *store.Store in a non-nil interface

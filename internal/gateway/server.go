@@ -45,6 +45,10 @@ type Options struct {
 	// ReadAudit reads the audit log for `ssh gw audit show`; nil: the
 	// gateway cannot read its log, and refuses to.
 	ReadAudit func(f audit.Filter, fn func(audit.Record) error) error
+	// Reload re-reads the configuration file for `ssh gw reload` by
+	// person (from source), records it and applies it through Reload,
+	// returning the changes; nil: the gateway cannot reload itself.
+	Reload func(ctx context.Context, person, source string) ([]config.Change, error)
 }
 
 // Server is one gateway. It is safe for concurrent use; the configuration
