@@ -23,7 +23,9 @@ func TestTakeReloadRequest(t *testing.T) {
 		person string
 	}{
 		{"bare signal", func(string) {}, ""},
-		{"fresh request", func(dir string) { must(t, writeRequest(reloadRequestPath(dir), reloadRequest{"alice", "local:root", now})) }, "alice"},
+		{"fresh request", func(dir string) {
+			must(t, writeRequest(reloadRequestPath(dir), reloadRequest{"alice", "local:root", now}))
+		}, "alice"},
 		{"stale request", func(dir string) {
 			must(t, writeRequest(reloadRequestPath(dir), reloadRequest{"alice", "local:root", now.Add(-2 * requestMaxAge)}))
 		}, ""},
