@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/testenv"
 )
 
@@ -181,4 +183,116 @@ func TestAuditConfigChanges(t *testing.T) {
 	if !sawEmail || !sawDelete {
 		t.Errorf("config.change events: email modify %v, host delete %v\n%s", sawEmail, sawDelete, out)
 	}
+}
+
+// TestAuditReadAndReload: reloads name who made them (tandem reload --by,
+// ssh gw reload, a bare SIGHUP), and ssh gw audit show lets a person with
+// an audit grant read their tenant's events only, every read recorded.
+func TestAuditReadAndReload(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// alice gets audit for schule-nord, root on a host of another tenant
+	// and the permission configure; bob stays without either.
+	const sued = "schule-sued"
+	e.Cfg.Tenants = append(e.Cfg.Tenants, config.Tenant{ID: sued, Name: "Schule Süd"})
+	e.Cfg.Hosts = append(e.Cfg.Hosts, config.Host{Name: "sued1", Address: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		Tenant: sued, Environment: config.Test, HostKey: e.Cfg.Hosts[0].HostKey})
+	auditor := role("auditor", "reads nord's audit log, reloads",
+		config.Rule{Hosts: nord, Audit: true}, config.Rule{Hosts: config.Selector{Tenant: sued}, Logins: []string{"root"}})
+	auditor.Permissions = []string{config.PermissionConfigure}
+	e.Cfg.Roles = append(e.Cfg.Roles, auditor)
+	e.Cfg.Persons[0].Roles = append(e.Cfg.Persons[0].Roles, "auditor")
+	writeConfig(t, e.Config, e.Cfg)
+
+	if out, errOut, err := e.GW.Run(t, "reload", "--config", e.Config, "--by", "alice"); err != nil {
+		t.Fatalf("tandem reload: %v\n%s%s\ngateway:\n%s", err, out, errOut, e.GW.Tail())
+	}
+	reloads := operatorEvents(t, e, "config.reload")
+	if len(reloads) != 1 || reloads[0].Attrs["by"] != "alice" || !strings.Contains(reloads[0].Attrs["trigger"], "tandem reload") ||
+		reloads[0].Attrs["actor"] == "" || reloads[0].Attrs["changes"] == "0" {
+		t.Fatalf("config.reload after tandem reload: %+v", reloads)
+	}
+
+	// Events of both tenants: a session on db1 (nord) and one on sued1.
+	if r := e.Alice.SSH(t, "db1", "true"); r.Code != 0 {
+		e.failf(t, r, "alice on db1")
+	}
+	e.Alice.SSH(t, sshArgs(e.routeArgs("root", "sued1"), "true")...) // fails to dial; audited under sued
+
+	r := e.Alice.SSH(t, "gw", "audit", "show", "--json")
+	if r.Code != 0 {
+		e.failf(t, r, "alice: audit show")
+	}
+	var sawDB1 bool
+	for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+		var ev shownEvent
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("bad JSON line %q: %v", line, err)
+		}
+		if ev.Tenant != tenant {
+			t.Errorf("alice sees an event of %q: %s", ev.Tenant, line)
+		}
+		sawDB1 = sawDB1 || ev.Type == "session.start" && ev.Host == "db1"
+	}
+	if !sawDB1 {
+		t.Errorf("alice does not see her session on db1:\n%s", r.Stdout)
+	}
+	if r := e.Bob.SSH(t, "gw", "audit", "show"); r.Code != 1 || !strings.Contains(r.Stderr, "bob may read the audit events of no tenant") {
+		e.errorf(t, r, "bob: audit show should be refused")
+	}
+	reads := operatorEvents(t, e, "audit.read")
+	if len(reads) != 1 || reads[0].Person != "alice" || reads[0].Attrs["tenants"] != tenant {
+		t.Errorf("audit.read events: %+v", reads)
+	}
+	if len(operatorEvents(t, e, "session.start")) < 2 {
+		t.Error("the session on sued1 left no session.start for the operator")
+	}
+
+	// ssh gw reload: bob may not, alice may and is recorded.
+	if r := e.Bob.SSH(t, "gw", "reload"); r.Code != 1 || !strings.Contains(r.Stderr, "may not reload the configuration") {
+		e.errorf(t, r, "bob: reload should be refused")
+	}
+	if r := e.Alice.SSH(t, "gw", "reload"); r.Code != 0 || !strings.Contains(r.Stdout, "configuration reloaded: 0 change(s)") {
+		e.failf(t, r, "alice: reload")
+	}
+	e.GW.Signal(t, syscall.SIGHUP)
+	if !testenv.WaitFor(10*time.Second, func() bool { return len(operatorEvents(t, e, "config.reload")) == 3 }) {
+		t.Fatalf("no reload after SIGHUP:\n%s", e.GW.Tail())
+	}
+	reloads = operatorEvents(t, e, "config.reload")
+	if reloads[1].Attrs["by"] != "alice" || !strings.Contains(reloads[1].Attrs["trigger"], "ssh gw reload") || reloads[1].Source == "" ||
+		reloads[2].Attrs["by"] != "unknown (signal)" {
+		t.Errorf("config.reload events: %+v", reloads)
+	}
+}
+
+// shownEvent is an event as tandem audit show --json prints it.
+type shownEvent struct {
+	Type   string            `json:"type"`
+	Person string            `json:"person"`
+	Tenant string            `json:"tenant"`
+	Host   string            `json:"host"`
+	Source string            `json:"source"`
+	Attrs  map[string]string `json:"attrs"`
+}
+
+// operatorEvents reads the events of type typ with tandem audit show.
+func operatorEvents(t *testing.T, e *env, typ string) []shownEvent {
+	t.Helper()
+	out, errOut, err := e.GW.Run(t, "audit", "show", "--config", e.Config, "--type", typ, "--json")
+	if err != nil {
+		t.Fatalf("audit show: %v\n%s", err, errOut)
+	}
+	var evs []shownEvent
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		var ev shownEvent
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("bad JSON line %q: %v", line, err)
+		}
+		evs = append(evs, ev)
+	}
+	return evs
 }

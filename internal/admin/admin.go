@@ -88,6 +88,12 @@ type Gateway interface {
 	EndRequestSessions(id, msg string) int
 	// Library is the recordings this gateway keeps.
 	Library() readable.Library
+	// AuditEvents calls fn for every event of the audit log that f
+	// selects, in log order; an error of fn ends the read and is returned.
+	AuditEvents(f audit.Filter, fn func(audit.Record) error) error
+	// Reload re-reads the configuration file as who's change, records it
+	// and applies it, returning the changes.
+	Reload(ctx context.Context, who Caller) ([]config.Change, error)
 	// Connections are the caller's open connections to the gateway.
 	Connections(who Caller) []Connection
 	Log() *slog.Logger
@@ -163,7 +169,9 @@ func commands() []command {
 		{"recordings", "recordings [--host H] [--person P] [--since 24h]: recordings you may read", (*call).recordings},
 		{"replay", "replay SESSION-ID [--speed N] [--idle-cap D]: play a recording (use ssh -t)", (*call).replay},
 		{"export", "export SESSION-ID: write a recording as asciicast v2 to stdout", (*call).export},
+		{"audit", "audit show [--since 24h] [--type T,…] [--person P] [--session S] [--limit N] [--json]: audit events of the tenants you may read (audit: true), e.g. ssh gw audit show --since 2h --type session.start", (*call).auditCmd},
 		{"keys", "your registered keys, their fingerprints and expiry", (*call).keys},
+		{"reload", "reload: re-read the configuration file as your change (permission configure); prints what changed", (*call).reloadCmd},
 		{"lock", "lock PERSON --reason TEXT [--for DURATION]: refuse their logins and end their sessions now", (*call).lockCmd},
 		{"unlock", "unlock PERSON: lift a lock", (*call).unlockCmd},
 		{"help", "this list", nil},

@@ -35,8 +35,28 @@ type fakeGateway struct {
 	locks    map[string]store.Lock
 	events   []audit.Event
 	auditErr error
+	refuse   audit.Type // an event type the audit log refuses, the others stored
 	sessions []SessionInfo
-	ended    []string // messages of EndRequestSessions
+	ended    []string       // messages of EndRequestSessions
+	log      []audit.Record // the audit log as AuditEvents reads it
+	reloads  []string       // who reloaded
+	changes  []config.Change
+}
+
+func (g *fakeGateway) Reload(_ context.Context, who Caller) ([]config.Change, error) {
+	g.reloads = append(g.reloads, who.ID())
+	return g.changes, nil
+}
+
+func (g *fakeGateway) AuditEvents(f audit.Filter, fn func(audit.Record) error) error {
+	for _, r := range g.log {
+		if f.Match(r.Event) {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (g *fakeGateway) Policy() (*config.Config, *policy.Engine) { return g.cfg, g.eng }
@@ -56,8 +76,8 @@ func (g *fakeGateway) LockReason(person string) string {
 }
 
 func (g *fakeGateway) Audit(_ context.Context, e audit.Event) error {
-	if g.auditErr != nil {
-		return g.auditErr
+	if g.auditErr != nil || e.Type == g.refuse && g.refuse != "" {
+		return errors.New("disk full")
 	}
 	g.events = append(g.events, e)
 	return nil
@@ -93,9 +113,10 @@ func (g *fakeGateway) Connections(who Caller) []Connection {
 }
 
 // testPersons are the persons of the tests: alice and bob may log in,
-// carol leads (locks, approves, reads), eve is an external expert.
+// carol leads (locks, approves, reads), eve is an external expert, dora
+// audits tenant nord and may reload the configuration.
 var testPersons = []struct{ id, role string }{
-	{"alice", "admin"}, {"bob", "admin"}, {"carol", "lead"}, {"eve", "contractor"},
+	{"alice", "admin"}, {"bob", "admin"}, {"carol", "lead"}, {"eve", "contractor"}, {"dora", "auditor"},
 }
 
 func newFake(t *testing.T) *fakeGateway {
@@ -104,7 +125,7 @@ func newFake(t *testing.T) *fakeGateway {
 	now := time.Now().UTC().Truncate(time.Second)
 	var b strings.Builder
 	fmt.Fprintf(&b, "gateway: {listen: \"127.0.0.1:2222\", data_dir: %q}\n", filepath.Join(dir, "data"))
-	b.WriteString("tenants: [{id: nord, name: Nord}]\npersons:\n")
+	b.WriteString("tenants: [{id: nord, name: Nord}, {id: sued, name: Sued}]\npersons:\n")
 	for _, p := range testPersons {
 		fmt.Fprintf(&b, "  - {id: %s, name: %s Example, email: %s@example.org, roles: [%s], keys: [{key: %q, added: %s}], "+
 			"obligations: {confidentiality_signed: 2026-01-10, training_valid_until: 2099-12-31, contract_until: 2099-12-31, nda_signed: 2026-01-10}}\n",
@@ -114,10 +135,12 @@ func newFake(t *testing.T) *fakeGateway {
   - {id: admin, allow: [{hosts: {tenant: nord}, logins: [root]}]}
   - {id: lead, permissions: [lock], allow: [{hosts: {tenant: nord}, logins: [root], approve: true, read: true}]}
   - {id: contractor, external: true, allow: [{hosts: {tenant: nord}, logins: [root]}]}
+  - {id: auditor, permissions: [configure], allow: [{hosts: {tenant: nord}, audit: true}]}
 hosts:
 `)
 	fmt.Fprintf(&b, "  - {name: db1, address: \"127.0.0.1:1\", tenant: nord, environment: test, host_key: %q}\n", keyLine(t))
 	fmt.Fprintf(&b, "  - {name: prod1, address: \"127.0.0.2:1\", tenant: nord, environment: production, host_key: %q}\n", keyLine(t))
+	fmt.Fprintf(&b, "  - {name: sued1, address: \"127.0.0.3:1\", tenant: sued, environment: test, host_key: %q}\n", keyLine(t))
 	cfg, err := config.Parse(filepath.Join(dir, "tandem.yaml"), []byte(b.String()))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, b.String())

@@ -101,6 +101,11 @@ var specs = []Spec{
 		When:       "A recording left the gateway as a file (`ssh gw export`, `tandem recording export`); stored (or queued) before any byte leaves.",
 		PersonRole: "reader", PersonDoc: "who exports, bound to their read grants"},
 
+	// Reading the audit log.
+	{Type: AuditRead, builder: AuditReadEvent{}, Measures: ms("M9", "M13"),
+		When:       "A person read audit events with `ssh gw audit show`, bound to their audit grants per tenant; stored before any event is shown. Carries no tenant, so it is the operator's to read (`tandem audit show`).",
+		PersonRole: "reader", PersonDoc: "who read"},
+
 	// Locks.
 	{Type: Lock, builder: LockEvent{}, Measures: ms("M5"),
 		When:       "A person was locked (`tandem lock`, `ssh gw lock`); the gateway writes it from the store's lock events.",
@@ -110,6 +115,8 @@ var specs = []Spec{
 		PersonRole: "unlocked", PersonDoc: "who was unlocked"},
 
 	// The gateway, its configuration and its log.
+	{Type: ConfigReload, builder: ConfigReloadEvent{}, Measures: ms("M12"),
+		When: "The configuration is reloaded (SIGHUP, `tandem reload --by PERSON`, `ssh gw reload`): who reloaded and how many config.change events follow; stored before they are and before the reload takes effect."},
 	{Type: ConfigChange, builder: ConfigChangeEvent{}, Measures: ms("M12"),
 		When: "A reload changed an entity of the configuration; one event per created, modified or deleted entity, stored before the reload takes effect."},
 	{Type: GatewayStart, builder: GatewayStartEvent{}, Measures: ms("M9", "M12"),

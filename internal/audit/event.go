@@ -49,6 +49,8 @@ const (
 	AuthUnblocked   Type = "auth.unblocked"  // an operator lifted a block early (`tandem unblock`)
 	AuthSuppressed  Type = "auth.suppressed" // pre-authentication events dropped by the per-source audit budget (M19)
 	ConfigChange    Type = "config.change"
+	ConfigReload    Type = "config.reload" // who reloaded the configuration; config.change events follow (M12)
+	AuditRead       Type = "audit.read"    // a person read audit events through the gateway (ssh gw audit show)
 	GatewayStart    Type = "gateway.start"
 	GatewayStop     Type = "gateway.stop"
 	LogCheckpoint   Type = "log.checkpoint"

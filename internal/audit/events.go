@@ -411,13 +411,41 @@ type ConfigChangeEvent struct {
 	Kind    string            `attr:"kind" doc:"create, modify or delete"`
 	Entity  string            `attr:"entity" doc:"person, key, role, tenant, host, policy …"`
 	ID      string            `attr:"id" doc:"the entity's id"`
-	Trigger string            `attr:"trigger" doc:"what caused the reload (the acting person of a file edit is not known)"`
+	Trigger string            `attr:"trigger" doc:"what caused the reload (see config.reload)"`
+	By      string            `attr:"by,omitempty" role:"configurer" doc:"who reloaded, as in config.reload"`
 	Digest  string            `attr:"digest" doc:"the new configuration's digest"`
 	Old     map[string]string `attr:"old." doc:"a changed field's value before"`
 	New     map[string]string `attr:"new." doc:"a changed field's value after"`
 }
 
 func (b ConfigChangeEvent) Event() Event { return build(ConfigChange, b) }
+
+// ConfigReloadEvent: the configuration is reloaded, by whom (M12); written
+// before its config.change events and before it takes effect.
+type ConfigReloadEvent struct {
+	Source         string `field:"source" doc:"the address of the person's connection (ssh gw reload)"`
+	By             string `attr:"by" role:"configurer" doc:"who reloaded: a person (ssh gw reload, tandem reload --by) or unknown (signal) for a bare SIGHUP"`
+	ByUnknown      bool   `attr:"by_unknown,omitempty" doc:"true when the person named by tandem reload --by is not in the configuration in force (recorded as given)"`
+	Actor          string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran tandem reload (local:USER)"`
+	Trigger        string `attr:"trigger" doc:"signal, tandem reload or ssh gw reload, and the file"`
+	Digest         string `attr:"digest" doc:"the new configuration's digest"`
+	PreviousDigest string `attr:"previous_digest" doc:"the digest of the configuration it replaces"`
+	Changes        int    `attr:"changes" doc:"how many config.change events follow"`
+}
+
+func (b ConfigReloadEvent) Event() Event { return build(ConfigReload, b) }
+
+// AuditReadEvent: a person read audit events through the gateway (`ssh gw
+// audit show`); stored before any event is shown.
+type AuditReadEvent struct {
+	Conn
+	Filter    string   `attr:"filter" doc:"the filters asked for"`
+	Count     int      `attr:"count" doc:"events shown"`
+	Truncated bool     `attr:"truncated,omitempty" doc:"true when more events matched than the limit let show"`
+	Tenants   []string `attr:"tenants" doc:"the tenants whose events the reader may read, comma-separated"`
+}
+
+func (b AuditReadEvent) Event() Event { return build(AuditRead, b) }
 
 // GatewayStartEvent: the gateway starts serving (it does not, unless this
 // is stored).

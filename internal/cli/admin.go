@@ -94,6 +94,16 @@ func (g *localGateway) Library() readable.Library {
 	return readable.Library{Vault: g.vault, Dir: recordingsDir(g.cfg), Config: g.cfg, Engine: g.eng}
 }
 
+// Reload is not done here: tandem reload signals the running gateway.
+func (g *localGateway) Reload(context.Context, admin.Caller) ([]config.Change, error) {
+	return nil, admin.ErrNoReload
+}
+
+// AuditEvents reads the audit log in the data directory.
+func (g *localGateway) AuditEvents(f audit.Filter, fn func(audit.Record) error) error {
+	return audit.Read(auditDir(g.cfg), f, fn)
+}
+
 // Audit queues the event in the store's outbox for the gateway, with the
 // operator who ran the command.
 func (g *localGateway) Audit(ctx context.Context, e audit.Event) error {

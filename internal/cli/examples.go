@@ -8,7 +8,10 @@ import "github.com/spf13/cobra"
 // so a new command cannot ship without one.
 var examples = map[string]string{
 	"serve": `  tandem serve -c /etc/tandem/tandem.yaml
-  systemctl kill -s HUP tandem     # reload the configuration (audited as config.change)`,
+  tandem reload -c /etc/tandem/tandem.yaml --by alice   # reload, recorded as alice's change (config.reload)
+  systemctl kill -s HUP tandem     # reload too, recorded as by "unknown (signal)"`,
+	"reload": `  tandem reload -c /etc/tandem/tandem.yaml --by alice
+  tandem audit show -c /etc/tandem/tandem.yaml --type config.reload,config.change --since 1h`,
 	"demo": `  tandem demo                       # prints the ssh commands to try; Ctrl-C stops it
   make demo                         # the same, with the build's progress shown first`,
 	"config check": `  tandem config check -c /etc/tandem/tandem.yaml

@@ -55,6 +55,7 @@ Start with "tandem demo" to try it, or "tandem serve --config FILE".`,
 	}
 	root.AddCommand(
 		newServeCmd(),
+		newReloadCmd(),
 		newDemoCmd(),
 		newConfigCmd(),
 		newCACmd(),

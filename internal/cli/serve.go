@@ -110,7 +110,7 @@ func newLogger(w io.Writer, debug bool) *slog.Logger {
 // runGateway wires keys, audit log and server for cfg and serves until ctx
 // ends. reload delivers requests to re-read the configuration file; ready,
 // if set, is called with the listening address.
-func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reload <-chan os.Signal, ready func(addr string)) error {
+func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <-chan os.Signal, ready func(addr string)) error {
 	if err := strictModes(cfg); err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
@@ -139,10 +139,14 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reloa
 	if err != nil {
 		return err
 	}
-	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: alog, Store: st, Recorder: rec, Logger: log})
+	readAudit := func(f audit.Filter, fn func(audit.Record) error) error { return audit.Read(auditDir(cfg), f, fn) }
+	reload := &reloader{current: cfg, sink: alog, log: log}
+	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: alog, Store: st, Recorder: rec, Logger: log,
+		ReadAudit: readAudit, Reload: reload.byPerson})
 	if err != nil {
 		return err
 	}
+	reload.srv = srv
 	ln, err := net.Listen("tcp", cfg.Gateway.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -157,6 +161,12 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reloa
 		ln.Close()
 		return fmt.Errorf("audit log cannot sign a checkpoint, not serving: %w", err)
 	}
+	removePID, err := writePID(cfg.Gateway.DataDir)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer removePID()
 	log.Info("gateway listening", "addr", ln.Addr().String(), "profile", cfg.Gateway.CryptoProfile, "data_dir", cfg.Gateway.DataDir)
 	if ready != nil {
 		ready(ln.Addr().String())
@@ -164,42 +174,27 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reloa
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go watch(ctx, cfg, srv, alog, log, reload)
+	go watch(ctx, reload, alog, hup)
 	err = srv.Serve(ctx, ln)
 	audit.BestEffort(context.Background(), alog, log, audit.GatewayStopEvent{}.Event()) // the gateway has stopped anyway
 	log.Info("gateway stopped")
 	return err
 }
 
-// watch reloads the configuration on request and ends every session when
+// watch reloads the configuration on SIGHUP and ends every session when
 // the audit log fails (fail closed). It ends with ctx.
-func watch(ctx context.Context, cfg *config.Config, srv *gateway.Server, alog *audit.Log, log *slog.Logger, reload <-chan os.Signal) {
-	current := cfg
+func watch(ctx context.Context, r *reloader, alog *audit.Log, hup <-chan os.Signal) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-alog.Failed():
-			log.Error("audit log failed: ending every session; new logins are refused")
-			srv.EndAll("the audit log is unavailable, so the session cannot go on")
+			r.log.Error("audit log failed: ending every session; new logins are refused")
+			r.srv.EndAll("the audit log is unavailable, so the session cannot go on")
 			<-ctx.Done()
 			return
-		case <-reload:
-			next, err := config.Load(current.Path)
-			if err != nil {
-				log.Error("configuration reload refused; the running configuration stays", "err", err)
-				continue
-			}
-			if err := recordChanges(ctx, alog, current, next); err != nil {
-				log.Error("configuration reload refused: cannot audit it", "err", err)
-				continue
-			}
-			if err := srv.Reload(next); err != nil {
-				log.Error("configuration reload refused", "err", err)
-				continue
-			}
-			current = next
-			log.Info("configuration reloaded", "digest", next.Digest())
+		case <-hup:
+			r.onSignal(ctx)
 		}
 	}
 }

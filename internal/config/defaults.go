@@ -63,12 +63,13 @@ const (
 
 // Join modes (Rule.Join) and gateway-wide permissions (Role.Permissions).
 const (
-	JoinPeer       = "peer"
-	JoinObserver   = "observer"
-	PermissionLock = "lock"
+	JoinPeer            = "peer"
+	JoinObserver        = "observer"
+	PermissionLock      = "lock"
+	PermissionConfigure = "configure"
 )
 
-var permissions = []string{PermissionLock}
+var permissions = []string{PermissionLock, PermissionConfigure}
 
 // RealDataQualifier qualifies an environment in policy.four_eyes: "ENV:real_data"
 // lists only that environment's hosts that hold real personal data.

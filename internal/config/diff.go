@@ -1,8 +1,12 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"reflect"
 	"sort"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -17,34 +21,82 @@ const (
 )
 
 // Change is one created, modified or deleted entity (M12). Old and New hold
-// the changed fields only, as compact JSON values; the configuration holds
-// no secrets (keys are public), so every field may be recorded.
+// the changed fields only, as compact JSON values. The configuration holds
+// no secrets today (keys are public, key files are named by path); a field
+// tagged `secret:"true"` would be reported as SecretChanged, never with
+// its value.
 type Change struct {
 	Kind   ChangeKind
-	Entity string // gateway, policy, tenant, person, role, host
+	Entity string // a section (gateway, policy, audit, recording …) or an entity of a list (tenant, person, role, host)
 	ID     string
 	Old    map[string]string
 	New    map[string]string
 }
 
-// Diff lists the changes that turn old into new, in a stable order.
+// SecretChanged stands for the value of a secret field in a Change.
+const SecretChanged = `"(secret, changed)"`
+
+// Diff lists the changes that turn old into new, in a stable order: the
+// sections of Config in the order they are declared. It walks Config's
+// fields, so a section added to Config is diffed without being named here
+// (TestDiffCoversEverySection).
 func Diff(old, new *Config) []Change {
 	var out []Change
-	out = append(out, diffOne("gateway", "gateway", old.Gateway, new.Gateway)...)
-	out = append(out, diffOne("policy", "policy", old.Policy, new.Policy)...)
-	out = append(out, diffSet("tenant", byID(old.Tenants, func(t Tenant) string { return t.ID }), byID(new.Tenants, func(t Tenant) string { return t.ID }))...)
-	out = append(out, diffSet("person", byID(old.Persons, func(p Person) string { return p.ID }), byID(new.Persons, func(p Person) string { return p.ID }))...)
-	out = append(out, diffSet("role", byID(old.Roles, func(r Role) string { return r.ID }), byID(new.Roles, func(r Role) string { return r.ID }))...)
-	out = append(out, diffSet("host", byID(old.Hosts, func(h Host) string { return h.Name }), byID(new.Hosts, func(h Host) string { return h.Name }))...)
+	ov, nv := reflect.ValueOf(old).Elem(), reflect.ValueOf(new).Elem()
+	for i := 0; i < ov.NumField(); i++ {
+		name, ok := yamlName(ov.Type().Field(i))
+		if !ok {
+			continue // Path and what Parse derives: not part of the file
+		}
+		out = append(out, diffSection(name, ov.Field(i), nv.Field(i))...)
+	}
 	return out
 }
 
-func byID[T any](items []T, id func(T) string) map[string]any {
-	m := make(map[string]any, len(items))
-	for _, it := range items {
-		m[id(it)] = it
+// diffSection diffs one top-level section: a list of entities by their id,
+// anything else as one entity named after the section.
+func diffSection(name string, o, n reflect.Value) []Change {
+	if o.Kind() == reflect.Slice {
+		entity := strings.ToLower(o.Type().Elem().Name())
+		return diffSet(entity, byID(o), byID(n))
+	}
+	return diffOne(name, name, o.Interface(), n.Interface())
+}
+
+// yamlName is the name of f in the file, false for fields not in it.
+func yamlName(f reflect.StructField) (string, bool) {
+	if !f.IsExported() {
+		return "", false
+	}
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	if name == "-" || name == "" {
+		return "", false
+	}
+	return name, true
+}
+
+// byID maps the entities of a list to their id: the field named id in the
+// file, else the one named name (hosts).
+func byID(list reflect.Value) map[string]any {
+	m := make(map[string]any, list.Len())
+	for i := 0; i < list.Len(); i++ {
+		it := list.Index(i)
+		m[entityID(it)] = it.Interface()
 	}
 	return m
+}
+
+func entityID(v reflect.Value) string {
+	var name string
+	for i := 0; i < v.NumField(); i++ {
+		switch n, _ := yamlName(v.Type().Field(i)); n {
+		case "id":
+			return v.Field(i).String()
+		case "name":
+			name = v.Field(i).String()
+		}
+	}
+	return name
 }
 
 func diffSet(entity string, old, new map[string]any) []Change {
@@ -66,9 +118,9 @@ func diffSet(entity string, old, new map[string]any) []Change {
 		n, inNew := new[id]
 		switch {
 		case !inOld:
-			out = append(out, Change{Kind: Created, Entity: entity, ID: id, New: fields(n)})
+			out = append(out, Change{Kind: Created, Entity: entity, ID: id, New: shown(fields(n))})
 		case !inNew:
-			out = append(out, Change{Kind: Deleted, Entity: entity, ID: id, Old: fields(o)})
+			out = append(out, Change{Kind: Deleted, Entity: entity, ID: id, Old: shown(fields(o))})
 		default:
 			out = append(out, diffOne(entity, id, o, n)...)
 		}
@@ -95,27 +147,63 @@ func diffOne(entity, id string, o, n any) []Change {
 	if len(c.Old) == 0 && len(c.New) == 0 {
 		return nil
 	}
+	c.Old, c.New = shown(c.Old), shown(c.New)
 	return []Change{c}
 }
 
-// fields flattens an entity to its top-level YAML fields, each rendered as
-// compact JSON, so that two versions compare field by field.
-func fields(v any) map[string]string {
-	raw, err := yaml.Marshal(v)
-	if err != nil {
-		return map[string]string{"error": err.Error()}
-	}
-	var m map[string]any
-	if err := yaml.Unmarshal(raw, &m); err != nil {
-		return map[string]string{"error": err.Error()}
-	}
-	out := make(map[string]string, len(m))
-	for k, val := range m {
-		j, err := json.Marshal(val)
-		if err != nil {
-			j = []byte(err.Error())
+// secretPrefix marks a secret field's value inside the diff: its hash, so
+// a change is seen, which shown replaces before anything leaves Diff.
+const secretPrefix = "\x00secret:"
+
+// shown replaces the values of secret fields by SecretChanged.
+func shown(m map[string]string) map[string]string {
+	for k, v := range m {
+		if strings.HasPrefix(v, secretPrefix) {
+			m[k] = SecretChanged
 		}
-		out[k] = string(j)
+	}
+	return m
+}
+
+// fields flattens an entity to its top-level fields as written in the file,
+// each rendered as compact JSON, so that two versions compare field by
+// field. A value that is not a struct is one field named "value".
+func fields(v any) map[string]string {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Struct {
+		return map[string]string{"value": render(v)}
+	}
+	out := make(map[string]string, rv.NumField())
+	for i := 0; i < rv.NumField(); i++ {
+		f := rv.Type().Field(i)
+		name, ok := yamlName(f)
+		if !ok {
+			continue
+		}
+		val := render(rv.Field(i).Interface())
+		if f.Tag.Get("secret") == "true" {
+			sum := sha256.Sum256([]byte(val))
+			val = secretPrefix + hex.EncodeToString(sum[:])
+		}
+		out[name] = val
 	}
 	return out
+}
+
+// render is v as compact JSON of its YAML form, so durations and dates
+// read as in the file.
+func render(v any) string {
+	raw, err := yaml.Marshal(v)
+	if err != nil {
+		return err.Error()
+	}
+	var m any
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		return err.Error()
+	}
+	j, err := json.Marshal(m)
+	if err != nil {
+		return err.Error()
+	}
+	return string(j)
 }

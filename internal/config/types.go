@@ -239,7 +239,8 @@ type Role struct {
 	// external roles add contract and nda.
 	Requires []string `yaml:"requires"`
 	// Permissions are gateway-wide rights: "lock" (lock and unlock
-	// persons with `ssh gw lock`).
+	// persons with `ssh gw lock`) and "configure" (reload the
+	// configuration file with `ssh gw reload`, recorded as theirs).
 	Permissions []string `yaml:"permissions"`
 	Allow       []Rule   `yaml:"allow"`
 	Line        int      `yaml:"-"`
@@ -265,7 +266,12 @@ type Rule struct {
 	// Read lets holders read and export recordings of sessions on the
 	// matched hosts (M13).
 	Read bool `yaml:"read"`
-	Line int  `yaml:"-"`
+	// Audit lets holders read the audit events of the tenants whose hosts
+	// the selector matches, with `ssh gw audit show` (M9): every event of
+	// such a tenant, on any of its hosts. Events of no tenant (logins,
+	// gateway start, configuration changes) are the operator's alone.
+	Audit bool `yaml:"audit"`
+	Line  int  `yaml:"-"`
 }
 
 // Selector picks hosts. All given criteria must hold; a selector with no

@@ -346,8 +346,8 @@ func validateRole(c *Config, i int, pos *positions, r *report, roles, tenants ma
 	}
 	if ro.External {
 		for j, perm := range ro.Permissions {
-			if perm == PermissionLock {
-				r.add(pos.line("roles", i, "permissions", j), "role %s: an external role may not have the permission lock (%s)", ro.ID, externalsNever)
+			if perm == PermissionLock || perm == PermissionConfigure {
+				r.add(pos.line("roles", i, "permissions", j), "role %s: an external role may not have the permission %s (%s)", ro.ID, perm, externalsNever)
 			}
 		}
 	}
@@ -356,6 +356,9 @@ func validateRole(c *Config, i int, pos *positions, r *report, roles, tenants ma
 		at := func(p ...any) int { return pos.line(append([]any{"roles", i, "allow", j}, p...)...) }
 		if ro.External && rule.Read {
 			r.add(at("read"), "role %s: an external role may not have read: true (%s)", ro.ID, externalsNever)
+		}
+		if ro.External && rule.Audit {
+			r.add(at("audit"), "role %s: an external role may not have audit: true (%s)", ro.ID, externalsNever)
 		}
 		if ro.External && rule.Approve {
 			r.add(at("approve"), "role %s: an external role may not have approve: true (%s)", ro.ID, externalsNever)
@@ -377,7 +380,7 @@ func validateRole(c *Config, i int, pos *positions, r *report, roles, tenants ma
 				r.add(at("hosts", "names", k), "role %s: host name pattern %q is empty or not a valid glob", ro.ID, n)
 			}
 		}
-		if len(rule.Logins) == 0 && len(rule.Join) == 0 && !rule.Approve && !rule.Read && len(rule.Forward) == 0 {
+		if len(rule.Logins) == 0 && len(rule.Join) == 0 && !rule.Approve && !rule.Read && !rule.Audit && len(rule.Forward) == 0 {
 			r.add(at("logins"), "role %s: rule grants no logins", ro.ID)
 		}
 		for k, m := range rule.Join {
@@ -400,31 +403,36 @@ func validateRole(c *Config, i int, pos *positions, r *report, roles, tenants ma
 
 // externalsNever is why externals hold none of the rights that act on
 // other persons' work (M7, M13): they work only under supervision.
-const externalsNever = "externals never read recordings, approve or lock"
+const externalsNever = "externals never read recordings or the audit log, approve, lock or configure"
 
 // rights lists the rights of ro that externals may never hold: read,
-// approve (in any rule) and the permission lock.
+// audit, approve (in any rule) and the permissions lock and configure.
 func rights(ro *Role) []string {
-	var read, approve bool
+	var read, audit, approve bool
 	for _, rule := range ro.Allow {
 		read = read || rule.Read
+		audit = audit || rule.Audit
 		approve = approve || rule.Approve
 	}
 	var out []string
-	if read {
-		out = append(out, "read")
+	for _, r := range []struct {
+		has  bool
+		name string
+	}{{read, "read"}, {audit, "audit"}, {approve, "approve"}} {
+		if r.has {
+			out = append(out, r.name)
+		}
 	}
-	if approve {
-		out = append(out, "approve")
-	}
-	if slices.Contains(ro.Permissions, PermissionLock) {
-		out = append(out, PermissionLock)
+	for _, perm := range []string{PermissionLock, PermissionConfigure} {
+		if slices.Contains(ro.Permissions, perm) {
+			out = append(out, perm)
+		}
 	}
 	return out
 }
 
 // checkExternalPerson refuses a person who holds an external role together
-// with an employee role that reads, approves or locks: holding one external
+// with an employee role that reads, approves, locks or configures: holding one external
 // role makes the person external everywhere, so the other role's rights
 // would be dead letters at best and a way around M7 at worst. An external
 // role with such rights is reported at the role itself.

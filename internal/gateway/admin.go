@@ -96,6 +96,28 @@ func (a adminGateway) Audit(ctx context.Context, e audit.Event) error {
 	return a.c.srv.audit.Append(ctx, e)
 }
 
+// errNoAuditReader refuses `ssh gw audit` on a gateway wired without a
+// reader of its log (tests of other parts).
+var errNoAuditReader = errors.New("this gateway cannot read its audit log")
+
+func (a adminGateway) AuditEvents(f audit.Filter, fn func(audit.Record) error) error {
+	if a.c.srv.opts.ReadAudit == nil {
+		return errNoAuditReader
+	}
+	return a.c.srv.opts.ReadAudit(f, fn)
+}
+
+// errNoReload refuses `ssh gw reload` on a gateway wired without a
+// reloader (tests of other parts).
+var errNoReload = errors.New("this gateway cannot reload its configuration")
+
+func (a adminGateway) Reload(ctx context.Context, who admin.Caller) ([]config.Change, error) {
+	if a.c.srv.opts.Reload == nil {
+		return nil, errNoReload
+	}
+	return a.c.srv.opts.Reload(ctx, who.ID(), who.Source)
+}
+
 func (a adminGateway) Requests() admin.Requests {
 	if a.c.srv.store == nil {
 		return nil // not a nil *store.Store in a non-nil interface

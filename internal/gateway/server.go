@@ -42,6 +42,13 @@ type Options struct {
 	Recorder *Recorder
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// ReadAudit reads the audit log for `ssh gw audit show`; nil: the
+	// gateway cannot read its log, and refuses to.
+	ReadAudit func(f audit.Filter, fn func(audit.Record) error) error
+	// Reload re-reads the configuration file for `ssh gw reload` by
+	// person (from source), records it and applies it through Reload,
+	// returning the changes; nil: the gateway cannot reload itself.
+	Reload func(ctx context.Context, person, source string) ([]config.Change, error)
 }
 
 // Server is one gateway. It is safe for concurrent use; the configuration
@@ -70,6 +77,7 @@ type Server struct {
 	lockdown atomic.Pointer[string]
 	name     string // this gateway in the store's acknowledgements: host and listen address
 	wg       sync.WaitGroup
+	opts     Options // what the server was wired from, for the hooks (ReadAudit)
 }
 
 // state is everything derived from one configuration.
@@ -95,7 +103,7 @@ func New(o Options) (*Server, error) {
 	if o.Recorder == nil || o.Recorder.Vault == nil {
 		return nil, errors.New("gateway: no recorder (every session is recorded)")
 	}
-	s := &Server{keys: o.Keys, audit: o.Audit, log: o.Logger, now: o.Now, store: o.Store, rec: o.Recorder}
+	s := &Server{keys: o.Keys, audit: o.Audit, log: o.Logger, now: o.Now, store: o.Store, rec: o.Recorder, opts: o}
 	host, _ := os.Hostname()
 	s.name = host + " " + o.Config.Gateway.Listen
 	st, err := s.newState(o.Config)

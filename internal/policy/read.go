@@ -47,23 +47,69 @@ func (e *Engine) SFTPReadOnly(p *config.Person, h *config.Host, login string) bo
 	return granted
 }
 
+// MayReadAudit reports whether the person may read the audit events of
+// tenant with `ssh gw audit show` (M9): some rule of their roles with
+// audit: true matches a host of that tenant. The grant is per tenant, not
+// per host: a tenant's events name its hosts, its persons' requests and
+// their sessions together. Events of no tenant (logins, gateway start,
+// configuration changes, reads of the log itself) are the operator's
+// (`tandem audit show`) and nobody may read them here. External experts
+// never read (M7).
+func (e *Engine) MayReadAudit(p *config.Person, tenant string) bool {
+	if tenant == "" || e.isExternal(p) {
+		return false
+	}
+	for _, role := range e.rolesOf(p) {
+		for i := range role.Allow {
+			if role.Allow[i].Audit && e.matchesTenant(&role.Allow[i].Hosts, tenant) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// matchesTenant reports whether s matches some configured host of tenant.
+func (e *Engine) matchesTenant(s *config.Selector, tenant string) bool {
+	for i := range e.cfg.Hosts {
+		if h := &e.cfg.Hosts[i]; h.Tenant == tenant && s.Matches(h) {
+			return true
+		}
+	}
+	return false
+}
+
 // MayLock decides whether p may lock and unlock persons (`ssh gw lock`,
 // M5): p passes CheckPerson (lock is p's own lock state), is not external,
 // and some role of p has the permission lock. Locking ends other persons'
 // work at once, so it is a right of employees only.
 func (e *Engine) MayLock(p *config.Person, k *config.Key, now time.Time, lock string) Decision {
+	return e.mayPermission(p, k, now, lock, config.PermissionLock, "lock or unlock persons")
+}
+
+// MayConfigure decides whether p may reload the gateway's configuration
+// file with `ssh gw reload` (M12): as MayLock, with the permission
+// configure. The reload is recorded as p's; the file itself is edited by
+// whoever may write it on the gateway host.
+func (e *Engine) MayConfigure(p *config.Person, k *config.Key, now time.Time, lock string) Decision {
+	return e.mayPermission(p, k, now, lock, config.PermissionConfigure, "reload the configuration")
+}
+
+// mayPermission decides a gateway-wide permission perm, which lets p do
+// what: p passes CheckPerson, is not external, and a role of p has perm.
+func (e *Engine) mayPermission(p *config.Person, k *config.Key, now time.Time, lock, perm, what string) Decision {
 	pd := e.CheckPerson(p, k, now, lock)
 	if pd.Verdict != Allow {
 		return pd
 	}
 	if e.isExternal(p) {
-		return deny("external experts never lock or unlock persons", "ask an employee with the lock permission", pd.Warnings)
+		return deny("external experts never "+what, "ask an employee with the "+perm+" permission", pd.Warnings)
 	}
 	for _, role := range e.rolesOf(p) {
-		if contains(role.Permissions, config.PermissionLock) {
+		if contains(role.Permissions, perm) {
 			return Decision{Verdict: Allow, Warnings: pd.Warnings}
 		}
 	}
-	return deny(fmt.Sprintf("%s may not lock or unlock persons: no role of theirs has the permission lock", personName(p)),
-		"ask someone whose role has permissions: [lock]", pd.Warnings)
+	return deny(fmt.Sprintf("%s may not %s: no role of theirs has the permission %s", personName(p), what, perm),
+		"ask someone whose role has permissions: ["+perm+"]", pd.Warnings)
 }
