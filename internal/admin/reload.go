@@ -25,7 +25,7 @@ func (c *call) reloadCmd(args []string, out io.Writer) error {
 		return err
 	}
 	if d := c.eng.MayConfigure(c.who.Person, c.who.Key, c.gw.Now(), c.lock()); d.Verdict != policy.Allow {
-		return refusal(d)
+		return errors.New(d.Message())
 	}
 	changes, err := c.gw.Reload(c.ctx, c.who)
 	if err != nil {
