@@ -31,7 +31,10 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "run the gateway",
 		Long: `Run the gateway with the given configuration. Keys are created in the data
-directory on first start and never replaced. SIGHUP reloads the
+directory on first start and never replaced; the audit signing key
+(audit.signing_key) is created outside it. audit.witness_file must be set,
+outside the data directory. One gateway per data directory: a second serve
+on the same one is refused. SIGHUP reloads the
 configuration (a bad file is refused and the running one stays); SIGINT or
 SIGTERM stop the gateway.`,
 		Args: cobra.NoArgs,
