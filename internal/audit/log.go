@@ -28,7 +28,7 @@ var ErrClosed = errors.New("audit: log closed")
 // each other, the signing key or the witness in ways a crash cannot
 // explain. The way back is Recover (tandem audit recover), never editing
 // the files by hand.
-var ErrDamaged = errors.New("audit log damaged")
+var ErrDamaged = errors.New("the audit log is damaged")
 
 // Options configure a Log.
 type Options struct {

@@ -40,8 +40,14 @@ func warnSameDevice(cfg *config.Config, log *slog.Logger) {
 	}
 }
 
+// dev is the device of path, or of its nearest existing parent: the
+// witness directory may not exist before the first start.
 func dev(path string) uint64 {
 	st, err := os.Stat(path)
+	for err != nil && filepath.Dir(path) != path {
+		path = filepath.Dir(path)
+		st, err = os.Stat(path)
+	}
 	if err != nil {
 		return 0
 	}

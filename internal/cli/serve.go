@@ -191,7 +191,7 @@ func openAuditLog(cfg *config.Config) (*audit.Log, error) {
 		CheckpointEvery: cfg.Audit.CheckpointEvery.Duration, CheckpointEvents: cfg.Audit.CheckpointEvents,
 	})
 	if errors.Is(err, audit.ErrDamaged) {
-		return nil, fmt.Errorf("audit log: %w\nThe gateway does not start on a damaged log. See what happened with\n  tandem audit verify --config %[2]s\nthen start a new log segment from the last witnessed checkpoint (the damaged files are kept, the loss is recorded) with\n  tandem audit recover --config %[2]s --reason \"what happened\"", err, configName(cfg))
+		return nil, fmt.Errorf("refusing to start: %w\nThe gateway does not start on a damaged log. See what happened with\n  tandem audit verify --config %[2]s\nthen start a new log segment from the last witnessed checkpoint (the damaged files are kept, the loss is recorded) with\n  tandem audit recover --config %[2]s --reason \"what happened\"", err, configName(cfg))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
