@@ -38,12 +38,31 @@ func (c *testClock) Now() time.Time {
 	return c.t
 }
 
+var (
+	testKeyOnce sync.Once
+	testKeyVal  *SigningKey
+)
+
+// testKey is the signing key of every test log; it lives outside the log
+// directories, as the real one does.
+func testKey() *SigningKey {
+	testKeyOnce.Do(func() {
+		k, _, err := GenerateSigningKey("tandem/audit")
+		if err != nil {
+			panic(err)
+		}
+		testKeyVal = k
+	})
+	return testKeyVal
+}
+
 // testOpts returns options for a log in a fresh directory. The checkpoint
 // ticker is replaced by a channel the test drives (never, by default).
 func testOpts(t testing.TB) Options {
 	dir := t.TempDir()
 	return Options{
 		Dir:              filepath.Join(dir, "audit"),
+		Key:              testKey(),
 		CheckpointEvents: 10,
 		WitnessFile:      filepath.Join(dir, "witness", "checkpoints"),
 		Now:              newClock().Now,
@@ -222,10 +241,10 @@ func TestAppendReadVerify(t *testing.T) {
 	if rep := mustVerify(t, o); !rep.OK() || rep.Records != n+5 {
 		t.Fatalf("after reopen: %+v", rep)
 	}
-	if _, err := os.Stat(filepath.Join(o.Dir, keyFile)); err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(LegacyKeyFile(o.Dir)); err == nil {
+		t.Fatal("a signing key in the log directory")
 	}
-	for _, name := range []string{keyFile, recordsFile, leavesFile, checkpointsFile} {
+	for _, name := range []string{pubFile, recordsFile, leavesFile, checkpointsFile} {
 		st, err := os.Stat(filepath.Join(o.Dir, name))
 		if err != nil || st.Mode().Perm() != 0o600 {
 			t.Errorf("%s: mode %v, %v", name, st.Mode(), err)
@@ -745,6 +764,7 @@ func TestTamperDetection(t *testing.T) {
 		}, false},
 		{"replace the log, re-signed under another key", func(t *testing.T, o Options) int64 {
 			other := testOpts(t)
+			other.Key, _, _ = GenerateSigningKey("tandem/audit")
 			l := mustOpen(t, other)
 			appendN(t, l, 0, total)
 			if err := l.Close(); err != nil {
@@ -830,10 +850,7 @@ func TestTamperDetection(t *testing.T) {
 // dir, as an insider holding the key could.
 func resign(t *testing.T, dir string) {
 	t.Helper()
-	signer, err := loadSigner(dir, "tandem/audit")
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := testKey().signer
 	lv := leaves(t, dir)
 	var out [][]byte
 	for _, s := range checkpointSizes(t, dir) {
@@ -933,11 +950,11 @@ func FuzzReadNotes(f *testing.F) {
 func Example() {
 	dir, _ := os.MkdirTemp("", "audit")
 	defer os.RemoveAll(dir)
-	l, _ := Open(Options{Dir: dir})
+	key, _, _ := GenerateSigningKey("tandem/audit")
+	l, _ := Open(Options{Dir: dir, Key: key})
 	_ = l.Append(context.Background(), Event{Type: GatewayStart})
 	_ = l.Close()
-	key, _ := PublicKey(dir)
-	rep, _ := Verify(dir, key, "")
+	rep, _ := Verify(dir, key.Verifier(), "")
 	fmt.Println(rep.OK(), rep.Records)
 	// Output: true 1
 }

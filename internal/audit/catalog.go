@@ -127,6 +127,8 @@ var specs = []Spec{
 		When: "The log signed a checkpoint over the records before this one."},
 	{Type: LogRecovered, builder: LogRecoveredEvent{}, Measures: ms("M10"),
 		When: "Opening the log found the end of an interrupted write and repaired it; the first record after the repair."},
+	{Type: LogSegment, builder: LogSegmentEvent{}, Measures: ms("M10"),
+		When: "`tandem audit recover` closed a damaged segment and started a new one; the new segment's first record, naming the anchor and the gap."},
 
 	// The local state.
 	{Type: StateForged, builder: StateForgedEvent{}, Measures: ms("M5", "M8"),

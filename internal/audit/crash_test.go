@@ -27,8 +27,17 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// crashKey is where the crash test keeps its signing key: beside the log
+// directory, so parent and child share it.
+func crashKey(dir string) string { return dir + ".key" }
+
 func crashChild(dir string) {
-	l, err := Open(Options{Dir: dir, CheckpointEvents: 500})
+	key, err := LoadSigningKey(crashKey(dir), nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	l, err := Open(Options{Dir: dir, Key: key, CheckpointEvents: 500})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -59,6 +68,13 @@ func crashChild(dir string) {
 func TestCrashKeepsAcknowledgedEvents(t *testing.T) {
 	for round := 0; round < 3; round++ {
 		dir := filepath.Join(t.TempDir(), "audit")
+		if err := CreateSigningKey(crashKey(dir), "tandem/audit"); err != nil {
+			t.Fatal(err)
+		}
+		key, err := LoadSigningKey(crashKey(dir), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashEnv+"="+dir)
 		out, err := cmd.StdoutPipe()
@@ -87,7 +103,7 @@ func TestCrashKeepsAcknowledgedEvents(t *testing.T) {
 		}
 		// Lines read after the kill signal were still acknowledged before
 		// the child died, so they count too.
-		l, err := Open(Options{Dir: dir})
+		l, err := Open(Options{Dir: dir, Key: key})
 		if err != nil {
 			t.Fatalf("reopen after kill: %v", err)
 		}
@@ -108,11 +124,11 @@ func TestCrashKeepsAcknowledgedEvents(t *testing.T) {
 		if found != len(acked) {
 			t.Fatalf("round %d: %d of %d acknowledged events survived", round, found, len(acked))
 		}
-		key, err := PublicKey(dir)
-		if err != nil {
-			t.Fatal(err)
+		pub, err := PublicKey(dir)
+		if err != nil || pub != key.Verifier() {
+			t.Fatalf("audit.pub %q, %v; want the key's %q", pub, err, key.Verifier())
 		}
-		rep, err := Verify(dir, key, "")
+		rep, err := Verify(dir, pub, "")
 		if err != nil || !rep.OK() {
 			t.Fatalf("verify after crash: %+v %v", rep, err)
 		}

@@ -484,6 +484,23 @@ type LogRecoveredEvent struct {
 
 func (b LogRecoveredEvent) Event() Event { return build(LogRecovered, b) }
 
+// LogSegmentEvent: the first record of a log segment that tandem audit
+// recover started after damage; it anchors the new segment to the
+// previous one and says what was lost.
+type LogSegmentEvent struct {
+	Time       time.Time `field:"time"`
+	Segment    int       `attr:"segment" doc:"this segment's number (the first segment is 1)"`
+	Previous   int       `attr:"previous" doc:"the closed segment, kept in audit/segments/NNNN"`
+	AnchorSize uint64    `attr:"anchor_size" doc:"records of the previous segment covered by its last witnessed checkpoint that still verifies"`
+	AnchorRoot string    `attr:"anchor_root" doc:"that checkpoint's root (base64)"`
+	LostFrom   uint64    `attr:"lost_from" doc:"first index of the previous segment not carried over"`
+	LostTo     uint64    `attr:"lost_to" doc:"one past the last index known to have existed (records or witness)"`
+	LostBytes  int64     `attr:"lost_bytes" doc:"bytes of the previous segment's records.log after the anchor"`
+	Reason     string    `attr:"reason" doc:"why, in the operator's words"`
+}
+
+func (b LogSegmentEvent) Event() Event { return build(LogSegment, b) }
+
 // StateForgedEvent: a row of state.db failed its integrity check and was
 // not honoured.
 type StateForgedEvent struct {

@@ -24,12 +24,22 @@ import (
 // ErrClosed is returned by Append and Checkpoint after Close.
 var ErrClosed = errors.New("audit: log closed")
 
+// ErrDamaged marks an Open refused because the log's files contradict
+// each other, the signing key or the witness in ways a crash cannot
+// explain. The way back is Recover (tandem audit recover), never editing
+// the files by hand.
+var ErrDamaged = errors.New("the audit log is damaged")
+
 // Options configure a Log.
 type Options struct {
 	// Dir is the log directory; created with mode 0700.
 	Dir string
-	// Origin is the first line of every checkpoint and the name of the
-	// signing key. Default "tandem/audit".
+	// Key signs the checkpoints. It must be kept outside Dir: whoever can
+	// rewrite Dir must not be able to re-sign it. Required.
+	Key *SigningKey
+	// Origin is the first line of every checkpoint of the first segment;
+	// later segments (after Recover) add "/segment/N". Default
+	// "tandem/audit".
 	Origin string
 	// CheckpointEvery is the longest time new events stay without a
 	// checkpoint. Default 10s.
@@ -47,6 +57,8 @@ type Options struct {
 	// Test hooks.
 	wrapFile func(name string, f syncFile) syncFile // wraps every file the writer appends to
 	tick     <-chan time.Time                       // replaces the CheckpointEvery ticker
+
+	newSegment bool // Recover opens the empty segment it starts
 }
 
 // syncFile is what the writer needs of a file; tests inject failures here.
@@ -77,6 +89,7 @@ type request struct {
 type Log struct {
 	opts   Options
 	signer note.Signer
+	origin string // the checkpoint origin of this segment
 
 	files            []*os.File
 	recW, leafW, cpW syncFile
@@ -109,14 +122,17 @@ type cpResult struct {
 	err  error
 }
 
-// Open opens or creates the log in opts.Dir. On first use it creates the
-// signing key. If the last record was cut short by a crash, Open cuts it
+// Open opens or creates the log in opts.Dir. If the last record was cut short by a crash, Open cuts it
 // off and appends a log.recovered event that says how many bytes went.
 // Open refuses a log whose files contradict each other in ways a crash
-// cannot explain; run Verify to find out what happened.
+// cannot explain (ErrDamaged); run Verify to find out what happened and
+// Recover to go on.
 func Open(opts Options) (*Log, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("audit: no log directory")
+	}
+	if opts.Key == nil {
+		return nil, errors.New("audit: no signing key")
 	}
 	if opts.Origin == "" {
 		opts.Origin = "tandem/audit"
@@ -133,13 +149,20 @@ func Open(opts Options) (*Log, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: create log directory: %w", err)
 	}
-	signer, err := loadSigner(opts.Dir, opts.Origin)
+	if err := writePublicKey(opts.Dir, opts.Key); err != nil {
+		return nil, err
+	}
+	closed, err := closedSegments(opts.Dir)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkSegmentStarted(opts, closed); err != nil {
 		return nil, err
 	}
 	l := &Log{
 		opts:   opts,
-		signer: signer,
+		signer: opts.Key.signer,
+		origin: segmentOrigin(opts.Origin, len(closed)+1),
 		reqs:   make(chan *request, maxBatch),
 		cpReq:  make(chan chan cpResult),
 		failed: make(chan struct{}),
@@ -228,37 +251,29 @@ func (l *Log) openFiles() (*LogRecoveredEvent, error) {
 	if cut > 0 {
 		rep.CheckpointCutBytes = cut
 	}
-	if l.opts.WitnessFile != "" {
-		if err := os.MkdirAll(filepath.Dir(l.opts.WitnessFile), 0o700); err != nil {
-			return nil, fmt.Errorf("audit: witness directory: %w", err)
-		}
-		wf, err := open(l.opts.WitnessFile)
-		if err != nil {
-			return nil, err
-		}
-		l.witW = l.wrap(wf)
-		if _, cut, err := recoverNoteFile(wf); err != nil {
-			return nil, fmt.Errorf("audit: witness: %w", err)
-		} else if cut > 0 {
-			rep.WitnessCutBytes = cut
-		}
+	witnessed, err := l.openWitness(open, rep)
+	if err != nil {
+		return nil, err
 	}
-
-	var cp log.Checkpoint
+	var checks []treeCheck
 	if last != nil {
-		v, err := note.NewVerifier(l.verifierKey())
+		cp, err := openCheckpoint(last, l.verifier())
 		if err != nil {
-			return nil, err
-		}
-		if cp, err = openCheckpoint(last, v); err != nil {
-			return nil, fmt.Errorf("audit: last checkpoint does not verify with this log's key: %w", err)
+			return nil, fmt.Errorf("%w: the last checkpoint in checkpoints.log does not verify with the signing key: %v", ErrDamaged, err)
 		}
 		if cp.Size > count {
-			return nil, fmt.Errorf("audit: last checkpoint covers %d records but only %d are present; run audit verify", cp.Size, count)
+			return nil, fmt.Errorf("%w: the last checkpoint covers %d records but only %d are present", ErrDamaged, cp.Size, count)
 		}
 		l.lastCP, l.lastCPSize, l.quietSize = last, cp.Size, cp.Size
+		checks = append(checks, treeCheck{cp: cp, what: "the last checkpoint"})
 	}
-	if err := l.loadTree(lf, count, cp); err != nil {
+	if witnessed != nil {
+		if witnessed.Size > count {
+			return nil, fmt.Errorf("%w: the log diverges from the witnessed checkpoint at size %d: only %d records are present (records %d.. deleted or truncated)", ErrDamaged, witnessed.Size, count, count)
+		}
+		checks = append(checks, treeCheck{cp: *witnessed, what: "the witnessed checkpoint"})
+	}
+	if err := l.loadTree(lf, count, checks); err != nil {
 		return nil, err
 	}
 	l.size.Store(count)
@@ -269,9 +284,67 @@ func (l *Log) openFiles() (*LogRecoveredEvent, error) {
 	return rep, nil
 }
 
-func (l *Log) verifierKey() string {
-	b, _ := os.ReadFile(filepath.Join(l.opts.Dir, pubFile))
-	return string(bytes.TrimSpace(b))
+// openWitness opens the witness file and returns its last checkpoint if
+// it belongs to this segment, so Open can refuse a log that no longer
+// agrees with what was sent off-host: a rewrite re-signed with the key
+// shows here, at start.
+func (l *Log) openWitness(open func(string) (*os.File, error), rep *LogRecoveredEvent) (*log.Checkpoint, error) {
+	if l.opts.WitnessFile == "" {
+		return nil, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(l.opts.WitnessFile), 0o700); err != nil {
+		return nil, fmt.Errorf("audit: witness directory: %w", err)
+	}
+	wf, err := open(l.opts.WitnessFile)
+	if err != nil {
+		return nil, err
+	}
+	l.witW = l.wrap(wf)
+	last, cut, err := recoverNoteFile(wf)
+	if err != nil {
+		return nil, fmt.Errorf("audit: witness: %w", err)
+	}
+	if cut > 0 {
+		rep.WitnessCutBytes = cut
+	}
+	if last == nil {
+		return nil, nil
+	}
+	cp, err := openCheckpoint(last, l.verifier())
+	if err != nil {
+		return nil, fmt.Errorf("%w: the last checkpoint in the witness file %s does not verify with the signing key (%v): is it another gateway's witness, or another key?", ErrDamaged, l.opts.WitnessFile, err)
+	}
+	if cp.Origin != l.origin {
+		if n, ok := segmentOf(l.opts.Origin, cp.Origin); !ok || n > l.segment() {
+			return nil, fmt.Errorf("%w: the witness file %s ends with a checkpoint of %q, but this log is %q: segments of the log are missing", ErrDamaged, l.opts.WitnessFile, cp.Origin, l.origin)
+		}
+		return nil, nil // an earlier segment's: this one has none witnessed yet
+	}
+	return &cp, nil
+}
+
+// checkSegmentStarted refuses an empty segment after closed ones: its
+// first record must be Recover's log.segment, and a recovery interrupted
+// before writing it is finished by running it again.
+func checkSegmentStarted(opts Options, closed []string) error {
+	if len(closed) == 0 || opts.newSegment {
+		return nil
+	}
+	empty, err := segmentEmpty(opts.Dir)
+	if err != nil || !empty {
+		return err
+	}
+	return fmt.Errorf("%w: a recovery was interrupted before the new segment was started", ErrDamaged)
+}
+
+func (l *Log) segment() int {
+	n, _ := segmentOf(l.opts.Origin, l.origin)
+	return n
+}
+
+func (l *Log) verifier() note.Verifier {
+	v, _ := note.NewVerifier(l.opts.Key.verifier) // derived from the key: always valid
+	return v
 }
 
 // recoverRecords finds the end of the last whole record, cuts a torn tail
@@ -304,7 +377,7 @@ func (l *Log) recoverRecords(rec, lf *os.File, rep *LogRecoveredEvent) (uint64, 
 				return 0, terr
 			}
 			if !torn {
-				return 0, fmt.Errorf("audit: records.log is damaged at record %d (%v); run audit verify", count, fe)
+				return 0, fmt.Errorf("%w: records.log is damaged at record %d (%v)", ErrDamaged, count, fe)
 			}
 			if err := rec.Truncate(fe.Offset); err != nil {
 				return 0, fmt.Errorf("audit: cut torn tail: %w", err)
@@ -365,12 +438,22 @@ func isTornTail(f *os.File, size int64, fe *frameError) (bool, error) {
 	return bytes.Count(buf, []byte{0}) == len(buf), nil
 }
 
-// loadTree rebuilds the compact range from leaves.bin and checks the last
-// checkpoint's root against it.
-func (l *Log) loadTree(lf *os.File, count uint64, cp log.Checkpoint) error {
+// treeCheck is a signed checkpoint the rebuilt tree must agree with.
+type treeCheck struct {
+	cp   log.Checkpoint
+	what string
+}
+
+// loadTree rebuilds the compact range from leaves.bin and checks the
+// roots of the given checkpoints against it.
+func (l *Log) loadTree(lf *os.File, count uint64, checks []treeCheck) error {
 	l.rng = rangeFactory.NewEmptyRange(0)
-	if cp.Size == 0 && l.lastCP != nil && !bytes.Equal(cp.Hash, hasher.EmptyRoot()) {
-		return errors.New("audit: empty checkpoint with a non-empty root")
+	at := map[uint64][]treeCheck{}
+	for _, c := range checks {
+		if c.cp.Size == 0 && !bytes.Equal(c.cp.Hash, hasher.EmptyRoot()) {
+			return fmt.Errorf("%w: %s is empty but has a non-empty root", ErrDamaged, c.what)
+		}
+		at[c.cp.Size] = append(at[c.cp.Size], c)
 	}
 	if _, err := lf.Seek(0, io.SeekStart); err != nil {
 		return err
@@ -384,9 +467,9 @@ func (l *Log) loadTree(lf *os.File, count uint64, cp log.Checkpoint) error {
 		if err := l.rng.Append(h, nil); err != nil {
 			return err
 		}
-		if l.lastCP != nil && i+1 == cp.Size {
-			if root, _ := l.rng.GetRootHash(nil); !bytes.Equal(root, cp.Hash) {
-				return fmt.Errorf("audit: records differ from the last checkpoint (size %d); run audit verify", cp.Size)
+		for _, c := range at[i+1] {
+			if root, _ := l.rng.GetRootHash(nil); !bytes.Equal(root, c.cp.Hash) {
+				return fmt.Errorf("%w: the records differ from %s (size %d): the log diverges from it", ErrDamaged, c.what, c.cp.Size)
 			}
 		}
 	}
@@ -655,7 +738,7 @@ func (l *Log) checkpoint(event bool) ([]byte, error) {
 	if size == 0 {
 		root = hasher.EmptyRoot()
 	}
-	signed, err := signCheckpoint(log.Checkpoint{Origin: l.opts.Origin, Size: size, Hash: root}, l.signer)
+	signed, err := signCheckpoint(log.Checkpoint{Origin: l.origin, Size: size, Hash: root}, l.signer)
 	if err != nil {
 		return nil, l.fail(fmt.Errorf("sign checkpoint: %w", err))
 	}

@@ -23,7 +23,13 @@ const maxProblems = 100
 type Report struct {
 	Records            uint64   // records checked (readable records that have a leaf hash)
 	Checkpoints        int      // checkpoints in checkpoints.log with a valid signature
-	WitnessCheckpoints int      // the same for the witness file
+	WitnessCheckpoints int      // the same for the witness file (every segment's)
+	Segments           int      // segments checked: 1, plus one per recovery
+	Witnessed          int      // witnessed checkpoints of the current segment the records agree with
+	WitnessedUpTo      uint64   // the largest of them
+	Diverges           int64    // size of the first witnessed checkpoint the log diverges from; -1 if none
+	Gaps               []string // what each recovery lost
+	Caveats            []string // what this check could not prove
 	LastCheckpoint     uint64   // size of the largest valid checkpoint
 	Root               string   // its root hash, base64
 	FirstBad           int64    // index of the first record that cannot be trusted; -1 if none
@@ -48,6 +54,13 @@ func (r *Report) bad(index int64, format string, args ...any) {
 	r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
 }
 
+// diverges notes the first witnessed checkpoint the log disagrees with.
+func (r *Report) diverges(size uint64) {
+	if r.Diverges < 0 {
+		r.Diverges = int64(size)
+	}
+}
+
 // badRange records a problem somewhere among records [from, to). If a
 // record in that range (or before it) is already known bad, that is the
 // more precise answer and FirstBad stays.
@@ -60,11 +73,15 @@ func (r *Report) badRange(from, to uint64, format string, args ...any) {
 }
 
 type cpEntry struct {
-	Size   uint64
-	Root   []byte
-	Origin string
-	Offset int64
+	Size    uint64
+	Root    []byte
+	Origin  string
+	Offset  int64
+	Segment int // from the origin (splitOrigin)
 }
+
+// noWitness is what a check without a witness cannot exclude.
+const noWitness = "no witness given: a rewrite by someone holding the signing key cannot be excluded"
 
 // Verify checks the log in dir against the verifier key text (see
 // PublicKey; pass a copy kept outside dir) and, if witnessFile is not
@@ -92,21 +109,84 @@ func verify(dir, verifierKey, witnessFile string, deep bool) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: verifier key: %w", err)
 	}
-	rep := &Report{FirstBad: -1}
+	rep := &Report{FirstBad: -1, Diverges: -1}
+	closed, err := closedSegments(dir)
+	if err != nil {
+		return nil, err
+	}
+	var wit map[int][]cpEntry
+	if witnessFile != "" {
+		if wit, err = loadWitness(witnessFile, v, rep); err != nil {
+			return nil, err
+		}
+	}
+	segs := append(closed, dir)
+	rep.Segments = len(segs)
+	for i, sdir := range segs {
+		n := i + 1
+		if n == len(segs) {
+			err = verifySegment(sdir, n, v, wit[n], witnessFile != "", deep, rep)
+		} else {
+			err = verifyClosed(sdir, n, segs[n], v, wit[n], witnessFile != "", deep, rep)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	for n := range wit {
+		if n > len(segs) {
+			rep.bad(-1, "witness file: it holds checkpoints of segment %d, but the log has only %d segment(s): segments were removed", n, len(segs))
+		}
+	}
+	switch {
+	case witnessFile == "":
+		rep.Caveats = append(rep.Caveats, noWitness)
+	case rep.Witnessed == 0:
+		rep.Caveats = append(rep.Caveats, fmt.Sprintf("the witness holds no checkpoint of the current segment (%d) that the records reach: a rewrite of it by someone holding the signing key cannot be excluded", len(segs)))
+	}
+	return rep, nil
+}
+
+// Proven says, in words, what a verified log has been shown to be.
+func (r *Report) Proven() []string {
+	if !r.OK() {
+		return nil
+	}
+	out := []string{
+		fmt.Sprintf("every one of %d records matches its leaf hash and its position", r.Records),
+		fmt.Sprintf("%d checkpoints are signed by the key, consistent with each other and with the records", r.Checkpoints),
+	}
+	if r.Witnessed > 0 {
+		out = append(out, fmt.Sprintf("the log agrees with %d witnessed checkpoints up to size %d", r.Witnessed, r.WitnessedUpTo))
+	}
+	if r.Segments > 1 {
+		out = append(out, fmt.Sprintf("each of %d segments starts at a checkpoint of the one before that the records reproduce", r.Segments))
+	}
+	return out
+}
+
+// verifySegment checks the current segment, number n, in dir in full:
+// records, leaves, its checkpoints and the witness's checkpoints of it.
+func verifySegment(dir string, n int, v note.Verifier, wcps []cpEntry, haveWitness, deep bool, rep *Report) error {
 	// Checkpoints first, then leaves, then records: the writer appends in
 	// the opposite order, so a live log never shows a checkpoint for
 	// records that are not there yet.
 	cps, err := loadCheckpoints(filepath.Join(dir, checkpointsFile), "checkpoints.log", v, rep)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var wcps []cpEntry
-	if witnessFile != "" {
-		if wcps, err = loadCheckpoints(witnessFile, "witness file", v, rep); err != nil {
-			return nil, err
+	for _, c := range cps {
+		if c.Segment != n {
+			rep.bad(-1, "checkpoints.log: the checkpoint at byte %d names origin %q, not segment %d", c.Offset, c.Origin, n)
+			break
 		}
 	}
-	rep.Checkpoints, rep.WitnessCheckpoints = len(cps), len(wcps)
+	if n > 1 {
+		if _, err := readSegmentStart(dir, n); err != nil {
+			rep.bad(0, "segment %d: %v", n, err)
+		}
+	}
+	rep.Checkpoints = len(cps)
 
 	w := newTreeWalk()
 	w.deep = deep
@@ -128,14 +208,16 @@ func verify(dir, verifierKey, witnessFile string, deep bool) (*Report, error) {
 
 	count, err := w.walkRecords(dir, rep, haveCP)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rep.Records = count
 	if count > 0 && len(cps) == 0 {
 		rep.bad(0, "no valid checkpoint in checkpoints.log covers the %d records", count)
 	}
 	checkList(cps, "checkpoints.log", count, w, rep)
-	checkList(wcps, "witness file", count, w, rep)
+	if haveWitness {
+		checkList(wcps, "witness file", count, w, rep)
+	}
 	for _, c := range cps {
 		if c.Size >= rep.LastCheckpoint && c.Size <= count {
 			rep.LastCheckpoint, rep.Root = c.Size, rootString(c.Root)
@@ -144,12 +226,50 @@ func verify(dir, verifierKey, witnessFile string, deep bool) (*Report, error) {
 	if rep.LastCheckpoint < count && len(cps) > 0 {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d records after the last checkpoint are not yet covered by a signature", count-rep.LastCheckpoint))
 	}
-	return rep, nil
+	return nil
 }
 
 // loadCheckpoints reads a checkpoint file and returns the checkpoints whose
 // signature verifies, reporting the others.
 func loadCheckpoints(path, what string, v note.Verifier, rep *Report) ([]cpEntry, error) {
+	out, err := readCheckpoints(path, what, v, rep)
+	if err != nil {
+		return nil, err
+	}
+	checkOrder(out, what, rep)
+	return out, nil
+}
+
+// loadWitness reads the witness file, which holds the checkpoints of
+// every segment, and returns them by segment.
+func loadWitness(path string, v note.Verifier, rep *Report) (map[int][]cpEntry, error) {
+	all, err := readCheckpoints(path, "witness file", v, rep)
+	if err != nil {
+		return nil, err
+	}
+	rep.WitnessCheckpoints = len(all)
+	bySeg := map[int][]cpEntry{}
+	for _, c := range all {
+		if base, _ := splitOrigin(c.Origin); base != mustBase(all) {
+			rep.bad(-1, "witness file: checkpoint at byte %d has origin %q, earlier ones belong to %q", c.Offset, c.Origin, mustBase(all))
+			continue
+		}
+		bySeg[c.Segment] = append(bySeg[c.Segment], c)
+	}
+	for n, list := range bySeg {
+		checkOrder(list, fmt.Sprintf("witness file (segment %d)", n), rep)
+	}
+	return bySeg, nil
+}
+
+func mustBase(all []cpEntry) string {
+	base, _ := splitOrigin(all[0].Origin)
+	return base
+}
+
+// readCheckpoints reads a checkpoint file and returns the checkpoints whose
+// signature verifies, reporting the others.
+func readCheckpoints(path, what string, v note.Verifier, rep *Report) ([]cpEntry, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("audit: open %s: %w", what, err)
@@ -165,16 +285,8 @@ func loadCheckpoints(path, what string, v note.Verifier, rep *Report) ([]cpEntry
 			rep.bad(int64(lastGood), "%s: checkpoint %d (byte %d) does not verify: %v", what, n, raw.Offset, err)
 			return nil
 		}
-		if len(out) > 0 {
-			prev := out[len(out)-1]
-			if cp.Size < prev.Size {
-				rep.bad(int64(cp.Size), "%s: checkpoint %d shrinks the log from %d to %d records", what, n, prev.Size, cp.Size)
-			}
-			if cp.Origin != prev.Origin {
-				rep.bad(-1, "%s: checkpoint %d has origin %q, earlier ones %q", what, n, cp.Origin, prev.Origin)
-			}
-		}
-		out = append(out, cpEntry{Size: cp.Size, Root: cp.Hash, Origin: cp.Origin, Offset: raw.Offset})
+		_, seg := splitOrigin(cp.Origin)
+		out = append(out, cpEntry{Size: cp.Size, Root: cp.Hash, Origin: cp.Origin, Offset: raw.Offset, Segment: seg})
 		lastGood = max(lastGood, cp.Size)
 		return nil
 	})
@@ -190,18 +302,44 @@ func loadCheckpoints(path, what string, v note.Verifier, rep *Report) ([]cpEntry
 	return out, nil
 }
 
+// checkOrder reports checkpoints that shrink the log or change its origin.
+func checkOrder(list []cpEntry, what string, rep *Report) {
+	for i := 1; i < len(list); i++ {
+		prev, cp := list[i-1], list[i]
+		if cp.Size < prev.Size {
+			rep.bad(int64(cp.Size), "%s: checkpoint at byte %d shrinks the log from %d to %d records", what, cp.Offset, prev.Size, cp.Size)
+		}
+		if cp.Origin != prev.Origin {
+			rep.bad(-1, "%s: checkpoint at byte %d has origin %q, earlier ones %q", what, cp.Offset, cp.Origin, prev.Origin)
+		}
+	}
+}
+
 // checkList compares checkpoints with the recomputed tree.
 func checkList(list []cpEntry, what string, count uint64, w *treeWalk, rep *Report) {
+	witness := what == "witness file"
 	var good uint64 // the largest size up to which a checkpoint matched
 	for i, c := range list {
-		if c.Size > count {
+		switch root := w.roots[c.Size]; {
+		case c.Size > count && witness:
+			rep.diverges(c.Size)
+			rep.bad(int64(count), "witness file: the log diverges from the witnessed checkpoint at size %d: only %d records are present (records %d.. deleted or truncated)", c.Size, count, count)
+		case c.Size > count:
 			rep.bad(int64(count), "%s: checkpoint at byte %d covers %d records but only %d are present (records %d.. deleted or truncated)", what, c.Offset, c.Size, count, count)
-			continue
-		}
-		if root := w.roots[c.Size]; !bytes.Equal(root, c.Root) {
+		case !bytes.Equal(root, c.Root) && witness:
+			rep.diverges(c.Size)
+			rep.badRange(good, c.Size, "witness file: the log diverges from the witnessed checkpoint at size %d: a record in [%d, %d) was changed, dropped or inserted", c.Size, good, c.Size)
+		case !bytes.Equal(root, c.Root):
 			rep.badRange(good, c.Size, "%s: checkpoint at byte %d (size %d) does not match the records: a record in [%d, %d) was changed", what, c.Offset, c.Size, good, c.Size)
-		} else {
+		default:
 			good = max(good, c.Size)
+			if witness {
+				rep.Witnessed++
+				rep.WitnessedUpTo = max(rep.WitnessedUpTo, c.Size)
+			}
+		}
+		if c.Size > count {
+			continue
 		}
 		if i == 0 {
 			continue

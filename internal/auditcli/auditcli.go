@@ -118,6 +118,9 @@ func verifyCmd(resolve Resolver) *cobra.Command {
 			}
 			printReport(out, rep, witness != "")
 			if !rep.OK() {
+				if rep.Diverges >= 0 {
+					return fmt.Errorf("audit log verification FAILED: the log diverges from the witnessed checkpoint at size %d", rep.Diverges)
+				}
 				if rep.FirstBad >= 0 {
 					return fmt.Errorf("audit log verification FAILED: first bad record %d", rep.FirstBad)
 				}
@@ -139,11 +142,27 @@ func printReport(w io.Writer, rep *audit.Report, witness bool) {
 	if witness {
 		fmt.Fprintf(w, "witness:         %d valid checkpoints\n", rep.WitnessCheckpoints)
 	}
+	if rep.Segments > 1 {
+		fmt.Fprintf(w, "segments:        %d (the counts above are the current segment's)\n", rep.Segments)
+	}
 	if rep.Root != "" {
 		fmt.Fprintf(w, "root:            %s\n", rep.Root)
 	}
 	for _, s := range rep.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", safetext.Line(s))
+	}
+	for _, s := range rep.Gaps {
+		fmt.Fprintf(w, "gap: %s\n", safetext.Line(s))
+	}
+	for _, s := range rep.Proven() {
+		fmt.Fprintf(w, "proven: %s\n", safetext.Line(s))
+	}
+	for _, s := range rep.Caveats {
+		fmt.Fprintf(w, "not proven: %s\n", safetext.Line(s))
+	}
+	if rep.OK() && len(rep.Gaps) > 0 {
+		fmt.Fprintf(w, "result:          OK, with %d recorded gap(s): records lost in a recovery (see gap lines)\n", len(rep.Gaps))
+		return
 	}
 	if rep.OK() {
 		fmt.Fprintln(w, "result:          OK")

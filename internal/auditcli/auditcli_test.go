@@ -23,7 +23,7 @@ func makeLog(t *testing.T) string {
 	data := t.TempDir()
 	var mu sync.Mutex
 	clock := time.Date(2030, 5, 1, 12, 0, 0, 0, time.UTC)
-	l, err := audit.Open(audit.Options{Dir: filepath.Join(data, "audit"), CheckpointEvents: 5, Now: func() time.Time {
+	l, err := audit.Open(audit.Options{Dir: filepath.Join(data, "audit"), Key: testKey(t), CheckpointEvents: 5, Now: func() time.Time {
 		mu.Lock()
 		defer mu.Unlock()
 		clock = clock.Add(time.Minute)
@@ -214,3 +214,14 @@ func FuzzParseTime(f *testing.F) {
 }
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)) }
+
+// testKey is a fresh checkpoint signing key, kept in memory as the real one
+// is kept outside the data directory.
+func testKey(t testing.TB) *audit.SigningKey {
+	t.Helper()
+	k, _, err := audit.GenerateSigningKey("tandem/audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}

@@ -17,7 +17,7 @@ func TestShowEscapesCraftedUserName(t *testing.T) {
 	const user = "x\x1b]0;owned\x07%h\u202eost"
 	login, host, _ := strings.Cut(user, "%")
 	data := t.TempDir()
-	l, err := audit.Open(audit.Options{Dir: filepath.Join(data, "audit")})
+	l, err := audit.Open(audit.Options{Dir: filepath.Join(data, "audit"), Key: testKey(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

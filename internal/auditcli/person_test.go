@@ -13,7 +13,7 @@ import (
 // event names them: owner, joiner, requester, approver, locker, locked.
 func TestShowPersonInEveryRole(t *testing.T) {
 	data := t.TempDir()
-	l, err := audit.Open(audit.Options{Dir: filepath.Join(data, "audit")})
+	l, err := audit.Open(audit.Options{Dir: filepath.Join(data, "audit"), Key: testKey(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -152,6 +152,9 @@ gateway:
   listen: %q
   data_dir: ./data
   crypto_profile: bsi
+audit:
+  # Outside data_dir, as serve requires; in production on another mount.
+  witness_file: ./witness/checkpoints
 tenants:
   - {id: demo-schule, name: Demo-Schule}
 persons:

@@ -23,7 +23,10 @@ var examples = map[string]string{
 	"audit verify": `  tandem audit verify -c /etc/tandem/tandem.yaml
   tandem audit verify --deep -c /etc/tandem/tandem.yaml     # also re-check every record's canonical form
   tandem audit verify --data ./copy-of-data --pubkey audit.pub --witness witness.log   # an auditor's copy`,
-	"audit proof": `  tandem audit proof -c /etc/tandem/tandem.yaml --index 4711 --json`,
+	"audit recover": `  tandem audit verify -c /etc/tandem/tandem.yaml            # first see what is damaged
+  tandem audit recover -c /etc/tandem/tandem.yaml --reason "INC-42: disk full, records.log cut"`,
+	"audit pubkey": `  tandem audit pubkey -c /etc/tandem/tandem.yaml > tandem-audit.pub   # hand this to the auditors`,
+	"audit proof":  `  tandem audit proof -c /etc/tandem/tandem.yaml --index 4711 --json`,
 	"audit show": `  tandem audit show -c /etc/tandem/tandem.yaml --since 24h --type session.start,session.end
   tandem audit show --person bob --since 2026-11-01T00:00:00Z --json
   tandem audit show --request 1a2b3c4d          # everything done under an access request`,

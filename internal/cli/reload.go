@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -87,9 +85,6 @@ const requestMaxAge = time.Minute
 
 func reloadRequestPath(dataDir string) string { return filepath.Join(dataDir, "reload-request") }
 
-// pidPath is where tandem serve notes its process id, for tandem reload.
-func pidPath(dataDir string) string { return filepath.Join(dataDir, "tandem.pid") }
-
 // takeReloadRequest reads and removes the pending request: who asked for
 // the reload being signalled, or nobody (a bare SIGHUP).
 func takeReloadRequest(dataDir string, now time.Time, log *slog.Logger) reloadBy {
@@ -113,16 +108,6 @@ func takeReloadRequest(dataDir string, now time.Time, log *slog.Logger) reloadBy
 		return bare
 	}
 	return reloadBy{Person: req.Person, Actor: req.Actor, Trigger: "tandem reload"}
-}
-
-// writePID notes the serving process's id in data_dir; the returned
-// function removes it again.
-func writePID(dataDir string) (func(), error) {
-	path := pidPath(dataDir)
-	if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("pid file: %w", err)
-	}
-	return func() { _ = os.Remove(path) }, nil
 }
 
 func newReloadCmd() *cobra.Command {
@@ -161,13 +146,9 @@ is recorded as by "unknown (signal)".`,
 // requestReload leaves req for the gateway, signals it, and waits until it
 // took the request (5 s at most).
 func requestReload(dataDir string, req reloadRequest) error {
-	b, err := os.ReadFile(pidPath(dataDir))
+	pid, err := servingPid(dataDir)
 	if err != nil {
-		return fmt.Errorf("no running gateway found (%w); start it with tandem serve", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return fmt.Errorf("pid file %s is damaged", pidPath(dataDir))
+		return err
 	}
 	if err := writeRequest(reloadRequestPath(dataDir), req); err != nil {
 		return err

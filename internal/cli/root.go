@@ -61,7 +61,7 @@ Start with "tandem demo" to try it, or "tandem serve --config FILE".`,
 		newCACmd(),
 		newClientConfigCmd(),
 		newTargetConfigCmd(),
-		auditcli.Command(auditPaths),
+		auditCmd(),
 		newVersionCmd(),
 	)
 	root.AddCommand(newLockCmds()...)
@@ -104,6 +104,15 @@ func markUsageErrors(cmd *cobra.Command) {
 // configuration takes.
 func configFlag(cmd *cobra.Command, dst *string) {
 	cmd.Flags().StringVarP(dst, "config", "c", "tandem.yaml", "configuration file")
+}
+
+// auditCmd is "tandem audit": reading and verifying (auditcli) and the
+// commands that need the configuration's keys and the data directory's
+// lock.
+func auditCmd() *cobra.Command {
+	c := auditcli.Command(auditPaths)
+	c.AddCommand(newAuditRecoverCmd(), newAuditPubkeyCmd())
+	return c
 }
 
 func auditPaths(path string) (auditcli.Paths, error) {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,7 +31,10 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "run the gateway",
 		Long: `Run the gateway with the given configuration. Keys are created in the data
-directory on first start and never replaced. SIGHUP reloads the
+directory on first start and never replaced; the audit signing key
+(audit.signing_key) is created outside it. audit.witness_file must be set,
+outside the data directory. One gateway per data directory: a second serve
+on the same one is refused. SIGHUP reloads the
 configuration (a bad file is refused and the running one stays); SIGINT or
 SIGTERM stop the gateway.`,
 		Args: cobra.NoArgs,
@@ -114,19 +118,22 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 	if err := strictModes(cfg); err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
-	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+	if err := requireWitness(cfg); err != nil {
+		return fmt.Errorf("refusing to start: %w", err)
 	}
+	release, err := lockDataDir(cfg.Gateway.DataDir, "tandem serve")
+	if err != nil {
+		return fmt.Errorf("refusing to start: %w", err)
+	}
+	defer release()
+	warnSameDevice(cfg, log)
 	keys, err := ca.LoadOrCreate(keyDir(cfg), nil)
 	if err != nil {
 		return err
 	}
-	alog, err := audit.Open(audit.Options{
-		Dir: auditDir(cfg), Origin: cfg.Audit.Origin, WitnessFile: cfg.Audit.WitnessFile,
-		CheckpointEvery: cfg.Audit.CheckpointEvery.Duration, CheckpointEvents: cfg.Audit.CheckpointEvents,
-	})
+	alog, err := openAuditLog(cfg)
 	if err != nil {
-		return fmt.Errorf("audit log: %w", err)
+		return err
 	}
 	defer alog.Close()
 	st, err := store.Open(storePath(cfg), store.WithKeyDir(keyDir(cfg)),
@@ -161,12 +168,6 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 		ln.Close()
 		return fmt.Errorf("audit log cannot sign a checkpoint, not serving: %w", err)
 	}
-	removePID, err := writePID(cfg.Gateway.DataDir)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	defer removePID()
 	log.Info("gateway listening", "addr", ln.Addr().String(), "profile", cfg.Gateway.CryptoProfile, "data_dir", cfg.Gateway.DataDir)
 	if ready != nil {
 		ready(ln.Addr().String())
@@ -179,6 +180,27 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 	audit.BestEffort(context.Background(), alog, log, audit.GatewayStopEvent{}.Event()) // the gateway has stopped anyway
 	log.Info("gateway stopped")
 	return err
+}
+
+// openAuditLog opens the audit log with the signing key and witness
+// outside data_dir. A damaged log keeps the gateway from starting, and
+// the error says the way back.
+func openAuditLog(cfg *config.Config) (*audit.Log, error) {
+	key, err := openSigningKey(cfg, true)
+	if err != nil {
+		return nil, fmt.Errorf("refusing to start: %w", err)
+	}
+	alog, err := audit.Open(audit.Options{
+		Dir: auditDir(cfg), Key: key, Origin: cfg.Audit.Origin, WitnessFile: cfg.Audit.WitnessFile,
+		CheckpointEvery: cfg.Audit.CheckpointEvery.Duration, CheckpointEvents: cfg.Audit.CheckpointEvents,
+	})
+	if errors.Is(err, audit.ErrDamaged) {
+		return nil, fmt.Errorf("refusing to start: %w\nThe gateway does not start on a damaged log. See what happened with\n  tandem audit verify --config %[2]s\nthen start a new log segment from the last witnessed checkpoint (the damaged files are kept, the loss is recorded) with\n  tandem audit recover --config %[2]s --reason \"what happened\"", err, configName(cfg))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	return alog, nil
 }
 
 // watch reloads the configuration on SIGHUP and ends every session when

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/ca"
 	"tandem.dev/tandem/internal/config"
 )
@@ -40,7 +39,7 @@ func strictModes(cfg *config.Config) error {
 		{"host key", filepath.Join(keyDir(cfg), ca.HostKeyFile)},
 		{"user CA key", filepath.Join(keyDir(cfg), ca.UserCAFile)},
 		{"host CA key", filepath.Join(keyDir(cfg), ca.HostCAFile)},
-		{"audit signing key", filepath.Join(auditDir(cfg), audit.SigningKeyFile)},
+		{"audit signing key (audit.signing_key)", cfg.Audit.SigningKey},
 	}
 	if cfg.Recording.AgeIdentity != "" {
 		files = append(files, struct{ what, path string }{"age identity (recording.age_identity)", cfg.Recording.AgeIdentity})

@@ -16,8 +16,11 @@ func TestStrictModes(t *testing.T) {
 	chmod := func(rel string, mode os.FileMode) setup {
 		return func(t *testing.T, data, kek string) {
 			p := filepath.Join(data, rel)
-			if rel == "KEK" {
+			switch rel {
+			case "KEK":
 				p = kek
+			case "SIGNING":
+				p = signingKeyOf(data)
 			}
 			if err := os.Chmod(p, mode); err != nil {
 				t.Fatal(err)
@@ -39,7 +42,7 @@ func TestStrictModes(t *testing.T) {
 		{"user CA 0640", chmod("keys/user_ca", 0o640), "user CA key %D/keys/user_ca is mode 0640, open to other users; run: chmod 600 %D/keys/user_ca", false},
 		{"host CA 0644", chmod("keys/host_ca", 0o644), "host CA key %D/keys/host_ca is mode 0644", false},
 		{"host key 0604", chmod("keys/host_key", 0o604), "host key %D/keys/host_key is mode 0604", false},
-		{"audit signing key 0640", chmod("audit/audit.key", 0o640), "audit signing key %D/audit/audit.key is mode 0640; run: chmod 600 %D/audit/audit.key", false},
+		{"audit signing key 0640", chmod("SIGNING", 0o640), "audit signing key (audit.signing_key) %S is mode 0640; run: chmod 600 %S", false},
 		{"KEK 0644", chmod("KEK", 0o644), "key-encryption key (recording.kek_file) %K is mode 0644", false},
 		{"key 0400 is fine", chmod("keys/user_ca", 0o400), "", false},
 		{"public key 0644 is fine", chmod("keys/user_ca.pub", 0o644), "", false},
@@ -75,7 +78,7 @@ func TestStrictModes(t *testing.T) {
 				tc.setup(t, data, kek)
 			}
 			err := strictModes(cfg)
-			want := strings.NewReplacer("%D", data, "%K", kek).Replace(tc.want)
+			want := strings.NewReplacer("%D", data, "%K", kek, "%S", signingKeyOf(data)).Replace(tc.want)
 			switch {
 			case want == "" && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -101,12 +104,13 @@ func layout(t *testing.T) *config.Config {
 	cfg.Gateway.DataDir = filepath.Join(dir, "data")
 	cfg.Recording.KEKFile = filepath.Join(dir, "tandem.kek")
 	cfg.Audit.Origin = "tandem/audit"
+	cfg.Audit.SigningKey = signingKeyOf(cfg.Gateway.DataDir)
 	for _, d := range []string{"", "keys", "audit", "vault", "vault/keys", "recordings"} {
 		if err := os.MkdirAll(filepath.Join(cfg.Gateway.DataDir, d), 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, f := range []string{"keys/host_key", "keys/user_ca", "keys/host_ca", "audit/audit.key"} {
+	for _, f := range []string{"keys/host_key", "keys/user_ca", "keys/host_ca"} {
 		if err := os.WriteFile(filepath.Join(cfg.Gateway.DataDir, f), []byte("secret\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -117,5 +121,12 @@ func layout(t *testing.T) *config.Config {
 	if err := os.WriteFile(cfg.Recording.KEKFile, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(cfg.Audit.SigningKey, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return cfg
 }
+
+// signingKeyOf is where layout keeps the audit signing key: beside the
+// configuration, outside data_dir.
+func signingKeyOf(data string) string { return filepath.Join(filepath.Dir(data), "tandem-audit.key") }

@@ -39,6 +39,7 @@ const (
 	DefaultWaitTimeout           = 10 * time.Minute
 	DefaultAuditOrigin           = "tandem/audit"
 	DefaultKEKFile               = "tandem.kek"
+	DefaultSigningKeyFile        = "tandem-audit.key"
 	DefaultStreamCap             = 1 << 20
 	DefaultCheckpointEvery       = 10 * time.Second
 	DefaultCheckpointEvents      = 1000
@@ -130,9 +131,14 @@ func applyDefaults(c *Config, pos *positions, r *report) {
 	if a.CheckpointEvents == 0 && !pos.has("audit", "checkpoint_events") {
 		a.CheckpointEvents = DefaultCheckpointEvents
 	}
-	if a.WitnessFile != "" && c.Path != "" && !filepath.IsAbs(a.WitnessFile) {
-		if abs, err := filepath.Abs(filepath.Join(filepath.Dir(c.Path), a.WitnessFile)); err == nil {
-			a.WitnessFile = abs
+	if a.SigningKey == "" {
+		a.SigningKey = DefaultSigningKeyFile
+	}
+	for _, f := range []*string{&a.WitnessFile, &a.SigningKey} {
+		if *f != "" && c.Path != "" && !filepath.IsAbs(*f) {
+			if abs, err := filepath.Abs(filepath.Join(filepath.Dir(c.Path), *f)); err == nil {
+				*f = abs
+			}
 		}
 	}
 

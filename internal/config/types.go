@@ -137,7 +137,14 @@ type Audit struct {
 	// WitnessFile receives a copy of every checkpoint. It must lie outside
 	// data_dir (ideally on another disk or host mount), so that whoever can
 	// rewrite the data directory cannot rewrite the history others saw.
+	// serve refuses to start without it.
 	WitnessFile string `yaml:"witness_file"`
+	// SigningKey is the file with the checkpoint signing key: plain, or
+	// age-encrypted to recording.age_identity. Default "tandem-audit.key"
+	// beside the configuration file, created on first start. It must lie
+	// outside data_dir: whoever can rewrite the log must not also be able
+	// to re-sign it.
+	SigningKey string `yaml:"signing_key"`
 }
 
 // Recording configures session recordings (M9, M16).

@@ -106,8 +106,9 @@ func validateGateway(c *Config, pos *positions, r *report, profileErr error) {
 	}
 }
 
-// validateAudit keeps the witness file out of the data directory: a copy
-// that can be rewritten together with the log witnesses nothing.
+// validateAudit keeps the witness file and the signing key out of the
+// data directory: a copy that can be rewritten together with the log
+// witnesses nothing, and a key beside the log lets its rewriter re-sign it.
 func validateAudit(c *Config, pos *positions, r *report) {
 	a := c.Audit
 	checkPositive(r, pos, a.CheckpointEvery, "audit", "checkpoint_every")
@@ -116,6 +117,31 @@ func validateAudit(c *Config, pos *positions, r *report) {
 	}
 	if a.WitnessFile != "" && insideDir(c.Gateway.DataDir, a.WitnessFile) {
 		r.add(pos.line("audit", "witness_file"), "witness_file %s lies inside data_dir %s; put it where a rewrite of the data directory cannot reach", a.WitnessFile, c.Gateway.DataDir)
+	}
+	if a.SigningKey != "" && InsideDataDir(c.Gateway.DataDir, a.SigningKey) {
+		r.add(pos.line("audit", "signing_key"), "audit.signing_key %s lies inside data_dir %s; keep the key where whoever can rewrite the data directory cannot read it", a.SigningKey, c.Gateway.DataDir)
+	}
+}
+
+// InsideDataDir reports whether path lies in dir, also after resolving
+// symbolic links of the parts that exist: a link must not smuggle a key
+// into the data directory.
+func InsideDataDir(dir, path string) bool {
+	return insideDir(dir, path) || insideDir(resolveExisting(dir), resolveExisting(path))
+}
+
+// resolveExisting resolves the symbolic links of the longest existing
+// prefix of path and keeps the rest as it is.
+func resolveExisting(path string) string {
+	rest := ""
+	for p := path; ; p = filepath.Dir(p) {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Join(r, rest)
+		}
+		if filepath.Dir(p) == p {
+			return path
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
 	}
 }
 

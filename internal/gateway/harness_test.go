@@ -202,7 +202,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	h.addr = ln.Addr().String()
 	cfg := h.parse(t)
 
-	alog, err := audit.Open(audit.Options{Dir: h.auditDir})
+	alog, err := audit.Open(audit.Options{Dir: h.auditDir, Key: harnessAuditKey(t)})
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)
@@ -758,4 +758,15 @@ func checkGoroutines(t *testing.T, before int) {
 	eventually(t, func() bool { n, stacks = goroutines(); return n <= before }, func() string {
 		return fmt.Sprintf("%d goroutines left behind (before the harness: %d):\n%s", n-before, before, stacks)
 	})
+}
+
+// harnessAuditKey is the checkpoint signing key of a harness gateway,
+// kept in memory as the real one is kept outside data_dir.
+func harnessAuditKey(t testing.TB) *audit.SigningKey {
+	t.Helper()
+	k, _, err := audit.GenerateSigningKey("tandem/audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"tandem.dev/tandem/internal/config"
@@ -14,13 +15,21 @@ import (
 // starts from NewConfig and appends its persons, roles and hosts.
 
 // NewConfig returns a configuration with the gateway listening on
-// 127.0.0.1:port, its data in dataDir, and the given tenants. Everything
-// else is left to the defaults until the caller sets it.
+// 127.0.0.1:port, its data in dataDir, its audit witness file in a
+// directory beside it (serve needs one outside data_dir), and the given
+// tenants. Everything else is left to the defaults until the caller sets it.
 func NewConfig(port int, dataDir string, tenants ...config.Tenant) *config.Config {
 	return &config.Config{
 		Gateway: config.Gateway{Listen: fmt.Sprintf("127.0.0.1:%d", port), DataDir: dataDir},
+		Audit:   config.Audit{WitnessFile: WitnessFile(dataDir)},
 		Tenants: tenants,
 	}
+}
+
+// WitnessFile is where NewConfig puts the audit witness file of a gateway
+// with data in dataDir: outside it, as serve requires.
+func WitnessFile(dataDir string) string {
+	return filepath.Join(filepath.Dir(dataDir), filepath.Base(dataDir)+"-witness", "checkpoints")
 }
 
 // Day is the day offset days from today, in UTC.
