@@ -296,6 +296,8 @@ func operatorEvents(t *testing.T, e *env, typ string) []shownEvent {
 		evs = append(evs, ev)
 	}
 	return evs
+}
+
 // TestOneGatewayPerDataDirAndRecovery: a second serve on the data
 // directory is refused naming the first one's pid; a log damaged in the
 // middle keeps serve down, with the way back in the error; tandem audit
