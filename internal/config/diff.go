@@ -32,6 +32,7 @@ func Diff(old, new *Config) []Change {
 	var out []Change
 	out = append(out, diffOne("gateway", "gateway", old.Gateway, new.Gateway)...)
 	out = append(out, diffOne("policy", "policy", old.Policy, new.Policy)...)
+	out = append(out, diffOne("retention", "retention", old.Retention, new.Retention)...)
 	out = append(out, diffSet("tenant", byID(old.Tenants, func(t Tenant) string { return t.ID }), byID(new.Tenants, func(t Tenant) string { return t.ID }))...)
 	out = append(out, diffSet("person", byID(old.Persons, func(p Person) string { return p.ID }), byID(new.Persons, func(p Person) string { return p.ID }))...)
 	out = append(out, diffSet("role", byID(old.Roles, func(r Role) string { return r.ID }), byID(new.Roles, func(r Role) string { return r.ID }))...)
