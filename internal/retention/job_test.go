@@ -111,7 +111,6 @@ func (r *rig) destroyed() map[string]bool {
 	return out
 }
 
-
 func (r *rig) events(typ audit.Type) []audit.Event {
 	var out []audit.Event
 	for _, e := range r.sink.Events() {
