@@ -254,3 +254,11 @@ func (j *Job) attempt(ctx context.Context, n store.Notice, rep *Report) error {
 	audit.BestEffort(ctx, j.Audit, j.Log, e)
 	return j.State.NoticeAttempt(ctx, n.ID, now, failure, now.Add(backoff(n.Attempts+1)))
 }
+
+// DeliverNotices tries the notices that are due, without destroying
+// anything: `tandem serve` calls it between its daily runs.
+func (j *Job) DeliverNotices(ctx context.Context) (Report, error) {
+	var rep Report
+	err := j.deliver(ctx, &rep)
+	return rep, err
+}
