@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Ensures the programs the end-to-end tests drive are installed: OpenSSH
-# (server and clients), rsync, tmux, Ansible, asciinema and sudo. Quiet and
+# (server and clients), rsync, tmux, Ansible, asciinema, sudo and an SMTP
+# server with STARTTLS (python3-aiosmtpd, for the DPO notice test). Quiet and
 # idempotent when everything is present. As root it installs what is
 # missing with apt-get; otherwise it prints the command and fails, because
 # under CI=true a missing program fails the tests anyway.
 set -euo pipefail
 
-packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo)
+packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo python3-aiosmtpd)
 programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema sudo)
 
 # have reports whether a program is installed; sshd lives in /usr/sbin,
@@ -19,6 +20,8 @@ missing=()
 for p in "${programs[@]}"; do
 	have "$p" || missing+=("$p")
 done
+# The SMTP test runs Debian's python3, which python3-aiosmtpd serves.
+/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(aiosmtpd)
 
 install_cmd="apt-get install -y --no-install-recommends ${packages[*]}"
 
@@ -33,7 +36,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive $install_cmd
 	still=()
 	for p in "${missing[@]}"; do
-		have "$p" || still+=("$p")
+		if [ "$p" = aiosmtpd ]; then
+			/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || still+=("$p")
+		else
+			have "$p" || still+=("$p")
+		fi
 	done
 	if [ "${#still[@]}" -gt 0 ]; then
 		echo "test-deps: still missing after install: ${still[*]}" >&2

@@ -138,6 +138,19 @@ var specs = []Spec{
 		When: "Rows of state.db were sealed wholesale: by the process that created the state key (rows from before sealing), or by an operator (`tandem locks --reseal`)."},
 	{Type: OutboxInvalid, builder: OutboxInvalidEvent{}, Measures: ms("M9"),
 		When: "An event another process queued for the log (the store's outbox) could not be read; it is recorded as this instead of being lost."},
+
+	// Retention.
+	{Type: KeyDestroyed, builder: KeyDestroyedEvent{}, Measures: ms("M14", "M16"),
+		When: "The retention job (`tandem serve` daily, `tandem retention run`) destroyed a data key whose period was over; or a later run found a destruction whose event a crash lost (repaired)."},
+	{Type: RetentionExtended, builder: RetentionExtendedEvent{}, Measures: ms("M14"),
+		When: "`tandem retention extend` kept a tenant's operational data longer (at most 14 days); stored before it takes effect, with a notice to the DPO queued."},
+	{Type: RetentionHold, builder: RetentionHoldEvent{}, Measures: ms("M14"),
+		When:       "`tandem hold` placed a legal hold on a tenant, a person or a session, or `tandem hold renew` renewed one; stored before it takes effect.",
+		PersonRole: "held", PersonDoc: "the person whose data is held (scope person)"},
+	{Type: RetentionReleased, builder: RetentionReleasedEvent{}, Measures: ms("M14"),
+		When: "`tandem hold release` released a legal hold."},
+	{Type: RetentionNotice, builder: RetentionNoticeEvent{}, Measures: ms("M14"),
+		When: "A notice to the data protection officer about an extension was delivered, or an attempt failed (retried with backoff)."},
 }
 
 func ms(ids ...string) []string { return ids }

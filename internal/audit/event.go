@@ -63,6 +63,13 @@ const (
 	StateResealed Type = "state.resealed"
 	// OutboxInvalid: an event queued by another process could not be read.
 	OutboxInvalid Type = "outbox.invalid"
+	// Retention (M14): a data key destroyed, an extension of the
+	// operational period, legal holds and the DPO's notices.
+	KeyDestroyed      Type = "key.destroyed"
+	RetentionExtended Type = "retention.extended"
+	RetentionHold     Type = "retention.hold"
+	RetentionReleased Type = "retention.released"
+	RetentionNotice   Type = "retention.notice"
 )
 
 // Event is one audit record. Fields that do not apply stay empty. Source

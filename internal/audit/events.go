@@ -548,3 +548,69 @@ type OutboxInvalidEvent struct {
 }
 
 func (b OutboxInvalidEvent) Event() Event { return build(OutboxInvalid, b) }
+
+// KeyDestroyedEvent: the retention job destroyed a data key; what it
+// encrypted is unreadable for good.
+type KeyDestroyedEvent struct {
+	Tenant   string `field:"tenant"`
+	Class    string `attr:"class" doc:"the retention class: admin, operational, content or sealed"`
+	Day      string `attr:"day" doc:"the UTC day the key encrypted (YYYY-MM-DD)"`
+	KeyID    string `attr:"key_id" doc:"the destroyed key's id"`
+	Reason   string `attr:"reason" doc:"why now: the period that ended"`
+	Repaired bool   `attr:"repaired,omitempty" doc:"true when written by a later run: the destruction was done, its event lost in a crash"`
+}
+
+func (b KeyDestroyedEvent) Event() Event { return build(KeyDestroyed, b) }
+
+// RetentionExtendedEvent: an operator kept a tenant's operational data
+// longer (at most 14 days), on a request.
+type RetentionExtendedEvent struct {
+	Tenant     string    `field:"tenant"`
+	ID         string    `attr:"id" doc:"the extension's id"`
+	Class      string    `attr:"class" doc:"the retention class (operational)"`
+	Until      time.Time `attr:"until" doc:"the last day kept"`
+	RequestRef string    `attr:"request_ref" doc:"the request that asked for it (ticket, letter)"`
+	By         string    `attr:"by" role:"operator" doc:"the person who extended"`
+	Actor      string    `attr:"actor,omitempty" role:"operator" doc:"the local user who ran the command (local:USER)"`
+}
+
+func (b RetentionExtendedEvent) Event() Event { return build(RetentionExtended, b) }
+
+// RetentionHoldEvent: a legal hold was placed or renewed.
+type RetentionHoldEvent struct {
+	Tenant  string    `field:"tenant" doc:"the tenant held (scope tenant)"`
+	Person  string    `field:"person" doc:"the person whose data is held (scope person)"`
+	Session string    `field:"session" doc:"the session whose data is held (scope session)"`
+	ID      string    `attr:"id" doc:"the hold's id"`
+	Scope   string    `attr:"scope" doc:"tenant, person or session"`
+	Reason  string    `attr:"reason" doc:"why"`
+	Ref     string    `attr:"ref" doc:"the case or order it serves"`
+	Expires time.Time `attr:"expires" doc:"when it ends unless renewed"`
+	Renewed bool      `attr:"renewed,omitempty" doc:"true when an existing hold was renewed"`
+	By      string    `attr:"by" role:"operator" doc:"the person who placed or renewed it"`
+	Actor   string    `attr:"actor,omitempty" role:"operator" doc:"the local user who ran the command (local:USER)"`
+}
+
+func (b RetentionHoldEvent) Event() Event { return build(RetentionHold, b) }
+
+// RetentionReleasedEvent: a legal hold was released.
+type RetentionReleasedEvent struct {
+	ID    string `attr:"id" doc:"the hold's id"`
+	By    string `attr:"by" role:"operator" doc:"the person who released it"`
+	Actor string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran the command (local:USER)"`
+}
+
+func (b RetentionReleasedEvent) Event() Event { return build(RetentionReleased, b) }
+
+// RetentionNoticeEvent: an attempt to deliver a notice to the data
+// protection officer.
+type RetentionNoticeEvent struct {
+	Tenant    string `field:"tenant"`
+	Extension string `attr:"extension" doc:"the extension the notice is about"`
+	Outcome   string `attr:"outcome" doc:"delivered or failed"`
+	Via       string `attr:"via" doc:"smtp or command"`
+	Attempt   int    `attr:"attempt" doc:"the attempt's number (1 for the first)"`
+	Error     string `attr:"error,omitempty" doc:"why delivery failed; it is retried"`
+}
+
+func (b RetentionNoticeEvent) Event() Event { return build(RetentionNotice, b) }

@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -176,7 +177,17 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go watch(ctx, reload, alog, hup)
+	// The retention job is serve's: it ends with ctx, and serve waits
+	// for it before the log closes.
+	var retained sync.WaitGroup
+	retained.Add(1)
+	go func() {
+		defer retained.Done()
+		runRetention(ctx, newRetentionJob(cfg, rec.Vault, st, alog, log), log)
+	}()
 	err = srv.Serve(ctx, ln)
+	cancel()
+	retained.Wait()
 	audit.BestEffort(context.Background(), alog, log, audit.GatewayStopEvent{}.Event()) // the gateway has stopped anyway
 	log.Info("gateway stopped")
 	return err

@@ -68,9 +68,11 @@ const (
 	JoinObserver        = "observer"
 	PermissionLock      = "lock"
 	PermissionConfigure = "configure"
+	// PermissionHold: place, renew and release legal holds (`tandem hold`).
+	PermissionHold = "hold"
 )
 
-var permissions = []string{PermissionLock, PermissionConfigure}
+var permissions = []string{PermissionLock, PermissionConfigure, PermissionHold}
 
 // RealDataQualifier qualifies an environment in policy.four_eyes: "ENV:real_data"
 // lists only that environment's hosts that hold real personal data.
@@ -156,6 +158,8 @@ func applyDefaults(c *Config, pos *positions, r *report) {
 	if rec.StreamCap == 0 && !pos.has("recording", "stream_cap") {
 		rec.StreamCap = DefaultStreamCap
 	}
+
+	c.Retention.fillDefaults(c.Path, pos)
 
 	p := &c.Policy
 	if p.FourEyes == nil {

@@ -48,13 +48,18 @@ func encodeSet(v reflect.Value) (*yaml.Node, error) {
 		m := &yaml.Node{Kind: yaml.MappingNode}
 		for i := range v.NumField() {
 			f := v.Type().Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if !f.IsExported() || name == "" || name == "-" || v.Field(i).IsZero() {
+			name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			inline := opts == "inline"
+			if !f.IsExported() || (name == "" && !inline) || name == "-" || v.Field(i).IsZero() {
 				continue
 			}
 			val, err := encodeSet(v.Field(i))
 			if err != nil {
 				return nil, err
+			}
+			if inline { // an embedded struct's keys belong to this mapping
+				m.Content = append(m.Content, val.Content...)
+				continue
 			}
 			m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: name}, val)
 		}

@@ -20,6 +20,7 @@ type Config struct {
 	Policy    Policy    `yaml:"policy"`
 	Audit     Audit     `yaml:"audit"`
 	Recording Recording `yaml:"recording"`
+	Retention Retention `yaml:"retention"`
 	Tenants   []Tenant  `yaml:"tenants"`
 	Persons   []Person  `yaml:"persons"`
 	Roles     []Role    `yaml:"roles"`
@@ -195,7 +196,57 @@ type Policy struct {
 type Tenant struct {
 	ID   string `yaml:"id"`
 	Name string `yaml:"name"`
-	Line int    `yaml:"-"`
+	// Retention overrides the periods of retention for this tenant's
+	// data; a period left out is the global one.
+	Retention *Periods `yaml:"retention"`
+	Line      int      `yaml:"-"`
+}
+
+// Retention sets how long Tenant keeps each class of data before its keys
+// are destroyed (docs/RETENTION.md), within the bounds validation enforces.
+type Retention struct {
+	Periods `yaml:",inline"`
+	// HoldMax is how long a legal hold lasts unless renewed. Default 180d.
+	HoldMax Duration `yaml:"hold_max"`
+	// DPO is where notices to the data protection officer go (an
+	// extension of the operational period sends one).
+	DPO DPO `yaml:"dpo"`
+}
+
+// Periods are retention periods per class, in whole days. Zero: not set
+// (the default, or the global period for a tenant). Sealed follows
+// Content unless set.
+type Periods struct {
+	Admin       Duration `yaml:"admin"`
+	Operational Duration `yaml:"operational"`
+	Content     Duration `yaml:"content"`
+	Sealed      Duration `yaml:"sealed"`
+}
+
+// DPO configures notices to the data protection officer: by e-mail
+// (SMTP with STARTTLS) or by a command that reads the notice on stdin.
+type DPO struct {
+	To      string   `yaml:"to"`
+	From    string   `yaml:"from"`
+	SMTP    *SMTP    `yaml:"smtp"`
+	Command []string `yaml:"command"`
+	// Timeout bounds one delivery attempt. Default 30s.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// SMTP is a mail server that takes DPO notices. STARTTLS is required:
+// the notice names persons and incidents.
+type SMTP struct {
+	Addr string `yaml:"addr"`
+	// CAFile holds the CA certificates (PEM) the server's certificate
+	// must chain to; unset: the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// StartTLS may only be "required" (the default).
+	StartTLS string `yaml:"starttls"`
+	Username string `yaml:"username"`
+	// PasswordFile holds the password (never in the configuration file,
+	// never logged).
+	PasswordFile string `yaml:"password_file"`
 }
 
 // Person is one natural person. There are no shared accounts.

@@ -40,6 +40,7 @@ func validate(c *Config, pos *positions, r *report) {
 	validateLimits(c, pos, r)
 	validateAudit(c, pos, r)
 	validateRecording(c, pos, r)
+	validateRetention(c, pos, r)
 
 	tenants := map[string]int{}
 	for i, t := range c.Tenants {
@@ -372,7 +373,7 @@ func validateRole(c *Config, i int, pos *positions, r *report, roles, tenants ma
 	}
 	if ro.External {
 		for j, perm := range ro.Permissions {
-			if perm == PermissionLock || perm == PermissionConfigure {
+			if perm == PermissionLock || perm == PermissionConfigure || perm == PermissionHold {
 				r.add(pos.line("roles", i, "permissions", j), "role %s: an external role may not have the permission %s (%s)", ro.ID, perm, externalsNever)
 			}
 		}

@@ -113,3 +113,23 @@ func (e *Engine) mayPermission(p *config.Person, k *config.Key, now time.Time, l
 	return deny(fmt.Sprintf("%s may not %s: no role of theirs has the permission %s", personName(p), what, perm),
 		"ask someone whose role has permissions: ["+perm+"]", pd.Warnings)
 }
+
+// MayHold decides whether p may place, renew and release legal holds
+// (`tandem hold`): p is not external and some role of p has the
+// permission hold. A hold keeps personal data past its period, so it is a
+// right of named employees only.
+func (e *Engine) MayHold(p *config.Person) Decision {
+	if p == nil {
+		return deny("only a configured person may place or release a legal hold", "name yourself with --by PERSON", nil)
+	}
+	if e.isExternal(p) {
+		return deny("external experts never place or release legal holds", "ask an employee with the hold permission", nil)
+	}
+	for _, role := range e.rolesOf(p) {
+		if contains(role.Permissions, config.PermissionHold) {
+			return Decision{Verdict: Allow}
+		}
+	}
+	return deny(fmt.Sprintf("%s may not place or release legal holds: no role of theirs has the permission hold", personName(p)),
+		"ask someone whose role has permissions: [hold]", nil)
+}

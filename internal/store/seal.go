@@ -338,11 +338,21 @@ func loadLocks(ctx context.Context, q querier) ([]lockRow, []byte, error) {
 // content, in person order, so that no row can go missing unnoticed.
 func (s *Store) lockSetMAC(ls []lockRow) []byte {
 	sort.Slice(ls, func(i, j int) bool { return ls[i].person < ls[j].person })
-	fs := make([]field, 0, len(ls))
+	macs := make([][]byte, 0, len(ls))
 	for _, l := range ls {
-		fs = append(fs, blob(s.seal.mac(kindLock, l.fields()...)))
+		macs = append(macs, s.seal.mac(kindLock, l.fields()...))
 	}
-	return s.seal.mac(kindLockSet, fs...)
+	return s.seal.setMAC(kindLockSet, macs)
+}
+
+// setMAC seals a table as a whole: one MAC over its rows' MACs, given in
+// the table's key order.
+func (s *sealer) setMAC(kind string, rowMACs [][]byte) []byte {
+	fs := make([]field, 0, len(rowMACs))
+	for _, m := range rowMACs {
+		fs = append(fs, blob(m))
+	}
+	return s.mac(kind, fs...)
 }
 
 // checkLocks is the first step of every change to the lock table: it

@@ -64,6 +64,9 @@ var migrations = []string{
 	sealsSchema,
 	// 8: blocks after failed logins and unblocks; see blocks.go.
 	blocksSchema,
+	// 9: legal holds, retention extensions, audited key destructions and
+	// DPO notices; see retention.go.
+	retentionSchema,
 }
 
 // Store is an open state database. It is safe for concurrent use.
@@ -123,6 +126,10 @@ func Open(path string, opts ...Option) (*Store, error) {
 	}
 	if o.keyDir != "" {
 		if err := s.loadKey(context.Background(), o.keyDir, o.reporter); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		if err := s.sealNewSets(context.Background()); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("store: %w", err)
 		}
