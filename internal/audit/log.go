@@ -43,6 +43,10 @@ type Options struct {
 	// Now is the clock for event times; it is called from several
 	// goroutines. Default time.Now.
 	Now func() time.Time
+	// Keys hands out the data keys that encrypt each record's parts (the
+	// vault in data_dir). Required: without keys the log refuses to open
+	// rather than write plaintext.
+	Keys Keys
 
 	// Test hooks.
 	wrapFile func(name string, f syncFile) syncFile // wraps every file the writer appends to
@@ -100,6 +104,7 @@ type Log struct {
 	err        error
 	recBuf     []byte
 	leafBuf    []byte
+	leafForm   []byte
 	leaves     [][]byte
 	batch      []*request
 }
@@ -117,6 +122,9 @@ type cpResult struct {
 func Open(opts Options) (*Log, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("audit: no log directory")
+	}
+	if opts.Keys == nil {
+		return nil, errors.New("audit: no data keys (vault) configured; refusing to write plaintext records")
 	}
 	if opts.Origin == "" {
 		opts.Origin = "tandem/audit"
@@ -319,7 +327,11 @@ func (l *Log) recoverRecords(rec, lf *os.File, rep *LogRecoveredEvent) (uint64, 
 			return 0, fmt.Errorf("audit: scan records: %w", err)
 		}
 		if count >= haveLeaves {
-			missing = append(missing, hasher.HashLeaf(payload))
+			h, err := leafHash(payload)
+			if err != nil {
+				return 0, fmt.Errorf("audit: record %d: %w; run audit verify", count, err)
+			}
+			missing = append(missing, h)
 		}
 		count++
 	}
@@ -421,7 +433,7 @@ func (l *Log) Append(ctx context.Context, e Event) error {
 	if e.Time.IsZero() {
 		e.Time = l.opts.Now()
 	}
-	p, err := preEncode(e)
+	p, err := preEncodeV2(e, l.opts.Keys)
 	if err != nil {
 		return err
 	}
@@ -586,7 +598,8 @@ func (l *Log) commit(batch []*request) {
 		l.recBuf = r.p.appendPayload(l.recBuf, n+uint64(i))
 		payload := l.recBuf[start+4:]
 		binary.BigEndian.PutUint32(l.recBuf[start:], uint32(len(payload)))
-		leaf := hasher.HashLeaf(payload)
+		l.leafForm = r.p.appendLeaf(l.leafForm[:0], n+uint64(i))
+		leaf := hasher.HashLeaf(l.leafForm)
 		l.recBuf = binary.BigEndian.AppendUint32(l.recBuf, crc32.Checksum(payload, castagnoli))
 		l.leafBuf = append(l.leafBuf, leaf...)
 		l.leaves = append(l.leaves, leaf)
@@ -672,7 +685,7 @@ func (l *Log) checkpoint(event bool) ([]byte, error) {
 	}
 	l.lastCP, l.lastCPSize, l.quietSize = signed, size, size
 	if event {
-		p, err := preEncode(LogCheckpointEvent{Time: l.opts.Now(), Size: size, Root: rootString(root)}.Event())
+		p, err := preEncodeV2(LogCheckpointEvent{Time: l.opts.Now(), Size: size, Root: rootString(root)}.Event(), l.opts.Keys)
 		if err != nil {
 			return nil, l.fail(err)
 		}

@@ -327,7 +327,7 @@ func TestV1LogStillReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := VerifyDeep(dir, strings.TrimSpace(string(pub)), "")
+	rep, err := VerifyDeep(dir, strings.TrimSpace(string(pub)), "", nil)
 	if err != nil || !rep.OK() {
 		t.Fatalf("verify: %v %+v", err, rep)
 	}
