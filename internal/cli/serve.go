@@ -121,9 +121,14 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reloa
 	if err != nil {
 		return err
 	}
+	keyStore, err := openVault(cfg, true)
+	if err != nil {
+		return err
+	}
 	alog, err := audit.Open(audit.Options{
 		Dir: auditDir(cfg), Origin: cfg.Audit.Origin, WitnessFile: cfg.Audit.WitnessFile,
 		CheckpointEvery: cfg.Audit.CheckpointEvery.Duration, CheckpointEvents: cfg.Audit.CheckpointEvents,
+		Keys: keyStore,
 	})
 	if err != nil {
 		return fmt.Errorf("audit log: %w", err)
@@ -135,11 +140,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reloa
 		return fmt.Errorf("state store: %w", err)
 	}
 	defer st.Close()
-	rec, err := openRecorder(cfg)
-	if err != nil {
-		return err
-	}
-	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: alog, Store: st, Recorder: rec, Logger: log})
+	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: alog, Store: st, Recorder: newRecorder(cfg, keyStore), Logger: log})
 	if err != nil {
 		return err
 	}
