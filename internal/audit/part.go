@@ -429,6 +429,9 @@ func unreadable(p part, err error) Unreadable {
 	switch {
 	case errors.Is(err, errNoKeys):
 		u.Reason = ReasonNoKeys
+	case errors.Is(err, vault.ErrOtherKey):
+		// The writer always uses the key the vault holds, and a
+		// destroyed day never gets another: the part was moved or made.
 	case errors.Is(err, vault.ErrShredded):
 		u.Reason = ReasonShredded
 	case errors.Is(err, vault.ErrNoKey):
