@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,6 +87,7 @@ type Log struct {
 	recW, leafW, cpW syncFile
 	witW             syncFile // nil without a witness file
 	reqs             chan *request
+	encSlots         chan struct{} // bounds appenders encrypting at once
 	cpReq            chan chan cpResult
 	mu               sync.RWMutex // guards closed against sends on reqs
 	closed           bool
@@ -153,6 +155,7 @@ func Open(opts Options) (*Log, error) {
 		failed: make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	l.encSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
 	rep, err := l.openFiles()
 	if err != nil {
 		l.closeFiles()
@@ -433,7 +436,7 @@ func (l *Log) Append(ctx context.Context, e Event) error {
 	if e.Time.IsZero() {
 		e.Time = l.opts.Now()
 	}
-	p, err := preEncodeV2(e, l.opts.Keys)
+	p, err := l.encrypt(e)
 	if err != nil {
 		return err
 	}
@@ -464,6 +467,16 @@ func (l *Log) Append(ctx context.Context, e Event) error {
 		// it did not.
 		return fmt.Errorf("audit: event not known to be stored: %w", ctx.Err())
 	}
+}
+
+// encrypt pre-encodes e with its parts encrypted, at most one appender per
+// CPU at a time. Encryption is CPU work; a thousand appenders doing it at
+// once would keep the writer, back from its fsync, waiting for a CPU for
+// milliseconds, and every batch would wait with it.
+func (l *Log) encrypt(e Event) (preEncoded, error) {
+	l.encSlots <- struct{}{}
+	defer func() { <-l.encSlots }()
+	return preEncodeV2(e, l.opts.Keys)
 }
 
 // Size returns the number of durable records.

@@ -209,7 +209,7 @@ func preEncodeV2(e Event, keys Keys) (preEncoded, error) {
 	if err != nil {
 		return preEncoded{}, fmt.Errorf("audit: encode event: %w", err)
 	}
-	leaf, err := appendLeafForm(nil, t[1:])
+	leaf, err := leafForm(nil, t[1:], false)
 	if err != nil {
 		return preEncoded{}, err
 	}
@@ -241,7 +241,11 @@ var (
 // the ct_sha256 that follows it. Nothing in clear can contain `"ct":"`
 // (quotes inside strings are escaped), so every match is a part's ct. This
 // scan instead of a JSON decode keeps verification at memory speed.
-func appendLeafForm(dst, rec []byte) ([]byte, error) {
+func appendLeafForm(dst, rec []byte) ([]byte, error) { return leafForm(dst, rec, true) }
+
+// leafForm is appendLeafForm; check false skips the hashes of ciphertexts
+// the caller has just hashed itself.
+func leafForm(dst, rec []byte, check bool) ([]byte, error) {
 	var sum [sha256.Size]byte
 	var buf []byte
 	for {
@@ -259,6 +263,10 @@ func appendLeafForm(dst, rec []byte) ([]byte, error) {
 		if len(after) < 2*sha256.Size+1 || after[2*sha256.Size] != '"' {
 			return nil, errors.New("part: malformed ct_sha256")
 		}
+		rec = v[end+2:] // from "ct_sha256"
+		if !check {
+			continue
+		}
 		n := base64.StdEncoding.DecodedLen(end)
 		if cap(buf) < n {
 			buf = make([]byte, n)
@@ -272,7 +280,6 @@ func appendLeafForm(dst, rec []byte) ([]byte, error) {
 		if _, err := hex.Decode(want[:], after[:2*sha256.Size]); err != nil || want != sum {
 			return nil, errors.New("part: ct does not match its ct_sha256")
 		}
-		rec = v[end+2:] // from "ct_sha256"
 	}
 }
 

@@ -401,7 +401,10 @@ func (w *treeWalk) checkLeaf(i uint64, payload, leaf []byte, rep *Report) {
 // checkpointType is how a log.checkpoint record's type appears in its
 // canonical bytes. Inside an attribute value the quotes would be escaped,
 // so the bytes cannot occur there.
-var checkpointType = []byte(`"type":"` + string(LogCheckpoint) + `"`)
+var (
+	checkpointType   = []byte(`"type":"` + string(LogCheckpoint) + `"`)
+	checkpointTypeV2 = append(bytes.Clone(checkpointType), v2Suffix...)
+)
 
 // checkRecord checks what the leaf hash cannot: that the record claims its
 // own position, and that log.checkpoint records agree with the checkpoint
@@ -413,7 +416,12 @@ var checkpointType = []byte(`"type":"` + string(LogCheckpoint) + `"`)
 // writer appends it right after signing the checkpoint it names, so its
 // index is that checkpoint's size: without keys, that is what is checked.
 func (w *treeWalk) checkRecord(i uint64, payload []byte, rep *Report, haveCP map[uint64]bool) {
-	isCP := bytes.Contains(payload, checkpointType)
+	var isCP bool
+	if isV2(payload) {
+		isCP = bytes.HasSuffix(payload, checkpointTypeV2) // the type comes last but "v"
+	} else {
+		isCP = bytes.Contains(payload, checkpointType)
+	}
 	if !w.deep && (!isCP || isV2(payload)) {
 		idx, ok := fastIndex(payload)
 		switch {
