@@ -1,6 +1,6 @@
 package audit
 
-//go:generate go run ./cmd/auditdoc -o ../../docs/AUDIT.md
+//go:generate go run ./cmd/auditdoc -o ../../docs/AUDIT.md -retention ../../docs/RETENTION-FIELDS.md
 
 // specs is the catalog's hand-written half: for each type when it is
 // written, the measures it serves and what its Person names. The fields
@@ -120,6 +120,8 @@ var specs = []Spec{
 		When: "The log signed a checkpoint over the records before this one."},
 	{Type: LogRecovered, builder: LogRecoveredEvent{}, Measures: ms("M10"),
 		When: "Opening the log found the end of an interrupted write and repaired it; the first record after the repair."},
+	{Type: KeyDestroyed, builder: KeyDestroyedEvent{}, Measures: ms("M14", "M10"),
+		When: "A data key of the vault was destroyed (crypto-shredding by the retention job, or repair of a destruction a crash interrupted); the fields it encrypted are unreadable from now on, the records and proofs stay."},
 
 	// The local state.
 	{Type: StateForged, builder: StateForgedEvent{}, Measures: ms("M5", "M8"),

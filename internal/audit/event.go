@@ -53,6 +53,9 @@ const (
 	GatewayStop     Type = "gateway.stop"
 	LogCheckpoint   Type = "log.checkpoint"
 	LogRecovered    Type = "log.recovered"
+	// KeyDestroyed: a data key of the vault was destroyed (crypto-shredding,
+	// M14); what it encrypted is unreadable for good.
+	KeyDestroyed Type = "key.destroyed"
 	// The local state (M5, M8): a row of state.db that failed its integrity
 	// check and was not honoured, and rows sealed by the state key's creator
 	// or an operator.

@@ -444,6 +444,17 @@ type LogRecoveredEvent struct {
 
 func (b LogRecoveredEvent) Event() Event { return build(LogRecovered, b) }
 
+// KeyDestroyedEvent: a data key was destroyed (crypto-shredding).
+type KeyDestroyedEvent struct {
+	Tenant   string `field:"tenant" doc:"the tenant whose key it was (_gateway: the gateway's own events)"`
+	Class    string `attr:"class" doc:"the retention class: admin, operational, content or sealed"`
+	Day      string `attr:"day" doc:"the UTC day the key encrypted (YYYY-MM-DD)"`
+	KeyID    string `attr:"key_id" doc:"the destroyed key's id, as the data it encrypted names it"`
+	Repaired bool   `attr:"repaired,omitempty" doc:"true when crash repair finished a destruction an earlier run began"`
+}
+
+func (b KeyDestroyedEvent) Event() Event { return build(KeyDestroyed, b) }
+
 // StateForgedEvent: a row of state.db failed its integrity check and was
 // not honoured.
 type StateForgedEvent struct {
