@@ -1,5 +1,7 @@
 package audit
 
+import "tandem.dev/tandem/internal/vault"
+
 // Attribute keys: the names in Event.Attrs. Events are built with the
 // typed constructors (events.go), whose struct tags name these keys; a
 // test checks that the tags and this list agree, so a key exists once,
@@ -134,3 +136,31 @@ const (
 	KeyWhat                = "what"
 	KeyWitnessCutBytes     = "witness_cut_bytes"
 )
+
+// attrClass is the retention class of every attribute that is not admin
+// (docs/RETENTION.md): what a client sends about itself before it is
+// anyone, and what a person typed that is not an identity. Each key has
+// one class in every event type, so a shredded class never leaves half an
+// attribute behind. A key added above is admin until it is listed here.
+var attrClass = map[string]vault.Class{
+	// Operational: the client before authentication, and connection metadata.
+	KeyUser:       vault.Operational, // the user name a client sent, cut
+	KeyUserSHA256: vault.Operational, // … its hash matches attempts, as long as the name is kept
+	KeyUserBytes:  vault.Operational,
+	KeyKeys:       vault.Operational, // keys offered before authentication
+	KeyKeysMore:   vault.Operational,
+	KeyMethods:    vault.Operational, // methods tried before authentication
+	KeyTop:        vault.Operational, // source addresses with counts
+	// Content: what a person typed.
+	KeyCommand: vault.Content,
+	KeyComment: vault.Content,
+}
+
+// ClassOf returns the retention class of an attribute key: the class whose
+// part of a v2 record carries it, and whose key shreds it.
+func ClassOf(key string) vault.Class {
+	if c, ok := attrClass[key]; ok {
+		return c
+	}
+	return vault.Admin
+}

@@ -19,6 +19,8 @@ import (
 
 	"github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
+
+	"tandem.dev/tandem/internal/vault"
 )
 
 // testClock is a deterministic clock that moves one second per reading.
@@ -63,6 +65,7 @@ func testOpts(t testing.TB) Options {
 	return Options{
 		Dir:              filepath.Join(dir, "audit"),
 		Key:              testKey(),
+		Keys:             keysFor(t, filepath.Join(dir, "audit")),
 		CheckpointEvents: 10,
 		WitnessFile:      filepath.Join(dir, "witness", "checkpoints"),
 		Now:              newClock().Now,
@@ -121,7 +124,10 @@ func mustVerify(t testing.TB, o Options) *Report {
 func readAll(t testing.TB, dir string) []Record {
 	t.Helper()
 	var out []Record
-	if err := Read(dir, Filter{}, func(r Record) error {
+	if err := ReadKeys(dir, keysFor(t, dir), Filter{}, func(r Record) error {
+		if len(r.Unreadable) > 0 {
+			return fmt.Errorf("record %d: unreadable parts %+v", r.Index, r.Unreadable)
+		}
 		out = append(out, r)
 		return nil
 	}); err != nil {
@@ -221,7 +227,7 @@ func TestAppendReadVerify(t *testing.T) {
 	}
 	for _, tc := range tests {
 		got := 0
-		if err := Read(o.Dir, tc.f, func(Record) error { got++; return nil }); err != nil {
+		if err := ReadKeys(o.Dir, o.Keys, tc.f, func(Record) error { got++; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if got != tc.want {
@@ -708,14 +714,14 @@ func TestTamperDetection(t *testing.T) {
 		}, false},
 		{"edit JSON and fix the CRC", func(t *testing.T, o Options) int64 {
 			fr := frames(t, o.Dir)
-			fr[23] = refit(bytes.Replace(payloadOf(fr[23]), []byte("alice"), []byte("alicf"), 1))
+			fr[23] = refit(bytes.Replace(payloadOf(fr[23]), []byte(`"acme"`), []byte(`"acmf"`), 1))
 			writeParts(t, filepath.Join(o.Dir, recordsFile), fr)
 			return 23
 		}, false},
 		{"edit a record and its leaf hash", func(t *testing.T, o Options) int64 {
 			fr, lv := frames(t, o.Dir), leaves(t, o.Dir)
-			fr[23] = refit(bytes.Replace(payloadOf(fr[23]), []byte("uptime"), []byte("rm -rf"), 1))
-			lv[23] = hasher.HashLeaf(payloadOf(fr[23]))
+			fr[23] = refit(bytes.Replace(payloadOf(fr[23]), []byte(`"acme"`), []byte(`"acmf"`), 1))
+			lv[23] = mustLeafHash(t, payloadOf(fr[23]))
 			writeParts(t, filepath.Join(o.Dir, recordsFile), fr)
 			writeParts(t, filepath.Join(o.Dir, leavesFile), lv)
 			// Only a checkpoint root can tell now: the damage is placed
@@ -784,8 +790,8 @@ func TestTamperDetection(t *testing.T) {
 			// give the edit away), and re-signs every checkpoint. Only the
 			// witness file, outside the directory, still shows the old roots.
 			fr, lv := frames(t, o.Dir), leaves(t, o.Dir)
-			fr[63] = refit(bytes.Replace(payloadOf(fr[63]), []byte("uptime"), []byte("rm -rf"), 1))
-			lv[63] = hasher.HashLeaf(payloadOf(fr[63]))
+			fr[63] = refit(bytes.Replace(payloadOf(fr[63]), []byte(`"acme"`), []byte(`"acmf"`), 1))
+			lv[63] = mustLeafHash(t, payloadOf(fr[63]))
 			writeParts(t, filepath.Join(o.Dir, recordsFile), fr)
 			writeParts(t, filepath.Join(o.Dir, leavesFile), lv)
 			resign(t, o.Dir)
@@ -905,6 +911,13 @@ func TestReadNotes(t *testing.T) {
 func FuzzReadRecords(f *testing.F) {
 	rec, _ := EncodeRecord(3, ev(1))
 	f.Add(appendFrame(nil, rec))
+	e2 := ev(2)
+	e2.Time = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	rec2, err := EncodeRecordV2(4, e2, keysFor(f, filepath.Join(f.TempDir(), "audit")))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(appendFrame(nil, rec2))
 	f.Add(append(appendFrame(nil, rec), 0, 0, 1))
 	f.Add([]byte{0, 0, 0, 4, '{', '}', ' ', ' ', 1, 2, 3, 4})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -918,7 +931,7 @@ func FuzzReadRecords(f *testing.F) {
 				t.Fatal("accepted a frame with a bad checksum")
 			}
 			idx, e, err := DecodeRecord(p)
-			if err != nil {
+			if err != nil || isV2(p) { // a v2 record decodes only if it re-encodes
 				continue
 			}
 			again, err := EncodeRecord(idx, e)
@@ -948,13 +961,25 @@ func FuzzReadNotes(f *testing.F) {
 }
 
 func Example() {
-	dir, _ := os.MkdirTemp("", "audit")
-	defer os.RemoveAll(dir)
+	data, _ := os.MkdirTemp("", "tandem")
+	defer os.RemoveAll(data)
+	// The vault keeps the data keys that encrypt each record's parts; the
+	// signing key lives outside the log directory.
+	_ = vault.GenerateFileKEK(filepath.Join(data, "kek"))
+	kek, _ := vault.FileKEK(filepath.Join(data, "kek"))
+	keys, _ := vault.Open(filepath.Join(data, "vault"), kek)
 	key, _, _ := GenerateSigningKey("tandem/audit")
-	l, _ := Open(Options{Dir: dir, Key: key})
-	_ = l.Append(context.Background(), Event{Type: GatewayStart})
+	dir := filepath.Join(data, "audit")
+	l, _ := Open(Options{Dir: dir, Key: key, Keys: keys})
+	_ = l.Append(context.Background(), Event{Type: GatewayStart, Attrs: map[string]string{KeyVersion: "1.0"}})
 	_ = l.Close()
-	rep, _ := Verify(dir, key.Verifier(), "")
+	rep, _ := Verify(dir, key.Verifier(), "") // no data keys needed
 	fmt.Println(rep.OK(), rep.Records)
-	// Output: true 1
+	_ = ReadKeys(dir, keys, Filter{}, func(r Record) error {
+		fmt.Println(r.Event.Type, r.Event.Attrs[KeyVersion])
+		return nil
+	})
+	// Output:
+	// true 1
+	// gateway.start 1.0
 }

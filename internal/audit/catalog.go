@@ -1,6 +1,6 @@
 package audit
 
-//go:generate go run ./cmd/auditdoc -o ../../docs/AUDIT.md
+//go:generate go run ./cmd/auditdoc -o ../../docs/AUDIT.md -retention ../../docs/RETENTION-FIELDS.md
 
 // specs is the catalog's hand-written half: for each type when it is
 // written, the measures it serves and what its Person names. The fields

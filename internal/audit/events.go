@@ -552,7 +552,7 @@ func (b OutboxInvalidEvent) Event() Event { return build(OutboxInvalid, b) }
 // KeyDestroyedEvent: the retention job destroyed a data key; what it
 // encrypted is unreadable for good.
 type KeyDestroyedEvent struct {
-	Tenant   string `field:"tenant"`
+	Tenant   string `field:"tenant" doc:"the tenant whose key it was (_gateway: the gateway's own events)"`
 	Class    string `attr:"class" doc:"the retention class: admin, operational, content or sealed"`
 	Day      string `attr:"day" doc:"the UTC day the key encrypted (YYYY-MM-DD)"`
 	KeyID    string `attr:"key_id" doc:"the destroyed key's id"`

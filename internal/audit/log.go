@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,10 @@ type Options struct {
 	// Now is the clock for event times; it is called from several
 	// goroutines. Default time.Now.
 	Now func() time.Time
+	// Keys hands out the data keys that encrypt each record's parts (the
+	// vault in data_dir). Required: without keys the log refuses to open
+	// rather than write plaintext.
+	Keys Keys
 
 	// Test hooks.
 	wrapFile func(name string, f syncFile) syncFile // wraps every file the writer appends to
@@ -95,6 +100,7 @@ type Log struct {
 	recW, leafW, cpW syncFile
 	witW             syncFile // nil without a witness file
 	reqs             chan *request
+	encSlots         chan struct{} // bounds appenders encrypting at once
 	cpReq            chan chan cpResult
 	mu               sync.RWMutex // guards closed against sends on reqs
 	closed           bool
@@ -113,6 +119,7 @@ type Log struct {
 	err        error
 	recBuf     []byte
 	leafBuf    []byte
+	leafForm   []byte
 	leaves     [][]byte
 	batch      []*request
 }
@@ -133,6 +140,9 @@ func Open(opts Options) (*Log, error) {
 	}
 	if opts.Key == nil {
 		return nil, errors.New("audit: no signing key")
+	}
+	if opts.Keys == nil {
+		return nil, errors.New("audit: no data keys (vault) configured; refusing to write plaintext records")
 	}
 	if opts.Origin == "" {
 		opts.Origin = "tandem/audit"
@@ -168,6 +178,7 @@ func Open(opts Options) (*Log, error) {
 		failed: make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	l.encSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
 	rep, err := l.openFiles()
 	if err != nil {
 		l.closeFiles()
@@ -392,7 +403,11 @@ func (l *Log) recoverRecords(rec, lf *os.File, rep *LogRecoveredEvent) (uint64, 
 			return 0, fmt.Errorf("audit: scan records: %w", err)
 		}
 		if count >= haveLeaves {
-			missing = append(missing, hasher.HashLeaf(payload))
+			h, err := leafHash(payload)
+			if err != nil {
+				return 0, fmt.Errorf("audit: record %d: %w; run audit verify", count, err)
+			}
+			missing = append(missing, h)
 		}
 		count++
 	}
@@ -504,7 +519,7 @@ func (l *Log) Append(ctx context.Context, e Event) error {
 	if e.Time.IsZero() {
 		e.Time = l.opts.Now()
 	}
-	p, err := preEncode(e)
+	p, err := l.encrypt(e)
 	if err != nil {
 		return err
 	}
@@ -535,6 +550,16 @@ func (l *Log) Append(ctx context.Context, e Event) error {
 		// it did not.
 		return fmt.Errorf("audit: event not known to be stored: %w", ctx.Err())
 	}
+}
+
+// encrypt pre-encodes e with its parts encrypted, at most one appender per
+// CPU at a time. Encryption is CPU work; a thousand appenders doing it at
+// once would keep the writer, back from its fsync, waiting for a CPU for
+// milliseconds, and every batch would wait with it.
+func (l *Log) encrypt(e Event) (preEncoded, error) {
+	l.encSlots <- struct{}{}
+	defer func() { <-l.encSlots }()
+	return preEncodeV2(e, l.opts.Keys)
 }
 
 // Size returns the number of durable records.
@@ -669,7 +694,8 @@ func (l *Log) commit(batch []*request) {
 		l.recBuf = r.p.appendPayload(l.recBuf, n+uint64(i))
 		payload := l.recBuf[start+4:]
 		binary.BigEndian.PutUint32(l.recBuf[start:], uint32(len(payload)))
-		leaf := hasher.HashLeaf(payload)
+		l.leafForm = r.p.appendLeaf(l.leafForm[:0], n+uint64(i))
+		leaf := hasher.HashLeaf(l.leafForm)
 		l.recBuf = binary.BigEndian.AppendUint32(l.recBuf, crc32.Checksum(payload, castagnoli))
 		l.leafBuf = append(l.leafBuf, leaf...)
 		l.leaves = append(l.leaves, leaf)
@@ -755,7 +781,7 @@ func (l *Log) checkpoint(event bool) ([]byte, error) {
 	}
 	l.lastCP, l.lastCPSize, l.quietSize = signed, size, size
 	if event {
-		p, err := preEncode(LogCheckpointEvent{Time: l.opts.Now(), Size: size, Root: rootString(root)}.Event())
+		p, err := preEncodeV2(LogCheckpointEvent{Time: l.opts.Now(), Size: size, Root: rootString(root)}.Event(), l.opts.Keys)
 		if err != nil {
 			return nil, l.fail(err)
 		}

@@ -125,7 +125,7 @@ func (p *Proof) Verify(verifierKey string) error {
 		return errors.New("proof does not match its checkpoint")
 	}
 	if p.Record != "" {
-		if !bytes.Equal(hasher.HashLeaf([]byte(p.Record)), p.LeafHash) {
+		if h, err := leafHash([]byte(p.Record)); err != nil || !bytes.Equal(h, p.LeafHash) {
 			return errors.New("record does not match the leaf hash")
 		}
 		idx, _, err := DecodeRecord([]byte(p.Record))

@@ -12,11 +12,15 @@ import (
 )
 
 // Record is one stored event with its position in the log and its
-// canonical bytes (the Merkle leaf).
+// canonical bytes (the Merkle leaf of a v1 record; of a v2 record, the
+// leaf is these bytes without ciphertexts).
 type Record struct {
 	Index uint64
 	Event Event
 	Raw   []byte
+	// Unreadable lists the parts of a v2 record whose fields are missing
+	// from Event: shredded, without a key, or not decrypted at all.
+	Unreadable []Unreadable
 }
 
 // Filter selects records for Read. Zero fields match everything.
@@ -49,7 +53,16 @@ func (f Filter) Match(e Event) bool {
 // crash not yet recovered by Open, or a write in flight) ends the read
 // quietly; any other damage is an error. Read does not check the Merkle
 // tree; Verify does. If fn returns an error Read stops and returns it.
+// Of v2 records Read knows only index, tenant, time and type; ReadKeys
+// decrypts the rest.
 func Read(dir string, f Filter, fn func(Record) error) error {
+	return ReadKeys(dir, nil, f, fn)
+}
+
+// ReadKeys is Read that decrypts v2 records with keys (*vault.Vault). The
+// filter sees the decrypted event, so a person whose fields were shredded
+// is not found any more.
+func ReadKeys(dir string, keys KeyReader, f Filter, fn func(Record) error) error {
 	file, err := os.Open(filepath.Join(dir, recordsFile))
 	if err != nil {
 		return fmt.Errorf("audit: open records: %w", err)
@@ -68,7 +81,7 @@ func Read(dir string, f Filter, fn func(Record) error) error {
 		if err != nil {
 			return fmt.Errorf("audit: record %d: %w", i, err)
 		}
-		idx, e, err := DecodeRecord(payload)
+		idx, e, bad, err := DecodeRecordKeys(payload, keys)
 		if err != nil {
 			return fmt.Errorf("audit: record %d: %w", i, err)
 		}
@@ -78,7 +91,7 @@ func Read(dir string, f Filter, fn func(Record) error) error {
 		if !f.Match(e) {
 			continue
 		}
-		if err := fn(Record{Index: i, Event: e, Raw: append([]byte(nil), payload...)}); err != nil {
+		if err := fn(Record{Index: i, Event: e, Raw: append([]byte(nil), payload...), Unreadable: bad}); err != nil {
 			return err
 		}
 	}

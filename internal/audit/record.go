@@ -65,6 +65,9 @@ type wire struct {
 type preEncoded struct {
 	head []byte // "{" or `{"attrs":...,"host":"...",`
 	tail []byte // `"login":...,"type":"..."}`
+	// leafTail is tail in the leaf form (v2: without ciphertexts); nil
+	// when the record is its own leaf form (v1).
+	leafTail []byte
 }
 
 // preEncode marshals everything of e but the index. Times are stored in UTC
@@ -141,12 +144,22 @@ func (p preEncoded) appendPayload(dst []byte, index uint64) []byte {
 	return append(dst, p.tail...)
 }
 
+// appendLeaf appends the leaf form of the record at index to dst.
+func (p preEncoded) appendLeaf(dst []byte, index uint64) []byte {
+	if p.leafTail == nil {
+		return p.appendPayload(dst, index)
+	}
+	return preEncoded{head: p.head, tail: p.leafTail}.appendPayload(dst, index)
+}
+
 func (p preEncoded) size() int { return len(p.head) + len(p.tail) + 30 }
 
-// EncodeRecord returns the canonical bytes of e as record number index: a
-// JSON object with sorted keys, the time in UTC. These bytes are the Merkle
-// leaf. There is no "prev" field: the Merkle tree already binds every record
-// to its position and to everything before it.
+// EncodeRecord returns the canonical bytes of e as record number index in
+// format v1, which the log no longer writes (it writes EncodeRecordV2's):
+// a JSON object with sorted keys, the time in UTC, every field in clear.
+// These bytes are the Merkle leaf. There is no "prev" field: the Merkle
+// tree already binds every record to its position and to everything
+// before it.
 func EncodeRecord(index uint64, e Event) ([]byte, error) {
 	p, err := preEncode(e)
 	if err != nil {
@@ -156,9 +169,26 @@ func EncodeRecord(index uint64, e Event) ([]byte, error) {
 }
 
 // DecodeRecord parses canonical record bytes and returns the index and the
-// event. It fails if the bytes are not exactly what EncodeRecord would
-// write for that content, so a record cannot carry hidden variations.
+// event. It fails if the bytes are not exactly what the writer would
+// write for that content, so a record cannot carry hidden variations. Of a
+// v2 record it returns only what is in clear (index, tenant, time, type);
+// DecodeRecordKeys decrypts the rest.
 func DecodeRecord(raw []byte) (uint64, Event, error) {
+	idx, e, _, err := DecodeRecordKeys(raw, nil)
+	return idx, e, err
+}
+
+// DecodeRecordKeys is DecodeRecord that decrypts a v2 record's parts with
+// keys (nil: none) and lists the parts it could not read.
+func DecodeRecordKeys(raw []byte, keys KeyReader) (uint64, Event, []Unreadable, error) {
+	if isV2(raw) {
+		return decodeV2(raw, keys)
+	}
+	idx, e, err := decodeV1(raw)
+	return idx, e, nil, err
+}
+
+func decodeV1(raw []byte) (uint64, Event, error) {
 	// Unknown fields, trailing bytes and other variations are caught by
 	// re-encoding below, so a plain Unmarshal is enough here.
 	var w wire

@@ -33,10 +33,10 @@ func TestInvalidUTF8StaysReadable(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := VerifyDeep(o.Dir, pubKey(t, o.Dir), o.WitnessFile); err != nil || !rep.OK() {
+	if rep, err := VerifyDeep(o.Dir, pubKey(t, o.Dir), o.WitnessFile, o.Keys); err != nil || !rep.OK() {
 		t.Fatalf("verify --deep of a log with an event that had invalid UTF-8: %v %+v", err, rep)
 	}
-	if recs := readAll(t, o.Dir); len(recs) == 0 {
-		t.Fatal("nothing read back")
+	if recs := readAll(t, o.Dir); len(recs) == 0 || recs[0].Event.Attrs["user"] != "ro\uFFFDot%h\uFFFDost" {
+		t.Fatalf("read back %+v", recs)
 	}
 }

@@ -296,6 +296,24 @@ func TestAuditDocUpToDate(t *testing.T) {
 	}
 }
 
+// TestRetentionFieldsUpToDate: docs/RETENTION-FIELDS.md lists every field
+// with the class the writer encrypts it under.
+func TestRetentionFieldsUpToDate(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteRetentionFields(&b); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join("..", "..", "docs", "RETENTION-FIELDS.md"))
+	if err != nil || !bytes.Equal(got, b.Bytes()) {
+		t.Fatalf("docs/RETENTION-FIELDS.md is stale: run `%s` (err %v)", RetentionDocCommand, err)
+	}
+	for _, want := range []string{"| operational | `source` | event |", "| content | `command` | attrs |", "| operational | `user` | attrs |", "| clear | `tenant` | record |"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("RETENTION-FIELDS.md lacks %q", want)
+		}
+	}
+}
+
 func TestOrRefuse(t *testing.T) {
 	var m MemorySink
 	ev := CommandEvent{Conn: Conn{Person: "alice"}, Command: "whoami"}.Event()
@@ -327,7 +345,7 @@ func TestV1LogStillReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := VerifyDeep(dir, strings.TrimSpace(string(pub)), "")
+	rep, err := VerifyDeep(dir, strings.TrimSpace(string(pub)), "", nil)
 	if err != nil || !rep.OK() {
 		t.Fatalf("verify: %v %+v", err, rep)
 	}

@@ -99,6 +99,7 @@ type RecoverOptions struct {
 	Origin      string      // the first segment's origin; default "tandem/audit"
 	WitnessFile string      // required: the anchor must be a witnessed checkpoint
 	Reason      string      // required: why, in the operator's words
+	Keys        Keys        // required: the data keys the new segment's records are encrypted under
 	Now         func() time.Time
 }
 
@@ -155,6 +156,8 @@ func (o *RecoverOptions) check() error {
 		return errors.New("audit: no log directory")
 	case o.Key == nil:
 		return errors.New("audit: no signing key")
+	case o.Keys == nil:
+		return errors.New("audit: no data keys (vault): the new segment's records are encrypted like every other")
 	case strings.TrimSpace(o.Reason) == "":
 		return errors.New("audit: a recovery needs a reason")
 	case o.WitnessFile == "":
@@ -249,7 +252,13 @@ func scanRecords(dir string, fn func(i uint64, off int64, root []byte)) (scanTot
 		if err != nil {
 			return scanTotal{}, fmt.Errorf("audit: read records: %w", err)
 		}
-		if err := rng.Append(hasher.HashLeaf(payload), nil); err != nil {
+		leaf, err := leafHash(payload)
+		if err != nil {
+			// A record that is not even a record ends what can be
+			// trusted, like a torn frame.
+			return scanTotal{records: rng.End(), bytes: size}, nil
+		}
+		if err := rng.Append(leaf, nil); err != nil {
 			return scanTotal{}, err
 		}
 		root, err := rng.GetRootHash(nil)
@@ -291,7 +300,7 @@ func closeSegment(dir string, n int) error {
 // startSegment opens the new segment, writes its log.segment record and
 // signs a checkpoint over it, which goes to the witness as well.
 func startSegment(o RecoverOptions, r *Recovery) error {
-	l, err := Open(Options{Dir: o.Dir, Key: o.Key, Origin: o.Origin, WitnessFile: o.WitnessFile, Now: o.Now, CheckpointEvery: time.Hour, newSegment: true})
+	l, err := Open(Options{Dir: o.Dir, Key: o.Key, Keys: o.Keys, Origin: o.Origin, WitnessFile: o.WitnessFile, Now: o.Now, CheckpointEvery: time.Hour, newSegment: true})
 	if err != nil {
 		return err
 	}

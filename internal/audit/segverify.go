@@ -58,7 +58,7 @@ func parseSegmentEvent(e Event) (LogSegmentEvent, error) {
 // records before it must reproduce the anchor root that the next
 // segment's log.segment record (in next) names, and agree with the
 // witness; what lies beyond is reported as the recovery's gap.
-func verifyClosed(dir string, n int, next string, v note.Verifier, wcps []cpEntry, haveWitness, deep bool, rep *Report) error {
+func verifyClosed(dir string, n int, next string, v note.Verifier, wcps []cpEntry, haveWitness, deep bool, keys KeyReader, rep *Report) error {
 	start, err := readSegmentStart(next, n+1)
 	if err != nil {
 		rep.bad(-1, "segment %d: %v; segment %d cannot be tied to it", n+1, err, n)
@@ -74,7 +74,7 @@ func verifyClosed(dir string, n int, next string, v note.Verifier, wcps []cpEntr
 		}
 	}
 	w := newTreeWalk()
-	w.deep = deep
+	w.deep, w.keys = deep, keys
 	w.roots[start.AnchorSize] = nil
 	for _, c := range wcps {
 		w.roots[c.Size] = nil
@@ -133,7 +133,12 @@ func (w *treeWalk) walkPrefix(dir string, n int, size uint64, rep *Report, haveC
 			return nil
 		}
 		w.checkRecord(i, payload, sub, haveCP)
-		if err := w.add(hasher.HashLeaf(payload)); err != nil {
+		leaf, err := leafHash(payload)
+		if err != nil {
+			rep.bad(-1, "segment %d: record %d is not a record: %v", n, i, err)
+			return nil
+		}
+		if err := w.add(leaf); err != nil {
 			return err
 		}
 	}

@@ -3,16 +3,21 @@ package audit
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 	"golang.org/x/mod/sumdb/note"
+
+	"tandem.dev/tandem/internal/vault"
 )
 
 // maxProblems bounds the messages in a Report; a badly damaged log would
@@ -35,7 +40,22 @@ type Report struct {
 	FirstBad           int64    // index of the first record that cannot be trusted; -1 if none
 	Problems           []string // what failed; empty when the log verifies
 	Warnings           []string // what is unusual but not evidence of tampering
-	dropped            int
+	// Shredded counts, by tenant, class and day, the v2 parts deep
+	// verification found destroyed on purpose (their key was shredded).
+	Shredded []PartCount
+	dropped  int
+}
+
+// PartCount is how many parts of one tenant, class and day a check met.
+type PartCount struct {
+	Tenant string
+	Class  vault.Class
+	Day    string
+	Parts  int
+}
+
+func (p PartCount) String() string {
+	return fmt.Sprintf("%s %s %s (%d parts)", p.Tenant, p.Class, p.Day, p.Parts)
 }
 
 // OK reports whether the log verified.
@@ -94,17 +114,21 @@ const noWitness = "no witness given: a rewrite by someone holding the signing ke
 // only be placed between two checkpoints, and FirstBad is the start of
 // that range. Verify returns an error only when it cannot read its inputs.
 func Verify(dir, verifierKey, witnessFile string) (*Report, error) {
-	return verify(dir, verifierKey, witnessFile, false)
+	return verify(dir, verifierKey, witnessFile, false, nil)
 }
 
 // VerifyDeep is Verify that also decodes every record and checks that it
 // is in canonical form, naming any record the gateway could not have
-// written. It is several times slower.
-func VerifyDeep(dir, verifierKey, witnessFile string) (*Report, error) {
-	return verify(dir, verifierKey, witnessFile, true)
+// written. With keys (the vault) it decrypts every v2 part: a part whose
+// key exists but that does not decrypt, or decrypts to fields of another
+// class, is a problem (tampering); parts whose key was shredded are
+// counted in Report.Shredded, parts without a key are warned about. It is
+// several times slower.
+func VerifyDeep(dir, verifierKey, witnessFile string, keys KeyReader) (*Report, error) {
+	return verify(dir, verifierKey, witnessFile, true, keys)
 }
 
-func verify(dir, verifierKey, witnessFile string, deep bool) (*Report, error) {
+func verify(dir, verifierKey, witnessFile string, deep bool, keys KeyReader) (*Report, error) {
 	v, err := note.NewVerifier(verifierKey)
 	if err != nil {
 		return nil, fmt.Errorf("audit: verifier key: %w", err)
@@ -125,9 +149,9 @@ func verify(dir, verifierKey, witnessFile string, deep bool) (*Report, error) {
 	for i, sdir := range segs {
 		n := i + 1
 		if n == len(segs) {
-			err = verifySegment(sdir, n, v, wit[n], witnessFile != "", deep, rep)
+			err = verifySegment(sdir, n, v, wit[n], witnessFile != "", deep, keys, rep)
 		} else {
-			err = verifyClosed(sdir, n, segs[n], v, wit[n], witnessFile != "", deep, rep)
+			err = verifyClosed(sdir, n, segs[n], v, wit[n], witnessFile != "", deep, keys, rep)
 		}
 		if err != nil {
 			return nil, err
@@ -167,7 +191,7 @@ func (r *Report) Proven() []string {
 
 // verifySegment checks the current segment, number n, in dir in full:
 // records, leaves, its checkpoints and the witness's checkpoints of it.
-func verifySegment(dir string, n int, v note.Verifier, wcps []cpEntry, haveWitness, deep bool, rep *Report) error {
+func verifySegment(dir string, n int, v note.Verifier, wcps []cpEntry, haveWitness, deep bool, keys KeyReader, rep *Report) error {
 	// Checkpoints first, then leaves, then records: the writer appends in
 	// the opposite order, so a live log never shows a checkpoint for
 	// records that are not there yet.
@@ -189,7 +213,7 @@ func verifySegment(dir string, n int, v note.Verifier, wcps []cpEntry, haveWitne
 	rep.Checkpoints = len(cps)
 
 	w := newTreeWalk()
-	w.deep = deep
+	w.deep, w.keys = deep, keys
 	for _, list := range [][]cpEntry{cps, wcps} {
 		for i, c := range list {
 			w.roots[c.Size] = nil
@@ -364,10 +388,19 @@ func checkList(list []cpEntry, what string, count uint64, w *treeWalk, rep *Repo
 // treeWalk recomputes the Merkle tree from leaf hashes, keeping the roots
 // at chosen sizes and the hashes of chosen nodes for proofs.
 type treeWalk struct {
-	deep  bool // decode every record and check its canonical form
+	deep  bool      // decode every record and check its canonical form
+	keys  KeyReader // decrypt v2 parts (deep only); nil: leave them
 	rng   *compact.Range
 	roots map[uint64][]byte // size -> root; keys chosen in advance
 	nodes map[compact.NodeID][]byte
+
+	leafForm []byte          // scratch for a v2 record's leaf form
+	parts    map[partKey]int // parts not read, by reason, tenant, class and day
+}
+
+type partKey struct {
+	reason, tenant, day string
+	class               vault.Class
 }
 
 func newTreeWalk() *treeWalk {
@@ -448,6 +481,7 @@ func (w *treeWalk) walkRecords(dir string, rep *Report, haveCP map[uint64]bool) 
 	lr := bufio.NewReaderSize(lf, 1<<16)
 	fr := newFrameReader(bufio.NewReaderSize(rf, 1<<16))
 	w.start()
+	defer w.reportParts(rep)
 	leaf := make([]byte, 32)
 	var i uint64
 	for ; ; i++ {
@@ -476,9 +510,7 @@ func (w *treeWalk) walkRecords(dir string, rep *Report, haveCP map[uint64]bool) 
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("records from %d on have no leaf hash yet (a crash not yet recovered, or a write in flight)", i))
 			return i, nil
 		}
-		if !bytes.Equal(hasher.HashLeaf(payload), leaf) {
-			rep.bad(int64(i), "record %d does not match its leaf hash", i)
-		}
+		w.checkLeaf(i, payload, leaf, rep)
 		w.checkRecord(i, payload, rep, haveCP)
 		if err := w.add(bytes.Clone(leaf)); err != nil {
 			return 0, err
@@ -486,35 +518,111 @@ func (w *treeWalk) walkRecords(dir string, rep *Report, haveCP map[uint64]bool) 
 	}
 }
 
+// checkLeaf compares a record with its leaf hash: the hash of the record
+// itself (v1) or of its leaf form (v2), whose ciphertexts must match their
+// ct_sha256.
+func (w *treeWalk) checkLeaf(i uint64, payload, leaf []byte, rep *Report) {
+	lf := payload
+	if isV2(payload) {
+		var err error
+		if w.leafForm, err = appendLeafForm(w.leafForm[:0], payload); err != nil {
+			rep.bad(int64(i), "record %d: %v", i, err)
+			return
+		}
+		lf = w.leafForm
+	}
+	if !bytes.Equal(hasher.HashLeaf(lf), leaf) {
+		rep.bad(int64(i), "record %d does not match its leaf hash", i)
+	}
+}
+
 // checkpointType is how a log.checkpoint record's type appears in its
 // canonical bytes. Inside an attribute value the quotes would be escaped,
 // so the bytes cannot occur there.
-var checkpointType = []byte(`"type":"` + string(LogCheckpoint) + `"`)
+var (
+	checkpointType   = []byte(`"type":"` + string(LogCheckpoint) + `"`)
+	checkpointTypeV2 = append(bytes.Clone(checkpointType), v2Suffix...)
+)
 
 // checkRecord checks what the leaf hash cannot: that the record claims its
 // own position, and that log.checkpoint records agree with the checkpoint
 // file. Tampering shows in the leaf hashes and the signed roots; the full
 // canonical decode is left to Deep verification, which is several times
 // slower (M10 needs the fast path to keep up with a 90-day log).
+//
+// A v2 log.checkpoint record keeps its size and root encrypted, but the
+// writer appends it right after signing the checkpoint it names, so its
+// index is that checkpoint's size: without keys, that is what is checked.
 func (w *treeWalk) checkRecord(i uint64, payload []byte, rep *Report, haveCP map[uint64]bool) {
-	if !w.deep && !bytes.Contains(payload, checkpointType) {
+	var isCP bool
+	if isV2(payload) {
+		isCP = bytes.HasSuffix(payload, checkpointTypeV2) // the type comes last but "v"
+	} else {
+		isCP = bytes.Contains(payload, checkpointType)
+	}
+	if !w.deep && (!isCP || isV2(payload)) {
 		idx, ok := fastIndex(payload)
 		switch {
 		case !ok:
 			rep.bad(int64(i), "record %d: no index", i)
 		case idx != i:
 			rep.bad(int64(i), "record at position %d claims index %d (records deleted, inserted or reordered)", i, idx)
+		case isCP:
+			w.checkCheckpointAt(i, i, rep, haveCP)
 		}
 		return
 	}
-	idx, e, err := DecodeRecord(payload)
+	idx, e, unread, err := DecodeRecordKeys(payload, w.keys)
 	switch {
 	case err != nil:
 		rep.bad(int64(i), "record %d: %v", i, err)
 	case idx != i:
 		rep.bad(int64(i), "record at position %d claims index %d (records deleted, inserted or reordered)", i, idx)
+	case e.Type == LogCheckpoint && e.Attrs == nil && isV2(payload):
+		w.checkCheckpointAt(i, i, rep, haveCP)
 	case e.Type == LogCheckpoint:
 		w.checkCheckpointEvent(i, e, rep, haveCP)
+	}
+	if err == nil {
+		w.countParts(i, tenantOf(e), unread, rep)
+	}
+}
+
+func tenantOf(e Event) string {
+	if e.Tenant == "" {
+		return GatewayTenant
+	}
+	return e.Tenant
+}
+
+// countParts notes the parts deep verification could not read: a part
+// that does not decrypt with a key that exists is a problem at once.
+func (w *treeWalk) countParts(i uint64, tenant string, unread []Unreadable, rep *Report) {
+	for _, u := range unread {
+		if u.Reason == ReasonCorrupt {
+			rep.bad(int64(i), "record %d: %s part (%s %s, key %s): %v", i, u.Class, tenant, u.Day, u.Key, u.err)
+			continue
+		}
+		if w.parts == nil {
+			w.parts = map[partKey]int{}
+		}
+		w.parts[partKey{reason: u.Reason, tenant: tenant, day: u.Day, class: u.Class}]++
+	}
+}
+
+// reportParts turns the counts of unread parts into Report.Shredded and
+// one warning per tenant, class, day and reason.
+func (w *treeWalk) reportParts(rep *Report) {
+	keys := slices.SortedFunc(maps.Keys(w.parts), func(a, b partKey) int {
+		return cmp.Or(cmp.Compare(a.tenant, b.tenant), cmp.Compare(a.class, b.class), cmp.Compare(a.day, b.day), cmp.Compare(a.reason, b.reason))
+	})
+	for _, k := range keys {
+		c := PartCount{Tenant: k.tenant, Class: k.class, Day: k.day, Parts: w.parts[k]}
+		if k.reason == ReasonShredded {
+			rep.Shredded = append(rep.Shredded, c)
+			continue
+		}
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("parts not readable (%s): %s", k.reason, c))
 	}
 }
 
@@ -550,13 +658,22 @@ func (w *treeWalk) checkCheckpointEvent(i uint64, e Event, rep *Report, haveCP m
 		rep.bad(int64(i), "record %d: log.checkpoint event with a bad size %q", i, e.Attrs["size"])
 		return
 	}
-	if !haveCP[size] {
-		rep.bad(-1, "record %d says a checkpoint of size %d was published, but checkpoints.log has no valid checkpoint of that size", i, size)
+	if !w.checkCheckpointAt(i, size, rep, haveCP) {
 		return
 	}
 	if root := w.roots[size]; root != nil && rootString(root) != e.Attrs["root"] {
 		rep.bad(-1, "record %d records root %s for size %d, the records give %s", i, e.Attrs["root"], size, rootString(root))
 	}
+}
+
+// checkCheckpointAt reports whether the checkpoint of size that record i
+// says was published is in checkpoints.log.
+func (w *treeWalk) checkCheckpointAt(i, size uint64, rep *Report, haveCP map[uint64]bool) bool {
+	if !haveCP[size] {
+		rep.bad(-1, "record %d says a checkpoint of size %d was published, but checkpoints.log has no valid checkpoint of that size", i, size)
+		return false
+	}
+	return true
 }
 
 func remaining(r *bufio.Reader) int64 {

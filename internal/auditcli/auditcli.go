@@ -18,12 +18,16 @@ import (
 
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/safetext"
+	"tandem.dev/tandem/internal/vault"
 )
 
 // Paths are what a configuration says about where the audit log is.
 type Paths struct {
 	DataDir     string // the log lives in <DataDir>/audit
 	WitnessFile string // the configured witness copy of the checkpoints, if any
+	// Keys opens the vault with the configured KEK, to decrypt records;
+	// nil when no KEK is known.
+	Keys func() (audit.KeyReader, error)
 }
 
 // Resolver maps a --config path to Paths.
@@ -39,14 +43,46 @@ func Command(resolve Resolver) *cobra.Command {
 	return root
 }
 
-// location holds the flags that say where the log is.
+// location holds the flags that say where the log is, and the KEK that
+// opens its vault when --data is given.
 type location struct {
-	config, data string
+	config, data      string
+	kekFile, ageIdent string
 }
 
 func (l *location) register(c *cobra.Command) {
 	c.Flags().StringVarP(&l.config, "config", "c", "", "Tandem config file (the log is in <data dir>/audit)")
 	c.Flags().StringVar(&l.data, "data", "", "data directory, instead of --config")
+}
+
+// registerKEK adds the flags that name the KEK for --data.
+func (l *location) registerKEK(c *cobra.Command) {
+	c.Flags().StringVar(&l.kekFile, "kek-file", "", "with --data: the key-encryption key file that opens <data>/vault")
+	c.Flags().StringVar(&l.ageIdent, "age-identity", "", "with --data: the age identity that opens <data>/vault")
+}
+
+// keys opens the vault that decrypts the log's records: the configured
+// one, or with --data the one the KEK flags open. It returns nil, nil
+// when no KEK is known.
+func (l *location) keys(p Paths) (audit.KeyReader, error) {
+	var kek vault.KEK
+	var err error
+	switch {
+	case l.kekFile != "" && l.ageIdent != "":
+		return nil, errors.New("give either --kek-file or --age-identity, not both")
+	case l.kekFile != "":
+		kek, err = vault.FileKEK(l.kekFile)
+	case l.ageIdent != "":
+		kek, err = vault.AgeKEK(l.ageIdent)
+	case p.Keys != nil:
+		return p.Keys()
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return vault.Open(filepath.Join(p.DataDir, "vault"), kek)
 }
 
 // dir returns the audit log directory.
@@ -108,11 +144,7 @@ func verifyCmd(resolve Resolver) *cobra.Command {
 				}
 				fmt.Fprintln(out, "note: verifier key taken from the log directory itself; pass --pubkey for an independent check")
 			}
-			verify := audit.Verify
-			if deep {
-				verify = audit.VerifyDeep
-			}
-			rep, err := verify(dir, key, witness)
+			rep, err := runVerify(out, &loc, paths, dir, key, witness, deep)
 			if err != nil {
 				return err
 			}
@@ -130,10 +162,28 @@ func verifyCmd(resolve Resolver) *cobra.Command {
 		},
 	}
 	loc.register(c)
+	loc.registerKEK(c)
 	c.Flags().StringVar(&pubkey, "pubkey", "", "file with the note verifier key (default: audit.pub in the log directory)")
-	c.Flags().BoolVar(&deep, "deep", false, "also decode every record and check its canonical form (slower)")
+	c.Flags().BoolVar(&deep, "deep", false, "also decode every record, check its canonical form and decrypt every part with the vault (slower)")
 	c.Flags().StringVar(&witness, "witness", "", "witness checkpoint file to check as well (default: audit.witness_file of --config)")
 	return c
+}
+
+// runVerify verifies without keys, or deep with the vault when a KEK is
+// known: then a part that does not decrypt with an existing key fails,
+// and shredded parts are counted.
+func runVerify(out io.Writer, loc *location, paths Paths, dir, key, witness string, deep bool) (*audit.Report, error) {
+	if !deep {
+		return audit.Verify(dir, key, witness)
+	}
+	keys, err := loc.keys(paths)
+	if err != nil {
+		return nil, fmt.Errorf("open the vault for --deep: %w", err)
+	}
+	if keys == nil {
+		fmt.Fprintln(out, "note: no key-encryption key given; parts are checked by their hashes but not decrypted")
+	}
+	return audit.VerifyDeep(dir, key, witness, keys)
 }
 
 func printReport(w io.Writer, rep *audit.Report, witness bool) {
@@ -147,6 +197,9 @@ func printReport(w io.Writer, rep *audit.Report, witness bool) {
 	}
 	if rep.Root != "" {
 		fmt.Fprintf(w, "root:            %s\n", rep.Root)
+	}
+	for _, s := range rep.Shredded {
+		fmt.Fprintf(w, "shredded: %s\n", safetext.Line(s.String()))
 	}
 	for _, s := range rep.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", safetext.Line(s))
@@ -230,9 +283,16 @@ func showCmd(resolve Resolver, now func() time.Time) *cobra.Command {
 		Short: "Print audit events, one per line",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := loc.dir(resolve)
+			paths, err := loc.paths(resolve)
 			if err != nil {
 				return err
+			}
+			dir := filepath.Join(paths.DataDir, "audit")
+			keys, err := loc.keys(paths)
+			if err != nil {
+				// Structure is readable without keys: say so and go on.
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: fields not decrypted: %s\n", safetext.Line(err.Error()))
+				keys = nil
 			}
 			t := now()
 			if f.Since, err = ParseTime(since, t); err != nil {
@@ -250,12 +310,13 @@ func showCmd(resolve Resolver, now func() time.Time) *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			enc := json.NewEncoder(out)
-			return audit.Read(dir, f, func(r audit.Record) error {
+			return audit.ReadKeys(dir, keys, f, func(r audit.Record) error {
 				if asJSON {
 					return enc.Encode(struct {
 						Index uint64 `json:"index"`
 						audit.Event
-					}{r.Index, r.Event})
+						Unreadable []audit.Unreadable `json:"unreadable,omitempty"`
+					}{r.Index, r.Event, r.Unreadable})
 				}
 				_, err := fmt.Fprintln(out, FormatLine(r))
 				return err
@@ -271,6 +332,7 @@ func showCmd(resolve Resolver, now func() time.Time) *cobra.Command {
 	c.Flags().StringVar(&f.Tenant, "tenant", "", "only this tenant")
 	c.Flags().StringVar(&f.Request, "request", "", "only this access request")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON lines")
+	loc.registerKEK(c)
 	return c
 }
 
@@ -324,6 +386,11 @@ func FormatLine(r audit.Record) string {
 	sort.Strings(keys)
 	for _, k := range keys {
 		fmt.Fprintf(&b, " %s=%s", safetext.Line(k), strconv.Quote(e.Attrs[k]))
+	}
+	// Which fields a missing part held is inside its ciphertext: say which
+	// class of which day is missing, and why.
+	for _, u := range r.Unreadable {
+		fmt.Fprintf(&b, " [%s: %s %s]", u.Reason, u.Class, safetext.Line(u.Day))
 	}
 	return b.String()
 }

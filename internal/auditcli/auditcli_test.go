@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/vault"
 )
 
 // makeLog writes a small log under data/audit and returns the data dir.
@@ -23,7 +24,7 @@ func makeLog(t *testing.T) string {
 	data := t.TempDir()
 	var mu sync.Mutex
 	clock := time.Date(2030, 5, 1, 12, 0, 0, 0, time.UTC)
-	l, err := audit.Open(audit.Options{Dir: filepath.Join(data, "audit"), Key: testKey(t), CheckpointEvents: 5, Now: func() time.Time {
+	l, err := audit.Open(audit.Options{Dir: filepath.Join(data, "audit"), Key: testKey(t), Keys: keysOf(t, data), CheckpointEvents: 5, Now: func() time.Time {
 		mu.Lock()
 		defer mu.Unlock()
 		clock = clock.Add(time.Minute)
@@ -49,6 +50,29 @@ func makeLog(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// kekOf is the key-encryption key of the vault in data: beside data, as
+// the configuration asks (never inside the data directory).
+func kekOf(data string) string { return data + ".kek" }
+
+// keysOf opens the vault in data, creating its KEK on first use.
+func keysOf(t *testing.T, data string) *vault.Vault {
+	t.Helper()
+	if _, err := os.Stat(kekOf(data)); err != nil {
+		if err := vault.GenerateFileKEK(kekOf(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kek, err := vault.FileKEK(kekOf(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := vault.Open(filepath.Join(data, "vault"), kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func run(t *testing.T, resolve Resolver, args ...string) (string, error) {
@@ -95,7 +119,7 @@ func TestVerify(t *testing.T) {
 		b = b[8+binary.BigEndian.Uint32(b):]
 	}
 	n := binary.BigEndian.Uint32(b)
-	payload := bytes.Replace(b[4:4+n], []byte("bob"), []byte("eve"), 1)
+	payload := bytes.Replace(b[4:4+n], []byte(`"_gateway"`), []byte(`"_gatewbx"`), 1)
 	whole, _ := os.ReadFile(p)
 	off := len(whole) - len(b)
 	copy(whole[off+4:], payload)
@@ -124,7 +148,7 @@ func TestShow(t *testing.T) {
 		{[]string{"--since", "2030-05-01T12:03:00Z", "--until", "2030-05-01T12:05:00Z"}, []string{"exec", "auth.failure"}},
 	}
 	for _, tc := range tests {
-		out, err := run(t, nil, append([]string{"show", "--data", data}, tc.args...)...)
+		out, err := run(t, nil, append([]string{"show", "--data", data, "--kek-file", kekOf(data)}, tc.args...)...)
 		if err != nil {
 			t.Fatalf("%v: %v", tc.args, err)
 		}
@@ -138,7 +162,7 @@ func TestShow(t *testing.T) {
 			}
 		}
 	}
-	out, err := run(t, nil, "show", "--data", data, "--json", "--person", "bob")
+	out, err := run(t, nil, "show", "--data", data, "--kek-file", kekOf(data), "--json", "--person", "bob")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +174,7 @@ func TestShow(t *testing.T) {
 	if err := json.Unmarshal([]byte(strings.SplitN(out, "\n", 2)[0]), &first); err != nil || first.Index != 3 || first.Type != "auth.failure" {
 		t.Fatalf("%s %+v %v", out, first, err)
 	}
-	if _, err := run(t, nil, "show", "--data", data, "--since", "yesterday"); err == nil {
+	if _, err := run(t, nil, "show", "--data", data, "--kek-file", kekOf(data), "--since", "yesterday"); err == nil {
 		t.Fatal("bad --since accepted")
 	}
 }

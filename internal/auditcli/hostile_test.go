@@ -17,14 +17,14 @@ func TestShowEscapesCraftedUserName(t *testing.T) {
 	const user = "x\x1b]0;owned\x07%h\u202eost"
 	login, host, _ := strings.Cut(user, "%")
 	data := t.TempDir()
-	l, err := audit.Open(audit.Options{Dir: filepath.Join(data, "audit"), Key: testKey(t)})
+	l, err := audit.Open(audit.Options{Dir: filepath.Join(data, "audit"), Key: testKey(t), Keys: keysOf(t, data)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range []audit.Event{
 		{Type: audit.AuthFailure, Attrs: map[string]string{"user": user, "reason": "key \u009b refused\r\n1 forged"}},
 		{Type: audit.SessionDenied, Person: "alice", Login: login, Host: host, Session: "s\u009b1",
-			Tenant: "t\u200bt", Request: "r\x7f", Attrs: map[string]string{"reason": "unknown host", "k\x1b": "v"}},
+			Tenant: "acme" /* a configured id, never the client's: v2 refuses others */, Request: "r\x7f", Attrs: map[string]string{"reason": "unknown host", "k\x1b": "v"}},
 	} {
 		if err := l.Append(context.Background(), e); err != nil {
 			t.Fatal(err)
@@ -34,7 +34,7 @@ func TestShowEscapesCraftedUserName(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	out, err := run(t, nil, "show", "--data", data)
+	out, err := run(t, nil, "show", "--data", data, "--kek-file", kekOf(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestShowEscapesCraftedUserName(t *testing.T) {
 		t.Fatalf("%d lines for 2 records:\n%s", n, out)
 	}
 	for _, want := range []string{
-		`host=x\x1b]0;owned\x07@h\u202eost`, `session=s\u009b1`, `tenant=t\u200bt`, `request=r\x7f`, `k\x1b="v"`,
+		`host=x\x1b]0;owned\x07@h\u202eost`, `session=s\u009b1`, `tenant=acme`, `request=r\x7f`, `k\x1b="v"`,
 		`user="x\x1b]0;owned\a%h\u202eost"`,
 	} {
 		if !strings.Contains(out, want) {
@@ -55,7 +55,7 @@ func TestShowEscapesCraftedUserName(t *testing.T) {
 		}
 	}
 
-	out, err = run(t, nil, "show", "--data", data, "--json")
+	out, err = run(t, nil, "show", "--data", data, "--kek-file", kekOf(data), "--json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 // event names them: owner, joiner, requester, approver, locker, locked.
 func TestShowPersonInEveryRole(t *testing.T) {
 	data := t.TempDir()
-	l, err := audit.Open(audit.Options{Dir: filepath.Join(data, "audit"), Key: testKey(t)})
+	l, err := audit.Open(audit.Options{Dir: filepath.Join(data, "audit"), Key: testKey(t), Keys: keysOf(t, data)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestShowPersonInEveryRole(t *testing.T) {
 		{"mallory", nil},
 	}
 	for _, tt := range tests {
-		out, err := run(t, nil, "show", "--data", data, "--person", tt.person)
+		out, err := run(t, nil, "show", "--data", data, "--kek-file", kekOf(data), "--person", tt.person)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -99,9 +99,17 @@ func (g *localGateway) Reload(context.Context, admin.Caller) ([]config.Change, e
 	return nil, admin.ErrNoReload
 }
 
-// AuditEvents reads the audit log in the data directory.
+// AuditEvents reads the audit log in the data directory, decrypting with
+// the vault's keys.
 func (g *localGateway) AuditEvents(f audit.Filter, fn func(audit.Record) error) error {
-	return audit.Read(auditDir(g.cfg), f, fn)
+	v := g.vault
+	if v == nil {
+		var err error
+		if v, err = openVault(g.cfg, false); err != nil {
+			return err
+		}
+	}
+	return audit.ReadKeys(auditDir(g.cfg), v, f, fn)
 }
 
 // Audit queues the event in the store's outbox for the gateway, with the

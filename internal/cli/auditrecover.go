@@ -48,8 +48,12 @@ log verifies.`,
 			if err := refuseUndamaged(cfg, key); err != nil {
 				return err
 			}
+			keys, err := openVault(cfg, false)
+			if err != nil {
+				return err
+			}
 			r, err := audit.Recover(audit.RecoverOptions{
-				Dir: auditDir(cfg), Key: key, Origin: cfg.Audit.Origin, WitnessFile: cfg.Audit.WitnessFile, Reason: reason,
+				Dir: auditDir(cfg), Key: key, Keys: keys, Origin: cfg.Audit.Origin, WitnessFile: cfg.Audit.WitnessFile, Reason: reason,
 			})
 			if err != nil {
 				return err

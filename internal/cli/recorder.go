@@ -43,10 +43,8 @@ func openVault(cfg *config.Config, create bool) (*record.Vault, error) {
 	return record.OpenVault(vaultDir(cfg), kek)
 }
 
-func openRecorder(cfg *config.Config) (*gateway.Recorder, error) {
-	v, err := openVault(cfg, true)
-	if err != nil {
-		return nil, err
-	}
-	return &gateway.Recorder{Vault: v, Dir: recordingsDir(cfg), StreamCap: cfg.Recording.StreamCap}, nil
+// newRecorder records into the vault the audit log encrypts with too: one
+// key store, one KEK, for every retention class.
+func newRecorder(cfg *config.Config, v *record.Vault) *gateway.Recorder {
+	return &gateway.Recorder{Vault: v, Dir: recordingsDir(cfg), StreamCap: cfg.Recording.StreamCap}
 }

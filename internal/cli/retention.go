@@ -32,7 +32,7 @@ func newRetentionJob(cfg *config.Config, v *vault.Vault, st *store.Store, sink a
 	return &retention.Job{
 		Vault: v, State: st, Audit: sink, Log: log, Now: time.Now,
 		Period:   func(tenant string, c vault.Class) int { return int(cfg.Period(tenant, string(c)) / config.Day) },
-		Days:     retention.LogDays{Dir: auditDir(cfg)},
+		Days:     retention.LogDays{Dir: auditDir(cfg), Keys: v},
 		Notifier: retention.NewNotifier(cfg.Retention.DPO),
 	}
 }

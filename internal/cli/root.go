@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/auditcli"
 	"tandem.dev/tandem/internal/ca"
 	"tandem.dev/tandem/internal/config"
@@ -124,7 +125,8 @@ func auditPaths(path string) (auditcli.Paths, error) {
 	if err != nil {
 		return auditcli.Paths{}, err
 	}
-	return auditcli.Paths{DataDir: cfg.Gateway.DataDir, WitnessFile: cfg.Audit.WitnessFile}, nil
+	return auditcli.Paths{DataDir: cfg.Gateway.DataDir, WitnessFile: cfg.Audit.WitnessFile,
+		Keys: func() (audit.KeyReader, error) { return openVault(cfg, false) }}, nil
 }
 
 // loadKeys reads the configuration and the gateway's keys, creating the

@@ -132,7 +132,11 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 	if err != nil {
 		return err
 	}
-	alog, err := openAuditLog(cfg)
+	keyStore, err := openVault(cfg, true)
+	if err != nil {
+		return err
+	}
+	alog, err := openAuditLog(cfg, keyStore)
 	if err != nil {
 		return err
 	}
@@ -143,11 +147,10 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 		return fmt.Errorf("state store: %w", err)
 	}
 	defer st.Close()
-	rec, err := openRecorder(cfg)
-	if err != nil {
-		return err
+	rec := newRecorder(cfg, keyStore)
+	readAudit := func(f audit.Filter, fn func(audit.Record) error) error {
+		return audit.ReadKeys(auditDir(cfg), keyStore, f, fn)
 	}
-	readAudit := func(f audit.Filter, fn func(audit.Record) error) error { return audit.Read(auditDir(cfg), f, fn) }
 	reload := &reloader{current: cfg, sink: alog, log: log}
 	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: alog, Store: st, Recorder: rec, Logger: log,
 		ReadAudit: readAudit, Reload: reload.byPerson})
@@ -196,13 +199,13 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 // openAuditLog opens the audit log with the signing key and witness
 // outside data_dir. A damaged log keeps the gateway from starting, and
 // the error says the way back.
-func openAuditLog(cfg *config.Config) (*audit.Log, error) {
+func openAuditLog(cfg *config.Config, keyStore audit.Keys) (*audit.Log, error) {
 	key, err := openSigningKey(cfg, true)
 	if err != nil {
 		return nil, fmt.Errorf("refusing to start: %w", err)
 	}
 	alog, err := audit.Open(audit.Options{
-		Dir: auditDir(cfg), Key: key, Origin: cfg.Audit.Origin, WitnessFile: cfg.Audit.WitnessFile,
+		Dir: auditDir(cfg), Key: key, Keys: keyStore, Origin: cfg.Audit.Origin, WitnessFile: cfg.Audit.WitnessFile,
 		CheckpointEvery: cfg.Audit.CheckpointEvery.Duration, CheckpointEvents: cfg.Audit.CheckpointEvents,
 	})
 	if errors.Is(err, audit.ErrDamaged) {

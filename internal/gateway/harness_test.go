@@ -129,6 +129,7 @@ type harness struct {
 	keys     *ca.Keys
 	store    *store.Store
 	auditDir string
+	vault    *record.Vault // the data keys of recordings and the audit log
 	hostCA   ssh.PublicKey
 	signers  map[string]ssh.Signer // person → key
 	targets  map[string]*hTarget   // host name → target
@@ -202,7 +203,13 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	h.addr = ln.Addr().String()
 	cfg := h.parse(t)
 
-	alog, err := audit.Open(audit.Options{Dir: h.auditDir, Key: harnessAuditKey(t)})
+	rec, err := newRecorder(dir)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	h.vault = rec.Vault
+	alog, err := audit.Open(audit.Options{Dir: h.auditDir, Key: harnessAuditKey(t), Keys: rec.Vault})
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)
@@ -224,10 +231,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 			t.Fatal(err)
 		}
 	}
-	rec, err := newRecorder(dir)
-	if err == nil {
-		h.srv, err = gateway.New(gateway.Options{Config: cfg, Keys: h.keys, Audit: alog, Store: st, Recorder: rec, Logger: logger})
-	}
+	h.srv, err = gateway.New(gateway.Options{Config: cfg, Keys: h.keys, Audit: alog, Store: st, Recorder: rec, Logger: logger})
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)
@@ -671,7 +675,7 @@ func (b *buffer) waitFor(t *testing.T, ok func(string) bool, what string) {
 func (h *harness) events(t *testing.T) []audit.Event {
 	t.Helper()
 	var es []audit.Event
-	if err := audit.Read(h.auditDir, audit.Filter{}, func(r audit.Record) error {
+	if err := audit.ReadKeys(h.auditDir, h.vault, audit.Filter{}, func(r audit.Record) error {
 		es = append(es, r.Event)
 		return nil
 	}); err != nil {

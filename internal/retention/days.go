@@ -24,10 +24,15 @@ type DaysSource interface {
 	DaysOf(scope, id string) ([]TenantDay, error)
 }
 
-// LogDays is DaysSource over the audit log in a directory: it reads the
-// clear fields of every record. Events without a tenant belong to the
-// reserved tenant GatewayTenant.
-type LogDays struct{ Dir string }
+// LogDays is DaysSource over the audit log in a directory: it decrypts
+// the admin part of every record (person and session are admin fields)
+// with Keys. Events without a tenant belong to the reserved tenant
+// GatewayTenant. A day whose admin key is already destroyed cannot be
+// found, and needs no hold: nothing of it is readable any more.
+type LogDays struct {
+	Dir  string
+	Keys audit.KeyReader
+}
 
 // DaysOf lists the days, sorted, in which the person (named in any role)
 // or the session has events.
@@ -42,7 +47,7 @@ func (l LogDays) DaysOf(scope, id string) ([]TenantDay, error) {
 		return nil, fmt.Errorf("days of %s: unknown scope", scope)
 	}
 	seen := map[TenantDay]bool{}
-	err := audit.Read(l.Dir, f, func(r audit.Record) error {
+	err := audit.ReadKeys(l.Dir, l.Keys, f, func(r audit.Record) error {
 		t := r.Event.Tenant
 		if t == "" {
 			t = GatewayTenant

@@ -37,6 +37,11 @@ var (
 	// ErrKEK: a wrapped data key does not open with the configured
 	// key-encryption key.
 	ErrKEK = errors.New("data key does not unwrap with this key-encryption key (wrong KEK?)")
+	// ErrOtherKey: data names a key id other than the one the vault holds
+	// for its class, tenant and day. KeyByID wraps it with ErrShredded
+	// (the named key is gone); since a destroyed day never gets a new key,
+	// a reader that must tell destruction from tampering checks it first.
+	ErrOtherKey = errors.New("data names another key than the vault holds")
 )
 
 // KEK is a key-encryption key: it wraps the data keys kept in the vault.
@@ -227,7 +232,7 @@ func (v *Vault) KeyByID(c Class, tenant, day, id string) ([]byte, error) {
 		}
 	}
 	if k.id != id {
-		return nil, fmt.Errorf("vault: %s %s/%s: data needs key %s, the vault holds %s (the old key was destroyed): %w", c, tenant, day, id, k.id, ErrShredded)
+		return nil, fmt.Errorf("vault: %s %s/%s: data needs key %s, the vault holds %s (the old key was destroyed): %w: %w", c, tenant, day, id, k.id, ErrOtherKey, ErrShredded)
 	}
 	return bytes.Clone(k.key), nil
 }

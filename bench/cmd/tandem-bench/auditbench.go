@@ -11,7 +11,7 @@ import (
 )
 
 // auditBenchPattern selects the audit log's Go benchmarks for (e).
-const auditBenchPattern = "BenchmarkAppendParallel|BenchmarkVerify"
+const auditBenchPattern = "BenchmarkAppendEncrypted|BenchmarkVerify"
 
 // runAudit measures (e) by running the audit package's own Go benchmarks
 // in the repository. Quick mode runs each once (-benchtime 1x), which

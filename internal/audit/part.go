@@ -1,0 +1,469 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"tandem.dev/tandem/internal/vault"
+)
+
+// Record format v2: every field but index, tenant, time and type is
+// encrypted, one part per retention class, under the vault's key of
+// (tenant, class, day). Destroying a key (crypto-shredding) makes that
+// class of that tenant's day unreadable for good, while the record, its
+// Merkle leaf and every proof over the log stay intact: the leaf commits to
+// the record's leaf form, in which each part keeps only the SHA-256 of its
+// ciphertext (docs/RETENTION.md, M10, M14).
+
+// GatewayTenant is the tenant of events that belong to no tenant (the
+// gateway's own start, checkpoints, unauthenticated connections). The
+// configuration refuses tenant ids starting with "_", so it cannot clash.
+const GatewayTenant = "_gateway"
+
+const (
+	recordV2 = 2
+	// partAD starts every part's additional data.
+	partAD = "tandem-audit-v2"
+)
+
+// Keys is where a log gets the data keys it encrypts with; *vault.Vault
+// satisfies it. Key creates the key of a day on first use.
+type Keys interface {
+	Key(c vault.Class, tenant string, day time.Time) (id string, key []byte, err error)
+	KeyReader
+}
+
+// KeyReader finds a data key again by its id, for reading; *vault.Vault
+// satisfies it.
+type KeyReader interface {
+	KeyByID(c vault.Class, tenant, day, id string) ([]byte, error)
+}
+
+// Why a part could not be read (Unreadable.Reason).
+const (
+	ReasonShredded = "shredded"      // its key was destroyed on purpose
+	ReasonNoKey    = "no key"        // neither the key nor its tombstone exists
+	ReasonKEK      = "wrong KEK"     // the key exists but does not unwrap
+	ReasonCorrupt  = "corrupt"       // it does not decrypt with its key, or decrypts to something the gateway never writes
+	ReasonNoKeys   = "not decrypted" // the reader was given no key source
+)
+
+// Unreadable is one part of a record a reader could not decrypt: which
+// class of fields is missing from the Event, and why.
+type Unreadable struct {
+	Class  vault.Class `json:"class"`
+	Day    string      `json:"day"`
+	Key    string      `json:"key"`
+	Reason string      `json:"reason"`
+	err    error
+}
+
+// part is one class's fields of an event, encrypted; its fields are in
+// canonical (sorted) order. A compacted part has no CT.
+type part struct {
+	Class    vault.Class `json:"class"`
+	CT       string      `json:"ct,omitempty"`
+	CTSHA256 string      `json:"ct_sha256"`
+	Day      string      `json:"day"`
+	Key      string      `json:"key"`
+}
+
+// tailV2 is a v2 record after its index; wireV2 the whole record.
+type tailV2 struct {
+	Parts       []part            `json:"parts"`
+	Tenant      string            `json:"tenant"`
+	Time        string            `json:"time"`
+	Type        Type              `json:"type"`
+	Unencrypted map[string]string `json:"unencrypted,omitempty"`
+	V           int               `json:"v"`
+}
+
+// unencryptedTypes are the event types whose attributes stay in clear:
+// the log's own structure, which a verifier without keys must read and
+// which holds no personal data. log.segment ties a new segment to the
+// checkpoint of the one before (sizes, a root hash, the lost range and
+// the operator's reason), and keyless verification checks that tie.
+var unencryptedTypes = map[Type]bool{LogSegment: true}
+
+type wireV2 struct {
+	Index *uint64 `json:"index"`
+	tailV2
+}
+
+// plain is a part's plaintext: the fields of one class, canonical JSON.
+type plain struct {
+	Attrs   map[string]string `json:"attrs,omitempty"`
+	Host    string            `json:"host,omitempty"`
+	Login   string            `json:"login,omitempty"`
+	Person  string            `json:"person,omitempty"`
+	Request string            `json:"request,omitempty"`
+	Session string            `json:"session,omitempty"`
+	Source  string            `json:"source,omitempty"`
+}
+
+func (p *plain) empty() bool {
+	return len(p.Attrs) == 0 && p.Host == "" && p.Login == "" && p.Person == "" && p.Request == "" && p.Session == "" && p.Source == ""
+}
+
+// fieldClass is the class of each Event field that is not in clear.
+var fieldClass = map[string]vault.Class{
+	"person": vault.Admin, "session": vault.Admin, "host": vault.Admin,
+	"login": vault.Admin, "request": vault.Admin, "source": vault.Operational,
+}
+
+// FieldClass returns the retention class of an Event field by its JSON
+// name; index, tenant, time and type are in clear ("").
+func FieldClass(name string) vault.Class { return fieldClass[name] }
+
+// partOrder is the order of parts in a record: by class name.
+var partOrder = slices.Sorted(slices.Values(vault.Classes))
+
+// split sorts e's fields into one plaintext per class, in partOrder.
+func split(e Event) []plain {
+	ps := make([]plain, len(partOrder))
+	at := func(c vault.Class) *plain { return &ps[slices.Index(partOrder, c)] }
+	a := at(vault.Admin)
+	a.Person, a.Session, a.Host, a.Login, a.Request = e.Person, e.Session, e.Host, e.Login, e.Request
+	at(vault.Operational).Source = e.Source
+	for k, v := range e.Attrs {
+		p := at(ClassOf(k))
+		if p.Attrs == nil {
+			p.Attrs = map[string]string{}
+		}
+		p.Attrs[k] = v
+	}
+	return ps
+}
+
+// additionalData binds a part to its record's class, tenant, day, key id,
+// type and time, length-prefixed so no two differ only in where one field
+// ends. The index is left out: parts are sealed before the writer assigns
+// it, and the Merkle tree fixes every record's position anyway.
+func additionalData(c vault.Class, tenant, day, id string, t Type, ts string) []byte {
+	ad := make([]byte, 0, 128)
+	for _, s := range []string{partAD, string(c), tenant, day, id, string(t), ts} {
+		ad = binary.AppendUvarint(ad, uint64(len(s)))
+		ad = append(ad, s...)
+	}
+	return ad
+}
+
+func sealPart(keys Keys, c vault.Class, tenant string, at time.Time, t Type, ts string, pt []byte) (part, error) {
+	id, key, err := keys.Key(c, tenant, at)
+	if err != nil {
+		return part{}, fmt.Errorf("audit: %s key: %w", c, err)
+	}
+	aead, err := chacha20poly1305.NewX(key)
+	clear(key)
+	if err != nil {
+		return part{}, fmt.Errorf("audit: %w", err)
+	}
+	day := vault.Day(at)
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(pt)+aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return part{}, fmt.Errorf("audit: random: %w", err)
+	}
+	ct := aead.Seal(nonce, nonce, pt, additionalData(c, tenant, day, id, t, ts))
+	sum := sha256.Sum256(ct)
+	return part{Class: c, CT: base64.StdEncoding.EncodeToString(ct), CTSHA256: hex.EncodeToString(sum[:]), Day: day, Key: id}, nil
+}
+
+// preEncodeV2 encrypts e's parts and marshals everything but the index.
+// It runs in the appender's goroutine, so encryption costs the writer
+// nothing.
+func preEncodeV2(e Event, keys Keys) (preEncoded, error) {
+	if e.Type == "" {
+		return preEncoded{}, errors.New("audit: event has no type")
+	}
+	if e.Time.IsZero() {
+		return preEncoded{}, errors.New("audit: event has no time")
+	}
+	if keys == nil {
+		return preEncoded{}, errors.New("audit: no data keys: refusing to write the event in plaintext")
+	}
+	e = validUTF8(e)
+	tenant := e.Tenant
+	if tenant == "" {
+		tenant = GatewayTenant
+	}
+	ts := e.Time.UTC().Format(time.RFC3339Nano)
+	var unenc map[string]string
+	if unencryptedTypes[e.Type] {
+		unenc, e.Attrs = e.Attrs, nil
+	}
+	parts := make([]part, 0, 2)
+	for i, p := range split(e) {
+		if p.empty() {
+			continue
+		}
+		pt, err := json.Marshal(&p)
+		if err != nil {
+			return preEncoded{}, fmt.Errorf("audit: encode event: %w", err)
+		}
+		sp, err := sealPart(keys, partOrder[i], tenant, e.Time, e.Type, ts, pt)
+		if err != nil {
+			return preEncoded{}, err
+		}
+		parts = append(parts, sp)
+	}
+	t, err := json.Marshal(tailV2{Parts: parts, Tenant: tenant, Time: ts, Type: e.Type, Unencrypted: unenc, V: recordV2})
+	if err != nil {
+		return preEncoded{}, fmt.Errorf("audit: encode event: %w", err)
+	}
+	leaf, err := leafForm(nil, t[1:], false)
+	if err != nil {
+		return preEncoded{}, err
+	}
+	return preEncoded{head: []byte{'{'}, tail: t[1:], leafTail: leaf}, nil
+}
+
+// EncodeRecordV2 returns the canonical bytes of e as record number index
+// in format v2, its parts encrypted with keys.
+func EncodeRecordV2(index uint64, e Event, keys Keys) ([]byte, error) {
+	p, err := preEncodeV2(e, keys)
+	if err != nil {
+		return nil, err
+	}
+	return p.appendPayload(make([]byte, 0, p.size()), index), nil
+}
+
+// v2Suffix ends every v2 record; a v1 record ends with its "type" string.
+var v2Suffix = []byte(`,"v":2}`)
+
+func isV2(payload []byte) bool { return bytes.HasSuffix(payload, v2Suffix) }
+
+var (
+	ctKey       = []byte(`"ct":"`)
+	ctSHA256Key = []byte(`,"ct_sha256":"`)
+)
+
+// appendLeafForm appends the leaf form of a v2 record (or any part of it)
+// to dst: the bytes without their "ct" fields, each checked first against
+// the ct_sha256 that follows it. Nothing in clear can contain `"ct":"`
+// (quotes inside strings are escaped), so every match is a part's ct. This
+// scan instead of a JSON decode keeps verification at memory speed.
+func appendLeafForm(dst, rec []byte) ([]byte, error) { return leafForm(dst, rec, true) }
+
+// leafForm is appendLeafForm; check false skips the hashes of ciphertexts
+// the caller has just hashed itself.
+func leafForm(dst, rec []byte, check bool) ([]byte, error) {
+	var sum [sha256.Size]byte
+	var buf []byte
+	for {
+		j := bytes.Index(rec, ctKey)
+		if j < 0 {
+			return append(dst, rec...), nil
+		}
+		dst = append(dst, rec[:j]...)
+		v := rec[j+len(ctKey):]
+		end := bytes.IndexByte(v, '"')
+		if end < 0 || !bytes.HasPrefix(v[end+1:], ctSHA256Key) {
+			return nil, errors.New("part: ct without ct_sha256")
+		}
+		after := v[end+1+len(ctSHA256Key):]
+		if len(after) < 2*sha256.Size+1 || after[2*sha256.Size] != '"' {
+			return nil, errors.New("part: malformed ct_sha256")
+		}
+		rec = v[end+2:] // from "ct_sha256"
+		if !check {
+			continue
+		}
+		n := base64.StdEncoding.DecodedLen(end)
+		if cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		n, err := base64.StdEncoding.Decode(buf[:n], v[:end])
+		if err != nil {
+			return nil, fmt.Errorf("part: ct: %w", err)
+		}
+		sum = sha256.Sum256(buf[:n])
+		var want [sha256.Size]byte
+		if _, err := hex.Decode(want[:], after[:2*sha256.Size]); err != nil || want != sum {
+			return nil, errors.New("part: ct does not match its ct_sha256")
+		}
+	}
+}
+
+// leafHash is the Merkle leaf hash of a record: over the record itself in
+// v1, over its leaf form in v2.
+func leafHash(payload []byte) ([]byte, error) {
+	if !isV2(payload) {
+		return hasher.HashLeaf(payload), nil
+	}
+	lf, err := appendLeafForm(make([]byte, 0, len(payload)), payload)
+	if err != nil {
+		return nil, err
+	}
+	return hasher.HashLeaf(lf), nil
+}
+
+// decodeV2 parses a canonical v2 record and decrypts the parts it can
+// with keys (none if keys is nil).
+func decodeV2(raw []byte, keys KeyReader) (uint64, Event, []Unreadable, error) {
+	var w wireV2
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return 0, Event{}, nil, fmt.Errorf("decode record: %w", err)
+	}
+	if w.Index == nil {
+		return 0, Event{}, nil, errors.New("decode record: no index")
+	}
+	ts, err := time.Parse(time.RFC3339Nano, w.Time)
+	if err != nil {
+		return 0, Event{}, nil, fmt.Errorf("decode record: time: %w", err)
+	}
+	if err := checkWireV2(&w, ts, raw); err != nil {
+		return 0, Event{}, nil, fmt.Errorf("decode record: %w", err)
+	}
+	e := Event{Time: ts.UTC(), Type: w.Type, Tenant: w.Tenant}
+	if len(w.Unencrypted) > 0 {
+		e.Attrs = maps.Clone(w.Unencrypted)
+	}
+	if e.Tenant == GatewayTenant {
+		e.Tenant = ""
+	}
+	var bad []Unreadable
+	for _, p := range w.Parts {
+		if err := openInto(&e, keys, p, w.Tenant, w.Time); err != nil {
+			bad = append(bad, unreadable(p, err))
+		}
+	}
+	return *w.Index, e, bad, nil
+}
+
+// checkWireV2 refuses a v2 record the writer could not have written.
+func checkWireV2(w *wireV2, ts time.Time, raw []byte) error {
+	if w.V != recordV2 || w.Parts == nil {
+		return errors.New("not a v2 record")
+	}
+	if vault.CheckName("tenant", w.Tenant) != nil {
+		return fmt.Errorf("bad tenant %q", w.Tenant)
+	}
+	if len(w.Unencrypted) > 0 && !unencryptedTypes[w.Type] {
+		return fmt.Errorf("attributes in clear on a %s record", w.Type)
+	}
+	for i, p := range w.Parts {
+		switch {
+		case !p.Class.Valid():
+			return fmt.Errorf("part %d: unknown class %q", i, p.Class)
+		case i > 0 && w.Parts[i-1].Class >= p.Class:
+			return errors.New("parts not sorted by class, or a class twice")
+		case p.Day != vault.Day(ts):
+			return fmt.Errorf("part %d: day %s is not the event's", i, p.Day)
+		case vault.CheckName("key id", p.Key) != nil:
+			return fmt.Errorf("part %d: bad key id", i)
+		}
+	}
+	again, err := json.Marshal(w)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(again, raw) {
+		return errors.New("not in canonical form")
+	}
+	if _, err := appendLeafForm(nil, raw); err != nil {
+		return err
+	}
+	return nil
+}
+
+// openInto decrypts part p and merges its fields into e.
+func openInto(e *Event, keys KeyReader, p part, tenant, ts string) error {
+	if keys == nil {
+		return errNoKeys
+	}
+	key, err := keys.KeyByID(p.Class, tenant, p.Day, p.Key)
+	if err != nil {
+		return err
+	}
+	aead, err := chacha20poly1305.NewX(key)
+	clear(key)
+	if err != nil {
+		return err
+	}
+	if p.CT == "" {
+		return errors.New("ciphertext removed, but its key still exists")
+	}
+	ct, err := base64.StdEncoding.DecodeString(p.CT)
+	if err != nil || len(ct) < aead.NonceSize() {
+		return errors.New("malformed ciphertext")
+	}
+	n := aead.NonceSize()
+	pt, err := aead.Open(nil, ct[:n], ct[n:], additionalData(p.Class, tenant, p.Day, p.Key, e.Type, ts))
+	if err != nil {
+		return errors.New("does not decrypt with its key")
+	}
+	return merge(e, p.Class, pt)
+}
+
+var errNoKeys = errors.New("no key source")
+
+// merge puts a part's plaintext into e after checking that it is
+// canonical and holds only fields of its class.
+func merge(e *Event, c vault.Class, pt []byte) error {
+	var p plain
+	if err := json.Unmarshal(pt, &p); err != nil {
+		return fmt.Errorf("plaintext: %w", err)
+	}
+	if again, err := json.Marshal(&p); err != nil || !bytes.Equal(again, pt) || p.empty() {
+		return errors.New("plaintext not in canonical form")
+	}
+	for k := range p.Attrs {
+		if ClassOf(k) != c {
+			return fmt.Errorf("attribute %q in the %s part", k, c)
+		}
+	}
+	ps := split(Event{Person: p.Person, Session: p.Session, Host: p.Host, Login: p.Login, Request: p.Request, Source: p.Source})
+	for i, q := range ps {
+		if partOrder[i] != c && !q.empty() {
+			return fmt.Errorf("%s fields in the %s part", partOrder[i], c)
+		}
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&e.Person, p.Person)
+	set(&e.Session, p.Session)
+	set(&e.Host, p.Host)
+	set(&e.Login, p.Login)
+	set(&e.Request, p.Request)
+	set(&e.Source, p.Source)
+	if len(p.Attrs) > 0 && e.Attrs == nil {
+		e.Attrs = make(map[string]string, len(p.Attrs))
+	}
+	for k, v := range p.Attrs {
+		e.Attrs[k] = v
+	}
+	return nil
+}
+
+func unreadable(p part, err error) Unreadable {
+	u := Unreadable{Class: p.Class, Day: p.Day, Key: p.Key, Reason: ReasonCorrupt, err: err}
+	switch {
+	case errors.Is(err, errNoKeys):
+		u.Reason = ReasonNoKeys
+	case errors.Is(err, vault.ErrOtherKey):
+		// The writer always uses the key the vault holds, and a
+		// destroyed day never gets another: the part was moved or made.
+	case errors.Is(err, vault.ErrShredded):
+		u.Reason = ReasonShredded
+	case errors.Is(err, vault.ErrNoKey):
+		u.Reason = ReasonNoKey
+	case errors.Is(err, vault.ErrKEK):
+		u.Reason = ReasonKEK
+	}
+	return u
+}
