@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"tandem.dev/tandem/internal/clock"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -39,7 +40,7 @@ func Command(resolve Resolver) *cobra.Command {
 		Use:   "audit",
 		Short: "Verify and read the tamper-evident audit log",
 	}
-	root.AddCommand(verifyCmd(resolve), proofCmd(resolve), showCmd(resolve, time.Now))
+	root.AddCommand(verifyCmd(resolve), proofCmd(resolve), showCmd(resolve, clock.Now))
 	return root
 }
 

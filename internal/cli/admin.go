@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"tandem.dev/tandem/internal/clock"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -58,7 +59,7 @@ func (g *localGateway) personCaller(p *config.Person) admin.Caller {
 }
 
 func (g *localGateway) Policy() (*config.Config, *policy.Engine)    { return g.cfg, g.eng }
-func (g *localGateway) Now() time.Time                              { return time.Now() }
+func (g *localGateway) Now() time.Time                              { return clock.Now() }
 func (g *localGateway) Requests() admin.Requests                    { return g.st }
 func (g *localGateway) Sessions() []admin.SessionInfo               { return nil }
 func (g *localGateway) Session(string) (admin.SessionInfo, bool)    { return admin.SessionInfo{}, false }
@@ -78,7 +79,7 @@ func (g *localGateway) Unlock(ctx context.Context, person, by string) (bool, err
 // LockReason reads person's lock from the store; a store it cannot read
 // counts as a lock (fail closed).
 func (g *localGateway) LockReason(person string) string {
-	l, err := g.st.LockOf(g.ctx, person, time.Now())
+	l, err := g.st.LockOf(g.ctx, person, clock.Now())
 	switch {
 	case err != nil:
 		return "the lock table cannot be read: " + err.Error()
@@ -115,7 +116,7 @@ func (g *localGateway) AuditEvents(f audit.Filter, fn func(audit.Record) error) 
 // Audit queues the event in the store's outbox for the gateway, with the
 // operator who ran the command.
 func (g *localGateway) Audit(ctx context.Context, e audit.Event) error {
-	e.Time = time.Now().UTC()
+	e.Time = clock.Now().UTC()
 	if e.Attrs == nil {
 		e.Attrs = map[string]string{}
 	}

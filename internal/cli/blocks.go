@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"net/netip"
+	"tandem.dev/tandem/internal/clock"
 	"text/tabwriter"
 	"time"
 
@@ -33,7 +34,7 @@ closed"). "tandem unblock" lifts a block early.`,
 				return err
 			}
 			defer st.Close()
-			bs, err := st.Blocks(cmd.Context(), time.Now())
+			bs, err := st.Blocks(cmd.Context(), clock.Now())
 			if err != nil {
 				return err
 			}
@@ -75,7 +76,7 @@ from: the block is what stops a password-less brute force of keys.`,
 			} else if _, err := netip.ParseAddr(key); err != nil {
 				return fmt.Errorf("%q is neither a person in %s nor an IP address", safetext.Line(key), upath)
 			}
-			found, err := st.RequestUnblock(cmd.Context(), scope, key, localActor(), time.Now())
+			found, err := st.RequestUnblock(cmd.Context(), scope, key, localActor(), clock.Now())
 			if err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"tandem.dev/tandem/internal/clock"
 	"text/tabwriter"
 	"time"
 
@@ -102,7 +103,7 @@ func placeHold(cmd *cobra.Command, path string, h store.Hold) error {
 	if h.Scope == store.HoldTenant && cfg.Tenant(h.Subject) == nil {
 		return fmt.Errorf("unknown tenant %q", h.Subject)
 	}
-	now := time.Now().UTC()
+	now := clock.Now().UTC()
 	h.ID, h.Created, h.Expires = newID(), now, now.Add(cfg.Retention.HoldMax.Duration)
 	if err := st.PutHold(cmd.Context(), h, holdEvent(h, false, now)); err != nil {
 		return err
@@ -150,7 +151,7 @@ func newHoldChangeCmd(verb, short, example string) *cobra.Command {
 			if !h.Released.IsZero() {
 				return fmt.Errorf("hold %s was released at %s", h.ID, h.Released.Format(time.RFC3339))
 			}
-			now := time.Now().UTC()
+			now := clock.Now().UTC()
 			ev := audit.RetentionReleasedEvent{ID: h.ID, By: by, Actor: localActor()}.Event()
 			ev.Time = now
 			if verb == "renew" {
@@ -225,7 +226,7 @@ func newRetentionStatusCmd() *cobra.Command {
 }
 
 func collectStatus(cmd *cobra.Command, cfg *config.Config, st *store.Store, v *vault.Vault) (*retentionStatus, error) {
-	ctx, now := cmd.Context(), time.Now()
+	ctx, now := cmd.Context(), clock.Now()
 	keys, err := v.List()
 	if err != nil {
 		return nil, err
@@ -334,7 +335,7 @@ func printStatus(w io.Writer, s *retentionStatus) error {
 		switch {
 		case !h.Released.IsZero():
 			state = "released " + h.Released.Format(time.RFC3339) + " by " + safetext.Line(h.ReleasedBy)
-		case !h.Active(time.Now()):
+		case !h.Active(clock.Now()):
 			state = "expired " + h.Expires.Format(time.RFC3339)
 		}
 		fmt.Fprintf(w, "  %s  %s %s  %s  by %s  ref %s: %s\n", h.ID, h.Scope, safetext.Line(h.Subject), state,

@@ -7,6 +7,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"sort"
+	"tandem.dev/tandem/internal/clock"
 	"text/tabwriter"
 	"time"
 
@@ -131,7 +132,7 @@ recorded in the audit log.`,
 			}
 			defer st.Close()
 			if reseal {
-				n, err := st.ResealLocks(cmd.Context(), localActor(), time.Now())
+				n, err := st.ResealLocks(cmd.Context(), localActor(), clock.Now())
 				if err != nil {
 					return err
 				}
@@ -219,7 +220,7 @@ func runningGateways(n int) string {
 }
 
 func listLocks(ctx context.Context, cmd *cobra.Command, st *store.Store) error {
-	m, err := st.Locks(ctx, time.Now())
+	m, err := st.Locks(ctx, clock.Now())
 	if m == nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"tandem.dev/tandem/internal/clock"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -65,7 +66,7 @@ func (r *reloader) byPerson(ctx context.Context, person, source string) ([]confi
 
 // onSignal reloads for a SIGHUP, by the person of a pending request.
 func (r *reloader) onSignal(ctx context.Context) {
-	by := takeReloadRequest(r.current.Gateway.DataDir, time.Now(), r.log)
+	by := takeReloadRequest(r.current.Gateway.DataDir, clock.Now(), r.log)
 	if _, err := r.reload(ctx, by); err != nil {
 		r.log.Error(err.Error())
 	}
@@ -129,7 +130,7 @@ is recorded as by "unknown (signal)".`,
 			if cfg.Person(by) == nil {
 				return fmt.Errorf("--by %q: no such person in %s; name who made the change", by, path)
 			}
-			if err := requestReload(cfg.Gateway.DataDir, reloadRequest{Person: by, Actor: localActor(), Time: time.Now().UTC()}); err != nil {
+			if err := requestReload(cfg.Gateway.DataDir, reloadRequest{Person: by, Actor: localActor(), Time: clock.Now().UTC()}); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "the gateway reloads %s as changed by %s; see tandem audit show --type config.reload,config.change\n",

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"tandem.dev/tandem/internal/clock"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,7 +31,7 @@ const (
 // person and session holds from the audit log's clear fields.
 func newRetentionJob(cfg *config.Config, v *vault.Vault, st *store.Store, sink audit.Sink, log *slog.Logger) *retention.Job {
 	return &retention.Job{
-		Vault: v, State: st, Audit: sink, Log: log, Now: time.Now,
+		Vault: v, State: st, Audit: sink, Log: log, Now: clock.Now,
 		Period:   func(tenant string, c vault.Class) int { return int(cfg.Period(tenant, string(c)) / config.Day) },
 		Days:     retention.LogDays{Dir: auditDir(cfg), Keys: v},
 		Notifier: retention.NewNotifier(cfg.Retention.DPO),
@@ -168,7 +169,7 @@ func extend(cmd *cobra.Command, path string, x store.Extension, until string) er
 	if x.Tenant == "" || x.RequestRef == "" {
 		return errors.New("--tenant and --request-ref are required")
 	}
-	now := time.Now().UTC()
+	now := clock.Now().UTC()
 	if err := config.ValidateExtension(x.Class, u.Time, now.Truncate(config.Day)); err != nil {
 		return err
 	}

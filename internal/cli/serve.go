@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+	"tandem.dev/tandem/internal/clock"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -152,7 +153,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 		return audit.ReadKeys(auditDir(cfg), keyStore, f, fn)
 	}
 	reload := &reloader{current: cfg, sink: alog, log: log}
-	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: alog, Store: st, Recorder: rec, Logger: log,
+	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: alog, Store: st, Recorder: rec, Logger: log, Now: clock.Now,
 		ReadAudit: readAudit, Reload: reload.byPerson})
 	if err != nil {
 		return err
@@ -205,7 +206,7 @@ func openAuditLog(cfg *config.Config, keyStore audit.Keys) (*audit.Log, error) {
 		return nil, fmt.Errorf("refusing to start: %w", err)
 	}
 	alog, err := audit.Open(audit.Options{
-		Dir: auditDir(cfg), Key: key, Keys: keyStore, Origin: cfg.Audit.Origin, WitnessFile: cfg.Audit.WitnessFile,
+		Dir: auditDir(cfg), Key: key, Keys: keyStore, Now: clock.Now, Origin: cfg.Audit.Origin, WitnessFile: cfg.Audit.WitnessFile,
 		CheckpointEvery: cfg.Audit.CheckpointEvery.Duration, CheckpointEvents: cfg.Audit.CheckpointEvents,
 	})
 	if errors.Is(err, audit.ErrDamaged) {
