@@ -37,6 +37,13 @@ type reloader struct {
 	log     *slog.Logger
 }
 
+// config returns the configuration in force now.
+func (r *reloader) config() *config.Config {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.current
+}
+
 // reload re-reads the configuration file, records who reloaded and every
 // change (no record, no reload) and applies it. The running configuration
 // stays on any error.

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"tandem.dev/tandem/internal/clock"
+	"tandem.dev/tandem/internal/vault"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -187,7 +188,12 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 	retained.Add(1)
 	go func() {
 		defer retained.Done()
-		runRetention(ctx, newRetentionJob(cfg, rec.Vault, st, alog, log), log)
+		job := newRetentionJob(cfg, rec.Vault, st, alog, log)
+		// Periods as the configuration in force says, after a reload too.
+		job.Period = func(tenant string, c vault.Class) int {
+			return int(reload.config().Period(tenant, string(c)) / config.Day)
+		}
+		runRetention(ctx, job, log)
 	}()
 	err = srv.Serve(ctx, ln)
 	cancel()
