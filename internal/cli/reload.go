@@ -73,7 +73,7 @@ func (r *reloader) byPerson(ctx context.Context, person, source string) ([]confi
 
 // onSignal reloads for a SIGHUP, by the person of a pending request.
 func (r *reloader) onSignal(ctx context.Context) {
-	by := takeReloadRequest(r.current.Gateway.DataDir, clock.Now(), r.log)
+	by := takeReloadRequest(r.config().Gateway.DataDir, clock.Now(), r.log)
 	if _, err := r.reload(ctx, by); err != nil {
 		r.log.Error(err.Error())
 	}
