@@ -269,21 +269,34 @@ func TestAuditReadAndReload(t *testing.T) {
 
 // shownEvent is an event as tandem audit show --json prints it.
 type shownEvent struct {
-	Type   string            `json:"type"`
-	Person string            `json:"person"`
-	Tenant string            `json:"tenant"`
-	Host   string            `json:"host"`
-	Source string            `json:"source"`
-	Attrs  map[string]string `json:"attrs"`
+	Type    string            `json:"type"`
+	Time    time.Time         `json:"time"`
+	Person  string            `json:"person"`
+	Session string            `json:"session"`
+	Tenant  string            `json:"tenant"`
+	Host    string            `json:"host"`
+	Source  string            `json:"source"`
+	Attrs   map[string]string `json:"attrs"`
+	// Unreadable are the parts the reader could not decrypt.
+	Unreadable []struct {
+		Class  string `json:"class"`
+		Day    string `json:"day"`
+		Reason string `json:"reason"`
+	} `json:"unreadable"`
 }
 
-// operatorEvents reads the events of type typ with tandem audit show.
-func operatorEvents(t *testing.T, e *env, typ string) []shownEvent {
-	t.Helper()
-	out, errOut, err := e.GW.Run(t, "audit", "show", "--config", e.Config, "--type", typ, "--json")
-	if err != nil {
-		t.Fatalf("audit show: %v\n%s", err, errOut)
+// unreadable returns "class day reason" for each part ev lacks.
+func (ev shownEvent) unreadable() []string {
+	var out []string
+	for _, u := range ev.Unreadable {
+		out = append(out, u.Class+" "+u.Day+" "+u.Reason)
 	}
+	return out
+}
+
+// shownEvents parses the JSON lines of audit show --json.
+func shownEvents(t *testing.T, out string) []shownEvent {
+	t.Helper()
 	var evs []shownEvent
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		if line == "" {
@@ -296,6 +309,16 @@ func operatorEvents(t *testing.T, e *env, typ string) []shownEvent {
 		evs = append(evs, ev)
 	}
 	return evs
+}
+
+// operatorEvents reads the events of type typ with tandem audit show.
+func operatorEvents(t *testing.T, e *env, typ string) []shownEvent {
+	t.Helper()
+	out, errOut, err := e.GW.Run(t, "audit", "show", "--config", e.Config, "--type", typ, "--json")
+	if err != nil {
+		t.Fatalf("audit show: %v\n%s", err, errOut)
+	}
+	return shownEvents(t, out)
 }
 
 // TestOneGatewayPerDataDirAndRecovery: a second serve on the data

@@ -533,16 +533,8 @@ func TestRecordingNoPlaintext(t *testing.T) {
 	if len(kekBytes) >= 16 {
 		needles["KEK"] = kekBytes
 	}
-	files, recs := 0, 0
-	err = filepath.WalkDir(e.DataDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		files++
+	recs := 0
+	files := testenv.EachFile(t, e.DataDir, func(p string, _ fs.DirEntry, b []byte) {
 		if strings.HasSuffix(p, ".rec") {
 			recs++
 		}
@@ -551,11 +543,7 @@ func TestRecordingNoPlaintext(t *testing.T) {
 				t.Errorf("%s is in plaintext in %s", what, p)
 			}
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatalf("walk %s: %v", e.DataDir, err)
-	}
 	t.Logf("searched %d files under data_dir (%d recordings) for the marker, the typed command and the KEK", files, recs)
 	// Recordings and data keys are private to the gateway's user.
 	for _, sub := range []string{"recordings", "vault"} {

@@ -124,14 +124,7 @@ func TestRecordingSealsSecrets(t *testing.T) {
 	// The password lies nowhere under data_dir in plaintext; the sealed
 	// keystrokes are there, encrypted, apart from the recordings.
 	sealed := 0
-	err := filepath.WalkDir(e.DataDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
+	testenv.EachFile(t, e.DataDir, func(p string, d fs.DirEntry, b []byte) {
 		if bytes.Contains(b, []byte(password)) {
 			t.Errorf("the password is in plaintext in %s", p)
 		}
@@ -141,11 +134,7 @@ func TestRecordingSealsSecrets(t *testing.T) {
 				t.Errorf("%s has mode %v, want 0600", p, info.Mode().Perm())
 			}
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatalf("walk %s: %v", e.DataDir, err)
-	}
 	if sealed != 1 || end.Attrs["sealed"] == "" || !strings.HasPrefix(end.Attrs["sealed"], filepath.Join(e.DataDir, "sealed")) {
 		t.Errorf("want one .sealed file under %s/sealed, found %d; session.end names %q", e.DataDir, sealed, end.Attrs["sealed"])
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"tandem.dev/tandem/internal/testenv"
 )
 
 // sealedSession records steps of output and input and returns the writer
@@ -280,21 +282,11 @@ func TestSealedKeySeparation(t *testing.T) {
 	writeFile(t, dataKeyFile, db)
 
 	// No plaintext secret anywhere in the data directory.
-	files := 0
-	must(t, filepath.WalkDir(e.dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		files++
+	files := testenv.EachFile(t, e.dir, func(p string, _ fs.DirEntry, b []byte) {
 		if bytes.Contains(b, []byte(secret)) || bytes.Contains(b, []byte("Sehr-Geheim")) {
 			t.Errorf("the secret is in plaintext in %s", p)
 		}
-		return nil
-	}))
+	})
 	if files < 4 {
 		t.Fatalf("scanned only %d files", files)
 	}

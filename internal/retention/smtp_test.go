@@ -2,18 +2,8 @@ package retention
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,85 +12,8 @@ import (
 	"tandem.dev/tandem/internal/testenv"
 )
 
-// smtpPython is Debian's python3, for which python3-aiosmtpd is installed
-// (not a python3 earlier on PATH).
-const smtpPython = "/usr/bin/python3"
-
-// saver is the aiosmtpd handler the test runs: every message is appended
-// to $SAVE_TO.
-const saver = `import os
-class Saver:
-    async def handle_DATA(self, server, session, envelope):
-        with open(os.environ["SAVE_TO"], "ab") as f:
-            f.write(envelope.content)
-        return "250 OK"
-`
-
-// selfSigned writes a certificate for 127.0.0.1 and its key, PEM.
-func selfSigned(t *testing.T, dir string) (cert, key string) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
-}
-
-// startSMTP runs aiosmtpd on loopback with STARTTLS required and returns
-// its address and the file messages land in.
-func startSMTP(t *testing.T) (addr, cert, mbox string) {
-	if err := exec.Command(smtpPython, "-c", "import aiosmtpd").Run(); err != nil {
-		if testenv.InCI() {
-			t.Fatalf("aiosmtpd for %s missing: apt-get install python3-aiosmtpd (scripts/test-deps.sh)", smtpPython)
-		}
-		t.Skipf("aiosmtpd for %s missing: apt-get install python3-aiosmtpd (scripts/test-deps.sh)", smtpPython)
-	}
-	dir := t.TempDir()
-	cert, key := selfSigned(t, dir)
-	mbox = filepath.Join(dir, "mbox")
-	if err := os.WriteFile(filepath.Join(dir, "saver.py"), []byte(saver), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
-	cmd := exec.Command(smtpPython, "-m", "aiosmtpd", "-n", "-c", "saver.Saver", "-l", addr, "--tlscert", cert, "--tlskey", key)
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+dir, "SAVE_TO="+mbox)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return addr, cert, mbox
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("aiosmtpd did not listen on %s", addr)
-		}
-	}
-}
-
 func TestSMTPNoticeArrivesOverSTARTTLS(t *testing.T) {
-	addr, cert, mbox := startSMTP(t)
+	addr, cert, mbox := testenv.StartSMTP(t)
 	n := NewNotifier(config.DPO{To: "dpo@example.org", From: "gw@example.org", Timeout: config.Duration{Duration: 10 * time.Second},
 		SMTP: &config.SMTP{Addr: addr, CAFile: cert, StartTLS: config.StartTLSRequired}})
 	if err := n.Deliver(context.Background(), "Tandem: test notice", "Tenant: t1\nRequest: INC-1\n"); err != nil {
@@ -117,7 +30,7 @@ func TestSMTPNoticeArrivesOverSTARTTLS(t *testing.T) {
 	}
 
 	// A certificate the CA file does not vouch for: nothing is sent.
-	other, _ := selfSigned(t, t.TempDir())
+	other, _ := testenv.SelfSigned(t, t.TempDir())
 	n = NewNotifier(config.DPO{To: "dpo@example.org", From: "gw@example.org", Timeout: config.Duration{Duration: 10 * time.Second},
 		SMTP: &config.SMTP{Addr: addr, CAFile: other, StartTLS: config.StartTLSRequired}})
 	if err := n.Deliver(context.Background(), "x", "y"); err == nil || !strings.Contains(err.Error(), "STARTTLS") {

@@ -106,6 +106,9 @@ type Gateway struct {
 	// Stderr collects the process's stderr and stdout; safe to read while
 	// the gateway runs.
 	Stderr *SyncBuffer
+	// Env is added to the environment of the gateway and of Run: a test
+	// that moves the clock (TANDEM_TEST_CLOCK_FILE) moves it for both.
+	Env []string
 
 	proc *process
 }
@@ -115,7 +118,16 @@ type Gateway struct {
 // cleanup that stops it by PID (SIGTERM, SIGKILL after 5s).
 func StartGateway(t testing.TB, bin, configPath string, port int) *Gateway {
 	t.Helper()
+	return StartGatewayEnv(t, bin, configPath, port, nil)
+}
+
+// StartGatewayEnv is StartGateway with env (KEY=VALUE) added to the
+// gateway's environment and to that of every g.Run. Tests run in
+// parallel, so they pass their variables here, never with t.Setenv.
+func StartGatewayEnv(t testing.TB, bin, configPath string, port int, env []string) *Gateway {
+	t.Helper()
 	g := &Gateway{
+		Env:     env,
 		Bin:     bin,
 		Config:  configPath,
 		DataDir: dataDirOf(t, configPath),
@@ -124,6 +136,7 @@ func StartGateway(t testing.TB, bin, configPath string, port int) *Gateway {
 		Stderr:  &SyncBuffer{},
 	}
 	cmd := exec.Command(bin, "serve", "--config", configPath)
+	cmd.Env = withEnv(env)
 	cmd.Stdout = g.Stderr
 	cmd.Stderr = g.Stderr
 	p, err := startProcess(cmd)
@@ -164,17 +177,25 @@ func (g *Gateway) Tail() string { return g.Stderr.Tail(3000) }
 // g.Config, "--kind", "user") and returns its output.
 func (g *Gateway) Run(t testing.TB, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	return RunTandem(t, g.Bin, args...)
+	return RunTandemEnv(t, g.Bin, g.Env, args...)
 }
 
 // RunTandem runs a tandem command with a 60s deadline, also before any
 // gateway is started (ca public, config check).
 func RunTandem(t testing.TB, bin string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
+	return RunTandemEnv(t, bin, nil, args...)
+}
+
+// RunTandemEnv is RunTandem with env (KEY=VALUE) added to the command's
+// environment.
+func RunTandemEnv(t testing.TB, bin string, env []string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var out, errb SyncBuffer
 	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = withEnv(env)
 	cmd.Stdout = &out
 	cmd.Stderr = &errb
 	cmd.WaitDelay = 5 * time.Second
@@ -183,6 +204,15 @@ func RunTandem(t testing.TB, bin string, args ...string) (stdout, stderr string,
 		err = fmt.Errorf("tandem %s: timed out after 60s: %w", strings.Join(args, " "), err)
 	}
 	return out.String(), errb.String(), err
+}
+
+// withEnv is the test process's environment plus env; nil (inherit it
+// unchanged) when env is empty.
+func withEnv(env []string) []string {
+	if len(env) == 0 {
+		return nil
+	}
+	return append(os.Environ(), env...)
 }
 
 // dataDirOf reads gateway.data_dir from a configuration file, resolved

@@ -225,6 +225,14 @@ func (v *Vault) KeyByID(c Class, tenant, day, id string) ([]byte, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	k, ok := v.cache[cacheKey(c, tenant, day)]
+	if ok && fileExists(v.tombPath(c, tenant, day)) {
+		// Another process on the same directory (`tandem retention run`
+		// beside serve) destroyed the key after this one cached it. Shred
+		// writes the tombstone first, so looking for it on every read
+		// keeps a long-running reader from showing what was shredded.
+		delete(v.cache, cacheKey(c, tenant, day))
+		return nil, fmt.Errorf("vault: %s %s/%s: %w", c, tenant, day, ErrShredded)
+	}
 	if !ok {
 		var err error
 		if k, err = v.loadLocked(c, tenant, day); err != nil {

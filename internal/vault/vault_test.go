@@ -156,3 +156,22 @@ func must(t testing.TB, err error) {
 }
 
 func isErr(err, target error) bool { return errors.Is(err, target) }
+
+// TestShredByAnotherProcess: a key one vault has cached and another vault
+// on the same directory (another process) destroys no longer opens
+// anything in the first.
+func TestShredByAnotherProcess(t *testing.T) {
+	e := newEnv(t)
+	day := e.clock.Now()
+	id, _, err := e.v.Key(Operational, "acme", day)
+	must(t, err)
+	_, err = e.v.KeyByID(Operational, "acme", Day(day), id)
+	must(t, err)
+	other, err := Open(e.dir, e.v.KEK())
+	must(t, err)
+	_, err = other.Shred(Operational, "acme", day)
+	must(t, err)
+	if _, err := e.v.KeyByID(Operational, "acme", Day(day), id); !errors.Is(err, ErrShredded) {
+		t.Fatalf("cached key read after another vault shredded it: %v", err)
+	}
+}
