@@ -150,6 +150,8 @@ func applyDefaults(c *Config, pos *positions, r *report) {
 		rec.StreamCap = DefaultStreamCap
 	}
 
+	fillMonitoringDefaults(c)
+
 	p := &c.Policy
 	if p.FourEyes == nil {
 		p.FourEyes = DefaultFourEyes()

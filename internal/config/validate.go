@@ -40,6 +40,7 @@ func validate(c *Config, pos *positions, r *report) {
 	validateLimits(c, pos, r)
 	validateAudit(c, pos, r)
 	validateRecording(c, pos, r)
+	validateMonitoring(c, pos, r)
 
 	tenants := map[string]int{}
 	for i, t := range c.Tenants {
