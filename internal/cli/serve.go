@@ -51,7 +51,7 @@ SIGTERM stop the gateway.`,
 				}
 				go servePprof(ctx, ln)
 			}
-			return runGateway(ctx, cfg, newLogger(cmd.ErrOrStderr(), debug), hup, nil)
+			return runGateway(ctx, cfg, serveLogger(cmd.ErrOrStderr(), cfg.Log, debug), hup, nil)
 		},
 	}
 	configFlag(cmd, &path)
@@ -139,7 +139,12 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reloa
 	if err != nil {
 		return err
 	}
-	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: alog, Store: st, Recorder: rec, Logger: log})
+	mon, err := newMonitor(cfg, keys, alog, st)
+	if err != nil {
+		return err
+	}
+	defer mon.close()
+	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: mon.audit, Store: st, Recorder: rec, Logger: log, Metrics: mon.metrics})
 	if err != nil {
 		return err
 	}
@@ -164,6 +169,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, reloa
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	mon.serve(ctx, srv, log)
 	go watch(ctx, cfg, srv, alog, log, reload)
 	err = srv.Serve(ctx, ln)
 	audit.BestEffort(context.Background(), alog, log, audit.GatewayStopEvent{}.Event()) // the gateway has stopped anyway
