@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Ensures the programs the end-to-end tests drive are installed: OpenSSH
-# (server and clients), rsync, tmux, Ansible, asciinema and sudo. Quiet and
+# (server and clients), rsync, tmux, Ansible, asciinema, sudo and promtool
+# (Debian package prometheus, which checks the metrics and alert rules). Quiet and
 # idempotent when everything is present. As root it installs what is
 # missing with apt-get; otherwise it prints the command and fails, because
 # under CI=true a missing program fails the tests anyway.
 set -euo pipefail
 
-packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo)
-programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema sudo)
+packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo prometheus)
+programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema sudo promtool)
 
 # have reports whether a program is installed; sshd lives in /usr/sbin,
 # which is often not in a non-root PATH.
