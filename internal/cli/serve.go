@@ -32,7 +32,14 @@ func newServeCmd() *cobra.Command {
 		Long: `Run the gateway with the given configuration. Keys are created in the data
 directory on first start and never replaced. SIGHUP reloads the
 configuration (a bad file is refused and the running one stays); SIGINT or
-SIGTERM stop the gateway.`,
+SIGTERM stop the gateway.
+
+With monitoring.listen set, /healthz, /readyz and /metrics (Prometheus) are
+served there; log.format and log.level shape the log on stderr
+(docs/MONITORING.md).`,
+		Example: `  tandem serve --config /etc/tandem/tandem.yaml
+  curl -s http://127.0.0.1:9122/readyz      # with monitoring: {listen: 127.0.0.1:9122}
+  curl -s http://127.0.0.1:9122/metrics | promtool check metrics`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)

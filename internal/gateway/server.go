@@ -206,7 +206,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		select {
 		case s.conns <- struct{}{}:
 		default:
-			s.log.Warn("connection refused: limit reached", "source", nc.RemoteAddr().String())
+			s.log.Debug("connection refused: max_connections reached", "source", nc.RemoteAddr().String())
 			s.metrics.ConnectionRefused("max_connections")
 			nc.Close()
 			continue
