@@ -113,8 +113,9 @@ type env struct {
 
 // newEnv builds an env. Host names in the config: db1 (the real sshd),
 // db-bad (the real sshd, pinned to a wrong host key), db-down (nothing
-// listening), web1 (nothing listening; only for bob's role).
-func newEnv(t *testing.T) *env {
+// listening), web1 (nothing listening; only for bob's role). edits
+// change the configuration before the gateway starts.
+func newEnv(t *testing.T, edits ...func(*config.Config)) *env {
 	t.Helper()
 	bin, dir, keysDir := prepare(t)
 	e := &env{Dir: dir, Bin: bin, Config: filepath.Join(dir, "tandem.yaml")}
@@ -139,6 +140,9 @@ func newEnv(t *testing.T) *env {
 		host("db-bad", config.Test, sshdAddr, wrongPub),
 		host("db-down", config.Test, fmt.Sprintf("127.0.0.1:%d", e.DownPort), hostPub),
 		host("web1", config.Test, fmt.Sprintf("127.0.0.1:%d", web1Port), wrongPub),
+	}
+	for _, edit := range edits {
+		edit(e.Cfg)
 	}
 	writeConfig(t, e.Config, e.Cfg)
 

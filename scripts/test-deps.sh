@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Ensures the programs the end-to-end tests drive are installed: OpenSSH
-# (server and clients), rsync, tmux, Ansible, asciinema, sudo and an SMTP
-# server with STARTTLS (python3-aiosmtpd, for the DPO notice test). Quiet and
+# (server and clients), rsync, tmux, Ansible, asciinema, sudo, an SMTP
+# server with STARTTLS (python3-aiosmtpd, for the DPO notice test) and
+# promtool (Debian package prometheus, which checks the metrics and alert
+# rules). Quiet and
 # idempotent when everything is present. As root it installs what is
 # missing with apt-get; otherwise it prints the command and fails, because
 # under CI=true a missing program fails the tests anyway.
 set -euo pipefail
 
-packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo python3-aiosmtpd)
-programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema sudo)
+packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo python3-aiosmtpd prometheus)
+programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema sudo promtool)
 
 # have reports whether a program is installed; sshd lives in /usr/sbin,
 # which is often not in a non-root PATH.

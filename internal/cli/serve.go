@@ -39,7 +39,14 @@ directory on first start and never replaced; the audit signing key
 outside the data directory. One gateway per data directory: a second serve
 on the same one is refused. SIGHUP reloads the
 configuration (a bad file is refused and the running one stays); SIGINT or
-SIGTERM stop the gateway.`,
+SIGTERM stop the gateway.
+
+With monitoring.listen set, /healthz, /readyz and /metrics (Prometheus) are
+served there; log.format and log.level shape the log on stderr
+(docs/MONITORING.md).`,
+		Example: `  tandem serve --config /etc/tandem/tandem.yaml
+  curl -s http://127.0.0.1:9122/readyz      # with monitoring: {listen: 127.0.0.1:9122}
+  curl -s http://127.0.0.1:9122/metrics | promtool check metrics`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
@@ -58,7 +65,7 @@ SIGTERM stop the gateway.`,
 				}
 				go servePprof(ctx, ln)
 			}
-			return runGateway(ctx, cfg, newLogger(cmd.ErrOrStderr(), debug), hup, nil)
+			return runGateway(ctx, cfg, serveLogger(cmd.ErrOrStderr(), cfg.Log, debug), hup, nil)
 		},
 	}
 	configFlag(cmd, &path)
@@ -150,12 +157,17 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 	}
 	defer st.Close()
 	rec := newRecorder(cfg, keyStore)
+	mon, err := newMonitor(cfg, keys, alog, st)
+	if err != nil {
+		return err
+	}
+	defer mon.close()
 	readAudit := func(f audit.Filter, fn func(audit.Record) error) error {
 		return audit.ReadKeys(auditDir(cfg), keyStore, f, fn)
 	}
-	reload := &reloader{current: cfg, sink: alog, log: log}
-	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: alog, Store: st, Recorder: rec, Logger: log, Now: clock.Now,
-		ReadAudit: readAudit, Reload: reload.byPerson})
+	reload := &reloader{current: cfg, sink: mon.audit, log: log}
+	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: mon.audit, Store: st, Recorder: rec, Logger: log, Now: clock.Now,
+		Metrics: mon.metrics, ReadAudit: readAudit, Reload: reload.byPerson})
 	if err != nil {
 		return err
 	}
@@ -181,6 +193,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	mon.serve(ctx, srv, log)
 	go watch(ctx, reload, alog, hup)
 	// The retention job is serve's: it ends with ctx, and serve waits
 	// for it before the log closes.
@@ -188,7 +201,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 	retained.Add(1)
 	go func() {
 		defer retained.Done()
-		job := newRetentionJob(cfg, rec.Vault, st, alog, log)
+		job := newRetentionJob(cfg, rec.Vault, st, mon.audit, log)
 		// Periods as the configuration in force says, after a reload too.
 		job.Period = func(tenant string, c vault.Class) int {
 			return int(reload.config().Period(tenant, string(c)) / config.Day)

@@ -160,6 +160,7 @@ func applyDefaults(c *Config, pos *positions, r *report) {
 	}
 
 	c.Retention.fillDefaults(c.Path, pos)
+	fillMonitoringDefaults(c)
 
 	p := &c.Policy
 	if p.FourEyes == nil {

@@ -26,6 +26,10 @@ type Config struct {
 	Roles     []Role    `yaml:"roles"`
 	Hosts     []Host    `yaml:"hosts"`
 
+	// Monitoring and Log: the gateway's health, metrics and own log.
+	Monitoring Monitoring `yaml:"monitoring"`
+	Log        Log        `yaml:"log"`
+
 	// Path is the file the configuration was read from ("" when parsed
 	// from memory). Relative paths in the file are resolved against its
 	// directory.

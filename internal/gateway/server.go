@@ -49,6 +49,8 @@ type Options struct {
 	// person (from source), records it and applies it through Reload,
 	// returning the changes; nil: the gateway cannot reload itself.
 	Reload func(ctx context.Context, person, source string) ([]config.Change, error)
+	// Metrics counts for monitoring; nil counts nothing.
+	Metrics Metrics
 }
 
 // Server is one gateway. It is safe for concurrent use; the configuration
@@ -76,6 +78,7 @@ type Server struct {
 	// failed its integrity check (see integrity.go); nil otherwise.
 	lockdown atomic.Pointer[string]
 	name     string // this gateway in the store's acknowledgements: host and listen address
+	metrics  Metrics
 	wg       sync.WaitGroup
 	opts     Options // what the server was wired from, for the hooks (ReadAudit)
 }
@@ -97,13 +100,16 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Metrics == nil {
+		o.Metrics = noMetrics{}
+	}
 	if o.Audit == nil {
 		return nil, errors.New("gateway: no audit sink (no audit, no access)")
 	}
 	if o.Recorder == nil || o.Recorder.Vault == nil {
 		return nil, errors.New("gateway: no recorder (every session is recorded)")
 	}
-	s := &Server{keys: o.Keys, audit: o.Audit, log: o.Logger, now: o.Now, store: o.Store, rec: o.Recorder, opts: o}
+	s := &Server{keys: o.Keys, audit: o.Audit, log: o.Logger, now: o.Now, store: o.Store, rec: o.Recorder, opts: o, metrics: o.Metrics}
 	host, _ := os.Hostname()
 	s.name = host + " " + o.Config.Gateway.Listen
 	st, err := s.newState(o.Config)
@@ -208,7 +214,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		select {
 		case s.conns <- struct{}{}:
 		default:
-			s.log.Warn("connection refused: limit reached", "source", nc.RemoteAddr().String())
+			s.log.Debug("connection refused: max_connections reached", "source", nc.RemoteAddr().String())
+			s.metrics.ConnectionRefused("max_connections")
 			nc.Close()
 			continue
 		}
@@ -216,9 +223,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		if !ok {
 			<-s.conns
 			s.log.Debug("connection refused", "source", nc.RemoteAddr().String(), "reason", reason)
+			s.metrics.ConnectionRefused(reason)
 			nc.Close()
 			continue
 		}
+		s.metrics.ConnectionAccepted()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()

@@ -126,6 +126,7 @@ func (l *liveSession) begin(ctx context.Context, meta record.Meta) error {
 		return errNoRecording
 	}
 	l.rec, l.kind = rec, meta.Kind
+	srv.metrics.SessionStarted(string(meta.Kind))
 	return nil
 }
 
@@ -136,6 +137,7 @@ func (l *liveSession) begin(ctx context.Context, meta record.Meta) error {
 func (l *liveSession) finish(o outcome) {
 	srv := l.conn.srv
 	sum, recErr := l.rec.Close()
+	srv.metrics.SessionEnded(string(l.kind), sum.Bytes)
 	if o.reason == "" {
 		o.reason = l.endReason()
 	}

@@ -26,6 +26,7 @@ var debianPackage = map[string]string{
 	"ansible-playbook": "ansible",
 	"ansible":          "ansible",
 	"asciinema":        "asciinema",
+	"promtool":         "prometheus",
 	"go":               "golang",
 }
 
