@@ -68,6 +68,8 @@ func TestSinkCounts(t *testing.T) {
 		at(audit.SessionStartEvent{Target: audit.Target{Person: "bob", Session: "s3"}}.Event(), t0),
 		at(audit.SessionEndEvent{Target: audit.Target{Person: "bob", Session: "s3"}}.Event(), t0.Add(2*time.Minute+200*time.Millisecond)),
 		at(audit.LockEvent{Person: "bob", Reason: "test"}.Event(), t0.Add(2*time.Minute)),
+		audit.KeyDestroyedEvent{Tenant: "acme", Class: "operational", Day: "2026-04-27", KeyID: "k1"}.Event(),
+		audit.KeyDestroyedEvent{Tenant: "acme", Class: "operational", Day: "2026-04-28", KeyID: "k2"}.Event(),
 	}
 	for _, e := range events {
 		if err := s.Append(context.Background(), e); err != nil {
@@ -80,26 +82,27 @@ func TestSinkCounts(t *testing.T) {
 	m.Watch(fakeGateway{})
 	_, got := scrape(t, m)
 	for series, want := range map[string]float64{
-		`tandem_auth_failures_total{stage="kex"}`:                 1,
-		`tandem_auth_failures_total{stage="auth"}`:                1,
-		`tandem_auth_successes_total`:                             1,
-		`tandem_auth_blocks_total{scope="source"}`:                1,
-		`tandem_refusals_total{reason="deny"}`:                    1,
-		`tandem_refusals_total{reason="channels_per_connection"}`: 1,
-		`tandem_refusals_total{reason="not_permitted_now"}`:       1,
-		`tandem_refusals_total{reason="forward_unsupported"}`:     1,
-		`tandem_four_eyes_wait_seconds_count{outcome="joined"}`:   1,
-		`tandem_four_eyes_wait_seconds_sum{outcome="joined"}`:     40,
-		`tandem_enforcement_lag_seconds_count`:                    2,
-		`tandem_enforcement_lag_seconds_sum`:                      0.9,
-		`tandem_enforcement_lag_seconds_bucket{le="0.5"}`:         1,
-		`tandem_audit_append_seconds_count`:                       float64(len(events)),
-		`tandem_audit_appends_in_flight`:                          0,
-		`tandem_connections_open`:                                 3,
-		`tandem_sessions{kind="pty",state="waiting"}`:             2,
-		`tandem_sessions{kind="exec",state="live"}`:               1,
-		`tandem_data_disk_free_bytes`:                             1 << 30,
-		`tandem_build_info{version="test"}`:                       1,
+		`tandem_auth_failures_total{stage="kex"}`:                            1,
+		`tandem_auth_failures_total{stage="auth"}`:                           1,
+		`tandem_auth_successes_total`:                                        1,
+		`tandem_auth_blocks_total{scope="source"}`:                           1,
+		`tandem_refusals_total{reason="deny"}`:                               1,
+		`tandem_refusals_total{reason="channels_per_connection"}`:            1,
+		`tandem_refusals_total{reason="not_permitted_now"}`:                  1,
+		`tandem_refusals_total{reason="forward_unsupported"}`:                1,
+		`tandem_four_eyes_wait_seconds_count{outcome="joined"}`:              1,
+		`tandem_four_eyes_wait_seconds_sum{outcome="joined"}`:                40,
+		`tandem_enforcement_lag_seconds_count`:                               2,
+		`tandem_enforcement_lag_seconds_sum`:                                 0.9,
+		`tandem_enforcement_lag_seconds_bucket{le="0.5"}`:                    1,
+		`tandem_audit_append_seconds_count`:                                  float64(len(events)),
+		`tandem_audit_appends_in_flight`:                                     0,
+		`tandem_connections_open`:                                            3,
+		`tandem_sessions{kind="pty",state="waiting"}`:                        2,
+		`tandem_sessions{kind="exec",state="live"}`:                          1,
+		`tandem_data_disk_free_bytes`:                                        1 << 30,
+		`tandem_build_info{version="test"}`:                                  1,
+		`tandem_retention_actions_total{action="key_destroyed_operational"}`: 2,
 	} {
 		if v, ok := got[series]; !ok || !near(v, want) {
 			t.Errorf("%s = %v (present %v), want %v", series, v, ok, want)

@@ -53,6 +53,10 @@ func (s *sink) observe(e audit.Event) {
 		s.m.authBlocks.WithLabelValues(oneOf(e.Attrs["scope"], "source", "person")).Inc()
 	case audit.SessionDenied, audit.ForwardDenied, audit.ChannelLimited:
 		s.m.refusals.WithLabelValues(refusalCode(e)).Inc()
+	case audit.KeyDestroyed, audit.RetentionExtended, audit.RetentionHold, audit.RetentionReleased:
+		// The retention job's actions reach the log through here, from
+		// serve's own loop and from `tandem retention run` via the outbox.
+		s.m.RetentionAction(retentionAction(e), 1)
 	default:
 		s.track(e, at)
 	}
@@ -82,6 +86,20 @@ func (s *sink) track(e audit.Event, at time.Time) {
 			s.m.enforcementLag.Observe(lag.Seconds())
 		}
 	}
+}
+
+// retentionAction is the retention metric's label for e: which class a
+// key was destroyed of, or what was done to retention.
+func retentionAction(e audit.Event) string {
+	switch e.Type {
+	case audit.KeyDestroyed:
+		return "key_destroyed_" + oneOf(e.Attrs["class"], "admin", "operational", "content", "sealed")
+	case audit.RetentionExtended:
+		return "extended"
+	case audit.RetentionHold:
+		return "hold_placed"
+	}
+	return "hold_released"
 }
 
 // refusalCode is a bounded reason for a refusal: the policy's verdict,
