@@ -49,6 +49,10 @@ type Options struct {
 	// person (from source), records it and applies it through Reload,
 	// returning the changes; nil: the gateway cannot reload itself.
 	Reload func(ctx context.Context, person, source string) ([]config.Change, error)
+	// Refuse, if set, is asked before every new target session; a
+	// non-empty answer refuses it with that message (the central audit
+	// log is too far behind: internal/syslog).
+	Refuse func() string
 }
 
 // Server is one gateway. It is safe for concurrent use; the configuration
