@@ -152,9 +152,14 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 	readAudit := func(f audit.Filter, fn func(audit.Record) error) error {
 		return audit.ReadKeys(auditDir(cfg), keyStore, f, fn)
 	}
+	ship, stopShip, err := startShipper(cfg, alog, log)
+	if err != nil {
+		return err
+	}
+	defer stopShip()
 	reload := &reloader{current: cfg, sink: alog, log: log}
 	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: alog, Store: st, Recorder: rec, Logger: log, Now: clock.Now,
-		ReadAudit: readAudit, Reload: reload.byPerson})
+		ReadAudit: readAudit, Reload: reload.byPerson, Refuse: ship.Refusal})
 	if err != nil {
 		return err
 	}

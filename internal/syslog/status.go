@@ -3,10 +3,12 @@ package syslog
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
 	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/config"
 )
 
 // How far behind a collector is: ok, past warn_percent of a limit
@@ -179,4 +181,44 @@ func (s *Shipper) report(st Status, prev, lv level, now time.Time, remind bool) 
 	default:
 		s.o.Log.Warn("syslog collector falling behind: new sessions will be refused at the limit", args...)
 	}
+}
+
+// Offline is a collector's status read from the files alone — its cursor
+// and the log — for `tandem status`, which runs beside serve: Depth
+// counts the records from the cursor to the end of the log, Level and
+// Connected are unknown there.
+func Offline(auditDir, stateDir string, c config.Collector) (Status, error) {
+	dirs, err := audit.SegmentDirs(auditDir)
+	if err != nil {
+		return Status{}, err
+	}
+	cur, err := loadCursor(CursorPath(stateDir, c.Name), len(dirs))
+	if err != nil {
+		return Status{}, err
+	}
+	st := Status{Name: c.Name, Addr: c.Addr, Segment: cur.Segment, Delivered: cur.Next.Index}
+	if cur.Segment > len(dirs) {
+		return st, fmt.Errorf("syslog: cursor of %s names segment %d, the log has %d", c.Name, cur.Segment, len(dirs))
+	}
+	for seg := cur.Segment; seg <= len(dirs); seg++ {
+		from := audit.Position{}
+		if seg == cur.Segment {
+			from = cur.Next
+		}
+		err := audit.ReadFrom(dirs[seg-1], from, math.MaxUint64, func(raw []byte, _ audit.Position) error {
+			if st.Depth == 0 {
+				env, err := audit.OpenEnvelope(raw)
+				if err != nil {
+					return err
+				}
+				st.Oldest = env.Time
+			}
+			st.Depth++
+			return nil
+		})
+		if err != nil {
+			return st, err
+		}
+	}
+	return st, nil
 }
