@@ -18,8 +18,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"tandem.dev/tandem/internal/audit"
-	"tandem.dev/tandem/internal/syslog"
 	"tandem.dev/tandem/internal/safetext"
+	"tandem.dev/tandem/internal/syslog"
 	"tandem.dev/tandem/internal/vault"
 )
 
