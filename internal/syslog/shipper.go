@@ -28,7 +28,7 @@ const (
 	batchRecords = 256
 	batchBytes   = 256 << 10
 	maxPending   = 1024 // unsettled batches kept; a later one covers every earlier one
-	maxRetry     = time.Minute
+	maxRetry     = time.Minute // or 30 times syslog.retry, if less
 )
 
 // Options configure a Shipper.
@@ -165,7 +165,7 @@ func (c *collector) run(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
-		wait = min(2*wait, maxRetry)
+		wait = min(2*wait, maxRetry, 30*c.s.o.Config.Retry.Duration)
 	}
 }
 

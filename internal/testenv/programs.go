@@ -27,6 +27,8 @@ var debianPackage = map[string]string{
 	"ansible":          "ansible",
 	"asciinema":        "asciinema",
 	"go":               "golang",
+	"rsyslogd":         "rsyslog rsyslog-gnutls",
+	"openssl":          "openssl",
 }
 
 // InCI reports whether the tests run under CI (CI=true), where a missing
