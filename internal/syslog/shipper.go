@@ -27,7 +27,7 @@ import (
 const (
 	batchRecords = 256
 	batchBytes   = 256 << 10
-	maxPending   = 1024 // unsettled batches kept; a later one covers every earlier one
+	maxPending   = 1024        // unsettled batches kept; a later one covers every earlier one
 	maxRetry     = time.Minute // or 30 times syslog.retry, if less
 )
 
