@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Ensures the programs the end-to-end tests drive are installed: OpenSSH
 # (server and clients), rsync, tmux, Ansible, asciinema, sudo, an SMTP
-# server with STARTTLS (python3-aiosmtpd, for the DPO notice test) and
+# server with STARTTLS (python3-aiosmtpd, for the DPO notice test),
 # promtool (Debian package prometheus, which checks the metrics and alert
-# rules). Quiet and
+# rules), rsyslog with its TLS driver and openssl (the central log tests).
+# Quiet and
 # idempotent when everything is present. As root it installs what is
 # missing with apt-get; otherwise it prints the command and fails, because
 # under CI=true a missing program fails the tests anyway.
 set -euo pipefail
 
-packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo python3-aiosmtpd prometheus)
-programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema sudo promtool)
+packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo python3-aiosmtpd prometheus rsyslog rsyslog-gnutls openssl)
+programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema sudo promtool rsyslogd openssl)
 
 # have reports whether a program is installed; sshd lives in /usr/sbin,
 # which is often not in a non-root PATH.
@@ -24,6 +25,11 @@ for p in "${programs[@]}"; do
 done
 # The SMTP test runs Debian's python3, which python3-aiosmtpd serves.
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(aiosmtpd)
+# rsyslog's TLS driver comes in its own package (rsyslog-gnutls).
+have_gtls() {
+	compgen -G '/usr/lib/*/rsyslog/lmnsd_gtls.so' >/dev/null || [ -e /usr/lib/rsyslog/lmnsd_gtls.so ]
+}
+have_gtls || missing+=(lmnsd_gtls)
 
 install_cmd="apt-get install -y --no-install-recommends ${packages[*]}"
 
@@ -40,6 +46,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	for p in "${missing[@]}"; do
 		if [ "$p" = aiosmtpd ]; then
 			/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || still+=("$p")
+		elif [ "$p" = lmnsd_gtls ]; then
+			have_gtls || still+=("$p")
 		else
 			have "$p" || still+=("$p")
 		fi

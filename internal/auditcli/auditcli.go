@@ -19,6 +19,7 @@ import (
 
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/safetext"
+	"tandem.dev/tandem/internal/syslog"
 	"tandem.dev/tandem/internal/vault"
 )
 
@@ -111,7 +112,7 @@ func (l *location) paths(resolve Resolver) (Paths, error) {
 
 func verifyCmd(resolve Resolver) *cobra.Command {
 	var loc location
-	var pubkey, witness string
+	var pubkey, witness, witnessSyslog string
 	var deep bool
 	c := &cobra.Command{
 		Use:   "verify",
@@ -128,6 +129,17 @@ func verifyCmd(resolve Resolver) *cobra.Command {
 				return err
 			}
 			dir := filepath.Join(paths.DataDir, "audit")
+			if witnessSyslog != "" {
+				if witness != "" {
+					return errors.New("give --witness or --witness-syslog, not both: one witness per check")
+				}
+				w, cleanup, err := syslogWitness(witnessSyslog)
+				if err != nil {
+					return err
+				}
+				defer cleanup()
+				witness = w
+			}
 			if witness == "" {
 				witness = paths.WitnessFile
 			}
@@ -167,7 +179,44 @@ func verifyCmd(resolve Resolver) *cobra.Command {
 	c.Flags().StringVar(&pubkey, "pubkey", "", "file with the note verifier key (default: audit.pub in the log directory)")
 	c.Flags().BoolVar(&deep, "deep", false, "also decode every record, check its canonical form and decrypt every part with the vault (slower)")
 	c.Flags().StringVar(&witness, "witness", "", "witness checkpoint file to check as well (default: audit.witness_file of --config)")
+	c.Flags().StringVar(&witnessSyslog, "witness-syslog", "", "a central log server's file (one message per line, as rsyslog writes it):\n"+
+		"check against the signed checkpoints the gateway sent there instead of the witness file")
 	return c
+}
+
+// syslogWitness collects the checkpoints found in a collector's file into
+// a temporary witness file, which Verify reads like any other; cleanup
+// removes it.
+func syslogWitness(path string) (string, func(), error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", nil, fmt.Errorf("--witness-syslog: %w", err)
+	}
+	defer f.Close()
+	notes, err := syslog.Checkpoints(f)
+	if err != nil {
+		return "", nil, fmt.Errorf("--witness-syslog %s: %w", path, err)
+	}
+	if len(notes) == 0 {
+		return "", nil, fmt.Errorf("--witness-syslog %s: no checkpoint messages found", path)
+	}
+	tmp, err := os.CreateTemp("", "tandem-witness-*")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { os.Remove(tmp.Name()) }
+	for _, n := range notes {
+		if _, err := tmp.Write(n); err != nil {
+			tmp.Close()
+			cleanup()
+			return "", nil, err
+		}
+	}
+	if err := tmp.Close(); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return tmp.Name(), cleanup, nil
 }
 
 // runVerify verifies without keys, or deep with the vault when a KEK is

@@ -22,7 +22,8 @@ var examples = map[string]string{
   sshd -t && systemctl reload ssh`,
 	"audit verify": `  tandem audit verify -c /etc/tandem/tandem.yaml
   tandem audit verify --deep -c /etc/tandem/tandem.yaml     # also re-check every record's canonical form
-  tandem audit verify --data ./copy-of-data --pubkey audit.pub --witness witness.log   # an auditor's copy`,
+  tandem audit verify --data ./copy-of-data --pubkey audit.pub --witness witness.log   # an auditor's copy
+  tandem audit verify -c /etc/tandem/tandem.yaml --witness-syslog /var/log/central/tandem.log   # against a collector's copy`,
 	"audit recover": `  tandem audit verify -c /etc/tandem/tandem.yaml            # first see what is damaged
   tandem audit recover -c /etc/tandem/tandem.yaml --reason "INC-42: disk full, records.log cut"`,
 	"audit pubkey": `  tandem audit pubkey -c /etc/tandem/tandem.yaml > tandem-audit.pub   # hand this to the auditors`,

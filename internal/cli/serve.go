@@ -165,9 +165,14 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 	readAudit := func(f audit.Filter, fn func(audit.Record) error) error {
 		return audit.ReadKeys(auditDir(cfg), keyStore, f, fn)
 	}
+	ship, stopShip, err := startShipper(cfg, alog, log)
+	if err != nil {
+		return err
+	}
+	defer stopShip()
 	reload := &reloader{current: cfg, sink: mon.audit, log: log}
 	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: mon.audit, Store: st, Recorder: rec, Logger: log, Now: clock.Now,
-		Metrics: mon.metrics, ReadAudit: readAudit, Reload: reload.byPerson})
+		Metrics: mon.metrics, ReadAudit: readAudit, Reload: reload.byPerson, Refuse: ship.Refusal})
 	if err != nil {
 		return err
 	}

@@ -161,6 +161,7 @@ func applyDefaults(c *Config, pos *positions, r *report) {
 
 	c.Retention.fillDefaults(c.Path, pos)
 	fillMonitoringDefaults(c)
+	c.Syslog.fillDefaults(c.Path, pos)
 
 	p := &c.Policy
 	if p.FourEyes == nil {

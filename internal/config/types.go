@@ -21,6 +21,7 @@ type Config struct {
 	Audit     Audit     `yaml:"audit"`
 	Recording Recording `yaml:"recording"`
 	Retention Retention `yaml:"retention"`
+	Syslog    Syslog    `yaml:"syslog"`
 	Tenants   []Tenant  `yaml:"tenants"`
 	Persons   []Person  `yaml:"persons"`
 	Roles     []Role    `yaml:"roles"`

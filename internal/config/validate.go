@@ -42,6 +42,7 @@ func validate(c *Config, pos *positions, r *report) {
 	validateRecording(c, pos, r)
 	validateRetention(c, pos, r)
 	validateMonitoring(c, pos, r)
+	validateSyslog(c, pos, r)
 
 	tenants := map[string]int{}
 	for i, t := range c.Tenants {
@@ -614,7 +615,7 @@ func normalAddress(a string) string {
 // checkID checks the form of an id and that it is unique among its kind.
 func checkID(r *report, pos *positions, kind, id string, seen map[string]int, path ...any) {
 	field := "id"
-	if kind == "host" {
+	if kind == "host" || kind == "collector" {
 		field = "name"
 	}
 	line := pos.line(append(path, field)...)

@@ -238,7 +238,7 @@ func (c *clientConn) admit(nch ssh.NewChannel, rt route) (*clientConn, route, bo
 	}
 	if rt.hostName != "" {
 		rt.host = cc.st.cfg.Host(rt.hostName)
-		if msg := c.srv.diskRefusal(); msg != "" {
+		if msg := c.srv.sessionRefusal(); msg != "" {
 			c.refuseChannel(nch, fmt.Errorf("%s", msg), false)
 			return nil, rt, false
 		}

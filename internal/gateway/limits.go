@@ -304,6 +304,15 @@ func (s *Server) diskRefusal() string {
 	return fmt.Sprintf("the gateway's data disk is almost full (%d MiB free), so no new session can start; tell the gateway's operators", s.disk.free.Load()>>20)
 }
 
+// sessionRefusal is why a new target session is refused for the
+// gateway's own state — a full disk, or what Options.Refuse says — or "".
+func (s *Server) sessionRefusal() string {
+	if msg := s.diskRefusal(); msg != "" || s.opts.Refuse == nil {
+		return msg
+	}
+	return s.opts.Refuse()
+}
+
 // housekeeping checks the data disk and writes the summary of dropped
 // pre-authentication audit events, every limits.disk_check_every, until
 // ctx ends.

@@ -51,6 +51,10 @@ type Options struct {
 	Reload func(ctx context.Context, person, source string) ([]config.Change, error)
 	// Metrics counts for monitoring; nil counts nothing.
 	Metrics Metrics
+	// Refuse, if set, is asked before every new target session; a
+	// non-empty answer refuses it with that message (the central audit
+	// log is too far behind: internal/syslog).
+	Refuse func() string
 }
 
 // Server is one gateway. It is safe for concurrent use; the configuration

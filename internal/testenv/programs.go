@@ -28,6 +28,8 @@ var debianPackage = map[string]string{
 	"asciinema":        "asciinema",
 	"promtool":         "prometheus",
 	"go":               "golang",
+	"rsyslogd":         "rsyslog rsyslog-gnutls",
+	"openssl":          "openssl",
 }
 
 // InCI reports whether the tests run under CI (CI=true), where a missing
