@@ -69,6 +69,8 @@ type Gateway interface {
 	Now() time.Time
 	// LockReason says why person is locked, "" when they are not.
 	LockReason(person string) string
+	// Freezes are the freezes in force now (M27).
+	Freezes() []policy.Freeze
 	// Audit appends an event to the audit log (or the store's outbox for
 	// it); an error means it is not recorded, so the command must not go
 	// on (fail closed).

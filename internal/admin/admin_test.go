@@ -68,6 +68,8 @@ func (g *fakeGateway) Library() readable.Library {
 }
 func (g *fakeGateway) Log() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+func (g *fakeGateway) Freezes() []policy.Freeze { return nil }
+
 func (g *fakeGateway) LockReason(person string) string {
 	if l, ok := g.locks[person]; ok {
 		return l.Reason

@@ -78,7 +78,7 @@ func Join(ctx context.Context, gw Gateway, who Caller, args []string, terminal b
 	}
 	d := c.eng.Join(policy.JoinRequest{
 		Person: who.Person, Key: who.Key, Owner: s.Owner.Person, Host: host, Mode: mode,
-		Now: gw.Now(), Lock: c.lock(),
+		Now: gw.Now(), Lock: c.lock(), Freezes: gw.Freezes(),
 	})
 	if d.Verdict != policy.Allow {
 		return Ticket{}, errors.New(d.Message())

@@ -129,6 +129,7 @@ const (
 	KeyUserBytes           = "user_bytes"
 	KeyUserSHA256          = "user_sha256"
 	KeyValidUntil          = "valid_until"
+	KeyValue               = "value"
 	KeyVerdict             = "verdict"
 	KeyVersion             = "version"
 	KeyVia                 = "via"

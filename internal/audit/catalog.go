@@ -113,6 +113,10 @@ var specs = []Spec{
 	{Type: Unlock, builder: UnlockEvent{}, Measures: ms("M5"),
 		When:       "A lock was lifted (`tandem unlock`, `ssh gw unlock`).",
 		PersonRole: "unlocked", PersonDoc: "who was unlocked"},
+	{Type: Freeze, builder: FreezeEvent{}, Measures: ms("M27"),
+		When: "`tandem freeze` froze a host, tenant or label after a security finding; stored with the freeze, before any gateway applies it."},
+	{Type: Unfreeze, builder: UnfreezeEvent{}, Measures: ms("M27"),
+		When: "`tandem unfreeze` lifted a freeze."},
 
 	// The gateway, its configuration and its log.
 	{Type: ConfigReload, builder: ConfigReloadEvent{}, Measures: ms("M12"),

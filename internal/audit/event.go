@@ -45,6 +45,8 @@ const (
 	RecordingExport Type = "recording.export" // a recording left the gateway as a file
 	Lock            Type = "lock"
 	Unlock          Type = "unlock"
+	Freeze          Type = "freeze"          // a host, tenant or label was frozen after a finding (M27)
+	Unfreeze        Type = "unfreeze"        // a freeze was lifted
 	AuthBlocked     Type = "auth.blocked"    // a source or person exceeded the failure limit (M19)
 	AuthUnblocked   Type = "auth.unblocked"  // an operator lifted a block early (`tandem unblock`)
 	AuthSuppressed  Type = "auth.suppressed" // pre-authentication events dropped by the per-source audit budget (M19)

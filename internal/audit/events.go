@@ -405,6 +405,33 @@ type UnlockEvent struct {
 
 func (b UnlockEvent) Event() Event { return build(Unlock, b) }
 
+// FreezeEvent: a host, tenant or label was frozen.
+type FreezeEvent struct {
+	Tenant string `field:"tenant" doc:"the tenant frozen (kind tenant), or the frozen host's tenant (kind host)"`
+	Host   string `field:"host" doc:"the host frozen (kind host)"`
+	ID     string `attr:"id" doc:"the freeze's id"`
+	Kind   string `attr:"kind" doc:"host, tenant or label"`
+	Value  string `attr:"value" doc:"the host name, tenant id or label KEY=VALUE"`
+	Reason string `attr:"reason" doc:"why: shown to every person refused or ended"`
+	By     string `attr:"by" role:"operator" doc:"the person who froze (permission freeze)"`
+	Actor  string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran the command (local:USER)"`
+}
+
+func (b FreezeEvent) Event() Event { return build(Freeze, b) }
+
+// UnfreezeEvent: a freeze was lifted.
+type UnfreezeEvent struct {
+	Tenant string `field:"tenant" doc:"as in the freeze"`
+	Host   string `field:"host" doc:"as in the freeze"`
+	ID     string `attr:"id" doc:"the freeze's id"`
+	Kind   string `attr:"kind" doc:"host, tenant or label"`
+	Value  string `attr:"value" doc:"the host name, tenant id or label KEY=VALUE"`
+	By     string `attr:"by" role:"operator" doc:"the person who lifted it (permission freeze)"`
+	Actor  string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran the command (local:USER)"`
+}
+
+func (b UnfreezeEvent) Event() Event { return build(Unfreeze, b) }
+
 // ConfigChangeEvent: one entity of the configuration was created,
 // modified or deleted by a reload; written before the reload takes effect.
 type ConfigChangeEvent struct {

@@ -66,6 +66,7 @@ Start with "tandem demo" to try it, or "tandem serve --config FILE".`,
 		newVersionCmd(),
 	)
 	root.AddCommand(newLockCmds()...)
+	root.AddCommand(newFreezeCmds()...)
 	root.AddCommand(newBlockCmds()...)
 	root.AddCommand(newRecordingCmds()...)
 	root.AddCommand(newRetentionCmd(), newHoldCmd())

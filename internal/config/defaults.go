@@ -70,9 +70,12 @@ const (
 	PermissionConfigure = "configure"
 	// PermissionHold: place, renew and release legal holds (`tandem hold`).
 	PermissionHold = "hold"
+	// PermissionFreeze: freeze and unfreeze hosts, tenants and labels
+	// after a security finding (`tandem freeze`, M27).
+	PermissionFreeze = "freeze"
 )
 
-var permissions = []string{PermissionLock, PermissionConfigure, PermissionHold}
+var permissions = []string{PermissionLock, PermissionConfigure, PermissionHold, PermissionFreeze}
 
 // RealDataQualifier qualifies an environment in policy.four_eyes: "ENV:real_data"
 // lists only that environment's hosts that hold real personal data.

@@ -302,8 +302,10 @@ type Role struct {
 	// external roles add contract and nda.
 	Requires []string `yaml:"requires"`
 	// Permissions are gateway-wide rights: "lock" (lock and unlock
-	// persons with `ssh gw lock`) and "configure" (reload the
-	// configuration file with `ssh gw reload`, recorded as theirs).
+	// persons with `ssh gw lock`), "configure" (reload the
+	// configuration file with `ssh gw reload`, recorded as theirs),
+	// "hold" (legal holds) and "freeze" (freeze hosts, tenants and
+	// labels with `tandem freeze`).
 	Permissions []string `yaml:"permissions"`
 	Allow       []Rule   `yaml:"allow"`
 	Line        int      `yaml:"-"`
@@ -334,7 +336,12 @@ type Rule struct {
 	// such a tenant, on any of its hosts. Events of no tenant (logins,
 	// gateway start, configuration changes) are the operator's alone.
 	Audit bool `yaml:"audit"`
-	Line  int  `yaml:"-"`
+	// Incident lets holders open a four-eyes terminal session on the
+	// matched hosts while they are frozen (M27): the one way onto a
+	// frozen host, for whoever handles the finding, and still only with
+	// a second person joined.
+	Incident bool `yaml:"incident"`
+	Line     int  `yaml:"-"`
 }
 
 // Selector picks hosts. All given criteria must hold; a selector with no

@@ -375,7 +375,7 @@ func validateRole(c *Config, i int, pos *positions, r *report, roles, tenants ma
 	}
 	if ro.External {
 		for j, perm := range ro.Permissions {
-			if perm == PermissionLock || perm == PermissionConfigure || perm == PermissionHold {
+			if perm == PermissionLock || perm == PermissionConfigure || perm == PermissionHold || perm == PermissionFreeze {
 				r.add(pos.line("roles", i, "permissions", j), "role %s: an external role may not have the permission %s (%s)", ro.ID, perm, externalsNever)
 			}
 		}
@@ -388,6 +388,9 @@ func validateRole(c *Config, i int, pos *positions, r *report, roles, tenants ma
 		}
 		if ro.External && rule.Audit {
 			r.add(at("audit"), "role %s: an external role may not have audit: true (%s)", ro.ID, externalsNever)
+		}
+		if ro.External && rule.Incident {
+			r.add(at("incident"), "role %s: an external role may not have incident: true (%s)", ro.ID, externalsNever)
 		}
 		if ro.External && rule.Approve {
 			r.add(at("approve"), "role %s: an external role may not have approve: true (%s)", ro.ID, externalsNever)
@@ -432,27 +435,28 @@ func validateRole(c *Config, i int, pos *positions, r *report, roles, tenants ma
 
 // externalsNever is why externals hold none of the rights that act on
 // other persons' work (M7, M13): they work only under supervision.
-const externalsNever = "externals never read recordings or the audit log, approve, lock or configure"
+const externalsNever = "externals never read recordings or the audit log, approve, lock, freeze or configure"
 
 // rights lists the rights of ro that externals may never hold: read,
 // audit, approve (in any rule) and the permissions lock and configure.
 func rights(ro *Role) []string {
-	var read, audit, approve bool
+	var read, audit, approve, incident bool
 	for _, rule := range ro.Allow {
 		read = read || rule.Read
 		audit = audit || rule.Audit
 		approve = approve || rule.Approve
+		incident = incident || rule.Incident
 	}
 	var out []string
 	for _, r := range []struct {
 		has  bool
 		name string
-	}{{read, "read"}, {audit, "audit"}, {approve, "approve"}} {
+	}{{read, "read"}, {audit, "audit"}, {approve, "approve"}, {incident, "incident"}} {
 		if r.has {
 			out = append(out, r.name)
 		}
 	}
-	for _, perm := range []string{PermissionLock, PermissionConfigure} {
+	for _, perm := range []string{PermissionLock, PermissionConfigure, PermissionFreeze} {
 		if slices.Contains(ro.Permissions, perm) {
 			out = append(out, perm)
 		}

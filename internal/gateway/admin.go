@@ -89,6 +89,7 @@ type adminGateway struct{ c *clientConn }
 func (a adminGateway) Policy() (*config.Config, *policy.Engine) { return a.c.st.cfg, a.c.st.engine }
 func (a adminGateway) Now() time.Time                           { return a.c.srv.now() }
 func (a adminGateway) LockReason(person string) string          { return a.c.srv.lockReason(person) }
+func (a adminGateway) Freezes() []policy.Freeze                 { return a.c.srv.freezesNow() }
 func (a adminGateway) Log() *slog.Logger                        { return a.c.srv.log }
 func (a adminGateway) Library() readable.Library                { return a.c.library() }
 

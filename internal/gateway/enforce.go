@@ -25,7 +25,9 @@ import (
 // since each one checks the lock first (clientConn.refresh).
 const evictFlush = 300 * time.Millisecond
 
-// refreshLocks loads the active locks and throws out every locked person.
+// refreshLocks loads the active locks and throws out every locked person,
+// then does the same for freezes: both live in the store under one
+// generation, so one poll applies whichever changed.
 func (s *Server) refreshLocks(ctx context.Context) error {
 	locks, err := s.store.Locks(ctx, s.now())
 	if err != nil && !s.lockDown(err) {
@@ -38,7 +40,7 @@ func (s *Server) refreshLocks(ctx context.Context) error {
 	for person, l := range locks {
 		s.evict(person, fmt.Sprintf("%s was locked: %s", person, l.Reason))
 	}
-	return nil
+	return s.refreshFreezes(ctx)
 }
 
 // register adds a session about to reach its target to the registry. A
@@ -49,6 +51,8 @@ func (s *Server) register(l *liveSession) {
 	s.live.add(l)
 	if lock := s.lockReason(l.owner); lock != "" {
 		l.end(fmt.Sprintf("%s was locked: %s", l.owner, lock))
+	} else if why := s.frozenOut(s.state.Load(), l); why != "" {
+		l.end(why) // a freeze that landed meanwhile, the same way
 	}
 }
 
@@ -178,7 +182,7 @@ func (s *Server) stillAllowed(ctx context.Context, st *state, l *liveSession, no
 		return fmt.Sprintf("host %s was removed from the configuration", l.host.Name)
 	}
 	d := st.engine.Authorize(policy.Request{Person: p, Key: k, Host: h, Login: l.login, Action: l.action, PTY: l.pty,
-		Now: now, Lock: s.lockReason(p.ID), Requests: s.requestWindows(ctx, p.ID, now)})
+		Now: now, Lock: s.lockReason(p.ID), Requests: s.requestWindows(ctx, p.ID, now), Freezes: s.freezesNow()})
 	switch {
 	case d.Verdict == policy.Allow:
 		return ""
@@ -204,7 +208,7 @@ func (s *Server) recheckJoiners(st *state, l *liveSession, now time.Time) {
 			continue // evicted with their connections above
 		}
 		d := st.engine.Join(policy.JoinRequest{Person: p, Key: keyByFingerprint(p, l.joinerKeyFP(part.Person)), Owner: l.owner, Host: h,
-			Mode: string(part.Mode), Now: now, Lock: s.lockReason(p.ID)})
+			Mode: string(part.Mode), Now: now, Lock: s.lockReason(p.ID), Freezes: s.freezesNow()})
 		if d.Verdict != policy.Allow {
 			l.sess.Remove(part.Person, "the configuration no longer lets "+part.Person+" join: "+d.Reason)
 		}

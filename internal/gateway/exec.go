@@ -60,6 +60,7 @@ func (c *clientConn) authorize(ctx context.Context, rt route, ss *sessionStart, 
 	d := c.st.engine.Authorize(policy.Request{
 		Person: c.person, Key: c.key, Host: rt.host, Login: rt.login, Action: actionOf(ss), PTY: ss.pty != nil,
 		Now: now, Lock: c.srv.lockReason(c.person.ID), Requests: c.srv.requestWindows(ctx, c.person.ID, now),
+		Freezes: c.srv.freezesNow(),
 	})
 	if d.Verdict != policy.Allow || d.Request == "" {
 		return d, nil

@@ -30,7 +30,7 @@ func (c *clientConn) forward(ctx context.Context, nch ssh.NewChannel, dest strin
 	now := c.srv.now()
 	d := c.st.engine.Authorize(policy.Request{Person: c.person, Key: c.key, Host: rt.host, Login: rt.login,
 		Action: policy.ActionForward, ForwardTo: dest, Now: now, Lock: c.srv.lockReason(c.person.ID),
-		Requests: c.srv.requestWindows(ctx, c.person.ID, now)})
+		Requests: c.srv.requestWindows(ctx, c.person.ID, now), Freezes: c.srv.freezesNow()})
 	if d.Verdict != policy.Allow {
 		c.denyForward(nch, ev, d, dest, rt)
 		return

@@ -378,13 +378,20 @@ func (h *harness) lock(t *testing.T, person, reason string) {
 	if err := h.store.Lock(ctx, store.Lock{Person: person, Reason: reason, By: "operator", Created: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
+	h.applied(t, ctx, "the lock of "+person)
+}
+
+// applied returns once the gateway has confirmed the store's current
+// generation, as `tandem lock` and `tandem freeze` wait for it.
+func (h *harness) applied(t *testing.T, ctx context.Context, what string) {
+	t.Helper()
 	gen, err := h.store.Generation(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	applied, _, err := h.store.WaitApplied(ctx, gen, wait, 10*time.Millisecond, time.Now)
 	if err != nil || !applied {
-		t.Fatalf("the gateway did not apply the lock of %s: applied %v, %v", person, applied, err)
+		t.Fatalf("the gateway did not apply %s: applied %v, %v", what, applied, err)
 	}
 }
 

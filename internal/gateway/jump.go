@@ -30,7 +30,7 @@ func (c *clientConn) directTCPIP(ctx context.Context, nch ssh.NewChannel, rt rou
 		return
 	}
 	if h := c.st.cfg.Host(dst.Host); h != nil && !rt.jump {
-		if d := c.st.engine.MayJump(c.person, c.key, h, c.srv.now(), c.srv.lockReason(c.person.ID)); d.Verdict != policy.Allow {
+		if d := c.st.engine.MayJump(c.person, c.key, h, c.srv.now(), c.srv.lockReason(c.person.ID), c.srv.freezesNow()); d.Verdict != policy.Allow {
 			tgt := c.who()
 			tgt.Host, tgt.Tenant = h.Name, h.Tenant
 			c.srv.record(audit.SessionDeniedEvent{Target: tgt, Mode: "jump", Reason: d.Reason, Verdict: d.Verdict.String()}.Event())

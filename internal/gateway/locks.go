@@ -64,6 +64,7 @@ func (s *Server) watchLocks(ctx context.Context) {
 			}
 		}
 		s.sweepLocks()
+		s.enforceFreezes()
 		s.applyUnblocks(ctx)
 		s.checkRequestSessions(ctx, changed)
 		s.auditLockEvents(ctx)

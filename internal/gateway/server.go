@@ -81,10 +81,13 @@ type Server struct {
 	// lockdown holds why everybody counts as locked, when the lock table
 	// failed its integrity check (see integrity.go); nil otherwise.
 	lockdown atomic.Pointer[string]
-	name     string // this gateway in the store's acknowledgements: host and listen address
-	metrics  Metrics
-	wg       sync.WaitGroup
-	opts     Options // what the server was wired from, for the hooks (ReadAudit)
+	// freezes are the freezes in force (see freezes.go); a single
+	// FreezeAll when the freeze table failed its integrity check.
+	freezes atomic.Pointer[[]policy.Freeze]
+	name    string // this gateway in the store's acknowledgements: host and listen address
+	metrics Metrics
+	wg      sync.WaitGroup
+	opts    Options // what the server was wired from, for the hooks (ReadAudit)
 }
 
 // state is everything derived from one configuration.

@@ -14,8 +14,9 @@ import (
 // a rule for the host that lists the destination), then FIDO2, then the
 // supervision of external persons (M7), then the rules for four-eyes hosts:
 // interactive work needs a second person (M6) and non-interactive work an
-// approved access request (M8). Warnings from CheckPerson travel with every
-// verdict.
+// approved access request (M8). A frozen host (M27) is decided after the
+// grants, so that only persons with access there learn of the freeze.
+// Warnings from CheckPerson travel with every verdict.
 func (e *Engine) Authorize(r Request) Decision {
 	pd := e.CheckPerson(r.Person, r.Key, r.Now, r.Lock)
 	if pd.Verdict != Allow {
@@ -47,6 +48,9 @@ func (e *Engine) Authorize(r Request) Decision {
 	if r.Key != nil && e.requiresFIDO2(h) && !isFIDO2(r.Key) {
 		return deny(fmt.Sprintf("%s requires a FIDO2 security key (sk-ecdsa or sk-ed25519); you logged in with %s", oneLine(h.Name), keyType(r.Key)),
 			"register a FIDO2 key (ssh-keygen -t ecdsa-sk) and log in with it", warnings)
+	}
+	if f, ok := Frozen(h, r.Freezes); ok {
+		return e.frozen(r, f, warnings)
 	}
 	if e.isExternal(r.Person) {
 		return e.supervised(r, warnings)

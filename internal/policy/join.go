@@ -16,6 +16,9 @@ type JoinRequest struct {
 	Mode   string       // config.JoinPeer or config.JoinObserver; "" picks the strongest granted
 	Now    time.Time
 	Lock   string
+	// Freezes in force (M27): on a frozen host only the incident sessions
+	// of owners with an incident grant there may be joined.
+	Freezes []Freeze
 }
 
 // JoinDecision is the answer: the mode granted, and whether the joiner is
@@ -42,6 +45,9 @@ func (e *Engine) Join(r JoinRequest) JoinDecision {
 	}
 	if r.Host == nil {
 		return JoinDecision{Decision: deny("the session's host is no longer configured", "", nil)}
+	}
+	if f, ok := Frozen(r.Host, r.Freezes); ok && !e.Incident(e.cfg.Person(r.Owner), r.Host) {
+		return JoinDecision{Decision: deny(FrozenReason(r.Host, f), frozenHint, nil)}
 	}
 	modes := e.JoinModes(r.Person, r.Host)
 	if len(modes) == 0 {

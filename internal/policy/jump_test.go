@@ -30,7 +30,7 @@ func TestMayJump(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := e.MayJump(tc.person, nil, cfg.Host(tc.host), testNow, tc.lock)
+			d := e.MayJump(tc.person, nil, cfg.Host(tc.host), testNow, tc.lock, nil)
 			if d.Verdict != tc.want {
 				t.Errorf("MayJump = %v (%s), want %v", d.Verdict, d.Reason, tc.want)
 			}
@@ -41,7 +41,7 @@ func TestMayJump(t *testing.T) {
 	}
 	// The key is checked too: an expired key cannot open a jump channel.
 	old := ecdsaKey(t, "2025-01-01")
-	if d := e.MayJump(person("alice", "acme-admin"), old, cfg.Host("db1"), testNow, ""); d.Verdict != Deny {
+	if d := e.MayJump(person("alice", "acme-admin"), old, cfg.Host("db1"), testNow, "", nil); d.Verdict != Deny {
 		t.Errorf("expired key: MayJump = %v, want deny", d.Verdict)
 	}
 }

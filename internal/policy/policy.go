@@ -101,6 +101,9 @@ type Request struct {
 	// store. Whether one covers the work is decided here, with covers, so
 	// that the gateway cannot forget a condition.
 	Requests []RequestWindow
+	// Freezes are the freezes in force (live state from the store, M27):
+	// a frozen host takes only an incident session with a second person.
+	Freezes []Freeze
 }
 
 // Grant is what `ssh gw whoami` shows for one host.

@@ -119,17 +119,26 @@ func (e *Engine) mayPermission(p *config.Person, k *config.Key, now time.Time, l
 // permission hold. A hold keeps personal data past its period, so it is a
 // right of named employees only.
 func (e *Engine) MayHold(p *config.Person) Decision {
+	return e.mayLocally(p, config.PermissionHold, "place or release legal holds")
+}
+
+// mayLocally decides a permission perm that a command on the gateway host
+// exercises in p's name (--by PERSON), which lets p do what: p is a
+// configured person, is not external, and a role of p has perm. The
+// operator there proves no key, so there is no key, lock or obligation
+// of p's to check.
+func (e *Engine) mayLocally(p *config.Person, perm, what string) Decision {
 	if p == nil {
-		return deny("only a configured person may place or release a legal hold", "name yourself with --by PERSON", nil)
+		return deny("only a configured person may "+what, "name yourself with --by PERSON", nil)
 	}
 	if e.isExternal(p) {
-		return deny("external experts never place or release legal holds", "ask an employee with the hold permission", nil)
+		return deny("external experts never "+what, "ask an employee with the "+perm+" permission", nil)
 	}
 	for _, role := range e.rolesOf(p) {
-		if contains(role.Permissions, config.PermissionHold) {
+		if contains(role.Permissions, perm) {
 			return Decision{Verdict: Allow}
 		}
 	}
-	return deny(fmt.Sprintf("%s may not place or release legal holds: no role of theirs has the permission hold", personName(p)),
-		"ask someone whose role has permissions: [hold]", nil)
+	return deny(fmt.Sprintf("%s may not %s: no role of theirs has the permission %s", personName(p), what, perm),
+		"ask someone whose role has permissions: ["+perm+"]", nil)
 }

@@ -154,7 +154,7 @@ func (t sealedSet) storedSeal(ctx context.Context, q querier) ([]byte, error) {
 // migration, while they are empty (the first process with the state key
 // after the upgrade). Afterwards a missing or empty seal is a forgery.
 func (s *Store) sealNewSets(ctx context.Context) error {
-	for _, t := range []sealedSet{holdsSet, extensionsSet} {
+	for _, t := range []sealedSet{holdsSet, extensionsSet, freezesSet} {
 		if _, err := s.db.ExecContext(ctx, `UPDATE state_seals SET mac = ? WHERE name = ? AND length(mac) = 0
 			AND NOT EXISTS (SELECT 1 FROM `+t.table+`)`, t.setMAC(s.seal, nil), t.table); err != nil {
 			return fmt.Errorf("seal %s: %w", t.table, err)
@@ -195,6 +195,35 @@ func (t sealedSet) put(ctx context.Context, s *Store, tx *sql.Tx, id string, v a
 	_, err = tx.ExecContext(ctx, `INSERT INTO state_seals (name, mac) VALUES (?, ?)
 		ON CONFLICT (name) DO UPDATE SET mac = excluded.mac`, t.table, t.setMAC(s.seal, all))
 	return err
+}
+
+// reseal accepts a whole set as it is now: every row and the set's seal
+// are sealed again. It returns the rows, how many failed their own MAC
+// and whether the set's seal failed, for the audit event.
+func (t sealedSet) reseal(ctx context.Context, s *Store, tx *sql.Tx) (rows, failed int, sealFailed bool, err error) {
+	_, bad, err := t.read(ctx, s, tx)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	for _, f := range bad {
+		if f.Row == "*" {
+			sealFailed = true
+		} else {
+			failed++
+		}
+	}
+	all, err := t.load(ctx, tx)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	for _, r := range all {
+		if _, err := tx.ExecContext(ctx, `UPDATE `+t.table+` SET mac = ? WHERE id = ?`, t.rowMAC(s.seal, r), r.id); err != nil {
+			return 0, 0, false, err
+		}
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO state_seals (name, mac) VALUES (?, ?)
+		ON CONFLICT (name) DO UPDATE SET mac = excluded.mac`, t.table, t.setMAC(s.seal, all))
+	return len(all), failed, sealFailed, err
 }
 
 // readAll decodes every row of t that passes its check into a T. The

@@ -102,6 +102,12 @@ func (f *Forgery) Error() string {
 				"reviews the locks (`tandem locks`) and re-seals them (`tandem locks --reseal`)", ErrForged, f.What)
 		}
 		return fmt.Sprintf("the lock of %s %s (%s)", f.Row, ErrForged, f.What)
+	case "freezes":
+		if f.Row == "*" {
+			return fmt.Sprintf("the freeze table %s (%s): every host counts as frozen until an operator "+
+				"reviews the freezes (`tandem freezes`) and re-seals them (`tandem freezes --reseal`)", ErrForged, f.What)
+		}
+		return fmt.Sprintf("the freeze %s %s (%s); it counts as a forged table", f.Row, ErrForged, f.What)
 	}
 	return fmt.Sprintf("%s row %s %s (%s)", f.Table, f.Row, ErrForged, f.What)
 }

@@ -67,6 +67,8 @@ var migrations = []string{
 	// 9: legal holds, retention extensions, audited key destructions and
 	// DPO notices; see retention.go.
 	retentionSchema,
+	// 10: freezes of hosts, tenants and labels (M27); see freezes.go.
+	freezesSchema,
 }
 
 // Store is an open state database. It is safe for concurrent use.
