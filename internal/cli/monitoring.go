@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"tandem.dev/tandem/internal/clock"
+	"tandem.dev/tandem/internal/syslog"
 
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/ca"
@@ -67,4 +69,15 @@ func (m *monitor) close() {
 	if m.ln != nil {
 		m.ln.Close()
 	}
+}
+
+// watchCentralLog adds the central log's spool gauges and its readiness
+// check; without collectors there is nothing to watch.
+func (m *monitor) watchCentralLog(ship *syslog.Shipper) {
+	if ship == nil {
+		return
+	}
+	status := spoolStatus(ship)
+	m.metrics.WatchCentralLog(status, clock.Now)
+	m.health.Add(monitoring.CentralLogCheck(status))
 }

@@ -170,6 +170,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 		return err
 	}
 	defer stopShip()
+	mon.watchCentralLog(ship)
 	reload := &reloader{current: cfg, sink: mon.audit, log: log}
 	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: mon.audit, Store: st, Recorder: rec, Logger: log, Now: clock.Now,
 		Metrics: mon.metrics, ReadAudit: readAudit, Reload: reload.byPerson, Refuse: ship.Refusal})

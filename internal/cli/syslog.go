@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"tandem.dev/tandem/internal/monitoring"
 	"text/tabwriter"
 	"time"
 
@@ -118,4 +119,16 @@ func printSyslogStatus(w io.Writer, cfg *config.Config, sts []syslog.Status, asJ
 	fmt.Fprintf(tw, "limits: %d records or %s behind, then new sessions are refused (warning at %d %%)\n",
 		cfg.Syslog.MaxBehind, cfg.Syslog.MaxAge, cfg.Syslog.WarnPercent)
 	return tw.Flush()
+}
+
+// spoolStatus is the shipper's state in monitoring's terms.
+func spoolStatus(s *syslog.Shipper) func() []monitoring.SpoolStatus {
+	return func() []monitoring.SpoolStatus {
+		var out []monitoring.SpoolStatus
+		for _, c := range s.Status() {
+			out = append(out, monitoring.SpoolStatus{Collector: c.Name, Connected: c.Connected,
+				Depth: c.Depth, Oldest: c.Oldest, Refusing: c.Level == "refuse"})
+		}
+		return out
+	}
 }
