@@ -33,6 +33,10 @@ func crashKey(dir string) string { return dir + ".key" }
 
 func crashChild(dir string) {
 	key, err := LoadSigningKey(crashKey(dir), nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	keys, err := openKeys(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

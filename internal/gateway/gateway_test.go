@@ -125,11 +125,3 @@ hosts:
 	return &rig{srv: srv, sink: sink, keys: keys, target: target, port: port, dir: dir, cfg: cfg, yaml: b.String()}
 }
 
-func (r *rig) client(t *testing.T, person, key string) *testenv.Client {
-	hostCA, _ := r.keys.PublicLine(ca.Host)
-	return testenv.NewClient(t, t.TempDir(), testenv.ClientOpts{
-		Key: key, Person: person, GatewayPort: r.port,
-		KnownHosts: []string{"@cert-authority * " + hostCA},
-		JumpHosts:  map[string]string{"db1": "root", "prod1": "root"},
-	})
-}
