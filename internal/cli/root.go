@@ -68,7 +68,7 @@ Start with "tandem demo" to try it, or "tandem serve --config FILE".`,
 	root.AddCommand(newLockCmds()...)
 	root.AddCommand(newBlockCmds()...)
 	root.AddCommand(newRecordingCmds()...)
-	root.AddCommand(newRetentionCmd(), newHoldCmd())
+	root.AddCommand(newRetentionCmd(), newHoldCmd(), newBreakglassCmd())
 	markUsageErrors(root)
 	addExamples(root)
 	return root
