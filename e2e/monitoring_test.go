@@ -80,7 +80,7 @@ func TestMonitoring(t *testing.T) {
 	if body := get(t, base+"/healthz", 200); body != "ok\n" {
 		t.Errorf("/healthz: %q", body)
 	}
-	if body := get(t, base+"/readyz", 200); body != "ok audit\nok store\nok signing\n" {
+	if body := get(t, base+"/readyz", 200); body != "ok audit\nok store\nok signing\nok breakglass\n" {
 		t.Errorf("/readyz: %q", body)
 	}
 	// log.format json: every line the gateway wrote is one JSON object.

@@ -155,6 +155,11 @@ var specs = []Spec{
 		When: "`tandem hold release` released a legal hold."},
 	{Type: RetentionNotice, builder: RetentionNoticeEvent{}, Measures: ms("M14"),
 		When: "A notice to the data protection officer about an extension was delivered, or an attempt failed (retried with backoff)."},
+
+	// Emergency access.
+	{Type: BreakglassUsed, builder: BreakglassUsedEvent{}, Measures: ms("M26", "M9"),
+		When:       "`tandem breakglass report` imported an emergency record: a certificate the emergency CA issued from two persons' shares while the gateway was down. Written when the gateway is back, with the time of issue in `issued`.",
+		PersonRole: "holder", PersonDoc: "the first holder whose share was used (the others in co_holders)"},
 }
 
 func ms(ids ...string) []string { return ids }

@@ -72,6 +72,9 @@ const (
 	RetentionHold     Type = "retention.hold"
 	RetentionReleased Type = "retention.released"
 	RetentionNotice   Type = "retention.notice"
+	// BreakglassUsed (M26): an emergency certificate was issued while the
+	// gateway was down; imported from its signed record afterwards.
+	BreakglassUsed Type = "breakglass.used"
 )
 
 // Event is one audit record. Fields that do not apply stay empty. Source

@@ -641,3 +641,28 @@ type RetentionNoticeEvent struct {
 }
 
 func (b RetentionNoticeEvent) Event() Event { return build(RetentionNotice, b) }
+
+// BreakglassUsedEvent: an emergency certificate was issued from the
+// shares of the emergency CA while the gateway was down; written by
+// `tandem breakglass report` from the emergency record, whose signature
+// by the emergency CA it verified.
+type BreakglassUsedEvent struct {
+	Tenant        string    `field:"tenant" doc:"the host's tenant, if the host is configured"`
+	Person        string    `field:"person" doc:"the first holder whose share was used"`
+	Host          string    `field:"host" doc:"the host the certificate was issued for (the certificate names it in its key id)"`
+	Login         string    `field:"login" doc:"the login the certificate is valid for"`
+	CoHolders     string    `attr:"co_holders" role:"co_holder" doc:"the other holders whose shares were used, comma-separated"`
+	Reason        string    `attr:"reason" doc:"the reason given"`
+	Serial        string    `attr:"serial" doc:"the certificate's serial"`
+	KeyID         string    `attr:"key_id" doc:"the certificate's key id, as targets' sshd logs show it"`
+	Key           string    `attr:"key" doc:"the fingerprint of the certified key"`
+	CA            string    `attr:"ca" doc:"the fingerprint of the emergency CA"`
+	ValidAfter    time.Time `attr:"valid_after" doc:"the start of the certificate's validity"`
+	ValidUntil    time.Time `attr:"valid_until" doc:"the end of the certificate's validity"`
+	Issued        time.Time `attr:"issued" doc:"when it was issued"`
+	IssuedBy      string    `attr:"issued_by,omitempty" role:"operator" doc:"the local user who ran tandem breakglass issue (local:USER)"`
+	SourceAddress string    `attr:"source_address,omitempty" doc:"the certificate's source-address restriction"`
+	Actor         string    `attr:"actor,omitempty" role:"operator" doc:"the local user who ran tandem breakglass report (local:USER)"`
+}
+
+func (b BreakglassUsedEvent) Event() Event { return build(BreakglassUsed, b) }

@@ -207,7 +207,7 @@ func (k *Keys) SignUser(c UserCert) (*ssh.Certificate, error) {
 	}
 	cert := &ssh.Certificate{
 		Key:             c.Key,
-		Serial:          randomSerial(),
+		Serial:          RandomSerial(),
 		CertType:        ssh.UserCert,
 		KeyId:           c.KeyID,
 		ValidPrincipals: c.Principals,
@@ -238,7 +238,7 @@ func (k *Keys) HostSigner(names ...string) (ssh.Signer, error) {
 	until := now.Add(hostCertValidity)
 	cert := &ssh.Certificate{
 		Key:             k.HostKey.PublicKey(),
-		Serial:          randomSerial(),
+		Serial:          RandomSerial(),
 		CertType:        ssh.HostCert,
 		KeyId:           "tandem host " + names[0],
 		ValidPrincipals: names,
@@ -256,7 +256,9 @@ func (k *Keys) HostSigner(names ...string) (ssh.Signer, error) {
 	return s, nil
 }
 
-func randomSerial() uint64 {
+// RandomSerial is a certificate serial: random, so that serials of
+// independent signers (the gateway, the emergency CA) do not collide.
+func RandomSerial() uint64 {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err) // crypto/rand does not fail on supported platforms

@@ -102,24 +102,34 @@ func newTargetConfigCmd() *cobra.Command {
 	var path string
 	cmd := &cobra.Command{
 		Use:   "target-config",
-		Short: "print the sshd drop-in that makes a target accept admin SSH only through the gateway (M20)",
+		Short: "print the sshd drop-in that makes a target accept admin SSH only through the gateway (M20), and the emergency CA if set up (M26)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, keys, err := loadKeys(path)
 			if err != nil {
 				return err
 			}
-			return writeTargetConfig(cmd.OutOrStdout(), cfg, keys)
+			emergency, err := breakglassTrust(cfg)
+			if err != nil {
+				return err
+			}
+			return writeTargetConfig(cmd.OutOrStdout(), cfg, keys, emergency)
 		},
 	}
 	configFlag(cmd, &path)
 	return cmd
 }
 
-func writeTargetConfig(w io.Writer, cfg *config.Config, keys *ca.Keys) error {
+// writeTargetConfig prints the drop-in; emergency is the break-glass CA's
+// line, trusted next to the user CA so that emergency certificates work
+// when the gateway is down, or "" when none is set up.
+func writeTargetConfig(w io.Writer, cfg *config.Config, keys *ca.Keys, emergency string) error {
 	line, err := keys.PublicLine(ca.User)
 	if err != nil {
 		return err
+	}
+	if emergency != "" {
+		line += "\n#   and the emergency (break-glass) CA's line, for access while the gateway\n#   is down (tandem breakglass; the target's log shows key id \"tandem breakglass …\"):\n#       " + emergency
 	}
 	prof, err := cryptoprofile.Get(cfg.Gateway.CryptoProfile)
 	if err != nil {

@@ -38,6 +38,7 @@ func newMonitor(cfg *config.Config, keys *ca.Keys, alog *audit.Log, st *store.St
 		// The original signer: the check's certificate is no signing
 		// for the counts.
 		monitoring.SigningCheck(keys.UserCA),
+		monitoring.BreakglassCheck(func() error { return pendingBreakglass(cfg) }),
 	)
 	keys.UserCA = m.metrics.CountSignatures("user", keys.UserCA)
 	keys.HostCA = m.metrics.CountSignatures("host", keys.HostCA)

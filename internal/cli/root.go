@@ -69,7 +69,7 @@ Start with "tandem demo" to try it, or "tandem serve --config FILE".`,
 	root.AddCommand(newFreezeCmds()...)
 	root.AddCommand(newBlockCmds()...)
 	root.AddCommand(newRecordingCmds()...)
-	root.AddCommand(newRetentionCmd(), newHoldCmd())
+	root.AddCommand(newRetentionCmd(), newHoldCmd(), newBreakglassCmd())
 	root.AddCommand(newStatusCmd())
 	markUsageErrors(root)
 	addExamples(root)

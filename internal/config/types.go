@@ -265,7 +265,12 @@ type Person struct {
 	// Account may only be "personal" (the default). Any other value, such
 	// as shared, team, guest or anonymous, is refused.
 	Account string `yaml:"account"`
-	Line    int    `yaml:"-"`
+	// AgeRecipient is the person's age recipient (age1…), optional: a
+	// break-glass share is encrypted to it. Without it, shares go to the
+	// person's ssh-ed25519 and ssh-rsa keys; ECDSA and FIDO keys cannot
+	// receive age files, so their holders need one.
+	AgeRecipient string `yaml:"age_recipient"`
+	Line         int    `yaml:"-"`
 }
 
 // Key is a registered personal public key.

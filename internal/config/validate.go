@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"filippo.io/age"
 	"golang.org/x/crypto/ssh"
 
 	"tandem.dev/tandem/internal/cryptoprofile"
@@ -283,6 +284,11 @@ func validatePerson(c *Config, i int, pos *positions, r *report, persons, roles 
 	}
 	if p.Account != AccountPersonal {
 		r.add(pos.line("persons", i, "account"), "person %s: account %q is not allowed: shared, team, guest and anonymous accounts do not exist; every account belongs to one natural person", p.ID, p.Account)
+	}
+	if p.AgeRecipient != "" {
+		if _, err := age.ParseRecipients(strings.NewReader(p.AgeRecipient)); err != nil {
+			r.add(pos.line("persons", i, "age_recipient"), "person %s: age_recipient is not an age recipient (age1…): %v", p.ID, err)
+		}
 	}
 	if len(p.Roles) == 0 {
 		r.add(pos.line("persons", i, "roles"), "person %s has no roles", p.ID)

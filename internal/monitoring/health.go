@@ -18,6 +18,10 @@ import (
 type Check struct {
 	Name string
 	Run  func(ctx context.Context) error
+	// Warn makes a failure a warning: /readyz names it ("warn NAME: why")
+	// but stays 200. For what people must see but that must not take the
+	// gateway out of service, such as unreported emergency access.
+	Warn bool
 }
 
 // Health answers /healthz and /readyz.
@@ -74,10 +78,13 @@ func (h *Health) readyz(w http.ResponseWriter, r *http.Request) {
 	var b strings.Builder
 	status := http.StatusOK
 	for i, c := range h.checks {
-		if errs[i] != nil {
+		switch {
+		case errs[i] != nil && c.Warn:
+			fmt.Fprintf(&b, "warn %s: %s\n", c.Name, oneLine(errs[i].Error()))
+		case errs[i] != nil:
 			status = http.StatusServiceUnavailable
 			fmt.Fprintf(&b, "fail %s: %s\n", c.Name, oneLine(errs[i].Error()))
-		} else {
+		default:
 			fmt.Fprintf(&b, "ok %s\n", c.Name)
 		}
 	}
@@ -99,6 +106,13 @@ func AuditCheck(failed <-chan struct{}) Check {
 			return nil
 		}
 	}}
+}
+
+// BreakglassCheck warns while emergency certificates were issued and
+// not yet reported into the audit log (M26: every use is loud). pending
+// must be cheap (a directory listing).
+func BreakglassCheck(pending func() error) Check {
+	return Check{Name: "breakglass", Warn: true, Run: func(context.Context) error { return pending() }}
 }
 
 // StoreCheck fails when ping cannot reach the state store.

@@ -139,3 +139,24 @@ func selfSigned(t *testing.T) (certFile, keyFile string) {
 	}
 	return certFile, keyFile
 }
+
+// TestReadyzWarnsOfBreakglass: unreported emergency access is named in
+// /readyz without taking the gateway out of service.
+func TestReadyzWarnsOfBreakglass(t *testing.T) {
+	pending := error(nil)
+	h := NewHealth(BreakglassCheck(func() error { return pending }))
+	handler := Handler(New("test"), h, quiet, false)
+	get := func() (int, string) {
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := get(); code != 200 || body != "ok breakglass\n" {
+		t.Fatalf("/readyz: %d %q", code, body)
+	}
+	pending = errors.New("1 emergency certificate(s) issued and not reported")
+	h.last = nil // a new round of checks
+	if code, body := get(); code != 200 || body != "warn breakglass: 1 emergency certificate(s) issued and not reported\n" {
+		t.Fatalf("/readyz: %d %q; want 200 with the warning", code, body)
+	}
+}
