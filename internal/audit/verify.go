@@ -43,7 +43,14 @@ type Report struct {
 	// Shredded counts, by tenant, class and day, the v2 parts deep
 	// verification found destroyed on purpose (their key was shredded).
 	Shredded []PartCount
-	dropped  int
+	// WitnessAhead is, for VerifyPrefix, the largest witnessed size of the
+	// copy's last segment beyond its records, and WitnessSegmentsAhead the
+	// number of witnessed segments the copy does not have: the copy is
+	// older than what the witness saw. Zero when it is not behind.
+	WitnessAhead         uint64
+	WitnessSegmentsAhead int
+	prefix               bool
+	dropped              int
 }
 
 // PartCount is how many parts of one tenant, class and day a check met.
@@ -128,12 +135,26 @@ func VerifyDeep(dir, verifierKey, witnessFile string, keys KeyReader) (*Report, 
 	return verify(dir, verifierKey, witnessFile, true, keys)
 }
 
+// VerifyPrefix is Verify for a copy of the log taken earlier, such as a
+// restored backup: witnessed checkpoints beyond the copy's end are not
+// problems (the live log went on after the copy) but are reported in
+// Report.WitnessAhead and WitnessSegmentsAhead, so that the caller can
+// say the copy is behind rather than accept it as current. Everything the
+// copy does hold must agree with the witness as with Verify.
+func VerifyPrefix(dir, verifierKey, witnessFile string) (*Report, error) {
+	return verifyWith(dir, verifierKey, witnessFile, false, nil, true)
+}
+
 func verify(dir, verifierKey, witnessFile string, deep bool, keys KeyReader) (*Report, error) {
+	return verifyWith(dir, verifierKey, witnessFile, deep, keys, false)
+}
+
+func verifyWith(dir, verifierKey, witnessFile string, deep bool, keys KeyReader, prefix bool) (*Report, error) {
 	v, err := note.NewVerifier(verifierKey)
 	if err != nil {
 		return nil, fmt.Errorf("audit: verifier key: %w", err)
 	}
-	rep := &Report{FirstBad: -1, Diverges: -1}
+	rep := &Report{FirstBad: -1, Diverges: -1, prefix: prefix}
 	closed, err := closedSegments(dir)
 	if err != nil {
 		return nil, err
@@ -158,7 +179,9 @@ func verify(dir, verifierKey, witnessFile string, deep bool, keys KeyReader) (*R
 		}
 	}
 	for n := range wit {
-		if n > len(segs) {
+		if n > len(segs) && prefix {
+			rep.WitnessSegmentsAhead = max(rep.WitnessSegmentsAhead, n-len(segs))
+		} else if n > len(segs) {
 			rep.bad(-1, "witness file: it holds checkpoints of segment %d, but the log has only %d segment(s): segments were removed", n, len(segs))
 		}
 	}
@@ -345,6 +368,8 @@ func checkList(list []cpEntry, what string, count uint64, w *treeWalk, rep *Repo
 	var good uint64 // the largest size up to which a checkpoint matched
 	for i, c := range list {
 		switch root := w.roots[c.Size]; {
+		case c.Size > count && witness && rep.prefix:
+			rep.WitnessAhead = max(rep.WitnessAhead, c.Size)
 		case c.Size > count && witness:
 			rep.diverges(c.Size)
 			rep.bad(int64(count), "witness file: the log diverges from the witnessed checkpoint at size %d: only %d records are present (records %d.. deleted or truncated)", c.Size, count, count)

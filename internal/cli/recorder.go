@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"tandem.dev/tandem/internal/backup"
 
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/gateway"
@@ -40,7 +41,18 @@ func openVault(cfg *config.Config, create bool) (*record.Vault, error) {
 	if err != nil {
 		return nil, err
 	}
-	return record.OpenVault(vaultDir(cfg), kek)
+	v, err := record.OpenVault(vaultDir(cfg), kek)
+	if err != nil || cfg.Backup.KeyStore == "" {
+		return v, err
+	}
+	// Every process that can shred destroys the key's escrow copy with
+	// it, so that no backup can bring the key back (internal/backup).
+	e, err := backup.OpenEscrow(cfg.Backup.KeyStore)
+	if err != nil {
+		return nil, err
+	}
+	v.SetShredHook(e.ShredHook())
+	return v, nil
 }
 
 // newRecorder records into the vault the audit log encrypts with too: one

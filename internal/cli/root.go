@@ -70,6 +70,7 @@ Start with "tandem demo" to try it, or "tandem serve --config FILE".`,
 	root.AddCommand(newBlockCmds()...)
 	root.AddCommand(newRecordingCmds()...)
 	root.AddCommand(newRetentionCmd(), newHoldCmd(), newBreakglassCmd())
+	root.AddCommand(newBackupCmd(), newRestoreCmd())
 	root.AddCommand(newStatusCmd())
 	markUsageErrors(root)
 	addExamples(root)

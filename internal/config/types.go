@@ -22,6 +22,7 @@ type Config struct {
 	Recording Recording `yaml:"recording"`
 	Retention Retention `yaml:"retention"`
 	Syslog    Syslog    `yaml:"syslog"`
+	Backup    Backup    `yaml:"backup"`
 	Tenants   []Tenant  `yaml:"tenants"`
 	Persons   []Person  `yaml:"persons"`
 	Roles     []Role    `yaml:"roles"`

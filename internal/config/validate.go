@@ -42,6 +42,7 @@ func validate(c *Config, pos *positions, r *report) {
 	validateAudit(c, pos, r)
 	validateRecording(c, pos, r)
 	validateRetention(c, pos, r)
+	validateBackup(c, pos, r)
 	validateMonitoring(c, pos, r)
 	validateSyslog(c, pos, r)
 

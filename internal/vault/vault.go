@@ -144,6 +144,57 @@ type Vault struct {
 	kek   KEK
 	mu    sync.Mutex
 	cache map[string]cachedKey // "class/tenant/day"
+	// onShred runs after a key's tombstone is written and before its
+	// wrapped key is deleted (SetShredHook).
+	onShred func(c Class, tenant, day string) error
+}
+
+// SetShredHook makes every Shred call fn after the tombstone is written
+// and before the wrapped key is deleted; if fn fails, Shred fails and the
+// key stays unusable (tombstoned) until a later Shred finishes. Backups use
+// it to destroy their escrow copy of the key in the same step, so that a
+// destroyed key is destroyed in every key store a backup points to.
+// Call it before the vault is shared.
+func (v *Vault) SetShredHook(fn func(c Class, tenant, day string) error) { v.onShred = fn }
+
+// Dir is the directory the vault keeps its keys in.
+func (v *Vault) Dir() string { return v.dir }
+
+// KeyPath is the file that holds the wrapped key of class, tenant and day
+// (as Day writes it), relative to the vault directory.
+func KeyPath(c Class, tenant, day string) string {
+	return filepath.Join(c.dir(), tenant, day+keyExt)
+}
+
+// TombstonePath is the file that records the destruction of that key,
+// relative to the vault directory.
+func TombstonePath(c Class, tenant, day string) string {
+	return filepath.Join(c.dir(), tenant, day+tombstoneExt)
+}
+
+// WriteTombstone records in the vault directory dir that the key id of
+// class, tenant and day is destroyed, and deletes its key file if one is
+// there. A restore uses it for keys destroyed after the backup was taken:
+// such a day must read as shredded, not as missing.
+func WriteTombstone(dir string, c Class, tenant, day, id string) error {
+	if err := checkArgs(c, tenant); err != nil {
+		return err
+	}
+	sub := filepath.Join(dir, c.dir(), tenant)
+	if err := os.MkdirAll(sub, 0o700); err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	tomb, err := json.Marshal(tombstone{Tenant: tenant, Day: day, ID: id})
+	if err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	if err := publishFile(sub, filepath.Join(dir, TombstonePath(c, tenant, day)), append(tomb, '\n')); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("vault: write tombstone: %w", err)
+	}
+	if err := os.Remove(filepath.Join(dir, KeyPath(c, tenant, day))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("vault: %w", err)
+	}
+	return SyncDir(sub)
 }
 
 // Shredded tells what Shred removed.
@@ -362,8 +413,9 @@ func SyncDir(dir string) error {
 // deletes the wrapped key. Afterwards everything that key encrypted fails
 // to open with ErrShredded, and Key refuses to create a new key for that
 // day. Shredding an already shredded day returns ErrShredded; a day that
-// never had a key returns ErrNoKey. Copies of the key store in backups
-// must expire on their own (docs/RETENTION.md).
+// never had a key returns ErrNoKey. Copies of the key store in backups made
+// by `tandem backup` go with it through the shred hook (SetShredHook);
+// other copies must expire on their own (docs/RETENTION.md).
 func (v *Vault) Shred(c Class, tenant string, day time.Time) (Shredded, error) {
 	if err := checkArgs(c, tenant); err != nil {
 		return Shredded{}, err
@@ -401,6 +453,11 @@ func (v *Vault) shredLocked(c Class, tenant, d string) (id, path string, err err
 	// destroyed (unusable), and the next Shred deletes it.
 	if err := publishFile(dir, v.tombPath(c, tenant, d), append(tomb, '\n')); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", "", fmt.Errorf("vault: shred: write tombstone: %w", err)
+	}
+	if v.onShred != nil {
+		if err := v.onShred(c, tenant, d); err != nil {
+			return "", "", fmt.Errorf("vault: shred %s %s/%s: %w", c, tenant, d, err)
+		}
 	}
 	if err := os.Remove(path); err != nil {
 		return "", "", fmt.Errorf("vault: shred: %w", err)
@@ -495,3 +552,7 @@ func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
+
+// ListDir is List for the vault in dir, without opening it: it needs no
+// KEK, since it reads only file names and tombstones.
+func ListDir(dir string) ([]KeyInfo, error) { return (&Vault{dir: dir}).List() }
