@@ -160,6 +160,8 @@ var specs = []Spec{
 	{Type: BreakglassUsed, builder: BreakglassUsedEvent{}, Measures: ms("M26", "M9"),
 		When:       "`tandem breakglass report` imported an emergency record: a certificate the emergency CA issued from two persons' shares while the gateway was down. Written when the gateway is back, with the time of issue in `issued`.",
 		PersonRole: "holder", PersonDoc: "the first holder whose share was used (the others in co_holders)"},
+	{Type: BackupCreated, builder: BackupCreatedEvent{}, Measures: ms("M21"),
+		When: "A backup of the data directory was written and checked: by `tandem serve` on its schedule (`backup.every`) or by `tandem backup`."},
 }
 
 func ms(ids ...string) []string { return ids }

@@ -75,6 +75,8 @@ const (
 	// BreakglassUsed (M26): an emergency certificate was issued while the
 	// gateway was down; imported from its signed record afterwards.
 	BreakglassUsed Type = "breakglass.used"
+	// BackupCreated: a backup of the data directory was written (M21).
+	BackupCreated Type = "backup.created"
 )
 
 // Event is one audit record. Fields that do not apply stay empty. Source

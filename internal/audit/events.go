@@ -666,3 +666,15 @@ type BreakglassUsedEvent struct {
 }
 
 func (b BreakglassUsedEvent) Event() Event { return build(BreakglassUsed, b) }
+
+// BackupCreatedEvent: a backup of the data directory was written.
+type BackupCreatedEvent struct {
+	Trigger      string `attr:"trigger" doc:"who took it: schedule (tandem serve) or command (tandem backup)"`
+	Path         string `attr:"path" doc:"the backup file"`
+	Size         int64  `attr:"size" doc:"its size in bytes"`
+	SHA256       string `attr:"sha256" doc:"SHA-256 (hex) of the backup file, to match a stored copy against"`
+	Files        int    `attr:"files" doc:"files in its manifest"`
+	AuditRecords uint64 `attr:"audit_records" doc:"records of the audit log it holds"`
+}
+
+func (b BackupCreatedEvent) Event() Event { return build(BackupCreated, b) }

@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"tandem.dev/tandem/internal/store"
 
 	"filippo.io/age"
 	"github.com/spf13/cobra"
@@ -38,6 +40,9 @@ backup is restored (docs/BACKUP.md).`,
 			o.Recordings = recordings
 			res, err := backup.Create(cmd.Context(), out, o)
 			if err != nil {
+				return err
+			}
+			if err := auditLocalBackup(cmd.Context(), cfg, res); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "backup %s: %d bytes, sha256 %s, %d files, audit log %d records (checkpoint %d)\n",
@@ -184,4 +189,18 @@ fails unless --accept-behind.`,
 	c.Flags().BoolVar(&acceptBehind, "accept-behind", false, "succeed even if the backup is older than the witness")
 	_ = c.MarkFlagRequired("to")
 	return c
+}
+
+// auditLocalBackup queues backup.created in the store's outbox for the
+// gateway (now, or at its next start).
+func auditLocalBackup(ctx context.Context, cfg *config.Config, res *backup.Result) error {
+	st, err := store.Open(storePath(cfg), store.WithKeyDir(keyDir(cfg)))
+	if err != nil {
+		return fmt.Errorf("the backup %s is written, but cannot be audited: %w", res.Path, err)
+	}
+	defer st.Close()
+	if err := newLocalGateway(ctx, cfg, st, nil).Audit(ctx, backupEvent(res, "command")); err != nil {
+		return fmt.Errorf("the backup %s is written, but cannot be audited: %w", res.Path, err)
+	}
+	return nil
 }

@@ -29,7 +29,9 @@ import (
 // The break-glass files in data_dir/breakglass: the emergency CA's public
 // key, the share files init writes (to hand out), the emergency records
 // issue writes and, once report has imported them, records/imported.
-func breakglassDir(cfg *config.Config) string { return filepath.Join(cfg.Gateway.DataDir, "breakglass") }
+func breakglassDir(cfg *config.Config) string {
+	return filepath.Join(cfg.Gateway.DataDir, "breakglass")
+}
 
 const (
 	bgCAFile      = "ca.pub"

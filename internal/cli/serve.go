@@ -199,6 +199,10 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	sched := newBackupSchedule(cfg, mon.audit, log)
+	if sched != nil {
+		mon.health.Add(sched.check())
+	}
 	mon.serve(ctx, srv, log)
 	go watch(ctx, reload, alog, hup)
 	// The retention job is serve's: it ends with ctx, and serve waits
@@ -214,6 +218,10 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 		}
 		runRetention(ctx, job, log)
 	}()
+	if sched != nil { // scheduled backups are serve's too
+		retained.Add(1)
+		go func() { defer retained.Done(); sched.run(ctx) }()
+	}
 	err = srv.Serve(ctx, ln)
 	cancel()
 	retained.Wait()
