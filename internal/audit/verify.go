@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"maps"
 	"os"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
 	"tandem.dev/tandem/internal/vault"
@@ -394,8 +397,9 @@ type treeWalk struct {
 	roots map[uint64][]byte // size -> root; keys chosen in advance
 	nodes map[compact.NodeID][]byte
 
-	leafForm []byte          // scratch for a v2 record's leaf form
-	parts    map[partKey]int // parts not read, by reason, tenant, class and day
+	slab  hashSlab
+	check checker         // the record checks of the serial walks
+	parts map[partKey]int // parts not read, by reason, tenant, class and day
 }
 
 type partKey struct {
@@ -404,11 +408,45 @@ type partKey struct {
 }
 
 func newTreeWalk() *treeWalk {
-	return &treeWalk{
-		rng:   rangeFactory.NewEmptyRange(0),
+	w := &treeWalk{
 		roots: map[uint64][]byte{},
 		nodes: map[compact.NodeID][]byte{},
 	}
+	w.rng = (&compact.RangeFactory{Hash: w.slab.hashChildren}).NewEmptyRange(0)
+	return w
+}
+
+// hashSlab hands out the tree's hashes as 32-byte pieces of larger blocks:
+// one allocation per leaf and per inner node was a sixth of a keyless
+// verification's time. The compact range holds on to at most one hash per
+// level, so at most that many blocks stay alive; the few hashes kept for
+// longer (treeWalk.nodes) are copied out.
+type hashSlab struct{ free []byte }
+
+const slabHashes = 128
+
+func (s *hashSlab) put(h []byte) []byte {
+	if len(s.free) < len(h) {
+		s.free = make([]byte, max(slabHashes*sha256.Size, len(h)))
+	}
+	out := s.free[:len(h):len(h)]
+	copy(out, h)
+	s.free = s.free[len(h):]
+	return out
+}
+
+// hashChildren is hasher.HashChildren (RFC 6962: SHA-256 over 0x01, left,
+// right) without its three allocations.
+func (s *hashSlab) hashChildren(l, r []byte) []byte {
+	if len(l) != sha256.Size || len(r) != sha256.Size {
+		return hasher.HashChildren(l, r)
+	}
+	var b [1 + 2*sha256.Size]byte
+	b[0] = rfc6962.RFC6962NodeHashPrefix
+	copy(b[1:], l)
+	copy(b[1+sha256.Size:], r)
+	sum := sha256.Sum256(b[:])
+	return s.put(sum[:])
 }
 
 func (w *treeWalk) want(ids []compact.NodeID) {
@@ -419,13 +457,13 @@ func (w *treeWalk) want(ids []compact.NodeID) {
 
 func (w *treeWalk) visit(id compact.NodeID, h []byte) {
 	if v, ok := w.nodes[id]; ok && v == nil {
-		w.nodes[id] = h
+		w.nodes[id] = bytes.Clone(h) // not the slab's: see hashSlab
 	}
 }
 
-// add appends one leaf hash.
+// add appends one leaf hash; it keeps a copy, so the caller may reuse leaf.
 func (w *treeWalk) add(leaf []byte) error {
-	if err := w.rng.Append(leaf, w.visit); err != nil {
+	if err := w.rng.Append(w.slab.put(leaf), w.visit); err != nil {
 		return err
 	}
 	if _, ok := w.roots[w.rng.End()]; ok {
@@ -433,7 +471,7 @@ func (w *treeWalk) add(leaf []byte) error {
 		if err != nil {
 			return err
 		}
-		w.roots[w.rng.End()] = root
+		w.roots[w.rng.End()] = bytes.Clone(root) // not the slab's: see hashSlab
 	}
 	return nil
 }
@@ -512,7 +550,7 @@ func (w *treeWalk) walkRecords(dir string, rep *Report, haveCP map[uint64]bool) 
 		}
 		w.checkLeaf(i, payload, leaf, rep)
 		w.checkRecord(i, payload, rep, haveCP)
-		if err := w.add(bytes.Clone(leaf)); err != nil {
+		if err := w.add(leaf); err != nil {
 			return 0, err
 		}
 	}
@@ -522,18 +560,45 @@ func (w *treeWalk) walkRecords(dir string, rep *Report, haveCP map[uint64]bool) 
 // itself (v1) or of its leaf form (v2), whose ciphertexts must match their
 // ct_sha256.
 func (w *treeWalk) checkLeaf(i uint64, payload, leaf []byte, rep *Report) {
+	switch match, err := w.check.leafMatches(payload, leaf); {
+	case err != nil:
+		rep.bad(int64(i), "record %d: %v", i, err)
+	case !match:
+		rep.bad(int64(i), "record %d does not match its leaf hash", i)
+	}
+}
+
+// checker holds one goroutine's scratch for checking records against
+// their leaf hashes, reused from record to record so that the check
+// allocates nothing.
+type checker struct {
+	former leafFormer
+	form   []byte    // a v2 record's leaf form
+	h      hash.Hash // SHA-256, for hasher.HashLeaf
+	sum    [sha256.Size]byte
+}
+
+var leafPrefix = []byte{rfc6962.RFC6962LeafHashPrefix}
+
+// leafMatches reports whether payload matches leaf: hasher.HashLeaf of the
+// record (v1) or of its leaf form (v2), whose ciphertexts must match their
+// ct_sha256 first.
+func (c *checker) leafMatches(payload, leaf []byte) (bool, error) {
 	lf := payload
 	if isV2(payload) {
 		var err error
-		if w.leafForm, err = appendLeafForm(w.leafForm[:0], payload); err != nil {
-			rep.bad(int64(i), "record %d: %v", i, err)
-			return
+		if c.form, err = c.former.appendForm(c.form[:0], payload, true); err != nil {
+			return false, err
 		}
-		lf = w.leafForm
+		lf = c.form
 	}
-	if !bytes.Equal(hasher.HashLeaf(lf), leaf) {
-		rep.bad(int64(i), "record %d does not match its leaf hash", i)
+	if c.h == nil {
+		c.h = sha256.New()
 	}
+	c.h.Reset()
+	c.h.Write(leafPrefix)
+	c.h.Write(lf)
+	return bytes.Equal(c.h.Sum(c.sum[:0]), leaf), nil
 }
 
 // checkpointType is how a log.checkpoint record's type appears in its
