@@ -2,8 +2,12 @@ package audit
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -80,4 +84,41 @@ func FuzzLeafForm(f *testing.F) {
 		f.Add(rec)
 	}
 	f.Fuzz(sameLeafForm)
+}
+
+// TestVerifyOrderAcrossBatches damages records across the batches that
+// verification's workers check in parallel: the report must name them as
+// a walk record by record does, in order, the first one FirstBad.
+func TestVerifyOrderAcrossBatches(t *testing.T) {
+	o := testOpts(t)
+	o.CheckpointEvents = 100
+	l := mustOpen(t, o)
+	total := 2*batchRecords + 100
+	appendN(t, l, 0, total)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fr := frames(t, o.Dir)
+	var want []string
+	for i := 3; i < total; i += 7 {
+		var w wireV2
+		if err := json.Unmarshal(payloadOf(fr[i]), &w); err != nil {
+			t.Fatal(err)
+		}
+		w.Parts[0].CTSHA256 = strings.Repeat("0", 64)
+		b, err := json.Marshal(&w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fr[i] = refit(b)
+		want = append(want, fmt.Sprintf("record %d: part: ct does not match its ct_sha256", i))
+	}
+	writeParts(t, filepath.Join(o.Dir, recordsFile), fr)
+	rep, err := Verify(o.Dir, pubKey(t, o.Dir), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.FirstBad != 3 || len(rep.Problems) < len(want) || !slices.Equal(rep.Problems[:len(want)], want) {
+		t.Fatalf("FirstBad %d, problems:\n%s", rep.FirstBad, strings.Join(rep.Problems, "\n"))
+	}
 }
