@@ -331,6 +331,9 @@ var (
 	v2PartSHA256 = []byte(`","ct_sha256":"`) // after the class of a part without ct
 	v2Day        = []byte(`","day":"`)
 	v2Key        = []byte(`","key":"`)
+	v2Tenant     = []byte(`],"tenant":"`)
+	v2Time       = []byte(`","time":"`)
+	v2Type       = []byte(`","type":"`)
 )
 
 // appendFormV2 is scan for records laid out as the writer writes them:
@@ -341,13 +344,14 @@ var (
 // of searching for `"ct":"`: in JSON, where every other byte is a quote,
 // that search mostly meets false starts, and it was a fifth of keyless
 // verification's time. Its result must be scan's, so it accepts a part
-// only when its values (class, day, key: [0-9A-Za-z_-]; ct_sha256:
+// only when its values (class, day, key: see expectName; ct_sha256:
 // lowercase hex) hold no quote, so that no `"ct":"` can hide in them or
-// span two fields, hands what follows the parts array (tenant, time,
-// type, …) to scan itself, and gives up (false) on anything else,
-// leaving it and every error to scan, so that its verdict and message
-// stay scan's. dst may have been written past its length when it gives
-// up.
+// span two fields; it takes what follows the parts array as it is only
+// in the writer's plain form (tenant, time, type, v; values as in a part)
+// and hands anything else there to scan itself; it gives up (false) on
+// anything else in the parts, leaving it and every error to scan, so that
+// its verdict and message stay scan's. dst may have been written past its
+// length when it gives up.
 func (s *leafFormer) appendFormV2(dst, rec []byte, check bool) ([]byte, bool) {
 	p, ok := expect(rec, 0, v2Index)
 	if !ok {
@@ -410,6 +414,17 @@ func (s *leafFormer) appendFormV2(dst, rec []byte, check bool) ([]byte, bool) {
 	if p >= len(rec) {
 		return nil, false
 	}
+	// The writer's tail without attributes in clear holds no ct either.
+	q, ok = expectName(rec, p, v2Tenant)
+	if ok {
+		q, ok = expectName(rec, q, v2Time)
+	}
+	if ok {
+		q, ok = expectName(rec, q, v2Type)
+	}
+	if ok && q+1 < len(rec) && bytes.Equal(rec[q+1:], v2Suffix) {
+		return append(dst, rec[from:]...), true
+	}
 	dst = append(dst, rec[from:p]...)
 	dst, err := s.scan(dst, rec[p:], check)
 	return dst, err == nil
@@ -423,8 +438,9 @@ func expect(rec []byte, p int, lit []byte) (int, bool) {
 	return p + len(lit), true
 }
 
-// expectName is expect followed by a name of [0-9A-Za-z_-]; it returns the
-// position of the quote that ends the name.
+// expectName is expect followed by a name of [0-9A-Za-z_.:+-] (a class,
+// day, key id, tenant, time or type: never a quote or a backslash); it
+// returns the position of the quote that ends the name.
 func expectName(rec []byte, p int, lit []byte) (int, bool) {
 	p, ok := expect(rec, p, lit)
 	if !ok {
@@ -434,7 +450,7 @@ func expectName(rec []byte, p int, lit []byte) (int, bool) {
 		switch c := rec[p]; {
 		case c == '"':
 			return p, true
-		case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_', c == '-':
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_', c == '-', c == '.', c == ':', c == '+':
 		default:
 			return 0, false
 		}
