@@ -398,6 +398,10 @@ type treeWalk struct {
 	rng   *compact.Range
 	roots map[uint64][]byte // size -> root; keys chosen in advance
 	nodes map[compact.NodeID][]byte
+	// levels has bit l set when a node of level l is in nodes: most
+	// visits are of low levels no proof wants, and a bit test is cheaper
+	// than a map lookup per node.
+	levels uint64
 
 	slab  hashSlab
 	parts map[partKey]int // parts not read, by reason, tenant, class and day
@@ -453,10 +457,21 @@ func (s *hashSlab) hashChildren(l, r []byte) []byte {
 func (w *treeWalk) want(ids []compact.NodeID) {
 	for _, id := range ids {
 		w.nodes[id] = nil
+		w.levels |= levelBit(id.Level)
 	}
 }
 
+func levelBit(level uint) uint64 {
+	if level >= 64 {
+		return 1 << 63 // no tree is that high; keep such an id looked up
+	}
+	return 1 << level
+}
+
 func (w *treeWalk) visit(id compact.NodeID, h []byte) {
+	if w.levels&levelBit(id.Level) == 0 {
+		return
+	}
 	if v, ok := w.nodes[id]; ok && v == nil {
 		w.nodes[id] = bytes.Clone(h) // not the slab's: see hashSlab
 	}

@@ -122,3 +122,19 @@ func TestVerifyOrderAcrossBatches(t *testing.T) {
 		t.Fatalf("FirstBad %d, problems:\n%s", rep.FirstBad, strings.Join(rep.Problems, "\n"))
 	}
 }
+
+func BenchmarkLeafForm(b *testing.B) {
+	rec := leafFormRecords(b)[0]
+	var s leafFormer
+	var dst []byte
+	b.Run("layout", func(b *testing.B) {
+		for b.Loop() {
+			dst, _ = s.appendForm(dst[:0], rec, true)
+		}
+	})
+	b.Run("scan", func(b *testing.B) {
+		for b.Loop() {
+			dst, _ = s.scan(dst[:0], rec, true)
+		}
+	})
+}
