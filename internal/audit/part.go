@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -446,16 +447,10 @@ func expectName(rec []byte, p int, lit []byte) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	for ; p < len(rec); p++ {
-		switch c := rec[p]; {
-		case c == '"':
-			return p, true
-		case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_', c == '-', c == '.', c == ':', c == '+':
-		default:
-			return 0, false
-		}
+	for p < len(rec) && nameByte[rec[p]] {
+		p++
 	}
-	return 0, false
+	return p, p < len(rec) && rec[p] == '"'
 }
 
 // lowerHex reports whether rec[p:p+n] is lowercase hex.
@@ -463,13 +458,27 @@ func lowerHex(rec []byte, p, n int) bool {
 	if p+n > len(rec) {
 		return false
 	}
+	var bad byte
 	for _, c := range rec[p : p+n] {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
+		bad |= notLowerHex[c]
+	}
+	return bad == 0
+}
+
+// nameByte and notLowerHex classify bytes by table, not by comparisons:
+// in key ids and hashes digits and letters come at random, and the
+// branches of a comparison per byte, mispredicted on about every other
+// one, made these checks cost more than all the rest of a leaf form.
+var nameByte, notLowerHex = func() (name [256]bool, notHex [256]byte) {
+	for c := range 256 {
+		digit, lower, upper := c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z'
+		name[c] = digit || lower || upper || strings.IndexByte("_.:+-", byte(c)) >= 0
+		if !digit && !(c >= 'a' && c <= 'f') {
+			notHex[c] = 1
 		}
 	}
-	return true
-}
+	return name, notHex
+}()
 
 // leafHash is the Merkle leaf hash of a record: over the record itself in
 // v1, over its leaf form in v2.
