@@ -422,10 +422,10 @@ func newTreeWalk() *treeWalk {
 }
 
 // hashSlab hands out the tree's hashes as 32-byte pieces of larger blocks:
-// one allocation per leaf and per inner node was a sixth of a keyless
-// verification's time. The compact range holds on to at most one hash per
-// level, so at most that many blocks stay alive; the few hashes kept for
-// longer (treeWalk.nodes) are copied out.
+// allocations, one per leaf and three per inner node, were about a sixth
+// of a keyless verification's time. The compact range holds on to at most
+// one hash per level, so at most that many blocks stay alive; the few
+// hashes kept for longer (treeWalk.nodes, treeWalk.roots) are copied out.
 type hashSlab struct{ free []byte }
 
 const slabHashes = 128

@@ -151,3 +151,13 @@ func BenchmarkLeafForm(b *testing.B) {
 		}
 	})
 }
+
+func TestSlabHashChildren(t *testing.T) {
+	var s hashSlab
+	for i := range 300 {
+		l, r := bytes.Repeat([]byte{byte(i)}, 32), bytes.Repeat([]byte{byte(i * 7)}, 32)
+		if got, want := s.hashChildren(l, r), hasher.HashChildren(l, r); !bytes.Equal(got, want) {
+			t.Fatalf("%d: %x, want %x", i, got, want)
+		}
+	}
+}
