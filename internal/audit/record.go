@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -256,36 +257,46 @@ func newFrameReader(r io.Reader) *frameReader {
 // next returns the next payload, valid until the following call. At a clean
 // end it returns io.EOF; otherwise a *frameError or an I/O error.
 func (fr *frameReader) next() ([]byte, error) {
+	var payload []byte
+	var err error
+	fr.buf, payload, err = fr.appendNext(fr.buf[:0])
+	return payload, err
+}
+
+// appendNext reads the next frame onto the end of dst and returns dst
+// grown by its payload, and the payload. A reader that keeps many records
+// at once (verification's batches) reads them into one buffer this way,
+// with no copy and no allocation per record. On an error dst keeps its
+// length; the errors are next's.
+func (fr *frameReader) appendNext(dst []byte) ([]byte, []byte, error) {
 	var hdr [4]byte
 	n, err := io.ReadFull(fr.r, hdr[:])
 	if err == io.EOF {
-		return nil, io.EOF
+		return dst, nil, io.EOF
 	}
 	if err == io.ErrUnexpectedEOF {
-		return nil, &frameError{Offset: fr.off, Reason: fmt.Sprintf("%d stray bytes at the end", n), Torn: true}
+		return dst, nil, &frameError{Offset: fr.off, Reason: fmt.Sprintf("%d stray bytes at the end", n), Torn: true}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read frame at byte %d: %w", fr.off, err)
+		return dst, nil, fmt.Errorf("read frame at byte %d: %w", fr.off, err)
 	}
 	size := binary.BigEndian.Uint32(hdr[:])
 	if size == 0 || size > MaxRecordSize {
-		return nil, &frameError{Offset: fr.off, Reason: fmt.Sprintf("length %d out of range", size)}
+		return dst, nil, &frameError{Offset: fr.off, Reason: fmt.Sprintf("length %d out of range", size)}
 	}
 	need := int(size) + 4
-	if cap(fr.buf) < need {
-		fr.buf = make([]byte, need)
-	}
-	b := fr.buf[:need]
+	dst = slices.Grow(dst, need)
+	b := dst[len(dst) : len(dst)+need]
 	if _, err := io.ReadFull(fr.r, b); err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil, &frameError{Offset: fr.off, Reason: "frame runs past the end", Torn: true, Length: size}
+			return dst, nil, &frameError{Offset: fr.off, Reason: "frame runs past the end", Torn: true, Length: size}
 		}
-		return nil, fmt.Errorf("read frame at byte %d: %w", fr.off, err)
+		return dst, nil, fmt.Errorf("read frame at byte %d: %w", fr.off, err)
 	}
 	payload := b[:size]
 	if crc32.Checksum(payload, castagnoli) != binary.BigEndian.Uint32(b[size:]) {
-		return nil, &frameError{Offset: fr.off, Reason: "checksum mismatch", Length: size}
+		return dst, nil, &frameError{Offset: fr.off, Reason: "checksum mismatch", Length: size}
 	}
 	fr.off += int64(need) + 4
-	return payload, nil
+	return dst[:len(dst)+int(size)], payload, nil
 }

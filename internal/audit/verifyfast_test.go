@@ -1,0 +1,163 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// leafFormRecords are v2 records as the writer writes them: one part, two
+// parts, attributes in clear, no part at all, and the same with their
+// ciphertexts removed (compacted).
+func leafFormRecords(t testing.TB) [][]byte {
+	t.Helper()
+	keys := keysFor(t, t.TempDir()+"/audit")
+	at := time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)
+	events := []Event{
+		ev(1),
+		{Type: Exec, Time: at, Person: "alice", Source: "192.0.2.1:22", Attrs: map[string]string{"cmd": `a "ct":"b"`}},
+		{Type: LogSegment, Time: at, Attrs: map[string]string{"segment": "2", "reason": `"ct":"x"`}},
+		{Type: LogCheckpoint, Time: at},
+	}
+	var out [][]byte
+	for i, e := range events {
+		if e.Time.IsZero() {
+			e.Time = at
+		}
+		rec, err := EncodeRecordV2(uint64(i), e, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rec)
+		if c := regexp.MustCompile(`"ct":"[^"]*",`).ReplaceAll(rec, nil); !bytes.Equal(c, rec) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// sameLeafForm fails unless appendForm (with its shortcut over the
+// writer's layout) gives exactly what scan, the definition, gives.
+func sameLeafForm(t *testing.T, rec []byte) {
+	t.Helper()
+	var a, b leafFormer
+	for _, check := range []bool{true, false} {
+		got, gerr := a.appendForm([]byte("x"), rec, check)
+		want, werr := b.scan([]byte("x"), rec, check)
+		if !bytes.Equal(got, want) || fmt.Sprint(gerr) != fmt.Sprint(werr) {
+			t.Fatalf("check %v, record %q:\nappendForm %q, %v\nscan       %q, %v", check, rec, got, gerr, want, werr)
+		}
+	}
+}
+
+func TestLeafFormLayout(t *testing.T) {
+	for _, rec := range leafFormRecords(t) {
+		// The writer's records must take the shortcut, or verification
+		// is back to its slower speed without anyone noticing.
+		var s leafFormer
+		if _, ok := s.appendFormV2(nil, rec, true); !ok {
+			t.Errorf("the layout shortcut does not take the writer's record %s", rec)
+		}
+		sameLeafForm(t, rec)
+		// Every byte changed, dropped or doubled: the shortcut either
+		// agrees with the scan or leaves the record to it.
+		for i := range rec {
+			for _, c := range []byte{'"', '\\', ',', '}', ']', 'c', 'A', '0', 0xff} {
+				m := bytes.Clone(rec)
+				m[i] = c
+				sameLeafForm(t, m)
+			}
+			sameLeafForm(t, append(bytes.Clone(rec[:i]), rec[i+1:]...))
+			sameLeafForm(t, append(bytes.Clone(rec[:i+1]), rec[i:]...))
+		}
+	}
+}
+
+func FuzzLeafForm(f *testing.F) {
+	for _, rec := range leafFormRecords(f) {
+		f.Add(rec)
+	}
+	f.Fuzz(sameLeafForm)
+}
+
+// TestVerifyOrderAcrossBatches damages records across the batches that
+// verification's workers check in parallel: the report must name them as
+// a walk record by record does, in order, the first one FirstBad.
+func TestVerifyOrderAcrossBatches(t *testing.T) {
+	o := testOpts(t)
+	o.CheckpointEvents = 100
+	l := mustOpen(t, o)
+	total := 2*batchRecords + 100
+	appendN(t, l, 0, total)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fr := frames(t, o.Dir)
+	var want []string
+	for i := 3; i < total; i += 7 {
+		var w wireV2
+		if err := json.Unmarshal(payloadOf(fr[i]), &w); err != nil {
+			t.Fatal(err)
+		}
+		w.Parts[0].CTSHA256 = strings.Repeat("0", 64)
+		b, err := json.Marshal(&w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fr[i] = refit(b)
+		want = append(want, fmt.Sprintf("record %d: part: ct does not match its ct_sha256", i))
+	}
+	writeParts(t, filepath.Join(o.Dir, recordsFile), fr)
+	rep, err := Verify(o.Dir, pubKey(t, o.Dir), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.FirstBad != 3 || len(rep.Problems) < len(want) || !slices.Equal(rep.Problems[:len(want)], want) {
+		t.Fatalf("FirstBad %d, problems:\n%s", rep.FirstBad, strings.Join(rep.Problems, "\n"))
+	}
+}
+
+// BenchmarkLeafForm makes the leaf forms of many different records, as a
+// verification does: with one record over and over, the branch predictor
+// learns its hashes and hides what a real log costs.
+func BenchmarkLeafForm(b *testing.B) {
+	keys := keysFor(b, b.TempDir()+"/audit")
+	recs := make([][]byte, 1024)
+	for i := range recs {
+		e := ev(i)
+		e.Time = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+		rec, err := EncodeRecordV2(uint64(i), e, keys)
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs[i] = rec
+	}
+	var s leafFormer
+	var dst []byte
+	b.Run("layout", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			dst, _ = s.appendForm(dst[:0], recs[i%len(recs)], true)
+		}
+	})
+	b.Run("scan", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			dst, _ = s.scan(dst[:0], recs[i%len(recs)], true)
+		}
+	})
+}
+
+func TestSlabHashChildren(t *testing.T) {
+	var s hashSlab
+	for i := range 300 {
+		l, r := bytes.Repeat([]byte{byte(i)}, 32), bytes.Repeat([]byte{byte(i * 7)}, 32)
+		if got, want := s.hashChildren(l, r), hasher.HashChildren(l, r); !bytes.Equal(got, want) {
+			t.Fatalf("%d: %x, want %x", i, got, want)
+		}
+	}
+}
