@@ -45,6 +45,15 @@ func TestMonitoring(t *testing.T) {
 		t.Fatalf("alice's session: %v\ngateway output:\n%s", err, e.GW.Tail())
 	}
 
+	// The client's ssh returns once the channel is closed; the gateway
+	// takes the session out of its registry, and counts its recorded
+	// bytes, a moment later.
+	if !testenv.WaitFor(10*time.Second, func() bool {
+		_, live := testenv.Samples(get(t, base+"/metrics", 200))[`tandem_sessions{kind="exec",state="live"}`]
+		return !live
+	}) {
+		t.Error("the ended session is still counted in tandem_sessions after 10s")
+	}
 	text := waitSeries(t, base, `tandem_auth_failures_total{stage="auth"}`, 1)
 	want := map[string]float64{
 		`tandem_auth_successes_total`:                 1,
@@ -64,9 +73,6 @@ func TestMonitoring(t *testing.T) {
 		if text[series] <= 0 {
 			t.Errorf("%s = %v, want more than 0", series, text[series])
 		}
-	}
-	if _, ok := text[`tandem_sessions{kind="exec",state="live"}`]; ok {
-		t.Error("the ended session is still counted in tandem_sessions")
 	}
 
 	raw := get(t, base+"/metrics", 200)
