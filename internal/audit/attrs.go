@@ -73,12 +73,15 @@ const (
 	KeyMethod              = "method"
 	KeyMethods             = "methods"
 	KeyMode                = "mode"
+	KeyNewKey              = "new_key"
 	KeyNewPrefix           = "new." // config.change: new.<field> per changed field
+	KeyOldKey              = "old_key"
 	KeyOldPrefix           = "old." // config.change: old.<field> per changed field
 	KeyOutcome             = "outcome"
 	KeyOwner               = "owner"
 	KeyParticipant         = "participant"
 	KeyPerMinute           = "per_minute"
+	KeyPhase               = "phase"
 	KeyPreviousDigest      = "previous_digest"
 	KeyPrevious            = "previous"
 	KeyReason              = "reason"

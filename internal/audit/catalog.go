@@ -127,6 +127,8 @@ var specs = []Spec{
 		When: "`tandem serve` starts; stored (and a checkpoint signed) before it serves, or it does not."},
 	{Type: GatewayStop, builder: GatewayStopEvent{}, Measures: ms("M9"),
 		When: "`tandem serve` stopped serving (best effort)."},
+	{Type: CARotated, builder: CARotatedEvent{}, Measures: ms("M2", "M12"),
+		When: "A step of a CA rotation took effect (`tandem ca rotate --kind user|host` with no flag, `--finish`, `--retire`; or the gateway finishing a rotation whose overlap ended). Queued through the state store when run from the command line."},
 	{Type: LogCheckpoint, builder: LogCheckpointEvent{}, Measures: ms("M10"),
 		When: "The log signed a checkpoint over the records before this one."},
 	{Type: LogRecovered, builder: LogRecoveredEvent{}, Measures: ms("M10"),

@@ -65,6 +65,8 @@ const (
 	StateResealed Type = "state.resealed"
 	// OutboxInvalid: an event queued by another process could not be read.
 	OutboxInvalid Type = "outbox.invalid"
+	// CARotated: a step of a CA rotation (tandem ca rotate).
+	CARotated Type = "ca.rotated"
 	// Retention (M14): a data key destroyed, an extension of the
 	// operational period, legal holds and the DPO's notices.
 	KeyDestroyed      Type = "key.destroyed"

@@ -484,6 +484,18 @@ type GatewayStartEvent struct {
 
 func (b GatewayStartEvent) Event() Event { return build(GatewayStart, b) }
 
+// CARotatedEvent: a step of a CA rotation took effect.
+type CARotatedEvent struct {
+	Kind    string    `attr:"kind" doc:"which CA: user (targets trust it) or host (clients trust it)"`
+	Phase   string    `attr:"phase" doc:"the step: start (next key published, old one signs), finish (new key signs, old one still published) or retire (old key no longer published)"`
+	OldKey  string    `attr:"old_key" doc:"the SHA256 fingerprint of the CA key being replaced"`
+	NewKey  string    `attr:"new_key" doc:"the SHA256 fingerprint of the CA key replacing it"`
+	Until   time.Time `attr:"until,omitempty" doc:"start: when the overlap ends and the new key may sign"`
+	Trigger string    `attr:"trigger" doc:"tandem ca rotate, or overlap ended (the gateway finished the rotation itself)"`
+}
+
+func (b CARotatedEvent) Event() Event { return build(CARotated, b) }
+
 // GatewayStopEvent: the gateway stopped serving.
 type GatewayStopEvent struct{}
 

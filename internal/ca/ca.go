@@ -6,9 +6,14 @@
 // use and never silently replaced: the gateway's host key, the user CA that
 // targets trust (TrustedUserCAKeys), and the host CA that clients trust with
 // one @cert-authority line.
+//
+// The two CAs can be rotated (rotate.go): for a while a CA publishes two
+// keys, so that targets and clients trust old and new before the gateway
+// signs with the new one.
 package ca
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -44,15 +49,26 @@ const (
 // are re-minted long before they run out.
 const hostCertValidity = 24 * time.Hour
 
-// Keys holds the gateway's signers.
+// Keys holds the gateway's signers. UserCA and HostCA change when a
+// rotation finishes (Refresh); read them through the methods while the
+// gateway serves.
 type Keys struct {
 	HostKey ssh.Signer
 	UserCA  ssh.Signer
 	HostCA  ssh.Signer
 	now     func() time.Time
+	dir     string
 
 	mu        sync.Mutex
 	hostCerts map[string]cachedCert
+	// also holds the keys a rotation publishes besides the signing one.
+	also map[Kind][]published
+	wrap func(Kind, ssh.Signer) ssh.Signer
+}
+
+type published struct {
+	key  ssh.PublicKey
+	role string // next or retired
 }
 
 type cachedCert struct {
@@ -71,7 +87,7 @@ func LoadOrCreate(dir string, now func() time.Time) (*Keys, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("key directory: %w", err)
 	}
-	k := &Keys{now: now, hostCerts: map[string]cachedCert{}}
+	k := &Keys{now: now, dir: dir, hostCerts: map[string]cachedCert{}}
 	for _, f := range []struct {
 		name string
 		dst  *ssh.Signer
@@ -82,13 +98,13 @@ func LoadOrCreate(dir string, now func() time.Time) (*Keys, error) {
 		}
 		*f.dst = s
 	}
-	return k, nil
+	return k, k.loadPublished()
 }
 
 // Load reads the keys without creating any (for read-only commands that
 // must not invent a CA, such as printing it for an auditor).
 func Load(dir string) (*Keys, error) {
-	k := &Keys{now: time.Now, hostCerts: map[string]cachedCert{}}
+	k := &Keys{now: time.Now, dir: dir, hostCerts: map[string]cachedCert{}}
 	for _, f := range []struct {
 		name string
 		dst  *ssh.Signer
@@ -99,7 +115,7 @@ func Load(dir string) (*Keys, error) {
 		}
 		*f.dst = s
 	}
-	return k, nil
+	return k, k.loadPublished()
 }
 
 func load(path string) (ssh.Signer, error) {
@@ -122,6 +138,14 @@ func loadOrCreate(path string) (ssh.Signer, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
+	return createKey(path)
+}
+
+// createKey makes a new key at path. It is written whole to a temporary
+// file, synced and then linked to its name: a crash leaves no key or the
+// whole key, never half of one, and a link never replaces a file, so if
+// another process created the key meanwhile, theirs is kept and returned.
+func createKey(path string) (ssh.Signer, error) {
 	priv, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate key: %w", err)
@@ -130,30 +154,81 @@ func loadOrCreate(path string) (ssh.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal key: %w", err)
 	}
-	// O_EXCL: if another process created the file meanwhile, keep theirs.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp, err := writeTemp(path, pem.EncodeToMemory(block), 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("write key %s: %w", path, err)
+	}
+	defer os.Remove(tmp)
+	err = os.Link(tmp, path)
 	if errors.Is(err, fs.ErrExist) {
 		return load(path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create key: %w", err)
 	}
-	if err := pem.Encode(f, block); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("write key %s: %w", path, err)
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return nil, err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("sync key %s: %w", path, err)
+	s := mustSigner(priv)
+	return s, writePublic(path, s)
+}
+
+// writePublic writes path.pub, the public half for people and scripts to
+// read; it is derived from the key, so replacing it is harmless.
+func writePublic(path string, s ssh.Signer) error {
+	return replaceFile(path+".pub", ssh.MarshalAuthorizedKey(s.PublicKey()), 0o644)
+}
+
+// replaceFile writes data to path through a synced temporary file and a
+// rename, so that readers see the old or the new content, never a part.
+// Not for private keys: those are never replaced (createKey).
+func replaceFile(path string, data []byte, mode fs.FileMode) error {
+	tmp, err := writeTemp(path, data, mode)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("close key %s: %w", path, err)
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	pub := ssh.MarshalAuthorizedKey(mustSigner(priv).PublicKey())
-	if err := os.WriteFile(path+".pub", pub, 0o644); err != nil {
-		return nil, fmt.Errorf("write public key: %w", err)
+	return syncDir(filepath.Dir(path))
+}
+
+// writeTemp writes data to a new file beside path and syncs it.
+func writeTemp(path string, data []byte, mode fs.FileMode) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return "", err
 	}
-	return mustSigner(priv), nil
+	name := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+		return "", err
+	}
+	return name, nil
+}
+
+// syncDir makes a new or renamed directory entry durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
 }
 
 func mustSigner(priv *ecdsa.PrivateKey) ssh.Signer {
@@ -164,20 +239,115 @@ func mustSigner(priv *ecdsa.PrivateKey) ssh.Signer {
 	return s
 }
 
-// PublicLine returns the CA's public key in authorized_keys format, with a
-// comment naming it.
+// PublicLine returns the signing CA's public key in authorized_keys
+// format, with a comment naming it.
 func (k *Keys) PublicLine(kind Kind) (string, error) {
-	var s ssh.Signer
+	s, err := k.signer(kind)
+	if err != nil {
+		return "", err
+	}
+	return publicLine(s.PublicKey(), kind, ""), nil
+}
+
+// PublicLines returns every key of the CA that targets (user) or clients
+// (host) must trust now: the signing one first, and during a rotation the
+// next or the retired one as well.
+func (k *Keys) PublicLines(kind Kind) ([]string, error) {
+	s, err := k.signer(kind)
+	if err != nil {
+		return nil, err
+	}
+	lines := []string{publicLine(s.PublicKey(), kind, "")}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, p := range k.also[kind] {
+		lines = append(lines, publicLine(p.key, kind, p.role))
+	}
+	return lines, nil
+}
+
+func publicLine(key ssh.PublicKey, kind Kind, role string) string {
+	line := ssh.MarshalAuthorizedKey(key)
+	comment := " tandem-" + string(kind) + "-ca"
+	if role != "" {
+		comment += "-" + role
+	}
+	return string(line[:len(line)-1]) + comment
+}
+
+// signer returns the CA that signs for kind now.
+func (k *Keys) signer(kind Kind) (ssh.Signer, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	switch kind {
 	case User:
-		s = k.UserCA
+		return k.UserCA, nil
 	case Host:
-		s = k.HostCA
-	default:
-		return "", fmt.Errorf("unknown CA kind %q (want user or host)", kind)
+		return k.HostCA, nil
 	}
-	line := ssh.MarshalAuthorizedKey(s.PublicKey())
-	return string(line[:len(line)-1]) + " tandem-" + string(kind) + "-ca", nil
+	return nil, fmt.Errorf("unknown CA kind %q (want user or host)", kind)
+}
+
+// WrapCA replaces each CA signer by f(kind, signer), now and after every
+// Refresh (monitoring counts signatures this way).
+func (k *Keys) WrapCA(f func(Kind, ssh.Signer) ssh.Signer) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.wrap = f
+	k.UserCA, k.HostCA = f(User, k.UserCA), f(Host, k.HostCA)
+}
+
+// Refresh re-reads the CA keys and what a rotation publishes, so that a
+// running gateway signs with the new CA once a rotation has finished. It
+// reports which CAs now sign with a different key. On an error the keys
+// in use stay.
+func (k *Keys) Refresh() ([]Kind, error) {
+	user, err := load(filepath.Join(k.dir, UserCAFile))
+	if err != nil {
+		return nil, err
+	}
+	host, err := load(filepath.Join(k.dir, HostCAFile))
+	if err != nil {
+		return nil, err
+	}
+	also, err := readPublished(k.dir)
+	if err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.also = also
+	var changed []Kind
+	if !sameKey(user, k.UserCA) {
+		k.UserCA = k.wrapped(User, user)
+		changed = append(changed, User)
+	}
+	if !sameKey(host, k.HostCA) {
+		k.HostCA = k.wrapped(Host, host)
+		k.hostCerts = map[string]cachedCert{} // present certificates of the new CA
+		changed = append(changed, Host)
+	}
+	return changed, nil
+}
+
+func (k *Keys) wrapped(kind Kind, s ssh.Signer) ssh.Signer {
+	if k.wrap == nil {
+		return s
+	}
+	return k.wrap(kind, s)
+}
+
+func (k *Keys) loadPublished() error {
+	also, err := readPublished(k.dir)
+	if err != nil {
+		return err
+	}
+	k.also = also
+	return nil
+}
+
+func sameKey(a, b ssh.Signer) bool {
+	return bytes.Equal(a.PublicKey().Marshal(), b.PublicKey().Marshal())
 }
 
 // UserCert describes a per-session certificate for a target login.
@@ -197,6 +367,10 @@ func (k *Keys) SignUser(c UserCert) (*ssh.Certificate, error) {
 	if len(c.Principals) == 0 {
 		return nil, errors.New("sign user certificate: no principal")
 	}
+	signer, err := k.signer(User)
+	if err != nil {
+		return nil, err
+	}
 	now := k.now()
 	ext := map[string]string{}
 	if c.PTY {
@@ -215,7 +389,7 @@ func (k *Keys) SignUser(c UserCert) (*ssh.Certificate, error) {
 		ValidBefore:     uint64(now.Add(c.Validity).Unix()),
 		Permissions:     ssh.Permissions{Extensions: ext},
 	}
-	if err := cert.SignCert(rand.Reader, k.UserCA); err != nil {
+	if err := cert.SignCert(rand.Reader, signer); err != nil {
 		return nil, fmt.Errorf("sign user certificate: %w", err)
 	}
 	return cert, nil

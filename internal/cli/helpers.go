@@ -63,9 +63,16 @@ func knownHostsPatterns(cfg *config.Config) string {
 }
 
 func writeClientConfig(w io.Writer, cfg *config.Config, keys *ca.Keys, person string) error {
-	line, err := keys.PublicLine(ca.Host)
+	lines, err := keys.PublicLines(ca.Host)
 	if err != nil {
 		return err
+	}
+	// During a CA rotation both keys are trusted, so that the gateway
+	// may sign with either.
+	pats := knownHostsPatterns(cfg)
+	var trust strings.Builder
+	for _, l := range lines {
+		fmt.Fprintf(&trust, "@cert-authority %s %s\n", pats, l)
 	}
 	host, port, _ := net.SplitHostPort(cfg.Gateway.Listen)
 	if len(cfg.Gateway.Names) > 0 {
@@ -82,15 +89,14 @@ func writeClientConfig(w io.Writer, cfg *config.Config, keys *ca.Keys, person st
 	sort.Strings(names)
 	fmt.Fprintf(w, `# --- ~/.ssh/known_hosts ---
 # Trusts Tandem's host CA for the gateway and for every host reached through it.
-@cert-authority %s %s
-
+%s
 # --- ~/.ssh/config ---
 Host gw
     HostName %s
     Port %s
 %s
 
-`, knownHostsPatterns(cfg), line, host, port, user)
+`, trust.String(), host, port, user)
 	if len(names) > 0 {
 		fmt.Fprintf(w, "# Jump mode: \"ssh root@db1\", \"scp\", \"sftp\", \"rsync\" and Ansible go through the gateway.\nHost %s\n    ProxyJump gw\n", strings.Join(names, " "))
 	}
@@ -124,12 +130,12 @@ func newTargetConfigCmd() *cobra.Command {
 // line, trusted next to the user CA so that emergency certificates work
 // when the gateway is down, or "" when none is set up.
 func writeTargetConfig(w io.Writer, cfg *config.Config, keys *ca.Keys, emergency string) error {
-	line, err := keys.PublicLine(ca.User)
+	lines, err := keys.PublicLines(ca.User)
 	if err != nil {
 		return err
 	}
 	if emergency != "" {
-		line += "\n#   and the emergency (break-glass) CA's line, for access while the gateway\n#   is down (tandem breakglass; the target's log shows key id \"tandem breakglass …\"):\n#       " + emergency
+		lines = append(lines, "(and the emergency, break-glass, CA's line, for access while the gateway", "is down: tandem breakglass; the target's log shows key id \"tandem breakglass …\")", emergency)
 	}
 	prof, err := cryptoprofile.Get(cfg.Gateway.CryptoProfile)
 	if err != nil {
@@ -140,7 +146,8 @@ func writeTargetConfig(w io.Writer, cfg *config.Config, keys *ca.Keys, emergency
 # gateway's user CA. Validate with "sshd -t" before reloading sshd.
 #
 # Also create:
-#   /etc/ssh/tandem_user_ca.pub   containing the line:
+#   /etc/ssh/tandem_user_ca.pub   containing the line(s) (two while the CA
+#       is rotated: the gateway may sign with either):
 #       %s
 #   /etc/ssh/tandem_principals/<login>   one line with the login name, for
 #       every login the gateway may use (e.g. /etc/ssh/tandem_principals/root: root)
@@ -169,6 +176,6 @@ KexAlgorithms %s
 Ciphers %s
 MACs %s
 LogLevel VERBOSE
-`, line, strings.Join(prof.KeyExchanges, ","), strings.Join(prof.Ciphers, ","), strings.Join(prof.MACs, ","))
+`, strings.Join(lines, "\n#       "), strings.Join(prof.KeyExchanges, ","), strings.Join(prof.Ciphers, ","), strings.Join(prof.MACs, ","))
 	return nil
 }

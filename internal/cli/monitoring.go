@@ -7,6 +7,8 @@ import (
 	"tandem.dev/tandem/internal/clock"
 	"tandem.dev/tandem/internal/syslog"
 
+	"golang.org/x/crypto/ssh"
+
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/ca"
 	"tandem.dev/tandem/internal/config"
@@ -40,8 +42,8 @@ func newMonitor(cfg *config.Config, keys *ca.Keys, alog *audit.Log, st *store.St
 		monitoring.SigningCheck(keys.UserCA),
 		monitoring.BreakglassCheck(func() error { return pendingBreakglass(cfg) }),
 	)
-	keys.UserCA = m.metrics.CountSignatures("user", keys.UserCA)
-	keys.HostCA = m.metrics.CountSignatures("host", keys.HostCA)
+	// Through WrapCA, so that a rotated CA is counted too.
+	keys.WrapCA(func(kind ca.Kind, s ssh.Signer) ssh.Signer { return m.metrics.CountSignatures(string(kind), s) })
 	m.audit = m.metrics.Sink(alog)
 	if cfg.Monitoring.Listen == "" {
 		return m, nil

@@ -177,24 +177,30 @@ func newCACmd() *cobra.Command {
 	var path, kind string
 	pub := &cobra.Command{
 		Use:   "public",
-		Short: "print a CA public key in authorized_keys format (user: for targets' TrustedUserCAKeys; host: for clients' @cert-authority)",
-		Args:  cobra.NoArgs,
+		Short: "print a CA's public keys in authorized_keys format (user: for targets' TrustedUserCAKeys; host: for clients' @cert-authority)",
+		Long: `Print the CA's public key in authorized_keys format. While the CA is
+rotated (tandem ca rotate) two lines are printed, the signing key first:
+trust both.`,
+		Example: `  tandem ca public --kind user -c /etc/tandem/tandem.yaml > /etc/ssh/tandem_user_ca.pub`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, keys, err := loadKeys(path)
 			if err != nil {
 				return err
 			}
-			line, err := keys.PublicLine(ca.Kind(kind))
+			lines, err := keys.PublicLines(ca.Kind(kind))
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), line)
+			for _, l := range lines {
+				fmt.Fprintln(cmd.OutOrStdout(), l)
+			}
 			return nil
 		},
 	}
 	configFlag(pub, &path)
 	pub.Flags().StringVar(&kind, "kind", "user", "which CA: user or host")
-	cmd.AddCommand(pub)
+	cmd.AddCommand(pub, newCARotateCmd())
 	return cmd
 }
 

@@ -205,6 +205,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 	}
 	mon.serve(ctx, srv, log)
 	go watch(ctx, reload, alog, hup)
+	go watchRotation(ctx, cfg, keys, mon.audit, log)
 	// The retention job is serve's: it ends with ctx, and serve waits
 	// for it before the log closes.
 	var retained sync.WaitGroup

@@ -42,6 +42,7 @@ const (
 	DefaultSigningKeyFile        = "tandem-audit.key"
 	DefaultStreamCap             = 1 << 20
 	DefaultCheckpointEvery       = 10 * time.Second
+	DefaultCAOverlap             = 7 * Day
 	DefaultCheckpointEvents      = 1000
 	DefaultGrace                 = 5 * time.Minute
 	DefaultMaxRequest            = 8 * time.Hour
@@ -120,6 +121,7 @@ func applyDefaults(c *Config, pos *positions, r *report) {
 	setDuration(&g.HandshakeTimeout, DefaultHandshakeTimeout, pos, "gateway", "handshake_timeout")
 	setDuration(&g.DialTimeout, DefaultDialTimeout, pos, "gateway", "dial_timeout")
 	setDuration(&g.KeepAlive, DefaultKeepAlive, pos, "gateway", "keepalive")
+	setDuration(&g.CAOverlap, DefaultCAOverlap, pos, "gateway", "ca_overlap")
 	if g.EnvAllow == nil {
 		g.EnvAllow = defaultEnvAllow()
 	}

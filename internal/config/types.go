@@ -77,6 +77,9 @@ type Gateway struct {
 	// Limits against brute force and connection floods (M19). Zero values
 	// take the defaults documented in docs/CONFIG.md.
 	Limits Limits `yaml:"limits"`
+	// CAOverlap is how long a CA rotation publishes old and new CA before
+	// the gateway signs with the new one (tandem ca rotate). Default 7d.
+	CAOverlap Duration `yaml:"ca_overlap"`
 }
 
 // Limits bound failed logins and unauthenticated connections (M19).

@@ -99,6 +99,7 @@ func validateGateway(c *Config, pos *positions, r *report, profileErr error) {
 	checkPositive(r, pos, g.HandshakeTimeout, "gateway", "handshake_timeout")
 	checkPositive(r, pos, g.DialTimeout, "gateway", "dial_timeout")
 	checkPositive(r, pos, g.KeepAlive, "gateway", "keepalive")
+	checkPositive(r, pos, g.CAOverlap, "gateway", "ca_overlap")
 	for i, e := range g.EnvAllow {
 		if _, err := path.Match(e, ""); e == "" || err != nil {
 			r.add(pos.line("gateway", "env_allow", i), "env_allow: %q is not a valid name or glob", e)
