@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/store"
 
 	"filippo.io/age"
@@ -91,15 +92,7 @@ func newBackupVerifyCmd() *cobra.Command {
 		Example: `  tandem backup verify /backup/tandem-2026-05-01.tar.age --identity /secure/backup-identity.txt`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := config.Load(path)
-			if err != nil {
-				return err
-			}
-			ids, err := readIdentities(identity)
-			if err != nil {
-				return err
-			}
-			key, err := openSigningKey(cfg, false)
+			_, ids, key, err := backupReader(path, identity)
 			if err != nil {
 				return err
 			}
@@ -139,15 +132,7 @@ fails unless --accept-behind.`,
 		Example: `  tandem restore /backup/tandem-2026-05-01.tar.age --to /srv/tandem-restore --identity /secure/backup-identity.txt`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := config.Load(path)
-			if err != nil {
-				return err
-			}
-			ids, err := readIdentities(identity)
-			if err != nil {
-				return err
-			}
-			key, err := openSigningKey(cfg, false)
+			cfg, ids, key, err := backupReader(path, identity)
 			if err != nil {
 				return err
 			}
@@ -203,4 +188,23 @@ func auditLocalBackup(ctx context.Context, cfg *config.Config, res *backup.Resul
 		return fmt.Errorf("the backup %s is written, but cannot be audited: %w", res.Path, err)
 	}
 	return nil
+}
+
+// backupReader is what reading a backup needs: the configuration, the
+// identities that decrypt it and the signing key whose verifier checks
+// the audit log in it (the configured one, not a copy in the backup).
+func backupReader(path, identity string) (*config.Config, []age.Identity, *audit.SigningKey, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ids, err := readIdentities(identity)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	key, err := openSigningKey(cfg, false)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, ids, key, nil
 }
