@@ -12,6 +12,7 @@ import "tandem.dev/tandem/internal/vault"
 // old records keep them, so a key is never renamed.
 const (
 	KeyAction              = "action"
+	KeyAlready             = "already"
 	KeyActor               = "actor"
 	KeyAnchorRoot          = "anchor_root"
 	KeyAnchorSize          = "anchor_size"
@@ -98,6 +99,7 @@ const (
 	KeyRequester           = "requester"
 	KeyRequestRef          = "request_ref"
 	KeyRequests            = "requests"
+	KeyRewrapped           = "rewrapped"
 	KeyRoot                = "root"
 	KeyRow                 = "row"
 	KeyRows                = "rows"

@@ -67,6 +67,9 @@ const (
 	OutboxInvalid Type = "outbox.invalid"
 	// CARotated: a step of a CA rotation (tandem ca rotate).
 	CARotated Type = "ca.rotated"
+	// KEKRotated: the data keys moved to a new key-encryption key (tandem
+	// kek rotate).
+	KEKRotated Type = "kek.rotated"
 	// Retention (M14): a data key destroyed, an extension of the
 	// operational period, legal holds and the DPO's notices.
 	KeyDestroyed      Type = "key.destroyed"

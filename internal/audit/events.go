@@ -496,6 +496,17 @@ type CARotatedEvent struct {
 
 func (b CARotatedEvent) Event() Event { return build(CARotated, b) }
 
+// KEKRotatedEvent: every data key is wrapped by a new key-encryption key.
+// It names the KEKs by their files, never by anything derived from the key.
+type KEKRotatedEvent struct {
+	OldKey    string `attr:"old_key" doc:"the key-encryption key replaced: recording.kek_file or recording.age_identity"`
+	NewKey    string `attr:"new_key" doc:"the key-encryption key that wraps the data keys now: its file"`
+	Rewrapped int    `attr:"rewrapped" doc:"data keys this run moved to the new KEK"`
+	Already   int    `attr:"already" doc:"data keys an interrupted earlier run had moved already"`
+}
+
+func (b KEKRotatedEvent) Event() Event { return build(KEKRotated, b) }
+
 // GatewayStopEvent: the gateway stopped serving.
 type GatewayStopEvent struct{}
 

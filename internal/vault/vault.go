@@ -310,23 +310,15 @@ func (v *Vault) loadLocked(c Class, tenant, day string) (cachedKey, error) {
 	if err != nil {
 		return cachedKey{}, fmt.Errorf("vault: read data key: %w", err)
 	}
-	var kf keyFile
-	if err := json.Unmarshal(raw, &kf); err != nil || kf.Version != 1 || kf.Tenant != tenant || kf.Day != day || CheckName("key id", kf.ID) != nil {
-		return cachedKey{}, fmt.Errorf("vault: %s: malformed data key file", path)
-	}
-	wrapped, err := base64.StdEncoding.DecodeString(kf.Wrapped)
+	kf, wrapped, err := parseKeyFile(path, raw, tenant, day)
 	if err != nil {
-		return cachedKey{}, fmt.Errorf("vault: %s: malformed data key file", path)
+		return cachedKey{}, err
 	}
-	pt, err := v.kek.Unwrap(wrapped)
+	key, err := unwrapBound(v.kek, wrapped, c, tenant, day, kf.ID, path)
 	if err != nil {
-		return cachedKey{}, fmt.Errorf("vault: %s %s/%s: %w", c, tenant, day, err)
+		return cachedKey{}, err
 	}
-	label := keyBinding(c, tenant, day, kf.ID)
-	if len(pt) != len(label)+dataKeySize || !bytes.Equal(pt[:len(label)], label) {
-		return cachedKey{}, fmt.Errorf("vault: %s: key is bound to another tenant, day, id or class", path)
-	}
-	k := cachedKey{id: kf.ID, key: bytes.Clone(pt[len(label):])}
+	k := cachedKey{id: kf.ID, key: bytes.Clone(key)}
 	v.cache[cacheKey(c, tenant, day)] = k
 	return k, nil
 }
