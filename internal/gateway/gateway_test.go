@@ -124,4 +124,3 @@ hosts:
 	t.Cleanup(func() { cancel(); <-done })
 	return &rig{srv: srv, sink: sink, keys: keys, target: target, port: port, dir: dir, cfg: cfg, yaml: b.String()}
 }
-
