@@ -135,9 +135,13 @@ func newEnv(ctx context.Context, dir, tandemBin string, reg *procs) (*env, error
 func gatewayConfig(dir string, gwPort, targetPort int, ownerPub, joinerPub, targetPub string) *config.Config {
 	c := testenv.NewConfig(gwPort, filepath.Join(dir, "data"), config.Tenant{ID: "bench", Name: "Benchmark"})
 	c.Gateway.MaxConnections = 5000
-	// Every benchmark client comes from 127.0.0.1: lift M19's caps on
-	// unauthenticated connections, or batches of sessions are cut short.
-	c.Gateway.Limits = config.Limits{Unauthenticated: 2000, UnauthenticatedPerSource: 2000}
+	// Every benchmark client comes from 127.0.0.1 as one person: lift
+	// M19's caps on unauthenticated connections and on connections per
+	// person and source, or batches of sessions are cut short — and a
+	// section that starts while the gateway still releases the previous
+	// section's connections is refused.
+	c.Gateway.Limits = config.Limits{Unauthenticated: 2000, UnauthenticatedPerSource: 2000,
+		ConnectionsPerPerson: 5000, ConnectionsPerSource: 5000}
 	c.Persons = []config.Person{testenv.Person(personOwner, ownerPub, "admin"), testenv.Person(personJoiner, joinerPub, "admin")}
 	c.Roles = []config.Role{{ID: "admin", Description: "root on the benchmark target; may join others' sessions as peer",
 		Allow: []config.Rule{{Hosts: config.Selector{Tenant: "bench"}, Logins: []string{"root"}, Join: []string{config.JoinPeer}}}}}
