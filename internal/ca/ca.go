@@ -21,6 +21,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -428,6 +429,58 @@ func (k *Keys) HostSigner(names ...string) (ssh.Signer, error) {
 	}
 	k.hostCerts[key] = cachedCert{signer: s, until: until}
 	return s, nil
+}
+
+// LiveHostSigner is HostSigner for a server configuration that outlives
+// a certificate: x/crypto asks its host keys for their public key and a
+// signature at every handshake, and this signer answers with the
+// certificate in force then, re-minted (by HostSigner) when less than half
+// its validity is left, and by the new host CA after a rotation. The
+// gateway builds its own configuration once, at start and at each reload;
+// with a fixed certificate it would present an expired one after
+// hostCertValidity, and every client that trusts the host CA would refuse
+// the gateway.
+func (k *Keys) LiveHostSigner(names ...string) (ssh.Signer, error) {
+	s, err := k.HostSigner(names...)
+	if err != nil {
+		return nil, err
+	}
+	return &liveHostSigner{k: k, names: names, last: s}, nil
+}
+
+type liveHostSigner struct {
+	k     *Keys
+	names []string
+	mu    sync.Mutex
+	last  ssh.Signer
+}
+
+// current is the certificate signer in force. Should minting fail (it
+// cannot while the host CA is in memory), the last one serves on.
+func (l *liveHostSigner) current() ssh.Signer {
+	s, err := l.k.HostSigner(l.names...)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil {
+		l.last = s
+	}
+	return l.last
+}
+
+func (l *liveHostSigner) PublicKey() ssh.PublicKey { return l.current().PublicKey() }
+
+func (l *liveHostSigner) Sign(r io.Reader, data []byte) (*ssh.Signature, error) {
+	return l.current().Sign(r, data)
+}
+
+// SignWithAlgorithm keeps the certificate signer's algorithm choice
+// (x/crypto picks the algorithm through this interface).
+func (l *liveHostSigner) SignWithAlgorithm(r io.Reader, data []byte, algorithm string) (*ssh.Signature, error) {
+	s := l.current()
+	if as, ok := s.(ssh.AlgorithmSigner); ok {
+		return as.SignWithAlgorithm(r, data, algorithm)
+	}
+	return s.Sign(r, data)
 }
 
 // RandomSerial is a certificate serial: random, so that serials of

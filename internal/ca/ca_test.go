@@ -151,3 +151,36 @@ func (meta) ClientVersion() []byte { return nil }
 func (meta) ServerVersion() []byte { return nil }
 func (meta) RemoteAddr() net.Addr  { return fakeAddr{} }
 func (meta) LocalAddr() net.Addr   { return fakeAddr{} }
+
+// TestLiveHostSignerRenews: a server configuration built once keeps
+// presenting a valid certificate: past half its validity the live signer
+// presents a fresh one, and its signatures verify with the key the
+// certificate carries.
+func TestLiveHostSignerRenews(t *testing.T) {
+	now := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	k, err := LoadOrCreate(t.TempDir(), func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := k.LiveHostSigner("gw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := s.PublicKey().(*ssh.Certificate)
+	now = now.Add(hostCertValidity/2 + time.Hour)
+	second := s.PublicKey().(*ssh.Certificate)
+	if second.Serial == first.Serial || second.ValidBefore <= first.ValidBefore {
+		t.Fatalf("certificate not renewed: serial %d→%d, valid before %d→%d", first.Serial, second.Serial, first.ValidBefore, second.ValidBefore)
+	}
+	if uint64(now.Unix()) >= second.ValidBefore {
+		t.Fatal("the renewed certificate has expired already")
+	}
+	data := []byte("exchange hash")
+	sig, err := s.(ssh.AlgorithmSigner).SignWithAlgorithm(rand.Reader, data, ssh.KeyAlgoECDSA384)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Key.Verify(data, sig); err != nil {
+		t.Fatalf("signature does not verify with the certificate's key: %v", err)
+	}
+}

@@ -29,7 +29,7 @@ const (
 // made by the same person as the connection it travels in. Each connection
 // runs on a copy made by connConfig, whose callbacks note its attempts.
 func (s *Server) serverConfig(st *state, person *config.Person, names ...string) (*ssh.ServerConfig, error) {
-	hostSigner, err := s.keys.HostSigner(names...)
+	hostSigner, err := s.keys.LiveHostSigner(names...)
 	if err != nil {
 		return nil, err
 	}
