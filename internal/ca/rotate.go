@@ -81,24 +81,32 @@ func Rotations(dir string) ([]Rotation, error) {
 	return out, nil
 }
 
+// openRotation is every step's start: the CA's file name, the rotation
+// lock (released by unlock) and the rotation state read under it.
+func openRotation(dir string, kind Kind) (name string, st map[Kind]*Rotation, unlock func(), err error) {
+	if name, err = caFile(kind); err != nil {
+		return "", nil, nil, err
+	}
+	if unlock, err = lockRotation(dir); err != nil {
+		return "", nil, nil, err
+	}
+	if st, err = readState(dir); err != nil {
+		unlock()
+		return "", nil, nil, err
+	}
+	return name, st, unlock, nil
+}
+
 // StartRotation creates the next key of kind's CA and publishes it for
 // overlap. It reports false (and the rotation) when one is under way
 // already. A next key without a state (a crash in between) is taken, not
 // replaced.
 func StartRotation(dir string, kind Kind, overlap time.Duration, now time.Time) (Rotation, bool, error) {
-	name, err := caFile(kind)
-	if err != nil {
-		return Rotation{}, false, err
-	}
-	unlock, err := lockRotation(dir)
+	name, st, unlock, err := openRotation(dir, kind)
 	if err != nil {
 		return Rotation{}, false, err
 	}
 	defer unlock()
-	st, err := readState(dir)
-	if err != nil {
-		return Rotation{}, false, err
-	}
 	if r := st[kind]; r != nil {
 		if r.Phase == Finished {
 			return *r, false, fmt.Errorf("the last rotation of the %s CA is finished but its old key is still published; retire it first (--retire)", kind)
@@ -123,19 +131,11 @@ func StartRotation(dir string, kind Kind, overlap time.Duration, now time.Time) 
 // is refused unless force. It reports false (and the rotation) when the
 // rotation was finished already.
 func FinishRotation(dir string, kind Kind, now time.Time, force bool) (Rotation, bool, error) {
-	name, err := caFile(kind)
-	if err != nil {
-		return Rotation{}, false, err
-	}
-	unlock, err := lockRotation(dir)
+	name, st, unlock, err := openRotation(dir, kind)
 	if err != nil {
 		return Rotation{}, false, err
 	}
 	defer unlock()
-	st, err := readState(dir)
-	if err != nil {
-		return Rotation{}, false, err
-	}
 	r := st[kind]
 	switch {
 	case r == nil:
@@ -219,18 +219,11 @@ func swapKeys(dir, name string, r *Rotation) error {
 // undone, and that is the operator's decision. It reports false when
 // there was nothing to retire.
 func RetireRotation(dir string, kind Kind) (Rotation, bool, error) {
-	if _, err := caFile(kind); err != nil {
-		return Rotation{}, false, err
-	}
-	unlock, err := lockRotation(dir)
+	_, st, unlock, err := openRotation(dir, kind)
 	if err != nil {
 		return Rotation{}, false, err
 	}
 	defer unlock()
-	st, err := readState(dir)
-	if err != nil {
-		return Rotation{}, false, err
-	}
 	r := st[kind]
 	switch {
 	case r == nil:
