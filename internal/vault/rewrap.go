@@ -151,25 +151,5 @@ func unwrapBound(kek KEK, wrapped []byte, c Class, tenant, day, id, path string)
 // over path and syncs dir: path holds the old or the new content, whole,
 // whenever the process stops.
 func replaceFile(dir, path string, data []byte) error {
-	tmp, err := os.CreateTemp(dir, ".tmp-*") // 0600
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	defer os.Remove(name) // after a successful rename, nothing is there
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(name, path); err != nil {
-		return err
-	}
-	return SyncDir(dir)
+	return placeFile(dir, path, data, os.Rename)
 }

@@ -366,12 +366,19 @@ func (v *Vault) createLocked(c Class, tenant, day string) (cachedKey, error) {
 // to path, failing with fs.ErrExist if path exists: the file appears whole
 // or not at all, and never replaces another.
 func publishFile(dir, path string, data []byte) error {
+	return placeFile(dir, path, data, os.Link)
+}
+
+// placeFile writes data to a synced temporary file (0600) in dir, puts it
+// at path with place (os.Link: never over another file; os.Rename:
+// replacing it) and syncs dir, so path appears whole or not at all.
+func placeFile(dir, path string, data []byte, place func(tmp, path string) error) error {
 	tmp, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
 		return err
 	}
 	name := tmp.Name()
-	defer os.Remove(name)
+	defer os.Remove(name) // after a rename, nothing is there
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return err
@@ -383,7 +390,7 @@ func publishFile(dir, path string, data []byte) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := os.Link(name, path); err != nil {
+	if err := place(name, path); err != nil {
 		return err
 	}
 	return SyncDir(dir)
