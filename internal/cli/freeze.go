@@ -147,18 +147,11 @@ again what is missing, and accept the table with --reseal (audited).`,
   tandem freezes --reseal`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, st, err := openStore(lpath)
+			st, err := openResealed(cmd, lpath, reseal, "freeze", (*store.Store).ResealFreezes)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			if reseal {
-				n, err := st.ResealFreezes(cmd.Context(), localActor(), clock.Now())
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "freeze table re-sealed with %d freeze(s)\n", n)
-			}
 			fs, ferr := st.Freezes(cmd.Context())
 			if ferr != nil && !errors.Is(ferr, store.ErrForged) {
 				return ferr

@@ -126,18 +126,11 @@ lock again whoever is missing, and accept the table with --reseal; that is
 recorded in the audit log.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, st, err := openStore(lpath)
+			st, err := openResealed(cmd, lpath, reseal, "lock", (*store.Store).ResealLocks)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			if reseal {
-				n, err := st.ResealLocks(cmd.Context(), localActor(), clock.Now())
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "lock table re-sealed with %d lock(s)\n", n)
-			}
 			return listLocks(cmd.Context(), cmd, st)
 		},
 	}
@@ -245,4 +238,22 @@ func listLocks(ctx context.Context, cmd *cobra.Command, st *store.Store) error {
 		return ferr
 	}
 	return err
+}
+
+// openResealed opens the store for `tandem locks` or `tandem freezes` and,
+// when asked (--reseal), first accepts the sealed table of what (lock or
+// freeze) as it is now, audited by the store.
+func openResealed(cmd *cobra.Command, path string, reseal bool, what string,
+	resealFn func(*store.Store, context.Context, string, time.Time) (int, error)) (*store.Store, error) {
+	_, st, err := openStore(path)
+	if err != nil || !reseal {
+		return st, err
+	}
+	n, err := resealFn(st, cmd.Context(), localActor(), clock.Now())
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s table re-sealed with %d %s(s)\n", what, n, what)
+	return st, nil
 }
