@@ -131,9 +131,9 @@ func describeRotation(w io.Writer, cfg *config.Config, kind ca.Kind, step string
 		fmt.Fprintf(w, "%s CA rotation finished: the gateway signs with %s; the old key %s (%s) is still published.\nOnce every target and client trusts the new key, run --retire and remove the old line.\n",
 			kind, r.New, r.Old, r.Retired)
 		if kind == ca.Host {
-			// The gateway builds the certificate for its own names with
-			// its configuration; jump-mode hosts take the new CA at once.
-			fmt.Fprintln(w, "A running gateway presents its own names with the new CA after its next reload (tandem reload --by PERSON); do that before --retire.")
+			// A running gateway re-reads the keys every rotationInterval,
+			// and its host certificates come from a live signer.
+			fmt.Fprintln(w, "A running gateway presents host certificates of the new CA within a few seconds.")
 		}
 	default:
 		fmt.Fprintf(w, "%s CA rotation in phase %s\n", kind, r.Phase)
