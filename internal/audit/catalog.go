@@ -135,6 +135,8 @@ var specs = []Spec{
 		When: "The log signed a checkpoint over the records before this one."},
 	{Type: LogRecovered, builder: LogRecoveredEvent{}, Measures: ms("M10"),
 		When: "Opening the log found the end of an interrupted write and repaired it; the first record after the repair."},
+	{Type: LogKeyHandover, builder: LogKeyHandoverEvent{}, Measures: ms("M2", "M10"),
+		When: "`tandem audit rotate-key` is handing the checkpoint signing key over; the next checkpoint, signed by both keys, is the hand-over that `tandem audit verify` follows."},
 	{Type: LogSegment, builder: LogSegmentEvent{}, Measures: ms("M10"),
 		When: "`tandem audit recover` closed a damaged segment and started a new one; the new segment's first record, naming the anchor and the gap."},
 

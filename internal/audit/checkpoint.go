@@ -136,19 +136,54 @@ func readNotes(r io.Reader, fn func(rawNote) error) error {
 
 // openCheckpoint checks the note's signature with v and parses its body.
 func openCheckpoint(raw []byte, v note.Verifier) (log.Checkpoint, error) {
-	n, err := note.Open(raw, note.VerifierList(v))
+	_, cp, rest, err := openNote(raw, note.VerifierList(v))
 	if err != nil {
-		return log.Checkpoint{}, fmt.Errorf("signature: %w", err)
+		return log.Checkpoint{}, err
+	}
+	// A key hand-over is the one extension a checkpoint may carry;
+	// keyChain.open checks that it is part of the chain.
+	if _, _, _, err := parseHandoverLine(rest); err != nil {
+		return log.Checkpoint{}, err
+	}
+	return cp, nil
+}
+
+// openNote checks a checkpoint note's signatures with vs and parses its
+// body, returning the extension lines after the root hash.
+func openNote(raw []byte, vs note.Verifiers) (*note.Note, log.Checkpoint, []byte, error) {
+	n, err := note.Open(raw, vs)
+	if err != nil {
+		return nil, log.Checkpoint{}, nil, fmt.Errorf("signature: %w", err)
 	}
 	var cp log.Checkpoint
 	rest, err := cp.Unmarshal([]byte(n.Text))
 	if err != nil {
-		return log.Checkpoint{}, err
+		return nil, log.Checkpoint{}, nil, err
 	}
-	if len(rest) != 0 {
-		return log.Checkpoint{}, errors.New("unexpected extension lines")
+	return n, cp, rest, nil
+}
+
+// lastNote returns the last complete note of a checkpoint file (nil for
+// none or a missing file); an unfinished note at the end is ignored.
+func lastNote(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
 	}
-	return cp, nil
+	if err != nil {
+		return nil, fmt.Errorf("audit: open checkpoints: %w", err)
+	}
+	defer f.Close()
+	var last []byte
+	err = readNotes(bufio.NewReader(f), func(n rawNote) error {
+		last = append(last[:0], n.Text...)
+		return nil
+	})
+	var ne *noteError
+	if err != nil && !(errors.As(err, &ne) && ne.Torn) {
+		return nil, fmt.Errorf("audit: read checkpoints: %w", err)
+	}
+	return last, nil
 }
 
 // signCheckpoint returns the signed note for cp.

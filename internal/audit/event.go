@@ -57,7 +57,8 @@ const (
 	GatewayStop     Type = "gateway.stop"
 	LogCheckpoint   Type = "log.checkpoint"
 	LogRecovered    Type = "log.recovered"
-	LogSegment      Type = "log.segment" // the first record of a segment started by tandem audit recover
+	LogSegment      Type = "log.segment"      // the first record of a segment started by tandem audit recover
+	LogKeyHandover  Type = "log.key_handover" // the checkpoint signing key was handed over (tandem audit rotate-key)
 	// The local state (M5, M8): a row of state.db that failed its integrity
 	// check and was not honoured, and rows sealed by the state key's creator
 	// or an operator.

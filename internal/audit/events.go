@@ -534,6 +534,18 @@ type LogRecoveredEvent struct {
 
 func (b LogRecoveredEvent) Event() Event { return build(LogRecovered, b) }
 
+// LogKeyHandoverEvent: the checkpoint signing key is about to be handed
+// over; the hand-over checkpoint that follows covers this record. Both
+// keys are named by their public verifier keys only.
+type LogKeyHandoverEvent struct {
+	OldKey string `attr:"old_key" doc:"the verifier key of the signing key retired (public; name+hash+key)"`
+	NewKey string `attr:"new_key" doc:"the verifier key that signs every checkpoint from the hand-over on"`
+	By     string `attr:"by,omitempty" role:"operator" doc:"the person who asked for the rotation, in the operator's words (--by)"`
+	Actor  string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran the command (local:USER)"`
+}
+
+func (b LogKeyHandoverEvent) Event() Event { return build(LogKeyHandover, b) }
+
 // LogSegmentEvent: the first record of a log segment that tandem audit
 // recover started after damage; it anchors the new segment to the
 // previous one and says what was lost.

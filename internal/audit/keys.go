@@ -112,14 +112,30 @@ func GenerateSigningKey(name string) (*SigningKey, []byte, error) {
 // CreateSigningKey writes a fresh key named name to path (mode 0600, its
 // directory 0700). O_EXCL: an existing key is never replaced.
 func CreateSigningKey(path, name string) error {
-	_, text, err := GenerateSigningKey(name)
+	_, err := CreateSealedSigningKey(path, name, nil)
+	return err
+}
+
+// CreateSealedSigningKey is CreateSigningKey with the key text passed
+// through seal (age encryption to the configured identity, say) before it
+// is written; seal nil writes it plain. It returns the key.
+func CreateSealedSigningKey(path, name string, seal func([]byte) ([]byte, error)) (*SigningKey, error) {
+	k, text, err := GenerateSigningKey(name)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if seal != nil {
+		if text, err = seal(text); err != nil {
+			return nil, fmt.Errorf("audit: encrypt signing key: %w", err)
+		}
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("audit: signing key directory: %w", err)
+		return nil, fmt.Errorf("audit: signing key directory: %w", err)
 	}
-	return writeFileSync(path, text, os.O_EXCL)
+	if err := writeFileSync(path, text, os.O_EXCL); err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 // IsAgeEncrypted reports whether b is an age file (binary or armored), so

@@ -101,7 +101,7 @@ type Log struct {
 	witW             syncFile // nil without a witness file
 	reqs             chan *request
 	encSlots         chan struct{} // bounds appenders encrypting at once
-	cpReq            chan chan cpResult
+	cpReq            chan cpCall
 	mu               sync.RWMutex // guards closed against sends on reqs
 	closed           bool
 	size             atomic.Uint64
@@ -122,6 +122,13 @@ type Log struct {
 	leafForm   []byte
 	leaves     [][]byte
 	batch      []*request
+}
+
+// cpCall asks the writer for a checkpoint, or for a key hand-over when
+// next is set.
+type cpCall struct {
+	reply chan cpResult
+	next  *SigningKey
 }
 
 type cpResult struct {
@@ -174,7 +181,7 @@ func Open(opts Options) (*Log, error) {
 		signer: opts.Key.signer,
 		origin: segmentOrigin(opts.Origin, len(closed)+1),
 		reqs:   make(chan *request, maxBatch),
-		cpReq:  make(chan chan cpResult),
+		cpReq:  make(chan cpCall),
 		failed: make(chan struct{}),
 		done:   make(chan struct{}),
 	}
@@ -583,7 +590,7 @@ func (l *Log) failure() error {
 func (l *Log) Checkpoint() ([]byte, error) {
 	reply := make(chan cpResult, 1)
 	select {
-	case l.cpReq <- reply:
+	case l.cpReq <- cpCall{reply: reply}:
 	case <-l.done:
 		return nil, ErrClosed
 	}
@@ -643,9 +650,14 @@ func (l *Log) run(tick <-chan time.Time) {
 			if l.err == nil && l.size.Load() > l.quietSize {
 				l.checkpoint(true)
 			}
-		case reply := <-l.cpReq:
-			n, err := l.checkpoint(true)
-			reply <- cpResult{note: n, err: err}
+		case call := <-l.cpReq:
+			var r cpResult
+			if call.next != nil {
+				r.note, r.err = l.handOver(call.next)
+			} else {
+				r.note, r.err = l.checkpoint(true)
+			}
+			call.reply <- r
 		}
 	}
 }
@@ -742,6 +754,22 @@ func (l *Log) write() error {
 	return nil
 }
 
+// writeCheckpoint stores a signed note in checkpoints.log and the witness.
+func (l *Log) writeCheckpoint(signed []byte) error {
+	for _, w := range []syncFile{l.cpW, l.witW} {
+		if w == nil {
+			continue
+		}
+		if _, err := w.Write(signed); err != nil {
+			return l.fail(fmt.Errorf("write checkpoint: %w", err))
+		}
+		if err := w.Sync(); err != nil {
+			return l.fail(fmt.Errorf("sync checkpoint: %w", err))
+		}
+	}
+	return nil
+}
+
 // checkpoint signs the current tree head, stores it in checkpoints.log and
 // the witness file, and, if event is set, appends a log.checkpoint event
 // naming the checkpoint's size and root. That event lands after the
@@ -768,16 +796,8 @@ func (l *Log) checkpoint(event bool) ([]byte, error) {
 	if err != nil {
 		return nil, l.fail(fmt.Errorf("sign checkpoint: %w", err))
 	}
-	for _, w := range []syncFile{l.cpW, l.witW} {
-		if w == nil {
-			continue
-		}
-		if _, err := w.Write(signed); err != nil {
-			return nil, l.fail(fmt.Errorf("write checkpoint: %w", err))
-		}
-		if err := w.Sync(); err != nil {
-			return nil, l.fail(fmt.Errorf("sync checkpoint: %w", err))
-		}
+	if err := l.writeCheckpoint(signed); err != nil {
+		return nil, err
 	}
 	l.lastCP, l.lastCPSize, l.quietSize = signed, size, size
 	if event {

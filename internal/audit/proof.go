@@ -41,19 +41,9 @@ func InclusionProof(dir string, index uint64) (*Proof, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(filepath.Join(dir, checkpointsFile))
+	last, err := lastNote(filepath.Join(dir, checkpointsFile))
 	if err != nil {
-		return nil, fmt.Errorf("audit: open checkpoints: %w", err)
-	}
-	var last []byte
-	err = readNotes(bufio.NewReader(f), func(n rawNote) error {
-		last = append(last[:0], n.Text...)
-		return nil
-	})
-	f.Close()
-	var ne *noteError
-	if err != nil && !(errors.As(err, &ne) && ne.Torn) {
-		return nil, fmt.Errorf("audit: read checkpoints: %w", err)
+		return nil, err
 	}
 	if last == nil {
 		return nil, errors.New("audit: no checkpoint yet")

@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/mod/sumdb/note"
 )
 
 // A log is a chain of segments. The current segment is the log directory
@@ -175,11 +173,15 @@ func (o *RecoverOptions) check() error {
 // analyse finds the anchor of segment n (in dir): the largest witnessed
 // checkpoint of that segment whose root the records reproduce.
 func analyse(dir string, n int, o RecoverOptions) (*Recovery, error) {
-	v, err := note.NewVerifier(o.Key.verifier)
+	files, err := checkpointFiles(o.Dir, o.WitnessFile)
 	if err != nil {
 		return nil, err
 	}
-	wit, err := loadWitness(o.WitnessFile, v, &Report{FirstBad: -1})
+	kc, err := buildKeyChain(o.Key.verifier, files, &Report{FirstBad: -1})
+	if err != nil {
+		return nil, err
+	}
+	wit, err := loadWitness(o.WitnessFile, kc, &Report{FirstBad: -1})
 	if err != nil {
 		return nil, err
 	}

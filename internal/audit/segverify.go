@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-
-	"golang.org/x/mod/sumdb/note"
 )
 
 // readSegmentStart reads the first record of segment n (n ≥ 2) in dir,
@@ -58,7 +56,7 @@ func parseSegmentEvent(e Event) (LogSegmentEvent, error) {
 // records before it must reproduce the anchor root that the next
 // segment's log.segment record (in next) names, and agree with the
 // witness; what lies beyond is reported as the recovery's gap.
-func verifyClosed(dir string, n int, next string, v note.Verifier, wcps []cpEntry, haveWitness, deep bool, keys KeyReader, rep *Report) error {
+func verifyClosed(dir string, n int, next string, kc *keyChain, wcps []cpEntry, haveWitness, deep bool, keys KeyReader, rep *Report) error {
 	start, err := readSegmentStart(next, n+1)
 	if err != nil {
 		rep.bad(-1, "segment %d: %v; segment %d cannot be tied to it", n+1, err, n)
@@ -66,7 +64,7 @@ func verifyClosed(dir string, n int, next string, v note.Verifier, wcps []cpEntr
 	}
 	// The closed segment's own checkpoints only tell which checkpoints its
 	// log.checkpoint records may name; damage in them is part of the gap.
-	cps, _ := readCheckpoints(filepath.Join(dir, checkpointsFile), "checkpoints.log", v, &Report{FirstBad: -1})
+	cps, _ := readCheckpoints(filepath.Join(dir, checkpointsFile), "checkpoints.log", kc, &Report{FirstBad: -1})
 	haveCP := map[uint64]bool{}
 	for _, list := range [][]cpEntry{cps, wcps} {
 		for _, c := range list {

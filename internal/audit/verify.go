@@ -20,7 +20,6 @@ import (
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
-	"golang.org/x/mod/sumdb/note"
 
 	"tandem.dev/tandem/internal/vault"
 )
@@ -45,6 +44,9 @@ type Report struct {
 	FirstBad           int64    // index of the first record that cannot be trusted; -1 if none
 	Problems           []string // what failed; empty when the log verifies
 	Warnings           []string // what is unusual but not evidence of tampering
+	// SigningKeys lists the checkpoint signing keys in order when the
+	// key was handed over (empty when one key signed everything).
+	SigningKeys []string
 	// Shredded counts, by tenant, class and day, the v2 parts deep
 	// verification found destroyed on purpose (their key was shredded).
 	Shredded []PartCount
@@ -155,18 +157,23 @@ func verify(dir, verifierKey, witnessFile string, deep bool, keys KeyReader) (*R
 }
 
 func verifyWith(dir, verifierKey, witnessFile string, deep bool, keys KeyReader, prefix bool) (*Report, error) {
-	v, err := note.NewVerifier(verifierKey)
-	if err != nil {
-		return nil, fmt.Errorf("audit: verifier key: %w", err)
-	}
 	rep := &Report{FirstBad: -1, Diverges: -1, prefix: prefix}
 	closed, err := closedSegments(dir)
 	if err != nil {
 		return nil, err
 	}
+	files, err := checkpointFiles(dir, witnessFile)
+	if err != nil {
+		return nil, err
+	}
+	kc, err := buildKeyChain(verifierKey, files, rep)
+	if err != nil {
+		return nil, err
+	}
+	rep.SigningKeys = kc.describe()
 	var wit map[int][]cpEntry
 	if witnessFile != "" {
-		if wit, err = loadWitness(witnessFile, v, rep); err != nil {
+		if wit, err = loadWitness(witnessFile, kc, rep); err != nil {
 			return nil, err
 		}
 	}
@@ -175,9 +182,9 @@ func verifyWith(dir, verifierKey, witnessFile string, deep bool, keys KeyReader,
 	for i, sdir := range segs {
 		n := i + 1
 		if n == len(segs) {
-			err = verifySegment(sdir, n, v, wit[n], witnessFile != "", deep, keys, rep)
+			err = verifySegment(sdir, n, kc, wit[n], witnessFile != "", deep, keys, rep)
 		} else {
-			err = verifyClosed(sdir, n, segs[n], v, wit[n], witnessFile != "", deep, keys, rep)
+			err = verifyClosed(sdir, n, segs[n], kc, wit[n], witnessFile != "", deep, keys, rep)
 		}
 		if err != nil {
 			return nil, err
@@ -219,11 +226,11 @@ func (r *Report) Proven() []string {
 
 // verifySegment checks the current segment, number n, in dir in full:
 // records, leaves, its checkpoints and the witness's checkpoints of it.
-func verifySegment(dir string, n int, v note.Verifier, wcps []cpEntry, haveWitness, deep bool, keys KeyReader, rep *Report) error {
+func verifySegment(dir string, n int, kc *keyChain, wcps []cpEntry, haveWitness, deep bool, keys KeyReader, rep *Report) error {
 	// Checkpoints first, then leaves, then records: the writer appends in
 	// the opposite order, so a live log never shows a checkpoint for
 	// records that are not there yet.
-	cps, err := loadCheckpoints(filepath.Join(dir, checkpointsFile), "checkpoints.log", v, rep)
+	cps, err := loadCheckpoints(filepath.Join(dir, checkpointsFile), "checkpoints.log", kc, rep)
 	if err != nil {
 		return err
 	}
@@ -283,8 +290,8 @@ func verifySegment(dir string, n int, v note.Verifier, wcps []cpEntry, haveWitne
 
 // loadCheckpoints reads a checkpoint file and returns the checkpoints whose
 // signature verifies, reporting the others.
-func loadCheckpoints(path, what string, v note.Verifier, rep *Report) ([]cpEntry, error) {
-	out, err := readCheckpoints(path, what, v, rep)
+func loadCheckpoints(path, what string, kc *keyChain, rep *Report) ([]cpEntry, error) {
+	out, err := readCheckpoints(path, what, kc, rep)
 	if err != nil {
 		return nil, err
 	}
@@ -294,8 +301,8 @@ func loadCheckpoints(path, what string, v note.Verifier, rep *Report) ([]cpEntry
 
 // loadWitness reads the witness file, which holds the checkpoints of
 // every segment, and returns them by segment.
-func loadWitness(path string, v note.Verifier, rep *Report) (map[int][]cpEntry, error) {
-	all, err := readCheckpoints(path, "witness file", v, rep)
+func loadWitness(path string, kc *keyChain, rep *Report) (map[int][]cpEntry, error) {
+	all, err := readCheckpoints(path, "witness file", kc, rep)
 	if err != nil {
 		return nil, err
 	}
@@ -321,7 +328,7 @@ func mustBase(all []cpEntry) string {
 
 // readCheckpoints reads a checkpoint file and returns the checkpoints whose
 // signature verifies, reporting the others.
-func readCheckpoints(path, what string, v note.Verifier, rep *Report) ([]cpEntry, error) {
+func readCheckpoints(path, what string, kc *keyChain, rep *Report) ([]cpEntry, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("audit: open %s: %w", what, err)
@@ -332,7 +339,7 @@ func readCheckpoints(path, what string, v note.Verifier, rep *Report) ([]cpEntry
 	n := 0
 	err = readNotes(bufio.NewReader(f), func(raw rawNote) error {
 		n++
-		cp, err := openCheckpoint(raw.Text, v)
+		cp, err := kc.open(raw.Text)
 		if err != nil {
 			rep.bad(int64(lastGood), "%s: checkpoint %d (byte %d) does not verify: %v", what, n, raw.Offset, err)
 			return nil

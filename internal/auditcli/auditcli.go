@@ -248,6 +248,9 @@ func printReport(w io.Writer, rep *audit.Report, witness bool) {
 	if rep.Root != "" {
 		fmt.Fprintf(w, "root:            %s\n", rep.Root)
 	}
+	for _, s := range rep.SigningKeys {
+		fmt.Fprintf(w, "signing key:     %s\n", safetext.Line(s))
+	}
 	for _, s := range rep.Shredded {
 		fmt.Fprintf(w, "shredded: %s\n", safetext.Line(s.String()))
 	}

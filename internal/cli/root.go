@@ -117,7 +117,7 @@ func configFlag(cmd *cobra.Command, dst *string) {
 // lock.
 func auditCmd() *cobra.Command {
 	c := auditcli.Command(auditPaths)
-	c.AddCommand(newAuditRecoverCmd(), newAuditPubkeyCmd())
+	c.AddCommand(newAuditRecoverCmd(), newAuditPubkeyCmd(), newAuditRotateKeyCmd())
 	return c
 }
 
