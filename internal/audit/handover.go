@@ -446,3 +446,24 @@ func replacePublicKey(dir string, k *SigningKey) error {
 	}
 	return syncDir(dir)
 }
+
+// FirstKey follows the hand-overs in the log in dir and the witness file
+// back from key to the key that signed the log's first checkpoints. A
+// copy of the log taken before a rotation (a backup) holds no hand-over
+// to the key in use now; verified from the first key, it needs none,
+// and a later copy is followed forward through its own hand-overs.
+func FirstKey(dir, witnessFile, key string) (string, error) {
+	files, err := checkpointFiles(dir, witnessFile)
+	if err != nil {
+		return "", err
+	}
+	rep := &Report{FirstBad: -1}
+	kc, err := buildKeyChain(key, files, rep)
+	if err != nil {
+		return "", err
+	}
+	if !rep.OK() {
+		return "", fmt.Errorf("audit: the signing key hand-overs cannot be followed: %s", strings.Join(rep.Problems, "; "))
+	}
+	return kc.terms[0].key, nil
+}

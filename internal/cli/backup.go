@@ -96,7 +96,7 @@ func newBackupVerifyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			chk, err := backup.Verify(args[0], ids, key.Verifier())
+			chk, err := backup.Verify(args[0], ids, key)
 			if err != nil {
 				return err
 			}
@@ -141,7 +141,7 @@ fails unless --accept-behind.`,
 				return err
 			}
 			res, err := backup.Restore(args[0], backup.RestoreOptions{To: to, Identities: ids, Escrow: e,
-				LiveVault: vaultDir(cfg), VerifierKey: key.Verifier(), WitnessFile: cfg.Audit.WitnessFile})
+				LiveVault: vaultDir(cfg), VerifierKey: key, WitnessFile: cfg.Audit.WitnessFile})
 			if err != nil {
 				return err
 			}
@@ -193,18 +193,26 @@ func auditLocalBackup(ctx context.Context, cfg *config.Config, res *backup.Resul
 // backupReader is what reading a backup needs: the configuration, the
 // identities that decrypt it and the signing key whose verifier checks
 // the audit log in it (the configured one, not a copy in the backup).
-func backupReader(path, identity string) (*config.Config, []age.Identity, *audit.SigningKey, error) {
+// backupReader opens what checking a backup needs: the configuration,
+// the age identities, and the verifier key to check the copied audit log
+// with — the log's first key, found through the live log's hand-overs,
+// so that a backup taken before a signing key rotation verifies too.
+func backupReader(path, identity string) (*config.Config, []age.Identity, string, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, "", err
 	}
 	ids, err := readIdentities(identity)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, "", err
 	}
 	key, err := openSigningKey(cfg, false)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, "", err
 	}
-	return cfg, ids, key, nil
+	first, err := audit.FirstKey(auditDir(cfg), cfg.Audit.WitnessFile, key.Verifier())
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return cfg, ids, first, nil
 }

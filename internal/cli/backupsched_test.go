@@ -48,6 +48,14 @@ func TestScheduledBackup(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "backup.created") || !strings.Contains(out, `trigger="schedule"`) {
 		t.Fatalf("audit show: %d\n%s", code, out)
 	}
+	// After a signing key rotation the backup, which holds no hand-over
+	// to the new key, still verifies (from the log's first key).
+	if code, out := tandem("audit", "rotate-key", "--by", "alice", "--config", cfg.Path); code != 0 {
+		t.Fatalf("rotate-key: %d\n%s", code, out)
+	}
+	if code, out := tandem("backup", "verify", filepath.Join(to, list[0]), "--identity", idFile, "--config", cfg.Path); code != 0 {
+		t.Fatalf("backup verify after a key rotation: %d\n%s", code, out)
+	}
 
 	s := newBackupSchedule(cfg, nil, nil)
 	if err := s.check().Run(context.Background()); err != nil {
