@@ -228,3 +228,24 @@ func recoverNoteFile(f *os.File) (last []byte, cut int64, err error) {
 	}
 	return last, cut, nil
 }
+
+// EachNote calls fn with every complete note of a checkpoint file (the
+// log's checkpoints.log, a witness file, a peer's co-signed copy), in
+// order, with its byte offset. An unfinished note at the end is skipped;
+// bytes that are not a note are an error.
+func EachNote(path string, fn func(offset int64, raw []byte) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("audit: open %s: %w", path, err)
+	}
+	defer f.Close()
+	err = readNotes(bufio.NewReader(f), func(n rawNote) error { return fn(n.Offset, n.Text) })
+	var ne *noteError
+	if errors.As(err, &ne) && ne.Torn {
+		return nil
+	}
+	return err
+}
+
+// LastNote returns the last complete note of a checkpoint file, or nil.
+func LastNote(path string) ([]byte, error) { return lastNote(path) }

@@ -467,3 +467,36 @@ func FirstKey(dir, witnessFile, key string) (string, error) {
 	}
 	return kc.terms[0].key, nil
 }
+
+// OpenPeerCheckpoint checks a checkpoint note of another node's log
+// against key, the verifier key the node signs with now, and returns its
+// body and segment. For a hand-over from key, signed by both keys, next
+// is the key that signs the node's later checkpoints.
+func OpenPeerCheckpoint(raw []byte, base, key string) (cp log.Checkpoint, segment int, next string, err error) {
+	kc, err := singleKey(key)
+	if err != nil {
+		return log.Checkpoint{}, 0, "", err
+	}
+	_, cp, rest, err := openNote(raw, kc.verifiers)
+	if err != nil {
+		return log.Checkpoint{}, 0, "", err
+	}
+	seg, ok := segmentOf(base, cp.Origin)
+	if !ok {
+		return log.Checkpoint{}, 0, "", fmt.Errorf("origin %q is not of the log %q", cp.Origin, base)
+	}
+	old, _, isHandover, err := parseHandoverLine(rest)
+	switch {
+	case err != nil:
+		return log.Checkpoint{}, 0, "", err
+	case !isHandover:
+		return cp, seg, "", nil
+	case old != key:
+		return log.Checkpoint{}, 0, "", errors.New("a hand-over from another key than the one in force")
+	}
+	h, err := readHandover(raw)
+	if err != nil {
+		return log.Checkpoint{}, 0, "", err
+	}
+	return cp, seg, h.new, nil
+}

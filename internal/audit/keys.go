@@ -43,6 +43,11 @@ func (k *SigningKey) Verifier() string { return k.verifier }
 // Name returns the key's name, which checkpoints carry in their signature.
 func (k *SigningKey) Name() string { return k.signer.Name() }
 
+// SignNote signs a note text (which ends in a newline) with the key.
+func (k *SigningKey) SignNote(text string) ([]byte, error) {
+	return note.Sign(&note.Note{Text: text}, k.signer)
+}
+
 // ParseSigningKey reads the text of a note signer key
 // ("PRIVATE+KEY+name+hash+key"). The error never contains the key.
 func ParseSigningKey(text []byte) (*SigningKey, error) {
