@@ -43,6 +43,7 @@ func validate(c *Config, pos *positions, r *report) {
 	validateRecording(c, pos, r)
 	validateRetention(c, pos, r)
 	validateBackup(c, pos, r)
+	validateCluster(c, pos, r)
 	validateMonitoring(c, pos, r)
 	validateSyslog(c, pos, r)
 
