@@ -137,6 +137,8 @@ var specs = []Spec{
 		When: "Opening the log found the end of an interrupted write and repaired it; the first record after the repair."},
 	{Type: LogKeyHandover, builder: LogKeyHandoverEvent{}, Measures: ms("M2", "M10"),
 		When: "`tandem audit rotate-key` is handing the checkpoint signing key over; the next checkpoint, signed by both keys, is the hand-over that `tandem audit verify` follows."},
+	{Type: CosignRefused, builder: CosignRefusedEvent{}, Measures: ms("M10", "M22"),
+		When: "This node, witnessing a peer's audit log (`cluster`), refused one of its checkpoints; once per refused checkpoint. The peer's `/readyz` fails until it submits a checkpoint this node can co-sign."},
 	{Type: LogSegment, builder: LogSegmentEvent{}, Measures: ms("M10"),
 		When: "`tandem audit recover` closed a damaged segment and started a new one; the new segment's first record, naming the anchor and the gap."},
 

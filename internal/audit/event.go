@@ -59,6 +59,8 @@ const (
 	LogRecovered    Type = "log.recovered"
 	LogSegment      Type = "log.segment"      // the first record of a segment started by tandem audit recover
 	LogKeyHandover  Type = "log.key_handover" // the checkpoint signing key was handed over (tandem audit rotate-key)
+	// CosignRefused: this node, as a witness, refused a peer's checkpoint.
+	CosignRefused Type = "cosign.refused"
 	// The local state (M5, M8): a row of state.db that failed its integrity
 	// check and was not honoured, and rows sealed by the state key's creator
 	// or an operator.

@@ -546,6 +546,18 @@ type LogKeyHandoverEvent struct {
 
 func (b LogKeyHandoverEvent) Event() Event { return build(LogKeyHandover, b) }
 
+// CosignRefusedEvent: this node, witnessing a peer's audit log, refused
+// to co-sign one of its checkpoints: evidence of a rewrite, a forged
+// proof, a foreign key or a rollback on that node.
+type CosignRefusedEvent struct {
+	Node   string `attr:"node" doc:"the peer whose checkpoint was refused (cluster.peers)"`
+	Size   uint64 `attr:"size" doc:"the size of the refused checkpoint"`
+	Have   uint64 `attr:"have" doc:"the size this node co-signed last for the peer"`
+	Reason string `attr:"reason" doc:"why: a second tree of a size already co-signed, a consistency proof that does not hold, another signing key, an older checkpoint"`
+}
+
+func (b CosignRefusedEvent) Event() Event { return build(CosignRefused, b) }
+
 // LogSegmentEvent: the first record of a log segment that tandem audit
 // recover started after damage; it anchors the new segment to the
 // previous one and says what was lost.

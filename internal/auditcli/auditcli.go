@@ -30,6 +30,8 @@ type Paths struct {
 	// Keys opens the vault with the configured KEK, to decrypt records;
 	// nil when no KEK is known.
 	Keys func() (audit.KeyReader, error)
+	// Cluster is set when the gateway is a node of a cluster.
+	Cluster *Cluster
 }
 
 // Resolver maps a --config path to Paths.
@@ -114,6 +116,7 @@ func verifyCmd(resolve Resolver) *cobra.Command {
 	var loc location
 	var pubkey, witness, witnessSyslog string
 	var deep bool
+	var nodeLogs map[string]string
 	c := &cobra.Command{
 		Use:   "verify",
 		Short: "Check the audit log's Merkle tree, records and signed checkpoints",
@@ -121,7 +124,13 @@ func verifyCmd(resolve Resolver) *cobra.Command {
 			"checkpoint signature and root, and the consistency between checkpoints.\n" +
 			"Pass --pubkey with a copy of the verifier key kept outside the data\n" +
 			"directory, and --witness with the witness checkpoint file, for a check\n" +
-			"that does not trust the directory under test.",
+			"that does not trust the directory under test.\n\n" +
+			"On a node of a cluster it also checks the log against the latest\n" +
+			"checkpoint every peer co-signed, and each peer's log given with\n" +
+			"--node-log NODE=DIR against this node's co-signed copy of its\n" +
+			"checkpoints: one result for the cluster.",
+		Example: "  tandem audit verify -c /etc/tandem/tandem.yaml --pubkey /secure/audit.pub\n" +
+			"  tandem audit verify -c node-a.yaml --node-log b=/mnt/node-b/data   # node b's log, against a's copy",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			paths, err := loc.paths(resolve)
@@ -162,6 +171,18 @@ func verifyCmd(resolve Resolver) *cobra.Command {
 				return err
 			}
 			printReport(out, rep, witness != "")
+			if len(nodeLogs) > 0 && paths.Cluster == nil {
+				return errors.New("--node-log needs --config of a node of a cluster (cluster.node)")
+			}
+			if paths.Cluster != nil {
+				good, err := verifyCluster(out, paths.Cluster, dir, key, nodeLogs)
+				if err != nil {
+					return err
+				}
+				if !good {
+					return errors.New("cluster verification FAILED: see the lines above")
+				}
+			}
 			if !rep.OK() {
 				if rep.Diverges >= 0 {
 					return fmt.Errorf("audit log verification FAILED: the log diverges from the witnessed checkpoint at size %d", rep.Diverges)
@@ -179,6 +200,7 @@ func verifyCmd(resolve Resolver) *cobra.Command {
 	c.Flags().StringVar(&pubkey, "pubkey", "", "file with the note verifier key (default: audit.pub in the log directory)")
 	c.Flags().BoolVar(&deep, "deep", false, "also decode every record, check its canonical form and decrypt every part with the vault (slower)")
 	c.Flags().StringVar(&witness, "witness", "", "witness checkpoint file to check as well (default: audit.witness_file of --config)")
+	c.Flags().StringToStringVar(&nodeLogs, "node-log", nil, "NODE=DIR: a peer's data (or audit) directory, checked against this node's co-signed copy of its checkpoints (repeatable)")
 	c.Flags().StringVar(&witnessSyslog, "witness-syslog", "", "a central log server's file (one message per line, as rsyslog writes it):\n"+
 		"check against the signed checkpoints the gateway sent there instead of the witness file")
 	return c

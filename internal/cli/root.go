@@ -72,7 +72,7 @@ Start with "tandem demo" to try it, or "tandem serve --config FILE".`,
 	root.AddCommand(newRecordingCmds()...)
 	root.AddCommand(newRetentionCmd(), newHoldCmd(), newBreakglassCmd())
 	root.AddCommand(newBackupCmd(), newRestoreCmd())
-	root.AddCommand(newStatusCmd())
+	root.AddCommand(newStatusCmd(), newClusterCmd())
 	markUsageErrors(root)
 	addExamples(root)
 	return root
@@ -130,7 +130,8 @@ func auditPaths(path string) (auditcli.Paths, error) {
 		return auditcli.Paths{}, err
 	}
 	return auditcli.Paths{DataDir: cfg.Gateway.DataDir, WitnessFile: cfg.Audit.WitnessFile,
-		Keys: func() (audit.KeyReader, error) { return openVault(cfg, false) }}, nil
+		Keys:    func() (audit.KeyReader, error) { return openVault(cfg, false) },
+		Cluster: clusterPaths(cfg)}, nil
 }
 
 // loadKeys reads the configuration and the gateway's keys, creating the

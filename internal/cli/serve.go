@@ -171,6 +171,10 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 	}
 	defer stopShip()
 	mon.watchCentralLog(ship)
+	cosigner, err := newCosigner(cfg, st, mon.audit, log)
+	if err != nil {
+		return fmt.Errorf("refusing to start: %w", err)
+	}
 	reload := &reloader{current: cfg, sink: mon.audit, log: log}
 	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: mon.audit, Store: st, Recorder: rec, Logger: log, Now: clock.Now,
 		Metrics: mon.metrics, ReadAudit: readAudit, Reload: reload.byPerson, Refuse: ship.Refusal})
@@ -203,6 +207,11 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 	if sched != nil {
 		mon.health.Add(sched.check())
 	}
+	if cosigner != nil {
+		for _, c := range cosignChecks(cosigner) {
+			mon.health.Add(c)
+		}
+	}
 	mon.serve(ctx, srv, log)
 	go watch(ctx, reload, alog, hup)
 	go watchRotation(ctx, cfg, keys, mon.audit, log)
@@ -222,6 +231,10 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 	if sched != nil { // scheduled backups are serve's too
 		retained.Add(1)
 		go func() { defer retained.Done(); sched.run(ctx) }()
+	}
+	if cosigner != nil { // so is the witnessing of the peers
+		retained.Add(1)
+		go func() { defer retained.Done(); cosigner.Run(ctx, cosignEvery) }()
 	}
 	err = srv.Serve(ctx, ln)
 	cancel()

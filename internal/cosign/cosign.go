@@ -117,7 +117,10 @@ func (w *Witness) Name() string { return w.signer.Name() }
 // CopyFile is where the witness keeps its co-signed copies of a node's
 // checkpoints: a checkpoint file that `tandem audit verify --witness`
 // reads like the node's own witness file.
-func (w *Witness) CopyFile(node string) string { return filepath.Join(w.dir, node+".checkpoints") }
+func (w *Witness) CopyFile(node string) string { return CopyPath(w.dir, node) }
+
+// CopyPath is CopyFile of a witness whose directory is dir.
+func CopyPath(dir, node string) string { return filepath.Join(dir, node+".checkpoints") }
 
 func (w *Witness) stateFile(node string) string { return filepath.Join(w.dir, node+".state") }
 

@@ -26,6 +26,11 @@ type node struct {
 
 func newNode(t *testing.T, key *audit.SigningKey) *node {
 	t.Helper()
+	return newNodeOrigin(t, key, origin)
+}
+
+func newNodeOrigin(t *testing.T, key *audit.SigningKey, origin string) *node {
+	t.Helper()
 	base := t.TempDir()
 	kekFile := filepath.Join(base, "kek")
 	if err := vault.GenerateFileKEK(kekFile); err != nil {
