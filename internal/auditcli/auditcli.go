@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -353,10 +355,18 @@ func showCmd(resolve Resolver, now func() time.Time) *cobra.Command {
 	var types []string
 	var f audit.Filter
 	var asJSON bool
+	var nodeLogs map[string]string
 	c := &cobra.Command{
 		Use:   "show",
 		Short: "Print audit events, one per line",
-		Args:  cobra.NoArgs,
+		Long: "Print audit events, one per line, with the fields the vault can decrypt.\n\n" +
+			"On a node of a cluster, --node-log NODE=DIR adds a peer's log (its data\n" +
+			"directory): the events of every node in time order, each line starting\n" +
+			"with node=NAME. A peer's fields decrypt when its vault opens with this\n" +
+			"node's key-encryption key.",
+		Example: "  tandem audit show -c /etc/tandem/tandem.yaml --since 24h --person alice\n" +
+			"  tandem audit show -c node-a.yaml --node-log b=/mnt/node-b/data --since 1h",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			paths, err := loc.paths(resolve)
 			if err != nil {
@@ -385,15 +395,26 @@ func showCmd(resolve Resolver, now func() time.Time) *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			enc := json.NewEncoder(out)
-			return audit.ReadKeys(dir, keys, f, func(r audit.Record) error {
+			srcs, err := showSources(cmd, paths, dir, keys, nodeLogs)
+			if err != nil {
+				return err
+			}
+			merged := len(srcs) > 1
+			return mergeLogs(srcs, f, func(nr nodeRecord) error {
+				r := nr.rec
 				if asJSON {
 					return enc.Encode(struct {
+						Node  string `json:"node,omitempty"`
 						Index uint64 `json:"index"`
 						audit.Event
 						Unreadable []audit.Unreadable `json:"unreadable,omitempty"`
-					}{r.Index, r.Event, r.Unreadable})
+					}{nr.node, r.Index, r.Event, r.Unreadable})
 				}
-				_, err := fmt.Fprintln(out, FormatLine(r))
+				line := FormatLine(r)
+				if merged {
+					line = "node=" + nr.node + " " + line
+				}
+				_, err := fmt.Fprintln(out, line)
 				return err
 			})
 		},
@@ -407,8 +428,38 @@ func showCmd(resolve Resolver, now func() time.Time) *cobra.Command {
 	c.Flags().StringVar(&f.Tenant, "tenant", "", "only this tenant")
 	c.Flags().StringVar(&f.Request, "request", "", "only this access request")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON lines")
+	c.Flags().StringToStringVar(&nodeLogs, "node-log", nil, "NODE=DIR: merge a peer's log (its data directory) in time order (repeatable)")
 	loc.registerKEK(c)
 	return c
+}
+
+// showSources is this node's log and each --node-log peer's.
+func showSources(cmd *cobra.Command, paths Paths, dir string, keys audit.KeyReader, nodeLogs map[string]string) ([]source, error) {
+	self := source{dir: dir, keys: keys}
+	if len(nodeLogs) == 0 {
+		return []source{self}, nil
+	}
+	if paths.Cluster == nil {
+		return nil, errors.New("--node-log needs --config of a node of a cluster (cluster.node)")
+	}
+	self.node = paths.Cluster.Node
+	srcs := []source{self}
+	for _, node := range slices.Sorted(maps.Keys(nodeLogs)) {
+		if _, ok := paths.Cluster.Peers[node]; !ok {
+			return nil, fmt.Errorf("--node-log %s: not a peer in cluster.peers", node)
+		}
+		s := source{node: node, dir: filepath.Join(nodeLogs[node], "audit")}
+		if paths.Cluster.PeerKeys != nil {
+			k, err := paths.Cluster.PeerKeys(nodeLogs[node])
+			if err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: fields of node %s not decrypted: %s\n", node, safetext.Line(err.Error()))
+			} else {
+				s.keys = k
+			}
+		}
+		srcs = append(srcs, s)
+	}
+	return srcs, nil
 }
 
 // ParseTime reads a --since/--until value: empty (no bound), an RFC 3339

@@ -25,6 +25,9 @@ type Cluster struct {
 	// that the peer co-signed (from the shared store), and the peers'
 	// cosigning verifier keys.
 	Cosigned func() (notes map[string][]byte, keys map[string]string, err error)
+	// PeerKeys opens a peer's vault (in its data directory) with this
+	// node's key-encryption key, for audit show --node-log.
+	PeerKeys func(dataDir string) (audit.KeyReader, error)
 }
 
 // PeerLog is a peer as this node knows it.

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/cosign"
 	"tandem.dev/tandem/internal/monitoring"
+	"tandem.dev/tandem/internal/record"
 	"tandem.dev/tandem/internal/store"
 )
 
@@ -173,6 +175,17 @@ func clusterPaths(cfg *config.Config) *auditcli.Cluster {
 	}
 	for _, p := range cl.Peers {
 		c.Peers[p.Node] = auditcli.PeerLog{AuditKey: p.AuditKey, Copy: cosign.CopyPath(cl.WitnessDir, p.Node)}
+	}
+	c.PeerKeys = func(dataDir string) (audit.KeyReader, error) {
+		dir := filepath.Join(dataDir, "vault")
+		if _, err := os.Stat(dir); err != nil { // never create one in a peer's directory
+			return nil, err
+		}
+		kek, err := openKEK(cfg, false)
+		if err != nil {
+			return nil, err
+		}
+		return record.OpenVault(dir, kek)
 	}
 	c.Cosigned = func() (map[string][]byte, map[string]string, error) {
 		st, err := store.Open(storePath(cfg))
