@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -90,6 +91,11 @@ func TestBehindLoadBalancer(t *testing.T) {
 	target := testenv.StartSSHD(t, testenv.TargetOpts{Port: sshdPort, HostKeyFile: hostKey, UserCA: userCA})
 	for _, n := range nodes {
 		n.gw = testenv.StartGateway(t, bin, n.config, n.port)
+	}
+	// Each node keeps its own host key; the host CA's certificate makes
+	// the switch between them invisible to clients.
+	if hostKeyOf(t, a) == hostKeyOf(t, b) {
+		t.Fatal("both nodes have the same host key; the test wants them distinct")
 	}
 	lb := testenv.StartHAProxy(t, dir, testenv.HAProxyOpts{Balance: "first", Port: lbPort,
 		Servers: []string{a.gw.Addr, b.gw.Addr}})
@@ -231,6 +237,27 @@ func TestBehindLoadBalancer(t *testing.T) {
 			t.Errorf("node a's log has %d session.start events after the kill, %d before", n, len(starts))
 		}
 	})
+
+	t.Run("a lock through the shared state ends the session on node b", func(t *testing.T) {
+		live := startLive(t, "alice", alice, "db1", "echo session-ready; sleep 120")
+		if !testenv.WaitFor(20*time.Second, func() bool { return strings.Contains(live.stdout.String(), "session-ready") }) {
+			fail(t, "the session through HAProxy on node b did not start:\n%s", live.output())
+		}
+		// Node a's configuration and keys: the state database is the one
+		// node b reads.
+		locked := time.Now()
+		if out, errOut, err := testenv.RunTandem(t, bin, "lock", "alice", "--reason", "ha test", "--config", a.config); err != nil {
+			fail(t, "tandem lock with node a's configuration: %v\n%s%s", err, out, errOut)
+		}
+		if !live.waitExit(5 * time.Second) {
+			fail(t, "alice's session on node b is still open 5 s after the lock:\n%s", live.output())
+		}
+		took := live.exitAt.Sub(locked)
+		if took > time.Second+500*time.Millisecond { // the issue asks for 1 s; the margin is for a loaded machine
+			t.Errorf("the lock ended the session on node b after %v, want about a second at most", took)
+		}
+		t.Logf("the lock ended the session on node b %v after tandem lock started", took.Round(time.Millisecond))
+	})
 }
 
 // gatewayEvents reads gw's audit events of type typ with tandem audit show.
@@ -265,6 +292,16 @@ func rawExchange(t *testing.T, src, addr string, data []byte) string {
 	return string(got)
 }
 
+// hostKeyOf returns node n's host key file.
+func hostKeyOf(t *testing.T, n *haNode) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(n.gw.DataDir, "keys", "host_key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // copyFile copies a key file with mode 0600.
 func copyFile(t *testing.T, from, to string) {
 	t.Helper()
@@ -274,5 +311,32 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHAProxyExample: the example configuration in deploy/haproxy is
+// valid for the HAProxy Debian ships, and has the settings that
+// TestBehindLoadBalancer tests (testenv.HAProxyConfig).
+func TestHAProxyExample(t *testing.T) {
+	t.Parallel()
+	bin := testenv.RequireProgram(t, "haproxy")
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	example := filepath.Join(root, "deploy", "haproxy", "haproxy.cfg")
+	if out, err := exec.Command(bin, "-c", "-f", example).CombinedOutput(); err != nil {
+		t.Fatalf("haproxy -c -f %s: %v\n%s", example, err, out)
+	}
+	b, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tested := testenv.HAProxyConfig("127.0.0.1:1", testenv.HAProxyOpts{Servers: []string{"127.0.0.1:2"}})
+	for _, line := range []string{"mode tcp", "option redispatch", "balance first", "option tcp-check",
+		`tcp-check expect rstring ^SSH-2\.0-`, "default-server send-proxy-v2 check"} {
+		if !strings.Contains(string(b), line) || !strings.Contains(tested, line) {
+			t.Errorf("%q is not in both the example and the tested configuration", line)
+		}
 	}
 }

@@ -41,9 +41,6 @@ type HAProxyOpts struct {
 func StartHAProxy(t testing.TB, dir string, o HAProxyOpts) *HAProxy {
 	t.Helper()
 	bin := RequireProgram(t, "haproxy")
-	if o.Balance == "" {
-		o.Balance = "first"
-	}
 	if o.Port == 0 {
 		o.Port = FreePort(t)
 	}
@@ -63,6 +60,9 @@ func StartHAProxy(t testing.TB, dir string, o HAProxyOpts) *HAProxy {
 // on bind: the example of docs/HA.md (deploy/haproxy/haproxy.cfg) with
 // loopback addresses and short check intervals.
 func HAProxyConfig(bind string, o HAProxyOpts) string {
+	if o.Balance == "" {
+		o.Balance = "first"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `global
     log stderr format raw local0 info
