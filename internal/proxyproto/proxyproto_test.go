@@ -164,3 +164,29 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSniff: Sniff's answer, once decided, holds for every longer start
+// of the same stream, so the gateway may stop looking once it is decided;
+// and it calls a header exactly what starts like one.
+func FuzzSniff(f *testing.F) {
+	f.Add([]byte("SSH-2.0-OpenSSH_9.2p1\r\n"))
+	f.Add([]byte(Signature + "\x21\x11"))
+	f.Add([]byte("PROXY TCP4 1.2.3.4"))
+	f.Add([]byte("\r\n\r\n\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var first struct{ header, set bool }
+		for i := 0; i <= len(b); i++ {
+			header, decided := Sniff(b[:i])
+			if first.set && header != first.header {
+				t.Fatalf("Sniff(%q) = %v after it decided %v on a shorter start", b[:i], header, first.header)
+			}
+			if decided && !first.set {
+				first.header, first.set = header, true
+			}
+		}
+		want := bytes.HasPrefix(b, []byte(Signature)) || bytes.HasPrefix(b, []byte(v1Prefix))
+		if header, decided := Sniff(b); decided && header != want {
+			t.Fatalf("Sniff(%q) = %v, want %v", b, header, want)
+		}
+	})
+}
