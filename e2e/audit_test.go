@@ -314,11 +314,7 @@ func shownEvents(t *testing.T, out string) []shownEvent {
 // operatorEvents reads the events of type typ with tandem audit show.
 func operatorEvents(t *testing.T, e *env, typ string) []shownEvent {
 	t.Helper()
-	out, errOut, err := e.GW.Run(t, "audit", "show", "--config", e.Config, "--type", typ, "--json")
-	if err != nil {
-		t.Fatalf("audit show: %v\n%s", err, errOut)
-	}
-	return shownEvents(t, out)
+	return gatewayEvents(t, e.GW, typ)
 }
 
 // TestOneGatewayPerDataDirAndRecovery: a second serve on the data

@@ -59,7 +59,7 @@ func (b AuthSuccessEvent) Event() Event { return build(AuthSuccess, b) }
 // AuthFailureEvent: a connection ended without authenticating.
 type AuthFailureEvent struct {
 	Conn
-	Stage     string `attr:"stage" doc:"where it ended: kex (no key exchange in time) or auth"`
+	Stage     string `attr:"stage" doc:"where it ended: kex (no key exchange in time), auth, or proxy (a PROXY protocol header missing or malformed from a load balancer, or sent by an address that may not send one)"`
 	Attempts  int    `attr:"attempts" doc:"failed authentication attempts"`
 	Method    string `attr:"method,omitempty" doc:"the last method tried"`
 	Methods   string `attr:"methods,omitempty" doc:"every method tried, comma-separated"`

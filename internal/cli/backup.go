@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"tandem.dev/tandem/internal/audit"
-	"tandem.dev/tandem/internal/store"
 
 	"filippo.io/age"
 	"github.com/spf13/cobra"
@@ -69,7 +68,7 @@ func backupOptions(cfg *config.Config) (backup.Options, error) {
 	if err != nil {
 		return backup.Options{}, err
 	}
-	return backup.Options{DataDir: cfg.Gateway.DataDir, ConfigFile: cfg.Path, Escrow: e, Recipients: rcps}, nil
+	return backup.Options{DataDir: cfg.Gateway.DataDir, StatePath: cfg.StatePath(), ConfigFile: cfg.Path, Escrow: e, Recipients: rcps}, nil
 }
 
 func readIdentities(path string) ([]age.Identity, error) {
@@ -179,7 +178,7 @@ fails unless --accept-behind.`,
 // auditLocalBackup queues backup.created in the store's outbox for the
 // gateway (now, or at its next start).
 func auditLocalBackup(ctx context.Context, cfg *config.Config, res *backup.Result) error {
-	st, err := store.Open(storePath(cfg), store.WithKeyDir(keyDir(cfg)))
+	st, err := openKeyedStore(cfg)
 	if err != nil {
 		return fmt.Errorf("the backup %s is written, but cannot be audited: %w", res.Path, err)
 	}

@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"io"
-	"net"
 	"sort"
 	"strings"
 
@@ -45,9 +44,12 @@ names the gateway "gw", as the README and the gateway's own hints do.`,
 }
 
 // knownHostsPatterns lists the names the host CA vouches for: the
-// gateway's own names at its port, and every configured host at any port.
+// gateway's own names at the port clients use (gateway.public_address, or
+// listen's), and every configured host at any port. Gateways behind one
+// load balancer with the same names, public address and host CA print the
+// same line, so a client trusts whichever node answers.
 func knownHostsPatterns(cfg *config.Config) string {
-	_, port, _ := net.SplitHostPort(cfg.Gateway.Listen)
+	_, port := cfg.Gateway.PublicAddr()
 	var pats []string
 	for _, n := range cfg.Gateway.Names {
 		if port == "22" {
@@ -74,10 +76,7 @@ func writeClientConfig(w io.Writer, cfg *config.Config, keys *ca.Keys, person st
 	for _, l := range lines {
 		fmt.Fprintf(&trust, "@cert-authority %s %s\n", pats, l)
 	}
-	host, port, _ := net.SplitHostPort(cfg.Gateway.Listen)
-	if len(cfg.Gateway.Names) > 0 {
-		host = cfg.Gateway.Names[0]
-	}
+	host, port := cfg.Gateway.PublicAddr()
 	user := "    User " + person
 	if person == "" {
 		user = "    # User <your person id>   (needed if it differs from your local user name)"

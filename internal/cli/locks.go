@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os/user"
-	"path/filepath"
 	"sort"
 	"tandem.dev/tandem/internal/clock"
 	"text/tabwriter"
@@ -19,7 +18,18 @@ import (
 	"tandem.dev/tandem/internal/store"
 )
 
-func storePath(cfg *config.Config) string { return filepath.Join(cfg.Gateway.DataDir, "state.db") }
+func storePath(cfg *config.Config) string { return cfg.StatePath() }
+
+// openKeyedStore opens cfg's state store with the state key, for the
+// processes that read or change locks and requests. A state database
+// shared by several gateways (store.path) never gets a second key.
+func openKeyedStore(cfg *config.Config, opts ...store.Option) (*store.Store, error) {
+	opts = append([]store.Option{store.WithKeyDir(keyDir(cfg))}, opts...)
+	if cfg.SharedStore() {
+		opts = append(opts, store.WithSharedState())
+	}
+	return store.Open(storePath(cfg), opts...)
+}
 
 // localActor names the operator of a command run on the gateway host.
 func localActor() string {
@@ -36,7 +46,7 @@ func openStore(path string) (*config.Config, *store.Store, error) {
 	}
 	// Locks and requests are sealed with the state key, kept with the
 	// gateway's keys: only a process that may read them can change them.
-	st, err := store.Open(storePath(cfg), store.WithKeyDir(keyDir(cfg)))
+	st, err := openKeyedStore(cfg)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -67,6 +67,9 @@ func validateCluster(c *Config, pos *positions, r *report) {
 	if !nodeName.MatchString(cl.Node) {
 		r.add(pos.line("cluster", "node"), "cluster.node %q: use a-z, 0-9 and -, at most 63 characters", cl.Node)
 	}
+	if !c.SharedStore() {
+		r.add(pos.line("cluster", "node"), "cluster.node needs a state store the nodes share (store.path): they exchange their checkpoints, sessions and locks through it")
+	}
 	if !slices.Contains(strings.Split(c.Audit.Origin, "/"), cl.Node) {
 		r.add(pos.line("audit", "origin"), "audit.origin %q does not name the node %q: in a cluster every node's log needs its own origin (e.g. tandem/audit/%s)", c.Audit.Origin, cl.Node, cl.Node)
 	}

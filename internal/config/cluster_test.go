@@ -22,7 +22,7 @@ func TestClusterValidation(t *testing.T) {
 	k := newKeys(t)
 	ak, wk := verifierKey(t, "tandem/audit/b"), verifierKey(t, "tandem/witness/b")
 	peer := "    - {node: b, audit_origin: tandem/audit/b, audit_key: " + ak + ", witness_key: " + wk + "}\n"
-	good := "audit: {origin: tandem/audit/a}\ncluster:\n  node: a\n  witness_key: /etc/tandem/witness.key\n  witness_dir: /var/lib/tandem-witness\n  peers:\n" + peer
+	good := "store: {path: /srv/shared/state.db}\naudit: {origin: tandem/audit/a}\ncluster:\n  node: a\n  witness_key: /etc/tandem/witness.key\n  witness_dir: /var/lib/tandem-witness\n  peers:\n" + peer
 	c, err := Parse("t.yaml", build(k, nil, good))
 	if err != nil {
 		t.Fatalf("a good cluster: %v", err)
@@ -35,6 +35,7 @@ func TestClusterValidation(t *testing.T) {
 	}
 	for _, tc := range []struct{ name, add, msg string }{
 		{"peers without a node", "cluster:\n  peers:\n" + peer, "set cluster.node"},
+		{"no shared store", strings.Replace(good, "store: {path: /srv/shared/state.db}\n", "", 1), "needs a state store the nodes share"},
 		{"bad node name", strings.Replace(good, "node: a", "node: A_1", 1), "use a-z, 0-9 and -"},
 		{"origin without the node", strings.Replace(good, "origin: tandem/audit/a", "origin: tandem/audit", 1), "does not name the node"},
 		{"no witness key", strings.Replace(good, "  witness_key: /etc/tandem/witness.key\n", "", 1), "cluster.witness_key is required"},

@@ -24,10 +24,12 @@ type Config struct {
 	Syslog    Syslog    `yaml:"syslog"`
 	Backup    Backup    `yaml:"backup"`
 	Cluster   Cluster   `yaml:"cluster"`
-	Tenants   []Tenant  `yaml:"tenants"`
-	Persons   []Person  `yaml:"persons"`
-	Roles     []Role    `yaml:"roles"`
-	Hosts     []Host    `yaml:"hosts"`
+	// Store is where the state database is (docs/HA.md).
+	Store   Store    `yaml:"store"`
+	Tenants []Tenant `yaml:"tenants"`
+	Persons []Person `yaml:"persons"`
+	Roles   []Role   `yaml:"roles"`
+	Hosts   []Host   `yaml:"hosts"`
 
 	// Monitoring and Log: the gateway's health, metrics and own log.
 	Monitoring Monitoring `yaml:"monitoring"`
@@ -81,6 +83,13 @@ type Gateway struct {
 	// CAOverlap is how long a CA rotation publishes old and new CA before
 	// the gateway signs with the new one (tandem ca rotate). Default 7d.
 	CAOverlap Duration `yaml:"ca_overlap"`
+	// ProxyProtocol names the load balancers whose PROXY protocol v2
+	// headers are read (docs/HA.md). Off when empty.
+	ProxyProtocol ProxyProtocol `yaml:"proxy_protocol"`
+	// PublicAddress is host:port where clients reach the gateway when it
+	// differs from Listen (a load balancer in front); client-config
+	// prints it. Default: the first name and the port of Listen.
+	PublicAddress string `yaml:"public_address"`
 }
 
 // Limits bound failed logins and unauthenticated connections (M19).

@@ -46,6 +46,7 @@ func validate(c *Config, pos *positions, r *report) {
 	validateCluster(c, pos, r)
 	validateMonitoring(c, pos, r)
 	validateSyslog(c, pos, r)
+	validateProxyProtocol(c, pos, r)
 
 	tenants := map[string]int{}
 	for i, t := range c.Tenants {

@@ -68,7 +68,8 @@ type spec struct {
 	roles   string // the YAML list under roles:
 	policy  string // lines under policy:, indented by two
 	locks   map[string]string
-	noServe bool // the test calls Serve itself
+	noServe bool   // the test calls Serve itself
+	gateway string // further "key: value" entries of the gateway section
 }
 
 // option changes the harness's spec before it starts.
@@ -90,6 +91,12 @@ func withPolicy(line string) option {
 // withoutServe leaves calling Serve to the test.
 func withoutServe() option {
 	return func(s *spec) { s.noServe = true }
+}
+
+// withGateway adds entries to the gateway section, e.g.
+// "proxy_protocol: {from: [127.0.0.1]}".
+func withGateway(entries string) option {
+	return func(s *spec) { s.gateway += ", " + entries }
 }
 
 // withLock locks person in the store before the gateway starts.
@@ -325,8 +332,8 @@ func newRecorder(dir string) (*gateway.Recorder, error) {
 func (h *harness) yaml() string {
 	var b strings.Builder
 	// Tests refuse on purpose; they must not block their own source.
-	fmt.Fprintf(&b, "gateway: {listen: %q, data_dir: %q, limits: {failures_per_source: 1000, failures_per_person: 1000}}\n",
-		h.addr, filepath.Join(h.dir, "data"))
+	fmt.Fprintf(&b, "gateway: {listen: %q, data_dir: %q, limits: {failures_per_source: 1000, failures_per_person: 1000}%s}\n",
+		h.addr, filepath.Join(h.dir, "data"), h.spec.gateway)
 	fmt.Fprintf(&b, "recording: {kek_file: %q}\n", filepath.Join(h.dir, "kek"))
 	if h.spec.policy != "" {
 		b.WriteString("policy:\n" + h.spec.policy)

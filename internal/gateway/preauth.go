@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/proxyproto"
 )
 
 // Bounds on what one unauthenticated connection can put into the audit
@@ -51,6 +52,12 @@ type kexConn struct {
 	need    uint32
 	kexDone atomic.Bool
 	timeout atomic.Bool // a read or write hit the deadline
+
+	// head holds the connection's first bytes until proxyproto.Sniff
+	// decides whether they start a PROXY header (see proxied.go).
+	head        []byte
+	sniffed     bool
+	proxyHeader atomic.Bool // they did: the handshake was ended
 }
 
 func newKexConn(c net.Conn, extendTo time.Time) *kexConn {
@@ -59,6 +66,18 @@ func newKexConn(c net.Conn, extendTo time.Time) *kexConn {
 
 func (k *kexConn) Read(p []byte) (int, error) {
 	n, err := k.Conn.Read(p)
+	if !k.sniffed && n > 0 {
+		k.head = append(k.head, p[:min(n, len(proxyproto.Signature)-len(k.head))]...)
+		header, decided := proxyproto.Sniff(k.head)
+		if header {
+			k.proxyHeader.Store(true)
+			return 0, errProxyHeader
+		}
+		k.sniffed = decided
+		if decided {
+			k.head = nil
+		}
+	}
 	if k.stage < 3 && n > 0 {
 		k.scan(p[:n])
 	}
@@ -273,6 +292,12 @@ func cut(s string, n int) string {
 // the source's audit budget.
 func (s *Server) handshakeFailed(source string, kc *kexConn, a *authAttempts) {
 	s.slots.release(a.takeSlot())
+	if kc.proxyHeader.Load() {
+		s.log.Warn("connection refused: PROXY protocol header from an address that may not send one", "source", source)
+		s.countFailure(source, "")
+		s.recordPreauth(audit.AuthFailureEvent{Conn: audit.Conn{Source: source}, Stage: "proxy", Reason: errProxyHeader.Error()}.Event())
+		return
+	}
 	timedOut := kc.timeout.Load()
 	a.mu.Lock()
 	failed, person, count, capped := a.failed, a.person, a.count, a.capped

@@ -226,19 +226,28 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			nc.Close()
 			continue
 		}
-		release, ok, reason := s.limit.Admit(nc.RemoteAddr().String())
-		if !ok {
-			<-s.conns
-			s.log.Debug("connection refused", "source", nc.RemoteAddr().String(), "reason", reason)
-			s.metrics.ConnectionRefused(reason)
-			nc.Close()
-			continue
+		// A load balancer's connection is admitted by the client's
+		// address, which only its PROXY header names: handleConn reads
+		// it, off this loop, and admits the connection then.
+		viaBalancer := s.fromBalancer(nc)
+		release := func() {}
+		if !viaBalancer {
+			var ok bool
+			var reason string
+			release, ok, reason = s.limit.Admit(nc.RemoteAddr().String())
+			if !ok {
+				<-s.conns
+				s.log.Debug("connection refused", "source", nc.RemoteAddr().String(), "reason", reason)
+				s.metrics.ConnectionRefused(reason)
+				nc.Close()
+				continue
+			}
+			s.metrics.ConnectionAccepted()
 		}
-		s.metrics.ConnectionAccepted()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.handleConn(ctx, nc, release, func() { <-s.conns })
+			s.handleConn(ctx, nc, viaBalancer, release, func() { <-s.conns })
 		}()
 	}
 }
@@ -249,8 +258,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // signatures, policy, the audit append) grows this goroutine's stack to
 // several times what serving an idle connection needs, and the stack
 // stays that size for the connection's life. done frees the connection's
-// slot; it is called once the connection is over.
-func (s *Server) handleConn(ctx context.Context, tcp net.Conn, release, done func()) {
+// slot; it is called once the connection is over. A connection from a
+// load balancer (viaBalancer) starts with its PROXY header, read here
+// within the first deadline; the rate limiter admits it (release) by the
+// client's address the header names.
+func (s *Server) handleConn(ctx context.Context, tcp net.Conn, viaBalancer bool, release, done func()) {
 	handedOff := false
 	defer func() {
 		if !handedOff {
@@ -258,18 +270,28 @@ func (s *Server) handleConn(ctx context.Context, tcp net.Conn, release, done fun
 			done()
 		}
 	}()
-	defer release()
+	defer func() { release() }()
 	st := s.state.Load()
-	source := tcp.RemoteAddr().String()
 	// Two deadlines (see kexConn): kex_timeout until the client's key
-	// exchange offer is in, then handshake_timeout from the start.
+	// exchange offer is in, then handshake_timeout from the start. The
+	// PROXY header, the connection's first bytes, falls under the first.
 	start := s.now()
 	lim := st.cfg.Gateway.Limits
-	nc := newKexConn(netutil.QuickAck(tcp), start.Add(st.cfg.Gateway.HandshakeTimeout.Duration))
 	first := st.cfg.Gateway.HandshakeTimeout.Duration
 	if lim.KexTimeout.Duration > 0 {
 		first = min(first, lim.KexTimeout.Duration)
 	}
+	var conn net.Conn = netutil.QuickAck(tcp)
+	if viaBalancer {
+		_ = tcp.SetDeadline(start.Add(first))
+		pc, rel, ok := s.acceptProxied(conn)
+		if !ok {
+			return
+		}
+		conn, release = pc, rel
+	}
+	source := conn.RemoteAddr().String()
+	nc := newKexConn(conn, start.Add(st.cfg.Gateway.HandshakeTimeout.Duration))
 	_ = nc.SetDeadline(start.Add(first))
 	var attempts authAttempts
 	sc, chans, reqs, err := ssh.NewServerConn(nc, s.connConfig(st, st.server, nil, &attempts, true))

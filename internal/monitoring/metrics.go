@@ -79,7 +79,7 @@ func (m *Metrics) counters() {
 	m.connRefused = f.counterVec("tandem_connections_refused_total", "Client connections closed before the handshake, by reason.", "reason")
 	m.sessStarted = f.counterVec("tandem_sessions_started_total", "Sessions on targets that started (start event written, recording open), by kind.", "kind")
 	m.recBytes = f.counterVec("tandem_recording_bytes_total", "Bytes of recorded session content (before encryption), by session kind.", "kind")
-	m.authFailures = f.counterVec("tandem_auth_failures_total", "Connections that ended without authenticating after a failed attempt or a timeout, by stage (kex or auth).", "stage")
+	m.authFailures = f.counterVec("tandem_auth_failures_total", "Connections that ended without authenticating after a failed attempt or a timeout, by stage (kex, auth or proxy).", "stage")
 	m.authSuccesses = f.counter("tandem_auth_successes_total", "Logins that passed the key check and the policy.")
 	m.authBlocks = f.counterVec("tandem_auth_blocks_total", "Blocks started after too many failed logins, by scope (source or person).", "scope")
 	m.refusals = f.counterVec("tandem_refusals_total", "Sessions, channels and forwards refused, by reason code.", "reason")
@@ -145,7 +145,7 @@ func (m *Metrics) RetentionAction(action string, n int) {
 // connRefusalCode maps the rate limiter's reasons to label values.
 func connRefusalCode(reason string) string {
 	switch reason {
-	case "max_connections":
+	case "max_connections", "proxy_protocol":
 		return reason
 	case ratelimit.ReasonSourceBlocked:
 		return "source_blocked"

@@ -48,7 +48,7 @@ func (s *sink) observe(e audit.Event) {
 	case audit.AuthSuccess:
 		s.m.authSuccesses.Inc()
 	case audit.AuthFailure:
-		s.m.authFailures.WithLabelValues(oneOf(e.Attrs["stage"], "kex", "auth")).Inc()
+		s.m.authFailures.WithLabelValues(oneOf(e.Attrs["stage"], "kex", "auth", "proxy")).Inc()
 	case audit.AuthBlocked:
 		s.m.authBlocks.WithLabelValues(oneOf(e.Attrs["scope"], "source", "person")).Inc()
 	case audit.SessionDenied, audit.ForwardDenied, audit.ChannelLimited:

@@ -120,7 +120,20 @@ type Option func(*options)
 type options struct {
 	keyDir   string
 	reporter func(Forgery)
+	shared   bool
 }
+
+// WithSharedState marks a database that several gateways share
+// (store.path): a process whose key directory has no state key then
+// refuses to create one when the database was already sealed, by another
+// gateway, under the key it lacks. Creating a key there would reseal every
+// row under a second key, and every other gateway would find the whole
+// state forged (locked down). The operator copies the key instead.
+func WithSharedState() Option { return func(o *options) { o.shared = true } }
+
+// ErrKeyElsewhere is the error of opening, WithSharedState, a database
+// sealed under a state key that the key directory does not hold.
+var ErrKeyElsewhere = errors.New("the shared state database is sealed with a state key this gateway does not have")
 
 // WithKeyDir loads the state key from dir (the gateway's key directory),
 // creating it if it does not exist yet. A process that writes locks or
@@ -458,7 +471,7 @@ func queueEvent(ctx context.Context, tx *sql.Tx, at time.Time, e audit.Event) er
 // forgery, not an old row. The key file is linked into place (created
 // once, never replaced) before the transaction that sealed the rows
 // commits, so a second process either sees the key or waits for the seal.
-func (s *Store) loadKey(ctx context.Context, dir string, report func(Forgery)) error {
+func (s *Store) loadKey(ctx context.Context, dir string, report func(Forgery), shared bool) error {
 	path := filepath.Join(dir, KeyFile)
 	key, err := readKey(path)
 	if err == nil {
@@ -488,6 +501,15 @@ func (s *Store) loadKey(ctx context.Context, dir string, report func(Forgery)) e
 		return nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
+	}
+	if shared {
+		var sealed int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM state_seals WHERE name = 'locks'`).Scan(&sealed); err != nil {
+			return fmt.Errorf("state key: %w", err)
+		}
+		if sealed > 0 {
+			return fmt.Errorf("%w: copy %s from the gateway that created it (mode 0600) before starting this one (docs/HA.md)", ErrKeyElsewhere, path)
+		}
 	}
 	counts, err := s.sealAll(ctx, tx)
 	if err != nil {

@@ -129,7 +129,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("store: %s: %w", abs, err)
 	}
 	if o.keyDir != "" {
-		if err := s.loadKey(context.Background(), o.keyDir, o.reporter); err != nil {
+		if err := s.loadKey(context.Background(), o.keyDir, o.reporter, o.shared); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("store: %w", err)
 		}

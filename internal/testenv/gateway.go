@@ -137,24 +137,7 @@ func StartGatewayEnv(t testing.TB, bin, configPath string, port int, env []strin
 	}
 	cmd := exec.Command(bin, "serve", "--config", configPath)
 	cmd.Env = withEnv(env)
-	cmd.Stdout = g.Stderr
-	cmd.Stderr = g.Stderr
-	p, err := startProcess(cmd)
-	if err != nil {
-		t.Fatalf("start tandem serve: %v", err)
-	}
-	g.proc = p
-	t.Cleanup(func() {
-		if err := p.stop(5 * time.Second); err != nil {
-			t.Errorf("stop gateway: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("gateway output (tail):\n%s", g.Stderr.Tail(4000))
-		}
-	})
-	if err := waitListening(g.Addr, p, 15*time.Second); err != nil {
-		t.Fatalf("tandem serve --config %s: %v\ngateway output:\n%s", configPath, err, g.Stderr.Tail(4000))
-	}
+	g.proc = startListener(t, "tandem serve --config "+configPath, cmd, g.Addr, g.Stderr)
 	return g
 }
 

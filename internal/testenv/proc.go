@@ -101,6 +101,32 @@ func (p *process) stop(grace time.Duration) error {
 	return result
 }
 
+// startListener starts cmd, with its stdout and stderr into out, and
+// waits until it accepts TCP connections on addr (deadline 15s). The
+// test's cleanup stops it by PID (SIGTERM, SIGKILL after 5s) and, when
+// the test failed, logs the end of its output. name (e.g. "haproxy")
+// names it in messages.
+func startListener(t testing.TB, name string, cmd *exec.Cmd, addr string, out *SyncBuffer) *process {
+	t.Helper()
+	cmd.Stdout, cmd.Stderr = out, out
+	p, err := startProcess(cmd)
+	if err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if err := p.stop(5 * time.Second); err != nil {
+			t.Errorf("stop %s: %v", name, err)
+		}
+		if t.Failed() {
+			t.Logf("%s output (tail):\n%s", name, out.Tail(4000))
+		}
+	})
+	if err := waitListening(addr, p, 15*time.Second); err != nil {
+		t.Fatalf("%s: %v\n%s output:\n%s", name, err, name, out.Tail(4000))
+	}
+	return p
+}
+
 // waitListening polls a TCP connect to addr every 20ms until it succeeds,
 // the process ends, or the deadline passes.
 func waitListening(addr string, p *process, timeout time.Duration) error {
