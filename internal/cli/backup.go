@@ -179,7 +179,7 @@ fails unless --accept-behind.`,
 // auditLocalBackup queues backup.created in the store's outbox for the
 // gateway (now, or at its next start).
 func auditLocalBackup(ctx context.Context, cfg *config.Config, res *backup.Result) error {
-	st, err := store.Open(storePath(cfg), store.WithKeyDir(keyDir(cfg)))
+	st, err := openStateStore(cfg, store.WithKeyDir(keyDir(cfg)))
 	if err != nil {
 		return fmt.Errorf("the backup %s is written, but cannot be audited: %w", res.Path, err)
 	}

@@ -21,6 +21,15 @@ import (
 
 func storePath(cfg *config.Config) string { return filepath.Join(cfg.Gateway.DataDir, "state.db") }
 
+// openStateStore opens the state store the configuration names: the
+// SQLite file in data_dir, or the PostgreSQL database of store.dsn.
+func openStateStore(cfg *config.Config, opts ...store.Option) (*store.Store, error) {
+	if cfg.Store.Driver == config.StorePostgres {
+		return store.OpenPostgres(cfg.Store.DSN, opts...)
+	}
+	return store.Open(storePath(cfg), opts...)
+}
+
 // localActor names the operator of a command run on the gateway host.
 func localActor() string {
 	if u, err := user.Current(); err == nil {
@@ -36,7 +45,7 @@ func openStore(path string) (*config.Config, *store.Store, error) {
 	}
 	// Locks and requests are sealed with the state key, kept with the
 	// gateway's keys: only a process that may read them can change them.
-	st, err := store.Open(storePath(cfg), store.WithKeyDir(keyDir(cfg)))
+	st, err := openStateStore(cfg, store.WithKeyDir(keyDir(cfg)))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -150,7 +150,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 		return err
 	}
 	defer alog.Close()
-	st, err := store.Open(storePath(cfg), store.WithKeyDir(keyDir(cfg)),
+	st, err := openStateStore(cfg, store.WithKeyDir(keyDir(cfg)),
 		store.WithReporter(gateway.ReportForgery(alog, log)))
 	if err != nil {
 		return fmt.Errorf("state store: %w", err)

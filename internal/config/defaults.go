@@ -168,6 +168,7 @@ func applyDefaults(c *Config, pos *positions, r *report) {
 	c.Backup.fillDefaults(c.Path)
 	fillMonitoringDefaults(c)
 	c.Syslog.fillDefaults(c.Path, pos)
+	c.Store.fillDefaults()
 
 	p := &c.Policy
 	if p.FourEyes == nil {

@@ -23,6 +23,7 @@ type Config struct {
 	Retention Retention `yaml:"retention"`
 	Syslog    Syslog    `yaml:"syslog"`
 	Backup    Backup    `yaml:"backup"`
+	Store     Store     `yaml:"store"`
 	Tenants   []Tenant  `yaml:"tenants"`
 	Persons   []Person  `yaml:"persons"`
 	Roles     []Role    `yaml:"roles"`

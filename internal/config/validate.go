@@ -45,6 +45,7 @@ func validate(c *Config, pos *positions, r *report) {
 	validateBackup(c, pos, r)
 	validateMonitoring(c, pos, r)
 	validateSyslog(c, pos, r)
+	validateStore(c, pos, r)
 
 	tenants := map[string]int{}
 	for i, t := range c.Tenants {
