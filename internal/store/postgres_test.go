@@ -227,6 +227,12 @@ func TestPostgresRestart(t *testing.T) {
 	if _, err := s.Locks(ctx, t0); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Locks while PostgreSQL is down = %v, want ErrUnavailable", err)
 	}
+	if _, err := s.ListRequests(ctx, RequestFilter{}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("ListRequests while PostgreSQL is down = %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Freezes(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Freezes while PostgreSQL is down = %v, want ErrUnavailable", err)
+	}
 
 	if err := pg.Start(); err != nil {
 		t.Fatal(err)

@@ -236,7 +236,7 @@ func (s *Store) GetRequest(ctx context.Context, id string) (*Request, error) {
 		return nil, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store: get request %s: %w", id, err)
+		return nil, fmt.Errorf("store: get request %s: %w", id, s.unavailable(err))
 	}
 	return &r, nil
 }
@@ -278,7 +278,7 @@ func (s *Store) ListRequests(ctx context.Context, f RequestFilter) ([]Request, e
 	q += fmt.Sprintf(` ORDER BY created_ns DESC, id LIMIT %d`, maxListed)
 	out, _, err := s.queryRequests(ctx, s.db, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("store: list requests: %w", err)
+		return nil, fmt.Errorf("store: list requests: %w", s.unavailable(err))
 	}
 	return out, nil
 }
@@ -304,7 +304,7 @@ func (s *Store) ActiveRequests(ctx context.Context, requester string, now time.T
 		 ORDER BY created_ns DESC, id LIMIT `+fmt.Sprint(maxListed),
 		requester, string(RequestApproved), n, n)
 	if err != nil {
-		return nil, fmt.Errorf("store: active requests of %s: %w", requester, err)
+		return nil, fmt.Errorf("store: active requests of %s: %w", requester, s.unavailable(err))
 	}
 	if len(bad) > 0 {
 		errs := make([]error, len(bad))

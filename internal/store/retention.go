@@ -232,12 +232,12 @@ func (t sealedSet) reseal(ctx context.Context, s *Store, tx txn) (rows, failed i
 func readAll[T any](ctx context.Context, s *Store, t sealedSet) ([]T, error) {
 	tx, err := s.db.beginRead(ctx) // rows and seal read together
 	if err != nil {
-		return nil, fmt.Errorf("store: %s: %w", t.table, err)
+		return nil, fmt.Errorf("store: %s: %w", t.table, s.unavailable(err))
 	}
 	rows, bad, err := t.read(ctx, s, tx)
 	_ = tx.Rollback()
 	if err != nil {
-		return nil, fmt.Errorf("store: %s: %w", t.table, err)
+		return nil, fmt.Errorf("store: %s: %w", t.table, s.unavailable(err))
 	}
 	out := make([]T, 0, len(rows))
 	for _, r := range rows {

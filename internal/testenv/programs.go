@@ -30,6 +30,7 @@ var debianPackage = map[string]string{
 	"go":               "golang",
 	"rsyslogd":         "rsyslog rsyslog-gnutls",
 	"openssl":          "openssl",
+	"postgres":         "postgresql",
 }
 
 // InCI reports whether the tests run under CI (CI=true), where a missing
