@@ -188,7 +188,7 @@ func clusterPaths(cfg *config.Config) *auditcli.Cluster {
 		return record.OpenVault(dir, kek)
 	}
 	c.Cosigned = func() (map[string][]byte, map[string]string, error) {
-		st, err := store.Open(storePath(cfg))
+		st, err := openStateStore(cfg)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -21,12 +21,19 @@ import (
 func storePath(cfg *config.Config) string { return cfg.StatePath() }
 
 // openKeyedStore opens cfg's state store with the state key, for the
-// processes that read or change locks and requests. A state database
-// shared by several gateways (store.path) never gets a second key.
+// processes that read or change locks and requests. A database sealed by
+// another gateway's key is refused (store.ErrKeyElsewhere), never given a
+// second key.
 func openKeyedStore(cfg *config.Config, opts ...store.Option) (*store.Store, error) {
-	opts = append([]store.Option{store.WithKeyDir(keyDir(cfg))}, opts...)
-	if cfg.SharedStore() {
-		opts = append(opts, store.WithSharedState())
+	return openStateStore(cfg, append([]store.Option{store.WithKeyDir(keyDir(cfg))}, opts...)...)
+}
+
+// openStateStore opens the state store the configuration names: the
+// SQLite file (data_dir/state.db or store.path), or the PostgreSQL
+// database of store.dsn.
+func openStateStore(cfg *config.Config, opts ...store.Option) (*store.Store, error) {
+	if cfg.Store.Driver == config.StorePostgres {
+		return store.OpenPostgres(cfg.Store.DSN, opts...)
 	}
 	return store.Open(storePath(cfg), opts...)
 }

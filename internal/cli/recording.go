@@ -12,7 +12,6 @@ import (
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/record"
-	"tandem.dev/tandem/internal/store"
 )
 
 // reader is a person reading recordings with the gateway host's key
@@ -40,7 +39,7 @@ func openReader(ctx context.Context, cfgPath, as string) (*reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(storePath(cfg))
+	st, err := openStateStore(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -87,36 +86,6 @@ func validateProxyProtocol(c *Config, pos *positions, r *report) {
 			r.add(pos.line("gateway", "public_address"), "public_address must name the host clients connect to (the load balancer's name)")
 		} else if !slices.Contains(c.Gateway.Names, host) {
 			r.add(pos.line("gateway", "public_address"), "public_address: %s is not among gateway.names %v, so the gateway's host certificate would not name it; add it to names", host, c.Gateway.Names)
-		}
-	}
-}
-
-// Store says where the state database is. Several gateways behind one
-// load balancer share one (docs/HA.md).
-type Store struct {
-	// Path is the SQLite state database. Default: data_dir/state.db. Two
-	// gateways share their state by naming the same file (on one host)
-	// while each keeps its own data_dir.
-	Path string `yaml:"path"`
-}
-
-// StatePath is the state database's file: store.path, or state.db in
-// data_dir.
-func (c *Config) StatePath() string {
-	if c.Store.Path != "" {
-		return c.Store.Path
-	}
-	return filepath.Join(c.Gateway.DataDir, "state.db")
-}
-
-// SharedStore reports whether the state database is set apart from
-// data_dir (store.path), as gateways that share it have it.
-func (c *Config) SharedStore() bool { return c.Store.Path != "" }
-
-func (s *Store) fillDefaults(cfgPath string) {
-	if s.Path != "" && cfgPath != "" && !filepath.IsAbs(s.Path) {
-		if abs, err := filepath.Abs(filepath.Join(filepath.Dir(cfgPath), s.Path)); err == nil {
-			s.Path = abs
 		}
 	}
 }

@@ -24,7 +24,7 @@ type Config struct {
 	Syslog    Syslog    `yaml:"syslog"`
 	Backup    Backup    `yaml:"backup"`
 	Cluster   Cluster   `yaml:"cluster"`
-	// Store is where the state database is (docs/HA.md).
+	// Store is where the state is (docs/HA.md).
 	Store   Store    `yaml:"store"`
 	Tenants []Tenant `yaml:"tenants"`
 	Persons []Person `yaml:"persons"`

@@ -47,6 +47,7 @@ func validate(c *Config, pos *positions, r *report) {
 	validateMonitoring(c, pos, r)
 	validateSyslog(c, pos, r)
 	validateProxyProtocol(c, pos, r)
+	validateStore(c, pos, r)
 
 	tenants := map[string]int{}
 	for i, t := range c.Tenants {

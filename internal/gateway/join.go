@@ -30,6 +30,9 @@ func (c *clientConn) joinSession(ctx context.Context, ch ssh.Channel, reqs <-cha
 		fmt.Fprintf(ch.Stderr(), "tandem: %s\r\n", strings.ReplaceAll(msg, "\n", "\r\n"))
 		return 1
 	}
+	if msg := c.srv.storeRefusal(); msg != "" {
+		return fail("%s", msg)
+	}
 	t, err := admin.Join(ctx, adminGateway{c}, c.caller(), args, ss.pty != nil)
 	if err != nil {
 		return fail("%v", err)

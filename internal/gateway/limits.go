@@ -305,9 +305,13 @@ func (s *Server) diskRefusal() string {
 }
 
 // sessionRefusal is why a new target session is refused for the
-// gateway's own state — a full disk, or what Options.Refuse says — or "".
+// gateway's own state — a full disk, a state store it cannot read, or what
+// Options.Refuse says — or "".
 func (s *Server) sessionRefusal() string {
-	if msg := s.diskRefusal(); msg != "" || s.opts.Refuse == nil {
+	if msg := s.diskRefusal(); msg != "" {
+		return msg
+	}
+	if msg := s.storeRefusal(); msg != "" || s.opts.Refuse == nil {
 		return msg
 	}
 	return s.opts.Refuse()

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"tandem.dev/tandem/internal/audit"
@@ -32,49 +33,126 @@ func (s *Server) lockReason(person string) string {
 	return l.Reason
 }
 
+// storeTimeout bounds one poll's work on the store, so that a store that
+// hangs (a network cut without a reset) is noticed as down within it.
+const storeTimeout = 5 * time.Second
+
+// storeStale is how long the store may go without answering a poll before
+// new sessions are refused even though no poll has failed yet (one is
+// still waiting).
+const storeStale = 3 * storeTimeout
+
 // watchLocks keeps the lock table current and ends the sessions and
-// connections of locked persons. It ends with ctx.
+// connections of locked persons. It polls every lockPoll, and at once when
+// the store announces a change (PostgreSQL's NOTIFY, from any gateway or
+// CLI sharing the database). It ends with ctx, and so does the listener it
+// starts.
 func (s *Server) watchLocks(ctx context.Context) {
 	if s.store == nil {
 		return
 	}
+	s.storeBack()
 	t := time.NewTicker(lockPoll)
 	defer t.Stop()
+	changes := s.store.Changes(ctx) // nil on SQLite: the poll alone
 	last := int64(-1)
 	for {
-		gen, err := s.store.Generation(ctx)
+		pctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		last = s.poll(pctx, last)
+		cancel()
 		if ctx.Err() != nil {
 			return // the gateway stops; nothing to report
 		}
-		changed := err == nil && gen != last
-		if err != nil {
-			s.failed(ctx, "lock store unreadable", err)
-		} else if changed {
-			if err := s.refreshLocks(ctx); err != nil {
-				s.failed(ctx, "lock store unreadable", err)
-			} else {
-				last = gen
-			}
-		}
-		if last >= 0 {
-			// Tell processes that changed a lock (`tandem lock`) that it is
-			// in force here: locks reloaded, locked persons thrown out.
-			if err := s.store.AckGeneration(ctx, s.name, last, s.now()); err != nil {
-				s.failed(ctx, "lock store: acknowledge", err)
-			}
-		}
-		s.sweepLocks()
-		s.enforceFreezes()
-		s.applyUnblocks(ctx)
-		s.checkRequestSessions(ctx, changed)
-		s.auditLockEvents(ctx)
-		s.drainOutbox(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-changes:
 		}
 	}
+}
+
+// poll is one round of the watcher: it reloads the locks when the
+// generation moved (last is the one applied before; it returns the one
+// applied now), acknowledges, and enforces.
+func (s *Server) poll(ctx context.Context, last int64) int64 {
+	gen, err := s.store.Generation(ctx)
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return last // the gateway stops
+	}
+	changed := err == nil && gen != last
+	if err != nil {
+		s.storeFailed(err)
+		s.failed(ctx, "lock store unreadable", err)
+	} else if changed {
+		if err := s.refreshLocks(ctx); err != nil {
+			s.storeFailed(err)
+			s.failed(ctx, "lock store unreadable", err)
+		} else {
+			last = gen
+			s.storeBack()
+		}
+	} else {
+		s.storeBack()
+	}
+	if last >= 0 {
+		// Tell processes that changed a lock (`tandem lock`) that it is
+		// in force here: locks reloaded, locked persons thrown out.
+		if err := s.store.AckGeneration(ctx, s.name, last, s.now()); err != nil {
+			s.failed(ctx, "lock store: acknowledge", err)
+		}
+	}
+	s.sweepLocks()
+	s.enforceFreezes()
+	s.applyUnblocks(ctx)
+	s.checkRequestSessions(ctx, changed)
+	s.auditLockEvents(ctx)
+	s.drainOutbox(ctx)
+	return last
+}
+
+// storeFailed notes that the store did not answer, for storeRefusal.
+func (s *Server) storeFailed(err error) {
+	why := "it does not answer"
+	if errors.Is(err, store.ErrUnavailable) {
+		why = "PostgreSQL is unavailable"
+	}
+	if prev := s.storeDown.Swap(&why); prev == nil {
+		s.log.Error("state store unavailable: new sessions and joins are refused until it is back; live sessions go on",
+			"err", err)
+	}
+}
+
+// storeBack notes a poll the store answered. The time is the machine's
+// monotonic clock, not s.now: a test clock moved by days must not make
+// the store look silent.
+func (s *Server) storeBack() {
+	now := time.Now()
+	s.storeOK.Store(&now)
+	if prev := s.storeDown.Swap(nil); prev != nil {
+		s.log.Info("state store reachable again: locks reloaded, new sessions accepted")
+	}
+}
+
+// storeRefusal is why a new session or join is refused because the state
+// store cannot be read, or "". Locks, freezes and requests made on any
+// gateway live there: without it this gateway cannot know whether the
+// person was locked a moment ago, so it starts nothing new (fail closed),
+// while the sessions already running go on.
+func (s *Server) storeRefusal() string {
+	if s.store == nil {
+		return ""
+	}
+	why := s.storeDown.Load()
+	if why == nil {
+		if ok := s.storeOK.Load(); ok == nil || time.Since(*ok) < storeStale {
+			return ""
+		}
+		w := "it has not answered for " + storeStale.String()
+		why = &w
+	}
+	return "the gateway cannot read its state store (" + *why + "), so it cannot check locks and approvals: " +
+		"no new session or join can start until the store is back; sessions already running go on"
 }
 
 // auditLockEvents moves lock and unlock events from the store into the

@@ -85,9 +85,14 @@ type Server struct {
 	// FreezeAll when the freeze table failed its integrity check.
 	freezes atomic.Pointer[[]policy.Freeze]
 	name    string // this gateway in the store's acknowledgements: host and listen address
-	metrics Metrics
-	wg      sync.WaitGroup
-	opts    Options // what the server was wired from, for the hooks (ReadAudit)
+	// storeDown holds why the state store could not be read at the last
+	// poll, nil while it answers; storeOK is when it last answered. See
+	// storeRefusal.
+	storeDown atomic.Pointer[string]
+	storeOK   atomic.Pointer[time.Time]
+	metrics   Metrics
+	wg        sync.WaitGroup
+	opts      Options // what the server was wired from, for the hooks (ReadAudit)
 }
 
 // state is everything derived from one configuration.

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -118,7 +117,7 @@ func (s *Store) RequestUnblock(ctx context.Context, scope, key, by string, at ti
 		return false, err
 	}
 	var found bool
-	err := s.change(ctx, "unblock "+key, func(tx *sql.Tx) (bool, error) {
+	err := s.change(ctx, "unblock "+key, func(tx txn) (bool, error) {
 		res, err := tx.ExecContext(ctx, `DELETE FROM blocks WHERE scope = ? AND key = ? AND until_ns > ?`, scope, key, at.UnixNano())
 		if err != nil {
 			return false, err

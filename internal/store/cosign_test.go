@@ -10,8 +10,12 @@ import (
 // at its size; a refusal keeps it waiting and keeps the last co-signed
 // note; answers are per node and witness.
 func TestCosignExchange(t *testing.T) {
+	eachBackend(t, testCosignExchange)
+}
+
+func testCosignExchange(t *testing.T, bk backend) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
+	s, _ := openTemp(t, bk)
 	pending := func(w string) int {
 		t.Helper()
 		b, err := s.CosignPending(ctx, w)

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -71,7 +70,7 @@ func (s *Store) PutFreeze(ctx context.Context, f Freeze, ev audit.Event) error {
 	if s.seal == nil {
 		return fmt.Errorf("store: freeze %s: %w", f.ID, ErrNoKey)
 	}
-	return s.change(ctx, "freeze "+f.ID, func(tx *sql.Tx) (bool, error) {
+	return s.change(ctx, "freeze "+f.ID, func(tx txn) (bool, error) {
 		if err := freezesSet.put(ctx, s, tx, f.ID, f); err != nil {
 			return false, err
 		}
@@ -88,7 +87,7 @@ func (s *Store) ResealFreezes(ctx context.Context, by string, at time.Time) (int
 		return 0, fmt.Errorf("store: reseal freezes: %w", ErrNoKey)
 	}
 	var n int
-	err := s.change(ctx, "reseal freezes", func(tx *sql.Tx) (bool, error) {
+	err := s.change(ctx, "reseal freezes", func(tx txn) (bool, error) {
 		var failed int
 		var sealFailed bool
 		var err error

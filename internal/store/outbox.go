@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 )
@@ -27,7 +26,7 @@ type OutboxEntry struct {
 // QueueAudit stores an event (JSON) for the gateway to append to the audit
 // log, and bumps the generation so a polling gateway notices at once.
 func (s *Store) QueueAudit(ctx context.Context, at time.Time, event []byte) error {
-	return s.change(ctx, "queue audit event", func(tx *sql.Tx) (bool, error) {
+	return s.change(ctx, "queue audit event", func(tx txn) (bool, error) {
 		_, err := tx.ExecContext(ctx, `INSERT INTO audit_outbox (at_ns, event) VALUES (?, ?)`, at.UnixNano(), event)
 		return err == nil, err
 	})

@@ -174,7 +174,7 @@ func (s *Store) CreateRequest(ctx context.Context, r Request) (Request, error) {
 		State:     RequestOpen,
 		Created:   time.Unix(0, created).UTC(),
 	}
-	err = s.change(ctx, "create request", func(tx *sql.Tx) (bool, error) {
+	err = s.change(ctx, "create request", func(tx txn) (bool, error) {
 		id, err := freeRequestID(ctx, tx)
 		if err != nil {
 			return false, err
@@ -182,7 +182,7 @@ func (s *Store) CreateRequest(ctx context.Context, r Request) (Request, error) {
 		_, err = tx.ExecContext(ctx,
 			`INSERT INTO requests (id, requester, hosts_json, selector, login, duration_ns, reason, tty, state, created_ns)
 			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			id, out.Requester, string(hosts), out.Selector, out.Login, int64(out.Duration), out.Reason, out.TTY,
+			id, out.Requester, string(hosts), out.Selector, out.Login, int64(out.Duration), out.Reason, boolArg(out.TTY),
 			string(RequestOpen), created)
 		if err != nil {
 			return false, err
@@ -198,7 +198,7 @@ func (s *Store) CreateRequest(ctx context.Context, r Request) (Request, error) {
 
 // freeRequestID draws random ids until one is unused. It runs inside the
 // write transaction, so no other writer can take the id before the insert.
-func freeRequestID(ctx context.Context, tx *sql.Tx) (string, error) {
+func freeRequestID(ctx context.Context, tx txn) (string, error) {
 	for range idAttempts {
 		var b [4]byte
 		if _, err := rand.Read(b[:]); err != nil {
@@ -236,7 +236,7 @@ func (s *Store) GetRequest(ctx context.Context, id string) (*Request, error) {
 		return nil, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store: get request %s: %w", id, err)
+		return nil, fmt.Errorf("store: get request %s: %w", id, s.unavailable(err))
 	}
 	return &r, nil
 }
@@ -278,7 +278,7 @@ func (s *Store) ListRequests(ctx context.Context, f RequestFilter) ([]Request, e
 	q += fmt.Sprintf(` ORDER BY created_ns DESC, id LIMIT %d`, maxListed)
 	out, _, err := s.queryRequests(ctx, s.db, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("store: list requests: %w", err)
+		return nil, fmt.Errorf("store: list requests: %w", s.unavailable(err))
 	}
 	return out, nil
 }
@@ -304,7 +304,7 @@ func (s *Store) ActiveRequests(ctx context.Context, requester string, now time.T
 		 ORDER BY created_ns DESC, id LIMIT `+fmt.Sprint(maxListed),
 		requester, string(RequestApproved), n, n)
 	if err != nil {
-		return nil, fmt.Errorf("store: active requests of %s: %w", requester, err)
+		return nil, fmt.Errorf("store: active requests of %s: %w", requester, s.unavailable(err))
 	}
 	if len(bad) > 0 {
 		errs := make([]error, len(bad))
@@ -335,7 +335,7 @@ func (s *Store) Approve(ctx context.Context, id string, a Approval, need int) (R
 		return Request{}, fmt.Errorf("store: approve request %s: %w", id, ErrNoKey)
 	}
 	var out Request
-	err = s.change(ctx, "approve request "+id, func(tx *sql.Tx) (bool, error) {
+	err = s.change(ctx, "approve request "+id, func(tx txn) (bool, error) {
 		r, err := s.getRequest(ctx, tx, id)
 		if err != nil {
 			return false, err
@@ -409,7 +409,7 @@ func (s *Store) decide(ctx context.Context, verb, id, by, reason string, at time
 		return Request{}, fmt.Errorf("store: %s: %w", what, ErrNoKey)
 	}
 	var out Request
-	err = s.change(ctx, what, func(tx *sql.Tx) (bool, error) {
+	err = s.change(ctx, what, func(tx txn) (bool, error) {
 		r, err := s.getRequest(ctx, tx, id)
 		if err != nil {
 			return false, err
@@ -438,7 +438,7 @@ func (s *Store) decide(ctx context.Context, verb, id, by, reason string, at time
 	return out, nil
 }
 
-// querier is what reading a request needs: a *sql.DB or a *sql.Tx.
+// querier is what reading a request needs: a *sql.DB or a txn.
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
@@ -526,7 +526,7 @@ func (s *Store) attachApprovals(ctx context.Context, q querier, rs []Request) er
 	}
 	rows, err := q.QueryContext(ctx,
 		`SELECT request_id, approver, at_ns, comment, mac FROM request_approvals
-		 WHERE request_id IN (`+strings.Join(marks, ", ")+`) ORDER BY at_ns, rowid`, args...)
+		 WHERE request_id IN (`+strings.Join(marks, ", ")+`) ORDER BY at_ns, approver`, args...)
 	if err != nil {
 		return fmt.Errorf("approvals: %w", err)
 	}

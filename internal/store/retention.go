@@ -166,7 +166,7 @@ func (s *Store) sealNewSets(ctx context.Context) error {
 // put stores a row (inserting or replacing) and seals it, and the set.
 // A whole set that fails its check is not changed: sealing it again would
 // accept whatever edit broke it.
-func (t sealedSet) put(ctx context.Context, s *Store, tx *sql.Tx, id string, v any) error {
+func (t sealedSet) put(ctx context.Context, s *Store, tx txn, id string, v any) error {
 	if t.whole {
 		_, bad, err := t.read(ctx, s, tx)
 		if err != nil {
@@ -200,7 +200,7 @@ func (t sealedSet) put(ctx context.Context, s *Store, tx *sql.Tx, id string, v a
 // reseal accepts a whole set as it is now: every row and the set's seal
 // are sealed again. It returns the rows, how many failed their own MAC
 // and whether the set's seal failed, for the audit event.
-func (t sealedSet) reseal(ctx context.Context, s *Store, tx *sql.Tx) (rows, failed int, sealFailed bool, err error) {
+func (t sealedSet) reseal(ctx context.Context, s *Store, tx txn) (rows, failed int, sealFailed bool, err error) {
 	_, bad, err := t.read(ctx, s, tx)
 	if err != nil {
 		return 0, 0, false, err
@@ -230,14 +230,14 @@ func (t sealedSet) reseal(ctx context.Context, s *Store, tx *sql.Tx) (rows, fail
 // error is a *Forgery when anything failed (the rows that passed are
 // returned all the same), so a caller that must fail closed can.
 func readAll[T any](ctx context.Context, s *Store, t sealedSet) ([]T, error) {
-	tx, err := s.db.BeginTx(ctx, nil) // rows and seal read together
+	tx, err := s.db.beginRead(ctx) // rows and seal read together
 	if err != nil {
-		return nil, fmt.Errorf("store: %s: %w", t.table, err)
+		return nil, fmt.Errorf("store: %s: %w", t.table, s.unavailable(err))
 	}
 	rows, bad, err := t.read(ctx, s, tx)
 	_ = tx.Rollback()
 	if err != nil {
-		return nil, fmt.Errorf("store: %s: %w", t.table, err)
+		return nil, fmt.Errorf("store: %s: %w", t.table, s.unavailable(err))
 	}
 	out := make([]T, 0, len(rows))
 	for _, r := range rows {
@@ -293,7 +293,7 @@ func (s *Store) PutHold(ctx context.Context, h Hold, ev audit.Event) error {
 	if h.ID == "" || h.Subject == "" {
 		return errors.New("store: hold: id and subject must be set")
 	}
-	return s.change(ctx, "hold "+h.ID, func(tx *sql.Tx) (bool, error) {
+	return s.change(ctx, "hold "+h.ID, func(tx txn) (bool, error) {
 		if err := holdsSet.put(ctx, s, tx, h.ID, h); err != nil {
 			return false, err
 		}
@@ -348,7 +348,7 @@ type Notice struct {
 // AddExtension stores x, queues its audit event and the DPO's notice, in
 // one transaction.
 func (s *Store) AddExtension(ctx context.Context, x Extension, ev audit.Event, noticeText string) error {
-	return s.change(ctx, "extension "+x.ID, func(tx *sql.Tx) (bool, error) {
+	return s.change(ctx, "extension "+x.ID, func(tx txn) (bool, error) {
 		if err := extensionsSet.put(ctx, s, tx, x.ID, x); err != nil {
 			return false, err
 		}
@@ -433,7 +433,7 @@ func (s *Store) RecordDestroyed(ctx context.Context, d Destroyed) error {
 	if s.seal == nil {
 		return fmt.Errorf("store: record destroyed key: %w", ErrNoKey)
 	}
-	return s.change(ctx, "record destroyed key", func(tx *sql.Tx) (bool, error) {
+	return s.change(ctx, "record destroyed key", func(tx txn) (bool, error) {
 		return false, destroyedSet.put(ctx, s, tx, destroyedID(d.Class, d.Tenant, d.Day), d)
 	})
 }

@@ -120,20 +120,14 @@ type Option func(*options)
 type options struct {
 	keyDir   string
 	reporter func(Forgery)
-	shared   bool
 }
 
-// WithSharedState marks a database that several gateways share
-// (store.path): a process whose key directory has no state key then
-// refuses to create one when the database was already sealed, by another
-// gateway, under the key it lacks. Creating a key there would reseal every
-// row under a second key, and every other gateway would find the whole
-// state forged (locked down). The operator copies the key instead.
-func WithSharedState() Option { return func(o *options) { o.shared = true } }
-
-// ErrKeyElsewhere is the error of opening, WithSharedState, a database
-// sealed under a state key that the key directory does not hold.
-var ErrKeyElsewhere = errors.New("the shared state database is sealed with a state key this gateway does not have")
+// ErrKeyElsewhere is the error of opening a database sealed under a state
+// key that the key directory does not hold: it is another gateway's (one
+// sharing the database) or was lost. Creating a key there would reseal
+// every row under a second key, and every other gateway would find the
+// whole state forged (locked down); the operator copies the key instead.
+var ErrKeyElsewhere = errors.New("the state database is sealed with a state key this gateway does not have")
 
 // WithKeyDir loads the state key from dir (the gateway's key directory),
 // creating it if it does not exist yet. A process that writes locks or
@@ -255,7 +249,7 @@ func lockFields(person, reason, by string, created int64, until sql.NullInt64) [
 // sealRequest recomputes the MAC of request id from its stored columns.
 // Callers have checked the row (getRequest) before changing it, so this
 // seals their change, not someone else's edit.
-func (s *Store) sealRequest(ctx context.Context, tx *sql.Tx, id string) error {
+func (s *Store) sealRequest(ctx context.Context, tx txn, id string) error {
 	r, err := scanRequestRow(tx.QueryRowContext(ctx, `SELECT `+requestColumns+`, mac FROM requests WHERE id = ?`, id))
 	if err != nil {
 		return fmt.Errorf("seal request %s: %w", id, err)
@@ -377,7 +371,7 @@ func (s *sealer) setMAC(kind string, rowMACs [][]byte) []byte {
 // checkLocks is the first step of every change to the lock table: it
 // refuses to change a table that fails its integrity check, as sealing it
 // again would accept whatever edit broke it.
-func (s *Store) checkLocks(ctx context.Context, tx *sql.Tx) error {
+func (s *Store) checkLocks(ctx context.Context, tx txn) error {
 	_, bad, err := s.readLocks(ctx, tx)
 	if err != nil {
 		return err
@@ -402,7 +396,7 @@ func tableForgery(bad []Forgery) *Forgery {
 }
 
 // sealLocks seals every lock row and the table as they now are.
-func (s *Store) sealLocks(ctx context.Context, tx *sql.Tx) (int, error) {
+func (s *Store) sealLocks(ctx context.Context, tx txn) (int, error) {
 	ls, _, err := loadLocks(ctx, tx)
 	if err != nil {
 		return 0, err
@@ -431,7 +425,7 @@ func (s *Store) ResealLocks(ctx context.Context, by string, at time.Time) (int, 
 		return 0, fmt.Errorf("store: reseal locks: %w", ErrNoKey)
 	}
 	var n int
-	err := s.change(ctx, "reseal locks", func(tx *sql.Tx) (bool, error) {
+	err := s.change(ctx, "reseal locks", func(tx txn) (bool, error) {
 		_, bad, err := s.readLocks(ctx, tx)
 		if err != nil {
 			return false, err
@@ -453,7 +447,7 @@ func (s *Store) ResealLocks(ctx context.Context, by string, at time.Time) (int, 
 
 // queueEvent puts an audit event in the outbox inside tx (the gateway
 // appends it to the audit log).
-func queueEvent(ctx context.Context, tx *sql.Tx, at time.Time, e audit.Event) error {
+func queueEvent(ctx context.Context, tx txn, at time.Time, e audit.Event) error {
 	e.Time = at.UTC()
 	b, err := json.Marshal(e)
 	if err != nil {
@@ -471,12 +465,12 @@ func queueEvent(ctx context.Context, tx *sql.Tx, at time.Time, e audit.Event) er
 // forgery, not an old row. The key file is linked into place (created
 // once, never replaced) before the transaction that sealed the rows
 // commits, so a second process either sees the key or waits for the seal.
-func (s *Store) loadKey(ctx context.Context, dir string, report func(Forgery), shared bool) error {
+func (s *Store) loadKey(ctx context.Context, dir string, report func(Forgery)) error {
 	path := filepath.Join(dir, KeyFile)
 	key, err := readKey(path)
 	if err == nil {
 		s.seal = &sealer{key: key, report: report}
-		return nil
+		return s.checkKey(ctx, path)
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -490,7 +484,7 @@ func (s *Store) loadKey(ctx context.Context, dir string, report func(Forgery), s
 	}
 	s.seal = &sealer{key: key, report: report}
 
-	tx, err := s.db.BeginTx(ctx, nil) // IMMEDIATE: other openers wait here
+	tx, err := s.db.beginWrite(ctx) // the one writer: other openers wait here
 	if err != nil {
 		return fmt.Errorf("state key: begin: %w", err)
 	}
@@ -498,18 +492,20 @@ func (s *Store) loadKey(ctx context.Context, dir string, report func(Forgery), s
 	// Another process may have created the key while this one waited.
 	if other, err := readKey(path); err == nil {
 		s.seal.key = other
-		return nil
+		tx.Rollback() //nolint:errcheck // checkKey takes its own transaction
+		return s.checkKey(ctx, path)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	if shared {
-		var sealed int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM state_seals WHERE name = 'locks'`).Scan(&sealed); err != nil {
-			return fmt.Errorf("state key: %w", err)
-		}
-		if sealed > 0 {
-			return fmt.Errorf("%w: copy %s from the gateway that created it (mode 0600) before starting this one (docs/HA.md)", ErrKeyElsewhere, path)
-		}
+	// A database sealed under a key: the key is elsewhere (another
+	// gateway's key directory), and a new one would re-seal, and so
+	// accept, whatever the rows now say.
+	if stored, err := keyCheck(ctx, tx); err != nil {
+		return fmt.Errorf("state key: %w", err)
+	} else if stored != nil {
+		return fmt.Errorf("state key: %w: %s does not exist; "+
+			"every gateway sharing a database needs the same key: copy it from a gateway that uses this "+
+			"database (mode 0600, docs/HA.md), or restore it from the backup", ErrKeyElsewhere, path)
 	}
 	counts, err := s.sealAll(ctx, tx)
 	if err != nil {
@@ -522,6 +518,9 @@ func (s *Store) loadKey(ctx context.Context, dir string, report func(Forgery), s
 			return fmt.Errorf("state key: %w", err)
 		}
 	}
+	if err := s.putKeyCheck(ctx, tx); err != nil {
+		return fmt.Errorf("state key: %w", err)
+	}
 	if err := writeKeyOnce(dir, path, key); err != nil {
 		if errors.Is(err, fs.ErrExist) { // created meanwhile outside the store's lock
 			other, rerr := readKey(path)
@@ -529,7 +528,8 @@ func (s *Store) loadKey(ctx context.Context, dir string, report func(Forgery), s
 				return rerr
 			}
 			s.seal.key = other
-			return nil
+			tx.Rollback() //nolint:errcheck // checkKey takes its own transaction
+			return s.checkKey(ctx, path)
 		}
 		return err
 	}
@@ -539,9 +539,61 @@ func (s *Store) loadKey(ctx context.Context, dir string, report func(Forgery), s
 	return nil
 }
 
+// kindKeyCheck labels the MAC that tells which state key sealed a
+// database (state_seals row "state_key"): a MAC of nothing under the key.
+const kindKeyCheck = "keycheck"
+
+// keyCheck returns the stored key check, nil when there is none.
+func keyCheck(ctx context.Context, q querier) ([]byte, error) {
+	return sealedSet{table: "state_key"}.storedSeal(ctx, q)
+}
+
+// putKeyCheck records that the state is sealed with this store's key.
+func (s *Store) putKeyCheck(ctx context.Context, tx txn) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO state_seals (name, mac) VALUES ('state_key', ?)
+		ON CONFLICT (name) DO UPDATE SET mac = excluded.mac`, s.seal.mac(kindKeyCheck))
+	return err
+}
+
+// checkKey refuses a state key other than the one the database is sealed
+// with: several gateways on one PostgreSQL database (or a key directory
+// and a state database restored from different backups) would otherwise
+// each count the others' rows as forged, and lock everybody out. A
+// database from before the check learns the key of the first process that
+// opens it with one.
+func (s *Store) checkKey(ctx context.Context, path string) error {
+	stored, err := keyCheck(ctx, s.db)
+	if err != nil {
+		return fmt.Errorf("state key: %w", err)
+	}
+	if stored != nil {
+		if !hmac.Equal(stored, s.seal.mac(kindKeyCheck)) {
+			return fmt.Errorf("state key: %s is not the key this database is sealed with: every gateway "+
+				"sharing a database needs the same %s (copy it from a gateway that uses this database)", path, KeyFile)
+		}
+		return nil
+	}
+	tx, err := s.db.beginWrite(ctx)
+	if err != nil {
+		return fmt.Errorf("state key: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if stored, err := keyCheck(ctx, tx); err != nil || stored != nil {
+		if err != nil {
+			return fmt.Errorf("state key: %w", err)
+		}
+		tx.Rollback() //nolint:errcheck // checked again below, outside
+		return s.checkKey(ctx, path)
+	}
+	if err := s.putKeyCheck(ctx, tx); err != nil {
+		return fmt.Errorf("state key: %w", err)
+	}
+	return tx.Commit()
+}
+
 // sealAll seals every request, approval and lock and the lock table, and
 // returns how many rows of each it sealed.
-func (s *Store) sealAll(ctx context.Context, tx *sql.Tx) (map[string]int, error) {
+func (s *Store) sealAll(ctx context.Context, tx txn) (map[string]int, error) {
 	counts := map[string]int{}
 	var ids []string
 	rows, err := tx.QueryContext(ctx, `SELECT id FROM requests`)
@@ -567,18 +619,17 @@ func (s *Store) sealAll(ctx context.Context, tx *sql.Tx) (map[string]int, error)
 	counts["requests"] = len(ids)
 
 	type approval struct {
-		rowid       int64
 		id, by, cmt string
 		at          int64
 	}
 	var as []approval
-	rows, err = tx.QueryContext(ctx, `SELECT rowid, request_id, approver, at_ns, comment FROM request_approvals`)
+	rows, err = tx.QueryContext(ctx, `SELECT request_id, approver, at_ns, comment FROM request_approvals`)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
 		var a approval
-		if err := rows.Scan(&a.rowid, &a.id, &a.by, &a.at, &a.cmt); err != nil {
+		if err := rows.Scan(&a.id, &a.by, &a.at, &a.cmt); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -588,8 +639,8 @@ func (s *Store) sealAll(ctx context.Context, tx *sql.Tx) (map[string]int, error)
 		return nil, err
 	}
 	for _, a := range as {
-		if _, err := tx.ExecContext(ctx, `UPDATE request_approvals SET mac = ? WHERE rowid = ?`,
-			s.seal.mac(kindApproval, approvalFields(a.id, a.by, a.at, a.cmt)...), a.rowid); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE request_approvals SET mac = ? WHERE request_id = ? AND approver = ?`,
+			s.seal.mac(kindApproval, approvalFields(a.id, a.by, a.at, a.cmt)...), a.id, a.by); err != nil {
 			return nil, err
 		}
 	}

@@ -14,10 +14,6 @@ import (
 	"time"
 )
 
-// keyed is the key directory option the tests use: keys/ next to the
-// database.
-func keyed(path string) Option { return WithKeyDir(filepath.Join(filepath.Dir(path), "keys")) }
-
 // reports collects what a store reports.
 type reports struct {
 	mu sync.Mutex
@@ -32,10 +28,10 @@ func (r *reports) all() []Forgery {
 }
 
 // openReported opens a keyed store at path with a reporter.
-func openReported(t *testing.T, path string) (*Store, *reports) {
+func openReported(t *testing.T, path target) (*Store, *reports) {
 	t.Helper()
 	r := &reports{}
-	s, err := Open(path, keyed(path), WithReporter(r.add))
+	s, err := openAt(path, keyed(path), WithReporter(r.add))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -43,87 +39,67 @@ func openReported(t *testing.T, path string) (*Store, *reports) {
 	return s, r
 }
 
-// raw opens the same database file with plain SQL, as someone editing it
-// by hand would.
-func raw(t *testing.T, path string) *sql.DB {
-	t.Helper()
-	// No foreign keys: whoever edits by hand need not respect them.
-	db, err := sql.Open("sqlite", "file:"+filepath.ToSlash(path)+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
-func exec(t *testing.T, db *sql.DB, q string, args ...any) {
-	t.Helper()
-	if _, err := db.Exec(q, args...); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-}
-
 func TestStateKeyCreatedOnceWithMode0600(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state.db")
-	s, err := Open(path, keyed(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	kp := filepath.Join(filepath.Dir(path), "keys", KeyFile)
-	fi, err := os.Stat(kp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o600 || fi.Size() != keySize {
-		t.Errorf("key file: mode %v size %d, want 0600 and %d", fi.Mode().Perm(), fi.Size(), keySize)
-	}
-	first, _ := os.ReadFile(kp)
-	s, err = Open(path, keyed(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	if again, _ := os.ReadFile(kp); !bytes.Equal(first, again) {
-		t.Error("the key was replaced on the second open")
-	}
-	if err := os.WriteFile(kp, []byte("short"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Open(path, keyed(path)); err == nil || !strings.Contains(err.Error(), "refusing to replace") {
-		t.Errorf("a damaged key was accepted or replaced: %v", err)
-	}
-	if b, _ := os.ReadFile(kp); string(b) != "short" {
-		t.Error("the damaged key file was overwritten")
-	}
+	eachBackend(t, func(t *testing.T, bk backend) {
+		path := bk.fresh(t)
+		s, err := openAt(path, keyed(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		kp := filepath.Join(path.keys, KeyFile)
+		fi, err := os.Stat(kp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 || fi.Size() != keySize {
+			t.Errorf("key file: mode %v size %d, want 0600 and %d", fi.Mode().Perm(), fi.Size(), keySize)
+		}
+		first, _ := os.ReadFile(kp)
+		s, err = openAt(path, keyed(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if again, _ := os.ReadFile(kp); !bytes.Equal(first, again) {
+			t.Error("the key was replaced on the second open")
+		}
+		if err := os.WriteFile(kp, []byte("short"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := openAt(path, keyed(path)); err == nil || !strings.Contains(err.Error(), "refusing to replace") {
+			t.Errorf("a damaged key was accepted or replaced: %v", err)
+		}
+		if b, _ := os.ReadFile(kp); string(b) != "short" {
+			t.Error("the damaged key file was overwritten")
+		}
+	})
 }
 
 func TestWithoutKeySealedStateIsRefused(t *testing.T) {
-	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	checks := map[string]error{
-		"Lock":           s.Lock(ctx, Lock{Person: "bob", Created: t0}),
-		"Locks":          second(s.Locks(ctx, t0)),
-		"CreateRequest":  second(s.CreateRequest(ctx, newRequest("alice", t0))),
-		"GetRequest":     second(s.GetRequest(ctx, "00000000")),
-		"ActiveRequests": second(s.ActiveRequests(ctx, "alice", t0)),
-		"ListRequests":   second(s.ListRequests(ctx, RequestFilter{})),
-	}
-	_, err = s.Unlock(ctx, "bob", "x")
-	checks["Unlock"] = err
-	for name, err := range checks {
-		if !errors.Is(err, ErrNoKey) {
-			t.Errorf("%s without the key: %v, want ErrNoKey", name, err)
+	eachBackend(t, func(t *testing.T, bk backend) {
+		ctx := context.Background()
+		s := mustOpen(t, bk.fresh(t))
+		checks := map[string]error{
+			"Lock":           s.Lock(ctx, Lock{Person: "bob", Created: t0}),
+			"Locks":          second(s.Locks(ctx, t0)),
+			"CreateRequest":  second(s.CreateRequest(ctx, newRequest("alice", t0))),
+			"GetRequest":     second(s.GetRequest(ctx, "00000000")),
+			"ActiveRequests": second(s.ActiveRequests(ctx, "alice", t0)),
+			"ListRequests":   second(s.ListRequests(ctx, RequestFilter{})),
 		}
-	}
-	// The outbox is not sealed: the recording reader queues events without the key.
-	if err := s.QueueAudit(ctx, t0, []byte(`{}`)); err != nil {
-		t.Errorf("QueueAudit without the key: %v", err)
-	}
+		_, err := s.Unlock(ctx, "bob", "x")
+		checks["Unlock"] = err
+		for name, err := range checks {
+			if !errors.Is(err, ErrNoKey) {
+				t.Errorf("%s without the key: %v, want ErrNoKey", name, err)
+			}
+		}
+		// The outbox is not sealed: the recording reader queues events without the key.
+		if err := s.QueueAudit(ctx, t0, []byte(`{}`)); err != nil {
+			t.Errorf("QueueAudit without the key: %v", err)
+		}
+	})
 }
 
 func second[T any](_ T, err error) error { return err }
@@ -145,236 +121,248 @@ func approvedRequest(t *testing.T, s *Store) Request {
 // Every column of a request is covered: changing any one by hand makes the
 // request fail its check, and it is then neither returned nor active.
 func TestRequestTamperedColumnIsRefused(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "state.db")
-	s, rep := openReported(t, path)
-	r := approvedRequest(t, s)
-	db := raw(t, path)
-	now := t0.Add(2 * time.Minute)
-	if a, err := s.ActiveRequests(ctx, "alice", now); err != nil || len(a) != 1 {
-		t.Fatalf("genuine request: %+v, %v", a, err)
-	}
-	edits := map[string]string{
-		"id":              `'0badf00d'`,
-		"requester":       `'mallory'`,
-		"hosts_json":      `'["db1","db2","db3"]'`,
-		"selector":        `'*'`,
-		"login":           `'root'`,
-		"duration_ns":     `duration_ns * 10`,
-		"reason":          `'other'`,
-		"tty":             `0`,
-		"state":           `'open'`,
-		"created_ns":      `created_ns + 1`,
-		"decided_ns":      `decided_ns + 1`,
-		"decided_by":      `'carol'`,
-		"decision_reason": `'x'`,
-		"valid_from_ns":   `valid_from_ns - 1`,
-		"valid_until_ns":  `valid_until_ns + 3600000000000`,
-		"mac":             `zeroblob(32)`,
-	}
-	for col, expr := range edits {
-		t.Run(col, func(t *testing.T) {
-			var (
-				before any
-				id     = r.ID
-			)
-			if err := db.QueryRow(`SELECT `+col+` FROM requests WHERE id = ?`, r.ID).Scan(&before); err != nil {
-				t.Fatal(err)
-			}
-			exec(t, db, `UPDATE requests SET `+col+` = `+expr+` WHERE id = ?`, r.ID)
-			if col == "id" {
-				id = "0badf00d"
-			}
-			defer exec(t, db, `UPDATE requests SET `+col+` = ? WHERE id = ?`, before, id)
-			got, err := s.GetRequest(ctx, id)
-			if got != nil || !errors.Is(err, ErrForged) || !strings.Contains(err.Error(), "was not honoured") {
-				t.Errorf("GetRequest after editing %s = %+v, %v; want a forgery", col, got, err)
-			}
-			for _, who := range []string{"alice", "mallory"} {
-				if a, _ := s.ActiveRequests(ctx, who, now); len(a) != 0 {
-					t.Errorf("after editing %s, %s has active requests %+v", col, who, a)
+	eachBackend(t, func(t *testing.T, bk backend) {
+		ctx := context.Background()
+		path := bk.fresh(t)
+		s, rep := openReported(t, path)
+		r := approvedRequest(t, s)
+		db := raw(t, path)
+		now := t0.Add(2 * time.Minute)
+		if a, err := s.ActiveRequests(ctx, "alice", now); err != nil || len(a) != 1 {
+			t.Fatalf("genuine request: %+v, %v", a, err)
+		}
+		edits := map[string]string{
+			"id":              `'0badf00d'`,
+			"requester":       `'mallory'`,
+			"hosts_json":      `'["db1","db2","db3"]'`,
+			"selector":        `'*'`,
+			"login":           `'root'`,
+			"duration_ns":     `duration_ns * 10`,
+			"reason":          `'other'`,
+			"tty":             `0`,
+			"state":           `'open'`,
+			"created_ns":      `created_ns + 1`,
+			"decided_ns":      `decided_ns + 1`,
+			"decided_by":      `'carol'`,
+			"decision_reason": `'x'`,
+			"valid_from_ns":   `valid_from_ns - 1`,
+			"valid_until_ns":  `valid_until_ns + 3600000000000`,
+			"mac":             `zeroblob(32)`,
+		}
+		for col, expr := range edits {
+			t.Run(col, func(t *testing.T) {
+				var (
+					before any
+					id     = r.ID
+				)
+				if err := db.QueryRow(`SELECT `+col+` FROM requests WHERE id = ?`, r.ID).Scan(&before); err != nil {
+					t.Fatal(err)
 				}
-			}
-			if l, err := s.ListRequests(ctx, RequestFilter{}); err != nil || len(l) != 0 {
-				t.Errorf("ListRequests after editing %s = %+v, %v", col, l, err)
-			}
-		})
-	}
-	if a, err := s.ActiveRequests(ctx, "alice", now); err != nil || len(a) != 1 {
-		t.Errorf("restored request: %+v, %v", a, err)
-	}
-	// Reported once per row and stored MAC: the row under its own id, under
-	// the id it was renamed to, and with its MAC replaced.
-	if got := rep.all(); len(got) != 3 {
-		t.Errorf("reports = %+v, want 3", got)
-	}
+				exec(t, db, `UPDATE requests SET `+col+` = `+expr+` WHERE id = ?`, r.ID)
+				if col == "id" {
+					id = "0badf00d"
+				}
+				defer exec(t, db, `UPDATE requests SET `+col+` = ? WHERE id = ?`, before, id)
+				got, err := s.GetRequest(ctx, id)
+				if got != nil || !errors.Is(err, ErrForged) || !strings.Contains(err.Error(), "was not honoured") {
+					t.Errorf("GetRequest after editing %s = %+v, %v; want a forgery", col, got, err)
+				}
+				for _, who := range []string{"alice", "mallory"} {
+					if a, _ := s.ActiveRequests(ctx, who, now); len(a) != 0 {
+						t.Errorf("after editing %s, %s has active requests %+v", col, who, a)
+					}
+				}
+				if l, err := s.ListRequests(ctx, RequestFilter{}); err != nil || len(l) != 0 {
+					t.Errorf("ListRequests after editing %s = %+v, %v", col, l, err)
+				}
+			})
+		}
+		if a, err := s.ActiveRequests(ctx, "alice", now); err != nil || len(a) != 1 {
+			t.Errorf("restored request: %+v, %v", a, err)
+		}
+		// Reported once per row and stored MAC: the row under its own id, under
+		// the id it was renamed to, and with its MAC replaced.
+		if got := rep.all(); len(got) != 3 {
+			t.Errorf("reports = %+v, want 3", got)
+		}
+	})
 }
 
 // UPDATE requests SET state='approved' with a window: the edited request
 // does not grant anything, the forgery is reported once, not on every read,
 // and it cannot be approved, denied or revoked either.
 func TestRequestEditedToApprovedIsNotActive(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "state.db")
-	s, rep := openReported(t, path)
-	r := mustCreate(t, s, newRequest("alice", t0))
-	db := raw(t, path)
-	exec(t, db, `UPDATE requests SET state = 'approved', decided_by = 'bob', decided_ns = ?, valid_from_ns = ?, valid_until_ns = ?
-		WHERE id = ?`, t0.UnixNano(), t0.UnixNano(), t0.Add(time.Hour).UnixNano(), r.ID)
-	now := t0.Add(time.Minute)
-	for range 3 {
-		a, err := s.ActiveRequests(ctx, "alice", now)
-		if len(a) != 0 || !errors.Is(err, ErrForged) || !strings.Contains(err.Error(), "request "+r.ID+" failed its integrity check") {
-			t.Fatalf("ActiveRequests = %+v, %v; want none and a forgery", a, err)
+	eachBackend(t, func(t *testing.T, bk backend) {
+		ctx := context.Background()
+		path := bk.fresh(t)
+		s, rep := openReported(t, path)
+		r := mustCreate(t, s, newRequest("alice", t0))
+		db := raw(t, path)
+		exec(t, db, `UPDATE requests SET state = 'approved', decided_by = 'bob', decided_ns = ?, valid_from_ns = ?, valid_until_ns = ?
+			WHERE id = ?`, t0.UnixNano(), t0.UnixNano(), t0.Add(time.Hour).UnixNano(), r.ID)
+		now := t0.Add(time.Minute)
+		for range 3 {
+			a, err := s.ActiveRequests(ctx, "alice", now)
+			if len(a) != 0 || !errors.Is(err, ErrForged) || !strings.Contains(err.Error(), "request "+r.ID+" failed its integrity check") {
+				t.Fatalf("ActiveRequests = %+v, %v; want none and a forgery", a, err)
+			}
 		}
-	}
-	if got := rep.all(); len(got) != 1 || got[0].Table != "requests" || got[0].Row != r.ID {
-		t.Errorf("reports = %+v, want one for request %s", got, r.ID)
-	}
-	if _, err := s.Revoke(ctx, r.ID, "bob", "x", now); !errors.Is(err, ErrForged) {
-		t.Errorf("Revoke of a forged request: %v", err)
-	}
-	if _, err := s.Approve(ctx, r.ID, Approval{By: "carol", At: now}, 1); !errors.Is(err, ErrForged) {
-		t.Errorf("Approve of a forged request: %v", err)
-	}
+		if got := rep.all(); len(got) != 1 || got[0].Table != "requests" || got[0].Row != r.ID {
+			t.Errorf("reports = %+v, want one for request %s", got, r.ID)
+		}
+		if _, err := s.Revoke(ctx, r.ID, "bob", "x", now); !errors.Is(err, ErrForged) {
+			t.Errorf("Revoke of a forged request: %v", err)
+		}
+		if _, err := s.Approve(ctx, r.ID, Approval{By: "carol", At: now}, 1); !errors.Is(err, ErrForged) {
+			t.Errorf("Approve of a forged request: %v", err)
+		}
+	})
 }
 
 // A request row inserted by hand, approved and in its window, grants
 // nothing.
 func TestInsertedRequestIsNotActive(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "state.db")
-	s, rep := openReported(t, path)
-	db := raw(t, path)
-	exec(t, db, `INSERT INTO requests (id, requester, hosts_json, selector, login, duration_ns, reason, state, created_ns,
-		decided_ns, decided_by, valid_from_ns, valid_until_ns) VALUES ('deadbeef', 'alice', '["db1"]', 'db1', 'root', ?, 'x',
-		'approved', ?, ?, 'bob', ?, ?)`, int64(time.Hour), t0.UnixNano(), t0.UnixNano(), t0.UnixNano(), t0.Add(time.Hour).UnixNano())
-	if a, err := s.ActiveRequests(ctx, "alice", t0.Add(time.Minute)); len(a) != 0 || !errors.Is(err, ErrForged) {
-		t.Errorf("ActiveRequests = %+v, %v", a, err)
-	}
-	if got := rep.all(); len(got) != 1 || got[0].What != "no MAC" {
-		t.Errorf("reports = %+v", got)
-	}
+	eachBackend(t, func(t *testing.T, bk backend) {
+		ctx := context.Background()
+		path := bk.fresh(t)
+		s, rep := openReported(t, path)
+		db := raw(t, path)
+		exec(t, db, `INSERT INTO requests (id, requester, hosts_json, selector, login, duration_ns, reason, state, created_ns,
+			decided_ns, decided_by, valid_from_ns, valid_until_ns) VALUES ('deadbeef', 'alice', '["db1"]', 'db1', 'root', ?, 'x',
+			'approved', ?, ?, 'bob', ?, ?)`, int64(time.Hour), t0.UnixNano(), t0.UnixNano(), t0.UnixNano(), t0.Add(time.Hour).UnixNano())
+		if a, err := s.ActiveRequests(ctx, "alice", t0.Add(time.Minute)); len(a) != 0 || !errors.Is(err, ErrForged) {
+			t.Errorf("ActiveRequests = %+v, %v", a, err)
+		}
+		if got := rep.all(); len(got) != 1 || got[0].What != "no MAC" {
+			t.Errorf("reports = %+v", got)
+		}
+	})
 }
 
 // An approval inserted by hand counts for nothing: with two approvals
 // needed, one forged and one genuine leave the request open.
 func TestInsertedApprovalIsNotCounted(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "state.db")
-	s, rep := openReported(t, path)
-	r := mustCreate(t, s, newRequest("alice", t0))
-	db := raw(t, path)
-	exec(t, db, `INSERT INTO request_approvals (request_id, approver, at_ns, comment) VALUES (?, 'mallory', ?, 'sure')`,
-		r.ID, t0.UnixNano())
-	if got := mustGet(t, s, r.ID); len(got.Approvals) != 0 {
-		t.Errorf("forged approval listed: %+v", got.Approvals)
-	}
-	got, err := s.Approve(ctx, r.ID, Approval{By: "bob", At: t0.Add(time.Minute)}, 2)
-	if err != nil || got.State != RequestOpen || len(got.Approvals) != 1 {
-		t.Errorf("Approve after a forged approval = %+v, %v; want open with one approval", got, err)
-	}
-	// A genuine approval whose comment is changed by hand no longer counts either.
-	exec(t, db, `UPDATE request_approvals SET comment = 'edited' WHERE approver = 'bob'`)
-	if got := mustGet(t, s, r.ID); len(got.Approvals) != 0 {
-		t.Errorf("edited approval listed: %+v", got.Approvals)
-	}
-	if len(rep.all()) != 2 {
-		t.Errorf("reports = %+v, want the forged and the edited approval", rep.all())
-	}
+	eachBackend(t, func(t *testing.T, bk backend) {
+		ctx := context.Background()
+		path := bk.fresh(t)
+		s, rep := openReported(t, path)
+		r := mustCreate(t, s, newRequest("alice", t0))
+		db := raw(t, path)
+		exec(t, db, `INSERT INTO request_approvals (request_id, approver, at_ns, comment) VALUES (?, 'mallory', ?, 'sure')`,
+			r.ID, t0.UnixNano())
+		if got := mustGet(t, s, r.ID); len(got.Approvals) != 0 {
+			t.Errorf("forged approval listed: %+v", got.Approvals)
+		}
+		got, err := s.Approve(ctx, r.ID, Approval{By: "bob", At: t0.Add(time.Minute)}, 2)
+		if err != nil || got.State != RequestOpen || len(got.Approvals) != 1 {
+			t.Errorf("Approve after a forged approval = %+v, %v; want open with one approval", got, err)
+		}
+		// A genuine approval whose comment is changed by hand no longer counts either.
+		exec(t, db, `UPDATE request_approvals SET comment = 'edited' WHERE approver = 'bob'`)
+		if got := mustGet(t, s, r.ID); len(got.Approvals) != 0 {
+			t.Errorf("edited approval listed: %+v", got.Approvals)
+		}
+		if len(rep.all()) != 2 {
+			t.Errorf("reports = %+v, want the forged and the edited approval", rep.all())
+		}
+	})
 }
 
 // Every column of a lock is covered; an edited lock still locks, and the
 // table is reported as forged so that the gateway locks everybody.
 func TestLockTamperedColumnFailsClosed(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "state.db")
-	s, _ := openReported(t, path)
-	mustLock(t, s, Lock{Person: "bob", Reason: "stolen laptop", By: "alice", Created: t0, Until: t0.Add(time.Hour)})
-	db := raw(t, path)
-	edits := map[string]string{
-		"person":     `'carol'`,
-		"reason":     `'x'`,
-		"locked_by":  `'mallory'`,
-		"created_ns": `created_ns + 1`,
-		"until_ns":   `until_ns - 3599000000000`, // ends one second after t0
-	}
-	for col, expr := range edits {
-		t.Run(col, func(t *testing.T) {
-			var before any
-			if err := db.QueryRow(`SELECT ` + col + ` FROM locks`).Scan(&before); err != nil {
-				t.Fatal(err)
-			}
-			exec(t, db, `UPDATE locks SET `+col+` = `+expr)
-			defer exec(t, db, `UPDATE locks SET `+col+` = ?`, before)
-			locks, err := s.Locks(ctx, t0)
-			var f *Forgery
-			if !errors.As(err, &f) || f.Row != "*" || len(locks) != 1 {
-				t.Errorf("Locks after editing %s = %+v, %v; want the row and a table forgery", col, locks, err)
-			}
-			if err := s.Lock(ctx, Lock{Person: "dave", Created: t0}); !errors.Is(err, ErrForged) {
-				t.Errorf("Lock on a forged table: %v", err)
-			}
-		})
-	}
-	if locks, err := s.Locks(ctx, t0); err != nil || len(locks) != 1 {
-		t.Errorf("restored: %+v, %v", locks, err)
-	}
-	// Only the MAC column changed: the content is genuine, the table's seal
-	// holds, nothing is forged for enforcement.
-	exec(t, db, `UPDATE locks SET mac = zeroblob(32)`)
-	if locks, err := s.Locks(ctx, t0); err != nil || len(locks) != 1 {
-		t.Errorf("after changing only the row's MAC: %+v, %v", locks, err)
-	}
+	eachBackend(t, func(t *testing.T, bk backend) {
+		ctx := context.Background()
+		path := bk.fresh(t)
+		s, _ := openReported(t, path)
+		mustLock(t, s, Lock{Person: "bob", Reason: "stolen laptop", By: "alice", Created: t0, Until: t0.Add(time.Hour)})
+		db := raw(t, path)
+		edits := map[string]string{
+			"person":     `'carol'`,
+			"reason":     `'x'`,
+			"locked_by":  `'mallory'`,
+			"created_ns": `created_ns + 1`,
+			"until_ns":   `until_ns - 3599000000000`, // ends one second after t0
+		}
+		for col, expr := range edits {
+			t.Run(col, func(t *testing.T) {
+				var before any
+				if err := db.QueryRow(`SELECT ` + col + ` FROM locks`).Scan(&before); err != nil {
+					t.Fatal(err)
+				}
+				exec(t, db, `UPDATE locks SET `+col+` = `+expr)
+				defer exec(t, db, `UPDATE locks SET `+col+` = ?`, before)
+				locks, err := s.Locks(ctx, t0)
+				var f *Forgery
+				if !errors.As(err, &f) || f.Row != "*" || len(locks) != 1 {
+					t.Errorf("Locks after editing %s = %+v, %v; want the row and a table forgery", col, locks, err)
+				}
+				if err := s.Lock(ctx, Lock{Person: "dave", Created: t0}); !errors.Is(err, ErrForged) {
+					t.Errorf("Lock on a forged table: %v", err)
+				}
+			})
+		}
+		if locks, err := s.Locks(ctx, t0); err != nil || len(locks) != 1 {
+			t.Errorf("restored: %+v, %v", locks, err)
+		}
+		// Only the MAC column changed: the content is genuine, the table's seal
+		// holds, nothing is forged for enforcement.
+		exec(t, db, `UPDATE locks SET mac = zeroblob(32)`)
+		if locks, err := s.Locks(ctx, t0); err != nil || len(locks) != 1 {
+			t.Errorf("after changing only the row's MAC: %+v, %v", locks, err)
+		}
+	})
 }
 
 // Deleting a lock by hand does not unlock: the table fails its check and
 // Locks says so, lock and unlock refuse to seal the edit, and only an
 // explicit ResealLocks accepts the table again, queuing state.resealed.
 func TestDeletedLockFailsClosed(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "state.db")
-	s, rep := openReported(t, path)
-	mustLock(t, s, Lock{Person: "bob", Reason: "stolen laptop", By: "alice", Created: t0})
-	mustLock(t, s, Lock{Person: "carol", Reason: "leave", By: "alice", Created: t0})
-	db := raw(t, path)
-	exec(t, db, `DELETE FROM locks WHERE person = 'bob'`)
+	eachBackend(t, func(t *testing.T, bk backend) {
+		ctx := context.Background()
+		path := bk.fresh(t)
+		s, rep := openReported(t, path)
+		mustLock(t, s, Lock{Person: "bob", Reason: "stolen laptop", By: "alice", Created: t0})
+		mustLock(t, s, Lock{Person: "carol", Reason: "leave", By: "alice", Created: t0})
+		db := raw(t, path)
+		exec(t, db, `DELETE FROM locks WHERE person = 'bob'`)
 
-	locks, err := s.Locks(ctx, t0)
-	if !errors.Is(err, ErrForged) || !strings.Contains(err.Error(), "every person counts as locked") {
-		t.Fatalf("Locks after a deletion = %+v, %v; want a table forgery", locks, err)
-	}
-	if _, ok := locks["carol"]; !ok {
-		t.Errorf("the remaining lock is lost: %+v", locks)
-	}
-	if l, err := s.LockOf(ctx, "bob", t0); !errors.Is(err, ErrForged) {
-		t.Errorf("LockOf(bob) = %+v, %v; want a forgery", l, err)
-	}
-	if _, err := s.Unlock(ctx, "carol", "local:root"); !errors.Is(err, ErrForged) {
-		t.Errorf("Unlock on a forged table: %v", err)
-	}
-	if got := rep.all(); len(got) != 1 || got[0].Row != "*" {
-		t.Errorf("reports = %+v, want the table once", got)
-	}
-	// Deleting the seal itself, or everything, is no way out either.
-	exec(t, db, `DELETE FROM locks`)
-	exec(t, db, `DELETE FROM state_seals`)
-	if _, err := s.Locks(ctx, t0); !errors.Is(err, ErrForged) {
-		t.Errorf("Locks with table and seal deleted: %v", err)
-	}
+		locks, err := s.Locks(ctx, t0)
+		if !errors.Is(err, ErrForged) || !strings.Contains(err.Error(), "every person counts as locked") {
+			t.Fatalf("Locks after a deletion = %+v, %v; want a table forgery", locks, err)
+		}
+		if _, ok := locks["carol"]; !ok {
+			t.Errorf("the remaining lock is lost: %+v", locks)
+		}
+		if l, err := s.LockOf(ctx, "bob", t0); !errors.Is(err, ErrForged) {
+			t.Errorf("LockOf(bob) = %+v, %v; want a forgery", l, err)
+		}
+		if _, err := s.Unlock(ctx, "carol", "local:root"); !errors.Is(err, ErrForged) {
+			t.Errorf("Unlock on a forged table: %v", err)
+		}
+		if got := rep.all(); len(got) != 1 || got[0].Row != "*" {
+			t.Errorf("reports = %+v, want the table once", got)
+		}
+		// Deleting the seal itself, or everything, is no way out either.
+		exec(t, db, `DELETE FROM locks`)
+		exec(t, db, `DELETE FROM state_seals`)
+		if _, err := s.Locks(ctx, t0); !errors.Is(err, ErrForged) {
+			t.Errorf("Locks with table and seal deleted: %v", err)
+		}
 
-	n, err := s.ResealLocks(ctx, "local:root", t0)
-	if err != nil || n != 0 {
-		t.Fatalf("ResealLocks = %d, %v", n, err)
-	}
-	if locks, err := s.Locks(ctx, t0); err != nil || len(locks) != 0 {
-		t.Errorf("after reseal: %+v, %v", locks, err)
-	}
-	es, _ := s.PendingAudit(ctx)
-	if len(es) != 1 || !strings.Contains(string(es[0].Event), `"state.resealed"`) ||
-		!strings.Contains(string(es[0].Event), `"by":"local:root"`) {
-		t.Errorf("outbox after reseal: %+v", es)
-	}
+		n, err := s.ResealLocks(ctx, "local:root", t0)
+		if err != nil || n != 0 {
+			t.Fatalf("ResealLocks = %d, %v", n, err)
+		}
+		if locks, err := s.Locks(ctx, t0); err != nil || len(locks) != 0 {
+			t.Errorf("after reseal: %+v, %v", locks, err)
+		}
+		es, _ := s.PendingAudit(ctx)
+		if len(es) != 1 || !strings.Contains(string(es[0].Event), `"state.resealed"`) ||
+			!strings.Contains(string(es[0].Event), `"by":"local:root"`) {
+			t.Errorf("outbox after reseal: %+v", es)
+		}
+	})
 }
 
 // A database from before sealing (schema 6) is sealed once, by the
@@ -383,8 +371,8 @@ func TestDeletedLockFailsClosed(t *testing.T) {
 func TestUpgradeSealsExistingRowsOnce(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.db")
-	db := raw(t, path)
-	old := &Store{db: db}
+	db := raw(t, fileTarget(path))
+	old := &Store{db: db.c}
 	exec(t, db, `CREATE TABLE schema_version (version INTEGER NOT NULL)`)
 	for i := range 6 {
 		if err := old.applyMigration(ctx, i); err != nil {
@@ -397,7 +385,7 @@ func TestUpgradeSealsExistingRowsOnce(t *testing.T) {
 	exec(t, db, `INSERT INTO request_approvals (request_id, approver, at_ns, comment) VALUES ('0badc0de', 'bob', ?, '')`, t0.UnixNano())
 	exec(t, db, `INSERT INTO locks (person, reason, locked_by, created_ns) VALUES ('carol', 'leave', 'alice', ?)`, t0.UnixNano())
 
-	s, rep := openReported(t, path)
+	s, rep := openReported(t, fileTarget(path))
 	a, err := s.ActiveRequests(ctx, "alice", t0.Add(time.Minute))
 	if err != nil || len(a) != 1 || len(a[0].Approvals) != 1 {
 		t.Errorf("old request after the upgrade: %+v, %v", a, err)
@@ -424,7 +412,7 @@ func TestUpgradeSealsExistingRowsOnce(t *testing.T) {
 
 	// Stripping the MAC off a row afterwards does not get it sealed again.
 	exec(t, db, `UPDATE requests SET mac = NULL, valid_until_ns = ?`, t0.Add(48*time.Hour).UnixNano())
-	s2, _ := openReported(t, path)
+	s2, _ := openReported(t, fileTarget(path))
 	if a, err := s2.ActiveRequests(ctx, "alice", t0.Add(time.Minute)); len(a) != 0 || !errors.Is(err, ErrForged) {
 		t.Errorf("a row stripped of its MAC after the upgrade: %+v, %v", a, err)
 	}
@@ -439,13 +427,13 @@ func TestNewDatabaseWithOldKeyFailsClosed(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state.db")
-	s, _ := openReported(t, path)
+	s, _ := openReported(t, fileTarget(path))
 	mustLock(t, s, Lock{Person: "bob", Reason: "stolen laptop", By: "alice", Created: t0})
 	s.Close()
 	for _, f := range []string{"state.db", "state.db-wal", "state.db-shm"} {
 		os.Remove(filepath.Join(dir, f))
 	}
-	s, _ = openReported(t, path)
+	s, _ = openReported(t, fileTarget(path))
 	if _, err := s.Locks(ctx, t0); !errors.Is(err, ErrForged) {
 		t.Errorf("Locks on a replaced database: %v", err)
 	}
@@ -453,29 +441,31 @@ func TestNewDatabaseWithOldKeyFailsClosed(t *testing.T) {
 
 // Two processes creating the key at once end up with the same key.
 func TestConcurrentKeyCreation(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state.db")
-	var wg sync.WaitGroup
-	stores := make([]*Store, 4)
-	errs := make([]error, 4)
-	for i := range stores {
-		wg.Go(func() { stores[i], errs[i] = Open(path, keyed(path)) })
-	}
-	wg.Wait()
-	for i, s := range stores {
-		if errs[i] != nil {
-			t.Fatalf("Open %d: %v", i, errs[i])
+	eachBackend(t, func(t *testing.T, bk backend) {
+		path := bk.fresh(t)
+		var wg sync.WaitGroup
+		stores := make([]*Store, 4)
+		errs := make([]error, 4)
+		for i := range stores {
+			wg.Go(func() { stores[i], errs[i] = openAt(path, keyed(path)) })
 		}
-		defer s.Close()
-	}
-	for i := range stores {
-		if !bytes.Equal(stores[i].seal.key, stores[0].seal.key) {
-			t.Errorf("store %d has another key", i)
+		wg.Wait()
+		for i, s := range stores {
+			if errs[i] != nil {
+				t.Fatalf("Open %d: %v", i, errs[i])
+			}
+			defer s.Close()
 		}
-	}
-	mustLock(t, stores[1], Lock{Person: "bob", Created: t0})
-	if locks, err := stores[3].Locks(context.Background(), t0); err != nil || len(locks) != 1 {
-		t.Errorf("a lock by one process read by another: %+v, %v", locks, err)
-	}
+		for i := range stores {
+			if !bytes.Equal(stores[i].seal.key, stores[0].seal.key) {
+				t.Errorf("store %d has another key", i)
+			}
+		}
+		mustLock(t, stores[1], Lock{Person: "bob", Created: t0})
+		if locks, err := stores[3].Locks(context.Background(), t0); err != nil || len(locks) != 1 {
+			t.Errorf("a lock by one process read by another: %+v, %v", locks, err)
+		}
+	})
 }
 
 // The encoding is unambiguous: moving bytes between adjacent fields

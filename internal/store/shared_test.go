@@ -20,7 +20,7 @@ func TestSharedStateNeverGetsASecondKey(t *testing.T) {
 	db := filepath.Join(dir, "shared", "state.db")
 	keysA, keysB := filepath.Join(dir, "a", "keys"), filepath.Join(dir, "b", "keys")
 
-	a, err := Open(db, WithKeyDir(keysA), WithSharedState()) // the first gateway creates the key
+	a, err := Open(db, WithKeyDir(keysA)) // the first gateway creates the key
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestSharedStateNeverGetsASecondKey(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, err = Open(db, WithKeyDir(keysB), WithSharedState())
+	_, err = Open(db, WithKeyDir(keysB))
 	if !errors.Is(err, ErrKeyElsewhere) || !strings.Contains(err.Error(), filepath.Join(keysB, KeyFile)) {
 		t.Fatalf("a second gateway without the key: %v, want ErrKeyElsewhere naming the key file", err)
 	}
@@ -51,7 +51,7 @@ func TestSharedStateNeverGetsASecondKey(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(keysB, KeyFile), key, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b, err := Open(db, WithKeyDir(keysB), WithSharedState())
+	b, err := Open(db, WithKeyDir(keysB))
 	if err != nil {
 		t.Fatalf("a second gateway with the copied key: %v", err)
 	}

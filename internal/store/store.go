@@ -1,13 +1,17 @@
-// Package store keeps Tandem's persistent state in an embedded SQLite
-// database (modernc.org/sqlite, pure Go). For now it holds person locks (M5);
-// other state joins it through further migrations.
+// Package store keeps Tandem's persistent state: locks (M5), access
+// requests and approvals (M8), the audit outbox, blocks, retention state
+// and freezes. It runs on an embedded SQLite database (modernc.org/sqlite,
+// pure Go; the default, one node) or on PostgreSQL (jackc/pgx, for several
+// gateways sharing one state; see postgres.go). dialect.go holds every
+// difference between the two.
 //
 // Several gateway processes may open the same file: SQLite's WAL mode lets
 // them read while one writes, every write transaction begins IMMEDIATE (takes
 // the write lock at once, so two writers never deadlock on a lock upgrade) and
 // a busy timeout makes a writer wait for another instead of failing with
 // SQLITE_BUSY. A generation counter, bumped in the same transaction as every
-// change, lets the gateways poll cheaply for changes.
+// change, lets the gateways poll cheaply for changes; on PostgreSQL the same
+// transaction also sends a NOTIFY, so the others poll at once (Changes).
 package store
 
 import (
@@ -75,13 +79,15 @@ var migrations = []string{
 
 // Store is an open state database. It is safe for concurrent use.
 type Store struct {
-	db   *sql.DB
-	seal *sealer // nil without the state key: sealed state is refused
+	db   conn
+	seal *sealer   // nil without the state key: sealed state is refused
+	pg   *pgListen // PostgreSQL only: how to listen for other nodes' changes
 }
 
-// Open opens the database at path, creating it (mode 0600, in a directory
-// created with mode 0700 if missing) and bringing its schema up to date. It
-// refuses a database whose schema is newer than this program knows.
+// Open opens the SQLite database at path, creating it (mode 0600, in a
+// directory created with mode 0700 if missing) and bringing its schema up
+// to date. It refuses a database whose schema is newer than this program
+// knows. OpenPostgres is the same for a PostgreSQL database.
 //
 // Locks and requests are sealed with the state key (see seal.go): only a
 // store opened WithKeyDir reads or changes them; without it those
@@ -94,10 +100,6 @@ type Store struct {
 // behind their back would surprise more than it protects. The database file
 // itself is always set to 0600.
 func Open(path string, opts ...Option) (*Store, error) {
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("store: resolve %s: %w", path, err)
@@ -119,26 +121,38 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("store: set mode of %s: %w", abs, err)
 	}
 
-	db, err := sql.Open("sqlite", dsn(abs))
+	sdb, err := sql.Open("sqlite", dsn(abs))
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", abs, err)
 	}
-	s := &Store{db: db}
+	s := &Store{db: conn{sdb, sqliteDialect}}
 	if err := s.migrateRetrying(context.Background()); err != nil {
-		db.Close()
+		sdb.Close()
 		return nil, fmt.Errorf("store: %s: %w", abs, err)
 	}
-	if o.keyDir != "" {
-		if err := s.loadKey(context.Background(), o.keyDir, o.reporter, o.shared); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("store: %w", err)
-		}
-		if err := s.sealNewSets(context.Background()); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("store: %w", err)
-		}
+	if err := s.setUp(context.Background(), opts); err != nil {
+		sdb.Close()
+		return nil, err
 	}
 	return s, nil
+}
+
+// setUp loads the state key when opts ask for it, on a migrated database.
+func (s *Store) setUp(ctx context.Context, opts []Option) error {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.keyDir == "" {
+		return nil
+	}
+	if err := s.loadKey(ctx, o.keyDir, o.reporter); err != nil {
+		return fmt.Errorf("store: %w", s.unavailable(err))
+	}
+	if err := s.sealNewSets(ctx); err != nil {
+		return fmt.Errorf("store: %w", s.unavailable(err))
+	}
+	return nil
 }
 
 // isBusy reports SQLITE_BUSY (primary result code 5, any extended code).
@@ -185,9 +199,20 @@ func dsn(abs string) string {
 }
 
 // migrate applies the migrations not yet recorded in schema_version.
+// Every step holds the migration lock (SQLite: the write lock; PostgreSQL:
+// an advisory lock), so gateways that start at once on a new database
+// apply each migration exactly once, one after the other.
 func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx,
+	tx, err := s.db.beginLocked(ctx, migrationLockKey)
+	if err != nil {
+		return fmt.Errorf("create schema_version: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if _, err := tx.ExecContext(ctx,
 		`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("create schema_version: %w", err)
 	}
 	for i := range migrations {
@@ -199,11 +224,11 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // applyMigration applies migration i unless the schema is already past it.
-// Reading the version, applying and recording it happen in one IMMEDIATE
-// transaction, so two processes opening a new file at once cannot both apply
-// the same migration.
+// Reading the version, applying and recording it happen in one transaction
+// under the migration lock, so two processes opening a new database at
+// once cannot both apply the same migration.
 func (s *Store) applyMigration(ctx context.Context, i int) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.db.beginLocked(ctx, migrationLockKey)
 	if err != nil {
 		return fmt.Errorf("migration %d: begin: %w", i+1, err)
 	}
@@ -225,7 +250,7 @@ func (s *Store) applyMigration(ctx context.Context, i int) error {
 	if version > i {
 		return nil // applied earlier; the deferred rollback ends the read
 	}
-	if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+	if _, err := tx.ExecContext(ctx, s.db.d.ddl(migrations[i])); err != nil {
 		return fmt.Errorf("migration %d: %w", i+1, err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, i+1); err != nil {
@@ -237,7 +262,8 @@ func (s *Store) applyMigration(ctx context.Context, i int) error {
 	return nil
 }
 
-// Close closes the database.
+// Close closes the database. Listeners started by Changes end with their
+// context, not here.
 func (s *Store) Close() error {
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
@@ -285,7 +311,7 @@ func (s *Store) Lock(ctx context.Context, l Lock) error {
 	if s.seal == nil {
 		return fmt.Errorf("store: lock %s: %w", l.Person, ErrNoKey)
 	}
-	return s.change(ctx, "lock "+l.Person, func(tx *sql.Tx) (bool, error) {
+	return s.change(ctx, "lock "+l.Person, func(tx txn) (bool, error) {
 		if err := s.checkLocks(ctx, tx); err != nil {
 			return false, err
 		}
@@ -316,7 +342,7 @@ func (s *Store) Unlock(ctx context.Context, person, by string) (bool, error) {
 		return false, fmt.Errorf("store: unlock %s: %w", person, ErrNoKey)
 	}
 	var removed bool
-	err := s.change(ctx, "unlock "+person, func(tx *sql.Tx) (bool, error) {
+	err := s.change(ctx, "unlock "+person, func(tx txn) (bool, error) {
 		// A table that fails its check is not changed: sealing it again
 		// would accept whatever edit broke it.
 		if err := s.checkLocks(ctx, tx); err != nil {
@@ -389,23 +415,27 @@ func (s *Store) MarkLockEventAudited(ctx context.Context, id int64) error {
 // change runs f in a write transaction and bumps the generation in the same
 // transaction when f reports a change, so that a reader who sees the new
 // generation also sees the change.
-func (s *Store) change(ctx context.Context, what string, f func(*sql.Tx) (changed bool, err error)) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+func (s *Store) change(ctx context.Context, what string, f func(txn) (changed bool, err error)) error {
+	tx, err := s.db.beginWrite(ctx)
 	if err != nil {
-		return fmt.Errorf("store: %s: begin: %w", what, err)
+		return fmt.Errorf("store: %s: begin: %w", what, s.unavailable(err))
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	changed, err := f(tx)
 	if err != nil {
-		return fmt.Errorf("store: %s: %w", what, err)
+		return fmt.Errorf("store: %s: %w", what, s.unavailable(err))
 	}
 	if changed {
 		if _, err := tx.ExecContext(ctx, `UPDATE generation SET value = value + 1 WHERE id = 1`); err != nil {
-			return fmt.Errorf("store: %s: bump generation: %w", what, err)
+			return fmt.Errorf("store: %s: bump generation: %w", what, s.unavailable(err))
+		}
+		// Delivered at commit, so a listener that hears it reads the change.
+		if err := tx.notify(ctx); err != nil {
+			return fmt.Errorf("store: %s: notify: %w", what, s.unavailable(err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: %s: commit: %w", what, err)
+		return fmt.Errorf("store: %s: commit: %w", what, s.unavailable(err))
 	}
 	return nil
 }
@@ -430,14 +460,14 @@ func (s *Store) Locks(ctx context.Context, now time.Time) (map[string]Lock, erro
 	// The rows and the table's seal are read in one transaction: read
 	// apart, a lock written between the two reads looks like a forged
 	// table, and every person would count as locked until the next read.
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.db.beginRead(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("store: locks: %w", err)
+		return nil, fmt.Errorf("store: locks: %w", s.unavailable(err))
 	}
 	ls, bad, err := s.readLocks(ctx, tx)
 	_ = tx.Rollback()
 	if err != nil {
-		return nil, fmt.Errorf("store: locks: %w", err)
+		return nil, fmt.Errorf("store: locks: %w", s.unavailable(err))
 	}
 	locks := make(map[string]Lock)
 	for _, r := range ls {
@@ -471,7 +501,7 @@ func (s *Store) LockOf(ctx context.Context, person string, now time.Time) (*Lock
 func (s *Store) Generation(ctx context.Context) (int64, error) {
 	var g int64
 	if err := s.db.QueryRowContext(ctx, `SELECT value FROM generation WHERE id = 1`).Scan(&g); err != nil {
-		return 0, fmt.Errorf("store: generation: %w", err)
+		return 0, fmt.Errorf("store: generation: %w", s.unavailable(err))
 	}
 	return g, nil
 }

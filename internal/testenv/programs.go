@@ -31,6 +31,7 @@ var debianPackage = map[string]string{
 	"rsyslogd":         "rsyslog rsyslog-gnutls",
 	"openssl":          "openssl",
 	"haproxy":          "haproxy",
+	"postgres":         "postgresql",
 }
 
 // InCI reports whether the tests run under CI (CI=true), where a missing
