@@ -93,7 +93,7 @@ func round(t *testing.T, p *Publisher, w *Witness) ([]byte, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, ok, err := p.Submission(have)
+	s, ok, err := p.Submission(have, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestWitnessRefuses(t *testing.T) {
 	w, _ := newWitness(t, a)
 	p := NewPublisher("a", a.dir)
 	a.grow(t, 5, "uptime")
-	older, _, err := p.Submission(0)
+	older, _, err := p.Submission(0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,24 +163,24 @@ func TestWitnessRefuses(t *testing.T) {
 	rw := newNode(t, key)
 	rw.grow(t, int(have), "rm -rf") // a fresh log: its first checkpoint is at size have
 	rwp := NewPublisher("a", rw.dir)
-	sameSize, _, err := rwp.Submission(0)
+	sameSize, _, err := rwp.Submission(0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rw.grow(t, 4, "rm -rf")
-	beyond, _, err := rwp.Submission(have)
+	beyond, _, err := rwp.Submission(have, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a.grow(t, 2, "uptime")
-	good, _, err := p.Submission(have)
+	good, _, err := p.Submission(have, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stranger, _ := newKey(t, origin)
 	sa := newNode(t, stranger)
 	sa.grow(t, 20, "x")
-	strangers, _, _ := NewPublisher("a", sa.dir).Submission(0)
+	strangers, _, _ := NewPublisher("a", sa.dir).Submission(0, nil)
 
 	badProof := good
 	badProof.Proof = append([][]byte(nil), good.Proof...)
@@ -243,7 +243,7 @@ func TestWitnessFollowsAHandover(t *testing.T) {
 	}
 	have, _ := w.Last("a")
 	a.grow(t, 1, "uptime")
-	s, _, err := p.Submission(have)
+	s, _, err := p.Submission(have, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,8 +17,8 @@ import (
 // witnesses (internal/store: cosign.go).
 type Exchange interface {
 	CosignSubmit(ctx context.Context, node, witness string, size uint64, body []byte) error
-	CosignPending(ctx context.Context, witness string) ([][]byte, error)
-	CosignAnswer(ctx context.Context, node, witness string, size uint64, note []byte, refusal string, at time.Time) error
+	CosignPending(ctx context.Context, witness string) ([]store.CosignPosted, error)
+	CosignAnswer(ctx context.Context, node, witness string, seq int64, size uint64, note []byte, refusal string, at time.Time) error
 	CosignAnswerOf(ctx context.Context, node, witness string) (store.CosignAnswered, bool, error)
 	CosignAnswers(ctx context.Context, node string) ([]store.CosignAnswered, error)
 }
@@ -94,14 +95,18 @@ func (n *Node) submit(ctx context.Context) error {
 		if a.Refusal != "" {
 			refused = append(refused, Refusal{Node: n.Name, Witness: w, Have: a.Size, Reason: a.Refusal})
 		}
-		s, ok, err := n.Publisher.Submission(a.Size)
+		var haveRoot []byte
+		if cp, err := checkpointBody(a.Note); err == nil && cp.Size == a.Size {
+			haveRoot = cp.Hash
+		}
+		s, ok, err := n.Publisher.Submission(a.Size, haveRoot)
 		if err != nil || !ok {
 			errs = append(errs, err)
 			continue
 		}
 		sp := span{from: a.Size, to: sizeOf(s)}
-		if n.submitted[w] == sp && a.Refusal == "" {
-			continue // posted already, not answered yet
+		if n.submitted[w] == sp {
+			continue // posted already: answered or not, the same again would change nothing
 		}
 		body, err := json.Marshal(s)
 		if err == nil {
@@ -113,19 +118,24 @@ func (n *Node) submit(ctx context.Context) error {
 		}
 		n.submitted[w] = sp
 	}
+	for _, r := range refused {
+		if !slices.ContainsFunc(n.refused, func(p Refusal) bool { return p.Witness == r.Witness && p.Reason == r.Reason }) {
+			n.Log.Error("a peer refused this node's audit checkpoint: this log no longer matches what the peer saw", "witness", r.Witness, "have", r.Have, "reason", r.Reason)
+		}
+	}
 	n.refused = refused
 	return errors.Join(errs...)
 }
 
 func (n *Node) answer(ctx context.Context) error {
-	bodies, err := n.X.CosignPending(ctx, n.Name)
+	posted, err := n.X.CosignPending(ctx, n.Name)
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, b := range bodies {
+	for _, p := range posted {
 		var s Submission
-		if err := json.Unmarshal(b, &s); err != nil {
+		if err := json.Unmarshal(p.Body, &s); err != nil {
 			// Bytes on the store that are not a submission name no node
 			// to answer: say so in the log.
 			n.Log.Warn("unreadable cosigning submission on the store", "err", err)
@@ -150,7 +160,7 @@ func (n *Node) answer(ctx context.Context) error {
 				n.OnRefused(r)
 			}
 		}
-		if err := n.X.CosignAnswer(ctx, s.Node, n.Name, last, note, refusal, n.Now()); err != nil {
+		if err := n.X.CosignAnswer(ctx, s.Node, n.Name, p.Seq, last, note, refusal, n.Now()); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,31 +94,44 @@ func TestNodesWitnessEachOther(t *testing.T) {
 }
 
 // TestNodeRewriteRefused: node a's log is replaced by another history
-// signed with a's key; b refuses it once (audited by the caller), a sees
-// the refusal, and b's copy still shows the history it co-signed.
+// signed with a's key — shorter than what b saw, as long, or longer; b
+// refuses it once (audited by the caller), a sees the refusal, and b's
+// copy still shows the history it co-signed.
 func TestNodeRewriteRefused(t *testing.T) {
-	p := newPair(t)
-	p.a.grow(t, 6, "uptime")
-	p.rounds(t, 2)
-	have, _ := p.nb.Witness.Last("a")
-	if have == 0 {
-		t.Fatal("b co-signed nothing")
-	}
-	rw := newNodeOrigin(t, p.a.key, "tandem/audit/a")
-	rw.grow(t, int(have)+3, "rm -rf")
-	p.na.Publisher = NewPublisher("a", rw.dir)
-	p.rounds(t, 3)
-	if len(p.refusedByB) != 1 {
-		t.Fatalf("b's refusals: %v", p.refusedByB)
-	}
-	if got := p.na.Refused(); len(got) != 1 || got[0].Witness != "b" {
-		t.Fatalf("a's view of the refusals: %v", got)
-	}
-	if last, _ := p.nb.Witness.Last("a"); last != have {
-		t.Fatalf("b moved from %d to %d", have, last)
-	}
-	vr, err := audit.Verify(rw.dir, p.a.key.Verifier(), p.nb.Witness.CopyFile("a"))
-	if err != nil || vr.OK() {
-		t.Fatalf("the rewritten log verified against b's copy: %+v %v", vr, err)
+	for _, tc := range []struct {
+		name  string
+		extra int // records of the rewrite beyond what b co-signed
+		want  error
+	}{
+		{"shorter", -3, ErrRollback},
+		{"as long", 0, ErrConflict},
+		{"longer", 3, ErrProof},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPair(t)
+			p.a.grow(t, 6, "uptime")
+			p.rounds(t, 2)
+			have, _ := p.nb.Witness.Last("a")
+			if have < 4 {
+				t.Fatalf("b co-signed only %d", have)
+			}
+			rw := newNodeOrigin(t, p.a.key, "tandem/audit/a")
+			rw.grow(t, int(have)+tc.extra, "rm -rf") // a fresh log: its first checkpoint is at this size
+			p.na.Publisher = NewPublisher("a", rw.dir)
+			p.rounds(t, 3)
+			if len(p.refusedByB) != 1 || !strings.Contains(p.refusedByB[0].Reason, tc.want.Error()) {
+				t.Fatalf("b's refusals: %v, want one with %q", p.refusedByB, tc.want)
+			}
+			if got := p.na.Refused(); len(got) != 1 || got[0].Witness != "b" {
+				t.Fatalf("a's view of the refusals: %v", got)
+			}
+			if last, _ := p.nb.Witness.Last("a"); last != have {
+				t.Fatalf("b moved from %d to %d", have, last)
+			}
+			vr, err := audit.Verify(rw.dir, p.a.key.Verifier(), p.nb.Witness.CopyFile("a"))
+			if err != nil || vr.OK() {
+				t.Fatalf("the rewritten log verified against b's copy: %+v %v", vr, err)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package cosign
 
 import (
+	"bytes"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -28,9 +29,12 @@ func NewPublisher(node, dir string) *Publisher {
 }
 
 // Submission returns the node's last checkpoint for a witness that
-// co-signed size have last (0: none yet). ok is false when there is
-// nothing new for it.
-func (p *Publisher) Submission(have uint64) (s Submission, ok bool, err error) {
+// co-signed size have, with root haveRoot, last (0, nil: none yet). ok is
+// false when there is nothing new for it. A log that is now shorter than
+// what the witness saw, or has another tree at that size, is submitted
+// all the same, without a proof: the witness refuses it, which is the
+// point — an honest log never shrinks or changes.
+func (p *Publisher) Submission(have uint64, haveRoot []byte) (s Submission, ok bool, err error) {
 	raw, err := audit.LastNote(filepath.Join(p.dir, "checkpoints.log"))
 	if err != nil || raw == nil {
 		return Submission{}, false, err
@@ -39,8 +43,11 @@ func (p *Publisher) Submission(have uint64) (s Submission, ok bool, err error) {
 	if err != nil {
 		return Submission{}, false, err
 	}
-	if cp.Size <= have {
+	switch {
+	case cp.Size == have && (haveRoot == nil || bytes.Equal(cp.Hash, haveRoot)):
 		return Submission{}, false, nil
+	case cp.Size <= have:
+		return Submission{Node: p.node, Note: raw, From: cp.Size}, true, nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -19,16 +19,18 @@ import (
 const cosignSchema = `CREATE TABLE cosign_submissions (
 	node    TEXT NOT NULL,
 	witness TEXT NOT NULL,
+	seq     INTEGER NOT NULL, -- counts the node's submissions to the witness
 	size    INTEGER NOT NULL,
-	body    BLOB NOT NULL, -- the submission, JSON
+	body    BLOB NOT NULL,    -- the submission, JSON
 	PRIMARY KEY (node, witness)
 );
 CREATE TABLE cosign_answers (
 	node     TEXT NOT NULL,
 	witness  TEXT NOT NULL,
+	seq      INTEGER NOT NULL, -- the submission answered
 	size     INTEGER NOT NULL, -- the size the witness co-signed last
 	note     BLOB,             -- the co-signed checkpoint of that size
-	refusal  TEXT NOT NULL,    -- why the last submission was refused; '' when co-signed
+	refusal  TEXT NOT NULL,    -- why the submission was refused; '' unless refused
 	at_ns    INTEGER NOT NULL,
 	PRIMARY KEY (node, witness)
 );`
@@ -43,8 +45,8 @@ func (s *Store) CosignSubmit(ctx context.Context, node, witness string, size uin
 		return fmt.Errorf("store: cosign submission of %d bytes (at most %d)", len(body), maxCosignBody)
 	}
 	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO cosign_submissions (node, witness, size, body) VALUES (?, ?, ?, ?)
-		 ON CONFLICT (node, witness) DO UPDATE SET size = excluded.size, body = excluded.body`,
+		`INSERT INTO cosign_submissions (node, witness, seq, size, body) VALUES (?, ?, 1, ?, ?)
+		 ON CONFLICT (node, witness) DO UPDATE SET seq = cosign_submissions.seq + 1, size = excluded.size, body = excluded.body`,
 		node, witness, int64(size), body)
 	if err != nil {
 		return fmt.Errorf("store: cosign submission of %s for %s: %w", node, witness, err)
@@ -52,43 +54,50 @@ func (s *Store) CosignSubmit(ctx context.Context, node, witness string, size uin
 	return nil
 }
 
-// CosignPending returns the submissions waiting for witness: those of a
-// larger size than its last answer to their node, or not answered yet.
-func (s *Store) CosignPending(ctx context.Context, witness string) ([][]byte, error) {
+// CosignPosted is a submission waiting for its witness.
+type CosignPosted struct {
+	Seq  int64 // pass it to CosignAnswer
+	Body []byte
+}
+
+// CosignPending returns the submissions waiting for witness: those it has
+// not answered. Each submission is answered once, whatever the answer: a
+// refused one waits for the node's next.
+func (s *Store) CosignPending(ctx context.Context, witness string) ([]CosignPosted, error) {
 	rows, err := s.db.QueryContext(ctx,
-		`SELECT s.body FROM cosign_submissions s
+		`SELECT s.seq, s.body FROM cosign_submissions s
 		 LEFT JOIN cosign_answers a ON a.node = s.node AND a.witness = s.witness
-		 WHERE s.witness = ? AND (a.size IS NULL OR a.size < s.size OR a.refusal <> '')
+		 WHERE s.witness = ? AND (a.seq IS NULL OR a.seq < s.seq)
 		 ORDER BY s.node`, witness)
 	if err != nil {
 		return nil, fmt.Errorf("store: cosign submissions for %s: %w", witness, err)
 	}
 	defer rows.Close()
-	var out [][]byte
+	var out []CosignPosted
 	for rows.Next() {
-		var b []byte
-		if err := rows.Scan(&b); err != nil {
+		var p CosignPosted
+		if err := rows.Scan(&p.Seq, &p.Body); err != nil {
 			return nil, fmt.Errorf("store: cosign submissions for %s: %w", witness, err)
 		}
-		out = append(out, b)
+		out = append(out, p)
 	}
 	return out, rows.Err()
 }
 
-// CosignAnswer stores witness's answer to node: the size it co-signed
-// last, the co-signed note (nil when it co-signed nothing new: the last
+// CosignAnswer stores witness's answer to node's submission seq: the
+// size it co-signed last, the co-signed note (nil when it co-signed nothing new: the last
 // one stays) and the refusal ("" unless it refused).
-func (s *Store) CosignAnswer(ctx context.Context, node, witness string, size uint64, note []byte, refusal string, at time.Time) error {
+func (s *Store) CosignAnswer(ctx context.Context, node, witness string, seq int64, size uint64, note []byte, refusal string, at time.Time) error {
 	n, err := toNanos(at)
 	if err != nil {
 		return fmt.Errorf("store: cosign answer: %w", err)
 	}
 	_, err = s.db.ExecContext(ctx,
-		`INSERT INTO cosign_answers (node, witness, size, note, refusal, at_ns) VALUES (?, ?, ?, ?, ?, ?)
-		 ON CONFLICT (node, witness) DO UPDATE SET size = excluded.size,
+		`INSERT INTO cosign_answers (node, witness, seq, size, note, refusal, at_ns) VALUES (?, ?, ?, ?, ?, ?, ?)
+		 ON CONFLICT (node, witness) DO UPDATE SET seq = excluded.seq, size = excluded.size,
 		   note = CASE WHEN excluded.note IS NOT NULL THEN excluded.note ELSE cosign_answers.note END,
 		   refusal = excluded.refusal, at_ns = excluded.at_ns`,
-		node, witness, int64(size), note, refusal, n)
+		node, witness, seq, int64(size), note, refusal, n)
 	if err != nil {
 		return fmt.Errorf("store: cosign answer of %s to %s: %w", witness, node, err)
 	}

@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// TestCosignExchange: a submission waits for its witness until answered
-// at its size; a refusal keeps it waiting and keeps the last co-signed
-// note; answers are per node and witness.
+// TestCosignExchange: a submission waits for its witness until answered,
+// whatever the answer; a refusal keeps the last co-signed note; answers
+// are per node and witness.
 func TestCosignExchange(t *testing.T) {
 	eachBackend(t, testCosignExchange)
 }
@@ -36,7 +36,11 @@ func testCosignExchange(t *testing.T, bk backend) {
 	if got := pending("a"); got != 0 {
 		t.Fatalf("pending for a: %d", got)
 	}
-	if err := s.CosignAnswer(ctx, "a", "b", 12, []byte("note12"), "", t0); err != nil {
+	posted, err := s.CosignPending(ctx, "b")
+	if err != nil || len(posted) != 1 || string(posted[0].Body) != `{"n":2}` {
+		t.Fatalf("pending: %+v %v", posted, err)
+	}
+	if err := s.CosignAnswer(ctx, "a", "b", posted[0].Seq, 12, []byte("note12"), "", t0); err != nil {
 		t.Fatal(err)
 	}
 	if got := pending("b"); got != 0 {
@@ -45,15 +49,25 @@ func testCosignExchange(t *testing.T, bk backend) {
 	if err := s.CosignSubmit(ctx, "a", "b", 20, []byte(`{"n":3}`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CosignAnswer(ctx, "a", "b", 12, nil, "rewritten", t0); err != nil {
+	posted, err = s.CosignPending(ctx, "b")
+	if err != nil || len(posted) != 1 {
+		t.Fatalf("pending: %+v %v", posted, err)
+	}
+	if err := s.CosignAnswer(ctx, "a", "b", posted[0].Seq, 12, nil, "rewritten", t0); err != nil {
 		t.Fatal(err)
 	}
 	a, ok, err := s.CosignAnswerOf(ctx, "a", "b")
 	if err != nil || !ok || a.Size != 12 || a.Refusal != "rewritten" || !bytes.Equal(a.Note, []byte("note12")) {
 		t.Fatalf("after a refusal: %+v %v %v", a, ok, err)
 	}
+	if got := pending("b"); got != 0 {
+		t.Fatalf("a refused submission is still pending: %d", got)
+	}
+	if err := s.CosignSubmit(ctx, "a", "b", 20, []byte(`{"n":4}`)); err != nil { // the same size again
+		t.Fatal(err)
+	}
 	if got := pending("b"); got != 1 {
-		t.Fatalf("a refused submission is no longer pending: %d", got)
+		t.Fatalf("a new submission of the same size is not pending: %d", got)
 	}
 	if _, ok, _ := s.CosignAnswerOf(ctx, "b", "a"); ok {
 		t.Error("an answer to b that nobody gave")
