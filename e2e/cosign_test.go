@@ -69,7 +69,9 @@ func TestNodesWitnessEachOther(t *testing.T) {
 	for _, n := range nodes {
 		n.gw = testenv.StartGateway(t, bin, n.path, n.port)
 	}
-	copyOf := func(holder, node *node) string { return filepath.Join(holder.dir, "cosigned", node.name+".checkpoints") }
+	copyOf := func(holder, node *node) string {
+		return filepath.Join(holder.dir, "cosigned", node.name+".checkpoints")
+	}
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()
 		for deadline := time.Now().Add(30 * time.Second); !ok(); time.Sleep(100 * time.Millisecond) {
