@@ -14,7 +14,8 @@ import (
 )
 
 // TestNodesWitnessEachOther runs two `tandem serve` nodes that share
-// their state (docs/HA.md) and witness each other's audit logs:
+// their state on a real PostgreSQL (docs/HA.md) and witness each other's
+// audit logs:
 //   - each co-signs the other's checkpoints, and `audit verify` on one
 //     node checks its own log, the peer's cosignature of it, and the
 //     peer's log against its co-signed copy: one result;
@@ -26,7 +27,7 @@ import (
 func TestNodesWitnessEachOther(t *testing.T) {
 	t.Parallel()
 	bin, dir, _ := prepare(t)
-	shared := filepath.Join(dir, "shared", "state.db")
+	dsn := testenv.RequirePostgres(t).NewDatabase(t)
 	type node struct {
 		name, dir, path string
 		port            int
@@ -38,7 +39,7 @@ func TestNodesWitnessEachOther(t *testing.T) {
 		n.dir = mkdir(t, dir, n.name)
 		n.port = testenv.FreePort(t)
 		c := fixtureConfig(n.dir, n.port)
-		c.Store = config.Store{Path: shared}
+		c.Store = config.Store{Driver: config.StorePostgres, DSN: dsn}
 		c.Audit.Origin = "tandem/audit/" + n.name
 		c.Cluster = config.Cluster{Node: n.name, WitnessKey: filepath.Join(n.dir, "witness.key"), WitnessDir: filepath.Join(n.dir, "cosigned")}
 		n.cfg, n.path = c, filepath.Join(n.dir, "tandem.yaml")

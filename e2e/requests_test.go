@@ -65,6 +65,9 @@ type rqOpts struct {
 	// WaitTimeout sets policy.wait_timeout, how long an interactive
 	// session waits for a second person; 0 leaves the default.
 	WaitTimeout time.Duration
+	// TwoNodes runs a second gateway, node b, beside the first on one
+	// real PostgreSQL state store (docs/HA.md); see rqEnv.nodeB.
+	TwoNodes bool
 }
 
 // rqEnv is the setup of one request test.
@@ -73,6 +76,17 @@ type rqEnv struct {
 	GW               *testenv.Gateway
 	Targets          map[string]*testenv.Target // by host name
 	clients          map[string]*testenv.Client // by person id
+	b                *rqEnv                     // node b (rqOpts.TwoNodes)
+}
+
+// nodeB is the same test setup seen through the second gateway: its
+// gateway process and the persons' clients that connect to it.
+func (e *rqEnv) nodeB(t *testing.T) *rqEnv {
+	t.Helper()
+	if e.b == nil {
+		t.Fatal("the test has one gateway: set rqOpts.TwoNodes")
+	}
+	return e.b
 }
 
 // requestConfig is the configuration of a request test without its
@@ -129,6 +143,9 @@ func newRequestEnv(t *testing.T, o rqOpts) *rqEnv {
 		ch.RealData = h.RealData
 		cfg.Hosts = append(cfg.Hosts, ch)
 	}
+	if o.TwoNodes {
+		cfg.Store = config.Store{Driver: config.StorePostgres, DSN: testenv.RequirePostgres(t).NewDatabase(t)}
+	}
 	writeConfig(t, e.Config, cfg)
 
 	userCA := caPublic(t, bin, e.Config, "user")
@@ -143,6 +160,21 @@ func newRequestEnv(t *testing.T, o rqOpts) *rqEnv {
 		jump[h.Name] = "root"
 	}
 	e.clients = personClients(t, dir, e.GW, gwPort, priv, jump)
+	if o.TwoNodes {
+		// Node b: the same configuration but its own listener, data
+		// directory and audit files, and the CAs and state key of node a.
+		b := &rqEnv{Dir: mkdir(t, dir, "b"), Bin: bin, Targets: e.Targets}
+		b.Config = filepath.Join(b.Dir, "tandem.yaml")
+		port := testenv.FreePort(t)
+		bc := *cfg
+		base := gwConfig(b.Dir, port)
+		bc.Gateway.Listen, bc.Gateway.DataDir, bc.Audit = base.Gateway.Listen, base.Gateway.DataDir, base.Audit
+		writeConfig(t, b.Config, &bc)
+		shareKeys(t, filepath.Join(dir, "data", "keys"), filepath.Join(b.Dir, "data", "keys"))
+		b.GW = testenv.StartGateway(t, bin, b.Config, port)
+		b.clients = personClients(t, b.Dir, b.GW, port, priv, jump)
+		e.b = b
+	}
 	return e
 }
 
@@ -251,19 +283,25 @@ func (e *rqEnv) auditOfRequest(t *testing.T, id string, want ...string) []rqAudi
 	t.Helper()
 	var recs []rqAuditRecord
 	missing := want
+	configs := []string{e.Config} // each node's log holds what went through it
+	if e.b != nil {
+		configs = append(configs, e.b.Config)
+	}
 	testenv.WaitFor(10*time.Second, func() bool {
-		out, errOut, err := testenv.RunTandem(t, e.Bin, "audit", "show", "--config", e.Config, "--request", id, "--json")
-		if err != nil {
-			t.Fatalf("tandem audit show --request %s --json: %v\n%s", id, err, errOut)
-		}
 		recs = nil
-		dec := json.NewDecoder(strings.NewReader(out))
-		for dec.More() {
-			var r rqAuditRecord
-			if err := dec.Decode(&r); err != nil {
-				t.Fatalf("tandem audit show --request %s --json: %v\n%s", id, err, out)
+		for _, c := range configs {
+			out, errOut, err := testenv.RunTandem(t, e.Bin, "audit", "show", "--config", c, "--request", id, "--json")
+			if err != nil {
+				t.Fatalf("tandem audit show --request %s --json: %v\n%s", id, err, errOut)
 			}
-			recs = append(recs, r)
+			dec := json.NewDecoder(strings.NewReader(out))
+			for dec.More() {
+				var r rqAuditRecord
+				if err := dec.Decode(&r); err != nil {
+					t.Fatalf("tandem audit show --request %s --json: %v\n%s", id, err, out)
+				}
+				recs = append(recs, r)
+			}
 		}
 		missing = nil
 		for _, w := range want {
@@ -845,6 +883,22 @@ func TestRequestsAnsible(t *testing.T) {
 	s.greenRun(t, e, id, ansibleTuned)
 	e.decide(t, "bob", "revoke", id, "request "+id+" revoked", "--reason", "deploy finished")
 	s.refusedRun(t, e, "request revoked", ansibleTuned)
+}
+
+// TestRequestsAcrossNodes: two gateways on one PostgreSQL state store. A
+// request made and approved through node b lets Ansible through node a;
+// revoked through b, the next run through a is refused.
+func TestRequestsAcrossNodes(t *testing.T) {
+	t.Parallel()
+	testenv.RequireProgram(t, "ansible-playbook")
+	e := newRequestEnv(t, rqOpts{Hosts: []rqHost{{Name: "db1", Env: "production"}}, TwoNodes: true})
+	b := e.nodeB(t)
+	s := newAnsibleSetup(t, e, "alice", []string{"db1"}) // Ansible goes through node a
+	id := b.request(t, "alice", "db1", "1h", "TICKET-9 deploy through the other node")
+	b.decide(t, "bob", "approve", id, "request "+id+" approved")
+	s.greenRun(t, e, id, ansibleTuned)
+	b.decide(t, "bob", "revoke", id, "request "+id+" revoked", "--reason", "done")
+	s.refusedRun(t, e, "request revoked on the other node", ansibleTuned)
 }
 
 // TestRequestsAnsibleDefaults runs the playbook with Ansible's own
