@@ -52,6 +52,7 @@ const (
 	KeyFilter              = "filter"
 	KeyFourEyes            = "four_eyes"
 	KeyHosts               = "hosts"
+	KeyHave                = "have"
 	KeyID                  = "id"
 	KeyIssued              = "issued"
 	KeyIssuedBy            = "issued_by"
@@ -75,6 +76,7 @@ const (
 	KeyMethods             = "methods"
 	KeyMode                = "mode"
 	KeyNewKey              = "new_key"
+	KeyNode                = "node"
 	KeyNewPrefix           = "new." // config.change: new.<field> per changed field
 	KeyOldKey              = "old_key"
 	KeyOldPrefix           = "old." // config.change: old.<field> per changed field
