@@ -14,6 +14,8 @@ type reloadBy struct {
 	Actor   string // the local user who ran tandem reload
 	Source  string // the connection of ssh gw reload
 	Trigger string // signal, tandem reload, ssh gw reload
+	// RequestID names tandem reload's request, which waits for the outcome.
+	RequestID string
 }
 
 // unknownBy is who reloaded when a bare signal gives no name.

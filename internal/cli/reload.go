@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,16 +72,37 @@ func (r *reloader) byPerson(ctx context.Context, person, source string) ([]confi
 	return r.reload(ctx, reloadBy{Person: person, Source: source, Trigger: "ssh gw reload"})
 }
 
-// onSignal reloads for a SIGHUP, by the person of a pending request.
+// onSignal reloads for a SIGHUP, by the person of a pending request, and
+// leaves the outcome for the tandem reload that asked.
 func (r *reloader) onSignal(ctx context.Context) {
-	by := takeReloadRequest(r.config().Gateway.DataDir, clock.Now(), r.log)
-	if _, err := r.reload(ctx, by); err != nil {
+	dataDir := r.config().Gateway.DataDir
+	by := takeReloadRequest(dataDir, clock.Now(), r.log)
+	changes, err := r.reload(ctx, by)
+	res := reloadResult{ID: by.RequestID, Changes: len(changes)}
+	if err != nil {
 		r.log.Error(err.Error())
+		res.Error = err.Error()
+	}
+	if by.RequestID != "" {
+		if werr := writeJSONFile(reloadResultPath(dataDir), res); werr != nil {
+			r.log.Warn("cannot leave the reload's outcome for tandem reload", "err", werr)
+		}
 	}
 }
 
+// reloadResult is what the gateway leaves for the tandem reload whose
+// request it took: the reload is recorded and applied, or why not.
+type reloadResult struct {
+	ID      string `json:"id"`
+	Changes int    `json:"changes"`
+	Error   string `json:"error,omitempty"`
+}
+
+func reloadResultPath(dataDir string) string { return filepath.Join(dataDir, "reload-result") }
+
 // reloadRequest is the file tandem reload leaves for the gateway.
 type reloadRequest struct {
+	ID     string    `json:"id"` // names the outcome the gateway leaves (reload-result)
 	Person string    `json:"person"`
 	Actor  string    `json:"actor"`
 	Time   time.Time `json:"time"`
@@ -115,7 +137,7 @@ func takeReloadRequest(dataDir string, now time.Time, log *slog.Logger) reloadBy
 		log.Warn("reload request stale or without a person; the reload is recorded as by nobody", "requested", req.Time)
 		return bare
 	}
-	return reloadBy{Person: req.Person, Actor: req.Actor, Trigger: "tandem reload"}
+	return reloadBy{Person: req.Person, Actor: req.Actor, Trigger: "tandem reload", RequestID: req.ID}
 }
 
 func newReloadCmd() *cobra.Command {
@@ -126,8 +148,11 @@ func newReloadCmd() *cobra.Command {
 		Long: `Check the configuration file, then have the running gateway (tandem serve
 with the same data directory) reload it. The reload and every change it
 makes are recorded in the audit log as PERSON's (config.reload,
-config.change), with you as the local actor. A bare SIGHUP reloads too, but
-is recorded as by "unknown (signal)".`,
+config.change), with you as the local actor. The command returns once the
+gateway has recorded and applied the reload, or says why it refused it (the
+running configuration then stays). A bare SIGHUP reloads too, but is
+recorded as by "unknown (signal)".`,
+		Example: `  tandem reload --by alice -c /etc/tandem/tandem.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
@@ -137,11 +162,15 @@ is recorded as by "unknown (signal)".`,
 			if cfg.Person(by) == nil {
 				return fmt.Errorf("--by %q: no such person in %s; name who made the change", by, path)
 			}
-			if err := requestReload(cfg.Gateway.DataDir, reloadRequest{Person: by, Actor: localActor(), Time: clock.Now().UTC()}); err != nil {
+			res, err := requestReload(cfg.Gateway.DataDir, reloadRequest{ID: rand.Text(), Person: by, Actor: localActor(), Time: clock.Now().UTC()})
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "the gateway reloads %s as changed by %s; see tandem audit show --type config.reload,config.change\n",
-				safetext.Line(path), safetext.Line(by))
+			if res.Error != "" {
+				return fmt.Errorf("the gateway refused the reload; it runs on with its configuration: %s", safetext.Line(res.Error))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "the gateway reloaded %s as changed by %s: %d change(s), recorded; see tandem audit show --type config.reload,config.change\n",
+				safetext.Line(path), safetext.Line(by), res.Changes)
 			return nil
 		},
 	}
@@ -152,14 +181,16 @@ is recorded as by "unknown (signal)".`,
 }
 
 // requestReload leaves req for the gateway, signals it, and waits until it
-// took the request (5 s at most).
-func requestReload(dataDir string, req reloadRequest) error {
+// took the request (5 s at most) and left the outcome (30 s at most: the
+// reload is recorded in the audit log first, which waits for its disk).
+func requestReload(dataDir string, req reloadRequest) (reloadResult, error) {
 	pid, err := servingPid(dataDir)
 	if err != nil {
-		return err
+		return reloadResult{}, err
 	}
-	if err := writeRequest(reloadRequestPath(dataDir), req); err != nil {
-		return err
+	_ = os.Remove(reloadResultPath(dataDir))
+	if err := writeJSONFile(reloadRequestPath(dataDir), req); err != nil {
+		return reloadResult{}, fmt.Errorf("reload request: %w", err)
 	}
 	proc, err := os.FindProcess(pid)
 	if err == nil {
@@ -167,29 +198,39 @@ func requestReload(dataDir string, req reloadRequest) error {
 	}
 	if err != nil {
 		_ = os.Remove(reloadRequestPath(dataDir))
-		return fmt.Errorf("cannot signal the gateway (pid %d): %w", pid, err)
+		return reloadResult{}, fmt.Errorf("cannot signal the gateway (pid %d): %w", pid, err)
 	}
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		if _, err := os.Stat(reloadRequestPath(dataDir)); errors.Is(err, fs.ErrNotExist) {
-			return nil
+	taken := false
+	for end := time.Now().Add(5 * time.Second); !taken && time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		_, err := os.Stat(reloadRequestPath(dataDir))
+		taken = errors.Is(err, fs.ErrNotExist)
+	}
+	if !taken {
+		return reloadResult{}, fmt.Errorf("the gateway (pid %d) did not take the reload request within 5s; is it running?", pid)
+	}
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		var res reloadResult
+		if b, err := os.ReadFile(reloadResultPath(dataDir)); err == nil && json.Unmarshal(b, &res) == nil && res.ID == req.ID {
+			_ = os.Remove(reloadResultPath(dataDir))
+			return res, nil
 		}
 	}
-	return fmt.Errorf("the gateway (pid %d) did not take the reload request within 5s; is it running?", pid)
+	return reloadResult{}, fmt.Errorf("the gateway (pid %d) took the reload request but left no outcome within 30s; see its log and tandem audit show --type config.reload", pid)
 }
 
-// writeRequest writes req whole (0600) or not at all.
-func writeRequest(path string, req reloadRequest) error {
-	b, err := json.Marshal(req)
+// writeJSONFile writes v whole (0600) or not at all.
+func writeJSONFile(path string, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("reload request: %w", err)
+		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("reload request: %w", err)
+		return err
 	}
 	return nil
 }

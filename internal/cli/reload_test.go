@@ -24,10 +24,10 @@ func TestTakeReloadRequest(t *testing.T) {
 	}{
 		{"bare signal", func(string) {}, ""},
 		{"fresh request", func(dir string) {
-			must(t, writeRequest(reloadRequestPath(dir), reloadRequest{"alice", "local:root", now}))
+			must(t, writeJSONFile(reloadRequestPath(dir), reloadRequest{Person: "alice", Actor: "local:root", Time: now}))
 		}, "alice"},
 		{"stale request", func(dir string) {
-			must(t, writeRequest(reloadRequestPath(dir), reloadRequest{"alice", "local:root", now.Add(-2 * requestMaxAge)}))
+			must(t, writeJSONFile(reloadRequestPath(dir), reloadRequest{Person: "alice", Actor: "local:root", Time: now.Add(-2 * requestMaxAge)}))
 		}, ""},
 		{"damaged file", func(dir string) { must(t, os.WriteFile(reloadRequestPath(dir), []byte("{"), 0o600)) }, ""},
 	}
