@@ -19,7 +19,13 @@ import (
 	"tandem.dev/tandem/internal/store"
 )
 
-func storePath(cfg *config.Config) string { return filepath.Join(cfg.Gateway.DataDir, "state.db") }
+// storePath is the state file: store.path, data_dir/state.db by default.
+func storePath(cfg *config.Config) string {
+	if cfg.Store.Path != "" {
+		return cfg.Store.Path
+	}
+	return filepath.Join(cfg.Gateway.DataDir, "state.db")
+}
 
 // localActor names the operator of a command run on the gateway host.
 func localActor() string {

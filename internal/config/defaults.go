@@ -167,6 +167,7 @@ func applyDefaults(c *Config, pos *positions, r *report) {
 	c.Retention.fillDefaults(c.Path, pos)
 	c.Backup.fillDefaults(c.Path)
 	c.Cluster.fillDefaults(c.Path)
+	c.Store.fillDefaults(c.Path, c.Gateway.DataDir)
 	fillMonitoringDefaults(c)
 	c.Syslog.fillDefaults(c.Path, pos)
 

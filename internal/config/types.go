@@ -24,6 +24,7 @@ type Config struct {
 	Syslog    Syslog    `yaml:"syslog"`
 	Backup    Backup    `yaml:"backup"`
 	Cluster   Cluster   `yaml:"cluster"`
+	Store     Store     `yaml:"store"`
 	Tenants   []Tenant  `yaml:"tenants"`
 	Persons   []Person  `yaml:"persons"`
 	Roles     []Role    `yaml:"roles"`
