@@ -69,6 +69,8 @@ var migrations = []string{
 	retentionSchema,
 	// 10: freezes of hosts, tenants and labels (M27); see freezes.go.
 	freezesSchema,
+	// 11: the cluster-wide registry of shared sessions; see cluster.go.
+	clusterSchema,
 }
 
 // Store is an open state database. It is safe for concurrent use.
