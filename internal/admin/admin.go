@@ -81,8 +81,8 @@ type Gateway interface {
 	// whether there was one.
 	Lock(ctx context.Context, l store.Lock) error
 	Unlock(ctx context.Context, person, by string) (bool, error)
-	// Sessions are the live shared (interactive) sessions; Session is
-	// one of them by id.
+	// Sessions are the live shared (interactive) sessions, in a cluster
+	// those of every node; Session is one of them by id.
 	Sessions() []SessionInfo
 	Session(id string) (SessionInfo, bool)
 	// EndRequestSessions ends the live sessions running under request id
@@ -115,8 +115,12 @@ type Requests interface {
 // SessionInfo is one live shared session, as `sessions` and `join` see it.
 type SessionInfo struct {
 	session.Info
-	// HostConfig is the session's host as configured when it started.
+	// HostConfig is the session's host as configured when it started
+	// (for a session on another node of a cluster: as configured here).
 	HostConfig *config.Host
+	// Node is the cluster node that holds the session; "" outside a
+	// cluster.
+	Node string
 }
 
 // Connection is one of the caller's open connections to the gateway.
