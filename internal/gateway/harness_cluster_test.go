@@ -293,3 +293,31 @@ func TestHarnessClusterRequests(t *testing.T) {
 	}
 	endedBecause(t, a, tm, "alice", "request "+rid+" is no longer approved", false)
 }
+
+// TestHarnessClusterSlowJoiner: a joiner on node b whose client stops
+// reading holds up nobody on node a: the owner's output keeps flowing,
+// and once the joiner's queue on a is full the session drops them as too
+// slow, as it drops a slow local joiner.
+func TestHarnessClusterSlowJoiner(t *testing.T) {
+	a, b, _ := newClusterPair(t, nil, nil)
+	owner := a.shell(t, "alice", "root%prod1")
+	id := owner.expect(t, joinID)
+	sessionsRow(t, b, "bob", id)
+	at, err := testenv.DialAttacker(t.Context(), testenv.AttackerOpts{Addr: b.addr, User: "bob", Signer: b.signers["bob"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { at.Close() })
+	// Read false: bob's client never reads; its channel window fills.
+	if _, err := at.Session(testenv.SessionOpts{PTY: true, Exec: "join " + id}); err != nil {
+		t.Fatal(err)
+	}
+	owner.expect(t, "bob joined as peer; the session is live")
+	// More output than every window and queue on the way holds: bob's
+	// channel (2 MiB), the link channel (2 MiB), his queue on a (1 MiB).
+	owner.send(t, "yes 0123456789012345678901234567890123456789012345678901234567890123456789 | head -c 8000000; echo; echo done-$((40+2))\n")
+	a.waitEvent(t, 0, "bob's session.leave (too slow)", func(e audit.Event) bool {
+		return e.Type == audit.SessionLeave && e.Session == id && e.Attrs["participant"] == "bob" && e.Attrs["reason"] == "too slow"
+	})
+	owner.expect(t, "done-42")
+}

@@ -190,6 +190,14 @@ func New(o Options) (*Link, error) {
 	if t := o.Key.PublicKey().Type(); t != ssh.KeyAlgoECDSA384 {
 		return nil, fmt.Errorf("link: the link key is %s; link keys are %s", t, ssh.KeyAlgoECDSA384)
 	}
+	own := o.Key.PublicKey().Marshal()
+	for _, p := range o.Peers {
+		// A peer listed with this node's own key could log in as that
+		// peer with a copy of this node's key: every node has its own.
+		if p.Key != nil && bytes.Equal(p.Key.Marshal(), own) {
+			return nil, fmt.Errorf("link: peer %s is listed with this node's own link key; every node needs its own", p.Node)
+		}
+	}
 	return &Link{o: o, clients: map[string]*client{}}, nil
 }
 

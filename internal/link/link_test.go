@@ -253,10 +253,15 @@ func TestLinkRefusesStrangers(t *testing.T) {
 }
 
 // TestLinkRejectsPeerKeyOfOtherType: New refuses a link key that is not
-// P-384, the one type of the link.
+// P-384, the one type of the link, and a peer listed with the node's own
+// key.
 func TestLinkRejectsPeerKeyOfOtherType(t *testing.T) {
 	if _, err := New(Options{Node: "a", Key: newKey(t, elliptic.P256())}); err == nil {
 		t.Fatal("a P-256 link key was accepted")
+	}
+	own := newKey(t, elliptic.P384())
+	if _, err := New(Options{Node: "a", Key: own, Peers: []Peer{{Node: "b", Key: own.PublicKey()}}}); err == nil {
+		t.Fatal("a peer with this node's own key was accepted")
 	}
 }
 
