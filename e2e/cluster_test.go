@@ -136,7 +136,8 @@ func copyFiles(t *testing.T, src, dst string) {
 // on a, both see each other's commands, and the recording on a
 // attributes each command to its typist. Killing node b (SIGKILL) cuts
 // the link: the session on a pauses, as when a second person's
-// connection drops.
+// connection drops. Sessions of a node that is killed drop out of the
+// other nodes' listings.
 func TestClusterJoinAcrossNodes(t *testing.T) {
 	t.Parallel()
 	a, b := newClusterRecEnv(t)
@@ -199,4 +200,23 @@ func TestClusterJoinAcrossNodes(t *testing.T) {
 			t.Errorf("the recording on a lacks the marker %q; markers:\n%s", m, markers)
 		}
 	}
+
+	// Node b back, bob's own session waits there; a lists it. Killed, b
+	// stops marking itself alive, and its session drops out of a's
+	// listing within the registry's bound (5 s).
+	b.GW = testenv.StartGateway(t, b.Bin, b.Config, b.GW.Port)
+	_, id2 := b.waitingSession(t, "bob", "db1")
+	listedOnA := func() bool {
+		listing = a.clients["alice"].SSH(t, "gw", "sessions")
+		return strings.Contains(listing.Stdout, id2)
+	}
+	if !testenv.WaitFor(10*time.Second, listedOnA) || !strings.Contains(listing.Stdout, "NODE") {
+		t.Fatalf("a never listed b's session %s: %s", id2, listing)
+	}
+	killed = time.Now()
+	b.GW.Crash(t)
+	if !testenv.WaitFor(15*time.Second, func() bool { return !listedOnA() }) {
+		t.Fatalf("a still lists %s of the killed node b 15 s later: %s", id2, listing)
+	}
+	t.Logf("node b killed: its session left a's listing after %v", time.Since(killed).Round(time.Millisecond))
 }

@@ -165,7 +165,7 @@ func (c *call) lock() string { return c.gw.LockReason(c.who.ID()) }
 func commands() []command {
 	return []command{
 		{"whoami", "who you are to the gateway, your key, your open connections, and the hosts and logins you may use", (*call).whoami},
-		{"sessions", "the live and waiting sessions you own or may join", (*call).sessions},
+		{"sessions", "the live and waiting sessions you own or may join (in a cluster: of every node)", (*call).sessions},
 		{"join", "join SESSION-ID [--observer]: join a session as second person (use ssh -t)", nil},
 		{"request", "request --hosts SELECTOR --login LOGIN --for DURATION [--tty] --reason TEXT: ask for non-interactive access to four-eyes hosts", (*call).request},
 		{"requests", "open access requests you own or may decide", (*call).requests},

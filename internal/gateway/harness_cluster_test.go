@@ -258,7 +258,9 @@ func TestHarnessClusterLinkCut(t *testing.T) {
 	peer.expect(t, "before-5")
 
 	cut.Cut()
+	cutAt := time.Now()
 	owner.expect(t, `bob left; input paused`)
+	t.Logf("link cut: the session paused after %v", time.Since(cutAt).Round(time.Millisecond))
 	peer.expect(t, "the link to node a, which holds session "+id+", was lost")
 	if st := peer.wait(t); st != 1 {
 		t.Errorf("the cut-off joiner's status %d, want 1", st)
