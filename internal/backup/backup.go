@@ -47,7 +47,10 @@ const (
 
 // Options says what Create backs up and for whom.
 type Options struct {
-	DataDir    string
+	DataDir string
+	// StateFile is the state store's file (store.path); "" means
+	// DataDir/state.db. It goes into the backup as state.db either way.
+	StateFile  string
 	ConfigFile string // copied as config/<name>; optional
 	Recordings bool   // include data_dir/recordings and data_dir/sealed
 	Escrow     *Escrow
@@ -135,7 +138,11 @@ func stageData(ctx context.Context, stage string, o Options, m *Manifest) error 
 	if err := copyAudit(filepath.Join(o.DataDir, "audit"), filepath.Join(data, "audit")); err != nil {
 		return err
 	}
-	if db := filepath.Join(o.DataDir, "state.db"); exists(db) {
+	db := o.StateFile
+	if db == "" {
+		db = filepath.Join(o.DataDir, "state.db")
+	}
+	if exists(db) {
 		if err := store.Snapshot(ctx, db, filepath.Join(data, "state.db")); err != nil {
 			return fmt.Errorf("backup: %w", err)
 		}

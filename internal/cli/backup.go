@@ -69,7 +69,7 @@ func backupOptions(cfg *config.Config) (backup.Options, error) {
 	if err != nil {
 		return backup.Options{}, err
 	}
-	return backup.Options{DataDir: cfg.Gateway.DataDir, ConfigFile: cfg.Path, Escrow: e, Recipients: rcps}, nil
+	return backup.Options{DataDir: cfg.Gateway.DataDir, StateFile: storePath(cfg), ConfigFile: cfg.Path, Escrow: e, Recipients: rcps}, nil
 }
 
 func readIdentities(path string) ([]age.Identity, error) {
