@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"crypto/elliptic"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/gateway"
+	"tandem.dev/tandem/internal/link"
 	"tandem.dev/tandem/internal/record"
 	"tandem.dev/tandem/internal/testenv"
 )
@@ -322,4 +324,60 @@ func TestHarnessClusterSlowJoiner(t *testing.T) {
 		return e.Type == audit.SessionLeave && e.Session == id && e.Attrs["participant"] == "bob" && e.Attrs["reason"] == "too slow"
 	})
 	owner.expect(t, "done-42")
+}
+
+// TestHarnessClusterLinkRefuses: node a's link lets in no node it does
+// not know, and what a known peer relays is decided on a's state: a key
+// not registered to the person there, or a session a does not hold, is
+// refused, and nobody joins.
+func TestHarnessClusterLinkRefuses(t *testing.T) {
+	a, b, _ := newClusterPair(t, nil, nil)
+	owner := a.shell(t, "alice", "root%prod1")
+	id := owner.expect(t, joinID)
+	aAddr, aKey := a.spec.node.ln.Addr().String(), a.spec.node.linkKey.PublicKey()
+	dial := func(node string, key ssh.Signer) *link.Link {
+		l, err := link.New(link.Options{Node: node, Key: key, Peers: []link.Peer{{Node: "a", Address: aAddr, Key: aKey}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(l.Close)
+		return l
+	}
+	bobFP := ssh.FingerprintSHA256(b.signers["bob"].PublicKey())
+	join := link.Join{Session: id, Person: "bob", Mode: "peer", KeyFP: bobFP, Source: "127.0.0.1:1"}
+
+	// A node a does not know, and one that claims b's name with its own key.
+	for _, node := range []string{"c", "b"} {
+		if _, err := dial(node, newLinkKey(t)).Open(t.Context(), "a", join); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
+			t.Errorf("node %s with an unknown key: %v, want an authentication failure", node, err)
+		}
+	}
+	// b itself, relaying what a must refuse.
+	peer := dial("b", b.spec.node.linkKey)
+	stranger := ssh.FingerprintSHA256(newSigner(t).PublicKey())
+	for _, tc := range []struct {
+		name string
+		j    link.Join
+		want string
+	}{
+		{"a key not registered to bob", link.Join{Session: id, Person: "bob", Mode: "peer", KeyFP: stranger}, "is not registered to bob on node a"},
+		{"alice's key for bob", link.Join{Session: id, Person: "bob", Mode: "peer", KeyFP: ssh.FingerprintSHA256(a.signers["alice"].PublicKey())}, "is not registered to bob"},
+		{"a session a does not hold", link.Join{Session: "0123456789", Person: "bob", Mode: "peer", KeyFP: bobFP}, "no session 0123456789"},
+		{"the owner as second person", link.Join{Session: id, Person: "alice", Mode: "peer", KeyFP: ssh.FingerprintSHA256(a.signers["alice"].PublicKey())}, "your own session"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := peer.Open(t.Context(), "a", tc.j)
+			var oe *ssh.OpenChannelError
+			if !errors.As(err, &oe) || !strings.Contains(oe.Message, tc.want) {
+				t.Fatalf("relayed join: %v, want a refusal saying %q", err, tc.want)
+			}
+		})
+	}
+	if ids := a.targets["prod1"].accepted(); len(ids) != 0 {
+		t.Fatalf("a refused relayed join reached the target: %q", ids)
+	}
+	owner.expect(t, "waiting")
+	if strings.Contains(owner.out.String(), "joined") {
+		t.Fatalf("somebody joined:\n%s", owner.out.String())
+	}
 }
