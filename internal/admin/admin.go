@@ -81,8 +81,8 @@ type Gateway interface {
 	// whether there was one.
 	Lock(ctx context.Context, l store.Lock) error
 	Unlock(ctx context.Context, person, by string) (bool, error)
-	// Sessions are the live shared (interactive) sessions; Session is
-	// one of them by id.
+	// Sessions are the live shared (interactive) sessions, in a cluster
+	// those of every node; Session is one of them by id.
 	Sessions() []SessionInfo
 	Session(id string) (SessionInfo, bool)
 	// EndRequestSessions ends the live sessions running under request id
@@ -115,8 +115,12 @@ type Requests interface {
 // SessionInfo is one live shared session, as `sessions` and `join` see it.
 type SessionInfo struct {
 	session.Info
-	// HostConfig is the session's host as configured when it started.
+	// HostConfig is the session's host as configured when it started
+	// (for a session on another node of a cluster: as configured here).
 	HostConfig *config.Host
+	// Node is the cluster node that holds the session; "" outside a
+	// cluster.
+	Node string
 }
 
 // Connection is one of the caller's open connections to the gateway.
@@ -161,7 +165,7 @@ func (c *call) lock() string { return c.gw.LockReason(c.who.ID()) }
 func commands() []command {
 	return []command{
 		{"whoami", "who you are to the gateway, your key, your open connections, and the hosts and logins you may use", (*call).whoami},
-		{"sessions", "the live and waiting sessions you own or may join", (*call).sessions},
+		{"sessions", "the live and waiting sessions you own or may join (in a cluster: of every node)", (*call).sessions},
 		{"join", "join SESSION-ID [--observer]: join a session as second person (use ssh -t)", nil},
 		{"request", "request --hosts SELECTOR --login LOGIN --for DURATION [--tty] --reason TEXT: ask for non-interactive access to four-eyes hosts", (*call).request},
 		{"requests", "open access requests you own or may decide", (*call).requests},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -26,12 +27,23 @@ func (c *call) sessions(args []string, out io.Writer) error {
 		}
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].Started.Before(rows[j].Started) })
-	return list(out, "ID\tHOST\tOWNER\tSTATE\tSINCE\tPARTICIPANTS", "no sessions you may join", rows, func(in SessionInfo) string {
+	// In a cluster a NODE column names the node that holds each session
+	// (join works from any node).
+	clustered := slices.ContainsFunc(rows, func(s SessionInfo) bool { return s.Node != "" })
+	header := "ID\tHOST\tOWNER\tSTATE\tSINCE\tPARTICIPANTS"
+	if clustered {
+		header = "ID\tNODE\tHOST\tOWNER\tSTATE\tSINCE\tPARTICIPANTS"
+	}
+	return list(out, header, "no sessions you may join", rows, func(in SessionInfo) string {
 		var ps []string
 		for _, p := range in.Participants[1:] {
 			ps = append(ps, safetext.Line(p.Person)+"("+string(p.Mode)+")")
 		}
-		return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", in.ID, safetext.Line(in.Host), safetext.Line(in.Owner.Person), in.State,
+		id := in.ID
+		if clustered {
+			id += "\t" + safetext.Line(in.Node)
+		}
+		return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", id, safetext.Line(in.Host), safetext.Line(in.Owner.Person), in.State,
 			in.Started.UTC().Format(time.TimeOnly), strings.Join(ps, " "))
 	})
 }
@@ -52,6 +64,9 @@ func JoinArgs(line string) (args []string, ok bool) {
 // granted and whether they count as external (M7).
 type Ticket struct {
 	SessionID string
+	// Node is the cluster node that holds the session ("" outside a
+	// cluster); the node that holds the session decides again.
+	Node string
 	policy.JoinDecision
 }
 
@@ -60,7 +75,6 @@ type Ticket struct {
 // host as configured now and the policy. The error explains a refusal to
 // the caller.
 func Join(ctx context.Context, gw Gateway, who Caller, args []string, terminal bool) (Ticket, error) {
-	c := newCall(ctx, gw, who)
 	id, mode, err := parseJoinArgs(args)
 	if err != nil {
 		return Ticket{}, fmt.Errorf("%v\n  usage: ssh -t gw join SESSION-ID [--observer]", err)
@@ -72,18 +86,32 @@ func Join(ctx context.Context, gw Gateway, who Caller, args []string, terminal b
 	if !ok {
 		return Ticket{}, NoSession(id)
 	}
-	host := c.cfg.Host(s.HostConfig.Name) // as configured now
-	if host == nil {
-		return Ticket{}, fmt.Errorf("host %s is no longer configured", s.HostConfig.Name)
+	d, err := DecideJoin(gw, who, s.Owner.Person, s.HostConfig.Name, mode)
+	if err != nil {
+		return Ticket{}, err
+	}
+	return Ticket{SessionID: id, Node: s.Node, JoinDecision: d}, nil
+}
+
+// DecideJoin decides whether who may join a session of owner on the host
+// named host, as configured now, in mode ("" for what the policy grants).
+// The node of a cluster that holds a session calls it again for a join
+// relayed from another node, on its own state. The error explains a
+// refusal to the caller.
+func DecideJoin(gw Gateway, who Caller, owner, host, mode string) (policy.JoinDecision, error) {
+	c := newCall(context.Background(), gw, who)
+	h := c.cfg.Host(host) // as configured now
+	if h == nil {
+		return policy.JoinDecision{}, fmt.Errorf("host %s is no longer configured", host)
 	}
 	d := c.eng.Join(policy.JoinRequest{
-		Person: who.Person, Key: who.Key, Owner: s.Owner.Person, Host: host, Mode: mode,
+		Person: who.Person, Key: who.Key, Owner: owner, Host: h, Mode: mode,
 		Now: gw.Now(), Lock: c.lock(), Freezes: gw.Freezes(),
 	})
 	if d.Verdict != policy.Allow {
-		return Ticket{}, errors.New(d.Message())
+		return policy.JoinDecision{}, errors.New(d.Message())
 	}
-	return Ticket{SessionID: id, JoinDecision: d}, nil
+	return d, nil
 }
 
 // NoSession is the refusal to join a session that is not (or no longer)

@@ -131,6 +131,11 @@ func load(path string) (ssh.Signer, error) {
 	return s, nil
 }
 
+// LoadOrCreateKey loads the ECDSA P-384 key at path, creating it (0600,
+// with path.pub beside it) when it does not exist, as the gateway's own
+// keys are: the link key of a cluster node (cluster.link_key).
+func LoadOrCreateKey(path string) (ssh.Signer, error) { return loadOrCreate(path) }
+
 func loadOrCreate(path string) (ssh.Signer, error) {
 	s, err := load(path)
 	if err == nil {

@@ -34,7 +34,7 @@ func newClusterCmd() *cobra.Command {
 		Short: "set up this gateway as one node of several (docs/HA.md)",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newClusterKeysCmd())
+	cmd.AddCommand(newClusterKeysCmd(), newClusterLinkKeyCmd())
 	return cmd
 }
 
@@ -42,12 +42,13 @@ func newClusterKeysCmd() *cobra.Command {
 	var path string
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "create this node's audit and witness keys if missing and print its entry for the peers' cluster.peers",
-		Long: `Create this node's audit signing key (audit.signing_key) and cosigning
-key (cluster.witness_key) when they do not exist yet (mode 0600), and print
-the entry the other nodes put in their cluster.peers: this node's name, its
-audit log's origin, and the two public verifier keys. Nothing secret is
-printed.`,
+		Short: "create this node's audit, witness and link keys if missing and print its entry for the peers' cluster.peers",
+		Long: `Create this node's audit signing key (audit.signing_key), cosigning key
+(cluster.witness_key) and, when cluster.link_key is set, link key, where
+they do not exist yet (mode 0600), and print the entry the other nodes put
+in their cluster.peers: this node's name, its audit log's origin, its
+public verifier keys, and its link address (cluster.listen) and public link
+key. Nothing secret is printed.`,
 		Example: `  tandem cluster keys -c /etc/tandem/tandem.yaml
   # on node b, add the printed line under cluster.peers, and b's line on a`,
 		Args: cobra.NoArgs,
@@ -67,8 +68,16 @@ printed.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "- {node: %s, audit_origin: %s, audit_key: %s, witness_key: %s}\n",
-				cfg.Cluster.Node, cfg.Audit.Origin, key.Verifier(), wv)
+			link := ""
+			signer, err := linkKey(cfg)
+			if err != nil {
+				return err
+			}
+			if signer != nil {
+				link = fmt.Sprintf(", address: %q, link_key: %q", cfg.Cluster.Listen, linkKeyLine(cfg, signer))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "- {node: %s, audit_origin: %s, audit_key: %s, witness_key: %s%s}\n",
+				cfg.Cluster.Node, cfg.Audit.Origin, key.Verifier(), wv, link)
 			return nil
 		},
 	}

@@ -153,7 +153,7 @@ gateway has recorded and applied the reload, or says why it refused it (the
 running configuration then stays). A bare SIGHUP reloads too, but is
 recorded as by "unknown (signal)".`,
 		Example: `  tandem reload --by alice -c /etc/tandem/tandem.yaml`,
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
 			if err != nil {

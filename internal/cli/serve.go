@@ -175,8 +175,19 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 		return fmt.Errorf("refusing to start: %w", err)
 	}
 	reload := &reloader{current: cfg, sink: mon.audit, log: log}
+	lkey, err := linkKey(cfg)
+	if err != nil {
+		return err
+	}
+	lln, err := linkListener(cfg)
+	if err != nil {
+		return err
+	}
+	if lln != nil {
+		defer lln.Close() // Serve closes it; this covers a return before Serve
+	}
 	srv, err := gateway.New(gateway.Options{Config: cfg, Keys: keys, Audit: mon.audit, Store: st, Recorder: rec, Logger: log, Now: clock.Now,
-		Metrics: mon.metrics, ReadAudit: readAudit, Reload: reload.byPerson, Refuse: ship.Refusal})
+		Metrics: mon.metrics, ReadAudit: readAudit, Reload: reload.byPerson, Refuse: ship.Refusal, LinkKey: lkey, LinkListener: lln})
 	if err != nil {
 		return err
 	}

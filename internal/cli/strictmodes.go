@@ -46,6 +46,9 @@ func strictModes(cfg *config.Config) error {
 	} else if cfg.Recording.KEKFile != "" {
 		files = append(files, struct{ what, path string }{"key-encryption key (recording.kek_file)", cfg.Recording.KEKFile})
 	}
+	if cfg.Cluster.LinkKey != "" {
+		files = append(files, struct{ what, path string }{"link key (cluster.link_key)", cfg.Cluster.LinkKey})
+	}
 	for _, f := range files {
 		if err := checkKeyFile(f.what, f.path); err != nil {
 			return err

@@ -1,12 +1,15 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 
+	"golang.org/x/crypto/ssh"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -27,6 +30,15 @@ type Cluster struct {
 	WitnessDir string `yaml:"witness_dir"`
 	// Peers are the other nodes.
 	Peers []ClusterPeer `yaml:"peers"`
+	// Listen is the address of the internal link (host:port): the peers
+	// dial it to relay a join to a session this node holds. Empty: this
+	// node holds no joins for others (it may still relay its own
+	// persons' joins to peers with an address).
+	Listen string `yaml:"listen"`
+	// LinkKey is the file with this node's link key (OpenSSH private key,
+	// ECDSA P-384): its host key on the link and its client key towards
+	// the peers. Outside data_dir; created by `tandem cluster link-key`.
+	LinkKey string `yaml:"link_key"`
 }
 
 // ClusterPeer is another node of the cluster, as this node trusts it.
@@ -39,6 +51,32 @@ type ClusterPeer struct {
 	// WitnessKey is the peer's cosigning verifier key, which checks the
 	// cosignatures it puts on this node's checkpoints.
 	WitnessKey string `yaml:"witness_key"`
+	// Address is the peer's cluster.listen, where this node dials it to
+	// relay a join; empty: joins are not relayed to it.
+	Address string `yaml:"address"`
+	// LinkKey is the peer's public link key (authorized_keys format, as
+	// `tandem cluster link-key` prints it there): the only key the peer
+	// may log in to this node's link with, and the only host key this
+	// node accepts when it dials the peer.
+	LinkKey string `yaml:"link_key"`
+}
+
+// LinkKeyType is the one key type of the internal link: the type of the
+// gateway's own keys (cryptoprofile), for every profile.
+const LinkKeyType = ssh.KeyAlgoECDSA384
+
+// ParseLinkKey parses a peer's link_key: one public key of LinkKeyType.
+func ParseLinkKey(text string) (ssh.PublicKey, error) {
+	k, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(text))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("not a public key in authorized_keys format: %v", err)
+	case len(strings.TrimSpace(string(rest))) > 0:
+		return nil, errors.New("more than one key")
+	case k.Type() != LinkKeyType:
+		return nil, fmt.Errorf("key type %s; link keys are %s (tandem cluster link-key makes one)", k.Type(), LinkKeyType)
+	}
+	return k, nil
 }
 
 // Enabled reports whether this gateway runs as a node of a cluster.
@@ -47,7 +85,7 @@ func (c Cluster) Enabled() bool { return c.Node != "" }
 var nodeName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 func (c *Cluster) fillDefaults(cfgPath string) {
-	for _, f := range []*string{&c.WitnessKey, &c.WitnessDir} {
+	for _, f := range []*string{&c.WitnessKey, &c.WitnessDir, &c.LinkKey} {
 		if *f != "" && cfgPath != "" && !filepath.IsAbs(*f) {
 			if abs, err := filepath.Abs(filepath.Join(filepath.Dir(cfgPath), *f)); err == nil {
 				*f = abs
@@ -59,7 +97,7 @@ func (c *Cluster) fillDefaults(cfgPath string) {
 func validateCluster(c *Config, pos *positions, r *report) {
 	cl := c.Cluster
 	if !cl.Enabled() {
-		if len(cl.Peers) > 0 || cl.WitnessKey != "" || cl.WitnessDir != "" {
+		if len(cl.Peers) > 0 || cl.WitnessKey != "" || cl.WitnessDir != "" || cl.Listen != "" || cl.LinkKey != "" {
 			r.add(pos.line("cluster"), "cluster: set cluster.node, this gateway's name, or remove the section")
 		}
 		return
@@ -81,7 +119,9 @@ func validateCluster(c *Config, pos *positions, r *report) {
 			r.add(pos.line("cluster", f.key), "cluster.%s %s lies inside data_dir %s; keep it where a rewrite of the data directory cannot reach", f.key, f.path, c.Gateway.DataDir)
 		}
 	}
+	validateLink(c, pos, r)
 	seen := map[string]bool{cl.Node: true}
+	seenLink := map[string]string{}
 	for i, p := range cl.Peers {
 		at := pos.line("cluster", "peers", i)
 		switch {
@@ -91,6 +131,7 @@ func validateCluster(c *Config, pos *positions, r *report) {
 			r.add(at, "cluster.peers: node %q appears twice (or is this node)", p.Node)
 		}
 		seen[p.Node] = true
+		validatePeerLink(p, at, seenLink, r)
 		if p.AuditOrigin == "" || p.AuditOrigin == c.Audit.Origin {
 			r.add(at, "cluster.peers: node %q needs its own audit_origin (not this node's %q)", p.Node, c.Audit.Origin)
 		}
@@ -100,6 +141,55 @@ func validateCluster(c *Config, pos *positions, r *report) {
 			}
 		}
 	}
+}
+
+// validateLink checks this node's side of the internal link: an address
+// that names a host, and a key file outside data_dir whenever the node
+// listens or dials.
+func validateLink(c *Config, pos *positions, r *report) {
+	cl := c.Cluster
+	if cl.Listen != "" {
+		if err := checkHostPort(cl.Listen, false); err != nil {
+			r.add(pos.line("cluster", "listen"), "cluster.listen: %v", err)
+		} else if host, _, _ := net.SplitHostPort(cl.Listen); host == "" {
+			r.add(pos.line("cluster", "listen"), "cluster.listen must name an address (the peers' network, not every interface by accident)")
+		} else if cl.Listen == c.Gateway.Listen {
+			r.add(pos.line("cluster", "listen"), "cluster.listen %s is gateway.listen; the link needs an address of its own", cl.Listen)
+		}
+	}
+	dials := slices.ContainsFunc(cl.Peers, func(p ClusterPeer) bool { return p.Address != "" })
+	switch {
+	case cl.LinkKey == "" && (cl.Listen != "" || dials):
+		r.add(pos.line("cluster"), "cluster.link_key is required: the link authenticates both nodes by their link keys")
+	case cl.LinkKey != "" && InsideDataDir(c.Gateway.DataDir, cl.LinkKey):
+		r.add(pos.line("cluster", "link_key"), "cluster.link_key %s lies inside data_dir %s; keep the node's identity apart from its data", cl.LinkKey, c.Gateway.DataDir)
+	}
+}
+
+// validatePeerLink checks a peer's address and link key; seen maps each
+// link key already listed to its peer (a key names one node only).
+func validatePeerLink(p ClusterPeer, at int, seen map[string]string, r *report) {
+	if p.Address != "" {
+		if err := checkHostPort(p.Address, false); err != nil {
+			r.add(at, "cluster.peers: node %q: address: %v", p.Node, err)
+		}
+		if p.LinkKey == "" {
+			r.add(at, "cluster.peers: node %q has an address but no link_key: the link accepts no host key it does not know", p.Node)
+		}
+	}
+	if p.LinkKey == "" {
+		return
+	}
+	k, err := ParseLinkKey(p.LinkKey)
+	if err != nil {
+		r.add(at, "cluster.peers: node %q: link_key: %v", p.Node, err)
+		return
+	}
+	fp := ssh.FingerprintSHA256(k)
+	if other, dup := seen[fp]; dup {
+		r.add(at, "cluster.peers: node %q has the link key of node %q; every node needs its own", p.Node, other)
+	}
+	seen[fp] = p.Node
 }
 
 // Peer returns the peer named node.

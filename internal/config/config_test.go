@@ -20,7 +20,13 @@ import (
 // (without the trailing newline) and its parsed form.
 func newKey(t testing.TB) (string, ssh.PublicKey) {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return newKeyOn(t, elliptic.P256())
+}
+
+// newKeyOn returns a public key on curve in authorized_keys form, and parsed.
+func newKeyOn(t testing.TB, curve elliptic.Curve) (string, ssh.PublicKey) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(curve, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}

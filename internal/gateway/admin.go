@@ -142,25 +142,31 @@ func (a adminGateway) Unlock(ctx context.Context, person, by string) (bool, erro
 	return true, s.refreshLocks(ctx)
 }
 
+// Sessions are this node's shared sessions and, in a cluster, those the
+// other nodes publish.
 func (a adminGateway) Sessions() []admin.SessionInfo {
 	shared := a.c.srv.live.allShared()
 	out := make([]admin.SessionInfo, len(shared))
 	for i, sh := range shared {
-		out[i] = sessionInfo(sh)
+		out[i] = a.sessionInfo(sh)
 	}
-	return out
+	return append(out, a.c.srv.remoteSessions(a.c.st.cfg)...)
 }
 
 func (a adminGateway) Session(id string) (admin.SessionInfo, bool) {
-	sh := a.c.srv.live.sharedByID(id)
-	if sh == nil {
-		return admin.SessionInfo{}, false
+	if sh := a.c.srv.live.sharedByID(id); sh != nil {
+		return a.sessionInfo(sh), true
 	}
-	return sessionInfo(sh), true
+	for _, in := range a.c.srv.remoteSessions(a.c.st.cfg) {
+		if in.ID == id {
+			return in, true
+		}
+	}
+	return admin.SessionInfo{}, false
 }
 
-func sessionInfo(sh *liveSession) admin.SessionInfo {
-	return admin.SessionInfo{Info: sh.sess.Info(), HostConfig: sh.host}
+func (a adminGateway) sessionInfo(sh *liveSession) admin.SessionInfo {
+	return admin.SessionInfo{Info: sh.sess.Info(), HostConfig: sh.host, Node: a.c.srv.nodeName()}
 }
 
 func (a adminGateway) EndRequestSessions(id, msg string) int {

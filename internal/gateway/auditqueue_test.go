@@ -168,6 +168,11 @@ func TestSharedSessionOutputWhileAuditBlocks(t *testing.T) {
 			id = e.Session
 		}
 	}
+	// session.start is written before the session is registered: wait
+	// until join can find it.
+	if !testenv.WaitFor(5*time.Second, func() bool { return r.srv.live.sharedByID(id) != nil }) {
+		t.Fatalf("session %s never registered", id)
+	}
 	sink.hold(audit.SessionJoin, audit.SessionLeave, audit.SessionEnded, audit.SessionEnd,
 		audit.SessionWaiting, audit.SessionLive, audit.SessionPaused, audit.SessionResumed)
 

@@ -205,7 +205,10 @@ func (s *Server) recheckJoiners(st *state, l *liveSession, now time.Time) {
 		}
 		p := st.cfg.Person(part.Person)
 		if p == nil {
-			continue // evicted with their connections above
+			// A local joiner was evicted with their connections above; one
+			// who joined through another node has no connection here.
+			l.sess.Remove(part.Person, part.Person+" was removed from the configuration")
+			continue
 		}
 		d := st.engine.Join(policy.JoinRequest{Person: p, Key: keyByFingerprint(p, l.joinerKeyFP(part.Person)), Owner: l.owner, Host: h,
 			Mode: string(part.Mode), Now: now, Lock: s.lockReason(p.ID), Freezes: s.freezesNow()})

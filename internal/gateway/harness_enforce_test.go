@@ -185,17 +185,24 @@ func withoutPerson(s *spec, id string) {
 	s.persons = keep
 }
 
+// makeRequest runs `ssh gw request ARGS` as person and returns the
+// request's id.
+func makeRequest(t *testing.T, h *harness, person, args string) string {
+	t.Helper()
+	out, stderr, st := h.run(t, person, "gw", "request "+args)
+	m := regexp.MustCompile(`ssh gw approve (\S+)`).FindStringSubmatch(out)
+	if st != 0 || m == nil {
+		t.Fatalf("request: status %d, stdout %q, stderr %q", st, out, stderr)
+	}
+	return m[1]
+}
+
 // TestHarnessRequest: exec on a production host needs an approved access
 // request (M8): with one it reaches the target under the request's id;
 // revoking the request ends the sessions running under it.
 func TestHarnessRequest(t *testing.T) {
 	h := newHarness(t)
-	out, stderr, st := h.run(t, "alice", "gw", "request --hosts prod1 --login root --for 1h --reason restart-db-TICKET-1")
-	m := regexp.MustCompile(`ssh gw approve (\S+)`).FindStringSubmatch(out)
-	if st != 0 || m == nil {
-		t.Fatalf("request: status %d, stdout %q, stderr %q", st, out, stderr)
-	}
-	id := m[1]
+	id := makeRequest(t, h, "alice", "--hosts prod1 --login root --for 1h --reason restart-db-TICKET-1")
 	if _, stderr, st := h.run(t, "alice", "root%prod1", "true"); st != 1 || !strings.Contains(stderr, "approved access request") {
 		t.Fatalf("exec before the approval: status %d, stderr %q", st, stderr)
 	}

@@ -3,9 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +28,7 @@ import (
 	"tandem.dev/tandem/internal/gateway"
 	"tandem.dev/tandem/internal/record"
 	"tandem.dev/tandem/internal/store"
+	"tandem.dev/tandem/internal/testenv"
 )
 
 // The harness runs the whole gateway in this process, in front of
@@ -70,6 +69,7 @@ type spec struct {
 	locks   map[string]string
 	noServe bool   // the test calls Serve itself
 	gateway string // further "key: value" entries of the gateway section
+	node    *hNode // a node of a cluster (harness_cluster_test.go)
 }
 
 // option changes the harness's spec before it starts.
@@ -172,25 +172,41 @@ func (tg *hTarget) accepted() []string {
 func newHarness(t *testing.T, opts ...option) *harness {
 	t.Helper()
 	before, _ := goroutines()
-	t.Cleanup(func() { checkGoroutines(t, before) })
 	sp := defaultSpec()
 	for _, o := range opts {
 		o(sp)
+	}
+	// The second node of a cluster starts while the first one's goroutines
+	// still come up; the first node's check, which runs last, covers both.
+	if sp.node.sharesWith() == nil {
+		t.Cleanup(func() { checkGoroutines(t, before) })
 	}
 	dir := t.TempDir()
 	h := &harness{dir: dir, spec: sp, signers: map[string]ssh.Signer{}, targets: map[string]*hTarget{},
 		cfgPath: filepath.Join(dir, "tandem.yaml"), auditDir: filepath.Join(dir, "data", "audit")}
 	var err error
-	if h.keys, err = ca.LoadOrCreate(filepath.Join(dir, "data", "keys"), nil); err != nil {
+	// A second node of a cluster shares the first one's keys (as nodes
+	// copy data_dir/keys), persons' keys, targets and state store.
+	stateDir := filepath.Join(dir, "data")
+	if first := sp.node.sharesWith(); first != nil {
+		h.keys, h.signers, h.targets, h.targetHK, stateDir = first.keys, first.signers, first.targets, first.targetHK, filepath.Join(first.dir, "data")
+	} else if h.keys, err = ca.LoadOrCreate(filepath.Join(dir, "data", "keys"), nil); err != nil {
 		t.Fatal(err)
 	}
 	h.hostCA = h.keys.HostCA.PublicKey()
 	for _, p := range sp.persons {
-		h.signers[p.id] = newSigner(t)
+		if h.signers[p.id] == nil {
+			h.signers[p.id] = newSigner(t)
+		}
 	}
 	targetKey := newSigner(t)
-	h.targetHK = targetKey.PublicKey()
+	if h.targetHK == nil {
+		h.targetHK = targetKey.PublicKey()
+	}
 	for _, hh := range sp.hosts {
+		if h.targets[hh.name] != nil {
+			continue
+		}
 		log := &buffer{}
 		srv, err := demotarget.Start(context.Background(), demotarget.Options{
 			Addr: "127.0.0.1:0", UserCA: h.keys.UserCA.PublicKey(), HostKey: targetKey,
@@ -224,7 +240,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	t.Cleanup(func() { alog.Close() })
 	tl := &testLog{t: t}
 	logger := slog.New(slog.NewTextHandler(tl, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := store.Open(filepath.Join(dir, "data", "state.db"), store.WithKeyDir(filepath.Join(dir, "data", "keys")),
+	st, err := store.Open(filepath.Join(stateDir, "state.db"), store.WithKeyDir(filepath.Join(stateDir, "keys")),
 		store.WithReporter(gateway.ReportForgery(alog, logger)))
 	if err != nil {
 		ln.Close()
@@ -238,7 +254,9 @@ func newHarness(t *testing.T, opts ...option) *harness {
 			t.Fatal(err)
 		}
 	}
-	h.srv, err = gateway.New(gateway.Options{Config: cfg, Keys: h.keys, Audit: alog, Store: st, Recorder: rec, Logger: logger})
+	o := gateway.Options{Config: cfg, Keys: h.keys, Audit: alog, Store: st, Recorder: rec, Logger: logger}
+	sp.node.wire(&o)
+	h.srv, err = gateway.New(o)
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)
@@ -338,6 +356,7 @@ func (h *harness) yaml() string {
 	if h.spec.policy != "" {
 		b.WriteString("policy:\n" + h.spec.policy)
 	}
+	b.WriteString(h.spec.node.yaml())
 	b.WriteString("tenants: [{id: schule-nord, name: Gesamtschule Nord}]\npersons:\n")
 	for _, p := range h.spec.persons {
 		key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(h.signers[p.id].PublicKey())))
@@ -403,18 +422,7 @@ func (h *harness) applied(t *testing.T, ctx context.Context, what string) {
 }
 
 // newSigner makes an ECDSA P-256 key, as `tandem demo` does for its persons.
-func newSigner(t *testing.T) ssh.Signer {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func newSigner(t *testing.T) ssh.Signer { return testenv.NewSigner(t, elliptic.P256()) }
 
 // clientConfig is person's client side: their key, and trust in the
 // gateway's host CA only (a certificate for the name dialled, as the

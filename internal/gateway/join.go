@@ -14,7 +14,9 @@ import (
 
 // joinSession serves `ssh -t gw join ID [--observer]`: it checks the
 // joiner against the policy and hands their terminal to the session until
-// they leave. It returns the exit status for the joiner's client.
+// they leave; a session another node of the cluster holds is joined
+// through that node (joinRemote). It returns the exit status for the
+// joiner's client.
 func (c *clientConn) joinSession(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, ss *sessionStart, args []string) uint32 {
 	closed := make(chan struct{})
 	go func() {
@@ -25,30 +27,42 @@ func (c *clientConn) joinSession(ctx context.Context, ch ssh.Channel, reqs <-cha
 			}
 		}
 	}()
-	fail := func(format string, a ...any) uint32 {
-		msg := safetext.Lines(fmt.Sprintf(format, a...))
-		fmt.Fprintf(ch.Stderr(), "tandem: %s\r\n", strings.ReplaceAll(msg, "\n", "\r\n"))
-		return 1
-	}
 	if msg := c.srv.storeRefusal(); msg != "" {
-		return fail("%s", msg)
+		return failOn(ch, "%s", msg)
 	}
 	t, err := admin.Join(ctx, adminGateway{c}, c.caller(), args, ss.pty != nil)
 	if err != nil {
-		return fail("%v", err)
+		return failOn(ch, "%v", err)
 	}
-	id := t.SessionID
-	sh := c.srv.live.sharedByID(id)
+	if t.Node != "" && t.Node != c.srv.nodeName() {
+		return c.joinRemote(ctx, ch, closed, t)
+	}
+	sh := c.srv.live.sharedByID(t.SessionID)
 	if sh == nil { // ended since admin.Join looked
-		return fail("%v", admin.NoSession(id))
+		return failOn(ch, "%v", admin.NoSession(t.SessionID))
 	}
+	return c.attach(sh, t.Mode, t.External, ch, closed)
+}
+
+// attach hands ch to the session sh as the terminal of c's person, joining
+// in mode, until they leave; closed is closed when ch's requests end. A
+// local join and one relayed from another node both come here.
+func (c *clientConn) attach(sh *liveSession, mode string, external bool, ch ssh.Channel, closed <-chan struct{}) uint32 {
 	sh.noteJoiner(c.person.ID, c.keyFP)
 	reason, err := sh.sess.Join(session.Participant{
-		Person: c.person.ID, Mode: session.Mode(t.Mode), External: t.External,
+		Person: c.person.ID, Mode: session.Mode(mode), External: external,
 	}, &chanTerminal{ch: ch, closed: closed})
 	if err != nil {
-		return fail("%v", err)
+		return failOn(ch, "%v", err)
 	}
-	c.srv.log.Debug("participant left", "session", id, "person", c.person.ID, "reason", reason)
+	c.srv.log.Debug("participant left", "session", sh.id, "person", c.person.ID, "reason", reason)
 	return 0
+}
+
+// failOn tells the client on ch's stderr why their join failed and
+// returns exit status 1.
+func failOn(ch ssh.Channel, format string, a ...any) uint32 {
+	msg := safetext.Lines(fmt.Sprintf(format, a...))
+	fmt.Fprintf(ch.Stderr(), "tandem: %s\r\n", strings.ReplaceAll(msg, "\n", "\r\n"))
+	return 1
 }

@@ -55,6 +55,12 @@ type Options struct {
 	// non-empty answer refuses it with that message (the central audit
 	// log is too far behind: internal/syslog).
 	Refuse func() string
+	// LinkKey is this node's key on the internal link of a cluster
+	// (cluster.link_key); nil: joins are not relayed between nodes.
+	LinkKey ssh.Signer
+	// LinkListener, if set, takes the joins other nodes relay to the
+	// sessions this node holds (cluster.listen). Serve closes it.
+	LinkListener net.Listener
 }
 
 // Server is one gateway. It is safe for concurrent use; the configuration
@@ -91,6 +97,7 @@ type Server struct {
 	storeDown atomic.Pointer[string]
 	storeOK   atomic.Pointer[time.Time]
 	metrics   Metrics
+	cluster   *clusterNode // nil outside a cluster
 	wg        sync.WaitGroup
 	opts      Options // what the server was wired from, for the hooks (ReadAudit)
 }
@@ -122,6 +129,10 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("gateway: no recorder (every session is recorded)")
 	}
 	s := &Server{keys: o.Keys, audit: o.Audit, log: o.Logger, now: o.Now, store: o.Store, rec: o.Recorder, opts: o, metrics: o.Metrics}
+	var err error
+	if s.cluster, err = newCluster(o); err != nil {
+		return nil, err
+	}
 	host, _ := os.Hostname()
 	s.name = host + " " + o.Config.Gateway.Listen
 	st, err := s.newState(o.Config)
@@ -210,6 +221,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { defer s.wg.Done(); s.watchLocks(ctx) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.housekeeping(ctx) }()
+	s.serveCluster(ctx)
 	for {
 		nc, err := ln.Accept()
 		if err != nil {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"regexp"
 	"strconv"
 	"strings"
@@ -133,6 +134,13 @@ func (h conn) QueryContext(ctx context.Context, q string, args ...any) (*sql.Row
 
 func (h conn) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
 	return h.DB.QueryRowContext(ctx, h.d.rebind(q), args...)
+}
+
+// BeginTx hides the embedded sql.DB's: a transaction that did not go
+// through the dialect would send SQLite's placeholders to PostgreSQL. Use
+// beginWrite or beginRead.
+func (h conn) BeginTx(context.Context, *sql.TxOptions) (txn, error) {
+	return txn{}, errors.New("store: begin a transaction with beginWrite or beginRead")
 }
 
 // txn is a transaction with the dialect's rewriting of every statement.
