@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
+	"go.yaml.in/yaml/v3"
 
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/testenv"
@@ -18,7 +17,7 @@ import (
 
 // This file holds the end-to-end test of sessions across the nodes of a
 // cluster (issue 18, item 2): two `tandem serve` processes on loopback
-// share one state file (store.path), each with its own data directory
+// share one state on a real PostgreSQL, each with its own data directory
 // and audit log and the same CA keys; real OpenSSH clients reach them.
 // A four-eyes session waiting on node a is joined through node b over the
 // internal link, and killing node b pauses it on a.
@@ -39,6 +38,7 @@ type clusterNode struct {
 func newClusterRecEnv(t *testing.T) (a *recEnv, b *feEnv) {
 	t.Helper()
 	bin, dir, keysDir := prepare(t)
+	dsn := testenv.RequirePostgres(t).NewDatabase(t)
 	priv, pubs := map[string]string{}, map[string]string{}
 	for _, r := range recRoles {
 		priv[r.id], pubs[r.id] = testenv.KeyPair(t, keysDir, r.id, "ecdsa")
@@ -54,25 +54,26 @@ func newClusterRecEnv(t *testing.T) (a *recEnv, b *feEnv) {
 		n.cfg.Audit.Origin = "tandem/audit/" + n.name
 		n.cfg.Cluster = config.Cluster{Node: n.name, WitnessKey: filepath.Join(n.dir, "witness.key"), WitnessDir: filepath.Join(n.dir, "witness"),
 			Listen: fmt.Sprintf("127.0.0.1:%d", n.linkPort), LinkKey: filepath.Join(n.dir, "link.key")}
-		// One state file for both: a's (store.path).
-		n.cfg.Store.Path = filepath.Join(nodes[0].dir, "data", "state.db")
+		// One state for both, on a real PostgreSQL.
+		n.cfg.Store = config.Store{Driver: config.StorePostgres, DSN: dsn}
 		writeConfig(t, n.config, n.cfg)
 	}
-	// Each node's link key, made and printed by the node's own command,
-	// goes into the other's peers.
-	linkKeys := map[string]string{}
+	// Each node's keys, made and printed as its line for the peers by the
+	// node's own command, go into the other's cluster.peers.
+	entries := map[string][]config.ClusterPeer{}
 	for _, n := range nodes {
-		out, stderr, err := testenv.RunTandem(t, bin, "cluster", "link-key", "-c", n.config)
-		if err != nil || !strings.HasPrefix(out, config.LinkKeyType+" ") {
-			t.Fatalf("tandem cluster link-key on %s: %v\n%s%s", n.name, err, out, stderr)
+		out, stderr, err := testenv.RunTandem(t, bin, "cluster", "keys", "-c", n.config)
+		var ps []config.ClusterPeer
+		if err == nil {
+			err = yaml.Unmarshal([]byte(out), &ps)
 		}
-		linkKeys[n.name] = strings.TrimSpace(out)
+		if err != nil || len(ps) != 1 || !strings.HasPrefix(ps[0].LinkKey, config.LinkKeyType+" ") {
+			t.Fatalf("tandem cluster keys on %s: %v\n%s%s", n.name, err, out, stderr)
+		}
+		entries[n.name] = ps
 	}
 	for i, n := range nodes {
-		p := nodes[1-i]
-		n.cfg.Cluster.Peers = []config.ClusterPeer{{Node: p.name, AuditOrigin: "tandem/audit/" + p.name,
-			AuditKey: noteVerifier(t, "tandem/audit/"+p.name), WitnessKey: noteVerifier(t, "tandem/witness/"+p.name),
-			Address: fmt.Sprintf("127.0.0.1:%d", p.linkPort), LinkKey: linkKeys[p.name]}}
+		n.cfg.Cluster.Peers = entries[nodes[1-i].name]
 		writeConfig(t, n.config, n.cfg)
 	}
 	userCA := caPublic(t, bin, nodes[0].config, "user")
@@ -96,16 +97,6 @@ func newClusterRecEnv(t *testing.T) (a *recEnv, b *feEnv) {
 	b = &feEnv{Dir: nodes[1].dir, Bin: bin, Config: nodes[1].config, Target: target, GW: gwB,
 		clients: personClients(t, nodes[1].dir, gwB, gwB.Port, only("bob"), hosts)}
 	return &recEnv{feEnv: fa, DataDir: filepath.Join(nodes[0].dir, "data")}, b
-}
-
-// noteVerifier is a note verifier key named name.
-func noteVerifier(t *testing.T, name string) string {
-	t.Helper()
-	_, v, err := note.GenerateKey(rand.Reader, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
 }
 
 // copyFiles copies the regular files of src into dst with their modes.
