@@ -80,6 +80,12 @@ type Gateway struct {
 	// CAOverlap is how long a CA rotation publishes old and new CA before
 	// the gateway signs with the new one (tandem ca rotate). Default 7d.
 	CAOverlap Duration `yaml:"ca_overlap"`
+	// EgressAddresses are the addresses (or CIDR networks) the gateway
+	// reaches targets from. When set, every per-session certificate
+	// carries them as its source-address critical option, so a target's
+	// sshd refuses the certificate from anywhere else (M20). Empty: no
+	// option.
+	EgressAddresses []string `yaml:"egress_addresses"`
 }
 
 // Limits bound failed logins and unauthenticated connections (M19).
