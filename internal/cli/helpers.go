@@ -123,6 +123,7 @@ func newTargetConfigCmd() *cobra.Command {
 		},
 	}
 	configFlag(cmd, &path)
+	cmd.AddCommand(newTargetKRLCmd())
 	return cmd
 }
 
