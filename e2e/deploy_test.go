@@ -436,3 +436,131 @@ func TestTargetRoleProfiles(t *testing.T) {
 		t.Errorf("role has %d profiles, the gateway %d", len(d.Profiles), len(cryptoprofile.Names))
 	}
 }
+
+// TestDeployGatewayRole applies the tandem_gateway role to a directory
+// standing in for / (no systemd here: tandem_gateway_manage_service off,
+// the service's user is root), checks what it wrote, and applies it again:
+// the second run changes nothing. The configuration it wrote passes
+// tandem config check, and a role run whose configuration the gateway
+// refuses changes nothing.
+func TestDeployGatewayRole(t *testing.T) {
+	bin, dir, keysDir := prepare(t)
+	_, alicePub := testenv.KeyPair(t, keysDir, "alice", "ecdsa")
+	root := mkdir(t, dir, "root")
+	in := func(p string) string { return filepath.Join(root, p) }
+	// What every Debian system has already.
+	for _, d := range []string{"usr/bin", "etc/systemd/system"} {
+		if err := os.MkdirAll(in(d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caFile := filepath.Join(dir, "siem-ca.pem")
+	writeTestFile(t, caFile, "-----BEGIN CERTIFICATE-----\n(the collector's CA)\n-----END CERTIFICATE-----\n")
+	vars := map[string]any{
+		"tandem_gateway_binary_src":       bin,
+		"tandem_gateway_binary":           in("usr/bin/tandem"),
+		"tandem_gateway_config_dir":       in("etc/tandem"),
+		"tandem_gateway_data_dir":         in("var/lib/tandem"),
+		"tandem_gateway_keys_dir":         in("var/lib/tandem-keys"),
+		"tandem_gateway_witness_dir":      in("var/lib/tandem-witness"),
+		"tandem_gateway_unit_dir":         in("etc/systemd/system"),
+		"tandem_gateway_create_user":      false,
+		"tandem_gateway_user":             "root",
+		"tandem_gateway_group":            "root",
+		"tandem_gateway_manage_service":   false,
+		"tandem_gateway_listen":           "127.0.0.1:22",
+		"tandem_gateway_egress_addresses": []string{"127.0.0.1"},
+		"tandem_gateway_syslog": map[string]any{"collectors": []map[string]string{{
+			"name": "siem", "addr": "siem.example.org:6514", "ca_file": in("etc/tandem/siem-ca.pem"),
+			"cert_file": in("etc/tandem/gw.pem"), "key_file": in("etc/tandem/gw.key"),
+		}}},
+		"tandem_gateway_files": []map[string]string{{"src": caFile, "dest": in("etc/tandem/siem-ca.pem")}},
+		"tandem_gateway_settings": map[string]any{
+			"tenants": []map[string]string{{"id": tenant, "name": "Gesamtschule Nord"}},
+			"persons": []map[string]any{{"id": "alice", "name": "Alice Adler", "email": "alice@example.org", "roles": []string{"admin"},
+				"keys":        []map[string]string{{"key": alicePub, "added": day(-1)}},
+				"obligations": map[string]string{"confidentiality_signed": day(-10), "training_valid_until": day(300)}}},
+			"roles": []map[string]any{{"id": "admin", "allow": []map[string]any{{"hosts": map[string]string{"tenant": tenant}, "logins": []string{"root"}}}}},
+		},
+	}
+	play := newLocalPlay(t, dir, "tandem_gateway")
+	if changed := play.mustApply(t, vars); changed == 0 {
+		t.Fatal("the first run changed nothing")
+	}
+
+	cfgFile := in("etc/tandem/tandem.yaml")
+	if out, errOut, err := testenv.RunTandem(t, in("usr/bin/tandem"), "config", "check", "--config", cfgFile); err != nil {
+		t.Fatalf("the installed tandem does not accept the written configuration: %v\n%s%s", err, out, errOut)
+	}
+	c, err := config.Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Gateway.DataDir != in("var/lib/tandem") || c.Recording.KEKFile != in("var/lib/tandem-keys/tandem.kek") ||
+		c.Audit.SigningKey != in("var/lib/tandem-keys/audit.key") || c.Audit.WitnessFile != in("var/lib/tandem-witness/witness.log") ||
+		strings.Join(c.Gateway.EgressAddresses, ",") != "127.0.0.1" || len(c.Syslog.Collectors) != 1 || c.Log.Format != "json" || len(c.Persons) != 1 {
+		t.Errorf("configuration as written:\n%+v\n%+v\n%+v", c.Gateway, c.Audit, c.Recording)
+	}
+	for path, mode := range map[string]os.FileMode{
+		"etc/tandem": 0o750, "etc/tandem/tandem.yaml": 0o640, "etc/tandem/siem-ca.pem": 0o640,
+		"var/lib/tandem": 0o700, "var/lib/tandem-keys": 0o700, "var/lib/tandem-witness": 0o700, "usr/bin/tandem": 0o755,
+		"etc/systemd/system/tandem.service": 0o644, "etc/systemd/system/tandem.service.d/10-paths.conf": 0o644,
+		"etc/systemd/system/tandem.service.d/20-bind-privileged.conf": 0o644,
+	} {
+		fi, err := os.Stat(in(path))
+		if err != nil {
+			t.Errorf("%s: %v", path, err)
+		} else if fi.Mode().Perm() != mode {
+			t.Errorf("%s: mode %v, want %v", path, fi.Mode().Perm(), mode)
+		}
+	}
+	repo, _ := testenv.RepoRoot()
+	for installed, src := range map[string]string{"etc/systemd/system/tandem.service": "deploy/systemd/tandem.service",
+		"etc/systemd/system/tandem.service.d/20-bind-privileged.conf": "deploy/systemd/bind-privileged.conf"} {
+		a, _ := os.ReadFile(in(installed))
+		b, _ := os.ReadFile(filepath.Join(repo, src))
+		if string(a) != string(b) || len(a) == 0 {
+			t.Errorf("%s is not %s", installed, src)
+		}
+	}
+	if b, _ := os.ReadFile(in("etc/systemd/system/tandem.service.d/10-paths.conf")); !strings.Contains(string(b), "ExecStart="+in("usr/bin/tandem")+" serve --config "+cfgFile) {
+		t.Errorf("the paths drop-in does not start the installed binary:\n%s", b)
+	}
+
+	t.Run("second run changes nothing", func(t *testing.T) {
+		if changed := play.mustApply(t, vars); changed != 0 {
+			t.Errorf("second run: changed=%d, want 0", changed)
+		}
+	})
+
+	t.Run("refused configuration changes nothing", func(t *testing.T) {
+		before, _ := os.ReadFile(cfgFile)
+		bad := map[string]any{}
+		for k, v := range vars {
+			bad[k] = v
+		}
+		bad["tandem_gateway_egress_addresses"] = []string{"gw.example.org"}
+		a := play.run(t, bad)
+		if a.Code == 0 {
+			t.Fatalf("a configuration tandem config check refuses was installed\n%s", a.Output)
+		}
+		if !strings.Contains(a.Output, "egress_addresses") {
+			t.Errorf("the failure does not name the problem:\n%s", a.Output)
+		}
+		if after, _ := os.ReadFile(cfgFile); string(after) != string(before) {
+			t.Error("the refused configuration replaced the one in place")
+		}
+	})
+
+	t.Run("port from 1024 drops the capability", func(t *testing.T) {
+		high := map[string]any{}
+		for k, v := range vars {
+			high[k] = v
+		}
+		high["tandem_gateway_listen"] = "127.0.0.1:2222"
+		play.mustApply(t, high)
+		if _, err := os.Stat(in("etc/systemd/system/tandem.service.d/20-bind-privileged.conf")); !os.IsNotExist(err) {
+			t.Errorf("the capability drop-in is still there: %v", err)
+		}
+	})
+}
