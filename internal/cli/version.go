@@ -13,6 +13,12 @@ import (
 // toolchain recorded is used instead.
 var buildVersion string
 
+// buildCommit is the commit, set by `make build` the same way (from git
+// rev-parse, "-dirty" appended for uncommitted changes), as the Makefile
+// builds with -buildvcs=false so that the binary depends on the commit
+// alone. Empty: the toolchain's vcs.revision, when it recorded one.
+var buildCommit string
+
 // buildInfo is what `tandem version` prints and the audit log's
 // gateway.start records: the version, the commit (with "-dirty" when the
 // tree had uncommitted changes) and the Go toolchain.
@@ -27,10 +33,17 @@ func readBuildInfo() buildInfo {
 		if b.Version == "" {
 			b.Version = "(unknown)"
 		}
+		if buildCommit != "" {
+			b.Commit = buildCommit
+		}
 		return b
 	}
 	if b.Version == "" {
 		b.Version = bi.Main.Version
+	}
+	if buildCommit != "" {
+		b.Commit = buildCommit
+		return b
 	}
 	dirty := false
 	for _, s := range bi.Settings {
