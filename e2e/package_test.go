@@ -154,7 +154,8 @@ func TestDebianPackage(t *testing.T) {
 	}
 	for path, mode := range map[string]os.FileMode{"etc/tandem": 0o750, "etc/tandem/tandem.yaml": 0o640, "usr/bin/tandem": 0o755,
 		"lib/systemd/system/tandem.service": 0o644, "usr/share/man/man1/tandem.1.gz": 0o644, "usr/share/man/man1/tandem-serve.1.gz": 0o644,
-		"usr/share/man/man1/tandem-target-config-krl.1.gz": 0o644, "usr/share/doc/tandem/DEPLOY.md": 0o644, "usr/share/doc/tandem/copyright": 0o644} {
+		"usr/share/man/man1/tandem-target-config-krl.1.gz": 0o644, "usr/share/doc/tandem/DEPLOY.md": 0o644, "usr/share/doc/tandem/copyright": 0o644,
+		"usr/share/doc/tandem/examples/apparmor/tandem": 0o644} {
 		fi, err := os.Stat(filepath.Join(root, path))
 		if err != nil {
 			t.Errorf("%s: %v", path, err)
@@ -208,4 +209,28 @@ func goArch(t *testing.T) string {
 		t.Fatalf("go env GOARCH: %v", err)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// TestAppArmorProfile: the service's profile compiles (apparmor_parser
+// without loading it: the test machines' kernels need not have AppArmor),
+// and the parser does refuse a broken one, so the check means something.
+func TestAppArmorProfile(t *testing.T) {
+	parser := testenv.RequireProgram(t, "apparmor_parser")
+	repo, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	profile := filepath.Join(repo, "deploy", "apparmor", "tandem")
+	if out, err := exec.Command(parser, "--skip-kernel-load", "--skip-cache", profile).CombinedOutput(); err != nil {
+		t.Fatalf("apparmor_parser %s: %v\n%s", profile, err, out)
+	}
+	b, err := os.ReadFile(profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := filepath.Join(t.TempDir(), "tandem")
+	writeTestFile(t, broken, strings.Replace(string(b), "/etc/tandem/** r,", "/etc/tandem/** rq,", 1))
+	if out, err := exec.Command(parser, "--skip-kernel-load", "--skip-cache", broken).CombinedOutput(); err == nil {
+		t.Errorf("apparmor_parser accepted a broken profile:\n%s", out)
+	}
 }

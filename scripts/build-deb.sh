@@ -32,6 +32,8 @@ install -D -m 0644 "$repo/deploy/systemd/tandem.service" "$pkg/lib/systemd/syste
 install -D -m 0640 "$repo/deploy/debian/tandem.yaml" "$pkg/etc/tandem/tandem.yaml"
 install -D -m 0644 "$repo/deploy/debian/copyright" "$doc/copyright"
 install -D -m 0644 "$repo/deploy/systemd/bind-privileged.conf" "$doc/examples/bind-privileged.conf"
+install -D -m 0644 "$repo/deploy/apparmor/tandem" "$doc/examples/apparmor/tandem"
+install -D -m 0644 "$repo/deploy/apparmor/tandem-apparmor.conf" "$doc/examples/apparmor/tandem-apparmor.conf"
 for f in README.md SECURITY.md docs/DEPLOY.md docs/CONFIG.md docs/AUDIT.md docs/CENTRAL-LOG.md docs/MONITORING.md; do
 	install -D -m 0644 "$repo/$f" "$doc/$(basename "$f")"
 done

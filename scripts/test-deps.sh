@@ -4,16 +4,17 @@
 # server with STARTTLS (python3-aiosmtpd, for the DPO notice test),
 # promtool (Debian package prometheus, which checks the metrics and alert
 # rules), rsyslog with its TLS driver and openssl (the central log tests),
-# nftables (nft -c checks the target role's firewall rule) and systemd's
-# systemd-analyze (the unit file's verify and security figures).
+# nftables (nft -c checks the target role's firewall rule), systemd's
+# systemd-analyze (the unit file's verify and security figures) and
+# apparmor (apparmor_parser checks the service's profile).
 # Quiet and
 # idempotent when everything is present. As root it installs what is
 # missing with apt-get; otherwise it prints the command and fails, because
 # under CI=true a missing program fails the tests anyway.
 set -euo pipefail
 
-packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo python3-aiosmtpd prometheus rsyslog rsyslog-gnutls openssl nftables systemd)
-programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema sudo promtool rsyslogd openssl nft systemd-analyze)
+packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo python3-aiosmtpd prometheus rsyslog rsyslog-gnutls openssl nftables systemd apparmor)
+programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema sudo promtool rsyslogd openssl nft systemd-analyze apparmor_parser)
 
 # have reports whether a program is installed; sshd lives in /usr/sbin,
 # which is often not in a non-root PATH.
