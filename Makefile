@@ -16,7 +16,17 @@ export CI
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-.PHONY: all test deps vet staticcheck build demo fuzz-smoke bench bench-smoke
+.PHONY: all test deps vet staticcheck build demo fuzz-smoke bench bench-smoke reproducible deb sbom
+
+# Release builds (docs/DEPLOY.md): -trimpath keeps build paths out of the
+# binary, CGO_ENABLED=0 makes it static, and -buildvcs=false with the
+# version and commit given by -ldflags makes it depend on the commit
+# alone, whatever the environment's GOFLAGS say. make reproducible checks
+# that two builds are bit-identical.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD -- 2>/dev/null && echo $$c || echo $$c-dirty; } || echo unknown)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+RELEASE_FLAGS = -trimpath -buildvcs=false -ldflags "-X tandem.dev/tandem/internal/cli.buildVersion=$(VERSION) -X tandem.dev/tandem/internal/cli.buildCommit=$(COMMIT)"
 
 all: build
 
@@ -31,6 +41,7 @@ test: deps
 	$(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v '/e2e$$')
 	$(GO) test -count=1 -timeout 20m ./e2e/
 	$(MAKE) bench-smoke
+	$(MAKE) reproducible
 
 # A smoke run of the benchmark suite (bench/, ~15 s): tiny sizes, every
 # section, so the scripts keep working. It asserts no figure; it fails only
@@ -45,7 +56,26 @@ staticcheck:
 	$(STATICCHECK) ./...
 
 build:
-	$(GO) build -o bin/tandem ./cmd/tandem
+	CGO_ENABLED=0 $(GO) build $(RELEASE_FLAGS) -o bin/tandem ./cmd/tandem
+
+# Two builds of one commit are bit-identical: bin/tandem against a second
+# build, to another path, that compiles every package anew (-a).
+reproducible: build
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	CGO_ENABLED=0 $(GO) build -a $(RELEASE_FLAGS) -o "$$tmp/tandem" ./cmd/tandem; \
+	if cmp bin/tandem "$$tmp/tandem"; then \
+		echo "reproducible: two builds of $(COMMIT) are identical (sha256 $$(sha256sum < bin/tandem | cut -c1-16)…)"; \
+	else echo "reproducible: two builds of $(COMMIT) differ" >&2; exit 1; fi
+
+# The Debian package (binary, unit, default configuration, docs, man
+# pages, SBOM) in dist/.
+deb: build
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) scripts/build-deb.sh bin/tandem $(VERSION) dist
+
+# The SBOM of the release binary: its Go modules as CycloneDX JSON.
+sbom: build
+	mkdir -p dist
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) scripts/sbom.sh bin/tandem $(VERSION) > dist/tandem.cdx.json
 
 # The demo, built first with the compiler's progress shown (go build -v
 # names each package as it compiles; the first build takes a minute or two).

@@ -731,22 +731,28 @@ interpreter_python = /usr/bin/python3
 ssh_args = -o ControlMaster=no -o ControlPath=none
 retries = 0
 `, inv, localTmp, remoteTmp))
-	// A developer's own ANSIBLE_* settings must not reach the run.
+	s.Env = append(ansibleEnv(t, dir, cfg, localTmp, remoteTmp), "ANSIBLE_HOST_KEY_CHECKING=True", "ANSIBLE_FORKS=5")
+	return s
+}
+
+// ansibleEnv is the environment of an ansible-playbook run: this
+// process's, less a developer's own ANSIBLE_* settings and HOME, plus a
+// HOME in dir, the configuration file cfg and the temporary directories.
+func ansibleEnv(t *testing.T, dir, cfg, localTmp, remoteTmp string) []string {
+	t.Helper()
+	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "ANSIBLE_") && !strings.HasPrefix(kv, "HOME=") {
-			s.Env = append(s.Env, kv)
+			env = append(env, kv)
 		}
 	}
-	s.Env = append(s.Env,
+	return append(env,
 		"HOME="+mkdir(t, dir, "home"),
 		"ANSIBLE_CONFIG="+cfg,
 		"ANSIBLE_LOCAL_TEMP="+localTmp,
 		"ANSIBLE_REMOTE_TEMP="+remoteTmp,
 		"ANSIBLE_NOCOLOR=1",
-		"ANSIBLE_HOST_KEY_CHECKING=True",
-		"ANSIBLE_FORKS=5",
 	)
-	return s
 }
 
 // run runs the playbook with the given settings (environment variables)
@@ -754,13 +760,21 @@ retries = 0
 // which is killed at the deadline with every ssh it started.
 func (s *ansibleSetup) run(t *testing.T, settings []string) ansibleRun {
 	t.Helper()
+	return runAnsible(t, s.Dir, append(append([]string{}, s.Env...), settings...),
+		"-e", "work_dir="+s.WorkDir, "-e", "fetch_dir="+s.FetchDir, "-e", "marker="+s.Marker, s.Playbook)
+}
+
+// runAnsible runs ansible-playbook with args in dir and env, with a
+// 3-minute deadline, in its own process group, which is killed at the
+// deadline with every ssh it started.
+func runAnsible(t *testing.T, dir string, env []string, args ...string) ansibleRun {
+	t.Helper()
 	bin := testenv.RequireProgram(t, "ansible-playbook")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-e", "work_dir="+s.WorkDir, "-e", "fetch_dir="+s.FetchDir,
-		"-e", "marker="+s.Marker, s.Playbook)
-	cmd.Dir = s.Dir
-	cmd.Env = append(append([]string{}, s.Env...), settings...)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
+	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return testenv.KillGroup(cmd) }
 	cmd.WaitDelay = 5 * time.Second

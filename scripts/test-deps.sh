@@ -5,14 +5,18 @@
 # promtool (Debian package prometheus, which checks the metrics and alert
 # rules), rsyslog with its TLS driver and openssl (the central log tests),
 # HAProxy (two gateways behind a load balancer, docs/HA.md), PostgreSQL's
-# server (the state store's tests start a private one). Quiet and
+# server (the state store's tests start a private one), nftables (nft -c
+# checks the target role's firewall rule), systemd's systemd-analyze (the
+# unit file's verify and security figures) and apparmor (apparmor_parser
+# checks the service's profile). Quiet and
 # idempotent when everything is present. As root it installs what is
 # missing with apt-get; otherwise it prints the command and fails, because
 # under CI=true a missing program fails the tests anyway.
 set -euo pipefail
 
-packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo python3-aiosmtpd prometheus rsyslog rsyslog-gnutls openssl haproxy postgresql)
-programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema sudo promtool rsyslogd openssl haproxy)
+packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo python3-aiosmtpd prometheus rsyslog rsyslog-gnutls openssl haproxy postgresql nftables systemd apparmor)
+programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema sudo promtool rsyslogd openssl haproxy nft systemd-analyze apparmor_parser)
+
 
 # have reports whether a program is installed; sshd lives in /usr/sbin,
 # which is often not in a non-root PATH.
@@ -31,6 +35,11 @@ have_gtls() {
 	compgen -G '/usr/lib/*/rsyslog/lmnsd_gtls.so' >/dev/null || [ -e /usr/lib/rsyslog/lmnsd_gtls.so ]
 }
 have_gtls || missing+=(lmnsd_gtls)
+# PostgreSQL's server lives in /usr/lib/postgresql/VERSION/bin.
+have_pg() {
+	compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || have postgres
+}
+have_pg || missing+=(postgres)
 # PostgreSQL's server programs live outside PATH, in /usr/lib/postgresql/*/bin.
 have_pg() {
 	compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || have postgres
@@ -54,6 +63,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 			/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || still+=("$p")
 		elif [ "$p" = lmnsd_gtls ]; then
 			have_gtls || still+=("$p")
+		elif [ "$p" = postgres ]; then
+			have_pg || still+=("$p")
 		elif [ "$p" = postgres ]; then
 			have_pg || still+=("$p")
 		else

@@ -25,6 +25,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -364,6 +365,11 @@ type UserCert struct {
 	Validity   time.Duration
 	PTY        bool
 	Forward    bool // permit-port-forwarding: the session is a port forward
+	// SourceAddress, when not empty, becomes the source-address critical
+	// option (addresses or CIDR networks): the target's sshd accepts the
+	// certificate only from there, so a copy taken off the gateway is
+	// useless elsewhere.
+	SourceAddress []string
 }
 
 // SignUser signs a user certificate for reaching a target. It is valid from
@@ -394,6 +400,9 @@ func (k *Keys) SignUser(c UserCert) (*ssh.Certificate, error) {
 		ValidAfter:      uint64(now.Add(-time.Minute).Unix()),
 		ValidBefore:     uint64(now.Add(c.Validity).Unix()),
 		Permissions:     ssh.Permissions{Extensions: ext},
+	}
+	if len(c.SourceAddress) > 0 {
+		cert.CriticalOptions = map[string]string{"source-address": strings.Join(c.SourceAddress, ",")}
 	}
 	if err := cert.SignCert(rand.Reader, signer); err != nil {
 		return nil, fmt.Errorf("sign user certificate: %w", err)

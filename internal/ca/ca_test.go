@@ -184,3 +184,30 @@ func TestLiveHostSignerRenews(t *testing.T) {
 		t.Fatalf("signature does not verify with the certificate's key: %v", err)
 	}
 }
+
+// TestSignUserSourceAddress: gateway.egress_addresses become the
+// source-address critical option, joined by commas as OpenSSH expects;
+// without them the certificate has no critical option at all.
+func TestSignUserSourceAddress(t *testing.T) {
+	k, err := LoadOrCreate(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pub, _ := ssh.NewPublicKey(&priv.PublicKey)
+	cert, err := k.SignUser(UserCert{Key: pub, Principals: []string{"root"}, Validity: time.Minute,
+		SourceAddress: []string{"192.0.2.10", "198.51.100.0/28"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cert.CriticalOptions["source-address"]; got != "192.0.2.10,198.51.100.0/28" || len(cert.CriticalOptions) != 1 {
+		t.Errorf("critical options %v, want source-address=192.0.2.10,198.51.100.0/28 only", cert.CriticalOptions)
+	}
+	cert, err = k.SignUser(UserCert{Key: pub, Principals: []string{"root"}, Validity: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cert.CriticalOptions) != 0 {
+		t.Errorf("critical options %v without egress addresses, want none", cert.CriticalOptions)
+	}
+}

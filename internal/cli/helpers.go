@@ -122,6 +122,7 @@ func newTargetConfigCmd() *cobra.Command {
 		},
 	}
 	configFlag(cmd, &path)
+	cmd.AddCommand(newTargetKRLCmd())
 	return cmd
 }
 

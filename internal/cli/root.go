@@ -73,6 +73,7 @@ Start with "tandem demo" to try it, or "tandem serve --config FILE".`,
 	root.AddCommand(newRetentionCmd(), newHoldCmd(), newBreakglassCmd())
 	root.AddCommand(newBackupCmd(), newRestoreCmd())
 	root.AddCommand(newStatusCmd(), newClusterCmd())
+	root.AddCommand(newManPagesCmd())
 	markUsageErrors(root)
 	addExamples(root)
 	return root
@@ -209,10 +210,10 @@ trust both.`,
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "print the version",
+		Short: "print the version, the commit it was built from and the Go version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "tandem", version())
+			writeVersion(cmd.OutOrStdout())
 		},
 	}
 }

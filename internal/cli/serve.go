@@ -23,6 +23,7 @@ import (
 	"tandem.dev/tandem/internal/ca"
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/gateway"
+	"tandem.dev/tandem/internal/sdnotify"
 	"tandem.dev/tandem/internal/store"
 )
 
@@ -192,6 +193,12 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 		return err
 	}
 	reload.srv = srv
+	// Under systemd (Type=notify) the unit is started once the gateway
+	// accepts connections, and restarted when the watchdog is not fed.
+	notify, err := sdnotify.FromEnv()
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Gateway.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -209,6 +216,9 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 	log.Info("gateway listening", "addr", ln.Addr().String(), "profile", cfg.Gateway.CryptoProfile, "data_dir", cfg.Gateway.DataDir)
 	if ready != nil {
 		ready(ln.Addr().String())
+	}
+	if err := notify.Notify("READY=1"); err != nil {
+		log.Warn("cannot tell systemd the gateway is ready", "err", err)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -246,7 +256,13 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 		retained.Add(1)
 		go func() { defer retained.Done(); cosigner.Run(ctx, cosignEvery) }()
 	}
+	retained.Add(1) // and so is the watchdog's ping
+	go func() {
+		defer retained.Done()
+		notify.RunWatchdog(ctx, func(err error) { log.Warn("systemd watchdog", "err", err) })
+	}()
 	err = srv.Serve(ctx, ln)
+	_ = notify.Notify("STOPPING=1") // best effort: systemd sees the exit anyway
 	cancel()
 	retained.Wait()
 	audit.BestEffort(context.Background(), alog, log, audit.GatewayStopEvent{}.Event()) // the gateway has stopped anyway

@@ -2,7 +2,9 @@ package config
 
 import (
 	"errors"
+	"net/netip"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -60,6 +62,30 @@ func FuzzParse(f *testing.F) {
 			if (h.HostPublicKey == nil) == (h.HostCAKey == nil) || c.Tenant(h.Tenant) == nil {
 				t.Fatalf("host %+v", h)
 			}
+		}
+	})
+}
+
+// FuzzCheckSourceAddress: what CheckSourceAddress accepts can be joined
+// into OpenSSH's comma-separated source-address list unchanged — no
+// comma, blank, zone or host bits — and parses as an address or network.
+func FuzzCheckSourceAddress(f *testing.F) {
+	for _, s := range []string{"127.0.0.1", "192.0.2.0/28", "2001:db8::/32", "::1", "fe80::1%eth0", "10.0.0.1,10.0.0.2", " 10.0.0.1", "gw.example.org", "192.0.2.7/28", "*"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if CheckSourceAddress(s) != nil {
+			return
+		}
+		if strings.ContainsAny(s, ", \t\n%*?") || s == "" {
+			t.Fatalf("accepted %q, which OpenSSH would read otherwise", s)
+		}
+		if p, err := netip.ParsePrefix(s); err == nil {
+			if p.Masked() != p {
+				t.Fatalf("accepted %q with host bits", s)
+			}
+		} else if _, err := netip.ParseAddr(s); err != nil {
+			t.Fatalf("accepted %q, neither address nor network", s)
 		}
 	})
 }

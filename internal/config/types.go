@@ -90,6 +90,12 @@ type Gateway struct {
 	// differs from Listen (a load balancer in front); client-config
 	// prints it. Default: the first name and the port of Listen.
 	PublicAddress string `yaml:"public_address"`
+	// EgressAddresses are the addresses (or CIDR networks) the gateway
+	// reaches targets from. When set, every per-session certificate
+	// carries them as its source-address critical option, so a target's
+	// sshd refuses the certificate from anywhere else (M20). Empty: no
+	// option.
+	EgressAddresses []string `yaml:"egress_addresses"`
 }
 
 // Limits bound failed logins and unauthenticated connections (M19).

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -103,6 +104,11 @@ func validateGateway(c *Config, pos *positions, r *report, profileErr error) {
 	checkPositive(r, pos, g.DialTimeout, "gateway", "dial_timeout")
 	checkPositive(r, pos, g.KeepAlive, "gateway", "keepalive")
 	checkPositive(r, pos, g.CAOverlap, "gateway", "ca_overlap")
+	for i, a := range g.EgressAddresses {
+		if err := CheckSourceAddress(a); err != nil {
+			r.add(pos.line("gateway", "egress_addresses", i), "egress_addresses: %v", err)
+		}
+	}
 	for i, e := range g.EnvAllow {
 		if _, err := path.Match(e, ""); e == "" || err != nil {
 			r.add(pos.line("gateway", "env_allow", i), "env_allow: %q is not a valid name or glob", e)
@@ -669,6 +675,26 @@ func checkHostPort(s string, glob bool) error {
 	}
 	if strings.ContainsAny(host, " \t/") {
 		return fmt.Errorf("host %q contains blanks or slashes", host)
+	}
+	return nil
+}
+
+// CheckSourceAddress accepts what OpenSSH's source-address option takes
+// and Tandem writes into it: one IP address or CIDR network, no blanks,
+// no commas (the entries are joined with commas) and no host names.
+func CheckSourceAddress(a string) error {
+	if strings.Contains(a, "/") {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			return fmt.Errorf("%q is not an address or a CIDR network (e.g. 192.0.2.10 or 192.0.2.0/28)", a)
+		}
+		if p.Masked() != p {
+			return fmt.Errorf("%q has host bits set; write %s", a, p.Masked())
+		}
+		return nil
+	}
+	if _, err := netip.ParseAddr(a); err != nil || strings.Contains(a, "%") {
+		return fmt.Errorf("%q is not an address or a CIDR network (e.g. 192.0.2.10 or 192.0.2.0/28)", a)
 	}
 	return nil
 }

@@ -175,10 +175,11 @@ func (s *Server) newState(cfg *config.Config) (*state, error) {
 		engine:  policy.New(cfg),
 		profile: prof,
 		dialer: &upstream.Dialer{
-			Keys:         s.keys,
-			Profile:      prof,
-			Timeout:      cfg.Gateway.DialTimeout.Duration,
-			CertValidity: cfg.Gateway.CertValidity.Duration,
+			Keys:          s.keys,
+			Profile:       prof,
+			Timeout:       cfg.Gateway.DialTimeout.Duration,
+			CertValidity:  cfg.Gateway.CertValidity.Duration,
+			SourceAddress: cfg.Gateway.EgressAddresses,
 		},
 	}
 	st.server, err = s.serverConfig(st, nil, cfg.Gateway.Names...)

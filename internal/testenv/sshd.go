@@ -34,6 +34,10 @@ type TargetOpts struct {
 	// HOME. sshd reads only its first SetEnv line, so they join the one
 	// testenv writes; a SetEnv line in Extra would be ignored.
 	Env []string
+	// Include is a file or glob that sshd_config includes on its first
+	// line, as Debian's includes sshd_config.d/*.conf: what it sets comes
+	// first and so wins over every line testenv writes.
+	Include string
 	// Extra lines are appended to sshd_config. sshd takes the first value
 	// of most keywords, so Extra cannot override the lines testenv writes.
 	Extra []string
@@ -51,6 +55,7 @@ type Target struct {
 	Dir string
 
 	sshd, configFile string
+	proc             *process
 }
 
 // StartSSHD starts /usr/sbin/sshd on loopback with a configuration in a
@@ -75,6 +80,7 @@ func StartSSHD(t testing.TB, opts TargetOpts) *Target {
 	if err != nil {
 		t.Fatalf("start sshd: %v", err)
 	}
+	tg.proc = p
 	t.Cleanup(func() {
 		if err := p.stop(5 * time.Second); err != nil {
 			t.Errorf("stop sshd: %v", err)
@@ -128,10 +134,14 @@ func PrepareSSHD(dir string, opts TargetOpts) (*Target, error) {
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, fmt.Errorf("target home: %w", err)
 	}
-	cfg := []string{
-		"ListenAddress " + addr,
-		"Port " + strconv.Itoa(port),
-		"HostKey " + hostKey,
+	var cfg []string
+	if opts.Include != "" {
+		cfg = append(cfg, "Include "+opts.Include)
+	}
+	cfg = append(cfg,
+		"ListenAddress "+addr,
+		"Port "+strconv.Itoa(port),
+		"HostKey "+hostKey,
 		"PasswordAuthentication no",
 		"KbdInteractiveAuthentication no",
 		"PermitRootLogin prohibit-password",
@@ -141,8 +151,8 @@ func PrepareSSHD(dir string, opts TargetOpts) (*Target, error) {
 		"PidFile none",
 		"AcceptEnv LANG LC_*",
 		"Subsystem sftp internal-sftp",
-		"SetEnv " + strings.Join(append([]string{"HOME=" + home}, opts.Env...), " "),
-	}
+		"SetEnv "+strings.Join(append([]string{"HOME=" + home}, opts.Env...), " "),
+	)
 	files := map[string]string{}
 	if opts.UserCA != "" {
 		files["user_ca.pub"] = opts.UserCA + "\n"
@@ -179,6 +189,15 @@ func PrepareSSHD(dir string, opts TargetOpts) (*Target, error) {
 // foreground and logging to LogPath; the caller starts and stops it.
 func (tg *Target) Command() *exec.Cmd {
 	return exec.Command(tg.sshd, "-f", tg.configFile, "-D", "-E", tg.LogPath)
+}
+
+// PID is the process id of an sshd started by StartSSHD (0 otherwise),
+// for a test that signals it (SIGHUP: re-read the configuration).
+func (tg *Target) PID() int {
+	if tg.proc == nil {
+		return 0
+	}
+	return tg.proc.cmd.Process.Pid
 }
 
 // Log returns the sshd log so far ("" if it cannot be read yet).

@@ -33,6 +33,9 @@ type Dialer struct {
 	Profile      cryptoprofile.Profile
 	Timeout      time.Duration // connect plus handshake
 	CertValidity time.Duration
+	// SourceAddress is gateway.egress_addresses: the source-address
+	// critical option of every session certificate (none when empty).
+	SourceAddress []string
 }
 
 // Target names what one session connects to, and for whom.
@@ -168,12 +171,13 @@ func (d *Dialer) sessionSigner(t Target) (ssh.Signer, error) {
 		return nil, fmt.Errorf("session key: %w", err)
 	}
 	cert, err := d.Keys.SignUser(ca.UserCert{
-		Key:        s.PublicKey(),
-		KeyID:      t.KeyID(),
-		Principals: []string{t.Login},
-		Validity:   d.CertValidity,
-		PTY:        t.PTY,
-		Forward:    t.Forward,
+		Key:           s.PublicKey(),
+		KeyID:         t.KeyID(),
+		Principals:    []string{t.Login},
+		Validity:      d.CertValidity,
+		PTY:           t.PTY,
+		Forward:       t.Forward,
+		SourceAddress: d.SourceAddress,
 	})
 	if err != nil {
 		return nil, err
