@@ -72,7 +72,7 @@ func TestClusterLinkValidation(t *testing.T) {
 		return "    - {node: " + node + ", audit_origin: tandem/audit/" + node + ", audit_key: " + verifierKey(t, "tandem/audit/"+node) +
 			", witness_key: " + verifierKey(t, "tandem/witness/"+node) + extra + "}\n"
 	}
-	head := "audit: {origin: tandem/audit/a}\ncluster:\n  node: a\n  witness_key: /etc/tandem/witness.key\n  witness_dir: /var/lib/tandem-witness\n"
+	head := "store: {path: /srv/shared/state.db}\naudit: {origin: tandem/audit/a}\ncluster:\n  node: a\n  witness_key: /etc/tandem/witness.key\n  witness_dir: /var/lib/tandem-witness\n"
 	good := head + "  listen: 127.0.0.1:7022\n  link_key: /etc/tandem/link.key\n  peers:\n" +
 		peer("b", `, address: "127.0.0.2:7022", link_key: "`+lb+`"`) + peer("c", `, link_key: "`+lc+`"`)
 	c, err := Parse("t.yaml", build(k, nil, good))
@@ -117,14 +117,14 @@ func TestStorePath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Store.Path != "/var/lib/tandem/state.db" {
-		t.Errorf("default store.path %q", c.Store.Path)
+	if c.Store.Path != "" || c.StatePath() != "/var/lib/tandem/state.db" || c.SharedStore() {
+		t.Errorf("default store.path %q, state file %q", c.Store.Path, c.StatePath())
 	}
 	c, err = Parse("/etc/tandem/t.yaml", build(k, nil, "store: {path: shared/state.db}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Store.Path != "/etc/tandem/shared/state.db" {
+	if c.Store.Path != "/etc/tandem/shared/state.db" || c.StatePath() != c.Store.Path || !c.SharedStore() {
 		t.Errorf("relative store.path became %q", c.Store.Path)
 	}
 }
