@@ -75,6 +75,8 @@ var migrations = []string{
 	freezesSchema,
 	// 11: the nodes of a cluster witnessing each other's logs; see cosign.go.
 	cosignSchema,
+	// 12: recordings on shared storage; see recordings.go.
+	recordingsSchema,
 }
 
 // Store is an open state database. It is safe for concurrent use.
