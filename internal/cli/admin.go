@@ -92,7 +92,10 @@ func (g *localGateway) LockReason(person string) string {
 }
 
 func (g *localGateway) Library() readable.Library {
-	return readable.Library{Vault: g.vault, Dir: recordingsDir(g.cfg), Config: g.cfg, Engine: g.eng}
+	// Cannot fail: the configuration refuses recording.storage: store
+	// unless the state store is PostgreSQL.
+	s, _ := recordingStorage(g.cfg, g.st, nil)
+	return readable.Library{Vault: g.vault, Dir: recordingsDir(g.cfg), Storage: s, Config: g.cfg, Engine: g.eng}
 }
 
 // Reload is not done here: tandem reload signals the running gateway.

@@ -11,6 +11,7 @@ import (
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/gateway"
 	"tandem.dev/tandem/internal/record"
+	"tandem.dev/tandem/internal/store"
 )
 
 // recordingsDir is the root the record package lays its recordings/ tree in.
@@ -56,7 +57,32 @@ func openVault(cfg *config.Config, create bool) (*record.Vault, error) {
 }
 
 // newRecorder records into the vault the audit log encrypts with too: one
-// key store, one KEK, for every retention class.
-func newRecorder(cfg *config.Config, v *record.Vault) *gateway.Recorder {
-	return &gateway.Recorder{Vault: v, Dir: recordingsDir(cfg), StreamCap: cfg.Recording.StreamCap}
+// key store, one KEK, for every retention class; into the data directory,
+// or into the storage the cluster shares.
+func newRecorder(cfg *config.Config, v *record.Vault, st *store.Store) (*gateway.Recorder, error) {
+	s, err := recordingStorage(cfg, st, v)
+	if err != nil {
+		return nil, err
+	}
+	return &gateway.Recorder{Vault: v, Dir: recordingsDir(cfg), StreamCap: cfg.Recording.StreamCap, Storage: s}, nil
+}
+
+// recordingStorage is where cfg keeps recordings: nil for the data
+// directory, or the state store's PostgreSQL database (recording.storage:
+// store). With shared storage every shred of v (a retention run) also
+// destroys the copies of the key kept there for the other gateways; v may
+// be nil for a process that only reads.
+func recordingStorage(cfg *config.Config, st *store.Store, v *record.Vault) (record.Storage, error) {
+	if !cfg.RecordingsShared() {
+		return nil, nil
+	}
+	db, err := st.RecordingDB()
+	if err != nil {
+		return nil, fmt.Errorf("recording.storage: %w", err)
+	}
+	s := record.NewSQL(db)
+	if v != nil {
+		v.AddShredHook(s.ShredKeys)
+	}
+	return s, nil
 }

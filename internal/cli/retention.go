@@ -76,6 +76,9 @@ func localRetention(path string) (*config.Config, *store.Store, *vault.Vault, er
 		return nil, nil, nil, err
 	}
 	v, err := openVault(cfg, false)
+	if err == nil {
+		_, err = recordingStorage(cfg, st, v) // shreds reach the shared key copies
+	}
 	if err != nil {
 		st.Close()
 		return nil, nil, nil, err

@@ -156,7 +156,10 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 		return fmt.Errorf("state store: %w", err)
 	}
 	defer st.Close()
-	rec := newRecorder(cfg, keyStore)
+	rec, err := newRecorder(cfg, keyStore, st)
+	if err != nil {
+		return fmt.Errorf("refusing to start: %w", err)
+	}
 	mon, err := newMonitor(cfg, keys, alog, st)
 	if err != nil {
 		return err

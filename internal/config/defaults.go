@@ -163,6 +163,9 @@ func applyDefaults(c *Config, pos *positions, r *report) {
 	if rec.StreamCap == 0 && !pos.has("recording", "stream_cap") {
 		rec.StreamCap = DefaultStreamCap
 	}
+	if rec.Storage == "" {
+		rec.Storage = RecordingLocal
+	}
 
 	c.Retention.fillDefaults(c.Path, pos)
 	c.Backup.fillDefaults(c.Path)

@@ -54,6 +54,26 @@ func (c *Config) StatePath() string {
 // it: a SQLite file apart from data_dir (store.path) or PostgreSQL.
 func (c *Config) SharedStore() bool { return c.Store.Path != "" || c.Store.Driver == StorePostgres }
 
+// RecordingsShared reports whether recordings go to the state store's
+// database (recording.storage: store).
+func (c *Config) RecordingsShared() bool { return c.Recording.Storage == RecordingStore }
+
+// validateRecordingStorage accepts local and store, store only with the
+// state on PostgreSQL: a SQLite file is shared by gateways on one host at
+// most, and every recording's flush would take its one write lock, which
+// locks and approvals need.
+func validateRecordingStorage(c *Config, pos *positions, r *report) {
+	switch c.Recording.Storage {
+	case "", RecordingLocal:
+	case RecordingStore:
+		if c.Store.Driver != StorePostgres {
+			r.add(pos.line("recording", "storage"), "recording.storage: store keeps recordings in the state store's PostgreSQL database and needs store.driver: postgres; with SQLite keep them local")
+		}
+	default:
+		r.add(pos.line("recording", "storage"), "recording.storage must be local or store, not %q", c.Recording.Storage)
+	}
+}
+
 // validateStore checks the driver and that a DSN is given exactly for
 // PostgreSQL. Whether the DSN verifies the server is checked as the store
 // opens it (store.CheckDSN), with the same words.

@@ -187,7 +187,20 @@ type Recording struct {
 	// stderr) are stored; beyond it only counts and SHA-256 are kept
 	// (data minimisation). Default 1048576.
 	StreamCap int64 `yaml:"stream_cap"`
+	// Storage is where recordings go: local (default) keeps them in
+	// data_dir/recordings; store keeps them in the state store's
+	// PostgreSQL database (store.driver: postgres), so that every gateway
+	// of a cluster lists, replays and exports what any of them recorded
+	// (docs/HA.md). Every gateway then needs the same KEK (kek_file or
+	// age_identity). Changes take effect at the next start.
+	Storage string `yaml:"storage"`
 }
+
+// Recording storages.
+const (
+	RecordingLocal = "local"
+	RecordingStore = "store"
+)
 
 // Policy holds rules that are not tied to one role.
 type Policy struct {

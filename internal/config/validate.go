@@ -170,6 +170,7 @@ func validateRecording(c *Config, pos *positions, r *report) {
 	if rec.StreamCap < 0 {
 		r.add(pos.line("recording", "stream_cap"), "recording.stream_cap must not be negative")
 	}
+	validateRecordingStorage(c, pos, r)
 	for _, f := range []struct{ key, path string }{{"kek_file", rec.KEKFile}, {"age_identity", rec.AgeIdentity}} {
 		if f.path != "" && insideDir(c.Gateway.DataDir, f.path) {
 			r.add(pos.line("recording", f.key), "recording.%s %s lies inside data_dir %s; keep the key where a copy of the data directory does not reach", f.key, f.path, c.Gateway.DataDir)

@@ -14,10 +14,20 @@ type Recorder struct {
 	Vault     *record.Vault
 	Dir       string // the data directory; recordings go to Dir/recordings/<tenant>/<day>/
 	StreamCap int64  // bytes of each exec stream kept as content
+	// Storage, if set, is where recordings go instead of Dir: the storage
+	// the gateways of a cluster share (recording.storage: store).
+	Storage record.Storage
+}
+
+func (r *Recorder) storage() record.Storage {
+	if r.Storage != nil {
+		return r.Storage
+	}
+	return record.Local(r.Dir)
 }
 
 func (s *Server) startRecording(meta record.Meta) (*record.Writer, error) {
-	w, err := record.Create(s.rec.Vault, s.rec.Dir, meta, record.Options{Now: s.now, StreamCap: s.rec.StreamCap})
+	w, err := record.Create(s.rec.Vault, s.rec.storage(), meta, record.Options{Now: s.now, StreamCap: s.rec.StreamCap})
 	if err != nil {
 		return nil, fmt.Errorf("cannot record the session: %w", err)
 	}
@@ -89,5 +99,5 @@ func (t streamTap) Write(p []byte) (int, error) {
 
 // library is the recordings this gateway keeps, as readers see them.
 func (c *clientConn) library() readable.Library {
-	return readable.Library{Vault: c.srv.rec.Vault, Dir: c.srv.rec.Dir, Config: c.st.cfg, Engine: c.st.engine}
+	return readable.Library{Vault: c.srv.rec.Vault, Dir: c.srv.rec.Dir, Storage: c.srv.rec.Storage, Config: c.st.cfg, Engine: c.st.engine}
 }

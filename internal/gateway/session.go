@@ -45,6 +45,9 @@ const endGrace = 300 * time.Millisecond
 var (
 	errNoAudit     = errors.New("the audit log is unavailable, so no session can start; tell the gateway's operators")
 	errNoRecording = errors.New("the session cannot be recorded, so it cannot start; tell the gateway's operators")
+	// errNoRecordingStorage: the shared recording storage is down, which
+	// the person can wait out.
+	errNoRecordingStorage = errors.New("the shared recording storage (PostgreSQL) is unavailable, so the session cannot be recorded and cannot start; try again when it is back")
 )
 
 // liveSession is one session from its start event to its end event. In the
@@ -123,6 +126,9 @@ func (l *liveSession) begin(ctx context.Context, meta record.Meta) error {
 	if err != nil {
 		srv.log.Error("recording unavailable: session refused", "err", err)
 		srv.record(l.endEvent(outcome{err: err}, nil))
+		if errors.Is(err, record.ErrUnavailable) {
+			return errNoRecordingStorage
+		}
 		return errNoRecording
 	}
 	l.rec, l.kind = rec, meta.Kind
@@ -205,11 +211,19 @@ func (l *liveSession) watchRecording() (stop func()) {
 	go func() {
 		select {
 		case <-l.rec.Failed():
-			l.end("the session recording failed, so the session cannot go on")
+			l.end(l.recordingFailed())
 		case <-done:
 		}
 	}()
 	return func() { close(done) }
+}
+
+// recordingFailed says why a session whose recording failed is ended.
+func (l *liveSession) recordingFailed() string {
+	if errors.Is(l.rec.Err(), record.ErrUnavailable) {
+		return "the session recording failed (the shared recording storage is unavailable), so the session cannot go on"
+	}
+	return "the session recording failed, so the session cannot go on"
 }
 
 // end ends the session and returns at once: it never waits on the client

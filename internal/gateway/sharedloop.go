@@ -67,7 +67,7 @@ func (l *sharedLoop) run(ctx context.Context) (exitResult, error) {
 			l.ownerRequest(r, ok)
 		case <-l.recFailed:
 			l.recFailed = nil
-			l.live.end("the session recording failed, so the session cannot go on")
+			l.live.end(l.live.recordingFailed())
 		case <-l.auditFull:
 			l.auditFull = nil
 			l.c.srv.log.Error("audit log too slow: session ended", "session", l.live.id)

@@ -14,12 +14,23 @@ import (
 	"tandem.dev/tandem/internal/record"
 )
 
-// Library is the recordings of one data directory under one configuration.
+// Library is the recordings of one gateway (its data directory, or the
+// storage the cluster shares) under one configuration.
 type Library struct {
-	Vault  *record.Vault
-	Dir    string // the data directory (recordings live in Dir/recordings)
-	Config *config.Config
-	Engine *policy.Engine
+	Vault *record.Vault
+	Dir   string // the data directory (recordings live in Dir/recordings)
+	// Storage, if set, is where the recordings are instead of Dir: the
+	// shared storage of a cluster (recording.storage: store).
+	Storage record.Storage
+	Config  *config.Config
+	Engine  *policy.Engine
+}
+
+func (l Library) storage() record.Storage {
+	if l.Storage != nil {
+		return l.Storage
+	}
+	return record.Local(l.Dir)
 }
 
 // Filter narrows a listing; empty fields match everything.
@@ -34,12 +45,12 @@ func (l Library) Open(p *config.Person, id string) (*record.Reader, *config.Host
 	// Only plaintext headers are looked at while searching, so a person
 	// without any grant is told "may not read", not "no such session".
 	for _, t := range l.Config.Tenants {
-		hs, _ := record.List(l.Dir, t.ID)
+		hs, _ := record.ListIn(l.storage(), t.ID)
 		for _, h := range hs {
 			if h.Session != id {
 				continue
 			}
-			r, err := record.Open(l.Vault, h.Path)
+			r, err := record.OpenIn(l.Vault, l.storage(), h.Ref())
 			if err != nil {
 				return nil, nil, err
 			}
@@ -85,12 +96,12 @@ func (l Library) List(p *config.Person, f Filter) []Entry {
 		if (f.Tenant != "" && t.ID != f.Tenant) || !l.mayReadTenant(p, t.ID) {
 			continue
 		}
-		hs, _ := record.List(l.Dir, t.ID)
+		hs, _ := record.ListIn(l.storage(), t.ID)
 		for _, h := range hs {
 			if d, err := time.Parse(time.DateOnly, h.Day); err != nil || d.Before(firstDay) {
 				continue
 			}
-			r, err := record.Open(l.Vault, h.Path)
+			r, err := record.OpenIn(l.Vault, l.storage(), h.Ref())
 			if err != nil {
 				continue
 			}
@@ -101,7 +112,7 @@ func (l Library) List(p *config.Person, f Filter) []Entry {
 				(f.Host != "" && m.Host != f.Host) || (f.Owner != "" && m.Owner != f.Owner) {
 				continue
 			}
-			sealed, _ := record.ReadSealedSummary(l.Vault, h.Path) // a damaged tail shows what was read
+			sealed, _ := record.ReadSealedSummaryIn(l.Vault, l.storage(), h.Ref()) // a damaged tail shows what was read
 			out = append(out, Entry{Meta: m, Sealed: sealed})
 		}
 	}

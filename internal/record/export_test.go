@@ -54,7 +54,9 @@ func TestUTF8Carry(t *testing.T) {
 
 // TestExportSplitOutputs: every split point of a multi-byte text goes
 // through writer, file, reader and export unchanged.
-func TestExportSplitOutputs(t *testing.T) {
+func TestExportSplitOutputs(t *testing.T) { eachStorage(t, testExportSplitOutputs) }
+
+func testExportSplitOutputs(t *testing.T) {
 	text := []byte("Grüße, 世界 😀\r\n")
 	e := newEnv(t)
 	for i := 1; i < len(text); i++ {
@@ -64,7 +66,7 @@ func TestExportSplitOutputs(t *testing.T) {
 		must(t, w.Output(text[i:]))
 		_, err := w.Close()
 		must(t, err)
-		_, lines := parseCast(t, exportCast(t, e.v, w.Path()))
+		_, lines := parseCast(t, exportCast(t, e, w.Path()))
 		var got strings.Builder
 		for _, l := range lines {
 			got.WriteString(l.Data)
@@ -107,7 +109,7 @@ func TestAsciinemaCat(t *testing.T) {
 	_, err := w.Close()
 	must(t, err)
 	cast := filepath.Join(t.TempDir(), "s.cast")
-	must(t, os.WriteFile(cast, exportCast(t, e.v, w.Path()), 0o600))
+	must(t, os.WriteFile(cast, exportCast(t, e, w.Path()), 0o600))
 
 	cmd := exec.Command(bin, "cat", cast)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "ASCIINEMA_CONFIG_HOME="+t.TempDir())
@@ -170,7 +172,7 @@ func TestMemoryBounded(t *testing.T) {
 	t.Logf("heap in use: base %d KiB, peak %d KiB", base>>10, peak>>10)
 
 	// Reading holds one chunk at a time as well.
-	r, err := Open(e.v, w.Path())
+	r, err := e.open(w.Path())
 	must(t, err)
 	defer r.Close()
 	var n int64
@@ -205,7 +207,7 @@ func BenchmarkWriterOutput(b *testing.B) {
 			if sync {
 				opt.Tick = nil // the real one-second ticker
 			}
-			w, err := Create(e.v, e.dir, e.meta("s-bench", KindPTY), opt)
+			w, err := Create(e.v, e.st, e.meta("s-bench", KindPTY), opt)
 			must(b, err)
 			p := bytes.Repeat([]byte("x"), 4096)
 			b.SetBytes(int64(len(p)))
@@ -269,7 +271,7 @@ func FuzzReader(f *testing.F) {
 	w.Stream("stdout", []byte("out"))
 	w.Exit(1, "")
 	w.Close()
-	valid, err := os.ReadFile(w.Path())
+	valid, err := e.readRaw(w.Path())
 	must(f, err)
 	f.Add(valid)
 	f.Add(valid[:len(valid)-10])

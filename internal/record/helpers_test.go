@@ -2,14 +2,20 @@ package record
 
 import (
 	"bytes"
+	"context"
+	"database/sql"
 	"encoding/binary"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"tandem.dev/tandem/internal/store"
+	"tandem.dev/tandem/internal/testenv"
 )
 
 // fakeClock is the injected clock of the tests.
@@ -38,9 +44,15 @@ type env struct {
 	dir   string
 	v     *Vault
 	clock *fakeClock
+	st    Storage // Local(dir), or the shared storage of the backend under test
+	db    *sql.DB // the database of the postgres backend
+	dsn   string  // … and its connection string
+	kek   string  // the KEK file
 }
 
-// newEnv makes a data directory with a file KEK kept outside it.
+// newEnv makes a data directory with a file KEK kept outside it, and
+// records into the backend under test (local unless eachStorage runs the
+// test on another).
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	root := t.TempDir()
@@ -57,7 +69,130 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{dir: dir, v: v, clock: newClock()}
+	e := &env{dir: dir, v: v, clock: newClock(), st: Local(dir), kek: kekPath}
+	if backendNow == "postgres" {
+		e.dsn = testenv.SharedPostgres(t).NewDatabase(t)
+		e.db = openRecordingDB(t, e.dsn)
+		e.st = NewSQL(e.db)
+	}
+	return e
+}
+
+// The record package's tests that are not about files run against every
+// storage (eachStorage): the data directory and PostgreSQL, on a private
+// server on loopback started once for the package (testenv), a fresh
+// database per env.
+var backendNow = "local"
+
+func eachStorage(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	for _, b := range []string{"local", "postgres"} {
+		t.Run(b, func(t *testing.T) {
+			prev := backendNow
+			backendNow = b
+			defer func() { backendNow = prev }()
+			f(t)
+		})
+	}
+}
+
+func TestMain(m *testing.M) {
+	if os.Getenv(crashChildEnv) != "" {
+		crashChild()
+		return
+	}
+	code := m.Run()
+	testenv.StopSharedPostgres()
+	os.Exit(code)
+}
+
+// recordingDB is a fresh PostgreSQL database with the state store's
+// schema, which holds the recording tables.
+func recordingDB(t testing.TB) *sql.DB {
+	t.Helper()
+	return openRecordingDB(t, testenv.SharedPostgres(t).NewDatabase(t))
+}
+
+func openRecordingDB(t testing.TB, dsn string) *sql.DB {
+	t.Helper()
+	st, err := store.OpenPostgres(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	db, err := st.RecordingDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// refOf parses a recording's or sidecar's name (a path, or a name in
+// shared storage) back into its reference.
+func refOf(name string) Ref {
+	parts := strings.Split(filepath.ToSlash(name), "/")
+	if len(parts) < 3 {
+		return Ref{}
+	}
+	file := parts[len(parts)-1]
+	r := Ref{Tenant: parts[len(parts)-3], Day: parts[len(parts)-2], Session: strings.TrimSuffix(strings.TrimSuffix(file, fileExt), sealedExt)}
+	r.Sealed = strings.HasSuffix(file, sealedExt)
+	return r
+}
+
+func (e *env) open(name string) (*Reader, error) {
+	return OpenIn(e.v, e.st, refOf(name))
+}
+
+func (e *env) sealedSummary(name string) (SealedSummary, error) {
+	return ReadSealedSummaryIn(e.v, e.st, refOf(name))
+}
+
+func (e *env) openSealed(name string) ([]SealedInput, error) {
+	return OpenSealedIn(e.v, e.st, refOf(name))
+}
+
+// readRaw returns the stored bytes of a recording, as a crash now would
+// leave them.
+func (e *env) readRaw(name string) ([]byte, error) {
+	obj, err := e.st.Open(refOf(name))
+	if err != nil {
+		return nil, err
+	}
+	defer obj.Close()
+	b := make([]byte, obj.Size())
+	if _, err := obj.ReadAt(b, 0); err != nil && err != io.EOF {
+		return nil, err
+	}
+	return b, nil
+}
+
+// writeRaw replaces the stored bytes of a recording, as someone with
+// write access to the storage could; it creates the recording if needed.
+func (e *env) writeRaw(t testing.TB, name string, data []byte) {
+	t.Helper()
+	if e.db == nil {
+		writeFile(t, name, data)
+		return
+	}
+	ref := refOf(name)
+	ctx := context.Background()
+	var id int64
+	err := e.db.QueryRowContext(ctx, `SELECT id FROM recording_objects WHERE sealed = $1 AND tenant = $2 AND day = $3 AND session = $4`,
+		sealedArg(ref), ref.Tenant, ref.Day, ref.Session).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		a, err := e.st.Create(ref)
+		must(t, err)
+		must(t, a.Close())
+		must(t, e.db.QueryRowContext(ctx, `SELECT id FROM recording_objects WHERE sealed = $1 AND tenant = $2 AND day = $3 AND session = $4`,
+			sealedArg(ref), ref.Tenant, ref.Day, ref.Session).Scan(&id))
+	} else {
+		must(t, err)
+	}
+	_, err = e.db.ExecContext(ctx, `DELETE FROM recording_parts WHERE object = $1`, id)
+	must(t, err)
+	_, err = e.db.ExecContext(ctx, `INSERT INTO recording_parts (object, seq, pos, data) VALUES ($1, 0, 0, $2)`, id, data)
+	must(t, err)
 }
 
 func (e *env) meta(session string, kind Kind) Meta {
@@ -74,7 +209,7 @@ func (e *env) create(t testing.TB, m Meta, opt Options) *Writer {
 	if opt.Tick == nil {
 		opt.Tick = make(chan time.Time)
 	}
-	w, err := Create(e.v, e.dir, m, opt)
+	w, err := Create(e.v, e.st, m, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,13 +223,29 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// readAll opens path and returns all events and the error that ended them.
-func readAll(t testing.TB, v *Vault, path string) ([]Event, error) {
+// readAll opens the recording name in e's storage and returns all events
+// and the error that ended them.
+func readAll(t testing.TB, e *env, name string) ([]Event, error) {
+	t.Helper()
+	r, err := e.open(name)
+	if err != nil {
+		return nil, err
+	}
+	return readEvents(t, r)
+}
+
+// readFileEvents is readAll for a recording file read with v.
+func readFileEvents(t testing.TB, v *Vault, path string) ([]Event, error) {
 	t.Helper()
 	r, err := Open(v, path)
 	if err != nil {
 		return nil, err
 	}
+	return readEvents(t, r)
+}
+
+func readEvents(t testing.TB, r *Reader) ([]Event, error) {
+	t.Helper()
 	defer r.Close()
 	var evs []Event
 	for i := 0; i < 1<<20; i++ {

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"os"
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -58,25 +57,44 @@ type Reader struct {
 	sealEnd bool
 }
 
-// Open opens the recording at path and decrypts its first chunk (the
+// Open opens the recording file at path and decrypts its first chunk (the
 // session metadata) with the data key from v.
 func Open(v *Vault, path string) (*Reader, error) {
-	f, err := os.Open(path)
+	obj, err := openFileObject(path)
 	if err != nil {
 		return nil, fmt.Errorf("record: %w", err)
 	}
-	r, err := NewReader(v, f, path)
+	return openObject(ring(v, nil), obj, path)
+}
+
+// OpenIn opens the recording ref in s, as Open does a file; a recording
+// another gateway made is read with the copy of its key s keeps.
+func OpenIn(v *Vault, s Storage, ref Ref) (*Reader, error) {
+	ref.Sealed = false
+	obj, err := s.Open(ref)
 	if err != nil {
-		f.Close()
+		return nil, fmt.Errorf("record: %w", err)
+	}
+	return openObject(ring(v, s), obj, s.Name(ref))
+}
+
+func openObject(k keyring, obj Object, name string) (*Reader, error) {
+	r, err := newReader(k, io.NewSectionReader(obj, 0, obj.Size()), name)
+	if err != nil {
+		obj.Close()
 		return nil, err
 	}
-	r.c = f
-	r.hdr.Path = path
+	r.c = obj
+	r.hdr.Path = name
 	return r, nil
 }
 
 // NewReader reads a recording from src; name is used in errors.
 func NewReader(v *Vault, src io.Reader, name string) (*Reader, error) {
+	return newReader(ring(v, nil), src, name)
+}
+
+func newReader(k keyring, src io.Reader, name string) (*Reader, error) {
 	r := &Reader{br: bufio.NewReaderSize(src, 64<<10), name: name, evHash: sha256.New(), file: sha256.New(), streams: map[string]StreamSummary{}}
 	line, err := readHeaderLine(r.br)
 	if err != nil {
@@ -91,7 +109,7 @@ func NewReader(v *Vault, src io.Reader, name string) (*Reader, error) {
 	r.hdrHash = sha256.Sum256(line)
 	r.file.Write(line)
 	r.off = int64(len(line))
-	key, err := dataKeyByID(v, r.hdr.Tenant, r.hdr.Day, r.hdr.Key)
+	key, err := k.data(r.hdr.Tenant, r.hdr.Day, r.hdr.Key)
 	if err != nil {
 		return nil, fmt.Errorf("record: %s: %w", name, err)
 	}
@@ -285,12 +303,16 @@ func (r *Reader) sealedSummary() SealedSummary { return r.sealed }
 
 // ReadHeader reads only the plaintext header of the recording at path.
 func ReadHeader(path string) (Header, error) {
-	f, err := os.Open(path)
+	obj, err := openFileObject(path)
 	if err != nil {
 		return Header{}, fmt.Errorf("record: %w", err)
 	}
-	defer f.Close()
-	line, err := readHeaderLine(bufio.NewReaderSize(f, maxHeaderLine+1))
+	defer obj.Close()
+	return readHeader(obj, path)
+}
+
+func readHeader(obj Object, path string) (Header, error) {
+	line, err := readHeaderLine(bufio.NewReaderSize(io.NewSectionReader(obj, 0, obj.Size()), maxHeaderLine+1))
 	if err != nil {
 		return Header{}, fmt.Errorf("record: %s: %w", path, err)
 	}

@@ -44,9 +44,9 @@ func parseCast(t *testing.T, data []byte) (map[string]any, []castLine) {
 	return hdr, lines
 }
 
-func exportCast(t *testing.T, v *Vault, path string) []byte {
+func exportCast(t *testing.T, e *env, name string) []byte {
 	t.Helper()
-	r, err := Open(v, path)
+	r, err := e.open(name)
 	must(t, err)
 	defer r.Close()
 	var buf bytes.Buffer
@@ -54,7 +54,9 @@ func exportCast(t *testing.T, v *Vault, path string) []byte {
 	return buf.Bytes()
 }
 
-func TestRoundTripPTY(t *testing.T) {
+func TestRoundTripPTY(t *testing.T) { eachStorage(t, testRoundTripPTY) }
+
+func testRoundTripPTY(t *testing.T) {
 	e := newEnv(t)
 	m := e.meta("s-roundtrip", KindPTY)
 	w := e.create(t, m, Options{})
@@ -72,18 +74,20 @@ func TestRoundTripPTY(t *testing.T) {
 	if sum.Events != 6 || sum.Chunks != 2 || sum.Duration != 1110*time.Millisecond {
 		t.Fatalf("summary %+v", sum)
 	}
-	st, err := os.Stat(w.Path())
-	must(t, err)
-	if st.Mode().Perm() != 0o600 || w.Path() != Path(e.dir, "acme", m.Started, "s-roundtrip") {
-		t.Fatalf("file %s mode %v", w.Path(), st.Mode())
+	if backendNow == "local" {
+		st, err := os.Stat(w.Path())
+		must(t, err)
+		if st.Mode().Perm() != 0o600 || w.Path() != Path(e.dir, "acme", m.Started, "s-roundtrip") {
+			t.Fatalf("file %s mode %v", w.Path(), st.Mode())
+		}
 	}
-	data, err := os.ReadFile(w.Path())
+	data, err := e.readRaw(w.Path())
 	must(t, err)
 	if got := sha256.Sum256(data); hex.EncodeToString(got[:]) != sum.FileSHA256 {
 		t.Fatal("FileSHA256 is not the hash of the file")
 	}
 
-	r, err := Open(e.v, w.Path())
+	r, err := e.open(w.Path())
 	must(t, err)
 	defer r.Close()
 	got := r.Meta()
@@ -110,7 +114,7 @@ func TestRoundTripPTY(t *testing.T) {
 		t.Fatalf("verify %+v, writer %+v", vs, sum)
 	}
 
-	hdr, lines := parseCast(t, exportCast(t, e.v, w.Path()))
+	hdr, lines := parseCast(t, exportCast(t, e, w.Path()))
 	if hdr["version"].(float64) != 2 || hdr["width"].(float64) != 120 || hdr["height"].(float64) != 40 ||
 		hdr["title"] != "s-roundtrip root@db1" || hdr["env"].(map[string]any)["TERM"] != "xterm-256color" ||
 		int64(hdr["timestamp"].(float64)) != m.Started.Unix() {
@@ -129,7 +133,9 @@ func TestRoundTripPTY(t *testing.T) {
 	}
 }
 
-func TestInputAttribution(t *testing.T) {
+func TestInputAttribution(t *testing.T) { eachStorage(t, testInputAttribution) }
+
+func testInputAttribution(t *testing.T) {
 	e := newEnv(t)
 	w := e.create(t, e.meta("s-attr", KindPTY), Options{})
 	steps := []struct{ person, text string }{
@@ -142,7 +148,7 @@ func TestInputAttribution(t *testing.T) {
 	_, err := w.Close()
 	must(t, err)
 
-	_, lines := parseCast(t, exportCast(t, e.v, w.Path()))
+	_, lines := parseCast(t, exportCast(t, e, w.Path()))
 	var got []string
 	for _, l := range lines {
 		got = append(got, l.Code+":"+l.Data)
@@ -152,7 +158,7 @@ func TestInputAttribution(t *testing.T) {
 		t.Fatalf("got %q\nwant %q", got, want)
 	}
 
-	r, err := Open(e.v, w.Path())
+	r, err := e.open(w.Path())
 	must(t, err)
 	defer r.Close()
 	var buf bytes.Buffer
@@ -167,7 +173,9 @@ func TestInputAttribution(t *testing.T) {
 	}
 }
 
-func TestPasswordMasking(t *testing.T) {
+func TestPasswordMasking(t *testing.T) { eachStorage(t, testPasswordMasking) }
+
+func testPasswordMasking(t *testing.T) {
 	type step struct {
 		out    string // output before the input, "" for none
 		person string
@@ -215,7 +223,7 @@ func TestPasswordMasking(t *testing.T) {
 			}
 			_, err := w.Close()
 			must(t, err)
-			evs, err := readAll(t, e.v, w.Path())
+			evs, err := readAll(t, e, w.Path())
 			must(t, err)
 			var inputs, hidden []string
 			for _, ev := range evs {
@@ -229,7 +237,7 @@ func TestPasswordMasking(t *testing.T) {
 			if !reflect.DeepEqual(inputs, tc.wantInputs) || !reflect.DeepEqual(hidden, tc.wantHidden) {
 				t.Fatalf("inputs %q hidden %q, want %q %q", inputs, hidden, tc.wantInputs, tc.wantHidden)
 			}
-			cast := exportCast(t, e.v, w.Path())
+			cast := exportCast(t, e, w.Path())
 			if tc.wantHidden != nil {
 				if bytes.Contains(cast, []byte("s3c")) || bytes.Contains(cast, []byte(`"ret`)) {
 					t.Fatalf("password in export:\n%s", cast)
@@ -238,7 +246,7 @@ func TestPasswordMasking(t *testing.T) {
 					t.Fatalf("no sealed marker:\n%s", cast)
 				}
 				// The secret is in the sidecar, under the sealed key.
-				sealed, err := OpenSealed(e.v, w.SealedPath())
+				sealed, err := e.openSealed(w.SealedPath())
 				must(t, err)
 				var got []byte
 				for _, s := range sealed {
@@ -252,7 +260,9 @@ func TestPasswordMasking(t *testing.T) {
 	}
 }
 
-func TestExecStreams(t *testing.T) {
+func TestExecStreams(t *testing.T) { eachStorage(t, testExecStreams) }
+
+func testExecStreams(t *testing.T) {
 	e := newEnv(t)
 	m := e.meta("s-exec", KindExec)
 	m.Command = "tar czf - /etc"
@@ -280,12 +290,11 @@ func TestExecStreams(t *testing.T) {
 	if s := sum.Streams["stderr"]; s.Bytes != 26 || s.StoredBytes != 26 || s.Truncated {
 		t.Fatalf("stderr %+v", s)
 	}
-	st, _ := os.Stat(w.Path())
-	if st.Size() > 1<<20+200<<10 {
-		t.Fatalf("file is %d bytes: content not capped", st.Size())
+	if stored, _ := e.readRaw(w.Path()); len(stored) > 1<<20+200<<10 {
+		t.Fatalf("recording is %d bytes: content not capped", len(stored))
 	}
 
-	r, err := Open(e.v, w.Path())
+	r, err := e.open(w.Path())
 	must(t, err)
 	defer r.Close()
 	if got := r.Meta(); got.Command != m.Command || !reflect.DeepEqual(got.Env, m.Env) || got.Kind != KindExec {
@@ -332,10 +341,12 @@ func threeChunks(t *testing.T, e *env, session string) string {
 	return w.Path()
 }
 
-func TestTamperedChunk(t *testing.T) {
+func TestTamperedChunk(t *testing.T) { eachStorage(t, testTamperedChunk) }
+
+func testTamperedChunk(t *testing.T) {
 	e := newEnv(t)
 	path := threeChunks(t, e, "s-tamper")
-	data, _ := os.ReadFile(path)
+	data, _ := e.readRaw(path)
 	hdr, frames := splitFile(t, data)
 	if len(frames) != 3 {
 		t.Fatalf("%d chunks", len(frames))
@@ -343,8 +354,8 @@ func TestTamperedChunk(t *testing.T) {
 	for _, at := range []int{4, 30, len(frames[1]) - 1} { // nonce, ciphertext, tag
 		bad := bytes.Clone(frames[1])
 		bad[at] ^= 0x01
-		writeFile(t, path, join(hdr, frames[0], bad, frames[2]))
-		evs, err := readAll(t, e.v, path)
+		e.writeRaw(t, path, join(hdr, frames[0], bad, frames[2]))
+		evs, err := readAll(t, e, path)
 		if !isErr(err, ErrTampered) || !strings.Contains(err.Error(), "chunk 1 at offset") {
 			t.Fatalf("byte %d: err %v", at, err)
 		}
@@ -354,23 +365,25 @@ func TestTamperedChunk(t *testing.T) {
 	}
 	// A changed header (here: the kind) breaks the binding of every chunk.
 	badHdr := bytes.Replace(hdr, []byte(`"kind":"pty"`), []byte(`"kind":"exec"`), 1)
-	writeFile(t, path, join(badHdr, frames...))
-	if _, err := Open(e.v, path); !isErr(err, ErrTampered) || !strings.Contains(err.Error(), "chunk 0") {
+	e.writeRaw(t, path, join(badHdr, frames...))
+	if _, err := e.open(path); !isErr(err, ErrTampered) || !strings.Contains(err.Error(), "chunk 0") {
 		t.Fatalf("changed header: %v", err)
 	}
 	// Data appended after the final chunk.
-	writeFile(t, path, append(join(hdr, frames...), frames[1]...))
-	if _, err := readAll(t, e.v, path); !isErr(err, ErrCorrupt) {
+	e.writeRaw(t, path, append(join(hdr, frames...), frames[1]...))
+	if _, err := readAll(t, e, path); !isErr(err, ErrCorrupt) {
 		t.Fatalf("appended chunk: %v", err)
 	}
 }
 
-func TestChunksReorderedOrMoved(t *testing.T) {
+func TestChunksReorderedOrMoved(t *testing.T) { eachStorage(t, testChunksReorderedOrMoved) }
+
+func testChunksReorderedOrMoved(t *testing.T) {
 	e := newEnv(t)
 	a := threeChunks(t, e, "s-a")
 	b := threeChunks(t, e, "s-b") // same tenant and day: same data key
-	da, _ := os.ReadFile(a)
-	db, _ := os.ReadFile(b)
+	da, _ := e.readRaw(a)
+	db, _ := e.readRaw(b)
 	ha, fa := splitFile(t, da)
 	_, fb := splitFile(t, db)
 	tests := []struct {
@@ -386,8 +399,8 @@ func TestChunksReorderedOrMoved(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			writeFile(t, a, tc.data)
-			_, err := readAll(t, e.v, a)
+			e.writeRaw(t, a, tc.data)
+			_, err := readAll(t, e, a)
 			if !isErr(err, ErrTampered) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want ErrTampered in %s", err, tc.want)
 			}
@@ -395,7 +408,9 @@ func TestChunksReorderedOrMoved(t *testing.T) {
 	}
 }
 
-func TestTruncatedAndCrash(t *testing.T) {
+func TestTruncatedAndCrash(t *testing.T) { eachStorage(t, testTruncatedAndCrash) }
+
+func testTruncatedAndCrash(t *testing.T) {
 	e := newEnv(t)
 	// No background flush may run (a never-ticking Tick): every chunk
 	// boundary below is the test's own, so the layout on disk is exactly
@@ -406,11 +421,11 @@ func TestTruncatedAndCrash(t *testing.T) {
 	must(t, w.Marker("alice left"))
 	must(t, w.Flush())
 	must(t, w.Output([]byte("in the buffer only\r\n")))
-	crashed, err := os.ReadFile(w.Path()) // what a crash now leaves on disk
+	crashed, err := e.readRaw(w.Path()) // what a crash now leaves on disk
 	must(t, err)
 	_, err = w.Close()
 	must(t, err)
-	full, _ := os.ReadFile(w.Path())
+	full, _ := e.readRaw(w.Path())
 	hdr, frames := splitFile(t, crashed)
 	if len(frames) != 3 {
 		t.Fatalf("%d chunks before the crash, want meta + two flushes", len(frames))
@@ -432,7 +447,7 @@ func TestTruncatedAndCrash(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "x.rec")
 			writeFile(t, path, tc.data)
-			evs, err := readAll(t, e.v, path)
+			evs, err := readFileEvents(t, e.v, path)
 			if !isErr(err, ErrIncomplete) {
 				t.Fatalf("err %v, want ErrIncomplete", err)
 			}
@@ -462,11 +477,13 @@ func TestTruncatedAndCrash(t *testing.T) {
 	}
 }
 
-func TestWriterLifecycle(t *testing.T) {
+func TestWriterLifecycle(t *testing.T) { eachStorage(t, testWriterLifecycle) }
+
+func testWriterLifecycle(t *testing.T) {
 	e := newEnv(t)
 	m := e.meta("s-life", KindPTY)
 	w := e.create(t, m, Options{})
-	if _, err := Create(e.v, e.dir, m, Options{}); err == nil || !strings.Contains(err.Error(), "already exists") {
+	if _, err := Create(e.v, e.st, m, Options{}); err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Fatalf("second recording of one session: %v", err)
 	}
 	s1, err := w.Close()
@@ -485,7 +502,7 @@ func TestWriterLifecycle(t *testing.T) {
 		{SessionID: "s", Tenant: "acme", Kind: KindPTY},
 	}
 	for _, b := range bad {
-		if _, err := Create(e.v, e.dir, b, Options{}); err == nil {
+		if _, err := Create(e.v, e.st, b, Options{}); err == nil {
 			t.Fatalf("Create(%+v) accepted", b)
 		}
 	}
@@ -493,7 +510,9 @@ func TestWriterLifecycle(t *testing.T) {
 
 // TestConcurrentWriters feeds output, input and markers from several
 // goroutines (run with -race) and checks nothing is lost.
-func TestConcurrentWriters(t *testing.T) {
+func TestConcurrentWriters(t *testing.T) { eachStorage(t, testConcurrentWriters) }
+
+func testConcurrentWriters(t *testing.T) {
 	e := newEnv(t)
 	w := e.create(t, e.meta("s-conc", KindPTY), Options{ChunkSize: 1024})
 	var wg sync.WaitGroup
@@ -523,7 +542,7 @@ func TestConcurrentWriters(t *testing.T) {
 	if sum.Events != 1+600 {
 		t.Fatalf("events %d", sum.Events)
 	}
-	r, err := Open(e.v, w.Path())
+	r, err := e.open(w.Path())
 	must(t, err)
 	defer r.Close()
 	vs, err := r.Verify()
@@ -533,7 +552,9 @@ func TestConcurrentWriters(t *testing.T) {
 	}
 }
 
-func TestList(t *testing.T) {
+func TestList(t *testing.T) { eachStorage(t, testList) }
+
+func testList(t *testing.T) {
 	e := newEnv(t)
 	for _, s := range []struct {
 		tenant, id string
@@ -546,23 +567,28 @@ func TestList(t *testing.T) {
 		_, err := w.Close()
 		must(t, err)
 	}
-	hs, err := List(e.dir, "acme")
+	hs, err := ListIn(e.st, "acme")
 	must(t, err)
 	if len(hs) != 2 || hs[0].Session != "s1" || hs[1].Session != "s2" || hs[1].Day != "2026-03-15" || hs[0].Kind != KindPTY || hs[0].Tenant != "acme" {
 		t.Fatalf("list %+v", hs)
 	}
-	// A file moved into another tenant's directory is not listed there.
-	src := Path(e.dir, "globex", e.clock.Now(), "s3")
-	dst := Path(e.dir, "acme", e.clock.Now(), "s3")
-	must(t, os.Rename(src, dst))
-	hs, err = List(e.dir, "acme")
+	// A recording moved into another tenant's place is not listed there.
+	if e.db != nil {
+		_, err := e.db.Exec(`UPDATE recording_objects SET tenant = 'acme' WHERE session = 's3'`)
+		must(t, err)
+	} else {
+		src := Path(e.dir, "globex", e.clock.Now(), "s3")
+		dst := Path(e.dir, "acme", e.clock.Now(), "s3")
+		must(t, os.Rename(src, dst))
+	}
+	hs, err = ListIn(e.st, "acme")
 	if len(hs) != 2 || !isErr(err, ErrCorrupt) {
 		t.Fatalf("moved file: %+v %v", hs, err)
 	}
-	if hs, err := List(e.dir, "initech"); err != nil || len(hs) != 0 {
+	if hs, err := ListIn(e.st, "initech"); err != nil || len(hs) != 0 {
 		t.Fatalf("empty tenant: %v %v", hs, err)
 	}
-	if _, err := List(e.dir, ".."); err == nil {
+	if _, err := ListIn(e.st, ".."); err == nil {
 		t.Fatal("List accepted ..")
 	}
 }
@@ -590,7 +616,7 @@ func TestNoPlaintextAtRest(t *testing.T) {
 			clock := newClock()
 			m := Meta{SessionID: "s-grep", Tenant: "acme", Kind: KindPTY, Started: clock.Now(),
 				Host: "zz-secret-host", Login: "zz-secret-login", Owner: "zz-secret-owner", Term: "xterm"}
-			w, err := Create(v, dir, m, Options{Now: clock.Now, Tick: make(chan time.Time)})
+			w, err := Create(v, Local(dir), m, Options{Now: clock.Now, Tick: make(chan time.Time)})
 			must(t, err)
 			must(t, w.Output([]byte("zz-secret-output")))
 			must(t, w.Input("zz-secret-person", []byte("zz-secret-input")))
@@ -626,7 +652,7 @@ func TestNoPlaintextAtRest(t *testing.T) {
 				t.Fatalf("%d files", files)
 			}
 			// And it reads back with the KEK.
-			evs, err := readAll(t, v, w.Path())
+			evs, err := readFileEvents(t, v, w.Path())
 			if err != nil || outputText(evs) != "zz-secret-output" {
 				t.Fatalf("read back: %v %q", err, outputText(evs))
 			}

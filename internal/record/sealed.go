@@ -13,11 +13,12 @@ import (
 	"hash"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"tandem.dev/tandem/internal/vault"
 )
 
 // Sealed keystrokes: input typed at a secret prompt (IsSecretPrompt) is
@@ -100,10 +101,10 @@ func keystrokes(p []byte) int64 {
 	return n
 }
 
-// sealedWriter writes one sidecar file.
+// sealedWriter writes one sidecar.
 type sealedWriter struct {
-	f       *os.File
-	path    string
+	out     Appender
+	name    string
 	aead    cipher.AEAD
 	hdrHash [sha256.Size]byte
 	seq     uint64
@@ -115,7 +116,7 @@ type sealedWriter struct {
 
 // createSealed starts the sidecar of meta's session. It is created on the
 // first sealed keystroke, so most sessions have none.
-func createSealed(v *Vault, dir string, meta *Meta, noSync bool) (*sealedWriter, error) {
+func createSealed(v *Vault, st Storage, meta *Meta, noSync bool) (*sealedWriter, error) {
 	keyID, key, err := sealedKey(v, meta.Tenant, meta.Started)
 	if err != nil {
 		return nil, err
@@ -125,11 +126,11 @@ func createSealed(v *Vault, dir string, meta *Meta, noSync bool) (*sealedWriter,
 	if err != nil {
 		return nil, err
 	}
-	path := SealedPath(dir, meta.Tenant, meta.Started, meta.SessionID)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	ref := Ref{Sealed: true, Tenant: meta.Tenant, Day: Day(meta.Started), Session: meta.SessionID}
+	if err := shareKey(v, st, vault.Sealed, ref, keyID); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := st.Create(ref)
 	if errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("sealed keystrokes of session %s already exist", meta.SessionID)
 	}
@@ -143,7 +144,7 @@ func createSealed(v *Vault, dir string, meta *Meta, noSync bool) (*sealedWriter,
 		return nil, err
 	}
 	hdr = append(hdr, '\n')
-	s := &sealedWriter{f: f, path: path, aead: aead, hdrHash: sha256.Sum256(hdr), file: sha256.New(), noSync: noSync}
+	s := &sealedWriter{out: f, name: st.Name(ref), aead: aead, hdrHash: sha256.Sum256(hdr), file: sha256.New(), noSync: noSync}
 	if _, err := f.Write(hdr); err != nil {
 		f.Close()
 		return nil, err
@@ -151,10 +152,6 @@ func createSealed(v *Vault, dir string, meta *Meta, noSync bool) (*sealedWriter,
 	s.file.Write(hdr)
 	s.dirty = true
 	if err := s.sync(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -180,7 +177,7 @@ func (s *sealedWriter) seal(person string, d time.Duration, p []byte, final bool
 	fr = s.aead.Seal(fr, nonce, pt, s.ad)
 	clear(pt)
 	binary.BigEndian.PutUint32(fr[:frameLenLen], uint32(len(fr)-frameLenLen))
-	if _, err := s.f.Write(fr); err != nil {
+	if _, err := s.out.Write(fr); err != nil {
 		return 0, fmt.Errorf("write sealed chunk %d: %w", s.seq, err)
 	}
 	s.file.Write(fr)
@@ -194,7 +191,7 @@ func (s *sealedWriter) sync() error {
 	if !s.dirty || s.noSync {
 		return nil
 	}
-	if err := s.f.Sync(); err != nil {
+	if err := s.out.Sync(); err != nil {
 		return fmt.Errorf("sync sealed keystrokes: %w", err)
 	}
 	s.dirty = false
@@ -208,7 +205,7 @@ func (s *sealedWriter) close() (string, error) {
 	if err == nil {
 		err = s.sync()
 	}
-	if cerr := s.f.Close(); err == nil && cerr != nil {
+	if cerr := s.out.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	return hex.EncodeToString(s.file.Sum(nil)), err
@@ -234,12 +231,28 @@ type SealedInput struct {
 // ErrIncomplete if the final chunk is missing (what came before is
 // returned), ErrTampered or ErrCorrupt.
 func OpenSealed(v *Vault, path string) ([]SealedInput, error) {
-	f, err := os.Open(path)
+	obj, err := openFileObject(path)
 	if err != nil {
 		return nil, fmt.Errorf("record: %w", err)
 	}
-	defer f.Close()
-	br := bufio.NewReader(f)
+	defer obj.Close()
+	return readSealed(ring(v, nil), obj, path)
+}
+
+// OpenSealedIn is OpenSealed for the sealed keystrokes of ref's session
+// in s; it is meant for the disclosure process of M15 only.
+func OpenSealedIn(v *Vault, s Storage, ref Ref) ([]SealedInput, error) {
+	ref.Sealed = true
+	obj, err := s.Open(ref)
+	if err != nil {
+		return nil, fmt.Errorf("record: %w", err)
+	}
+	defer obj.Close()
+	return readSealed(ring(v, s), obj, s.Name(ref))
+}
+
+func readSealed(k keyring, obj Object, path string) ([]SealedInput, error) {
+	br := bufio.NewReader(io.NewSectionReader(obj, 0, obj.Size()))
 	line, err := readHeaderLine(br)
 	if err != nil {
 		return nil, fmt.Errorf("record: %s: %w", path, err)
@@ -252,7 +265,7 @@ func OpenSealed(v *Vault, path string) ([]SealedInput, error) {
 	if err := h.validate(); err != nil {
 		return nil, fmt.Errorf("record: %s: %v: %w", path, err, ErrCorrupt)
 	}
-	key, err := sealedKeyByID(v, h.Tenant, h.Day, h.Key)
+	key, err := k.sealed(h.Tenant, h.Day, h.Key)
 	if err != nil {
 		return nil, fmt.Errorf("record: %s: %w", path, err)
 	}
@@ -302,11 +315,31 @@ func OpenSealed(v *Vault, path string) ([]SealedInput, error) {
 // its final chunk (a live session, or one cut by a crash) is read in full
 // and its EvSealed events are added up. Only the data key is used.
 func ReadSealedSummary(v *Vault, path string) (SealedSummary, error) {
-	sum, ok, err := sealedSummaryFromTail(v, path)
+	obj, err := openFileObject(path)
+	if err != nil {
+		return SealedSummary{}, fmt.Errorf("record: %w", err)
+	}
+	return readSealedSummary(ring(v, nil), obj, path)
+}
+
+// ReadSealedSummaryIn is ReadSealedSummary for the recording ref in s.
+func ReadSealedSummaryIn(v *Vault, s Storage, ref Ref) (SealedSummary, error) {
+	ref.Sealed = false
+	obj, err := s.Open(ref)
+	if err != nil {
+		return SealedSummary{}, fmt.Errorf("record: %w", err)
+	}
+	return readSealedSummary(ring(v, s), obj, s.Name(ref))
+}
+
+// readSealedSummary reads obj's summary and closes it.
+func readSealedSummary(k keyring, obj Object, path string) (SealedSummary, error) {
+	sum, ok, err := sealedSummaryFromTail(k, obj, path)
 	if err != nil || ok {
+		obj.Close()
 		return sum, err
 	}
-	r, err := Open(v, path)
+	r, err := openObject(k, obj, path)
 	if err != nil {
 		return SealedSummary{}, err
 	}
@@ -323,17 +356,9 @@ func ReadSealedSummary(v *Vault, path string) (SealedSummary, error) {
 
 // sealedSummaryFromTail reads the summary from the final chunk; ok is
 // false if the file has none.
-func sealedSummaryFromTail(v *Vault, path string) (SealedSummary, bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return SealedSummary{}, false, fmt.Errorf("record: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return SealedSummary{}, false, fmt.Errorf("record: %w", err)
-	}
-	line, err := readHeaderLine(bufio.NewReaderSize(f, maxHeaderLine+1))
+func sealedSummaryFromTail(k keyring, f Object, path string) (SealedSummary, bool, error) {
+	total := f.Size()
+	line, err := readHeaderLine(bufio.NewReaderSize(io.NewSectionReader(f, 0, total), maxHeaderLine+1))
 	if err != nil {
 		return SealedSummary{}, false, fmt.Errorf("record: %s: %w", path, err)
 	}
@@ -346,7 +371,7 @@ func sealedSummaryFromTail(v *Vault, path string) (SealedSummary, bool, error) {
 	}
 	off, last, lastSize, seq := int64(len(line)), int64(-1), uint32(0), uint64(0)
 	var lenBuf [frameLenLen]byte
-	for off+frameLenLen <= st.Size() {
+	for off+frameLenLen <= total {
 		if _, err := f.ReadAt(lenBuf[:], off); err != nil {
 			return SealedSummary{}, false, fmt.Errorf("record: %s: %w", path, err)
 		}
@@ -354,7 +379,7 @@ func sealedSummaryFromTail(v *Vault, path string) (SealedSummary, bool, error) {
 		if size < minChunkBody || size > maxChunkBody {
 			return SealedSummary{}, false, fmt.Errorf("record: %s: chunk %d: length %d out of range: %w", path, seq, size, ErrCorrupt)
 		}
-		if off+frameLenLen+int64(size) > st.Size() {
+		if off+frameLenLen+int64(size) > total {
 			break // cut inside this chunk
 		}
 		last, lastSize = off, size
@@ -364,7 +389,7 @@ func sealedSummaryFromTail(v *Vault, path string) (SealedSummary, bool, error) {
 	if last < 0 {
 		return SealedSummary{}, false, nil
 	}
-	key, err := dataKeyByID(v, h.Tenant, h.Day, h.Key)
+	key, err := k.data(h.Tenant, h.Day, h.Key)
 	if err != nil {
 		return SealedSummary{}, false, fmt.Errorf("record: %s: %w", path, err)
 	}

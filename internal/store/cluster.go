@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// clusterSchema is migration 11: the cluster-wide registry of waiting and
+// clusterSchema is migration 12: the cluster-wide registry of waiting and
 // live shared sessions. Every node publishes the sessions it holds, so
 // that `ssh gw sessions` and `join` on any node find them; the node's
 // heartbeat row says it is alive, and the rows of a node whose heartbeat

@@ -77,6 +77,8 @@ var migrations = []string{
 	cosignSchema,
 	// 12: the cluster-wide registry of shared sessions; see cluster.go.
 	clusterSchema,
+	// 13: recordings on shared storage; see recordings.go.
+	recordingsSchema,
 }
 
 // Store is an open state database. It is safe for concurrent use.

@@ -157,6 +157,65 @@ type Vault struct {
 // Call it before the vault is shared.
 func (v *Vault) SetShredHook(fn func(c Class, tenant, day string) error) { v.onShred = fn }
 
+// AddShredHook is SetShredHook for a further hook: fn runs after the hooks
+// set before it, and Shred fails if any of them fails. Recordings on
+// shared storage use it to destroy the copies of a key other gateways
+// read them with.
+func (v *Vault) AddShredHook(fn func(c Class, tenant, day string) error) {
+	prev := v.onShred
+	if prev == nil {
+		v.onShred = fn
+		return
+	}
+	v.onShred = func(c Class, tenant, day string) error {
+		if err := prev(c, tenant, day); err != nil {
+			return err
+		}
+		return fn(c, tenant, day)
+	}
+}
+
+// KeyFile returns the stored (wrapped) form of the key of class, tenant
+// and day (as Day writes it), as the vault keeps it: what another
+// gateway holding the same KEK opens with OpenKeyFile. It never creates a
+// key; ErrShredded or ErrNoKey when there is none.
+func (v *Vault) KeyFile(c Class, tenant, day string) ([]byte, error) {
+	if err := checkArgs(c, tenant); err != nil {
+		return nil, err
+	}
+	if fileExists(v.tombPath(c, tenant, day)) {
+		return nil, fmt.Errorf("vault: %s %s/%s: %w", c, tenant, day, ErrShredded)
+	}
+	raw, err := os.ReadFile(v.keyPath(c, tenant, day))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("vault: %s %s/%s: %w", c, tenant, day, ErrNoKey)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("vault: read data key: %w", err)
+	}
+	return raw, nil
+}
+
+// OpenKeyFile unwraps a key in the stored form KeyFile returns, kept by
+// another gateway's vault, with this vault's KEK, and returns its id and
+// key. The wrapped key is bound to class, tenant, day and id, so a copy
+// cannot be passed off for another; a different KEK gives ErrKEK. name
+// says where the copy came from, for errors.
+func (v *Vault) OpenKeyFile(c Class, tenant, day string, raw []byte, name string) (string, []byte, error) {
+	if err := checkArgs(c, tenant); err != nil {
+		return "", nil, err
+	}
+	kf, wrapped, err := parseKeyFile(name, raw, tenant, day)
+	if err != nil {
+		return "", nil, err
+	}
+	key, err := unwrapBound(v.kek, wrapped, c, tenant, day, kf.ID, name)
+	if err != nil {
+		return "", nil, err
+	}
+	return kf.ID, key, nil
+}
+
 // Dir is the directory the vault keeps its keys in.
 func (v *Vault) Dir() string { return v.dir }
 
