@@ -54,8 +54,11 @@ func newClusterRecEnv(t *testing.T) (a *recEnv, b *feEnv) {
 		n.cfg.Audit.Origin = "tandem/audit/" + n.name
 		n.cfg.Cluster = config.Cluster{Node: n.name, WitnessKey: filepath.Join(n.dir, "witness.key"), WitnessDir: filepath.Join(n.dir, "witness"),
 			Listen: fmt.Sprintf("127.0.0.1:%d", n.linkPort), LinkKey: filepath.Join(n.dir, "link.key")}
-		// One state for both, on a real PostgreSQL.
+		// One state for both, on a real PostgreSQL, and the recordings
+		// there too, under one key-encryption key.
 		n.cfg.Store = config.Store{Driver: config.StorePostgres, DSN: dsn}
+		n.cfg.Recording.Storage = "store"
+		n.cfg.Recording.KEKFile = filepath.Join(dir, "shared-kek")
 		writeConfig(t, n.config, n.cfg)
 	}
 	// Each node's keys, made and printed as its line for the peers by the
@@ -177,6 +180,10 @@ func TestClusterJoinAcrossNodes(t *testing.T) {
 	}
 
 	cast := a.mustExport(t, id, "rita")
+	// The recording is in the shared store: node b exports the same.
+	if viaB := (&recEnv{feEnv: b}).mustExport(t, id, "rita"); viaB != cast {
+		t.Errorf("the recording exported through node b differs from node a's export")
+	}
 	_, evs := parseCast(t, cast)
 	in := inputByTypist(evs)
 	if !strings.Contains(in["alice"], "ALICE") || strings.Contains(in["alice"], "BOB") {
