@@ -53,6 +53,10 @@ func TestTwoGatewaysOnPostgres(t *testing.T) {
 		c := identityConfig(ndir, port, fmt.Sprintf("127.0.0.1:%d", sshdPort), hostPub, 100)
 		c.Persons = []config.Person{okPerson("alice", alicePub), okPerson("bob", bobPub)}
 		c.Store = config.Store{Driver: config.StorePostgres, DSN: dsn}
+		// The recordings go to PostgreSQL too, through each node's spool:
+		// its restart below must end no live session.
+		c.Recording.Storage = "store"
+		c.Recording.KEKFile = filepath.Join(dir, "shared-kek")
 		n.config = filepath.Join(ndir, "tandem.yaml")
 		writeConfig(t, n.config, c)
 		if i == 0 {

@@ -1,12 +1,17 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"tandem.dev/tandem/internal/backup"
+	"tandem.dev/tandem/internal/clock"
+	"tandem.dev/tandem/internal/monitoring"
+	"time"
 
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/gateway"
@@ -59,12 +64,24 @@ func openVault(cfg *config.Config, create bool) (*record.Vault, error) {
 // newRecorder records into the vault the audit log encrypts with too: one
 // key store, one KEK, for every retention class; into the data directory,
 // or into the storage the cluster shares.
-func newRecorder(cfg *config.Config, v *record.Vault, st *store.Store) (*gateway.Recorder, error) {
+//
+// With shared storage the recordings go through a spool in data_dir
+// (recording-spool), from which the returned uploader, which serve runs,
+// moves them to the database: a recording never waits for PostgreSQL, and
+// a restart of it ends no session. upload is nil without shared storage.
+func newRecorder(cfg *config.Config, v *record.Vault, st *store.Store) (rec *gateway.Recorder, upload *record.SQL, err error) {
 	s, err := recordingStorage(cfg, st, v)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &gateway.Recorder{Vault: v, Dir: recordingsDir(cfg), StreamCap: cfg.Recording.StreamCap, Storage: s}, nil
+	rec = &gateway.Recorder{Vault: v, Dir: recordingsDir(cfg), StreamCap: cfg.Recording.StreamCap}
+	if sq, ok := s.(*record.SQL); ok {
+		if upload, err = sq.WithSpool(filepath.Join(cfg.Gateway.DataDir, "recording-spool")); err != nil {
+			return nil, nil, err
+		}
+		rec.Storage = upload
+	}
+	return rec, upload, nil
 }
 
 // recordingStorage is where cfg keeps recordings: nil for the data
@@ -85,4 +102,30 @@ func recordingStorage(cfg *config.Config, st *store.Store, v *record.Vault) (rec
 		v.AddShredHook(s.ShredKeys)
 	}
 	return s, nil
+}
+
+// spoolLag is how long recordings may wait in the spool before /readyz
+// warns: the shared storage has been away that long, and other nodes do
+// not see them yet.
+const spoolLag = time.Minute
+
+func spoolCheck(s *record.SQL) monitoring.Check {
+	return monitoring.Check{Name: "recording-spool", Warn: true, Run: func(context.Context) error {
+		if n, oldest := s.Spooled(); n > 0 && clock.Now().Sub(oldest) > spoolLag {
+			return fmt.Errorf("%d recording(s) wait in the spool for the shared storage since %s", n, oldest.UTC().Format(time.RFC3339))
+		}
+		return nil
+	}}
+}
+
+// spoolWarner logs the uploader's failures at most every half minute: it
+// retries every second while the database is away.
+func spoolWarner(log *slog.Logger) func(error) {
+	var last time.Time
+	return func(err error) {
+		if now := time.Now(); now.Sub(last) >= 30*time.Second {
+			last = now
+			log.Warn("recordings wait in the spool until the shared storage takes them; sessions go on", "err", err)
+		}
+	}
 }

@@ -156,7 +156,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 		return fmt.Errorf("state store: %w", err)
 	}
 	defer st.Close()
-	rec, err := newRecorder(cfg, keyStore, st)
+	rec, upload, err := newRecorder(cfg, keyStore, st)
 	if err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
@@ -258,6 +258,11 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 	if cosigner != nil { // so is the witnessing of the peers
 		retained.Add(1)
 		go func() { defer retained.Done(); cosigner.Run(ctx, cosignEvery) }()
+	}
+	if upload != nil { // and the upload of spooled recordings
+		mon.health.Add(spoolCheck(upload))
+		retained.Add(1)
+		go func() { defer retained.Done(); upload.RunUploader(ctx, time.Second, spoolWarner(log)) }()
 	}
 	retained.Add(1) // and so is the watchdog's ping
 	go func() {

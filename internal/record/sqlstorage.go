@@ -22,15 +22,17 @@ var ErrUnavailable = errors.New("the shared recording storage (PostgreSQL) is un
 // SQL keeps recordings in the cluster's PostgreSQL database, so that every
 // gateway reads what any of them recorded (recording.storage: store,
 // docs/HA.md). The tables are created by the state store's migrations
-// (internal/store, migration 12):
+// (internal/store, migration 13):
 //
 //	recording_objects        one row per recording or sealed sidecar
 //	recording_parts          its bytes: one row per synced flush, in order
 //	recording_keys           copies of the data keys (wrapped by the KEK)
 //	recording_keys_destroyed the days whose keys were shredded
 //
-// A part is written when the Writer syncs (every second, and at the end)
-// and is durable when its INSERT commits, as a file is after fsync; parts
+// A part is written when the Writer syncs (every second, and at the end):
+// into the spool, synced there, and moved by the uploader (spool.go), or,
+// without a spool, straight into the database, durable when its INSERT
+// commits, as a file is after fsync; parts
 // hold exactly the bytes a file would (ciphertext and the plaintext
 // header line without personal data). Rows are never updated, so a
 // recording is append-only here too.
@@ -39,12 +41,21 @@ type SQL struct {
 	where     string        // "PostgreSQL", for names and errors
 	timeout   time.Duration // per statement
 	published sync.Map      // "class/tenant/day/id" of keys already copied
+
+	// spool, when set (WithSpool), takes the parts first; the uploader
+	// moves them to the database (spool.go).
+	spool    string
+	kick     chan struct{}
+	writing  sync.Map        // ids of the objects this process appends to
+	upMu     sync.Mutex      // one upload pass at a time; guards uploaded
+	uploaded map[int64]int64 // per spooled object, the file offset already in the database
 }
 
 // Bounds of the SQL storage.
 const (
 	// sqlTimeout bounds each statement: a database that hangs fails the
-	// recording (and so ends its session) rather than holding its output.
+	// recording's start (and so refuses its session), and without a spool
+	// its syncs, rather than holding its output.
 	sqlTimeout = 5 * time.Second
 	// sqlPartMax is the most a recording buffers between syncs before it
 	// writes a part anyway: a burst of output costs memory up to this, not
@@ -100,7 +111,15 @@ func (s *SQL) Create(ref Ref) (Appender, error) {
 	if err != nil {
 		return nil, s.unavailable("create "+s.Name(ref), err)
 	}
-	return &sqlAppender{s: s, id: id, name: s.Name(ref)}, nil
+	a := &sqlAppender{s: s, id: id, name: s.Name(ref)}
+	if s.spool != "" {
+		s.writing.Store(id, true)
+		if a.sf, err = createSpoolFile(s.spoolPath(id)); err != nil {
+			s.writing.Delete(id)
+			return nil, err
+		}
+	}
+	return a, nil
 }
 
 // sqlAppender buffers what the Writer writes and stores it as one part
@@ -115,6 +134,7 @@ type sqlAppender struct {
 	pos     int64
 	pending []byte
 	closed  bool
+	sf      *spoolFile // nil without a spool: parts go straight to the database
 }
 
 func (a *sqlAppender) Write(p []byte) (int, error) {
@@ -123,36 +143,58 @@ func (a *sqlAppender) Write(p []byte) (int, error) {
 	}
 	a.pending = append(a.pending, p...)
 	if len(a.pending) >= sqlPartMax {
-		if err := a.store(); err != nil {
+		if err := a.store(false, false); err != nil {
 			return 0, err
 		}
 	}
 	return len(p), nil
 }
 
-func (a *sqlAppender) Sync() error { return a.store() }
+func (a *sqlAppender) Sync() error { return a.store(true, false) }
 
 func (a *sqlAppender) Close() error {
 	if a.closed {
 		return nil
 	}
-	err := a.store()
+	err := a.store(true, true)
+	if a.sf != nil {
+		if cerr := a.sf.f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("record: spool: %w", cerr)
+		}
+		a.s.writing.Delete(a.id)
+		a.s.wake()
+	}
 	a.closed = true
 	a.pending = nil
 	return err
 }
 
-// store inserts what is pending as the next part; the part is durable
-// when the INSERT returns (a commit).
-func (a *sqlAppender) store() error {
-	if len(a.pending) == 0 {
+// store writes what is pending as the next part: into the spool (synced
+// when sync is set, the uploader woken), or straight into the database,
+// durable when the INSERT returns (a commit). last marks the object's
+// last part in the spool, also when nothing is pending.
+func (a *sqlAppender) store(sync, last bool) error {
+	if len(a.pending) == 0 && !(last && a.sf != nil) {
 		return nil
 	}
-	ctx, cancel := a.s.ctx()
-	defer cancel()
-	if _, err := a.s.db.ExecContext(ctx, `INSERT INTO recording_parts (object, seq, pos, data) VALUES ($1, $2, $3, $4)`,
-		a.id, a.seq, a.pos, a.pending); err != nil {
-		return a.s.unavailable("store "+a.name, err)
+	if a.sf != nil {
+		fr := frame{seq: a.seq, pos: a.pos, data: a.pending}
+		if last {
+			fr.flags = frameClosed
+		}
+		if err := a.sf.put(fr, sync); err != nil {
+			return err
+		}
+		if sync {
+			a.s.wake()
+		}
+	} else {
+		ctx, cancel := a.s.ctx()
+		defer cancel()
+		if _, err := a.s.db.ExecContext(ctx, `INSERT INTO recording_parts (object, seq, pos, data) VALUES ($1, $2, $3, $4)`,
+			a.id, a.seq, a.pos, a.pending); err != nil {
+			return a.s.unavailable("store "+a.name, err)
+		}
 	}
 	a.seq++
 	a.pos += int64(len(a.pending))

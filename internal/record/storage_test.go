@@ -2,6 +2,7 @@ package record
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -211,7 +212,13 @@ func crashChild() {
 		if err != nil {
 			fail(err)
 		}
-		s = NewSQL(db)
+		sq := NewSQL(db)
+		if spool := os.Getenv("TANDEM_RECORD_CRASH_SPOOL"); spool != "" {
+			if sq, err = sq.WithSpool(spool); err != nil {
+				fail(err)
+			}
+		}
+		s = sq
 	}
 	w, err := Create(v, s, Meta{SessionID: "s-killed", Tenant: "acme", Kind: KindPTY, Started: time.Now()}, Options{Tick: make(chan time.Time)})
 	if err != nil {
@@ -234,12 +241,23 @@ func crashChild() {
 // TestCrashAfterSyncedFlush kills a recording process with SIGKILL right
 // after a synced flush: everything synced is readable, and the recording
 // says it is incomplete.
-func TestCrashAfterSyncedFlush(t *testing.T) { eachStorage(t, testCrashAfterSyncedFlush) }
+func TestCrashAfterSyncedFlush(t *testing.T) {
+	eachStorage(t, func(t *testing.T) { testCrashAfterSyncedFlush(t, "") })
+	// Through the spool: what was synced is in the spool file, and the
+	// uploader of the next start puts it into the database.
+	t.Run("postgres with spool", func(t *testing.T) {
+		prev := backendNow
+		backendNow = "postgres"
+		defer func() { backendNow = prev }()
+		testCrashAfterSyncedFlush(t, filepath.Join(t.TempDir(), "spool"))
+	})
+}
 
-func testCrashAfterSyncedFlush(t *testing.T) {
+func testCrashAfterSyncedFlush(t *testing.T, spool string) {
 	e := newEnv(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+e.dir, "TANDEM_RECORD_CRASH_KEK="+e.kek, "TANDEM_RECORD_CRASH_DSN="+e.dsn)
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+e.dir, "TANDEM_RECORD_CRASH_KEK="+e.kek, "TANDEM_RECORD_CRASH_DSN="+e.dsn,
+		"TANDEM_RECORD_CRASH_SPOOL="+spool)
 	out, err := cmd.StdoutPipe()
 	must(t, err)
 	cmd.Stderr = os.Stderr
@@ -263,6 +281,14 @@ func testCrashAfterSyncedFlush(t *testing.T) {
 	must(t, cmd.Process.Signal(syscall.SIGKILL))
 	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
 		t.Fatalf("child ended with %v, want killed", err)
+	}
+	if spool != "" {
+		sq, err := NewSQL(e.db).WithSpool(spool)
+		must(t, err)
+		must(t, sq.Upload(context.Background()))
+		if n, _ := sq.Spooled(); n != 0 {
+			t.Fatalf("the crashed recording's spool file is still there after the upload (%d)", n)
+		}
 	}
 	evs, err := readAll(t, e, name)
 	if !isErr(err, ErrIncomplete) {
