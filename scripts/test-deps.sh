@@ -3,15 +3,17 @@
 # (server and clients), rsync, tmux, Ansible, asciinema, sudo, an SMTP
 # server with STARTTLS (python3-aiosmtpd, for the DPO notice test),
 # promtool (Debian package prometheus, which checks the metrics and alert
-# rules), rsyslog with its TLS driver and openssl (the central log tests).
+# rules), rsyslog with its TLS driver and openssl (the central log tests),
+# headless chromium and pdftotext (poppler-utils: the evidence report
+# rendered and printed to PDF).
 # Quiet and
 # idempotent when everything is present. As root it installs what is
 # missing with apt-get; otherwise it prints the command and fails, because
 # under CI=true a missing program fails the tests anyway.
 set -euo pipefail
 
-packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo python3-aiosmtpd prometheus rsyslog rsyslog-gnutls openssl)
-programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema sudo promtool rsyslogd openssl)
+packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo python3-aiosmtpd prometheus rsyslog rsyslog-gnutls openssl chromium poppler-utils)
+programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema sudo promtool rsyslogd openssl chromium pdftotext)
 
 # have reports whether a program is installed; sshd lives in /usr/sbin,
 # which is often not in a non-root PATH.

@@ -42,6 +42,9 @@ import (
 // whose class is in classes, from the data keys of keys. A part whose key
 // is gone (shredded) is left out; the reader sees it as not disclosed.
 func Disclose(raw []byte, keys KeyReader, classes ...vault.Class) (map[vault.Class][]byte, error) {
+	if !isV2(raw) {
+		return nil, nil // a v1 record is in clear: nothing to disclose
+	}
 	w, err := parseV2(raw)
 	if err != nil {
 		return nil, err
@@ -84,11 +87,13 @@ func Disclose(raw []byte, keys KeyReader, classes ...vault.Class) (map[vault.Cla
 }
 
 // OpenDisclosed decodes the v2 record raw with the subkeys Disclose gave;
-// parts without one are listed as unreadable (ReasonNotDisclosed). Like
-// DecodeRecord it refuses a record not in canonical form.
+// parts without one are listed as unreadable (ReasonNotDisclosed). A v1
+// record is all in clear. Like DecodeRecord it refuses a record not in
+// canonical form.
 func OpenDisclosed(raw []byte, subkeys map[vault.Class][]byte) (uint64, Event, []Unreadable, error) {
 	if !isV2(raw) {
-		return 0, Event{}, nil, errors.New("decode record: not a v2 record")
+		idx, e, err := decodeV1(raw)
+		return idx, e, nil, err
 	}
 	return decodeV2With(raw, subkeyOpener(subkeys))
 }
@@ -168,7 +173,8 @@ func VerifyInclusion(raw []byte, index, size uint64, hashes [][]byte, root []byt
 		return fmt.Errorf("record claims index %d, proof is for %d", idx, index)
 	}
 	if err := proof.VerifyInclusion(hasher, index, size, leaf, hashes, root); err != nil {
-		return fmt.Errorf("inclusion: %w", err)
+		// The library's message spans lines with both hashes; one line says it.
+		return errors.New("inclusion: the proof does not lead from the record to the checkpoint's root")
 	}
 	return nil
 }

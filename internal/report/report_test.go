@@ -1,0 +1,310 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/vault"
+)
+
+var day0 = time.Date(2030, 5, 1, 9, 0, 0, 0, time.UTC)
+
+// testLog is a log with events of acme (the tenant reported on), of
+// globex (another tenant) and of no tenant, appended with the typed
+// constructors as the gateway writes them.
+type testLog struct {
+	dir, witness, key string
+	keys              *vault.Vault
+}
+
+func newTestLog(t testing.TB, events ...audit.Event) *testLog {
+	t.Helper()
+	base := t.TempDir()
+	kek := filepath.Join(base, "kek")
+	if err := vault.GenerateFileKEK(kek); err != nil {
+		t.Fatal(err)
+	}
+	k, err := vault.FileKEK(kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := vault.Open(filepath.Join(base, "vault"), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, _, err := audit.GenerateSigningKey("tandem/audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := &testLog{dir: filepath.Join(base, "audit"), witness: filepath.Join(base, "witness"), key: sk.Verifier(), keys: v}
+	var mu sync.Mutex
+	clock := day0
+	l, err := audit.Open(audit.Options{Dir: tl.dir, Key: sk, Keys: v, WitnessFile: tl.witness, Now: func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		clock = clock.Add(time.Minute)
+		return clock
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if err := l.Append(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil { // signs a last checkpoint
+		t.Fatal(err)
+	}
+	return tl
+}
+
+func yes() *bool { b := true; return &b }
+
+// scenario is a four-eyes session with a second person, a session under a
+// request ended by a lock, a refusal, an export, a key destruction — and
+// globex's and the gateway's own events in between.
+func scenario() []audit.Event {
+	acme := audit.Target{Person: "alice", Source: "192.0.2.7:5000", Session: "s1", Tenant: "acme", Host: "db1", Login: "root"}
+	req := audit.Target{Person: "dave", Source: "192.0.2.8:5000", Session: "s2", Tenant: "acme", Host: "web1", Login: "deploy", Request: "r42"}
+	other := audit.Target{Person: "gustav", Source: "198.51.100.9:4000", Session: "g1", Tenant: "globex", Host: "gx1", Login: "root"}
+	zero := uint32(0)
+	return []audit.Event{
+		audit.AuthSuccessEvent{Conn: audit.Conn{Person: "alice"}, Method: "publickey", Key: "SHA256:alice"}.Event(),
+		audit.SessionStartEvent{Target: acme, Action: "shell", Mode: "jump", FourEyes: yes()}.Event(),
+		audit.SessionStateEvent{State: audit.SessionWaiting, Target: acme, Reason: "waiting for a second person"}.Event(),
+		audit.SessionStartEvent{Target: other, Action: "shell", Mode: "user"}.Event(),
+		audit.SessionJoinEvent{Target: acme, Participant: "bob", Mode: "peer"}.Event(),
+		audit.SessionStateEvent{State: audit.SessionLive, Target: acme, Reason: "bob joined"}.Event(),
+		audit.SessionStartEvent{Target: req, Action: "exec", Mode: "user", Command: "uptime"}.Event(),
+		audit.SessionDeniedEvent{Target: audit.Target{Person: "mallory", Tenant: "acme", Host: "db1", Login: "root"}, Reason: "no grant for root on db1"}.Event(),
+		audit.SessionDeniedEvent{Target: audit.Target{Person: "gustav", Tenant: "globex", Host: "gx1", Login: "root"}, Reason: "globex-secret-reason"}.Event(),
+		audit.LockEvent{Person: "dave", By: "alice", Reason: "left the company"}.Event(),
+		audit.SessionEndEvent{Target: req, Reason: "locked by alice: left the company"}.Event(),
+		audit.SessionLeaveEvent{Target: acme, Participant: "bob", Reason: "left"}.Event(),
+		audit.SessionEndEvent{Target: acme, Reason: "target closed", ExitStatus: &zero, RecordingSummary: &audit.RecordingSummary{Path: "x", SHA256: strings.Repeat("ab", 32)}}.Event(),
+		audit.RecordingExportEvent{Recording: audit.Recording{Person: "rita", Session: "s1", Tenant: "acme", Host: "db1", Owner: "alice"}}.Event(),
+		audit.SessionEndEvent{Target: other}.Event(),
+		audit.KeyDestroyedEvent{Tenant: "acme", Class: "operational", Day: "2030-03-01", KeyID: "k1", Reason: "operational period ended"}.Event(),
+	}
+}
+
+func build(t testing.TB, tl *testLog) []byte {
+	t.Helper()
+	ev, err := Build(Options{AuditDir: tl.dir, Keys: tl.keys, Tenant: "acme", From: day0, To: day0, Now: day0.Add(24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := Render(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return page
+}
+
+func TestReportFigures(t *testing.T) {
+	tl := newTestLog(t, scenario()...)
+	page := build(t, tl)
+	ev, err := Extract(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := ev.Figures
+	if f.Sessions != 2 || f.FourEyesSessions != 1 || f.Refused != 1 || f.EndedFromOutside != 1 || f.RecordingAccess != 1 || f.RetentionActions != 1 {
+		t.Fatalf("figures: %+v", f)
+	}
+	var s1 Session
+	for _, s := range f.SessionList {
+		if s.ID == "s1" {
+			s1 = s
+		}
+	}
+	if s1.Owner != "alice" || len(s1.Joins) != 1 || s1.Joins[0].Person != "bob" || s1.Joins[0].Left == "" || s1.Live == "" || s1.Exit != "0" {
+		t.Fatalf("four-eyes session: %+v", s1)
+	}
+	if len(f.Requests) != 1 || f.Requests[0].Request != "r42" || f.Ended[0].Reason != "locked by alice: left the company" {
+		t.Fatalf("requests/ended: %+v %+v", f.Requests, f.Ended)
+	}
+	// Every claim cites records, and every cited record is embedded.
+	have := map[uint64]bool{}
+	for _, r := range ev.Records {
+		have[r.Index] = true
+	}
+	for _, c := range append(f.SessionsPerDay, f.RefusedByReason...) {
+		for _, r := range c.Refs {
+			if !have[r] {
+				t.Fatalf("%s cites record %d, which is not embedded", c.Label, r)
+			}
+		}
+	}
+	for _, want := range []string{"<svg", "Zugangskontrolle", "Trennungsgebot", `href="#r`, "no grant for root on db1"} {
+		if !bytes.Contains(page, []byte(want)) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if c, err := Verify(page, tl.key, tl.witness); err != nil || c.Records != len(ev.Records) || !c.Witnessed {
+		t.Fatalf("verify: %+v %v", c, err)
+	}
+}
+
+// Nothing of another tenant, and nothing without a tenant, is in the
+// report: not in the page, not in the evidence.
+func TestReportHoldsOnlyTheTenant(t *testing.T) {
+	tl := newTestLog(t, scenario()...)
+	page := build(t, tl)
+	for _, leak := range []string{"gustav", "globex", "gx1", "globex-secret-reason", "198.51.100.9", "192.0.2.7", "uptime", "SHA256:alice"} {
+		if bytes.Contains(page, []byte(leak)) {
+			t.Errorf("the page shows %q", leak)
+		}
+	}
+	ev, _ := Extract(page)
+	for _, r := range ev.Records {
+		_, e, _, err := audit.OpenDisclosed([]byte(r.Raw), r.Keys)
+		if err != nil || e.Tenant != "acme" {
+			t.Fatalf("record %d: tenant %q %v", r.Index, e.Tenant, err)
+		}
+		if e.Source != "" || e.Attrs[audit.KeyCommand] != "" {
+			t.Fatalf("record %d discloses more than its admin part: %+v", r.Index, e)
+		}
+	}
+	// A report that slips in a record of globex — genuine, with a valid
+	// proof — is refused.
+	other := forged(t, tl, func(ev *Evidence) {
+		var g audit.Record
+		_ = audit.Read(tl.dir, audit.Filter{Tenant: "globex"}, func(r audit.Record) error { g = r; return nil })
+		cp, _ := audit.LatestCheckpoint(tl.dir)
+		paths, err := cp.Prove(tl.dir, []uint64{g.Index})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, _ := audit.Disclose(g.Raw, tl.keys, vault.Admin)
+		ev.Records = append(ev.Records, Record{Index: g.Index, Raw: string(g.Raw), Keys: keys, Path: paths[g.Index]})
+		sortRecords(ev.Records)
+	}, false)
+	if _, err := Verify(other, tl.key, ""); err == nil || !strings.Contains(err.Error(), "not of tenant acme") {
+		t.Fatalf("a record of globex passed: %v", err)
+	}
+}
+
+// forged decodes the page's evidence, changes it, and renders it again
+// (rederive: with the figures derived again, as a forger would).
+func forged(t *testing.T, tl *testLog, change func(*Evidence), keepFigures bool) []byte {
+	t.Helper()
+	ev, err := Extract(build(t, tl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	change(ev)
+	if !keepFigures {
+		if opened, err := ev.open(); err == nil {
+			ev.Figures = Derive(opened)
+		}
+	}
+	js, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := Render(ev)
+	if err != nil { // a record the renderer cannot open: splice the JSON in by hand
+		page = build(t, tl)
+		old, _ := Extract(page)
+		oldJS, _ := json.Marshal(old)
+		page = bytes.Replace(page, oldJS, js, 1)
+	}
+	return page
+}
+
+func sortRecords(rs []Record) {
+	for i := 1; i < len(rs); i++ {
+		for j := i; j > 0 && rs[j].Index < rs[j-1].Index; j-- {
+			rs[j], rs[j-1] = rs[j-1], rs[j]
+		}
+	}
+}
+
+// Verify fails after one record, one proof, one figure or one line of the
+// page is changed, and with a key that did not sign.
+func TestReportVerifyCatchesTampering(t *testing.T) {
+	tl := newTestLog(t, scenario()...)
+	page := build(t, tl)
+	if _, err := Verify(page, tl.key, tl.witness); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]struct {
+		page []byte
+		want string
+	}{
+		"a figure in the page": {
+			bytes.Replace(page, []byte(`<td>Four-eyes sessions</td><td class="n">1</td>`), []byte(`<td>Four-eyes sessions</td><td class="n">2</td>`), 1),
+			"not what the evidence renders to"},
+		"a figure in the evidence and the page": {forged(t, tl, func(ev *Evidence) { ev.Figures.FourEyesSessions = 2 }, true), "figures are not what the records give"},
+		"a record": {forged(t, tl, func(ev *Evidence) {
+			r := &ev.Records[0]
+			r.Raw = strings.Replace(r.Raw, `"type":"session.start"`, `"type":"session.denied"`, 1)
+		}, false), "record"},
+		"a proof":                      {forged(t, tl, func(ev *Evidence) { ev.Records[2].Path[0][0] ^= 1 }, false), "inclusion"},
+		"a record left out of a count": {forged(t, tl, func(ev *Evidence) { ev.Figures.SessionsPerDay[0].Refs = ev.Figures.SessionsPerDay[0].Refs[1:] }, true), "figures"},
+		"a subkey": {forged(t, tl, func(ev *Evidence) {
+			for _, r := range ev.Records {
+				if k := r.Keys[vault.Admin]; k != nil {
+					k[0] ^= 1
+					return
+				}
+			}
+		}, false), "does not open"},
+		"the checkpoint": {forged(t, tl, func(ev *Evidence) {
+			ev.Checkpoint = strings.Replace(ev.Checkpoint, "\n\n", "\nx\n\n", 1)
+		}, false), "checkpoint"},
+	}
+	for name, c := range cases {
+		if bytes.Equal(c.page, page) {
+			t.Fatalf("%s: the change did not change the page", name)
+		}
+		_, err := Verify(c.page, tl.key, "")
+		t.Logf("%s: %v", name, err)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: verify said %v, want an error with %q", name, err, c.want)
+		}
+	}
+	stranger, _, _ := audit.GenerateSigningKey("tandem/audit")
+	if _, err := Verify(page, stranger.Verifier(), ""); err == nil {
+		t.Error("a key that did not sign the checkpoint verified the report")
+	}
+	empty := filepath.Join(t.TempDir(), "witness")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(page, tl.key, empty); err == nil || !strings.Contains(err.Error(), "witness") {
+		t.Errorf("a witness without the checkpoint: %v", err)
+	}
+}
+
+// FuzzExtract: a report file is input from outside (an auditor runs
+// verify on what they were sent); no bytes may crash the reader, and
+// nothing but a genuine report verifies.
+func FuzzExtract(f *testing.F) {
+	tl := newTestLog(f, scenario()...)
+	page := build(f, tl)
+	f.Add(page)
+	f.Add([]byte(evidenceOpen + `{"format":1}` + evidenceClose))
+	f.Add([]byte(evidenceOpen + `{"format":1,"records":[{"index":0,"record":"{}","path":[]}]}` + evidenceClose))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ev, err := Extract(b)
+		if err != nil {
+			return
+		}
+		if _, err := Verify(b, tl.key, ""); err == nil && !bytes.Equal(b, page) {
+			if again, err := Render(ev); err != nil || !bytes.Equal(again, b) {
+				t.Fatalf("a page that is not its own rendering verified")
+			}
+		}
+	})
+}
