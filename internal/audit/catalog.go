@@ -168,6 +168,16 @@ var specs = []Spec{
 		PersonRole: "holder", PersonDoc: "the first holder whose share was used (the others in co_holders)"},
 	{Type: BackupCreated, builder: BackupCreatedEvent{}, Measures: ms("M21"),
 		When: "A backup of the data directory was written and checked: by `tandem serve` on its schedule (`backup.every`) or by `tandem backup`."},
+
+	// Audits.
+	{Type: ReportCreated, builder: ReportCreatedEvent{}, Measures: ms("M24", "M13"),
+		When:       "`tandem report` wrote an evidence report of a tenant or an access report of a person; queued through the state store before the file is written.",
+		PersonRole: "subject", PersonDoc: "the person an access report is about"},
+	{Type: ReviewSampled, builder: ReviewSampledEvent{}, Measures: ms("M29"),
+		When: "`tandem review sample` drew sessions and access requests of a tenant at random for review; queued through the state store."},
+	{Type: ReviewVerdict, builder: ReviewVerdictEvent{}, Measures: ms("M29"),
+		When:       "A reviewer recorded a verdict on a drawn session or request (`ssh gw review record`); stored before the command answers.",
+		PersonRole: "reviewer", PersonDoc: "who reviewed"},
 }
 
 func ms(ids ...string) []string { return ids }

@@ -83,6 +83,12 @@ const (
 	BreakglassUsed Type = "breakglass.used"
 	// BackupCreated: a backup of the data directory was written (M21).
 	BackupCreated Type = "backup.created"
+	// ReportCreated (M24): an evidence report of a tenant or an access
+	// report of a person was written.
+	ReportCreated Type = "report.created"
+	// Spot checks (M29): items drawn for review, and a reviewer's verdict.
+	ReviewSampled Type = "review.sampled"
+	ReviewVerdict Type = "review.verdict"
 )
 
 // Event is one audit record. Fields that do not apply stay empty. Source

@@ -713,3 +713,44 @@ type BackupCreatedEvent struct {
 }
 
 func (b BackupCreatedEvent) Event() Event { return build(BackupCreated, b) }
+
+// ReportCreatedEvent: a report of the audit log left the gateway as a
+// file: an evidence report of a tenant, or an access report of a person.
+type ReportCreatedEvent struct {
+	Person  string `field:"person" doc:"the person an access report is about (kind person)"`
+	Tenant  string `field:"tenant" doc:"the tenant an evidence report is about (kind tenant)"`
+	Kind    string `attr:"kind" doc:"tenant (an evidence report, tandem report --tenant) or person (an access report, tandem report --person)"`
+	Period  string `attr:"period,omitempty" doc:"the days reported on, FROM..TO (UTC, both included)"`
+	Records int    `attr:"records" doc:"audit records the report holds or drew on"`
+	SHA256  string `attr:"sha256,omitempty" doc:"SHA-256 (hex) of the file written (the HTML of an evidence report)"`
+	Actor   string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran tandem report (local:USER)"`
+}
+
+func (b ReportCreatedEvent) Event() Event { return build(ReportCreated, b) }
+
+// ReviewSampledEvent: a spot check drew sessions and access requests of
+// a tenant at random for review.
+type ReviewSampledEvent struct {
+	Tenant   string `field:"tenant" doc:"the tenant whose sessions and requests were drawn"`
+	Period   string `attr:"period" doc:"the days drawn from, FROM..TO (UTC, both included)"`
+	Seed     string `attr:"seed" doc:"the seed: the same seed over the same records draws the same items"`
+	Count    int    `attr:"count" doc:"items drawn"`
+	Sessions string `attr:"sampled_sessions,omitempty" doc:"the sessions drawn, comma-separated"`
+	Requests string `attr:"sampled_requests,omitempty" doc:"the access requests drawn, comma-separated"`
+	Actor    string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran tandem review sample (local:USER)"`
+}
+
+func (b ReviewSampledEvent) Event() Event { return build(ReviewSampled, b) }
+
+// ReviewVerdictEvent: a reviewer recorded a verdict on a drawn session or
+// access request (ssh gw review record).
+type ReviewVerdictEvent struct {
+	Conn
+	Tenant  string `field:"tenant" doc:"the tenant of the session or request"`
+	Session string `field:"session" doc:"the session reviewed"`
+	Request string `field:"request" doc:"the access request reviewed"`
+	Verdict string `attr:"verdict" doc:"ok or finding"`
+	Note    string `attr:"note,omitempty" doc:"the reviewer's note"`
+}
+
+func (b ReviewVerdictEvent) Event() Event { return build(ReviewVerdict, b) }
