@@ -46,16 +46,48 @@ func TestReportEvidence(t *testing.T) {
 	if !dave.waitExit(30 * time.Second) {
 		e.fail(t, []*feTerm{dave}, "the lock did not end dave's session")
 	}
+	// The reload gives carol (watcher) audit rights for the tenant, so
+	// she can review; it is also a configuration change (config.change).
+	cfg, err := config.Load(e.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range cfg.Roles {
+		if cfg.Roles[i].ID == "watcher" {
+			cfg.Roles[i].Allow[0].Audit = true
+		}
+	}
+	writeConfig(t, e.Config, cfg)
 	if out, errOut, err := e.GW.Run(t, "reload", "--config", e.Config, "--by", "alice"); err != nil {
 		t.Fatalf("tandem reload: %v\n%s%s", err, out, errOut)
 	}
 
+	// A spot check: draw both sessions, then carol's verdicts. The draw
+	// reaches the log through the store's outbox, so her first try may
+	// come before it.
+	today := time.Now().UTC().Format(time.DateOnly)
+	out, errOut, err := e.GW.Run(t, "review", "sample", "--config", e.Config, "--tenant", tenant, "--period", today, "--count", "5", "--seed", "42")
+	if err != nil || !strings.Contains(out, "drawn 2 of 2") || !strings.Contains(out, "ssh -t gw replay "+id) {
+		t.Fatalf("tandem review sample: %v\n%s%s", err, out, errOut)
+	}
+	again, _, _ := e.GW.Run(t, "review", "sample", "--config", e.Config, "--tenant", tenant, "--period", today, "--count", "5", "--seed", "42")
+	if again != out {
+		t.Errorf("the same seed drew differently:\n%s\n%s", out, again)
+	}
+	if r := e.clients["alice"].SSH(t, "gw", "review", "record", id, "--verdict", "ok"); r.Code == 0 || !strings.Contains(r.Stderr, "may not review") {
+		t.Errorf("alice reviewed her own session: %s", r)
+	}
+	var r testenv.Result
+	if !testenv.WaitFor(20*time.Second, func() bool {
+		r = e.clients["carol"].SSH(t, "gw", "review", "record", id, "--verdict", "finding", "--note", "no ticket named")
+		return r.Code == 0
+	}) {
+		t.Fatalf("carol's verdict: %s\n%s", r, e.GW.Tail())
+	}
+
 	dir := mkdir(t, e.Dir, "report")
 	html, pdf := filepath.Join(dir, "nord.html"), filepath.Join(dir, "nord.pdf")
-	today := time.Now().UTC().Format(time.DateOnly)
 	args := []string{"report", "--config", e.Config, "--tenant", tenant, "--from", today, "--to", today, "--out", html, "--pdf", pdf}
-	var out, errOut string
-	var err error
 	// The gateway signs a checkpoint over the last records within
 	// audit.checkpoint_every; until then the report says to wait.
 	if !testenv.WaitFor(60*time.Second, func() bool {
@@ -80,6 +112,7 @@ func TestReportEvidence(t *testing.T) {
 		"sessions per host cite records":                 `<td>db1</td><td class="n">1</td><td><a class="ref" href="#r\d+">`,
 		"the headline":                                   `<td>Four-eyes sessions</td><td class="n">1</td>`,
 		"the appendix":                                   `<tr id="r\d+"><td class="n">\d+</td><td>\S+</td><td>session.join</td><td>alice</td>`,
+		"carol's verdict":                                `<td>session</td><td><code>` + id + `</code></td><td>\S+ <a class="ref" href="#r\d+">#\d+</a></td><td>carol: <b>finding</b> \(no ticket named\)`,
 	} {
 		if !regexp.MustCompile(re).Match(page) {
 			t.Errorf("the report lacks %s (%s)", name, re)
@@ -97,10 +130,6 @@ func TestReportEvidence(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeTestFile(t, pub, key)
-	cfg, err := config.Load(e.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
 	verify := func(file string) (string, error) {
 		o, eo, err := e.GW.Run(t, "report", "verify", file, "--pubkey", pub, "--witness", cfg.Audit.WitnessFile)
 		return o + eo, err
@@ -162,6 +191,21 @@ func TestReportEvidence(t *testing.T) {
 	}
 	if !bytes.Contains(page, []byte(`<svg`)) || !bytes.Contains(page, []byte(`class="bar"`)) {
 		t.Error("the page has no chart")
+	}
+
+	// The access report of bob: his join of alice's session, alice as
+	// another person.
+	art15, errOut, err := e.GW.Run(t, "report", "--config", e.Config, "--person", "bob")
+	if err != nil || !strings.Contains(art15, "session.join [joiner]") || !strings.Contains(art15, "person=(another person)") || strings.Contains(art15, "alice") {
+		t.Errorf("tandem report --person bob: %v\n%s%s", err, art15, errOut)
+	}
+	// Both reports and the draw are in the audit log.
+	if !testenv.WaitFor(20*time.Second, func() bool {
+		o, _, _ := e.GW.Run(t, "audit", "show", "--config", e.Config, "--type", "report.created,review.sampled")
+		return strings.Count(o, "report.created") >= 2 && strings.Count(o, "review.sampled") >= 2
+	}) {
+		o, _, _ := e.GW.Run(t, "audit", "show", "--config", e.Config, "--type", "report.created,review.sampled")
+		t.Errorf("report.created and review.sampled not in the log:\n%s", o)
 	}
 
 	text, err := exec.Command("pdftotext", "-layout", pdf, "-").Output()

@@ -172,6 +172,7 @@ func commands() []command {
 		{"replay", "replay SESSION-ID [--speed N] [--idle-cap D]: play a recording (use ssh -t)", (*call).replay},
 		{"export", "export SESSION-ID: write a recording as asciicast v2 to stdout", (*call).export},
 		{"audit", "audit show [--since 24h] [--type T,…] [--person P] [--session S] [--limit N] [--json]: audit events of the tenants you may read (audit: true), e.g. ssh gw audit show --since 2h --type session.start", (*call).auditCmd},
+		{"review", "review record ID --verdict ok|finding [--note TEXT]: your verdict on a session or request a spot check drew (audit: true)", (*call).reviewCmd},
 		{"keys", "your registered keys, their fingerprints and expiry", (*call).keys},
 		{"reload", "reload: re-read the configuration file as your change (permission configure); prints what changed", (*call).reloadCmd},
 		{"lock", "lock PERSON --reason TEXT [--for DURATION]: refuse their logins and end their sessions now", (*call).lockCmd},

@@ -1,6 +1,10 @@
 package cli
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -10,91 +14,175 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/clock"
 	"tandem.dev/tandem/internal/config"
+	"tandem.dev/tandem/internal/record"
 	"tandem.dev/tandem/internal/report"
+	"tandem.dev/tandem/internal/store"
 )
 
 // newReportCmd is "tandem report": the evidence report of a tenant for
 // its auditors, and "tandem report verify", the auditor's check of one.
 func newReportCmd() *cobra.Command {
-	var cfgPath, tenant, from, to, out, pdf string
+	var o reportFlags
 	cmd := &cobra.Command{
 		Use:   "report",
-		Short: "write a tenant's evidence report (HTML, optional PDF) that its auditors check offline",
-		Long: `Writes one self-contained HTML file for a tenant and a period: the figures
-of the technical and organisational measures (sessions, four-eyes sessions
-and their second persons, refusals, sessions ended by locks, revocations
-and reloads, reads and exports of recordings, retention actions,
-break-glass uses), each citing its audit records. The file embeds those
-records, a key per record that opens only its admin fields, an inclusion
-proof per record and the signed checkpoint, so "tandem report verify"
-checks every figure without the gateway. Only records of the tenant are
-included. --pdf prints it with headless Chromium as well.`,
+		Short: "write a tenant's evidence report (HTML, optional PDF) that its auditors check offline, or a person's access report",
+		Long: `With --tenant, writes one self-contained HTML file for a tenant and a
+period: the figures of the technical and organisational measures
+(sessions, four-eyes sessions and their second persons, refusals,
+sessions ended by locks, revocations and reloads, reads and exports of
+recordings, retention actions, break-glass uses, spot checks), each
+citing its audit records. The file embeds those records, a key per record
+that opens only its admin fields, an inclusion proof per record and the
+signed checkpoint, so "tandem report verify" checks every figure without
+the gateway. Only records of the tenant are included. --pdf prints it
+with headless Chromium as well.
+
+With --person, lists what Tandem stores about a person (GDPR Art. 15):
+their configuration entry and keys, and every audit record naming them
+(sessions owned and joined, requests and approvals, locks, reads of their
+recordings by others, retention), other persons shown as "(another
+person)" except the readers of their recordings.
+
+Either report is recorded in the audit log (report.created) before it is
+written.`,
 		Example: `  tandem report -c /etc/tandem/tandem.yaml --tenant schule-nord --from 2026-10-01 --to 2026-10-31 --out nord-2026-10.html
   tandem report -c /etc/tandem/tandem.yaml --tenant schule-nord --from 2026-10-01 --to 2026-10-31 --out nord.html --pdf nord.pdf
-  tandem report verify nord-2026-10.html --pubkey tandem-audit.pub --witness witness.log   # the auditor, offline`,
+  tandem report verify nord-2026-10.html --pubkey tandem-audit.pub --witness witness.log   # the auditor, offline
+  tandem report -c /etc/tandem/tandem.yaml --person alice --out alice-art15.txt             # what Tandem stores about alice
+  tandem report -c /etc/tandem/tandem.yaml --person alice --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if tenant == "" {
-				return &usageError{cmd: cmd, err: fmt.Errorf("--tenant is required")}
-			}
-			if out == "" && pdf == "" {
+			switch {
+			case (o.tenant == "") == (o.person == ""):
+				return &usageError{cmd: cmd, err: fmt.Errorf("give --tenant (an evidence report) or --person (an access report)")}
+			case o.person != "":
+				return runPersonReport(cmd, o)
+			case o.out == "" && o.pdf == "":
 				return &usageError{cmd: cmd, err: fmt.Errorf("--out FILE or --pdf FILE is required")}
 			}
-			now := clock.Now().UTC()
-			fromDay, toDay, err := reportPeriod(from, to, now)
-			if err != nil {
-				return &usageError{cmd: cmd, err: err}
-			}
-			cfg, err := config.Load(cfgPath)
-			if err != nil {
-				return err
-			}
-			if cfg.Tenant(tenant) == nil {
-				return fmt.Errorf("unknown tenant %q", tenant)
-			}
-			v, err := openVault(cfg, false)
-			if err != nil {
-				return err
-			}
-			ev, err := report.Build(report.Options{AuditDir: auditDir(cfg), Keys: v, Tenant: tenant, From: fromDay, To: toDay, Now: now})
-			if err != nil {
-				return err
-			}
-			page, err := report.Render(ev)
-			if err != nil {
-				return err
-			}
-			htmlPath := out
-			if htmlPath == "" {
-				dir, err := os.MkdirTemp("", "tandem-report-")
-				if err != nil {
-					return err
-				}
-				defer os.RemoveAll(dir)
-				htmlPath = filepath.Join(dir, "report.html")
-			}
-			if err := writePrivate(htmlPath, page); err != nil {
-				return err
-			}
-			if pdf != "" {
-				if err := report.PDF(cmd.Context(), htmlPath, pdf); err != nil {
-					return err
-				}
-			}
-			printReportSummary(cmd.OutOrStdout(), ev, out, pdf)
-			return nil
+			return runTenantReport(cmd, o)
 		},
 	}
-	configFlag(cmd, &cfgPath)
-	cmd.Flags().StringVar(&tenant, "tenant", "", "the tenant (id) to report on")
-	cmd.Flags().StringVar(&from, "from", "", "first day, YYYY-MM-DD (UTC; default 30 days before --to)")
-	cmd.Flags().StringVar(&to, "to", "", "last day, YYYY-MM-DD, included (UTC; default today)")
-	cmd.Flags().StringVar(&out, "out", "", "the HTML file to write")
-	cmd.Flags().StringVar(&pdf, "pdf", "", "also print the report to this PDF file (headless chromium)")
+	configFlag(cmd, &o.cfgPath)
+	cmd.Flags().StringVar(&o.tenant, "tenant", "", "the tenant (id) to write the evidence report of")
+	cmd.Flags().StringVar(&o.person, "person", "", "the person (id) to write the access report of (GDPR Art. 15)")
+	cmd.Flags().StringVar(&o.from, "from", "", "first day, YYYY-MM-DD (UTC; default 30 days before --to)")
+	cmd.Flags().StringVar(&o.to, "to", "", "last day, YYYY-MM-DD, included (UTC; default today)")
+	cmd.Flags().StringVar(&o.out, "out", "", "the file to write (HTML for --tenant; text or JSON for --person, default stdout)")
+	cmd.Flags().StringVar(&o.pdf, "pdf", "", "also print the evidence report to this PDF file (headless chromium)")
+	cmd.Flags().BoolVar(&o.json, "json", false, "the access report as JSON")
 	cmd.AddCommand(newReportVerifyCmd())
 	return cmd
+}
+
+type reportFlags struct {
+	cfgPath, tenant, person, from, to, out, pdf string
+	json                                        bool
+}
+
+// openReportSources loads the configuration, the vault and a local
+// gateway whose Audit queues events for the running gateway.
+func openReportSources(cmd *cobra.Command, path string) (*config.Config, *record.Vault, *localGateway, func(), error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	v, err := openVault(cfg, false)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	st, err := store.Open(storePath(cfg))
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return cfg, v, newLocalGateway(cmd.Context(), cfg, st, v), func() { st.Close() }, nil
+}
+
+func runTenantReport(cmd *cobra.Command, o reportFlags) error {
+	now := clock.Now().UTC()
+	fromDay, toDay, err := reportPeriod(o.from, o.to, now)
+	if err != nil {
+		return &usageError{cmd: cmd, err: err}
+	}
+	cfg, v, gw, done, err := openReportSources(cmd, o.cfgPath)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if cfg.Tenant(o.tenant) == nil {
+		return fmt.Errorf("unknown tenant %q", o.tenant)
+	}
+	ev, err := report.Build(report.Options{AuditDir: auditDir(cfg), Keys: v, Tenant: o.tenant, From: fromDay, To: toDay, Now: now})
+	if err != nil {
+		return err
+	}
+	page, err := report.Render(ev)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(page)
+	// Recorded before any byte is written: the report discloses the
+	// tenant's records (fail closed, as for exports of recordings).
+	if err := gw.Audit(cmd.Context(), audit.ReportCreatedEvent{Tenant: o.tenant, Kind: "tenant", Period: ev.From + ".." + ev.To,
+		Records: len(ev.Records), SHA256: hex.EncodeToString(sum[:])}.Event()); err != nil {
+		return err
+	}
+	htmlPath := o.out
+	if htmlPath == "" {
+		dir, err := os.MkdirTemp("", "tandem-report-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		htmlPath = filepath.Join(dir, "report.html")
+	}
+	if err := writePrivate(htmlPath, page); err != nil {
+		return err
+	}
+	if o.pdf != "" {
+		if err := report.PDF(cmd.Context(), htmlPath, o.pdf); err != nil {
+			return err
+		}
+	}
+	printReportSummary(cmd.OutOrStdout(), ev, o.out, o.pdf)
+	return nil
+}
+
+func runPersonReport(cmd *cobra.Command, o reportFlags) error {
+	cfg, v, gw, done, err := openReportSources(cmd, o.cfgPath)
+	if err != nil {
+		return err
+	}
+	defer done()
+	r, err := report.BuildPerson(report.PersonOptions{AuditDir: auditDir(cfg), Keys: v, Config: cfg, Person: o.person, Now: clock.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	if r.Config == nil && r.Records == 0 {
+		return fmt.Errorf("tandem stores nothing about %q: not in the configuration, and no audit record names them", o.person)
+	}
+	var b bytes.Buffer
+	if o.json {
+		enc := json.NewEncoder(&b)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(r)
+	} else {
+		err = r.WriteText(&b)
+	}
+	if err != nil {
+		return err
+	}
+	if err := gw.Audit(cmd.Context(), audit.ReportCreatedEvent{Person: o.person, Kind: "person", Records: r.Records}.Event()); err != nil {
+		return err
+	}
+	if o.out == "" {
+		_, err = cmd.OutOrStdout().Write(b.Bytes())
+		return err
+	}
+	return writePrivate(o.out, b.Bytes())
 }
 
 // reportPeriod parses --from and --to (days, UTC).

@@ -139,6 +139,8 @@ type BreakglassUse struct {
 type Sample struct {
 	Kind     string    `json:"kind"`
 	ID       string    `json:"id"`
+	Drawn    string    `json:"drawn,omitempty"` // when; empty if drawn before the period
+	Ref      uint64    `json:"ref,omitempty"`   // the review.sampled record
 	Verdicts []Verdict `json:"verdicts,omitempty"`
 }
 
@@ -179,6 +181,7 @@ func Derive(recs []Opened) Figures {
 		return s
 	}
 	requests := map[string]*RequestUse{}
+	var samples sampleList
 	for _, r := range recs {
 		e, at := r.Event, stamp(r.Event.Time)
 		if r.Closed {
@@ -277,6 +280,26 @@ func Derive(recs []Opened) Figures {
 			f.Forwards = append(f.Forwards, Forward{Owner: e.Person, Host: e.Host, Destination: a[audit.KeyDestination], At: at, Ref: r.Index})
 		case audit.KeyDestroyed, audit.RetentionExtended, audit.RetentionHold, audit.RetentionReleased, audit.RetentionNotice:
 			f.Retention = append(f.Retention, Retention{What: string(e.Type), Detail: retentionDetail(e), At: at, Ref: r.Index})
+		case audit.ReviewSampled:
+			for _, k := range [][2]string{{"session", audit.KeySampledSessions}, {"request", audit.KeySampledRequests}} {
+				kind := k[0]
+				for _, id := range strings.Split(a[k[1]], ",") {
+					if id != "" && samples.find(kind, id) == nil {
+						samples.list = append(samples.list, Sample{Kind: kind, ID: id, Drawn: at, Ref: r.Index})
+					}
+				}
+			}
+		case audit.ReviewVerdict:
+			kind, id := "session", e.Session
+			if id == "" {
+				kind, id = "request", e.Request
+			}
+			s := samples.find(kind, id)
+			if s == nil { // drawn before the period
+				samples.list = append(samples.list, Sample{Kind: kind, ID: id})
+				s = &samples.list[len(samples.list)-1]
+			}
+			s.Verdicts = append(s.Verdicts, Verdict{Reviewer: e.Person, Verdict: a[audit.KeyVerdict], Note: a[audit.KeyNote], At: at, Ref: r.Index})
 		case audit.BreakglassUsed:
 			holders := e.Person
 			if co := a[audit.KeyCoHolders]; co != "" {
@@ -305,7 +328,20 @@ func Derive(recs []Opened) Figures {
 	f.RetentionActions, f.Breakglass = len(f.Retention), len(f.BreakglassUses)
 	f.Requests, f.Ended, f.Access = nonNil(f.Requests), nonNil(f.Ended), nonNil(f.Access)
 	f.Forwards, f.Retention, f.BreakglassUses = nonNil(f.Forwards), nonNil(f.Retention), nonNil(f.BreakglassUses)
+	f.Samples = samples.list
 	return f
+}
+
+// sampleList is the samples in the order they were drawn.
+type sampleList struct{ list []Sample }
+
+func (l *sampleList) find(kind, id string) *Sample {
+	for i := range l.list {
+		if l.list[i].Kind == kind && l.list[i].ID == id {
+			return &l.list[i]
+		}
+	}
+	return nil
 }
 
 // nonNil makes empty lists [] in the JSON, so that a decoded report

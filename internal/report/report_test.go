@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/vault"
 )
 
@@ -307,4 +308,134 @@ func FuzzExtract(f *testing.F) {
 			}
 		}
 	})
+}
+
+func personConfig_(ids ...string) *config.Config {
+	c := &config.Config{}
+	for _, id := range ids {
+		c.Persons = append(c.Persons, config.Person{ID: id, Name: strings.ToUpper(id), Roles: []string{"admin"}})
+	}
+	return c
+}
+
+// The access report of a person lists every record naming them, in
+// whatever role, and names nobody else but the readers of their
+// recordings.
+func TestPersonReport(t *testing.T) {
+	tl := newTestLog(t, scenario()...)
+	cfg := personConfig_("alice", "bob", "dave", "rita", "mallory", "gustav")
+	get := func(p string) (*PersonReport, string) {
+		r, err := BuildPerson(PersonOptions{AuditDir: tl.dir, Keys: tl.keys, Config: cfg, Person: p, Now: day0.Add(48 * time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		if err := r.WriteText(&b); err != nil {
+			t.Fatal(err)
+		}
+		return r, b.String()
+	}
+	alice, text := get("alice")
+	// alice: her login, her session (start, waiting, join, live, leave,
+	// end), the lock she made, the export of her recording.
+	if alice.Records != 9 || alice.Config == nil || alice.Config.Name != "ALICE" {
+		t.Fatalf("alice: %d records, config %+v\n%s", alice.Records, alice.Config, text)
+	}
+	for _, want := range []string{"[owner]", "participant=(another person)", "reason=(another person) joined", "[locker]", "person=rita", "owner=alice", "source=192.0.2.7:5000"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("alice's report lacks %q:\n%s", want, text)
+		}
+	}
+	for _, leak := range []string{"bob", "dave", "gustav", "globex", "mallory"} {
+		if strings.Contains(text, leak) {
+			t.Errorf("alice's report names %q:\n%s", leak, text)
+		}
+	}
+	bob, text := get("bob")
+	if bob.Records != 2 || !strings.Contains(text, "[joiner]") || strings.Contains(text, "alice") {
+		t.Errorf("bob's report: %d records\n%s", bob.Records, text)
+	}
+	// rita read alice's recording: in rita's report, alice is another person.
+	_, text = get("rita")
+	if !strings.Contains(text, "[reader]") || strings.Contains(text, "alice") {
+		t.Errorf("rita's report:\n%s", text)
+	}
+	// dave was locked by alice, and his session ended with alice's name
+	// in the reason.
+	_, text = get("dave")
+	if !strings.Contains(text, "[locked]") || strings.Contains(text, "alice") || !strings.Contains(text, "request=r42") {
+		t.Errorf("dave's report:\n%s", text)
+	}
+	nobody, _ := get("zed")
+	if nobody.Config != nil || nobody.Records != 0 {
+		t.Errorf("zed: %+v", nobody)
+	}
+}
+
+// A draw is reproducible from its seed, and the report shows what was
+// drawn and the verdicts, citing their records.
+func TestSpotChecks(t *testing.T) {
+	tl := newTestLog(t, scenario()...)
+	draw := func(seed uint64, n int) *Draw {
+		d, err := DrawSample(SampleOptions{AuditDir: tl.dir, Keys: tl.keys, Tenant: "acme", From: day0, To: day0, Count: n, Seed: seed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	// Candidates: sessions s1 and s2, and request r42 (s2's).
+	if d := draw(7, 10); d.Candidates != 3 || len(d.Items) != 3 {
+		t.Fatalf("draw: %+v", d)
+	}
+	seen := map[string]bool{}
+	for seed := uint64(0); seed < 20; seed++ {
+		a, b := draw(seed, 1), draw(seed, 1)
+		if a.Items[0] != b.Items[0] {
+			t.Fatalf("seed %d drew %v and then %v", seed, a.Items, b.Items)
+		}
+		seen[a.Items[0].ID] = true
+	}
+	if len(seen) < 2 {
+		t.Errorf("twenty seeds drew only %v", seen)
+	}
+	if _, err := DrawSample(SampleOptions{AuditDir: tl.dir, Keys: tl.keys, Tenant: "acme", From: day0, To: day0, Count: 0}); err == nil {
+		t.Error("a draw of 0 items was accepted")
+	}
+	d := draw(7, 2)
+	if d.Items[0].Kind != "session" && d.Items[0].Kind != "request" {
+		t.Fatalf("%+v", d.Items)
+	}
+	verdict := func(it Drawn, v, note string) audit.Event {
+		e := audit.ReviewVerdictEvent{Conn: audit.Conn{Person: "rita"}, Tenant: "acme", Verdict: v, Note: note}
+		if it.Kind == "session" {
+			e.Session = it.ID
+		} else {
+			e.Request = it.ID
+		}
+		return e.Event()
+	}
+	events := append(scenario(), d.Event(), verdict(d.Items[0], "finding", "no ticket"), verdict(d.Items[1], "ok", ""))
+	tl2 := newTestLog(t, events...)
+	page := build(t, tl2)
+	ev, err := Extract(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]Sample{}
+	for _, x := range ev.Figures.Samples {
+		byID[x.ID] = x
+	}
+	first, second := byID[d.Items[0].ID], byID[d.Items[1].ID]
+	if len(byID) != 2 || len(first.Verdicts) != 1 || first.Verdicts[0].Verdict != "finding" || first.Verdicts[0].Note != "no ticket" ||
+		first.Verdicts[0].Reviewer != "rita" || len(second.Verdicts) != 1 || second.Verdicts[0].Verdict != "ok" || first.Ref == 0 {
+		t.Fatalf("samples: %+v", ev.Figures.Samples)
+	}
+	for _, want := range []string{"Spot checks", "<b>finding</b> (no ticket)", "Spot checks drawn"} {
+		if !bytes.Contains(page, []byte(want)) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	if _, err := Verify(page, tl2.key, ""); err != nil {
+		t.Fatal(err)
+	}
 }
