@@ -292,6 +292,7 @@ func (b CommandEvent) Event() Event { return build(Command, b) }
 type RequestRef struct {
 	Conn
 	Request   string   `field:"request"`
+	Tenant    string   `field:"tenant" doc:"the tenant of the hosts it covers, when they all belong to one"`
 	Hosts     []string `attr:"hosts" doc:"the hosts it covers, comma-separated"`
 	Login     string   `attr:"login" doc:"the login it covers"`
 	Requester string   `attr:"requester" role:"requester" doc:"who asked"`

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/clock"
 	"tandem.dev/tandem/internal/config"
+	"tandem.dev/tandem/internal/policy"
 	"tandem.dev/tandem/internal/record"
 	"tandem.dev/tandem/internal/report"
 	"tandem.dev/tandem/internal/store"
@@ -115,7 +117,8 @@ func runTenantReport(cmd *cobra.Command, o reportFlags) error {
 	if cfg.Tenant(o.tenant) == nil {
 		return fmt.Errorf("unknown tenant %q", o.tenant)
 	}
-	ev, err := report.Build(report.Options{AuditDir: auditDir(cfg), Keys: v, Tenant: o.tenant, From: fromDay, To: toDay, Now: now})
+	ev, err := report.Build(report.Options{AuditDir: auditDir(cfg), Keys: v, Tenant: o.tenant, From: fromDay, To: toDay, Now: now,
+		Stated: statedAccess(cfg, o.tenant, now)})
 	if err != nil {
 		return err
 	}
@@ -149,6 +152,26 @@ func runTenantReport(cmd *cobra.Command, o reportFlags) error {
 	}
 	printReportSummary(cmd.OutOrStdout(), ev, o.out, o.pdf)
 	return nil
+}
+
+// statedAccess lists the keys of every person whom the configuration in
+// force lets log in to a host of tenant, with their age: key ages are
+// configuration, not log, so the report shows them as stated.
+func statedAccess(cfg *config.Config, tenant string, now time.Time) *report.Stated {
+	eng := policy.New(cfg)
+	st := &report.Stated{At: now.Format(time.RFC3339), KeyAges: []report.PersonKey{}}
+	for i := range cfg.Persons {
+		p := &cfg.Persons[i]
+		if !slices.ContainsFunc(eng.Grants(p), func(g policy.Grant) bool { return g.Tenant == tenant }) {
+			continue
+		}
+		st.Persons++
+		for _, k := range report.KeysOf(p, now) {
+			k.Person, k.Comment = p.ID, ""
+			st.KeyAges = append(st.KeyAges, k)
+		}
+	}
+	return st
 }
 
 func runPersonReport(cmd *cobra.Command, o reportFlags) error {

@@ -39,6 +39,19 @@ type Evidence struct {
 	Handovers []string `json:"handovers,omitempty"`
 	Records   []Record `json:"records"`
 	Figures   Figures  `json:"figures"`
+	// Stated is what the operator states from the configuration in
+	// force; the log does not prove it, and the page says so.
+	Stated *Stated `json:"stated,omitempty"`
+}
+
+// Stated is the part of a report that comes from the configuration, not
+// from the log: the persons who may log in to the tenant's hosts now and
+// the age of their keys.
+type Stated struct {
+	At      string      `json:"at"`
+	KeyAges []PersonKey `json:"key_ages"`
+	// Persons is how many persons the key ages are of.
+	Persons int `json:"persons"`
 }
 
 // Record is one record of the tenant: its canonical bytes, the subkeys
@@ -64,6 +77,8 @@ type Options struct {
 	Now      time.Time
 	// MaxRecords bounds the records; 0 is DefaultMaxRecords.
 	MaxRecords int
+	// Stated, if set, is embedded as it is.
+	Stated *Stated
 }
 
 // Build collects the tenant's records of the period from the log, proves
@@ -86,7 +101,7 @@ func Build(o Options) (*Evidence, error) {
 		return nil, err
 	}
 	ev := &Evidence{Format: Format, Tenant: o.Tenant, From: from.Format(time.DateOnly),
-		To: until.AddDate(0, 0, -1).Format(time.DateOnly), Generated: stamp(o.Now), Checkpoint: string(cp.Note)}
+		To: until.AddDate(0, 0, -1).Format(time.DateOnly), Generated: stamp(o.Now), Checkpoint: string(cp.Note), Stated: o.Stated}
 	var later int
 	// Read without keys: the filter needs only tenant and time, which are
 	// in clear, so no record of another tenant is ever decrypted here.

@@ -78,11 +78,30 @@ type Join struct {
 	Ref    uint64 `json:"ref"`
 }
 
-// RequestUse is an access request the tenant's sessions ran under.
+// RequestUse is an access request of the tenant: who asked, for what and
+// how long, who decided, and the sessions that ran under it.
 type RequestUse struct {
-	Request  string   `json:"request"`
-	Sessions []string `json:"sessions"`
-	Refs     []uint64 `json:"refs"`
+	Request   string     `json:"request"`
+	Requester string     `json:"requester,omitempty"`
+	Hosts     string     `json:"hosts,omitempty"`
+	Login     string     `json:"login,omitempty"`
+	Purpose   string     `json:"purpose,omitempty"`
+	Duration  string     `json:"duration,omitempty"`
+	TTY       bool       `json:"tty,omitempty"`
+	Asked     string     `json:"asked,omitempty"`
+	Decisions []Decision `json:"decisions,omitempty"`
+	Sessions  []string   `json:"sessions"`
+	Refs      []uint64   `json:"refs"`
+}
+
+// Decision is an approval, denial or revocation of a request.
+type Decision struct {
+	What       string `json:"what"` // approve, deny, revoke
+	By         string `json:"by"`
+	At         string `json:"at"`
+	ValidUntil string `json:"valid_until,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	Ref        uint64 `json:"ref"`
 }
 
 // Ended is a session ended from outside: a lock, a revocation, a reload,
@@ -180,7 +199,7 @@ func Derive(recs []Opened) Figures {
 		s.Refs = append(s.Refs, r.Index)
 		return s
 	}
-	requests := map[string]*RequestUse{}
+	requests := requestSet{}
 	var samples sampleList
 	for _, r := range recs {
 		e, at := r.Event, stamp(r.Event.Time)
@@ -199,11 +218,7 @@ func Derive(recs []Opened) Figures {
 			perDay.add(e.Time.UTC().Format(time.DateOnly), r.Index)
 			perHost.add(e.Host, r.Index)
 			if e.Request != "" {
-				u, ok := requests[e.Request]
-				if !ok {
-					u = &RequestUse{Request: e.Request}
-					requests[e.Request] = u
-				}
+				u := requests.get(e.Request)
 				u.Sessions = append(u.Sessions, e.Session)
 				u.Refs = append(u.Refs, r.Index)
 			}
@@ -254,6 +269,16 @@ func Derive(recs []Opened) Figures {
 				}
 				f.Ended = append(f.Ended, Ended{Session: s.ID, Owner: s.Owner, Host: s.Host, Reason: why, Started: s.Start, At: at, Ref: r.Index})
 			}
+		case audit.RequestCreate:
+			u := requests.get(e.Request)
+			u.Requester, u.Hosts, u.Login, u.Purpose = a[audit.KeyRequester], a[audit.KeyHosts], a[audit.KeyLogin], a[audit.KeyReason]
+			u.Duration, u.TTY, u.Asked = a[audit.KeyDuration], a[audit.KeyTTY] == "true", at
+			u.Refs = append(u.Refs, r.Index)
+		case audit.RequestApprove, audit.RequestDeny, audit.RequestRevoke:
+			u := requests.get(e.Request)
+			what := strings.TrimPrefix(string(e.Type), "request.")
+			u.Decisions = append(u.Decisions, Decision{What: what, By: e.Person, At: at, ValidUntil: a[audit.KeyValidUntil], Reason: a[audit.KeyReason], Ref: r.Index})
+			u.Refs = append(u.Refs, r.Index)
 		case audit.RequestExpired:
 			if s := sessions[e.Session]; s != nil && e.Session != "" {
 				f.Ended = append(f.Ended, Ended{Session: s.ID, Owner: s.Owner, Host: s.Host, Reason: "request " + e.Request + " expired", Started: s.Start, At: at, Ref: r.Index})
@@ -317,6 +342,7 @@ func Derive(recs []Opened) Figures {
 	}
 	f.Sessions, f.SessionList = len(f.SessionList), nonNil(f.SessionList)
 	for _, u := range requests {
+		u.Sessions = nonNil(u.Sessions)
 		f.Requests = append(f.Requests, *u)
 	}
 	slices.SortFunc(f.Requests, func(a, b RequestUse) int { return cmp.Compare(a.Refs[0], b.Refs[0]) })
@@ -330,6 +356,18 @@ func Derive(recs []Opened) Figures {
 	f.Forwards, f.Retention, f.BreakglassUses = nonNil(f.Forwards), nonNil(f.Retention), nonNil(f.BreakglassUses)
 	f.Samples = samples.list
 	return f
+}
+
+// requestSet is the requests by id.
+type requestSet map[string]*RequestUse
+
+func (s requestSet) get(id string) *RequestUse {
+	u, ok := s[id]
+	if !ok {
+		u = &RequestUse{Request: id}
+		s[id] = u
+	}
+	return u
 }
 
 // sampleList is the samples in the order they were drawn.

@@ -56,6 +56,7 @@ type PersonConfig struct {
 
 // PersonKey is one registered key: what it is, since when.
 type PersonKey struct {
+	Person      string `json:"person,omitempty"` // in an evidence report's key ages
 	Type        string `json:"type"`
 	Fingerprint string `json:"fingerprint"`
 	Comment     string `json:"comment,omitempty"`
@@ -165,18 +166,7 @@ func personConfig(c *config.Config, id string, now time.Time) *PersonConfig {
 	}
 	pc := &PersonConfig{ID: p.ID, Name: p.Name, Email: p.Email, Account: p.Account, Roles: nonNil(p.Roles),
 		AgeRecipient: p.AgeRecipient != "", Obligations: map[string]string{}}
-	for _, k := range p.Keys {
-		pk := PersonKey{Fingerprint: k.Fingerprint, Comment: k.Comment}
-		if k.PublicKey != nil {
-			pk.Type = k.PublicKey.Type()
-		}
-		if !k.Added.IsZero() {
-			pk.Added = k.Added.String()
-			pk.AgeDays = int(now.Sub(k.Added.Time).Hours() / 24)
-		}
-		pc.Keys = append(pc.Keys, pk)
-	}
-	pc.Keys = nonNil(pc.Keys)
+	pc.Keys = KeysOf(p, now)
 	for name, d := range map[string]config.Date{
 		"confidentiality_signed": p.Obligations.ConfidentialitySigned, "training_valid_until": p.Obligations.TrainingValidUntil,
 		"contract_until": p.Obligations.ContractUntil, "nda_signed": p.Obligations.NDASigned,
@@ -186,6 +176,23 @@ func personConfig(c *config.Config, id string, now time.Time) *PersonConfig {
 		}
 	}
 	return pc
+}
+
+// KeysOf describes p's registered keys and their age at now.
+func KeysOf(p *config.Person, now time.Time) []PersonKey {
+	out := []PersonKey{}
+	for _, k := range p.Keys {
+		pk := PersonKey{Fingerprint: k.Fingerprint, Comment: k.Comment}
+		if k.PublicKey != nil {
+			pk.Type = k.PublicKey.Type()
+		}
+		if !k.Added.IsZero() {
+			pk.Added = k.Added.String()
+			pk.AgeDays = int(now.Sub(k.Added.Time).Hours() / 24)
+		}
+		out = append(out, pk)
+	}
+	return out
 }
 
 // retentionText says how long each class of the person's records is
