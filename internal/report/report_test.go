@@ -452,3 +452,24 @@ func TestSpotChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Text persons typed reaches the page escaped: no markup, no bidi or
+// control characters raw, and the page still verifies.
+func TestReportEscapesPersonText(t *testing.T) {
+	hostile := "<script>alert(1)</script>\u202eevil\x1b[31m"
+	events := append(scenario(), audit.SessionDeniedEvent{Target: audit.Target{Person: "mallory", Tenant: "acme", Host: "db1", Login: "root"}, Reason: hostile}.Event())
+	tl := newTestLog(t, events...)
+	page := build(t, tl)
+	visible, _, _ := bytes.Cut(page, []byte(evidenceOpen))
+	for _, raw := range []string{"<script>alert", "\u202e", "\x1b"} {
+		if bytes.Contains(visible, []byte(raw)) {
+			t.Errorf("the page holds %q raw", raw)
+		}
+	}
+	if !bytes.Contains(visible, []byte(`&lt;script&gt;alert(1)&lt;/script&gt;\u202eevil\x1b[31m`)) {
+		t.Errorf("the reason is not shown escaped:\n%s", visible)
+	}
+	if _, err := Verify(page, tl.key, ""); err != nil {
+		t.Fatal(err)
+	}
+}
