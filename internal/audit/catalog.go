@@ -178,6 +178,16 @@ var specs = []Spec{
 	{Type: ReviewVerdict, builder: ReviewVerdictEvent{}, Measures: ms("M29"),
 		When:       "A reviewer recorded a verdict on a drawn session or request (`ssh gw review record`); stored before the command answers.",
 		PersonRole: "reviewer", PersonDoc: "who reviewed"},
+
+	// Lawful disclosure.
+	{Type: DisclosureRequested, builder: DisclosureRequestedEvent{}, Measures: ms("M15"),
+		When:       "A person opened a disclosure case (`ssh gw disclose request`): scope, legal basis, recipient key, the tenant's contact; stored before the command answers.",
+		PersonRole: "requester", PersonDoc: "who asked"},
+	{Type: DisclosureApproved, builder: DisclosureApprovedEvent{}, Measures: ms("M15"),
+		When:       "A person approved a disclosure case (`ssh gw disclose approve`); it is approved with two approvers, neither the requester, one of them with the dpo permission.",
+		PersonRole: "approver", PersonDoc: "who approved"},
+	{Type: DisclosureExported, builder: DisclosureExportedEvent{}, Measures: ms("M15"),
+		When: "`tandem disclose export` wrote an approved case's records and recordings, encrypted to the recipient; queued through the state store before the file is written."},
 }
 
 func ms(ids ...string) []string { return ids }

@@ -89,6 +89,11 @@ const (
 	// Spot checks (M29): items drawn for review, and a reviewer's verdict.
 	ReviewSampled Type = "review.sampled"
 	ReviewVerdict Type = "review.verdict"
+	// Lawful disclosure (M15): a case asked for, each approval, and the
+	// encrypted export once two persons approved.
+	DisclosureRequested Type = "disclosure.requested"
+	DisclosureApproved  Type = "disclosure.approved"
+	DisclosureExported  Type = "disclosure.exported"
 )
 
 // Event is one audit record. Fields that do not apply stay empty. Source

@@ -755,3 +755,49 @@ type ReviewVerdictEvent struct {
 }
 
 func (b ReviewVerdictEvent) Event() Event { return build(ReviewVerdict, b) }
+
+// DisclosureCase names a disclosure case and the tenant whose data it
+// concerns.
+type DisclosureCase struct {
+	Tenant string `field:"tenant" doc:"the tenant whose data is disclosed"`
+	ID     string `attr:"id" doc:"the case's id"`
+}
+
+// DisclosureRequestedEvent: a person asked for data to be handed to an
+// authority on a legal basis (ssh gw disclose request).
+type DisclosureRequestedEvent struct {
+	Conn
+	DisclosureCase
+	Scope        string `attr:"scope" doc:"what is disclosed: session:ID or period:FROM..TO (UTC days)"`
+	LegalBasis   string `attr:"legal_basis" doc:"the legal basis (court order, Art. 6(1)(c) with the obligation, Art. 6(1)(f) with the investigation number, imminent danger)"`
+	Reason       string `attr:"reason" doc:"the purpose, in the requester's words"`
+	Recipient    string `attr:"recipient" doc:"the recipient's key: its kind and fingerprint"`
+	RecipientKey string `attr:"recipient_key" doc:"the recipient's public key (age recipient, SSH key or armored OpenPGP key)"`
+	SealedInput  bool   `attr:"sealed_input" doc:"whether keystrokes typed at secret prompts are included (only where the legal basis covers them)"`
+	Contact      string `attr:"contact" doc:"the tenant's contact to notify, or why notification is withheld (a legal hold)"`
+}
+
+func (b DisclosureRequestedEvent) Event() Event { return build(DisclosureRequested, b) }
+
+// DisclosureApprovedEvent: a person approved a disclosure case.
+type DisclosureApprovedEvent struct {
+	Conn
+	DisclosureCase
+	DPO       bool `attr:"dpo" doc:"whether the approver holds the dpo permission"`
+	Approvals int  `attr:"approvals" doc:"approvals of the case so far, this one included"`
+}
+
+func (b DisclosureApprovedEvent) Event() Event { return build(DisclosureApproved, b) }
+
+// DisclosureExportedEvent: an approved case's data left the gateway,
+// encrypted to the recipient.
+type DisclosureExportedEvent struct {
+	DisclosureCase
+	Path       string `attr:"path" doc:"the encrypted file written"`
+	SHA256     string `attr:"sha256" doc:"SHA-256 (hex) of the encrypted file"`
+	Records    int    `attr:"records" doc:"audit records in it"`
+	Recordings int    `attr:"recordings" doc:"recordings in it"`
+	Actor      string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran tandem disclose export (local:USER)"`
+}
+
+func (b DisclosureExportedEvent) Event() Event { return build(DisclosureExported, b) }
