@@ -290,14 +290,11 @@ func TestReportRequestAnsible(t *testing.T) {
 // editRole changes the first rule of a role in the configuration file.
 func editRole(t *testing.T, path, role string, edit func(*config.Rule)) {
 	t.Helper()
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range cfg.Roles {
-		if cfg.Roles[i].ID == role {
-			edit(&cfg.Roles[i].Allow[0])
+	editConfig(t, path, func(c *config.Config) {
+		for i := range c.Roles {
+			if c.Roles[i].ID == role {
+				edit(&c.Roles[i].Allow[0])
+			}
 		}
-	}
-	writeConfig(t, path, cfg)
+	})
 }

@@ -5,15 +5,16 @@
 # promtool (Debian package prometheus, which checks the metrics and alert
 # rules), rsyslog with its TLS driver and openssl (the central log tests),
 # headless chromium and pdftotext (poppler-utils: the evidence report
-# rendered and printed to PDF).
+# rendered and printed to PDF), age and gpg (a disclosure's recipient
+# decrypts it).
 # Quiet and
 # idempotent when everything is present. As root it installs what is
 # missing with apt-get; otherwise it prints the command and fails, because
 # under CI=true a missing program fails the tests anyway.
 set -euo pipefail
 
-packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo python3-aiosmtpd prometheus rsyslog rsyslog-gnutls openssl chromium poppler-utils)
-programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema sudo promtool rsyslogd openssl chromium pdftotext)
+packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo python3-aiosmtpd prometheus rsyslog rsyslog-gnutls openssl chromium poppler-utils age gnupg)
+programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema sudo promtool rsyslogd openssl chromium pdftotext age age-keygen gpg)
 
 # have reports whether a program is installed; sshd lives in /usr/sbin,
 # which is often not in a non-root PATH.

@@ -73,7 +73,7 @@ Start with "tandem demo" to try it, or "tandem serve --config FILE".`,
 	root.AddCommand(newRetentionCmd(), newHoldCmd(), newBreakglassCmd())
 	root.AddCommand(newBackupCmd(), newRestoreCmd())
 	root.AddCommand(newStatusCmd())
-	root.AddCommand(newReportCmd(), newReviewCmd())
+	root.AddCommand(newReportCmd(), newReviewCmd(), newDiscloseCmd())
 	markUsageErrors(root)
 	addExamples(root)
 	return root

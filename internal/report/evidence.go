@@ -126,23 +126,8 @@ func Build(o Options) (*Evidence, error) {
 	if later > 0 {
 		return nil, fmt.Errorf("report: %d record(s) of the period are not covered by a signed checkpoint yet; the gateway signs one within audit.checkpoint_every, try again then", later)
 	}
-	idx := make([]uint64, len(ev.Records))
-	for i, r := range ev.Records {
-		idx[i] = r.Index
-	}
-	paths, err := cp.Prove(o.AuditDir, idx)
-	if err != nil {
+	if ev.Handovers, err = ProveRecords(o.AuditDir, cp, ev.Records); err != nil {
 		return nil, err
-	}
-	for i := range ev.Records {
-		ev.Records[i].Path = paths[ev.Records[i].Index]
-	}
-	hos, err := audit.Handovers(o.AuditDir)
-	if err != nil {
-		return nil, err
-	}
-	for _, h := range hos {
-		ev.Handovers = append(ev.Handovers, string(h))
 	}
 	ev.Records = nonNil(ev.Records)
 	opened, err := ev.open()
@@ -223,13 +208,9 @@ func Verify(file []byte, key string, witness string) (*Check, error) {
 	if ev.Format != Format {
 		return nil, fmt.Errorf("evidence format %d; this tandem reads %d", ev.Format, Format)
 	}
-	hos := make([][]byte, len(ev.Handovers))
-	for i, h := range ev.Handovers {
-		hos[i] = []byte(h)
-	}
-	origin, size, root, err := audit.OpenCheckpointChain([]byte(ev.Checkpoint), key, hos)
+	origin, size, err := CheckProofs(ev.Checkpoint, key, ev.Handovers, ev.Records)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
+		return nil, err
 	}
 	c := &Check{Records: len(ev.Records), Size: size, Origin: origin}
 	if witness != "" {
@@ -241,11 +222,6 @@ func Verify(file []byte, key string, witness string) (*Check, error) {
 			return nil, errors.New("the witness file does not hold the report's checkpoint")
 		}
 		c.Witnessed = true
-	}
-	for _, r := range ev.Records {
-		if err := audit.VerifyInclusion([]byte(r.Raw), r.Index, size, r.Path, root); err != nil {
-			return nil, fmt.Errorf("record %d: %w", r.Index, err)
-		}
 	}
 	opened, err := ev.open()
 	if err != nil {
@@ -270,6 +246,55 @@ func Verify(file []byte, key string, witness string) (*Check, error) {
 		return nil, fmt.Errorf("the HTML is not what the evidence renders to (first difference at line %d)", firstDiffLine(again, file))
 	}
 	return c, nil
+}
+
+// ProveRecords fills in each record's inclusion path against cp, from the
+// log in dir, and returns the log's signing key hand-overs, which a
+// reader holding another key of the chain needs.
+func ProveRecords(dir string, cp *audit.CommittedCheckpoint, recs []Record) ([]string, error) {
+	idx := make([]uint64, len(recs))
+	for i, r := range recs {
+		idx[i] = r.Index
+	}
+	paths, err := cp.Prove(dir, idx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		recs[i].Path = paths[recs[i].Index]
+	}
+	hos, err := audit.Handovers(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, h := range hos {
+		out = append(out, string(h))
+	}
+	return out, nil
+}
+
+// CheckProofs checks the signed checkpoint against key, through the
+// hand-overs, and each record's inclusion proof against it, in log order
+// and each once. It returns the checkpoint's origin and size.
+func CheckProofs(checkpoint, key string, handovers []string, recs []Record) (string, uint64, error) {
+	hos := make([][]byte, len(handovers))
+	for i, h := range handovers {
+		hos[i] = []byte(h)
+	}
+	origin, size, root, err := audit.OpenCheckpointChain([]byte(checkpoint), key, hos)
+	if err != nil {
+		return "", 0, fmt.Errorf("checkpoint: %w", err)
+	}
+	for i, r := range recs {
+		if i > 0 && r.Index <= recs[i-1].Index {
+			return "", 0, fmt.Errorf("record %d: out of log order or twice", r.Index)
+		}
+		if err := audit.VerifyInclusion([]byte(r.Raw), r.Index, size, r.Path, root); err != nil {
+			return "", 0, fmt.Errorf("record %d: %w", r.Index, err)
+		}
+	}
+	return origin, size, nil
 }
 
 func firstDiffLine(a, b []byte) int {

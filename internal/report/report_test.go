@@ -2,70 +2,28 @@ package report
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/audit/audittest"
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/vault"
 )
 
 var day0 = time.Date(2030, 5, 1, 9, 0, 0, 0, time.UTC)
 
-// testLog is a log with events of acme (the tenant reported on), of
-// globex (another tenant) and of no tenant, appended with the typed
-// constructors as the gateway writes them.
-type testLog struct {
-	dir, witness, key string
-	keys              *vault.Vault
-}
+type testLog = audittest.Log
 
+// newTestLog is a log of events appended with the typed constructors as
+// the gateway writes them, from day0 on.
 func newTestLog(t testing.TB, events ...audit.Event) *testLog {
 	t.Helper()
-	base := t.TempDir()
-	kek := filepath.Join(base, "kek")
-	if err := vault.GenerateFileKEK(kek); err != nil {
-		t.Fatal(err)
-	}
-	k, err := vault.FileKEK(kek)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := vault.Open(filepath.Join(base, "vault"), k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk, _, err := audit.GenerateSigningKey("tandem/audit")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl := &testLog{dir: filepath.Join(base, "audit"), witness: filepath.Join(base, "witness"), key: sk.Verifier(), keys: v}
-	var mu sync.Mutex
-	clock := day0
-	l, err := audit.Open(audit.Options{Dir: tl.dir, Key: sk, Keys: v, WitnessFile: tl.witness, Now: func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		clock = clock.Add(time.Minute)
-		return clock
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range events {
-		if err := l.Append(context.Background(), e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := l.Close(); err != nil { // signs a last checkpoint
-		t.Fatal(err)
-	}
-	return tl
+	return audittest.New(t, day0, events...)
 }
 
 func yes() *bool { b := true; return &b }
@@ -107,7 +65,7 @@ func scenario() []audit.Event {
 func build(t testing.TB, tl *testLog) []byte {
 	t.Helper()
 	stated := &Stated{At: "2030-05-02T09:00:00Z", Persons: 1, KeyAges: []PersonKey{{Person: "alice", Type: "ssh-ed25519", Fingerprint: "SHA256:abc", Added: "2030-01-01", AgeDays: 121}}}
-	ev, err := Build(Options{AuditDir: tl.dir, Keys: tl.keys, Tenant: "acme", From: day0, To: day0, Now: day0.Add(24 * time.Hour), Stated: stated})
+	ev, err := Build(Options{AuditDir: tl.Dir, Keys: tl.Keys, Tenant: "acme", From: day0, To: day0, Now: day0.Add(24 * time.Hour), Stated: stated})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +119,7 @@ func TestReportFigures(t *testing.T) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
-	if c, err := Verify(page, tl.key, tl.witness); err != nil || c.Records != len(ev.Records) || !c.Witnessed {
+	if c, err := Verify(page, tl.Key, tl.Witness); err != nil || c.Records != len(ev.Records) || !c.Witnessed {
 		t.Fatalf("verify: %+v %v", c, err)
 	}
 }
@@ -193,17 +151,17 @@ func TestReportHoldsOnlyTheTenant(t *testing.T) {
 	// proof — is refused.
 	other := forged(t, tl, func(ev *Evidence) {
 		var g audit.Record
-		_ = audit.Read(tl.dir, audit.Filter{Tenant: "globex"}, func(r audit.Record) error { g = r; return nil })
-		cp, _ := audit.LatestCheckpoint(tl.dir)
-		paths, err := cp.Prove(tl.dir, []uint64{g.Index})
+		_ = audit.Read(tl.Dir, audit.Filter{Tenant: "globex"}, func(r audit.Record) error { g = r; return nil })
+		cp, _ := audit.LatestCheckpoint(tl.Dir)
+		paths, err := cp.Prove(tl.Dir, []uint64{g.Index})
 		if err != nil {
 			t.Fatal(err)
 		}
-		keys, _ := audit.Disclose(g.Raw, tl.keys, vault.Admin)
+		keys, _ := audit.Disclose(g.Raw, tl.Keys, vault.Admin)
 		ev.Records = append(ev.Records, Record{Index: g.Index, Raw: string(g.Raw), Keys: keys, Path: paths[g.Index]})
 		sortRecords(ev.Records)
 	}, false)
-	if _, err := Verify(other, tl.key, ""); err == nil || !strings.Contains(err.Error(), "not of tenant acme") {
+	if _, err := Verify(other, tl.Key, ""); err == nil || !strings.Contains(err.Error(), "not of tenant acme") {
 		t.Fatalf("a record of globex passed: %v", err)
 	}
 }
@@ -249,7 +207,7 @@ func sortRecords(rs []Record) {
 func TestReportVerifyCatchesTampering(t *testing.T) {
 	tl := newTestLog(t, scenario()...)
 	page := build(t, tl)
-	if _, err := Verify(page, tl.key, tl.witness); err != nil {
+	if _, err := Verify(page, tl.Key, tl.Witness); err != nil {
 		t.Fatal(err)
 	}
 	cases := map[string]struct {
@@ -282,7 +240,7 @@ func TestReportVerifyCatchesTampering(t *testing.T) {
 		if bytes.Equal(c.page, page) {
 			t.Fatalf("%s: the change did not change the page", name)
 		}
-		_, err := Verify(c.page, tl.key, "")
+		_, err := Verify(c.page, tl.Key, "")
 		t.Logf("%s: %v", name, err)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: verify said %v, want an error with %q", name, err, c.want)
@@ -296,7 +254,7 @@ func TestReportVerifyCatchesTampering(t *testing.T) {
 	if err := os.WriteFile(empty, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Verify(page, tl.key, empty); err == nil || !strings.Contains(err.Error(), "witness") {
+	if _, err := Verify(page, tl.Key, empty); err == nil || !strings.Contains(err.Error(), "witness") {
 		t.Errorf("a witness without the checkpoint: %v", err)
 	}
 }
@@ -315,7 +273,7 @@ func FuzzExtract(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := Verify(b, tl.key, ""); err == nil && !bytes.Equal(b, page) {
+		if _, err := Verify(b, tl.Key, ""); err == nil && !bytes.Equal(b, page) {
 			if again, err := Render(ev); err != nil || !bytes.Equal(again, b) {
 				t.Fatalf("a page that is not its own rendering verified")
 			}
@@ -338,7 +296,7 @@ func TestPersonReport(t *testing.T) {
 	tl := newTestLog(t, scenario()...)
 	cfg := personConfig_("alice", "bob", "dave", "rita", "mallory", "gustav")
 	get := func(p string) (*PersonReport, string) {
-		r, err := BuildPerson(PersonOptions{AuditDir: tl.dir, Keys: tl.keys, Config: cfg, Person: p, Now: day0.Add(48 * time.Hour)})
+		r, err := BuildPerson(PersonOptions{AuditDir: tl.Dir, Keys: tl.Keys, Config: cfg, Person: p, Now: day0.Add(48 * time.Hour)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -390,7 +348,7 @@ func TestPersonReport(t *testing.T) {
 func TestSpotChecks(t *testing.T) {
 	tl := newTestLog(t, scenario()...)
 	draw := func(seed uint64, n int) *Draw {
-		d, err := DrawSample(SampleOptions{AuditDir: tl.dir, Keys: tl.keys, Tenant: "acme", From: day0, To: day0, Count: n, Seed: seed})
+		d, err := DrawSample(SampleOptions{AuditDir: tl.Dir, Keys: tl.Keys, Tenant: "acme", From: day0, To: day0, Count: n, Seed: seed})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -411,7 +369,7 @@ func TestSpotChecks(t *testing.T) {
 	if len(seen) < 2 {
 		t.Errorf("twenty seeds drew only %v", seen)
 	}
-	if _, err := DrawSample(SampleOptions{AuditDir: tl.dir, Keys: tl.keys, Tenant: "acme", From: day0, To: day0, Count: 0}); err == nil {
+	if _, err := DrawSample(SampleOptions{AuditDir: tl.Dir, Keys: tl.Keys, Tenant: "acme", From: day0, To: day0, Count: 0}); err == nil {
 		t.Error("a draw of 0 items was accepted")
 	}
 	d := draw(7, 2)
@@ -448,7 +406,7 @@ func TestSpotChecks(t *testing.T) {
 			t.Errorf("the page lacks %q", want)
 		}
 	}
-	if _, err := Verify(page, tl2.key, ""); err != nil {
+	if _, err := Verify(page, tl2.Key, ""); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -469,7 +427,7 @@ func TestReportEscapesPersonText(t *testing.T) {
 	if !bytes.Contains(visible, []byte(`&lt;script&gt;alert(1)&lt;/script&gt;\u202eevil\x1b[31m`)) {
 		t.Errorf("the reason is not shown escaped:\n%s", visible)
 	}
-	if _, err := Verify(page, tl.key, ""); err != nil {
+	if _, err := Verify(page, tl.Key, ""); err != nil {
 		t.Fatal(err)
 	}
 }
