@@ -188,6 +188,12 @@ var specs = []Spec{
 		PersonRole: "approver", PersonDoc: "who approved"},
 	{Type: DisclosureExported, builder: DisclosureExportedEvent{}, Measures: ms("M15"),
 		When: "`tandem disclose export` wrote an approved case's records and recordings, encrypted to the recipient; queued through the state store before the file is written."},
+
+	// Contract end.
+	{Type: TenantHandover, builder: TenantHandoverEvent{}, Measures: ms("M23"),
+		When: "`tandem tenant handover` wrote the tenant's audit records and recordings, encrypted to the tenant's key; queued through the state store before the file is written."},
+	{Type: TenantDestroy, builder: TenantDestroyEvent{}, Measures: ms("M23", "M14"),
+		When: "`tandem tenant destroy`: a first person asked for the destruction of a tenant's data after its hand-over (requested), a second confirmed it (confirmed, before any key goes), and every data key of the tenant was destroyed (done). Records of the gateway, not of the tenant: they outlive its keys."},
 }
 
 func ms(ids ...string) []string { return ids }

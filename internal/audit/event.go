@@ -94,6 +94,10 @@ const (
 	DisclosureRequested Type = "disclosure.requested"
 	DisclosureApproved  Type = "disclosure.approved"
 	DisclosureExported  Type = "disclosure.exported"
+	// Contract end (M23): a tenant's data handed over, and destroyed by
+	// two persons.
+	TenantHandover Type = "tenant.handover"
+	TenantDestroy  Type = "tenant.destroy"
 )
 
 // Event is one audit record. Fields that do not apply stay empty. Source

@@ -801,3 +801,31 @@ type DisclosureExportedEvent struct {
 }
 
 func (b DisclosureExportedEvent) Event() Event { return build(DisclosureExported, b) }
+
+// TenantHandoverEvent: a tenant's audit records and recordings were
+// written, encrypted to the tenant's key, at the end of its contract.
+type TenantHandoverEvent struct {
+	Tenant     string `attr:"contract_tenant" doc:"the tenant handed over (an attribute: the record is the gateway's, so that it outlives the tenant's keys)"`
+	Recipient  string `attr:"recipient" doc:"the key it is encrypted to: its kind and fingerprint"`
+	Path       string `attr:"path" doc:"the encrypted file written"`
+	SHA256     string `attr:"sha256" doc:"SHA-256 (hex) of the encrypted file"`
+	Records    int    `attr:"records" doc:"audit records in it"`
+	Recordings int    `attr:"recordings" doc:"recordings in it"`
+	By         string `attr:"by" role:"operator" doc:"the person who handed it over (--by)"`
+	Actor      string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran tandem tenant handover (local:USER)"`
+}
+
+func (b TenantHandoverEvent) Event() Event { return build(TenantHandover, b) }
+
+// TenantDestroyEvent: a step of destroying a tenant's data after its
+// hand-over: asked for by one person, confirmed by a second, done.
+type TenantDestroyEvent struct {
+	Tenant        string `attr:"contract_tenant" doc:"the tenant whose data is destroyed (an attribute: the record is the gateway's, written after the tenant's keys are gone)"`
+	Phase         string `attr:"phase" doc:"requested (the first person), confirmed (the second, before any key goes) or done"`
+	By            string `attr:"by" role:"operator" doc:"the person of this step (--by)"`
+	KeysDestroyed int    `attr:"keys_destroyed,omitempty" doc:"data keys destroyed (done); each is in the retention state as destroyed, not one key.destroyed each: those would be the tenant's records, under keys that are gone"`
+	Files         int    `attr:"files,omitempty" doc:"recording files removed (done)"`
+	Actor         string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran tandem tenant destroy (local:USER)"`
+}
+
+func (b TenantDestroyEvent) Event() Event { return build(TenantDestroy, b) }

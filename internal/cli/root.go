@@ -73,7 +73,7 @@ Start with "tandem demo" to try it, or "tandem serve --config FILE".`,
 	root.AddCommand(newRetentionCmd(), newHoldCmd(), newBreakglassCmd())
 	root.AddCommand(newBackupCmd(), newRestoreCmd())
 	root.AddCommand(newStatusCmd())
-	root.AddCommand(newReportCmd(), newReviewCmd(), newDiscloseCmd())
+	root.AddCommand(newReportCmd(), newReviewCmd(), newDiscloseCmd(), newTenantCmd())
 	markUsageErrors(root)
 	addExamples(root)
 	return root

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"tandem.dev/tandem/internal/audit"
@@ -95,22 +96,43 @@ func Export(o ExportOptions) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	info := CaseInfo{ID: c.ID, Tenant: c.Tenant, Scope: c.Scope.String(), LegalBasis: c.LegalBasis, Reason: c.Reason,
+		Requester: c.Requester, Recipient: c.Recipient, Contact: c.Contact, SealedInput: c.SealedInput,
+		Requested: c.Requested.UTC().Format(time.RFC3339), Record: c.Index}
+	for _, a := range c.Approvals {
+		info.Approvers = append(info.Approvers, a.Person)
+	}
+	return WriteBundle(o, Bundle{Info: info, Filter: c.Scope.Filter(c.Tenant), Recipient: rcpt})
+}
+
+// Bundle is what an export holds: the records f selects (of Info.Tenant),
+// the recordings of their sessions — or of every session of the tenant
+// with AllRecordings — and, with Info.SealedInput, their sealed
+// keystrokes.
+type Bundle struct {
+	Info          CaseInfo
+	Filter        audit.Filter
+	Recipient     Recipient
+	AllRecordings bool
+}
+
+// WriteBundle writes b to o.Out, encrypted to b.Recipient, with the
+// manifest first; o.Case is not looked at.
+func WriteBundle(o ExportOptions, b Bundle) (*Result, error) {
+	c, rcpt := b.Info, b.Recipient
 	cp, err := audit.LatestCheckpoint(o.AuditDir)
 	if err != nil {
 		return nil, err
 	}
-	m := &Manifest{Format: ManifestFormat, Made: o.Now.UTC().Format(time.RFC3339), Checkpoint: string(cp.Note), Records: []report.Record{}, Files: []File{}}
-	m.Case = CaseInfo{ID: c.ID, Tenant: c.Tenant, Scope: c.Scope.String(), LegalBasis: c.LegalBasis, Reason: c.Reason,
-		Requester: c.Requester, Recipient: c.Recipient, Contact: c.Contact, SealedInput: c.SealedInput,
-		Requested: c.Requested.UTC().Format(time.RFC3339), Record: c.Index}
-	for _, a := range c.Approvals {
-		m.Case.Approvers = append(m.Case.Approvers, a.Person)
-	}
+	m := &Manifest{Format: ManifestFormat, Case: c, Made: o.Now.UTC().Format(time.RFC3339), Checkpoint: string(cp.Note), Records: []report.Record{}, Files: []File{}}
 	var events bytes.Buffer
 	var sessions []string
 	seen := map[string]bool{}
 	later := 0
-	err = audit.ReadKeys(o.AuditDir, o.Vault, c.Scope.Filter(c.Tenant), func(r audit.Record) error {
+	if b.Filter.Tenant == "" || b.Filter.Tenant != c.Tenant {
+		return nil, errors.New("disclose: an export is of one tenant")
+	}
+	err = audit.ReadKeys(o.AuditDir, o.Vault, b.Filter, func(r audit.Record) error {
 		if r.Index >= cp.Size {
 			later++
 			return nil
@@ -161,6 +183,14 @@ func Export(o ExportOptions) (*Result, error) {
 	add("events.jsonl", "", events.Bytes())
 	res := &Result{Records: len(m.Records)}
 	headers, _ := record.List(o.DataDir, c.Tenant) // unreadable files: the session shows without its recording
+	if b.AllRecordings {
+		sessions = sessions[:0]
+		for _, h := range headers {
+			if !slices.Contains(sessions, h.Session) {
+				sessions = append(sessions, h.Session)
+			}
+		}
+	}
 	for _, id := range sessions {
 		for _, h := range headers {
 			if h.Session != id {

@@ -165,3 +165,10 @@ func (e *Engine) IsDPO(p *config.Person) bool {
 	}
 	return false
 }
+
+// MayEndContract decides whether p may hand over and destroy a tenant's
+// data at the end of its contract (M23, `tandem tenant`, --by PERSON): an
+// employee whose role has the permission configure.
+func (e *Engine) MayEndContract(p *config.Person) Decision {
+	return e.mayLocally(p, config.PermissionConfigure, "hand over or destroy a tenant's data")
+}
