@@ -84,7 +84,7 @@ func TestDiscloseCase(t *testing.T) {
 	caseID := strings.Fields(out)[2]
 	syncLog(g)
 	ev := g.events[len(g.events)-1]
-	if ev.Type != audit.DisclosureRequested || ev.Person != "carol" || ev.Tenant != "nord" || ev.Attrs[audit.KeyRecipientKey] != rcpt ||
+	if ev.Type != audit.DisclosureRequested || ev.Person != "carol" || ev.Tenant != "" || ev.Attrs[audit.KeyCaseTenant] != "nord" || ev.Attrs[audit.KeyRecipientKey] != rcpt ||
 		!strings.Contains(ev.Attrs[audit.KeyContact], "none configured") {
 		t.Fatalf("request event %+v", ev)
 	}

@@ -22,6 +22,7 @@ const (
 	KeyBy                  = "by"
 	KeyByUnknown           = "by_unknown"
 	KeyCA                  = "ca"
+	KeyCaseTenant          = "case_tenant"
 	KeyBytesErr            = "bytes_err"
 	KeyBytesIn             = "bytes_in"
 	KeyBytesOut            = "bytes_out"

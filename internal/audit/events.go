@@ -757,9 +757,13 @@ type ReviewVerdictEvent struct {
 func (b ReviewVerdictEvent) Event() Event { return build(ReviewVerdict, b) }
 
 // DisclosureCase names a disclosure case and the tenant whose data it
-// concerns.
+// concerns. The tenant is an attribute: disclosure records are the
+// gateway's, not the tenant's, so that neither the tenant's auditors
+// (audit show, the evidence report) read a case whose notice a legal hold
+// withholds, nor does the tenant's retention or destruction take the
+// record of a lawful disclosure with it.
 type DisclosureCase struct {
-	Tenant string `field:"tenant" doc:"the tenant whose data is disclosed"`
+	Tenant string `attr:"case_tenant" doc:"the tenant whose data is disclosed"`
 	ID     string `attr:"id" doc:"the case's id"`
 }
 

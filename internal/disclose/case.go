@@ -5,7 +5,8 @@
 // to the recipient with a manifest of hashes and inclusion proofs.
 //
 // A case lives in the audit log alone — disclosure.requested,
-// disclosure.approved, disclosure.exported — and is read back from it:
+// disclosure.approved, disclosure.exported, records of the gateway with
+// the tenant as an attribute — and is read back from it:
 // the log is the tamper-evident record of who asked and who agreed, and
 // the state store (a file whoever holds the gateway host could edit)
 // plays no part in the decision.
@@ -121,11 +122,11 @@ func Load(read Read, id string) (*Case, error) {
 				return fmt.Errorf("case %s: %w", id, err)
 			}
 			a := e.Attrs
-			c = &Case{ID: id, Tenant: e.Tenant, Requester: e.Person, Scope: sc, LegalBasis: a[audit.KeyLegalBasis],
+			c = &Case{ID: id, Tenant: e.Attrs[audit.KeyCaseTenant], Requester: e.Person, Scope: sc, LegalBasis: a[audit.KeyLegalBasis],
 				Reason: a[audit.KeyReason], Recipient: a[audit.KeyRecipient], RecipientKey: a[audit.KeyRecipientKey],
 				Contact: a[audit.KeyContact], SealedInput: a[audit.KeySealedInput] == "true", Requested: e.Time, Index: r.Index}
 		case audit.DisclosureApproved:
-			if c == nil || e.Tenant != c.Tenant {
+			if c == nil || e.Attrs[audit.KeyCaseTenant] != c.Tenant {
 				return fmt.Errorf("case %s: an approval (record %d) without its request", id, r.Index)
 			}
 			c.Approvals = append(c.Approvals, Approval{Person: e.Person, DPO: e.Attrs[audit.KeyDPO] == "true", At: e.Time, Index: r.Index})

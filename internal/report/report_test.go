@@ -59,6 +59,10 @@ func scenario() []audit.Event {
 		audit.RecordingExportEvent{Recording: audit.Recording{Person: "rita", Session: "s1", Tenant: "acme", Host: "db1", Owner: "alice"}}.Event(),
 		audit.SessionEndEvent{Target: other}.Event(),
 		audit.KeyDestroyedEvent{Tenant: "acme", Class: "operational", Day: "2030-03-01", KeyID: "k1", Reason: "operational period ended"}.Event(),
+		// A disclosure case about acme whose notice a hold withholds: the
+		// gateway's record, never in acme's report.
+		audit.DisclosureRequestedEvent{Conn: audit.Conn{Person: "lena"}, DisclosureCase: audit.DisclosureCase{Tenant: "acme", ID: "c1"},
+			Scope: "session:s1", LegalBasis: "secret-order", Reason: "secret-investigation", Contact: "notice withheld under legal hold h1"}.Event(),
 	}
 }
 
@@ -132,7 +136,7 @@ func TestReportHoldsOnlyTheTenant(t *testing.T) {
 	// The visible page; the evidence is base64 and ciphertext, in which
 	// any short string may turn up by chance: its records are opened below.
 	visible, _, _ := bytes.Cut(page, []byte(evidenceOpen))
-	for _, leak := range []string{"gustav", "globex", "gx1", "globex-secret-reason", "globex-secret-purpose", "198.51.100.9", "192.0.2.7", "uptime", "SHA256:alice", "fine by me"} {
+	for _, leak := range []string{"gustav", "globex", "gx1", "globex-secret-reason", "globex-secret-purpose", "198.51.100.9", "192.0.2.7", "uptime", "SHA256:alice", "fine by me", "disclosure", "lena", "secret-order", "secret-investigation"} {
 		if bytes.Contains(visible, []byte(leak)) {
 			t.Errorf("the page shows %q", leak)
 		}
