@@ -7,15 +7,17 @@
 # HAProxy (two gateways behind a load balancer, docs/HA.md), PostgreSQL's
 # server (the state store's tests start a private one), nftables (nft -c
 # checks the target role's firewall rule), systemd's systemd-analyze (the
-# unit file's verify and security figures) and apparmor (apparmor_parser
-# checks the service's profile). Quiet and
+# unit file's verify and security figures), apparmor (apparmor_parser
+# checks the service's profile), headless chromium and pdftotext
+# (poppler-utils: the evidence report rendered and printed to PDF), age
+# and gpg (a disclosure's recipient decrypts it). Quiet and
 # idempotent when everything is present. As root it installs what is
 # missing with apt-get; otherwise it prints the command and fails, because
 # under CI=true a missing program fails the tests anyway.
 set -euo pipefail
 
-packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo python3-aiosmtpd prometheus rsyslog rsyslog-gnutls openssl haproxy postgresql nftables systemd apparmor)
-programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema sudo promtool rsyslogd openssl haproxy nft systemd-analyze apparmor_parser)
+packages=(openssh-server openssh-client rsync tmux ansible asciinema sudo python3-aiosmtpd prometheus rsyslog rsyslog-gnutls openssl haproxy postgresql nftables systemd apparmor chromium poppler-utils age gnupg)
+programs=(sshd ssh scp sftp ssh-keygen rsync tmux ansible-playbook asciinema sudo promtool rsyslogd openssl haproxy nft systemd-analyze apparmor_parser chromium pdftotext age age-keygen gpg)
 
 
 # have reports whether a program is installed; sshd lives in /usr/sbin,

@@ -45,6 +45,10 @@ type Caller struct {
 	// Operator names the local operator ("local:root") for commands run on
 	// the gateway host; "" over SSH.
 	Operator string
+	// Input is the command's standard input (the SSH channel); nil when
+	// there is none. Only a command that asks for it reads it
+	// (`disclose request --recipient-key -`), bounded in size and time.
+	Input io.Reader
 }
 
 // ID is who the caller is in the store and the audit log: the person, or
@@ -176,6 +180,8 @@ func commands() []command {
 		{"replay", "replay SESSION-ID [--speed N] [--idle-cap D]: play a recording (use ssh -t)", (*call).replay},
 		{"export", "export SESSION-ID: write a recording as asciicast v2 to stdout", (*call).export},
 		{"audit", "audit show [--since 24h] [--type T,…] [--person P] [--session S] [--limit N] [--json]: audit events of the tenants you may read (audit: true), e.g. ssh gw audit show --since 2h --type session.start", (*call).auditCmd},
+		{"review", "review record ID --verdict ok|finding [--note TEXT]: your verdict on a session or request a spot check drew (audit: true)", (*call).reviewCmd},
+		{"disclose", "disclose request|approve|show …: lawful disclosure cases (permission disclose or dpo), e.g. ssh gw disclose request --tenant T --scope session:ID --legal-basis TEXT --recipient-key - --reason TEXT < key.asc", (*call).discloseCmd},
 		{"keys", "your registered keys, their fingerprints and expiry", (*call).keys},
 		{"reload", "reload: re-read the configuration file as your change (permission configure); prints what changed", (*call).reloadCmd},
 		{"lock", "lock PERSON --reason TEXT [--for DURATION]: refuse their logins and end their sessions now", (*call).lockCmd},

@@ -37,7 +37,23 @@ func (c *call) recordRequest(e audit.Event) error {
 // requestRef names request r, and the caller as who acts on it, in its
 // audit events.
 func (c *call) requestRef(r store.Request) audit.RequestRef {
-	return audit.RequestRef{Conn: c.who.conn(), Request: r.ID, Hosts: r.Hosts, Login: r.Login, Requester: r.Requester}
+	return audit.RequestRef{Conn: c.who.conn(), Request: r.ID, Tenant: c.requestTenant(r), Hosts: r.Hosts, Login: r.Login, Requester: r.Requester}
+}
+
+// requestTenant is the tenant of a request whose hosts all belong to one
+// tenant: its events are then that tenant's records (its keys, its
+// retention, its auditors' reading and evidence report). A request across
+// tenants, or naming a host no longer configured, stays the gateway's.
+func (c *call) requestTenant(r store.Request) string {
+	tenant := ""
+	for _, name := range r.Hosts {
+		h := c.cfg.Host(name)
+		if h == nil || (tenant != "" && h.Tenant != tenant) {
+			return ""
+		}
+		tenant = h.Tenant
+	}
+	return tenant
 }
 
 func (c *call) request(args []string, out io.Writer) error {

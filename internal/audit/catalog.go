@@ -170,6 +170,32 @@ var specs = []Spec{
 		PersonRole: "holder", PersonDoc: "the first holder whose share was used (the others in co_holders)"},
 	{Type: BackupCreated, builder: BackupCreatedEvent{}, Measures: ms("M21"),
 		When: "A backup of the data directory was written and checked: by `tandem serve` on its schedule (`backup.every`) or by `tandem backup`."},
+
+	// Audits.
+	{Type: ReportCreated, builder: ReportCreatedEvent{}, Measures: ms("M24", "M13"),
+		When:       "`tandem report` wrote an evidence report of a tenant or an access report of a person; queued through the state store before the file is written.",
+		PersonRole: "subject", PersonDoc: "the person an access report is about"},
+	{Type: ReviewSampled, builder: ReviewSampledEvent{}, Measures: ms("M29"),
+		When: "`tandem review sample` drew sessions and access requests of a tenant at random for review; queued through the state store."},
+	{Type: ReviewVerdict, builder: ReviewVerdictEvent{}, Measures: ms("M29"),
+		When:       "A reviewer recorded a verdict on a drawn session or request (`ssh gw review record`); stored before the command answers.",
+		PersonRole: "reviewer", PersonDoc: "who reviewed"},
+
+	// Lawful disclosure.
+	{Type: DisclosureRequested, builder: DisclosureRequestedEvent{}, Measures: ms("M15"),
+		When:       "A person opened a disclosure case (`ssh gw disclose request`): scope, legal basis, recipient key, the tenant's contact; stored before the command answers.",
+		PersonRole: "requester", PersonDoc: "who asked"},
+	{Type: DisclosureApproved, builder: DisclosureApprovedEvent{}, Measures: ms("M15"),
+		When:       "A person approved a disclosure case (`ssh gw disclose approve`); it is approved with two approvers, neither the requester, one of them with the dpo permission.",
+		PersonRole: "approver", PersonDoc: "who approved"},
+	{Type: DisclosureExported, builder: DisclosureExportedEvent{}, Measures: ms("M15"),
+		When: "`tandem disclose export` wrote an approved case's records and recordings, encrypted to the recipient; queued through the state store before the file is written."},
+
+	// Contract end.
+	{Type: TenantHandover, builder: TenantHandoverEvent{}, Measures: ms("M23"),
+		When: "`tandem tenant handover` wrote the tenant's audit records and recordings, encrypted to the tenant's key; queued through the state store before the file is written."},
+	{Type: TenantDestroy, builder: TenantDestroyEvent{}, Measures: ms("M23", "M14"),
+		When: "`tandem tenant destroy`: a first person asked for the destruction of a tenant's data after its hand-over (requested), a second confirmed it (confirmed, before any key goes), and every data key of the tenant was destroyed (done). Records of the gateway, not of the tenant: they outlive its keys."},
 }
 
 func ms(ids ...string) []string { return ids }

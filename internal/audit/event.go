@@ -85,6 +85,21 @@ const (
 	BreakglassUsed Type = "breakglass.used"
 	// BackupCreated: a backup of the data directory was written (M21).
 	BackupCreated Type = "backup.created"
+	// ReportCreated (M24): an evidence report of a tenant or an access
+	// report of a person was written.
+	ReportCreated Type = "report.created"
+	// Spot checks (M29): items drawn for review, and a reviewer's verdict.
+	ReviewSampled Type = "review.sampled"
+	ReviewVerdict Type = "review.verdict"
+	// Lawful disclosure (M15): a case asked for, each approval, and the
+	// encrypted export once two persons approved.
+	DisclosureRequested Type = "disclosure.requested"
+	DisclosureApproved  Type = "disclosure.approved"
+	DisclosureExported  Type = "disclosure.exported"
+	// Contract end (M23): a tenant's data handed over, and destroyed by
+	// two persons.
+	TenantHandover Type = "tenant.handover"
+	TenantDestroy  Type = "tenant.destroy"
 )
 
 // Event is one audit record. Fields that do not apply stay empty. Source

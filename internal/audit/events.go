@@ -292,6 +292,7 @@ func (b CommandEvent) Event() Event { return build(Command, b) }
 type RequestRef struct {
 	Conn
 	Request   string   `field:"request"`
+	Tenant    string   `field:"tenant" doc:"the tenant of the hosts it covers, when they all belong to one"`
 	Hosts     []string `attr:"hosts" doc:"the hosts it covers, comma-separated"`
 	Login     string   `attr:"login" doc:"the login it covers"`
 	Requester string   `attr:"requester" role:"requester" doc:"who asked"`
@@ -725,3 +726,122 @@ type BackupCreatedEvent struct {
 }
 
 func (b BackupCreatedEvent) Event() Event { return build(BackupCreated, b) }
+
+// ReportCreatedEvent: a report of the audit log left the gateway as a
+// file: an evidence report of a tenant, or an access report of a person.
+type ReportCreatedEvent struct {
+	Person  string `field:"person" doc:"the person an access report is about (kind person)"`
+	Tenant  string `field:"tenant" doc:"the tenant an evidence report is about (kind tenant)"`
+	Kind    string `attr:"kind" doc:"tenant (an evidence report, tandem report --tenant) or person (an access report, tandem report --person)"`
+	Period  string `attr:"period,omitempty" doc:"the days reported on, FROM..TO (UTC, both included)"`
+	Records int    `attr:"records" doc:"audit records the report holds or drew on"`
+	SHA256  string `attr:"sha256,omitempty" doc:"SHA-256 (hex) of the file written (the HTML of an evidence report)"`
+	Actor   string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran tandem report (local:USER)"`
+}
+
+func (b ReportCreatedEvent) Event() Event { return build(ReportCreated, b) }
+
+// ReviewSampledEvent: a spot check drew sessions and access requests of
+// a tenant at random for review.
+type ReviewSampledEvent struct {
+	Tenant   string `field:"tenant" doc:"the tenant whose sessions and requests were drawn"`
+	Period   string `attr:"period" doc:"the days drawn from, FROM..TO (UTC, both included)"`
+	Seed     string `attr:"seed" doc:"the seed: the same seed over the same records draws the same items"`
+	Count    int    `attr:"count" doc:"items drawn"`
+	Sessions string `attr:"sampled_sessions,omitempty" doc:"the sessions drawn, comma-separated"`
+	Requests string `attr:"sampled_requests,omitempty" doc:"the access requests drawn, comma-separated"`
+	Actor    string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran tandem review sample (local:USER)"`
+}
+
+func (b ReviewSampledEvent) Event() Event { return build(ReviewSampled, b) }
+
+// ReviewVerdictEvent: a reviewer recorded a verdict on a drawn session or
+// access request (ssh gw review record).
+type ReviewVerdictEvent struct {
+	Conn
+	Tenant  string `field:"tenant" doc:"the tenant of the session or request"`
+	Session string `field:"session" doc:"the session reviewed"`
+	Request string `field:"request" doc:"the access request reviewed"`
+	Verdict string `attr:"verdict" doc:"ok or finding"`
+	Note    string `attr:"note,omitempty" doc:"the reviewer's note"`
+}
+
+func (b ReviewVerdictEvent) Event() Event { return build(ReviewVerdict, b) }
+
+// DisclosureCase names a disclosure case and the tenant whose data it
+// concerns. The tenant is an attribute: disclosure records are the
+// gateway's, not the tenant's, so that neither the tenant's auditors
+// (audit show, the evidence report) read a case whose notice a legal hold
+// withholds, nor does the tenant's retention or destruction take the
+// record of a lawful disclosure with it.
+type DisclosureCase struct {
+	Tenant string `attr:"case_tenant" doc:"the tenant whose data is disclosed"`
+	ID     string `attr:"id" doc:"the case's id"`
+}
+
+// DisclosureRequestedEvent: a person asked for data to be handed to an
+// authority on a legal basis (ssh gw disclose request).
+type DisclosureRequestedEvent struct {
+	Conn
+	DisclosureCase
+	Scope        string `attr:"scope" doc:"what is disclosed: session:ID or period:FROM..TO (UTC days)"`
+	LegalBasis   string `attr:"legal_basis" doc:"the legal basis (court order, Art. 6(1)(c) with the obligation, Art. 6(1)(f) with the investigation number, imminent danger)"`
+	Reason       string `attr:"reason" doc:"the purpose, in the requester's words"`
+	Recipient    string `attr:"recipient" doc:"the recipient's key: its kind and fingerprint"`
+	RecipientKey string `attr:"recipient_key" doc:"the recipient's public key (age recipient, SSH key or armored OpenPGP key)"`
+	SealedInput  bool   `attr:"sealed_input" doc:"whether keystrokes typed at secret prompts are included (only where the legal basis covers them)"`
+	Contact      string `attr:"contact" doc:"the tenant's contact to notify, or why notification is withheld (a legal hold)"`
+}
+
+func (b DisclosureRequestedEvent) Event() Event { return build(DisclosureRequested, b) }
+
+// DisclosureApprovedEvent: a person approved a disclosure case.
+type DisclosureApprovedEvent struct {
+	Conn
+	DisclosureCase
+	DPO       bool `attr:"dpo" doc:"whether the approver holds the dpo permission"`
+	Approvals int  `attr:"approvals" doc:"approvals of the case so far, this one included"`
+}
+
+func (b DisclosureApprovedEvent) Event() Event { return build(DisclosureApproved, b) }
+
+// DisclosureExportedEvent: an approved case's data left the gateway,
+// encrypted to the recipient.
+type DisclosureExportedEvent struct {
+	DisclosureCase
+	Path       string `attr:"path" doc:"the encrypted file written"`
+	SHA256     string `attr:"sha256" doc:"SHA-256 (hex) of the encrypted file"`
+	Records    int    `attr:"records" doc:"audit records in it"`
+	Recordings int    `attr:"recordings" doc:"recordings in it"`
+	Actor      string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran tandem disclose export (local:USER)"`
+}
+
+func (b DisclosureExportedEvent) Event() Event { return build(DisclosureExported, b) }
+
+// TenantHandoverEvent: a tenant's audit records and recordings were
+// written, encrypted to the tenant's key, at the end of its contract.
+type TenantHandoverEvent struct {
+	Tenant     string `attr:"contract_tenant" doc:"the tenant handed over (an attribute: the record is the gateway's, so that it outlives the tenant's keys)"`
+	Recipient  string `attr:"recipient" doc:"the key it is encrypted to: its kind and fingerprint"`
+	Path       string `attr:"path" doc:"the encrypted file written"`
+	SHA256     string `attr:"sha256" doc:"SHA-256 (hex) of the encrypted file"`
+	Records    int    `attr:"records" doc:"audit records in it"`
+	Recordings int    `attr:"recordings" doc:"recordings in it"`
+	By         string `attr:"by" role:"operator" doc:"the person who handed it over (--by)"`
+	Actor      string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran tandem tenant handover (local:USER)"`
+}
+
+func (b TenantHandoverEvent) Event() Event { return build(TenantHandover, b) }
+
+// TenantDestroyEvent: a step of destroying a tenant's data after its
+// hand-over: asked for by one person, confirmed by a second, done.
+type TenantDestroyEvent struct {
+	Tenant        string `attr:"contract_tenant" doc:"the tenant whose data is destroyed (an attribute: the record is the gateway's, written after the tenant's keys are gone)"`
+	Phase         string `attr:"phase" doc:"requested (the first person), confirmed (the second, before any key goes) or done"`
+	By            string `attr:"by" role:"operator" doc:"the person of this step (--by)"`
+	KeysDestroyed int    `attr:"keys_destroyed,omitempty" doc:"data keys destroyed (done); each is in the retention state as destroyed, not one key.destroyed each: those would be the tenant's records, under keys that are gone"`
+	Files         int    `attr:"files,omitempty" doc:"recording files removed (done)"`
+	Actor         string `attr:"actor,omitempty" role:"operator" doc:"the local user who ran tandem tenant destroy (local:USER)"`
+}
+
+func (b TenantDestroyEvent) Event() Event { return build(TenantDestroy, b) }

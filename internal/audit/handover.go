@@ -153,11 +153,16 @@ func singleKey(key string) (*keyChain, error) {
 // taken over twice) are reported to rep; a fork stops the chain there,
 // so checkpoints past it fail to verify rather than trust either branch.
 func buildKeyChain(anchor string, files []string, rep *Report) (*keyChain, error) {
-	kc, err := singleKey(anchor)
+	found, err := findHandovers(files, rep)
 	if err != nil {
 		return nil, err
 	}
-	found, err := findHandovers(files, rep)
+	return chainFrom(anchor, found, rep)
+}
+
+// chainFrom is buildKeyChain over hand-overs already found.
+func chainFrom(anchor string, found []handover, rep *Report) (*keyChain, error) {
+	kc, err := singleKey(anchor)
 	if err != nil || len(found) == 0 {
 		return kc, err
 	}

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -59,6 +60,9 @@ const (
 	ReasonKEK      = "wrong KEK"     // the key exists but does not unwrap
 	ReasonCorrupt  = "corrupt"       // it does not decrypt with its key, or decrypts to something the gateway never writes
 	ReasonNoKeys   = "not decrypted" // the reader was given no key source
+	// ReasonNotDisclosed: a disclosed record (OpenDisclosed) came without
+	// the key of this part: withheld, or shredded before it was disclosed.
+	ReasonNotDisclosed = "not disclosed"
 )
 
 // Unreadable is one part of a record a reader could not decrypt: which
@@ -496,20 +500,16 @@ func leafHash(payload []byte) ([]byte, error) {
 // decodeV2 parses a canonical v2 record and decrypts the parts it can
 // with keys (none if keys is nil).
 func decodeV2(raw []byte, keys KeyReader) (uint64, Event, []Unreadable, error) {
-	var w wireV2
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return 0, Event{}, nil, fmt.Errorf("decode record: %w", err)
-	}
-	if w.Index == nil {
-		return 0, Event{}, nil, errors.New("decode record: no index")
-	}
-	ts, err := time.Parse(time.RFC3339Nano, w.Time)
+	return decodeV2With(raw, vaultOpener(keys))
+}
+
+// decodeV2With is decodeV2 with the parts opened by open.
+func decodeV2With(raw []byte, open partOpener) (uint64, Event, []Unreadable, error) {
+	w, err := parseV2(raw)
 	if err != nil {
-		return 0, Event{}, nil, fmt.Errorf("decode record: time: %w", err)
+		return 0, Event{}, nil, err
 	}
-	if err := checkWireV2(&w, ts, raw); err != nil {
-		return 0, Event{}, nil, fmt.Errorf("decode record: %w", err)
-	}
+	ts, _ := time.Parse(time.RFC3339Nano, w.Time) // parseV2 checked it
 	e := Event{Time: ts.UTC(), Type: w.Type, Tenant: w.Tenant}
 	if len(w.Unencrypted) > 0 {
 		e.Attrs = maps.Clone(w.Unencrypted)
@@ -519,11 +519,30 @@ func decodeV2(raw []byte, keys KeyReader) (uint64, Event, []Unreadable, error) {
 	}
 	var bad []Unreadable
 	for _, p := range w.Parts {
-		if err := openInto(&e, keys, p, w.Tenant, w.Time); err != nil {
+		if err := openInto(&e, open, p, w.Tenant, w.Time); err != nil {
 			bad = append(bad, unreadable(p, err))
 		}
 	}
 	return *w.Index, e, bad, nil
+}
+
+// partOpener returns the AEAD that opens part p of a record of tenant.
+type partOpener func(p part, tenant string) (cipher.AEAD, error)
+
+// vaultOpener opens parts with the data keys of keys (nil: none).
+func vaultOpener(keys KeyReader) partOpener {
+	return func(p part, tenant string) (cipher.AEAD, error) {
+		if keys == nil {
+			return nil, errNoKeys
+		}
+		key, err := keys.KeyByID(p.Class, tenant, p.Day, p.Key)
+		if err != nil {
+			return nil, err
+		}
+		aead, err := chacha20poly1305.NewX(key)
+		clear(key)
+		return aead, err
+	}
 }
 
 // checkWireV2 refuses a v2 record the writer could not have written.
@@ -563,16 +582,8 @@ func checkWireV2(w *wireV2, ts time.Time, raw []byte) error {
 }
 
 // openInto decrypts part p and merges its fields into e.
-func openInto(e *Event, keys KeyReader, p part, tenant, ts string) error {
-	if keys == nil {
-		return errNoKeys
-	}
-	key, err := keys.KeyByID(p.Class, tenant, p.Day, p.Key)
-	if err != nil {
-		return err
-	}
-	aead, err := chacha20poly1305.NewX(key)
-	clear(key)
+func openInto(e *Event, open partOpener, p part, tenant, ts string) error {
+	aead, err := open(p, tenant)
 	if err != nil {
 		return err
 	}
@@ -639,6 +650,8 @@ func unreadable(p part, err error) Unreadable {
 	switch {
 	case errors.Is(err, errNoKeys):
 		u.Reason = ReasonNoKeys
+	case errors.Is(err, errNotDisclosed):
+		u.Reason = ReasonNotDisclosed
 	case errors.Is(err, vault.ErrOtherKey):
 		// The writer always uses the key the vault holds, and a
 		// destroyed day never gets another: the part was moved or made.

@@ -33,6 +33,43 @@ type Proof struct {
 // InclusionProof builds the inclusion proof of record index against the
 // latest checkpoint in dir.
 func InclusionProof(dir string, index uint64) (*Proof, error) {
+	cp, err := LatestCheckpoint(dir)
+	if err != nil {
+		return nil, err
+	}
+	if index >= cp.Size {
+		return nil, fmt.Errorf("audit: record %d is not covered by the latest checkpoint (size %d) yet", index, cp.Size)
+	}
+	paths, leaves, err := cp.prove(dir, []uint64{index})
+	if err != nil {
+		return nil, err
+	}
+	p := &Proof{Index: index, Size: cp.Size, LeafHash: leaves[index], Hashes: paths[index], Root: cp.Root, Checkpoint: string(cp.Note)}
+	stop := errors.New("stop")
+	err = Read(dir, Filter{}, func(r Record) error {
+		if r.Index == index {
+			p.Record = string(r.Raw)
+			return stop
+		}
+		return nil
+	})
+	if err != nil && err != stop {
+		return nil, err
+	}
+	return p, nil
+}
+
+// CommittedCheckpoint is a checkpoint note, its signature checked, with
+// the tree size and root it commits to.
+type CommittedCheckpoint struct {
+	Note []byte // the signed note, as stored
+	Size uint64
+	Root []byte
+}
+
+// LatestCheckpoint returns the last checkpoint of the log in dir, checked
+// against the log's own public key (audit.pub).
+func LatestCheckpoint(dir string) (*CommittedCheckpoint, error) {
 	key, err := PublicKey(dir)
 	if err != nil {
 		return nil, err
@@ -52,51 +89,67 @@ func InclusionProof(dir string, index uint64) (*Proof, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: latest checkpoint: %w", err)
 	}
-	if index >= cp.Size {
-		return nil, fmt.Errorf("audit: record %d is not covered by the latest checkpoint (size %d) yet", index, cp.Size)
-	}
-	nodes, err := proof.Inclusion(index, cp.Size)
-	if err != nil {
-		return nil, err
-	}
+	return &CommittedCheckpoint{Note: last, Size: cp.Size, Root: cp.Hash}, nil
+}
+
+// Prove returns the inclusion path of each record in indices (all below
+// Size) against the checkpoint, reading the leaf hashes of dir once.
+func (c *CommittedCheckpoint) Prove(dir string, indices []uint64) (map[uint64][][]byte, error) {
+	paths, _, err := c.prove(dir, indices)
+	return paths, err
+}
+
+func (c *CommittedCheckpoint) prove(dir string, indices []uint64) (paths map[uint64][][]byte, leaves map[uint64][]byte, err error) {
 	w := newTreeWalk()
-	w.want(nodes.IDs)
+	nodes := make(map[uint64]proof.Nodes, len(indices))
+	leaves = make(map[uint64][]byte, len(indices))
+	for _, i := range indices {
+		if i >= c.Size {
+			return nil, nil, fmt.Errorf("audit: record %d is not covered by the checkpoint (size %d)", i, c.Size)
+		}
+		n, err := proof.Inclusion(i, c.Size)
+		if err != nil {
+			return nil, nil, err
+		}
+		w.want(n.IDs)
+		nodes[i] = n
+		leaves[i] = nil
+	}
 	lf, err := os.Open(filepath.Join(dir, leavesFile))
 	if err != nil {
-		return nil, fmt.Errorf("audit: open leaves: %w", err)
+		return nil, nil, fmt.Errorf("audit: open leaves: %w", err)
 	}
 	defer lf.Close()
 	br := bufio.NewReaderSize(lf, 1<<16)
-	var leafHash []byte
-	for i := uint64(0); i < cp.Size; i++ {
-		h := make([]byte, 32)
+	h := make([]byte, 32)
+	for i := uint64(0); i < c.Size; i++ {
 		if _, err := io.ReadFull(br, h); err != nil {
-			return nil, fmt.Errorf("audit: read leaf %d: %w", i, err)
+			return nil, nil, fmt.Errorf("audit: read leaf %d: %w", i, err)
 		}
-		if i == index {
-			leafHash = h
+		if _, ok := leaves[i]; ok {
+			leaves[i] = bytes.Clone(h)
 		}
 		if err := w.add(h); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	hashes, err := w.hashes(nodes)
+	root, err := w.rng.GetRootHash(nil)
+	if c.Size == 0 {
+		root, err = hasher.EmptyRoot(), nil
+	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	p := &Proof{Index: index, Size: cp.Size, LeafHash: leafHash, Hashes: hashes, Root: cp.Hash, Checkpoint: string(last)}
-	stop := errors.New("stop")
-	err = Read(dir, Filter{}, func(r Record) error {
-		if r.Index == index {
-			p.Record = string(r.Raw)
-			return stop
+	if !bytes.Equal(root, c.Root) {
+		return nil, nil, errors.New("audit: the leaves do not reproduce the checkpoint's root")
+	}
+	paths = make(map[uint64][][]byte, len(indices))
+	for i, n := range nodes {
+		if paths[i], err = w.hashes(n); err != nil {
+			return nil, nil, err
 		}
-		return nil
-	})
-	if err != nil && err != stop {
-		return nil, err
 	}
-	return p, nil
+	return paths, leaves, nil
 }
 
 // Verify checks the proof with the verifier key text: the checkpoint's

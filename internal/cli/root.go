@@ -74,6 +74,7 @@ Start with "tandem demo" to try it, or "tandem serve --config FILE".`,
 	root.AddCommand(newBackupCmd(), newRestoreCmd())
 	root.AddCommand(newStatusCmd(), newClusterCmd())
 	root.AddCommand(newManPagesCmd())
+	root.AddCommand(newReportCmd(), newReviewCmd(), newDiscloseCmd(), newTenantCmd())
 	markUsageErrors(root)
 	addExamples(root)
 	return root

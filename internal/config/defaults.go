@@ -74,9 +74,15 @@ const (
 	// PermissionFreeze: freeze and unfreeze hosts, tenants and labels
 	// after a security finding (`tandem freeze`, M27).
 	PermissionFreeze = "freeze"
+	// PermissionDisclose: open and approve lawful disclosure cases
+	// (`ssh gw disclose`, M15).
+	PermissionDisclose = "disclose"
+	// PermissionDPO: the data protection officer's; approves disclosure
+	// cases as the one approver a case always needs (M15).
+	PermissionDPO = "dpo"
 )
 
-var permissions = []string{PermissionLock, PermissionConfigure, PermissionHold, PermissionFreeze}
+var permissions = []string{PermissionLock, PermissionConfigure, PermissionHold, PermissionFreeze, PermissionDisclose, PermissionDPO}
 
 // RealDataQualifier qualifies an environment in policy.four_eyes: "ENV:real_data"
 // lists only that environment's hosts that hold real personal data.

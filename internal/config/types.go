@@ -234,6 +234,10 @@ type Policy struct {
 type Tenant struct {
 	ID   string `yaml:"id"`
 	Name string `yaml:"name"`
+	// Contact is whom to notify of a lawful disclosure of the tenant's
+	// data (an e-mail address or a name), unless a legal hold withholds
+	// the notice. Optional.
+	Contact string `yaml:"contact"`
 	// Retention overrides the periods of retention for this tenant's
 	// data; a period left out is the global one.
 	Retention *Periods `yaml:"retention"`
@@ -342,8 +346,10 @@ type Role struct {
 	// Permissions are gateway-wide rights: "lock" (lock and unlock
 	// persons with `ssh gw lock`), "configure" (reload the
 	// configuration file with `ssh gw reload`, recorded as theirs),
-	// "hold" (legal holds) and "freeze" (freeze hosts, tenants and
-	// labels with `tandem freeze`).
+	// "hold" (legal holds), "freeze" (freeze hosts, tenants and
+	// labels with `tandem freeze`), "disclose" (open and approve lawful
+	// disclosure cases) and "dpo" (the data protection officer: approves
+	// disclosure cases as the approver each one needs).
 	Permissions []string `yaml:"permissions"`
 	Allow       []Rule   `yaml:"allow"`
 	Line        int      `yaml:"-"`

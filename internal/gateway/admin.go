@@ -58,7 +58,9 @@ func (c *clientConn) runCommand(ctx context.Context, ss *sessionStart, ch ssh.Ch
 	if ss.pty != nil {
 		out, errOut = crlf{ch}, crlf{ch.Stderr()}
 	}
-	status := admin.Run(ctx, adminGateway{c}, c.caller(), ss.command, out, errOut)
+	who := c.caller()
+	who.Input = ch // read only by a command that asks for input, bounded
+	status := admin.Run(ctx, adminGateway{c}, who, ss.command, out, errOut)
 	if ss.start.Type == "shell" && ss.pty != nil {
 		// `ssh gw` alone: the list of commands above, and why no shell.
 		fmt.Fprintln(out, "\nThis gateway has no shell: name a command, or reach a host with `ssh -J gw login@host`.")

@@ -142,3 +142,33 @@ func (e *Engine) mayLocally(p *config.Person, perm, what string) Decision {
 	return deny(fmt.Sprintf("%s may not %s: no role of theirs has the permission %s", personName(p), what, perm),
 		"ask someone whose role has permissions: ["+perm+"]", nil)
 }
+
+// MayDisclose decides whether p may open or approve a lawful disclosure
+// case (M15): as MayLock, with the permission disclose or dpo.
+func (e *Engine) MayDisclose(p *config.Person, k *config.Key, now time.Time, lock string) Decision {
+	if d := e.mayPermission(p, k, now, lock, config.PermissionDPO, "handle disclosure cases"); d.Verdict == Allow {
+		return d
+	}
+	return e.mayPermission(p, k, now, lock, config.PermissionDisclose, "handle disclosure cases")
+}
+
+// IsDPO reports whether p, not external, holds the permission dpo: each
+// disclosure case needs one such approver.
+func (e *Engine) IsDPO(p *config.Person) bool {
+	if p == nil || e.isExternal(p) {
+		return false
+	}
+	for _, role := range e.rolesOf(p) {
+		if contains(role.Permissions, config.PermissionDPO) {
+			return true
+		}
+	}
+	return false
+}
+
+// MayEndContract decides whether p may hand over and destroy a tenant's
+// data at the end of its contract (M23, `tandem tenant`, --by PERSON): an
+// employee whose role has the permission configure.
+func (e *Engine) MayEndContract(p *config.Person) Decision {
+	return e.mayLocally(p, config.PermissionConfigure, "hand over or destroy a tenant's data")
+}

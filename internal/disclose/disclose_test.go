@@ -1,0 +1,236 @@
+package disclose
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+
+	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/audit/audittest"
+	"tandem.dev/tandem/internal/record"
+)
+
+var day0 = time.Date(2030, 5, 1, 9, 0, 0, 0, time.UTC)
+
+func caseEvents(recipient string, approvals ...audit.Event) []audit.Event {
+	s1 := audit.Target{Person: "alice", Source: "192.0.2.7:5000", Session: "s1", Tenant: "acme", Host: "db1", Login: "root"}
+	other := audit.Target{Person: "gustav", Session: "g1", Tenant: "globex", Host: "gx1", Login: "root"}
+	zero := uint32(0)
+	ev := []audit.Event{
+		audit.SessionStartEvent{Target: s1, Action: "exec", Mode: "user", Command: "cat /etc/shadow"}.Event(),
+		audit.SessionStartEvent{Target: other, Action: "shell"}.Event(),
+		audit.SessionEndEvent{Target: s1, ExitStatus: &zero}.Event(),
+		audit.DisclosureRequestedEvent{Conn: audit.Conn{Person: "lena"}, DisclosureCase: audit.DisclosureCase{Tenant: "acme", ID: "c1"},
+			Scope: "session:s1", LegalBasis: "AG Nord 12 Gs 345/26", Reason: "investigation 4711", Recipient: "age x",
+			RecipientKey: recipient, Contact: "it@acme.example"}.Event(),
+	}
+	return append(ev, approvals...)
+}
+
+func approval(person string, dpo bool) audit.Event {
+	return audit.DisclosureApprovedEvent{Conn: audit.Conn{Person: person}, DisclosureCase: audit.DisclosureCase{Tenant: "acme", ID: "c1"}, DPO: dpo}.Event()
+}
+
+func load(t *testing.T, l *audittest.Log) *Case {
+	t.Helper()
+	c, err := Load(func(f audit.Filter, fn func(audit.Record) error) error { return audit.ReadKeys(l.Dir, l.Keys, f, fn) }, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// A case is approved by two persons other than its requester, one of
+// them the data protection officer; nothing less.
+func TestApprovalRules(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		approvals []audit.Event
+		ok        bool
+	}{
+		{"none", nil, false},
+		{"the dpo alone", []audit.Event{approval("dora", true)}, false},
+		{"two without the dpo", []audit.Event{approval("bob", false), approval("carol", false)}, false},
+		{"the requester and the dpo", []audit.Event{approval("lena", false), approval("dora", true)}, false},
+		{"the dpo twice", []audit.Event{approval("dora", true), approval("dora", true)}, false},
+		{"the dpo and another", []audit.Event{approval("dora", true), approval("bob", false)}, true},
+		{"two, then the dpo", []audit.Event{approval("bob", false), approval("carol", false), approval("dora", true)}, true},
+	} {
+		l := audittest.New(t, day0, caseEvents("age1x", c.approvals...)...)
+		err := load(t, l).Approved()
+		if (err == nil) != c.ok {
+			t.Errorf("%s: approved %v (%v), want %v", c.name, err == nil, err, c.ok)
+		}
+	}
+}
+
+// An approved case exports to the recipient's age key: the recipient
+// decrypts it, the manifest verifies against the log's key, every
+// record of the session is there with all its fields, nothing of another
+// tenant; a changed file or record fails verification.
+func TestExportAndVerify(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := audittest.New(t, day0, caseEvents(id.Recipient().String(), approval("dora", true), approval("bob", false))...)
+	c := load(t, l)
+	kek := filepath.Join(filepath.Dir(l.Data), "kek")
+	k, err := record.FileKEK(kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := record.OpenVault(filepath.Join(l.Data, "vault"), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "case.tar.age")
+	var recorded *Result
+	res, err := Export(ExportOptions{AuditDir: l.Dir, DataDir: l.Data, Vault: v, Case: c, Out: out, Now: day0.Add(time.Hour),
+		Record: func(r Result) error {
+			if _, err := os.Stat(out); err == nil {
+				t.Error("the file was there before the export was recorded")
+			}
+			recorded = &r
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recorded == nil || recorded.SHA256 != res.SHA256 || res.Records != 2 {
+		t.Fatalf("result %+v, recorded %+v", res, recorded)
+	}
+	if st, _ := os.Stat(out); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v", st.Mode().Perm())
+	}
+	if _, err := Export(ExportOptions{AuditDir: l.Dir, DataDir: l.Data, Vault: v, Case: c, Out: out, Now: day0}); err == nil {
+		t.Error("an export replaced an existing file")
+	}
+
+	dir := unpack(t, out, id)
+	checked, err := VerifyDir(dir, l.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked.Records != 2 || checked.Case.LegalBasis != "AG Nord 12 Gs 345/26" || len(checked.Case.Approvers) != 2 {
+		t.Fatalf("%+v", checked)
+	}
+	events, _ := os.ReadFile(filepath.Join(dir, "events.jsonl"))
+	for _, want := range []string{"cat /etc/shadow", "192.0.2.7:5000", `"session":"s1"`} {
+		if !bytes.Contains(events, []byte(want)) {
+			t.Errorf("events.jsonl lacks %q:\n%s", want, events)
+		}
+	}
+	if bytes.Contains(events, []byte("gustav")) || bytes.Contains(events, []byte("globex")) {
+		t.Errorf("events.jsonl holds another tenant's records:\n%s", events)
+	}
+
+	// Tampering.
+	if err := os.WriteFile(filepath.Join(dir, "events.jsonl"), append(events, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyDir(dir, l.Key); err == nil || !strings.Contains(err.Error(), "events.jsonl") {
+		t.Errorf("a changed file verified: %v", err)
+	}
+	dir = unpack(t, out, id)
+	mf := filepath.Join(dir, "manifest.json")
+	m, _ := os.ReadFile(mf)
+	var man Manifest
+	if err := json.Unmarshal(m, &man); err != nil {
+		t.Fatal(err)
+	}
+	man.Records[0].Raw = strings.Replace(man.Records[0].Raw, `"tenant":"acme"`, `"tenant":"acmf"`, 1)
+	b, _ := json.Marshal(man)
+	if err := os.WriteFile(mf, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyDir(dir, l.Key); err == nil {
+		t.Error("a changed record verified")
+	}
+	other, _, _ := audit.GenerateSigningKey("tandem/audit")
+	if _, err := VerifyDir(unpack(t, out, id), other.Verifier()); err == nil {
+		t.Error("a stranger's key verified the checkpoint")
+	}
+}
+
+// An unapproved case does not export.
+func TestExportNeedsApproval(t *testing.T) {
+	id, _ := age.GenerateX25519Identity()
+	l := audittest.New(t, day0, caseEvents(id.Recipient().String(), approval("dora", true))...)
+	_, err := Export(ExportOptions{AuditDir: l.Dir, DataDir: l.Data, Case: load(t, l), Out: filepath.Join(t.TempDir(), "x")})
+	if err == nil || !strings.Contains(err.Error(), "1 of 2 approvals") {
+		t.Fatalf("%v", err)
+	}
+}
+
+func unpack(t *testing.T, file string, id age.Identity) string {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := age.Decrypt(f, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return dir
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, filepath.FromSlash(h.Name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func FuzzParseScope(f *testing.F) {
+	for _, s := range []string{"session:abc", "period:2030-01-01..2030-01-31", "period:2030-01-01", "period:x..y", "", "session:"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sc, err := ParseScope(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseScope(sc.String())
+		if err != nil || again != sc {
+			t.Fatalf("%q -> %q -> %v %v", s, sc.String(), again, err)
+		}
+	})
+}
+
+func FuzzParseRecipient(f *testing.F) {
+	id, _ := age.GenerateX25519Identity()
+	for _, s := range []string{id.Recipient().String(), "ssh-ed25519 AAAA", "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxx\n-----END PGP PUBLIC KEY BLOCK-----", "age1", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRecipient(s)
+		if err != nil {
+			return
+		}
+		if _, err := r.Encrypt(io.Discard); err != nil {
+			t.Fatalf("a recipient that parses cannot encrypt: %v", err)
+		}
+	})
+}
