@@ -48,6 +48,7 @@ const (
 type env struct {
 	dir      string
 	tandem   string // the tandem binary
+	pprof    string // the gateway's --pprof address, or ""
 	reg      *procs
 	key      string // the owner's private key (ECDSA P-256)
 	sshCfg   string // ssh_config for -F
@@ -61,8 +62,8 @@ type env struct {
 // gateway. Every process is tracked in reg. Keys, sshd and client
 // configurations and the gateway's configuration are made by
 // internal/testenv, as for the end-to-end tests.
-func newEnv(ctx context.Context, dir, tandemBin string, reg *procs) (*env, error) {
-	e := &env{dir: dir, tandem: tandemBin, reg: reg}
+func newEnv(ctx context.Context, dir, tandemBin, pprof string, reg *procs) (*env, error) {
+	e := &env{dir: dir, tandem: tandemBin, pprof: pprof, reg: reg}
 	if _, err := testenv.FindProgram("ssh"); err != nil {
 		return nil, err
 	}
@@ -143,8 +144,10 @@ func gatewayConfig(dir string, gwPort, targetPort int, ownerPub, joinerPub, targ
 	c.Gateway.Limits = config.Limits{Unauthenticated: 2000, UnauthenticatedPerSource: 2000,
 		ConnectionsPerPerson: 5000, ConnectionsPerSource: 5000}
 	c.Persons = []config.Person{testenv.Person(personOwner, ownerPub, "admin"), testenv.Person(personJoiner, joinerPub, "admin")}
-	c.Roles = []config.Role{{ID: "admin", Description: "root on the benchmark target; may join others' sessions as peer",
-		Allow: []config.Rule{{Hosts: config.Selector{Tenant: "bench"}, Logins: []string{"root"}, Join: []string{config.JoinPeer}}}}}
+	// Read: (g) reads the SFTP sessions' recordings back to check the
+	// SHA-256 the gateway recorded for every file.
+	c.Roles = []config.Role{{ID: "admin", Description: "root on the benchmark target; may join others' sessions as peer and read the recordings",
+		Allow: []config.Rule{{Hosts: config.Selector{Tenant: "bench"}, Logins: []string{"root"}, Join: []string{config.JoinPeer}, Read: true}}}}
 	// One target for both: the configuration refuses one address for two
 	// environments, so the production host names it as localhost.
 	for _, h := range []struct{ name, host, env string }{{gwHostTest, "127.0.0.1", config.Test}, {gwHostProd, "localhost", config.Production}} {
@@ -226,6 +229,9 @@ func (e *env) startGateway(ctx context.Context) error {
 		e.gwLog = f
 	}
 	cmd := exec.Command(e.tandem, "serve", "--config", e.gwConfig)
+	if e.pprof != "" {
+		cmd.Args = append(cmd.Args, "--pprof", e.pprof)
+	}
 	cmd.Stdout, cmd.Stderr = e.gwLog, e.gwLog
 	p, err := e.reg.start("tandem serve", cmd)
 	if err != nil {
@@ -258,7 +264,13 @@ func (e *env) close() {
 
 // ssh returns an ssh command with the benchmark's configuration.
 func (e *env) ssh(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "ssh", append([]string{"-F", e.sshCfg}, args...)...)
+	return e.command(ctx, "ssh", append([]string{"-F", e.sshCfg}, args...)...)
+}
+
+// command returns a client command (ssh, sftp) that is killed with its
+// process group when ctx ends.
+func (e *env) command(ctx context.Context, prog string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, prog, args...)
 	// Its own process group, so that a ProxyJump helper dies with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

@@ -72,10 +72,7 @@ func runThroughput(ctx context.Context, e *env, size int64, reps int, logf func(
 	timeout := 2*time.Minute + time.Duration(size/(5<<20))*time.Second
 	hosts := map[string]string{"direct": hostDirect, "tandem": hostTandem}
 	for rep := range reps {
-		order := []string{"direct", "tandem"}
-		if rep%2 == 1 {
-			order = []string{"tandem", "direct"}
-		}
+		order := pathOrder(rep)
 		for _, dir := range []string{"up", "down"} {
 			for _, path := range order {
 				if err := ctx.Err(); err != nil {
@@ -135,4 +132,13 @@ func oneTransfer(ctx context.Context, e *env, host, dir, src string, size int64,
 		}
 	}
 	return t, nil
+}
+
+// pathOrder is the order of the two paths in round rep: swapped every
+// round, so that a change in the machine's load hits both alike.
+func pathOrder(rep int) []string {
+	if rep%2 == 1 {
+		return []string{"tandem", "direct"}
+	}
+	return []string{"direct", "tandem"}
 }
