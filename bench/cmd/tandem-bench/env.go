@@ -137,11 +137,12 @@ func gatewayConfig(dir string, gwPort, targetPort int, ownerPub, joinerPub, targ
 	c := testenv.NewConfig(gwPort, filepath.Join(dir, "data"), config.Tenant{ID: "bench", Name: "Benchmark"})
 	c.Gateway.MaxConnections = 5000
 	// Every benchmark client comes from 127.0.0.1 as one person: lift
-	// M19's caps on unauthenticated connections and on connections per
-	// person and source, or batches of sessions are cut short — and a
-	// section that starts while the gateway still releases the previous
-	// section's connections is refused.
-	c.Gateway.Limits = config.Limits{Unauthenticated: 2000, UnauthenticatedPerSource: 2000,
+	// M19's caps on unauthenticated connections (in total, per source and
+	// per network) and on connections per person and source, or batches
+	// of sessions are cut short — and a section that starts while the
+	// gateway still releases the previous section's connections is
+	// refused.
+	c.Gateway.Limits = config.Limits{Unauthenticated: 2000, UnauthenticatedPerSource: 2000, UnauthenticatedPerPrefix: 2000,
 		ConnectionsPerPerson: 5000, ConnectionsPerSource: 5000}
 	c.Persons = []config.Person{testenv.Person(personOwner, ownerPub, "admin"), testenv.Person(personJoiner, joinerPub, "admin")}
 	// Read: (g) reads the SFTP sessions' recordings back to check the
