@@ -61,8 +61,11 @@ type env struct {
 	sshCfg   string // ssh_config for -F
 	gwConfig string // tandem.yaml
 	gwPort   int
-	gw       *proc
-	gwLog    *os.File
+	// What the gateway's configuration is made of, for (h)'s second one.
+	targetPort, defaultPort        int
+	ownerPub, joinerPub, targetPub string
+	gw                             *proc
+	gwLog                          *os.File
 }
 
 // newEnv writes keys and configurations, starts both sshds and the
@@ -91,6 +94,8 @@ func newEnv(ctx context.Context, dir, tandemBin, pprof string, reg *procs) (*env
 		}
 	}
 
+	e.targetPort, e.defaultPort = targetPort, defaultPort
+	e.ownerPub, e.joinerPub, e.targetPub = owner.pub, joiner.pub, targetHost.pub
 	e.gwConfig = filepath.Join(dir, "tandem.yaml")
 	if err := testenv.WriteConfig(e.gwConfig, gatewayConfig(dir, e.gwPort, targetPort, defaultPort, owner.pub, joiner.pub, targetHost.pub)); err != nil {
 		return nil, err

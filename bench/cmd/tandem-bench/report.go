@@ -21,6 +21,7 @@ type report struct {
 	setup      []setupPair
 	idle       []idleResult
 	flood      []floodResult
+	attack     []attackResult
 	audit      []gobench.Result
 	auditCmd   string
 	errs       []string
@@ -159,6 +160,7 @@ func (r *report) markdown() string {
 	r.setupDetail(&b)
 	r.idleDetail(&b)
 	r.floodDetail(&b)
+	r.attackDetail(&b)
 	r.auditDetail(&b)
 	if len(r.errs) > 0 {
 		b.WriteString("### Errors\n\n")
