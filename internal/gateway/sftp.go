@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 
@@ -17,11 +18,11 @@ import (
 // operation to the target, so that every open, read, write, rename and
 // remove is recorded with paths, sizes and SHA-256 (M9).
 func (c *clientConn) serveSFTP(ctx context.Context, l *liveSession, reqs <-chan *ssh.Request, ss *sessionStart, client *ssh.Client) (relay.Result, error) {
-	target, err := sftp.NewClient(client, sftpproxy.TargetClientOptions()...)
+	target, closeTarget, err := dialTargetSFTP(client)
 	if err != nil {
 		return relay.Result{}, fmt.Errorf("%s refused the sftp subsystem: %v", l.host.Name, err)
 	}
-	defer target.Close()
+	defer closeTarget()
 	_ = ss.start.Reply(true, nil)
 	go ssh.DiscardRequests(reqs)
 	readOnly := c.st.engine.SFTPReadOnly(c.person, l.host, l.login)
@@ -37,6 +38,33 @@ func (c *clientConn) serveSFTP(ctx context.Context, l *liveSession, reqs <-chan 
 	// as bytes_in and bytes_out, like for any other session. The files'
 	// own sizes and hashes are in the recording, per operation.
 	return relay.Result{ExitStatus: &status, Counts: relay.Counts{In: end.in.Load(), Out: end.out.Load()}}, err
+}
+
+// dialTargetSFTP opens the target's sftp subsystem on a session of its
+// own and starts the SFTP client on it (sftpproxy.NewTargetClient, which
+// takes the target's read and write limits). closeTarget ends the client
+// and the session.
+func dialTargetSFTP(client *ssh.Client) (target *sftp.Client, closeTarget func(), err error) {
+	s, err := client.NewSession()
+	if err != nil {
+		return nil, nil, err
+	}
+	// The subsystem's stderr is not the person's business and must not
+	// fill the session's buffer: x/crypto copies it away.
+	s.Stderr = io.Discard
+	wr, err := s.StdinPipe()
+	if err == nil {
+		var rd io.Reader
+		if rd, err = s.StdoutPipe(); err == nil {
+			if err = s.RequestSubsystem("sftp"); err == nil {
+				if target, err = sftpproxy.NewTargetClient(rd, wr); err == nil {
+					return target, func() { _ = target.Close(); _ = s.Close() }, nil
+				}
+			}
+		}
+	}
+	_ = s.Close()
+	return nil, nil, err
 }
 
 // sftpEnd is the client channel of an SFTP session whose Close sends the

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/pkg/sftp"
 )
 
 // The end-to-end tests run the real OpenSSH clients against Serve, which
@@ -70,7 +68,7 @@ func helperMain(dir string) int {
 	}
 	defer srv.Wait()
 	defer in.Close()
-	target, err := sftp.NewClientPipe(out, in, TargetClientOptions()...)
+	target, err := NewTargetClient(out, in)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -146,10 +144,9 @@ func (e *e2e) sftpBatch(t testing.TB, batch string, direct bool) (string, error)
 	cmd := exec.Command(sftpClient, "-b", bf, "-D", e.exe)
 	cmd.Env = e.env()
 	if direct {
-		// sftp-server advertises limits@openssh.com, so the client would
-		// read 255 KiB at a time; pkg/sftp's RequestServer cannot offer
-		// that, so the baseline uses the 32 KiB requests the proxy gets.
-		cmd = exec.Command(sftpClient, "-B", "32768", "-b", bf, "-D", sftpServer+" -d "+e.remote)
+		// Both sftp-server and the proxy (wire.go) offer
+		// limits@openssh.com, so the client uses 255 KiB requests either way.
+		cmd = exec.Command(sftpClient, "-b", bf, "-D", sftpServer+" -d "+e.remote)
 	}
 	cmd.Dir = e.local
 	out, err := cmd.CombinedOutput()

@@ -85,7 +85,7 @@ func Serve(ctx context.Context, client io.ReadWriteCloser, target *sftp.Client, 
 	if err != nil || !strings.HasPrefix(start, "/") {
 		start = "/"
 	}
-	rs := sftp.NewRequestServer(client, sftp.Handlers{
+	rs := sftp.NewRequestServer(newWire(client), sftp.Handlers{
 		FileGet: p, FilePut: p, FileCmd: p, FileList: p,
 	}, sftp.WithStartDirectory(start), sftp.WithRSMaxTxPacket(maxTxPacket))
 

@@ -96,7 +96,7 @@ func newRig(t testing.TB, o Options, userOpts ...sftp.ClientOption) *rig {
 	}
 	srvDone := make(chan struct{})
 	go func() { defer close(srvDone); srv.Serve() }()
-	target, err := sftp.NewClientPipe(tc, tc, TargetClientOptions()...)
+	target, err := NewTargetClient(tc, tc)
 	if err != nil {
 		t.Fatal(err)
 	}

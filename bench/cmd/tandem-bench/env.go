@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,6 +34,11 @@ const (
 	hostDirectJump = "direct-via-jump" // the target through a plain OpenSSH jump host (ProxyJump jumphost)
 	hostTandemProd = "tandem-prod"     // the same target through the gateway as a four-eyes host (root%target-prod)
 	hostJoiner     = "gw-joiner"       // the gateway as the second person (bench2), for `join ID`
+	// A second target sshd with OpenSSH's default algorithms: the client
+	// still asks for the pinned ones, but the gateway's upstream leg gets
+	// its profile's first choice (aes256-gcm, ecdh-sha2-nistp384).
+	hostDirectDefault = "direct-default"
+	hostTandemDefault = "tandem-default"
 )
 
 // Persons and host names of the gateway configuration.
@@ -41,6 +47,7 @@ const (
 	personJoiner = "bench2"      // joins the four-eyes session as peer
 	gwHostTest   = "target"      // test environment: a session is live at once
 	gwHostProd   = "target-prod" // production: a session waits for a second person (M6)
+	gwHostDef    = "target-default"
 )
 
 // env is one benchmark setup on loopback: a target sshd, a plain sshd as
@@ -48,21 +55,25 @@ const (
 type env struct {
 	dir      string
 	tandem   string // the tandem binary
+	pprof    string // the gateway's --pprof address, or ""
 	reg      *procs
 	key      string // the owner's private key (ECDSA P-256)
 	sshCfg   string // ssh_config for -F
 	gwConfig string // tandem.yaml
 	gwPort   int
-	gw       *proc
-	gwLog    *os.File
+	// What the gateway's configuration is made of, for (h)'s second one.
+	targetPort, defaultPort        int
+	ownerPub, joinerPub, targetPub string
+	gw                             *proc
+	gwLog                          *os.File
 }
 
 // newEnv writes keys and configurations, starts both sshds and the
 // gateway. Every process is tracked in reg. Keys, sshd and client
 // configurations and the gateway's configuration are made by
 // internal/testenv, as for the end-to-end tests.
-func newEnv(ctx context.Context, dir, tandemBin string, reg *procs) (*env, error) {
-	e := &env{dir: dir, tandem: tandemBin, reg: reg}
+func newEnv(ctx context.Context, dir, tandemBin, pprof string, reg *procs) (*env, error) {
+	e := &env{dir: dir, tandem: tandemBin, pprof: pprof, reg: reg}
 	if _, err := testenv.FindProgram("ssh"); err != nil {
 		return nil, err
 	}
@@ -76,15 +87,17 @@ func newEnv(ctx context.Context, dir, tandemBin string, reg *procs) (*env, error
 		}
 	}
 	e.key = owner.priv
-	var targetPort, jumpPort int
-	for _, p := range []*int{&targetPort, &jumpPort, &e.gwPort} {
+	var targetPort, jumpPort, defaultPort int
+	for _, p := range []*int{&targetPort, &jumpPort, &defaultPort, &e.gwPort} {
 		if *p, err = testenv.PickPort(); err != nil {
 			return nil, err
 		}
 	}
 
+	e.targetPort, e.defaultPort = targetPort, defaultPort
+	e.ownerPub, e.joinerPub, e.targetPub = owner.pub, joiner.pub, targetHost.pub
 	e.gwConfig = filepath.Join(dir, "tandem.yaml")
-	if err := testenv.WriteConfig(e.gwConfig, gatewayConfig(dir, e.gwPort, targetPort, owner.pub, joiner.pub, targetHost.pub)); err != nil {
+	if err := testenv.WriteConfig(e.gwConfig, gatewayConfig(dir, e.gwPort, targetPort, defaultPort, owner.pub, joiner.pub, targetHost.pub)); err != nil {
 		return nil, err
 	}
 	userCA, err := e.tandemOut(ctx, "ca", "public", "--config", e.gwConfig, "--kind", "user")
@@ -107,6 +120,12 @@ func newEnv(ctx context.Context, dir, tandemBin string, reg *procs) (*env, error
 	if err != nil {
 		return nil, err
 	}
+	// The same host key: the gateway's configuration pins it per host.
+	deflt, err := e.startSSHD(ctx, "sshd target-default", testenv.TargetOpts{Port: defaultPort, HostKeyFile: targetHost.priv,
+		UserCA: userCA, AuthorizedKeys: []string{owner.pub}, Extra: []string{defaultAlgorithms}})
+	if err != nil {
+		return nil, err
+	}
 	if err := e.startGateway(ctx); err != nil {
 		return nil, err
 	}
@@ -123,7 +142,7 @@ func newEnv(ctx context.Context, dir, tandemBin string, reg *procs) (*env, error
 	if caLine == "" {
 		return nil, fmt.Errorf("tandem client-config printed no @cert-authority line:\n%s", clientCfg)
 	}
-	return e, e.writeClient(caLine, joiner.priv, target, jump)
+	return e, e.writeClient(caLine, joiner.priv, target, jump, deflt)
 }
 
 // gatewayConfig is a minimal Tandem configuration: two persons, bench
@@ -132,23 +151,31 @@ func newEnv(ctx context.Context, dir, tandemBin string, reg *procs) (*env, error
 // the one target sshd twice, as a test host (live at once) and as a
 // production host (four-eyes: a session waits until a second person
 // joins); and a connection cap above the largest idle-session count.
-func gatewayConfig(dir string, gwPort, targetPort int, ownerPub, joinerPub, targetPub string) *config.Config {
+func gatewayConfig(dir string, gwPort, targetPort, defaultPort int, ownerPub, joinerPub, targetPub string) *config.Config {
 	c := testenv.NewConfig(gwPort, filepath.Join(dir, "data"), config.Tenant{ID: "bench", Name: "Benchmark"})
 	c.Gateway.MaxConnections = 5000
 	// Every benchmark client comes from 127.0.0.1 as one person: lift
-	// M19's caps on unauthenticated connections and on connections per
-	// person and source, or batches of sessions are cut short — and a
-	// section that starts while the gateway still releases the previous
-	// section's connections is refused.
-	c.Gateway.Limits = config.Limits{Unauthenticated: 2000, UnauthenticatedPerSource: 2000,
+	// M19's caps on unauthenticated connections (in total, per source and
+	// per network) and on connections per person and source, or batches
+	// of sessions are cut short — and a section that starts while the
+	// gateway still releases the previous section's connections is
+	// refused.
+	c.Gateway.Limits = config.Limits{Unauthenticated: 2000, UnauthenticatedPerSource: 2000, UnauthenticatedPerPrefix: 2000,
 		ConnectionsPerPerson: 5000, ConnectionsPerSource: 5000}
 	c.Persons = []config.Person{testenv.Person(personOwner, ownerPub, "admin"), testenv.Person(personJoiner, joinerPub, "admin")}
-	c.Roles = []config.Role{{ID: "admin", Description: "root on the benchmark target; may join others' sessions as peer",
-		Allow: []config.Rule{{Hosts: config.Selector{Tenant: "bench"}, Logins: []string{"root"}, Join: []string{config.JoinPeer}}}}}
+	// Read: (g) reads the SFTP sessions' recordings back to check the
+	// SHA-256 the gateway recorded for every file.
+	c.Roles = []config.Role{{ID: "admin", Description: "root on the benchmark target; may join others' sessions as peer and read the recordings",
+		Allow: []config.Rule{{Hosts: config.Selector{Tenant: "bench"}, Logins: []string{"root"}, Join: []string{config.JoinPeer}, Read: true}}}}
 	// One target for both: the configuration refuses one address for two
 	// environments, so the production host names it as localhost.
-	for _, h := range []struct{ name, host, env string }{{gwHostTest, "127.0.0.1", config.Test}, {gwHostProd, "localhost", config.Production}} {
-		c.Hosts = append(c.Hosts, config.Host{Name: h.name, Address: net.JoinHostPort(h.host, strconv.Itoa(targetPort)),
+	for _, h := range []struct {
+		name, host string
+		port       int
+		env        string
+	}{{gwHostTest, "127.0.0.1", targetPort, config.Test}, {gwHostProd, "localhost", targetPort, config.Production},
+		{gwHostDef, "127.0.0.1", defaultPort, config.Test}} {
+		c.Hosts = append(c.Hosts, config.Host{Name: h.name, Address: net.JoinHostPort(h.host, strconv.Itoa(h.port)),
 			Tenant: "bench", Environment: h.env, HostKey: targetPub})
 	}
 	return c
@@ -158,12 +185,12 @@ func gatewayConfig(dir string, gwPort, targetPort int, ownerPub, joinerPub, targ
 // options for every host come before testenv's defaults, and ssh takes
 // the first value it finds: the same algorithms on every leg, no
 // keep-alives, no escape character, and errors only.
-func (e *env) writeClient(caLine, joinerKey string, target, jump *testenv.Target) error {
+func (e *env) writeClient(caLine, joinerKey string, target, jump, deflt *testenv.Target) error {
 	direct := testenv.HostEntry{Name: hostDirect, HostName: "127.0.0.1", Port: target.Port, User: "root"}
 	c, err := testenv.WriteClient(e.dir, testenv.ClientOpts{
 		Key: e.key, Person: personOwner, GatewayPort: e.gwPort,
-		KnownHosts:   []string{caLine, target.KnownHostsLine(), jump.KnownHostsLine()},
-		RouteAliases: map[string]string{hostTandem: "root%" + gwHostTest, hostTandemProd: "root%" + gwHostProd},
+		KnownHosts:   []string{caLine, target.KnownHostsLine(), jump.KnownHostsLine(), deflt.KnownHostsLine()},
+		RouteAliases: map[string]string{hostTandem: "root%" + gwHostTest, hostTandemProd: "root%" + gwHostProd, hostTandemDefault: "root%" + gwHostDef},
 		JumpHosts:    map[string]string{hostTandemJump: "root"},
 		Hosts: []testenv.HostEntry{
 			// The second person. ssh collects IdentityFile lines in
@@ -173,6 +200,7 @@ func (e *env) writeClient(caLine, joinerKey string, target, jump *testenv.Target
 			direct,
 			{Name: "jumphost", HostName: "127.0.0.1", Port: jump.Port, User: "root"},
 			{Name: hostDirectJump, HostName: "127.0.0.1", Port: target.Port, User: "root", ProxyJump: "jumphost"},
+			{Name: hostDirectDefault, HostName: "127.0.0.1", Port: deflt.Port, User: "root"},
 		},
 		Options: []string{"LogLevel ERROR", "ServerAliveInterval 0", "Compression no", "EscapeChar none",
 			"Ciphers " + benchCipher, "KexAlgorithms " + benchKex},
@@ -184,10 +212,15 @@ func (e *env) writeClient(caLine, joinerKey string, target, jump *testenv.Target
 	return nil
 }
 
+// defaultAlgorithms in TargetOpts.Extra makes startSSHD leave the
+// algorithms at OpenSSH's defaults; sshd reads it as a comment.
+const defaultAlgorithms = "# algorithms: OpenSSH's defaults"
+
 // startSSHD writes an sshd configuration with testenv (checked with
 // sshd -t) and starts sshd in the foreground, logging to a file. The
-// benchmark pins its algorithms, lets one client hold many connections,
-// and skips what a login prints.
+// benchmark pins its algorithms (unless opts.Extra holds
+// defaultAlgorithms), lets one client hold many connections, and skips
+// what a login prints.
 func (e *env) startSSHD(ctx context.Context, name string, opts testenv.TargetOpts) (*testenv.Target, error) {
 	sub := filepath.Join(e.dir, strings.ReplaceAll(name, " ", "-"))
 	if err := os.MkdirAll(sub, 0o700); err != nil {
@@ -200,8 +233,11 @@ func (e *env) startSSHD(ctx context.Context, name string, opts testenv.TargetOpt
 	// lock. With SHLVL=1 preset, bash starts at level 2 and skips it, the
 	// same for the direct and the gateway path.
 	opts.Env = []string{"SHLVL=1"}
-	opts.Extra = append([]string{"Ciphers " + benchCipher, "KexAlgorithms " + benchKex, "MaxStartups 2000",
-		"UseDNS no", "PrintMotd no", "PrintLastLog no"}, opts.Extra...)
+	pins := []string{"Ciphers " + benchCipher, "KexAlgorithms " + benchKex}
+	if slices.Contains(opts.Extra, defaultAlgorithms) {
+		pins = nil
+	}
+	opts.Extra = append(append(pins, "MaxStartups 2000", "UseDNS no", "PrintMotd no", "PrintLastLog no"), opts.Extra...)
 	tg, err := testenv.PrepareSSHD(sub, opts)
 	if err != nil {
 		return nil, err
@@ -226,6 +262,9 @@ func (e *env) startGateway(ctx context.Context) error {
 		e.gwLog = f
 	}
 	cmd := exec.Command(e.tandem, "serve", "--config", e.gwConfig)
+	if e.pprof != "" {
+		cmd.Args = append(cmd.Args, "--pprof", e.pprof)
+	}
 	cmd.Stdout, cmd.Stderr = e.gwLog, e.gwLog
 	p, err := e.reg.start("tandem serve", cmd)
 	if err != nil {
@@ -258,7 +297,13 @@ func (e *env) close() {
 
 // ssh returns an ssh command with the benchmark's configuration.
 func (e *env) ssh(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "ssh", append([]string{"-F", e.sshCfg}, args...)...)
+	return e.command(ctx, "ssh", append([]string{"-F", e.sshCfg}, args...)...)
+}
+
+// command returns a client command (ssh, sftp) that is killed with its
+// process group when ctx ends.
+func (e *env) command(ctx context.Context, prog string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, prog, args...)
 	// Its own process group, so that a ProxyJump helper dies with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

@@ -35,7 +35,7 @@ func testPub(t *testing.T) string {
 // second person may join there as peer.
 func TestGatewayConfig(t *testing.T) {
 	dir := t.TempDir()
-	text, err := config.Marshal(gatewayConfig(dir, 2222, 2223, testPub(t), testPub(t), testPub(t)))
+	text, err := config.Marshal(gatewayConfig(dir, 2222, 2223, 2224, testPub(t), testPub(t), testPub(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

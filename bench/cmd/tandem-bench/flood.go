@@ -41,11 +41,7 @@ var floodKinds = []struct {
 // to the test host, and reads the gateway's VmRSS before and after.
 // Each flood is bounded by n requests and 20 seconds.
 func runFlood(ctx context.Context, e *env, n int, logf func(string, ...any)) ([]floodResult, error) {
-	pem, err := os.ReadFile(e.key)
-	if err != nil {
-		return nil, err
-	}
-	signer, err := ssh.ParsePrivateKey(pem)
+	signer, err := e.ownerSigner()
 	if err != nil {
 		return nil, err
 	}
@@ -85,6 +81,15 @@ func runFlood(ctx context.Context, e *env, n int, logf func(string, ...any)) ([]
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// ownerSigner is the owner's key, for the x/crypto clients of (f) and (h).
+func (e *env) ownerSigner() (ssh.Signer, error) {
+	pem, err := os.ReadFile(e.key)
+	if err != nil {
+		return nil, err
+	}
+	return ssh.ParsePrivateKey(pem)
 }
 
 // floodOne sends up to n requests of one type on a fresh session channel

@@ -14,11 +14,16 @@ import (
 type idleResult struct {
 	Want, Opened int
 	OpenTime     time.Duration
-	Before       procUsage // fresh gateway, no sessions
-	Open         procUsage // right after the last session opened and a short settle
-	AfterIdle    procUsage // at the end of the idle window
-	IdleWindow   time.Duration
-	Note         string // why fewer than Want opened, if so
+	// The same count opened straight to the target, before the
+	// gateway's run: the baseline of the opening time.
+	DirectOpened   int
+	DirectOpenTime time.Duration
+	DirectNote     string
+	Before         procUsage // fresh gateway, no sessions
+	Open           procUsage // right after the last session opened and a short settle
+	AfterIdle      procUsage // at the end of the idle window
+	IdleWindow     time.Duration
+	Note           string // why fewer than Want opened, if so
 }
 
 // perSessionKiB is the gateway's RSS growth per open session.
@@ -54,77 +59,24 @@ func runIdle(ctx context.Context, e *env, n, batch int, limit, window time.Durat
 	}
 	// Let the fresh process finish starting (CA keys, store, audit log).
 	time.Sleep(2 * time.Second)
-	var err error
+	// The same count straight to the target first, for the opening time
+	// (issue 22: all sessions running on the target within 1.1× the
+	// direct time); those clients are stopped before the gateway's run.
+	direct, err := openIdle(ctx, e, hostDirect, n, batch, limit, logf)
+	res.DirectOpened, res.DirectOpenTime, res.DirectNote = direct.opened, direct.elapsed, direct.note
+	direct.stop(e, logf)
+	if err != nil {
+		return res, fmt.Errorf("direct: %w", err)
+	}
 	if res.Before, err = usageOf(e.gw.pid()); err != nil {
 		return res, err
 	}
-
-	var sessions []*idleSession
-	defer func() {
-		ps := make([]*proc, 0, len(sessions))
-		for _, s := range sessions {
-			_ = s.stdin.Close()
-			ps = append(ps, s.p)
-		}
-		if err := stopMany(ps, 15*time.Second); err != nil {
-			logf("  (d) stopping clients: %v", err)
-		}
-		e.reg.forget(ps)
-	}()
-
-	start := time.Now()
-	deadline := start.Add(limit)
-	for len(sessions) < n {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		if time.Now().After(deadline) {
-			res.Note = fmt.Sprintf("stopped opening at the %v limit", limit)
-			break
-		}
-		k := min(batch, n-len(sessions))
-		var fresh []*idleSession
-		for range k {
-			s, err := startIdleSession(e)
-			if err != nil {
-				return res, err
-			}
-			fresh = append(fresh, s)
-			sessions = append(sessions, s)
-		}
-		wait := time.After(min(90*time.Second, time.Until(deadline)+10*time.Second))
-		failed := 0
-	batchWait:
-		for _, s := range fresh {
-			select {
-			case <-s.ready:
-			case <-s.p.done:
-				failed++
-			case <-wait:
-				break batchWait
-			case <-ctx.Done():
-				return res, ctx.Err()
-			}
-		}
-		opened := 0
-		for _, s := range sessions {
-			select {
-			case <-s.ready:
-				opened++
-			default:
-			}
-		}
-		res.Opened = opened
-		if failed > 0 || opened < len(sessions) {
-			res.Note = fmt.Sprintf("only %d of %d sessions opened (%d clients ended early); see %s",
-				opened, len(sessions), failed, e.gwLog.Name())
-			break
-		}
-		if len(sessions)%(batch*4) == 0 || len(sessions) == n {
-			logf("  (d) %d/%d sessions open after %v", len(sessions), n, time.Since(start).Round(time.Second))
-		}
+	run, err := openIdle(ctx, e, hostTandem, n, batch, limit, logf)
+	defer run.stop(e, logf)
+	if err != nil {
+		return res, err
 	}
-	res.OpenTime = time.Since(start)
+	res.Opened, res.Note, res.OpenTime = run.opened, run.note, run.elapsed
 	time.Sleep(2 * time.Second)
 	if res.Open, err = usageOf(e.gw.pid()); err != nil {
 		return res, err
@@ -141,11 +93,93 @@ func runIdle(ctx context.Context, e *env, n, batch int, limit, window time.Durat
 	return res, nil
 }
 
-// startIdleSession starts `ssh -tt tandem 'echo MARK; exec cat'` with pipes
+// idleRun is one batch-wise opening of idle sessions to one host.
+type idleRun struct {
+	sessions []*idleSession
+	opened   int
+	elapsed  time.Duration // until the last one printed its marker
+	note     string        // why fewer than asked opened, if so
+}
+
+// openIdle opens n idle PTY sessions to host in batches, each batch
+// waiting until every session of it prints a marker; it stops early at
+// the time limit or when a client ends, and says so in the note.
+func openIdle(ctx context.Context, e *env, host string, n, batch int, limit time.Duration, logf func(string, ...any)) (*idleRun, error) {
+	r := &idleRun{}
+	start := time.Now()
+	deadline := start.Add(limit)
+	defer func() { r.elapsed = time.Since(start) }()
+	for len(r.sessions) < n {
+		if err := ctx.Err(); err != nil {
+			return r, err
+		}
+		if time.Now().After(deadline) {
+			r.note = fmt.Sprintf("stopped opening at the %v limit", limit)
+			break
+		}
+		k := min(batch, n-len(r.sessions))
+		var fresh []*idleSession
+		for range k {
+			s, err := startIdleSession(e, host)
+			if err != nil {
+				return r, err
+			}
+			fresh = append(fresh, s)
+			r.sessions = append(r.sessions, s)
+		}
+		wait := time.After(min(90*time.Second, time.Until(deadline)+10*time.Second))
+		failed := 0
+	batchWait:
+		for _, s := range fresh {
+			select {
+			case <-s.ready:
+			case <-s.p.done:
+				failed++
+			case <-wait:
+				break batchWait
+			case <-ctx.Done():
+				return r, ctx.Err()
+			}
+		}
+		r.opened = 0
+		for _, s := range r.sessions {
+			select {
+			case <-s.ready:
+				r.opened++
+			default:
+			}
+		}
+		if failed > 0 || r.opened < len(r.sessions) {
+			r.note = fmt.Sprintf("only %d of %d sessions to %s opened (%d clients ended early); see %s",
+				r.opened, len(r.sessions), host, failed, e.gwLog.Name())
+			break
+		}
+		if len(r.sessions)%(batch*4) == 0 || len(r.sessions) == n {
+			logf("  (d) %s: %d/%d sessions open after %v", host, len(r.sessions), n, time.Since(start).Round(time.Second))
+		}
+	}
+	return r, nil
+}
+
+// stop ends the run's clients by PID.
+func (r *idleRun) stop(e *env, logf func(string, ...any)) {
+	ps := make([]*proc, 0, len(r.sessions))
+	for _, s := range r.sessions {
+		_ = s.stdin.Close()
+		ps = append(ps, s.p)
+	}
+	if err := stopMany(ps, 15*time.Second); err != nil {
+		logf("  (d) stopping clients: %v", err)
+	}
+	e.reg.forget(ps)
+	r.sessions = nil
+}
+
+// startIdleSession starts `ssh -tt HOST 'echo MARK; exec cat'` with pipes
 // on stdin and stdout; cat then waits on the remote PTY for input that
 // never comes.
-func startIdleSession(e *env) (*idleSession, error) {
-	cmd := e.ssh(context.Background(), "-tt", hostTandem, "echo "+idleReady+"; exec cat")
+func startIdleSession(e *env, host string) (*idleSession, error) {
+	cmd := e.ssh(context.Background(), "-tt", host, "echo "+idleReady+"; exec cat")
 	cmd.Cancel = nil
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -8,7 +8,8 @@
 // trip in a PTY (the owner alone, and with a second person joined), c
 // session set-up time, d concurrent idle PTY sessions (gateway memory and
 // CPU), e the audit log's Go benchmarks, f floods of requests before a
-// session starts (gateway RSS).
+// session starts (gateway RSS), g SFTP put and get with OpenSSH's sftp,
+// h a person's logins during floods (cost under attack).
 //
 // Every process it starts is stopped by PID at the end, also on error or
 // SIGINT/SIGTERM; every loop is bounded in count and time.
@@ -41,6 +42,8 @@ type options struct {
 	only       map[string]bool
 	size       int64
 	reps       int
+	sftpSize   int64
+	sftpReps   int
 	rtt        int
 	setups     int
 	sessions   []int
@@ -50,6 +53,8 @@ type options struct {
 	idleWindow time.Duration
 	keep       bool
 	out        string
+	pprof      string
+	attackTime time.Duration
 }
 
 func main() {
@@ -86,11 +91,11 @@ func run() int {
 	}()
 
 	rep := &report{opts: o, started: time.Now(), machine: describeMachine(ctx, o.goTool)}
-	needEnv := o.only["a"] || o.only["b"] || o.only["c"] || o.only["d"] || o.only["f"]
+	needEnv := o.only["a"] || o.only["b"] || o.only["c"] || o.only["d"] || o.only["f"] || o.only["g"] || o.only["h"]
 	var e *env
 	if needEnv {
 		logf("setting up sshd target, sshd jump host and gateway in %s", dir)
-		e, err = newEnv(ctx, dir, o.tandem, reg)
+		e, err = newEnv(ctx, dir, o.tandem, o.pprof, reg)
 		if err != nil {
 			logf("set-up failed: %v", err)
 			return 1
@@ -112,6 +117,11 @@ func run() int {
 	section("a", func() error {
 		r, err := runThroughput(ctx, e, o.size, o.reps, logf)
 		rep.throughput = &r
+		return err
+	})
+	section("g", func() error {
+		r, err := runSFTP(ctx, e, o.sftpSize, o.sftpReps, logf)
+		rep.sftp = &r
 		return err
 	})
 	section("b", func() error {
@@ -138,6 +148,11 @@ func run() int {
 	section("f", func() error {
 		r, err := runFlood(ctx, e, o.floods, logf)
 		rep.flood = r
+		return err
+	})
+	section("h", func() error {
+		r, err := runAttack(ctx, e, o.attackTime, logf)
+		rep.attack = r
 		return err
 	})
 	section("e", func() error {
@@ -174,10 +189,12 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.repo, "repo", "", "Tandem's repository, for (e); default: the directory of go.mod above the working directory")
 	fs.StringVar(&o.goTool, "go", "go", "the go tool, for (e)")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run in seconds: tiny sizes, 20 sessions, few iterations")
-	only := fs.String("only", "a,b,c,d,e,f", "sections to run: a throughput, b echo round trip, c set-up, d idle sessions, e audit, f request floods")
+	only := fs.String("only", "a,b,c,d,e,f,g,h", "sections to run: a throughput, b echo round trip, c set-up, d idle sessions, e audit, f request floods, g sftp, h logins under attack")
 	fs.IntVar(&o.floods, "floods", 100_000, "requests per flood, at most (f)")
 	size := fs.Int64("size", 1<<30, "bytes per bulk transfer (a)")
 	fs.IntVar(&o.reps, "reps", 3, "transfers per path and direction (a)")
+	sftpSize := fs.Int64("sftp-size", 1<<30, "bytes of the file put and got (g); it is held in /dev/shm twice at most")
+	fs.IntVar(&o.sftpReps, "sftp-reps", 2, "transfers per client mode, path and direction (g)")
 	fs.IntVar(&o.rtt, "rtt", 2000, "one-byte round trips per path (b)")
 	fs.IntVar(&o.setups, "setups", 30, "set-ups per path and mode (c)")
 	sessions := fs.String("sessions", "200,1000", "idle session counts (d), comma-separated")
@@ -185,6 +202,8 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.idleLimit, "idle-limit", 5*time.Minute, "time limit for opening the sessions of one count (d)")
 	fs.DurationVar(&o.idleWindow, "idle-window", 30*time.Second, "how long the sessions stay idle while CPU is measured (d); the gateway's keep-alive interval is 15s")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs)")
+	fs.DurationVar(&o.attackTime, "attack-time", 10*time.Second, "how long each flood of (h) runs")
+	fs.StringVar(&o.pprof, "pprof", "", "start the gateway with --pprof on this loopback address (e.g. 127.0.0.1:6060), to profile it during a section")
 	fs.StringVar(&o.out, "out", "", "also write the Markdown report to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -195,6 +214,9 @@ func parseFlags(args []string) (options, error) {
 		quickDefaults := map[string]func(){
 			"size":        func() { *size = 16 << 20 },
 			"reps":        func() { o.reps = 1 },
+			"sftp-size":   func() { *sftpSize = 16 << 20 },
+			"sftp-reps":   func() { o.sftpReps = 1 },
+			"attack-time": func() { o.attackTime = time.Second },
 			"rtt":         func() { o.rtt = 100 },
 			"setups":      func() { o.setups = 5 },
 			"sessions":    func() { *sessions = "20" },
@@ -208,15 +230,15 @@ func parseFlags(args []string) (options, error) {
 			}
 		}
 	}
-	o.size = *size
+	o.size, o.sftpSize = *size, *sftpSize
 	o.only = map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
 		s = strings.TrimSpace(s)
 		if s == "" {
 			continue
 		}
-		if !strings.Contains("abcdef", s) || len(s) != 1 {
-			return o, fmt.Errorf("-only: unknown section %q (known: a, b, c, d, e, f)", s)
+		if !strings.Contains("abcdefgh", s) || len(s) != 1 {
+			return o, fmt.Errorf("-only: unknown section %q (known: a, b, c, d, e, f, g, h)", s)
 		}
 		o.only[s] = true
 	}
@@ -232,6 +254,12 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("-size: from 1 byte to 16 GiB")
 	case o.reps < 1 || o.reps > 100:
 		return o, errors.New("-reps: from 1 to 100")
+	case o.sftpSize < 1 || o.sftpSize > 4<<30:
+		return o, errors.New("-sftp-size: from 1 byte to 4 GiB")
+	case o.sftpReps < 1 || o.sftpReps > 20:
+		return o, errors.New("-sftp-reps: from 1 to 20")
+	case o.attackTime < 500*time.Millisecond || o.attackTime > 5*time.Minute:
+		return o, errors.New("-attack-time: from 500ms to 5m")
 	case o.rtt < 1 || o.rtt > 1_000_000:
 		return o, errors.New("-rtt: from 1 to 1000000")
 	case o.setups < 1 || o.setups > 10_000:
@@ -245,7 +273,7 @@ func parseFlags(args []string) (options, error) {
 			return o, err
 		}
 	}
-	if o.only["a"] || o.only["b"] || o.only["c"] || o.only["d"] {
+	if o.only["a"] || o.only["b"] || o.only["c"] || o.only["d"] || o.only["g"] || o.only["h"] {
 		if o.tandem, err = filepath.Abs(o.tandem); err != nil {
 			return o, fmt.Errorf("-tandem: %w", err)
 		}

@@ -38,11 +38,18 @@ func (r throughputResult) rate(path, dir string) float64 {
 	return stats.Median(xs)
 }
 
-// gwCPUPerGiB returns the gateway's median CPU seconds per GiB relayed.
-func (r throughputResult) gwCPUPerGiB(dir string) float64 {
+// defaultSuffix marks the paths to the target with OpenSSH's default
+// algorithms, where the gateway's upstream leg uses aes256-gcm and
+// ecdh-sha2-nistp384 (the client leg and the direct path stay on the
+// pinned ones).
+const defaultSuffix = " (default target)"
+
+// gwCPUPerGiB returns the gateway's median CPU seconds per GiB relayed
+// on one Tandem path.
+func (r throughputResult) gwCPUPerGiB(path, dir string) float64 {
 	var xs []float64
 	for _, t := range r.Runs {
-		if t.path == "tandem" && t.dir == dir {
+		if t.path == path && t.dir == dir {
 			xs = append(xs, t.gwCPU.Seconds()/(float64(r.Size)/(1<<30)))
 		}
 	}
@@ -70,14 +77,12 @@ func runThroughput(ctx context.Context, e *env, size int64, reps int, logf func(
 
 	// Bounded: even a 5 MiB/s link moves the largest transfer in time.
 	timeout := 2*time.Minute + time.Duration(size/(5<<20))*time.Second
-	hosts := map[string]string{"direct": hostDirect, "tandem": hostTandem}
+	hosts := map[string]string{"direct": hostDirect, "tandem": hostTandem,
+		"direct" + defaultSuffix: hostDirectDefault, "tandem" + defaultSuffix: hostTandemDefault}
 	for rep := range reps {
-		order := []string{"direct", "tandem"}
-		if rep%2 == 1 {
-			order = []string{"tandem", "direct"}
-		}
+		order := pathOrder(rep)
 		for _, dir := range []string{"up", "down"} {
-			for _, path := range order {
+			for _, path := range append(order, order[0]+defaultSuffix, order[1]+defaultSuffix) {
 				if err := ctx.Err(); err != nil {
 					return res, err
 				}
@@ -87,7 +92,7 @@ func runThroughput(ctx context.Context, e *env, size int64, reps int, logf func(
 				}
 				t.path = path
 				res.Runs = append(res.Runs, t)
-				logf("  (a) rep %d %-6s %-4s %7.1f MiB/s", rep+1, path, dir, float64(size)/(1<<20)/t.elapsed.Seconds())
+				logf("  (a) rep %d %-23s %-4s %7.1f MiB/s", rep+1, path, dir, float64(size)/(1<<20)/t.elapsed.Seconds())
 			}
 		}
 	}
@@ -135,4 +140,13 @@ func oneTransfer(ctx context.Context, e *env, host, dir, src string, size int64,
 		}
 	}
 	return t, nil
+}
+
+// pathOrder is the order of the two paths in round rep: swapped every
+// round, so that a change in the machine's load hits both alike.
+func pathOrder(rep int) []string {
+	if rep%2 == 1 {
+		return []string{"tandem", "direct"}
+	}
+	return []string{"direct", "tandem"}
 }

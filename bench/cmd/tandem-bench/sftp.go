@@ -1,0 +1,278 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"tandem.dev/tandem/bench/internal/stats"
+)
+
+// sftpMode is one way of running OpenSSH's sftp client in (g).
+type sftpMode struct {
+	Name string   // as printed in the report
+	Args []string // extra sftp flags
+}
+
+// sftpModes are the client settings (g) measures: OpenSSH's defaults (32
+// KiB requests, 64 outstanding) and the larger buffer of a tuned client.
+// Not -B 262144: OpenSSH 9.2's sftp then builds write requests above the
+// protocol's 256 KiB message limit and gives up ("Outbound message too
+// long 262169"), against sshd as much as through the gateway; 255 KiB
+// leaves room for the request's header.
+var sftpModes = []sftpMode{
+	{Name: "default", Args: nil},
+	{Name: "-R 64 -B 261120", Args: []string{"-R", "64", "-B", "261120"}},
+}
+
+// sftpRun is one timed sftp transfer.
+type sftpRun struct {
+	mode, path, dir string // dir: "put" or "get"
+	elapsed         time.Duration
+	gwCPU           time.Duration
+}
+
+// sftpResult summarises (g).
+type sftpResult struct {
+	Size     int64
+	Reps     int
+	Runs     []sftpRun
+	Checked  int    // transfers whose content and recorded SHA-256 were checked
+	Recorded string // what the check of the recordings found
+}
+
+// rate returns the median MiB/s of one mode, path and direction.
+func (r sftpResult) rate(mode, path, dir string) float64 {
+	var xs []float64
+	for _, t := range r.Runs {
+		if t.mode == mode && t.path == path && t.dir == dir && t.elapsed > 0 {
+			xs = append(xs, float64(r.Size)/(1<<20)/t.elapsed.Seconds())
+		}
+	}
+	return stats.Median(xs)
+}
+
+// runSFTP measures (g): `sftp -b` put and get of one file of size bytes,
+// direct and through the gateway in user-name mode, alternating, reps
+// times per client mode. The file is random (seeded) so that the content
+// check means something; it lives in /dev/shm when there is one, so that
+// the disk does not set the pace. Every transfer's result is hashed and
+// compared with the source; at the end every SHA-256 the gateway recorded
+// for these transfers is read back from the recordings and compared too.
+func runSFTP(ctx context.Context, e *env, size int64, reps int, logf func(string, ...any)) (sftpResult, error) {
+	res := sftpResult{Size: size, Reps: reps}
+	base := e.dir
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		base = "/dev/shm"
+	}
+	dir, err := os.MkdirTemp(base, "tandem-bench-sftp-")
+	if err != nil {
+		return res, fmt.Errorf("sftp dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	src := filepath.Join(dir, "src.bin")
+	want, err := writeRandomFile(src, size)
+	if err != nil {
+		return res, err
+	}
+	started := time.Now()
+	timeout := 2*time.Minute + time.Duration(size/(2<<20))*time.Second
+	for _, m := range sftpModes {
+		for rep := range reps {
+			for _, dirn := range []string{"put", "get"} {
+				for _, path := range pathOrder(rep) {
+					if err := ctx.Err(); err != nil {
+						return res, err
+					}
+					host := map[string]string{"direct": hostDirect, "tandem": hostTandem}[path]
+					dst := filepath.Join(dir, "dst.bin")
+					cmd := fmt.Sprintf("put %s %s\n", src, dst)
+					if dirn == "get" {
+						cmd = fmt.Sprintf("get %s %s\n", src, dst)
+					}
+					t, err := oneSFTP(ctx, e, host, m, cmd, filepath.Join(dir, "batch"), timeout)
+					if err != nil {
+						return res, fmt.Errorf("%s %s %s: %w", m.Name, path, dirn, err)
+					}
+					got, err := fileSHA256(dst)
+					_ = os.Remove(dst)
+					if err != nil {
+						return res, err
+					}
+					if got != want {
+						return res, fmt.Errorf("%s %s %s: the copy has SHA-256 %s, the source %s", m.Name, path, dirn, got, want)
+					}
+					res.Checked++
+					t.mode, t.path, t.dir = m.Name, path, dirn
+					res.Runs = append(res.Runs, t)
+					logf("  (g) %-15s rep %d %-6s %s %7.1f MiB/s", m.Name, rep+1, path, dirn, float64(size)/(1<<20)/t.elapsed.Seconds())
+				}
+			}
+		}
+	}
+	tandemRuns := 0
+	for _, t := range res.Runs {
+		if t.path == "tandem" {
+			tandemRuns++
+		}
+	}
+	res.Recorded, err = checkRecordedHashes(ctx, e, started, size, want, tandemRuns)
+	return res, err
+}
+
+// oneSFTP runs one sftp batch and times it from start to the end of the
+// process (the connection's set-up included: ~60-130 ms, see (c)).
+func oneSFTP(ctx context.Context, e *env, host string, m sftpMode, commands, batch string, timeout time.Duration) (sftpRun, error) {
+	var t sftpRun
+	if err := os.WriteFile(batch, []byte(commands), 0o600); err != nil {
+		return t, fmt.Errorf("batch file: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	args := append([]string{"-F", e.sshCfg, "-q", "-b", batch}, m.Args...)
+	cmd := e.command(ctx, "sftp", append(args, host)...)
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	before, _ := usageOf(e.gw.pid())
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return t, fmt.Errorf("sftp: %v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	t.elapsed = time.Since(start)
+	after, _ := usageOf(e.gw.pid())
+	t.gwCPU = after.CPU - before.CPU
+	return t, nil
+}
+
+// writeRandomFile writes size pseudo-random bytes (a fixed seed: the same
+// file every run) and returns their SHA-256 in hex.
+func writeRandomFile(path string, size int64) (string, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("create %s: %w", path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	rng := rand.NewChaCha8([32]byte{'t', 'a', 'n', 'd', 'e', 'm'})
+	buf := make([]byte, 1<<20)
+	for left := size; left > 0; {
+		n := int(min(left, int64(len(buf))))
+		_, _ = rng.Read(buf[:n])
+		if _, err := f.Write(buf[:n]); err != nil {
+			return "", fmt.Errorf("write %s: %w", path, err)
+		}
+		h.Write(buf[:n])
+		left -= int64(n)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("close %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("open copy: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// sftpField is one key="value" of an SFTP operation's marker in an
+// export; sessionIDCol the first column of `tandem recording list`,
+// sftpKind its KIND column for an SFTP session.
+var (
+	sftpField    = regexp.MustCompile(`(\w+)="([^"]*)"`)
+	sessionIDCol = regexp.MustCompile(`^(\S+)\s`)
+	sftpKind     = regexp.MustCompile(`\ssftp\s`)
+)
+
+// checkRecordedHashes reads back what the gateway recorded for the SFTP
+// sessions since started (`tandem recording list` and `export`, as the
+// second person, who may read the benchmark's recordings) and checks that
+// every transfer of size bytes has a close record with the SHA-256 of the
+// source, want: as many reads and writes of the whole file as there were
+// transfers through the gateway.
+func checkRecordedHashes(ctx context.Context, e *env, started time.Time, size int64, want string, transfers int) (string, error) {
+	since := time.Since(started) + time.Minute
+	list, err := e.tandemOut(ctx, "recording", "list", "--config", e.gwConfig, "--as", personJoiner, "--since", since.Round(time.Second).String())
+	if err != nil {
+		return "", err
+	}
+	whole := strconv.FormatInt(size, 10)
+	var reads, writes, sessions int
+	for _, line := range strings.Split(list, "\n") {
+		m := sessionIDCol.FindStringSubmatch(line)
+		if m == nil || m[1] == "SESSION" || !sftpKind.MatchString(line) {
+			continue
+		}
+		sessions++
+		cast := filepath.Join(e.dir, "sftp.cast")
+		if _, err := e.tandemOut(ctx, "recording", "export", m[1], "--config", e.gwConfig, "--as", personJoiner, "--out", cast); err != nil {
+			return "", err
+		}
+		r, w, err := recordedCloses(cast, whole, want)
+		_ = os.Remove(cast)
+		if err != nil {
+			return "", fmt.Errorf("session %s: %w", m[1], err)
+		}
+		reads += r
+		writes += w
+	}
+	if reads+writes != transfers {
+		return "", fmt.Errorf("the recordings of %d SFTP sessions hold %d whole-file reads and %d writes with the right SHA-256; %d transfers went through the gateway",
+			sessions, reads, writes, transfers)
+	}
+	return fmt.Sprintf("%d SFTP sessions recorded, %d gets and %d puts of the whole file, each with the source's SHA-256", sessions, reads, writes), nil
+}
+
+// recordedCloses counts the close records in an exported recording that
+// read or wrote the whole file (size bytes, as text) with SHA-256 want;
+// a whole-file transfer with another hash is an error.
+func recordedCloses(cast, size, want string) (reads, writes int, err error) {
+	f, err := os.Open(cast)
+	if err != nil {
+		return 0, 0, fmt.Errorf("open export: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		line := strings.ReplaceAll(sc.Text(), `\"`, `"`)
+		if !strings.Contains(line, `op="close"`) {
+			continue
+		}
+		kv := map[string]string{}
+		for _, m := range sftpField.FindAllStringSubmatch(line, -1) {
+			kv[m[1]] = m[2]
+		}
+		for _, d := range []struct {
+			n   *int
+			key string
+		}{{&reads, "read"}, {&writes, "written"}} {
+			if kv["bytes_"+d.key] != size {
+				continue
+			}
+			if kv["sha256_"+d.key] != want {
+				return reads, writes, fmt.Errorf("a close record has sha256_%s %s for %s bytes; the file's is %s", d.key, kv["sha256_"+d.key], size, want)
+			}
+			*d.n++
+		}
+	}
+	return reads, writes, sc.Err()
+}
