@@ -7,17 +7,45 @@ import (
 	"hash"
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // Bounds on the reordering buffer of a streamHash. The request server runs
-// reads and writes of one handle on several workers and clients pipeline
-// dozens of 32 KiB requests, so chunks arrive slightly out of order; these
-// bounds absorb that without letting a client make the gateway hold a whole
-// file in memory.
+// reads and writes of one handle on its eight workers, and it answers in
+// request order, so a chunk can be overtaken by at most the requests the
+// client keeps outstanding behind it: 63 for OpenSSH's sftp (64 requests),
+// of up to 255 KiB each since the gateway offers limits@openssh.com. The
+// bounds take that whole window, so a pipelining client's file is hashed
+// in offset order however the workers finish; what goes beyond them (a
+// client keeping more requests outstanding, or seeking) is hashed in
+// arrival order and marked non-sequential. maxSessionPending bounds the
+// buffers of all files of one SFTP session together, so that opening
+// many handles cannot make the gateway hold more (M30).
 const (
-	maxPendingChunks = 64
-	maxPendingBytes  = 4 << 20
+	maxPendingChunks  = 64
+	maxPendingBytes   = 16 << 20
+	maxSessionPending = 32 << 20
 )
+
+// pendingBudget is the reordering memory one SFTP session may still use.
+type pendingBudget struct{ left atomic.Int64 }
+
+func newPendingBudget() *pendingBudget {
+	b := &pendingBudget{}
+	b.left.Store(maxSessionPending)
+	return b
+}
+
+// take reserves n bytes, or reports false without reserving any.
+func (b *pendingBudget) take(n int) bool {
+	if b.left.Add(-int64(n)) >= 0 {
+		return true
+	}
+	b.left.Add(int64(n))
+	return false
+}
+
+func (b *pendingBudget) give(n int) { b.left.Add(int64(n)) }
 
 // streamHash counts and hashes the bytes that pass one way through an open
 // file. While access is sequential it hashes in offset order, buffering a
@@ -28,6 +56,7 @@ const (
 // everything after that in arrival order, and reports sequential=false.
 type streamHash struct {
 	mu         sync.Mutex
+	budget     *pendingBudget // the session's, shared by its files
 	h          hash.Hash
 	next       int64            // offset of the next byte expected in order
 	pending    map[int64][]byte // early chunks by offset (copies)
@@ -36,8 +65,8 @@ type streamHash struct {
 	inOrder    bool
 }
 
-func newStreamHash() *streamHash {
-	return &streamHash{h: sha256.New(), pending: make(map[int64][]byte), inOrder: true}
+func newStreamHash(budget *pendingBudget) *streamHash {
+	return &streamHash{budget: budget, h: sha256.New(), pending: make(map[int64][]byte), inOrder: true}
 }
 
 // add accounts for p having passed at offset off. p is copied if kept.
@@ -59,7 +88,7 @@ func (s *streamHash) add(p []byte, off int64) {
 		s.drainLocked()
 	case off > s.next:
 		_, dup := s.pending[off]
-		if dup || len(s.pending) >= maxPendingChunks || s.pendingLen+len(p) > maxPendingBytes {
+		if dup || len(s.pending) >= maxPendingChunks || s.pendingLen+len(p) > maxPendingBytes || !s.budget.take(len(p)) {
 			s.giveUpLocked(p, off)
 			return
 		}
@@ -79,6 +108,7 @@ func (s *streamHash) drainLocked() {
 		}
 		delete(s.pending, s.next)
 		s.pendingLen -= len(b)
+		s.budget.give(len(b))
 		s.h.Write(b)
 		s.next += int64(len(b))
 	}
@@ -106,6 +136,7 @@ func (s *streamHash) giveUpLocked(p []byte, off int64) {
 		s.h.Write(p)
 	}
 	clear(s.pending)
+	s.budget.give(s.pendingLen)
 	s.pendingLen = 0
 }
 

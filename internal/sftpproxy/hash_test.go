@@ -46,7 +46,7 @@ func TestStreamHash(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newStreamHash()
+			s := newStreamHash(newPendingBudget())
 			for _, c := range tc.chunks {
 				s.add(data[c.off:c.off+int64(c.n)], c.off)
 			}
@@ -62,7 +62,7 @@ func TestStreamHash(t *testing.T) {
 // order but still counts every byte, and the early chunks are hashed in
 // offset order.
 func TestStreamHashBounds(t *testing.T) {
-	s := newStreamHash()
+	s := newStreamHash(newPendingBudget())
 	const n = maxPendingChunks + 2
 	buf := make([]byte, n)
 	for i := range buf {
@@ -101,7 +101,7 @@ func FuzzStreamHash(f *testing.F) {
 			end := min(i+w, len(chunks))
 			r.Shuffle(end-i, func(a, b int) { chunks[i+a], chunks[i+b] = chunks[i+b], chunks[i+a] })
 		}
-		s := newStreamHash()
+		s := newStreamHash(newPendingBudget())
 		for _, c := range chunks {
 			s.add(data[c.off:c.off+int64(c.n)], c.off)
 		}
@@ -110,4 +110,55 @@ func FuzzStreamHash(f *testing.F) {
 			t.Fatalf("got (%d, %s, %v) for %d bytes", n, d, seq, len(data))
 		}
 	})
+}
+
+// TestStreamHashWindow: OpenSSH's window of 64 outstanding requests of
+// 255 KiB, the first one finishing last, is still hashed in offset order.
+func TestStreamHashWindow(t *testing.T) {
+	const chunk, n = 255 << 10, 64
+	data := make([]byte, chunk*n)
+	for i := range data {
+		data[i] = byte(i * 31)
+	}
+	b := newPendingBudget()
+	s := newStreamHash(b)
+	for i := 1; i < n; i++ {
+		s.add(data[i*chunk:(i+1)*chunk], int64(i*chunk))
+	}
+	s.add(data[:chunk], 0)
+	total, d, seq := s.sum()
+	if total != int64(len(data)) || !seq || d != sumHex(data) {
+		t.Fatalf("got (%d, %s, %v), want the whole window in order", total, d, seq)
+	}
+	if b.left.Load() != maxSessionPending {
+		t.Fatalf("budget %d after the drain, want %d back", b.left.Load(), maxSessionPending)
+	}
+}
+
+// TestStreamHashSessionBudget: files of one session share the budget; a
+// file that would exceed it is hashed in arrival order and marked
+// non-sequential, and what it had buffered is given back.
+func TestStreamHashSessionBudget(t *testing.T) {
+	b := newPendingBudget()
+	big := make([]byte, maxPendingBytes-1)
+	var files []*streamHash
+	for range maxSessionPending / len(big) {
+		s := newStreamHash(b)
+		s.add(big, 1) // offset 1: waits for byte 0
+		files = append(files, s)
+	}
+	last := newStreamHash(b)
+	last.add(big, 1)
+	if _, _, seq := last.sum(); seq {
+		t.Fatal("a file beyond the session's budget stayed sequential")
+	}
+	for _, s := range files {
+		s.add([]byte{0}, 0)
+		if _, _, seq := s.sum(); !seq {
+			t.Fatal("a file within the budget lost its order")
+		}
+	}
+	if b.left.Load() != maxSessionPending {
+		t.Fatalf("budget %d at the end, want %d", b.left.Load(), maxSessionPending)
+	}
 }

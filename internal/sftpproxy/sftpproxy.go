@@ -71,7 +71,7 @@ func Serve(ctx context.Context, client io.ReadWriteCloser, target *sftp.Client, 
 	if target == nil || rec == nil || client == nil {
 		return errors.New("sftpproxy: client, target and recorder are required")
 	}
-	p := &proxy{target: target, rec: rec, readOnly: o.ReadOnly, now: o.Now}
+	p := &proxy{target: target, rec: rec, readOnly: o.ReadOnly, now: o.Now, pending: newPendingBudget()}
 	if p.now == nil {
 		p.now = time.Now
 	}
@@ -128,6 +128,7 @@ type proxy struct {
 	shutdown func()
 
 	handles atomic.Uint64
+	pending *pendingBudget // reordering memory of all open files' hashes
 
 	recMu  sync.Mutex // serialises rec and guards recErr
 	failed atomic.Bool
@@ -240,7 +241,7 @@ func (p *proxy) open(r *sftp.Request) (*file, error) {
 	}
 	return &file{
 		p: p, f: tf, path: r.Filepath, handle: h, opened: p.now(),
-		read: newStreamHash(), written: newStreamHash(),
+		read: newStreamHash(p.pending), written: newStreamHash(p.pending),
 	}, nil
 }
 

@@ -216,3 +216,27 @@ func TestTargetClientOpenSSH(t *testing.T) {
 		t.Fatalf("read back %d bytes (%v), want the %d written", len(got), err, len(data))
 	}
 }
+
+
+// FuzzTargetHandshake: whatever a target answers, the handshake neither
+// panics nor reads past what it was given, and a request size it takes
+// lies between pkg/sftp's default and what pkg/sftp can receive.
+func FuzzTargetHandshake(f *testing.F) {
+	f.Add(append(packet(fxpVersion, u32(3), str(limitsExt), str("1")), limitsOf(limitsID, 256<<10, 255<<10, 255<<10)...))
+	f.Add(packet(fxpVersion, u32(3), str("posix-rename@openssh.com"), str("1")))
+	f.Add(append(packet(fxpVersion, u32(3), str(limitsExt), str("1")), limitsOf(limitsID, 1<<40, 1<<40, 1<<40)...))
+	f.Add(packet(fxpVersion, u32(3), u32(1<<31)))
+	f.Fuzz(func(t *testing.T, answer []byte) {
+		var sent bytes.Buffer
+		version, size, err := targetHandshake(bytes.NewReader(answer), &sent)
+		if err != nil {
+			return
+		}
+		if len(version) < 5 || version[4] != fxpVersion || !bytes.HasPrefix(answer, version) {
+			t.Fatalf("version % x is not the start of the answer", version)
+		}
+		if size != 0 && (size < minTargetPacket || size > maxTxPacket) {
+			t.Fatalf("request size %d", size)
+		}
+	})
+}

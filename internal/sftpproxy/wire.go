@@ -86,47 +86,45 @@ func (w *wire) Read(p []byte) (int, error) {
 			}
 			return n, err
 		}
-		answered, err := w.nextPacket()
-		if err != nil {
+		// Either the next packet's start is in head now, or the wire
+		// answered it itself and reads on.
+		if err := w.nextPacket(); err != nil {
 			return 0, err
-		}
-		if answered {
-			continue
 		}
 	}
 }
 
 // nextPacket reads the next packet's length and type (and, for a small
 // extended request, its body). It answers a limits@openssh.com request
-// itself (true); anything else it sets up to be handed over.
-func (w *wire) nextPacket() (answered bool, err error) {
+// itself; anything else it sets up to be handed over (head, remaining).
+func (w *wire) nextPacket() error {
 	buf := w.headBuf[:]
 	if _, err := io.ReadFull(w.rw, buf[:4]); err != nil {
-		return false, err
+		return err
 	}
 	length := int64(binary.BigEndian.Uint32(buf[:4]))
 	if length == 0 {
 		// The request server refuses it; there is no type to read.
 		w.head = buf[:4]
-		return false, nil
+		return nil
 	}
 	if _, err := io.ReadFull(w.rw, buf[4:5]); err != nil {
-		return false, unexpected(err)
+		return unexpected(err)
 	}
 	if buf[4] != fxpExtended || length > limitExtendedBytes {
 		w.head, w.remaining = buf[:5], length-1
-		return false, nil
+		return nil
 	}
 	body := buf[5 : 4+length]
 	if _, err := io.ReadFull(w.rw, body); err != nil {
-		return false, unexpected(err)
+		return unexpected(err)
 	}
 	id, name, ok := extendedName(body)
 	if !ok || name != limitsExt {
 		w.head = buf[:4+length]
-		return false, nil
+		return nil
 	}
-	return true, w.reply(limitsReply(id))
+	return w.reply(limitsReply(id))
 }
 
 func unexpected(err error) error {

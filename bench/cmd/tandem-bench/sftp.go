@@ -269,7 +269,8 @@ func recordedCloses(cast, size, want string) (reads, writes int, err error) {
 				continue
 			}
 			if kv["sha256_"+d.key] != want {
-				return reads, writes, fmt.Errorf("a close record has sha256_%s %s for %s bytes; the file's is %s", d.key, kv["sha256_"+d.key], size, want)
+				return reads, writes, fmt.Errorf("a close record has sha256_%s %s for %s bytes (sequential=%s); the file's is %s",
+					d.key, kv["sha256_"+d.key], size, kv["sequential"], want)
 			}
 			*d.n++
 		}
