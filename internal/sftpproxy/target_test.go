@@ -217,7 +217,6 @@ func TestTargetClientOpenSSH(t *testing.T) {
 	}
 }
 
-
 // FuzzTargetHandshake: whatever a target answers, the handshake neither
 // panics nor reads past what it was given, and a request size it takes
 // lies between pkg/sftp's default and what pkg/sftp can receive.
