@@ -30,6 +30,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/vault"
 )
 
 // Errors a witness returns; each means the submission was not co-signed.
@@ -269,7 +270,7 @@ func (w *Witness) save(node string, st *state) error {
 	if err := os.Rename(tmp, w.stateFile(node)); err != nil {
 		return fmt.Errorf("cosign: %w", err)
 	}
-	return syncDir(w.dir)
+	return vault.SyncDir(w.dir)
 }
 
 func appendSync(path string, b []byte) error { return writeSync(path, b, os.O_APPEND) }
@@ -288,13 +289,4 @@ func writeSync(path string, b []byte, flag int) error {
 		return fmt.Errorf("cosign: sync %s: %w", path, err)
 	}
 	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

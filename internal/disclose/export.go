@@ -304,14 +304,5 @@ func writeEncrypted(o ExportOptions, rcpt Recipient, manifest []byte, order []st
 	}
 	done = true
 	os.Remove(tmp)
-	return syncDir(filepath.Dir(o.Out))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return vault.SyncDir(filepath.Dir(o.Out))
 }
