@@ -221,6 +221,12 @@ func (a *Attacker) Session(o SessionOpts) (*AttackSession, error) {
 		return nil, err
 	}
 	s := &AttackSession{ch: ch, Output: &SyncBuffer{}, done: make(chan struct{})}
+	// With Read, Done also waits for the output copiers, which end at the
+	// channel's EOF: a caller that reads Output after Done sees all of it.
+	var copying sync.WaitGroup
+	if o.Read {
+		copying.Add(2)
+	}
 	go func() {
 		for r := range reqs {
 			switch r.Type {
@@ -240,8 +246,13 @@ func (a *Attacker) Session(o SessionOpts) (*AttackSession, error) {
 			}
 		}
 		s.doneAt = time.Now()
+		copying.Wait()
 		close(s.done)
 	}()
+	if o.Read {
+		go func() { defer copying.Done(); _, _ = io.Copy(s.Output, ch) }()
+		go func() { defer copying.Done(); _, _ = io.Copy(s.Output, ch.Stderr()) }()
+	}
 	if o.PTY {
 		req := ssh.Marshal(struct {
 			Term             string
@@ -252,10 +263,6 @@ func (a *Attacker) Session(o SessionOpts) (*AttackSession, error) {
 			_ = ch.Close()
 			return s, fmt.Errorf("pty-req refused (ok=%v, err=%v)", ok, err)
 		}
-	}
-	if o.Read {
-		go func() { _, _ = io.Copy(s.Output, ch) }()
-		go func() { _, _ = io.Copy(s.Output, ch.Stderr()) }()
 	}
 	var kind string
 	var ok bool
