@@ -78,11 +78,55 @@ type cachedCert struct {
 	until  time.Time
 }
 
-// LoadOrCreate reads the three keys from dir, creating the directory (0700)
-// and any key file that does not exist yet (0600). A key file that exists
-// but cannot be read or parsed is an error: replacing it would silently
-// break every target's trust.
+// KeyType is the kind of key the gateway makes for itself (host key,
+// user CA, host CA): gateway.key_type. Both are ECDSA curves the BSI
+// lists for SSH; P-384 has the larger margin, P-256 is what OpenSSH and
+// OpenSSL verify fastest (docs/PERFORMANCE.md: each P-384 verification
+// costs an OpenSSH client or sshd about 4 ms with OpenSSL 3.0, and every
+// login verifies two). Keys already on disk keep their type; a CA
+// rotation makes its next key of the configured type.
+type KeyType string
+
+const (
+	KeyP384 KeyType = "ecdsa-p384"
+	KeyP256 KeyType = "ecdsa-p256"
+	// DefaultKeyType is the type used when none is configured.
+	DefaultKeyType = KeyP384
+)
+
+// KeyTypes lists the accepted values, for errors and docs.
+var KeyTypes = []KeyType{KeyP384, KeyP256}
+
+// curve returns the elliptic curve of t; the empty type is the default.
+func (t KeyType) curve() (elliptic.Curve, error) {
+	switch t {
+	case KeyP384, "":
+		return elliptic.P384(), nil
+	case KeyP256:
+		return elliptic.P256(), nil
+	}
+	return nil, fmt.Errorf("unknown key type %q (known: %s, %s)", string(t), KeyP384, KeyP256)
+}
+
+// Valid reports whether t is a known key type (or empty: the default).
+func (t KeyType) Valid() error {
+	_, err := t.curve()
+	return err
+}
+
+// LoadOrCreate is LoadOrCreateType with the default key type.
 func LoadOrCreate(dir string, now func() time.Time) (*Keys, error) {
+	return LoadOrCreateType(dir, now, DefaultKeyType)
+}
+
+// LoadOrCreateType reads the three keys from dir, creating the directory
+// (0700) and any key file that does not exist yet (0600), of type kt. A key
+// file that exists but cannot be read or parsed is an error: replacing it
+// would silently break every target's trust.
+func LoadOrCreateType(dir string, now func() time.Time, kt KeyType) (*Keys, error) {
+	if err := kt.Valid(); err != nil {
+		return nil, err
+	}
 	if now == nil {
 		now = time.Now
 	}
@@ -94,7 +138,7 @@ func LoadOrCreate(dir string, now func() time.Time) (*Keys, error) {
 		name string
 		dst  *ssh.Signer
 	}{{HostKeyFile, &k.HostKey}, {UserCAFile, &k.UserCA}, {HostCAFile, &k.HostCA}} {
-		s, err := loadOrCreate(filepath.Join(dir, f.name))
+		s, err := loadOrCreate(filepath.Join(dir, f.name), kt)
 		if err != nil {
 			return nil, err
 		}
@@ -135,9 +179,9 @@ func load(path string) (ssh.Signer, error) {
 // LoadOrCreateKey loads the ECDSA P-384 key at path, creating it (0600,
 // with path.pub beside it) when it does not exist, as the gateway's own
 // keys are: the link key of a cluster node (cluster.link_key).
-func LoadOrCreateKey(path string) (ssh.Signer, error) { return loadOrCreate(path) }
+func LoadOrCreateKey(path string) (ssh.Signer, error) { return loadOrCreate(path, KeyP384) }
 
-func loadOrCreate(path string) (ssh.Signer, error) {
+func loadOrCreate(path string, kt KeyType) (ssh.Signer, error) {
 	s, err := load(path)
 	if err == nil {
 		return s, nil
@@ -145,15 +189,19 @@ func loadOrCreate(path string) (ssh.Signer, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	return createKey(path)
+	return createKey(path, kt)
 }
 
 // createKey makes a new key at path. It is written whole to a temporary
 // file, synced and then linked to its name: a crash leaves no key or the
 // whole key, never half of one, and a link never replaces a file, so if
 // another process created the key meanwhile, theirs is kept and returned.
-func createKey(path string) (ssh.Signer, error) {
-	priv, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+func createKey(path string, kt KeyType) (ssh.Signer, error) {
+	curve, err := kt.curve()
+	if err != nil {
+		return nil, err
+	}
+	priv, err := ecdsa.GenerateKey(curve, rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate key: %w", err)
 	}

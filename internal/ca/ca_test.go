@@ -211,3 +211,63 @@ func TestSignUserSourceAddress(t *testing.T) {
 		t.Errorf("critical options %v without egress addresses, want none", cert.CriticalOptions)
 	}
 }
+
+func TestKeyTypes(t *testing.T) {
+	for _, tc := range []struct {
+		kt   KeyType
+		want string
+	}{{"", ssh.KeyAlgoECDSA384}, {KeyP384, ssh.KeyAlgoECDSA384}, {KeyP256, ssh.KeyAlgoECDSA256}} {
+		dir := t.TempDir()
+		k, err := LoadOrCreateType(dir, nil, tc.kt)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.kt, err)
+		}
+		for name, s := range map[string]ssh.Signer{"host key": k.HostKey, "user CA": k.UserCA, "host CA": k.HostCA} {
+			if got := s.PublicKey().Type(); got != tc.want {
+				t.Errorf("%q: %s is %s, want %s", tc.kt, name, got, tc.want)
+			}
+		}
+		// Keys on disk keep their type whatever is configured now: a
+		// changed setting must never replace a CA the targets trust.
+		other := KeyP256
+		if tc.want == ssh.KeyAlgoECDSA256 {
+			other = KeyP384
+		}
+		again, err := LoadOrCreateType(dir, nil, other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := ssh.FingerprintSHA256(again.UserCA.PublicKey()), ssh.FingerprintSHA256(k.UserCA.PublicKey()); got != want {
+			t.Errorf("%q: loading with %q replaced the user CA", tc.kt, other)
+		}
+	}
+	if _, err := LoadOrCreateType(t.TempDir(), nil, "ed25519"); err == nil || !strings.Contains(err.Error(), "unknown key type") {
+		t.Errorf("unknown key type: got %v, want an error naming it", err)
+	}
+}
+
+// A rotation makes its next key of the configured type, so that a gateway
+// moves its CA from one curve to the other by rotating.
+func TestRotationChangesKeyType(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := LoadOrCreateType(dir, nil, KeyP384); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, _, err := StartRotation(dir, User, KeyP256, time.Hour, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := FinishRotation(dir, User, now, true); err != nil {
+		t.Fatal(err)
+	}
+	k, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := k.UserCA.PublicKey().Type(); got != ssh.KeyAlgoECDSA256 {
+		t.Errorf("user CA after rotation is %s, want %s", got, ssh.KeyAlgoECDSA256)
+	}
+	if got := k.HostCA.PublicKey().Type(); got != ssh.KeyAlgoECDSA384 {
+		t.Errorf("host CA (not rotated) is %s, want %s", got, ssh.KeyAlgoECDSA384)
+	}
+}

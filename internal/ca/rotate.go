@@ -97,11 +97,11 @@ func openRotation(dir string, kind Kind) (name string, st map[Kind]*Rotation, un
 	return name, st, unlock, nil
 }
 
-// StartRotation creates the next key of kind's CA and publishes it for
-// overlap. It reports false (and the rotation) when one is under way
-// already. A next key without a state (a crash in between) is taken, not
-// replaced.
-func StartRotation(dir string, kind Kind, overlap time.Duration, now time.Time) (Rotation, bool, error) {
+// StartRotation creates the next key of kind's CA, of type kt, and
+// publishes it for overlap. It reports false (and the rotation) when one
+// is under way already. A next key without a state (a crash in between) is
+// taken, not replaced, whatever its type.
+func StartRotation(dir string, kind Kind, kt KeyType, overlap time.Duration, now time.Time) (Rotation, bool, error) {
 	name, st, unlock, err := openRotation(dir, kind)
 	if err != nil {
 		return Rotation{}, false, err
@@ -117,7 +117,7 @@ func StartRotation(dir string, kind Kind, overlap time.Duration, now time.Time) 
 	if err != nil {
 		return Rotation{}, false, err
 	}
-	next, err := loadOrCreate(filepath.Join(dir, name+".next"))
+	next, err := loadOrCreate(filepath.Join(dir, name+".next"), kt)
 	if err != nil {
 		return Rotation{}, false, err
 	}

@@ -17,11 +17,11 @@ func TestRotationPhases(t *testing.T) {
 	}
 	old := fingerprint(k.UserCA)
 
-	r, started, err := StartRotation(dir, User, 7*24*time.Hour, now)
+	r, started, err := StartRotation(dir, User, KeyP384, 7*24*time.Hour, now)
 	if err != nil || !started || r.Old != old || r.New == old {
 		t.Fatalf("start: %+v %v %v", r, started, err)
 	}
-	if again, started, err := StartRotation(dir, User, time.Hour, now); err != nil || started || again != r {
+	if again, started, err := StartRotation(dir, User, KeyP384, time.Hour, now); err != nil || started || again != r {
 		t.Fatalf("second start is not idempotent: %+v %v %v", again, started, err)
 	}
 	st, _ := os.Stat(filepath.Join(dir, UserCAFile+".next"))
@@ -64,7 +64,7 @@ func TestRotationPhases(t *testing.T) {
 	if err != nil || fingerprint(retired) != old {
 		t.Fatalf("retired key: %v", err)
 	}
-	if _, _, err := StartRotation(dir, User, time.Hour, now); err == nil {
+	if _, _, err := StartRotation(dir, User, KeyP384, time.Hour, now); err == nil {
 		t.Fatal("a new rotation started before the old key was retired")
 	}
 
@@ -91,7 +91,7 @@ func TestFinishResumes(t *testing.T) {
 	if _, err := LoadOrCreate(dir, nil); err != nil {
 		t.Fatal(err)
 	}
-	r, _, err := StartRotation(dir, Host, time.Hour, now)
+	r, _, err := StartRotation(dir, Host, KeyP256, time.Hour, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,11 +131,11 @@ func TestStartTakesLeftoverNextKey(t *testing.T) {
 	if _, err := LoadOrCreate(dir, nil); err != nil {
 		t.Fatal(err)
 	}
-	next, err := createKey(filepath.Join(dir, UserCAFile+".next"))
+	next, err := createKey(filepath.Join(dir, UserCAFile+".next"), KeyP256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, _, err := StartRotation(dir, User, time.Hour, time.Now())
+	r, _, err := StartRotation(dir, User, KeyP384, time.Hour, time.Now())
 	if err != nil || r.New != fingerprint(next) {
 		t.Fatalf("start after a crash: %+v %v", r, err)
 	}

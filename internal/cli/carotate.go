@@ -57,7 +57,7 @@ finished rotation within seconds.`,
 			return runLocal(cmd, path, func(gw *localGateway) error {
 				dir := keyDir(gw.cfg)
 				// The CAs must exist before one can be replaced.
-				if _, err := ca.LoadOrCreate(dir, nil); err != nil {
+				if _, err := ca.LoadOrCreateType(dir, nil, gw.cfg.Gateway.KeyType); err != nil {
 					return err
 				}
 				now := clock.Now()
@@ -73,7 +73,7 @@ finished rotation within seconds.`,
 					step = "finish"
 					r, changed, err = ca.FinishRotation(dir, ca.Kind(kind), now, force)
 				default:
-					r, changed, err = ca.StartRotation(dir, ca.Kind(kind), gw.cfg.Gateway.CAOverlap.Duration, now)
+					r, changed, err = ca.StartRotation(dir, ca.Kind(kind), gw.cfg.Gateway.KeyType, gw.cfg.Gateway.CAOverlap.Duration, now)
 				}
 				if err != nil {
 					return err

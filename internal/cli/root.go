@@ -143,7 +143,7 @@ func loadKeys(path string) (*config.Config, *ca.Keys, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	keys, err := ca.LoadOrCreate(keyDir(cfg), nil)
+	keys, err := ca.LoadOrCreateType(keyDir(cfg), nil, cfg.Gateway.KeyType)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -138,7 +138,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, hup <
 	}
 	defer release()
 	warnSameDevice(cfg, log)
-	keys, err := ca.LoadOrCreate(keyDir(cfg), nil)
+	keys, err := ca.LoadOrCreateType(keyDir(cfg), nil, cfg.Gateway.KeyType)
 	if err != nil {
 		return err
 	}

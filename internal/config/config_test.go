@@ -157,6 +157,7 @@ func TestBrokenFiles(t *testing.T) {
 		{name: "top level not a mapping", raw: "- a\n- b\n", line: 1, msg: "must be a mapping"},
 		{name: "two documents", add: "---\ntenants: []\n", line: 21, msg: "only one YAML document"},
 		{name: "crypto profile", add: "gateway:\n  crypto_profile: fancy\n", line: 22, msg: `unknown crypto profile "fancy"`},
+		{name: "key type", add: "gateway:\n  key_type: ed25519\n", line: 22, msg: `key_type: unknown key type "ed25519"`},
 		{name: "listen not host:port", add: "gateway:\n  listen: localhost\n", line: 22, msg: "is not host:port"},
 		{name: "listen bad port", add: "gateway:\n  listen: 127.0.0.1:ssh\n", line: 22, msg: "must be a number from 1 to 65535"},
 		{name: "listen without host", add: "gateway:\n  listen: \":2222\"\n", line: 22, msg: "must name an address"},
@@ -439,7 +440,7 @@ func TestDefaults(t *testing.T) {
 	}
 	g := c.Gateway
 	wantDir, _ := filepath.Abs("conf/tandem-data")
-	if g.Listen != DefaultListen || g.DataDir != wantDir || g.CryptoProfile != "bsi" ||
+	if g.Listen != DefaultListen || g.DataDir != wantDir || g.CryptoProfile != "bsi" || g.KeyType != "ecdsa-p384" ||
 		!slices.Equal(g.Names, []string{"127.0.0.1", "localhost"}) ||
 		g.CertValidity.Duration != 5*time.Minute || g.HandshakeTimeout.Duration != 20*time.Second ||
 		g.DialTimeout.Duration != 10*time.Second || g.KeepAlive.Duration != 3*time.Second ||

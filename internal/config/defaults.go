@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"tandem.dev/tandem/internal/ca"
 )
 
 // Defaults of the gateway and policy sections. They are documented in
@@ -108,6 +110,9 @@ func applyDefaults(c *Config, pos *positions, r *report) {
 	}
 	if g.CryptoProfile == "" {
 		g.CryptoProfile = DefaultCryptoProfile
+	}
+	if g.KeyType == "" {
+		g.KeyType = ca.DefaultKeyType
 	}
 	if g.DataDir == "" {
 		g.DataDir = DefaultDataDir

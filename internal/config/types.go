@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"tandem.dev/tandem/internal/ca"
 )
 
 // Config is a validated configuration. Values returned by Load or Parse are
@@ -56,6 +58,11 @@ type Gateway struct {
 	DataDir string `yaml:"data_dir"`
 	// CryptoProfile is one of bsi (default), strict, compat.
 	CryptoProfile string `yaml:"crypto_profile"`
+	// KeyType is the type of the keys the gateway makes for itself (host
+	// key, user CA, host CA): ecdsa-p384 (default) or ecdsa-p256. Keys
+	// that exist keep their type; a CA rotation makes the next key of
+	// this type.
+	KeyType ca.KeyType `yaml:"key_type"`
 	// Names are the host names under which clients reach the gateway;
 	// they become the principals of the gateway's host certificate.
 	// Default: the host part of Listen and "localhost".

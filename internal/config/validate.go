@@ -86,6 +86,9 @@ func validateGateway(c *Config, pos *positions, r *report, profileErr error) {
 	if profileErr != nil {
 		r.add(pos.line("gateway", "crypto_profile"), "crypto_profile: %v", profileErr)
 	}
+	if err := g.KeyType.Valid(); err != nil {
+		r.add(pos.line("gateway", "key_type"), "key_type: %v", err)
+	}
 	if err := checkHostPort(g.Listen, false); err != nil {
 		r.add(pos.line("gateway", "listen"), "listen: %v", err)
 	} else if host, _, _ := net.SplitHostPort(g.Listen); host == "" {

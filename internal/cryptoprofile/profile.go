@@ -23,8 +23,9 @@ type Profile struct {
 	KeyExchanges []string
 	Ciphers      []string
 	MACs         []string
-	// HostKeys are the host key algorithms the gateway offers to clients
-	// (its own key is ECDSA P-384, presented with and without certificate).
+	// HostKeys are the host key algorithms the gateway's own key may be
+	// presented with, with and without certificate: ECDSA P-384 or P-256
+	// (gateway.key_type).
 	HostKeys []string
 	// UserKeys are the signature algorithms accepted for personal keys.
 	UserKeys []string
@@ -46,7 +47,7 @@ var bsiMACs = []string{
 }
 
 var gatewayHostKeys = []string{
-	ssh.CertAlgoECDSA384v01, ssh.KeyAlgoECDSA384,
+	ssh.CertAlgoECDSA384v01, ssh.KeyAlgoECDSA384, ssh.CertAlgoECDSA256v01, ssh.KeyAlgoECDSA256,
 }
 
 // strictUserKeys are the BSI-listed signature algorithms for personal keys.

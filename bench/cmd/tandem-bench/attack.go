@@ -62,7 +62,7 @@ type attackCounters struct {
 func runAttack(ctx context.Context, e *env, dur time.Duration, logf func(string, ...any)) ([]attackResult, error) {
 	saved := e.gwConfig
 	limited := filepath.Join(e.dir, "tandem-limits.yaml")
-	c := gatewayConfig(e.dir, e.gwPort, e.targetPort, e.defaultPort, e.ownerPub, e.joinerPub, e.targetPub)
+	c := gatewayConfig(e.dir, e.gwPort, e.targetPort, e.defaultPort, e.ownerPub, e.joinerPub, e.targetPub, e.keyType)
 	c.Gateway.Limits = defaultLimitsConfig()
 	if err := testenv.WriteConfig(limited, c); err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"tandem.dev/tandem/internal/ca"
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/testenv"
 )
@@ -54,8 +55,9 @@ const (
 // jump host, the gateway, and one OpenSSH client configuration.
 type env struct {
 	dir      string
-	tandem   string // the tandem binary
-	pprof    string // the gateway's --pprof address, or ""
+	tandem   string     // the tandem binary
+	pprof    string     // the gateway's --pprof address, or ""
+	keyType  ca.KeyType // the gateway's gateway.key_type
 	reg      *procs
 	key      string // the owner's private key (ECDSA P-256)
 	sshCfg   string // ssh_config for -F
@@ -66,14 +68,17 @@ type env struct {
 	ownerPub, joinerPub, targetPub string
 	gw                             *proc
 	gwLog                          *os.File
+	// The sshd processes by name ("sshd target", "sshd jumphost"), for
+	// the CPU their sessions cost (section c).
+	sshds map[string]*proc
 }
 
 // newEnv writes keys and configurations, starts both sshds and the
 // gateway. Every process is tracked in reg. Keys, sshd and client
 // configurations and the gateway's configuration are made by
 // internal/testenv, as for the end-to-end tests.
-func newEnv(ctx context.Context, dir, tandemBin, pprof string, reg *procs) (*env, error) {
-	e := &env{dir: dir, tandem: tandemBin, pprof: pprof, reg: reg}
+func newEnv(ctx context.Context, dir, tandemBin, pprof string, keyType ca.KeyType, reg *procs) (*env, error) {
+	e := &env{dir: dir, tandem: tandemBin, pprof: pprof, keyType: keyType, reg: reg}
 	if _, err := testenv.FindProgram("ssh"); err != nil {
 		return nil, err
 	}
@@ -97,7 +102,7 @@ func newEnv(ctx context.Context, dir, tandemBin, pprof string, reg *procs) (*env
 	e.targetPort, e.defaultPort = targetPort, defaultPort
 	e.ownerPub, e.joinerPub, e.targetPub = owner.pub, joiner.pub, targetHost.pub
 	e.gwConfig = filepath.Join(dir, "tandem.yaml")
-	if err := testenv.WriteConfig(e.gwConfig, gatewayConfig(dir, e.gwPort, targetPort, defaultPort, owner.pub, joiner.pub, targetHost.pub)); err != nil {
+	if err := testenv.WriteConfig(e.gwConfig, gatewayConfig(dir, e.gwPort, targetPort, defaultPort, owner.pub, joiner.pub, targetHost.pub, keyType)); err != nil {
 		return nil, err
 	}
 	userCA, err := e.tandemOut(ctx, "ca", "public", "--config", e.gwConfig, "--kind", "user")
@@ -151,8 +156,12 @@ func newEnv(ctx context.Context, dir, tandemBin, pprof string, reg *procs) (*env
 // the one target sshd twice, as a test host (live at once) and as a
 // production host (four-eyes: a session waits until a second person
 // joins); and a connection cap above the largest idle-session count.
-func gatewayConfig(dir string, gwPort, targetPort, defaultPort int, ownerPub, joinerPub, targetPub string) *config.Config {
+func gatewayConfig(dir string, gwPort, targetPort, defaultPort int, ownerPub, joinerPub, targetPub string, keyType ca.KeyType) *config.Config {
 	c := testenv.NewConfig(gwPort, filepath.Join(dir, "data"), config.Tenant{ID: "bench", Name: "Benchmark"})
+	// The gateway's own keys: ECDSA P-256 unless -key-type says
+	// otherwise, as the target's host key and the person's key are, so
+	// that every leg verifies the same kind of signature (see -key-type).
+	c.Gateway.KeyType = keyType
 	c.Gateway.MaxConnections = 5000
 	// Every benchmark client comes from 127.0.0.1 as one person: lift
 	// M19's caps on unauthenticated connections (in total, per source and
@@ -249,6 +258,10 @@ func (e *env) startSSHD(ctx context.Context, name string, opts testenv.TargetOpt
 	if err := waitListening(ctx, tg.Port, p, 10*time.Second); err != nil {
 		return nil, fmt.Errorf("%s: %w (log: %s)", name, err, tg.LogPath)
 	}
+	if e.sshds == nil {
+		e.sshds = map[string]*proc{}
+	}
+	e.sshds[name] = p
 	return tg, nil
 }
 
@@ -314,15 +327,22 @@ func (e *env) command(ctx context.Context, prog string, args ...string) *exec.Cm
 // runSSH runs ssh to completion with a deadline and returns stderr on
 // failure.
 func (e *env) runSSH(ctx context.Context, timeout time.Duration, args ...string) error {
+	_, err := e.runSSHCPU(ctx, timeout, args...)
+	return err
+}
+
+// runSSHCPU is runSSH that also returns the client's CPU time (user and
+// system).
+func (e *env) runSSHCPU(ctx context.Context, timeout time.Duration, args ...string) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := e.ssh(ctx, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("ssh %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return 0, fmt.Errorf("ssh %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
-	return nil
+	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }
 
 // tandemOut runs a tandem command and returns its trimmed stdout.

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"tandem.dev/tandem/internal/ca"
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/policy"
 )
@@ -35,7 +36,7 @@ func testPub(t *testing.T) string {
 // second person may join there as peer.
 func TestGatewayConfig(t *testing.T) {
 	dir := t.TempDir()
-	text, err := config.Marshal(gatewayConfig(dir, 2222, 2223, 2224, testPub(t), testPub(t), testPub(t)))
+	text, err := config.Marshal(gatewayConfig(dir, 2222, 2223, 2224, testPub(t), testPub(t), testPub(t), ca.KeyP256))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,11 +19,13 @@ type idleResult struct {
 	DirectOpened   int
 	DirectOpenTime time.Duration
 	DirectNote     string
-	Before         procUsage // fresh gateway, no sessions
-	Open           procUsage // right after the last session opened and a short settle
-	AfterIdle      procUsage // at the end of the idle window
-	IdleWindow     time.Duration
-	Note           string // why fewer than Want opened, if so
+	// The whole machine's CPU time while each path opened its sessions.
+	DirectMachine, OpenMachine machineCPU
+	Before                     procUsage // fresh gateway, no sessions
+	Open                       procUsage // right after the last session opened and a short settle
+	AfterIdle                  procUsage // at the end of the idle window
+	IdleWindow                 time.Duration
+	Note                       string // why fewer than Want opened, if so
 }
 
 // perSessionKiB is the gateway's RSS growth per open session.
@@ -63,7 +65,7 @@ func runIdle(ctx context.Context, e *env, n, batch int, limit, window time.Durat
 	// (issue 22: all sessions running on the target within 1.1× the
 	// direct time); those clients are stopped before the gateway's run.
 	direct, err := openIdle(ctx, e, hostDirect, n, batch, limit, logf)
-	res.DirectOpened, res.DirectOpenTime, res.DirectNote = direct.opened, direct.elapsed, direct.note
+	res.DirectOpened, res.DirectOpenTime, res.DirectNote, res.DirectMachine = direct.opened, direct.elapsed, direct.note, direct.machine
 	direct.stop(e, logf)
 	if err != nil {
 		return res, fmt.Errorf("direct: %w", err)
@@ -76,7 +78,7 @@ func runIdle(ctx context.Context, e *env, n, batch int, limit, window time.Durat
 	if err != nil {
 		return res, err
 	}
-	res.Opened, res.Note, res.OpenTime = run.opened, run.note, run.elapsed
+	res.Opened, res.Note, res.OpenTime, res.OpenMachine = run.opened, run.note, run.elapsed, run.machine
 	time.Sleep(2 * time.Second)
 	if res.Open, err = usageOf(e.gw.pid()); err != nil {
 		return res, err
@@ -99,6 +101,7 @@ type idleRun struct {
 	opened   int
 	elapsed  time.Duration // until the last one printed its marker
 	note     string        // why fewer than asked opened, if so
+	machine  machineCPU    // the whole machine's CPU time meanwhile (zero if /proc/stat could not be read)
 }
 
 // openIdle opens n idle PTY sessions to host in batches, each batch
@@ -106,9 +109,15 @@ type idleRun struct {
 // the time limit or when a client ends, and says so in the note.
 func openIdle(ctx context.Context, e *env, host string, n, batch int, limit time.Duration, logf func(string, ...any)) (*idleRun, error) {
 	r := &idleRun{}
+	cpu0, cpuErr := readMachineCPU()
 	start := time.Now()
 	deadline := start.Add(limit)
-	defer func() { r.elapsed = time.Since(start) }()
+	defer func() {
+		r.elapsed = time.Since(start)
+		if cpu1, err := readMachineCPU(); err == nil && cpuErr == nil {
+			r.machine = cpu1.sub(cpu0)
+		}
+	}()
 	for len(r.sessions) < n {
 		if err := ctx.Err(); err != nil {
 			return r, err

@@ -31,6 +31,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"tandem.dev/tandem/internal/ca"
 )
 
 // options are the command-line settings.
@@ -55,6 +57,7 @@ type options struct {
 	out        string
 	pprof      string
 	attackTime time.Duration
+	keyType    ca.KeyType
 }
 
 func main() {
@@ -95,7 +98,7 @@ func run() int {
 	var e *env
 	if needEnv {
 		logf("setting up sshd target, sshd jump host and gateway in %s", dir)
-		e, err = newEnv(ctx, dir, o.tandem, o.pprof, reg)
+		e, err = newEnv(ctx, dir, o.tandem, o.pprof, o.keyType, reg)
 		if err != nil {
 			logf("set-up failed: %v", err)
 			return 1
@@ -205,8 +208,13 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.attackTime, "attack-time", 10*time.Second, "how long each flood of (h) runs")
 	fs.StringVar(&o.pprof, "pprof", "", "start the gateway with --pprof on this loopback address (e.g. 127.0.0.1:6060), to profile it during a section")
 	fs.StringVar(&o.out, "out", "", "also write the Markdown report to this file")
+	keyType := fs.String("key-type", string(ca.KeyP256), "the gateway's gateway.key_type: ecdsa-p256 (the default here: the type of the target's host key and the person's key, so every leg verifies the same signatures) or ecdsa-p384 (the gateway's own default)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	o.keyType = ca.KeyType(*keyType)
+	if err := o.keyType.Valid(); err != nil {
+		return o, fmt.Errorf("-key-type: %w", err)
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })

@@ -249,7 +249,11 @@ type procUsage struct {
 	HWMKiB  int64         // VmHWM, the peak RSS
 	AnonKiB int64         // RssAnon: heap and stacks, without the mapped binary
 	CPU     time.Duration // user + system time so far
-	Threads int64
+	// ChildCPU is the user and system time of its children that ended
+	// and were waited for (cutime + cstime): for sshd, the sessions it
+	// served.
+	ChildCPU time.Duration
+	Threads  int64
 }
 
 // clockTick is USER_HZ, the unit of utime and stime in /proc/PID/stat; it
@@ -284,13 +288,15 @@ func usageOf(pid int) (procUsage, error) {
 	if err != nil {
 		return u, fmt.Errorf("read stat of pid %d: %w", pid, err)
 	}
-	ut, ok1 := statField(string(stat), 14)
-	st, ok2 := statField(string(stat), 15)
-	if !ok1 || !ok2 {
-		return u, fmt.Errorf("parse stat of pid %d", pid)
+	var ticks [4]int64 // utime, stime, cutime, cstime: fields 14 to 17
+	for i := range ticks {
+		f, ok := statField(string(stat), 14+i)
+		if !ok {
+			return u, fmt.Errorf("parse stat of pid %d", pid)
+		}
+		ticks[i], _ = strconv.ParseInt(f, 10, 64)
 	}
-	a, _ := strconv.ParseInt(ut, 10, 64)
-	b, _ := strconv.ParseInt(st, 10, 64)
-	u.CPU = time.Duration(a+b) * time.Second / clockTick
+	u.CPU = time.Duration(ticks[0]+ticks[1]) * time.Second / clockTick
+	u.ChildCPU = time.Duration(ticks[2]+ticks[3]) * time.Second / clockTick
 	return u, nil
 }

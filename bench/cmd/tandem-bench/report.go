@@ -68,7 +68,7 @@ func (r *report) markdown() string {
 	if r.opts.quick {
 		mode = "quick (smoke run; figures are not meaningful)"
 	}
-	fmt.Fprintf(&b, "- Mode: %s; client algorithms on every leg: %s, %s\n\n", mode, benchCipher, benchKex)
+	fmt.Fprintf(&b, "- Mode: %s; client algorithms on every leg: %s, %s; the gateway's own keys (gateway.key_type): %s; the target's host key and the person's key: ECDSA P-256\n\n", mode, benchCipher, benchKex, r.opts.keyType)
 
 	b.WriteString("| measure | direct OpenSSH | Tandem | Tandem/direct | target | met |\n")
 	b.WriteString("|---|---:|---:|---:|---|---|\n")
@@ -265,6 +265,20 @@ func (r *report) setupDetail(b *strings.Builder) {
 				ms(stats.Percentile(row.d, 10)), ms(stats.Percentile(row.d, 50)), ms(stats.Percentile(row.d, 90)))
 		}
 	}
+	b.WriteString("\nCPU time per set-up, mean, by process (the client's from wait4; the sshds' from their ended children, cutime and cstime in /proc/PID/stat, 10 ms ticks; the gateway's from /proc/PID/stat):\n\n")
+	b.WriteString("| mode | path | set-ups | ssh client | sshd (target, and jump host for ssh -J) | gateway | all |\n|---|---|---:|---:|---:|---:|---:|\n")
+	for _, s := range r.setup {
+		for _, row := range []struct {
+			name string
+			c    setupCPU
+		}{{"direct", s.DirectCPU}, {"tandem", s.TandemCPU}} {
+			if row.c.N == 0 {
+				continue
+			}
+			fmt.Fprintf(b, "| %s | %s | %d | %.1f ms | %.1f ms | %.1f ms | %.1f ms |\n", s.Mode, row.name, row.c.N,
+				row.c.per(row.c.Client), row.c.per(row.c.SSHD), row.c.per(row.c.Gateway), row.c.per(row.c.Client+row.c.SSHD+row.c.Gateway))
+		}
+	}
 	b.WriteString("\n")
 }
 
@@ -291,6 +305,7 @@ func (r *report) idleDetail(b *strings.Builder) {
 			mib(i.AfterIdle.RSSKiB), i.perSessionKiB(i.AfterIdle), mib(i.Open.AnonKiB), mib(i.AfterIdle.HWMKiB), i.Open.Threads,
 			openCPU.Seconds(), perOpen, idlePct, i.IdleWindow)
 	}
+	r.machineDuringOpen(b)
 	for _, i := range r.idle {
 		for _, n := range []string{i.DirectNote, i.Note} {
 			if n != "" {
@@ -299,6 +314,29 @@ func (r *report) idleDetail(b *strings.Builder) {
 		}
 	}
 	b.WriteString("\n")
+}
+
+// machineDuringOpen says how busy the whole machine was while each path
+// opened its sessions, and how much CPU (every process: clients, sshd,
+// the gateway) one opened session cost on each path. When the CPUs are
+// nearly all busy, the opening time is that work divided by the CPUs.
+func (r *report) machineDuringOpen(b *strings.Builder) {
+	wrote := false
+	for _, i := range r.idle {
+		if i.DirectMachine.Total <= 0 || i.OpenMachine.Total <= 0 || i.DirectOpened == 0 || i.Opened == 0 {
+			continue
+		}
+		if !wrote {
+			b.WriteString("\nThe whole machine while the sessions opened (/proc/stat, every process on it, so also anything else running then):\n\n")
+			b.WriteString("| sessions | path | CPUs busy | machine CPU | per session | of it the gateway, per session |\n|---:|---|---:|---:|---:|---:|\n")
+			wrote = true
+		}
+		gw := float64((i.Open.CPU - i.Before.CPU).Microseconds()) / 1000 / float64(i.Opened)
+		fmt.Fprintf(b, "| %d | direct | %.0f %% | %.2f s | %.1f ms | – |\n", i.DirectOpened, i.DirectMachine.busyPercent(),
+			i.DirectMachine.Busy.Seconds(), 1000*i.DirectMachine.Busy.Seconds()/float64(i.DirectOpened))
+		fmt.Fprintf(b, "| %d | tandem | %.0f %% | %.2f s | %.1f ms | %.1f ms |\n", i.Opened, i.OpenMachine.busyPercent(),
+			i.OpenMachine.Busy.Seconds(), 1000*i.OpenMachine.Busy.Seconds()/float64(i.Opened), gw)
+	}
 }
 
 func mib(kib int64) float64 { return float64(kib) / 1024 }
