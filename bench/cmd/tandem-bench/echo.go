@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"regexp"
@@ -19,6 +20,9 @@ import (
 // empty if that session could not be set up.
 type echoResult struct {
 	Direct, Tandem, Joined []time.Duration
+	// The same with a Go client (x/crypto/ssh) instead of OpenSSH's,
+	// direct and through the gateway with the owner alone.
+	GoDirect, GoTandem []time.Duration
 }
 
 // ptySession is a real OpenSSH client running `ssh -tt …` on a local PTY;
@@ -65,23 +69,29 @@ func startPTY(e *env, name string, args ...string) (*ptySession, error) {
 		return nil, fmt.Errorf("start ssh on a pty: %w", err)
 	}
 	s := &ptySession{name: name, cmd: cmd, master: master, bytes: make(chan byte, 1<<16), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		buf := make([]byte, 4096)
-		for {
-			n, err := master.Read(buf)
-			for _, b := range buf[:n] {
-				select {
-				case s.bytes <- b:
-				default: // nobody reads that much; drop rather than block
-				}
-			}
-			if err != nil {
-				return // EIO once ssh has ended and the PTY is closed
+	go pump(master, s.bytes, s.done)
+	return s, nil
+}
+
+// pump copies what r yields into bytes, byte by byte, until r fails (EIO
+// on a PTY whose ssh has ended, EOF on a channel), then closes done. A
+// reader nobody drains would block the client's writes, so bytes beyond
+// the channel's capacity are dropped.
+func pump(r io.Reader, bytes chan<- byte, done chan<- struct{}) {
+	defer close(done)
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.Read(buf)
+		for _, b := range buf[:n] {
+			select {
+			case bytes <- b:
+			default:
 			}
 		}
-	}()
-	return s, nil
+		if err != nil {
+			return
+		}
+	}
 }
 
 // waitOutput reads the session's output until ok(all output so far)
@@ -125,11 +135,14 @@ func (s *ptySession) pending() []byte {
 }
 
 // settle drops what arrives within 200 ms: the rest of the marker line.
-func (s *ptySession) settle() {
-	t := time.After(200 * time.Millisecond)
+func (s *ptySession) settle() { drainFor(s.bytes, 200*time.Millisecond) }
+
+// drainFor drops what arrives on bytes for d.
+func drainFor(bytes <-chan byte, d time.Duration) {
+	t := time.After(d)
 	for {
 		select {
-		case <-s.bytes:
+		case <-bytes:
 		case <-t:
 			return
 		}
@@ -203,19 +216,24 @@ func openJoinedSession(ctx context.Context, e *env) (owner, joiner *ptySession, 
 
 // roundTrip sends one byte and returns the time until it is read back.
 func (s *ptySession) roundTrip(b byte) (time.Duration, error) {
+	return echoOnce(s.master, s.bytes, s.done, b)
+}
+
+// echoOnce writes b to w and returns the time until it arrives on bytes.
+func echoOnce(w io.Writer, bytes <-chan byte, done <-chan struct{}, b byte) (time.Duration, error) {
 	start := time.Now()
-	if _, err := s.master.Write([]byte{b}); err != nil {
-		return 0, fmt.Errorf("write to pty: %w", err)
+	if _, err := w.Write([]byte{b}); err != nil {
+		return 0, fmt.Errorf("write: %w", err)
 	}
 	select {
-	case got := <-s.bytes:
+	case got := <-bytes:
 		d := time.Since(start)
 		if got != b {
 			return d, fmt.Errorf("sent %q, got %q back", b, got)
 		}
 		return d, nil
-	case <-s.done:
-		return 0, errors.New("ssh ended")
+	case <-done:
+		return 0, errors.New("the client ended")
 	case <-time.After(10 * time.Second):
 		return 0, errors.New("no echo within 10s")
 	}
@@ -237,8 +255,10 @@ func (s *ptySession) close() {
 // echoPath is one measured session of (b).
 type echoPath struct {
 	name string
-	s    *ptySession
-	out  *[]time.Duration
+	s    interface {
+		roundTrip(byte) (time.Duration, error)
+	}
+	out *[]time.Duration
 }
 
 // runEcho measures (b): n one-byte round trips on a direct session, on one
@@ -260,6 +280,17 @@ func runEcho(ctx context.Context, e *env, n, warm int, logf func(string, ...any)
 	}
 	defer tandem.close()
 	paths := []echoPath{{"direct", direct, &res.Direct}, {"tandem", tandem, &res.Tandem}}
+	goDirect, err := openGoEcho(ctx, e, "Go client, direct", e.targetPort, "root")
+	if err != nil {
+		return res, err
+	}
+	defer goDirect.close()
+	goTandem, err := openGoEcho(ctx, e, "Go client, tandem", e.gwPort, "root%"+gwHostTest)
+	if err != nil {
+		return res, err
+	}
+	defer goTandem.close()
+	paths = append(paths, echoPath{"Go client, direct", goDirect, &res.GoDirect}, echoPath{"Go client, tandem", goTandem, &res.GoTandem})
 	owner, joiner, joinErr := openJoinedSession(ctx, e)
 	if joinErr != nil {
 		if ctx.Err() != nil {

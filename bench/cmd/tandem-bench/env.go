@@ -54,15 +54,18 @@ const (
 // env is one benchmark setup on loopback: a target sshd, a plain sshd as
 // jump host, the gateway, and one OpenSSH client configuration.
 type env struct {
-	dir      string
-	tandem   string     // the tandem binary
-	pprof    string     // the gateway's --pprof address, or ""
-	keyType  ca.KeyType // the gateway's gateway.key_type
-	reg      *procs
-	key      string // the owner's private key (ECDSA P-256)
-	sshCfg   string // ssh_config for -F
-	gwConfig string // tandem.yaml
-	gwPort   int
+	dir     string
+	tandem  string     // the tandem binary
+	pprof   string     // the gateway's --pprof address, or ""
+	keyType ca.KeyType // the gateway's gateway.key_type
+	reg     *procs
+	key     string // the owner's private key (ECDSA P-256)
+	sshCfg  string // ssh_config for -F
+	// knownHosts is the file sshCfg names: the target's host keys and the
+	// gateway's host CA, for the Go client of (b) too.
+	knownHosts string
+	gwConfig   string // tandem.yaml
+	gwPort     int
 	// What the gateway's configuration is made of, for (h)'s second one.
 	targetPort, defaultPort        int
 	ownerPub, joinerPub, targetPub string
@@ -217,7 +220,7 @@ func (e *env) writeClient(caLine, joinerKey string, target, jump, deflt *testenv
 	if err != nil {
 		return err
 	}
-	e.sshCfg = c.ConfigFile
+	e.sshCfg, e.knownHosts = c.ConfigFile, c.KnownHosts
 	return nil
 }
 

@@ -99,17 +99,17 @@ func (r *report) markdown() string {
 	}
 	if e := r.echo; e != nil && len(e.Direct) > 0 {
 		for _, v := range []struct {
-			label  string
-			tandem []time.Duration
-		}{{"", e.Tandem}, {", second person joined", e.Joined}} {
-			if len(v.tandem) == 0 {
+			label          string
+			direct, tandem []time.Duration
+		}{{"", e.Direct, e.Tandem}, {", second person joined", e.Direct, e.Joined}, {", Go client", e.GoDirect, e.GoTandem}} {
+			if len(v.tandem) == 0 || len(v.direct) == 0 {
 				continue
 			}
 			for _, q := range []struct {
 				p      float64
 				target float64
 			}{{50, targetRTTp50}, {99, targetRTTp99}} {
-				d, tn := stats.Percentile(e.Direct, q.p), stats.Percentile(v.tandem, q.p)
+				d, tn := stats.Percentile(v.direct, q.p), stats.Percentile(v.tandem, q.p)
 				ratio := stats.Ratio(float64(tn), float64(d))
 				fmt.Fprintf(&b, "| (b) echo round trip p%.0f%s, %d bytes | %s | %s | %s | ≤ %.2f× | %s |\n",
 					q.p, v.label, len(v.tandem), us(d), us(tn), stats.FormatRatio(ratio), q.target, yesNo(stats.Meets(ratio, q.target, false)))
@@ -235,12 +235,14 @@ func (r *report) echoDetail(b *strings.Builder) {
 	b.WriteString("`ssh -tt HOST 'stty raw -echo; echo ECHO-READY; exec cat'` on a local PTY (github.com/creack/pty); one byte written, timed until cat's echo is read back. " +
 		"Three sessions, interleaved byte by byte with the order rotated every round: direct; Tandem in user-name mode on a test host, the owner alone; " +
 		"Tandem in user-name mode on the same target declared as a production (four-eyes) host, where the session starts only after a second person " +
-		"joined as peer with `ssh -tt GW join ID` on a PTY of its own, whose client reads every echoed byte too. Both Tandem sessions are recorded.\n\n")
+		"joined as peer with `ssh -tt GW join ID` on a PTY of its own, whose client reads every echoed byte too. Both Tandem sessions are recorded. " +
+		"Interleaved with them, the same command with a Go client (golang.org/x/crypto/ssh, a PTY asked for, the same algorithms), direct and through the gateway.\n\n")
 	b.WriteString("| path | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|\n")
 	for _, row := range []struct {
 		name string
 		s    []time.Duration
-	}{{"direct", e.Direct}, {"tandem, owner alone", e.Tandem}, {"tandem, second person joined", e.Joined}} {
+	}{{"direct", e.Direct}, {"tandem, owner alone", e.Tandem}, {"tandem, second person joined", e.Joined},
+		{"Go client, direct", e.GoDirect}, {"Go client, tandem, owner alone", e.GoTandem}} {
 		if len(row.s) == 0 {
 			continue
 		}
