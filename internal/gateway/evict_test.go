@@ -86,7 +86,7 @@ func countClosed(hs []*holder) int {
 func evictedEvents(r *rig) []audit.Event {
 	var out []audit.Event
 	for _, e := range r.sink.Events() {
-		if e.Type == audit.AuthFailure && e.Attrs["evicted"] == "true" {
+		if e.Type == audit.AuthFailure && e.Attrs[audit.KeyEvicted] == "true" {
 			out = append(out, e)
 		}
 	}
