@@ -51,9 +51,10 @@ func newPreauthConn(tcp net.Conn, now func() time.Time) *preauthConn {
 }
 
 // read notes that the client sent bytes. nil-safe: connections without
-// a handle (tests of kexConn) note nothing.
+// a handle (tests of kexConn) note nothing, and neither does one whose
+// handshake is over (kexConn stays under the connection for its life).
 func (p *preauthConn) read() {
-	if p != nil {
+	if p != nil && p.state.Load() == preauthOpen {
 		p.last.Store(p.now().UnixNano())
 	}
 }
@@ -107,14 +108,16 @@ func (p *preauthConn) evicted() bool { return p != nil && p.state.Load() == prea
 // first bytes one round trip, then until a slot is free or a connection
 // has been silent for evict_after_silence (at most until kex_timeout). An
 // attacker's silent connection waits evict_after_silence and is closed
-// without ever holding a slot. At most max connections wait at once (the
-// cap on unauthenticated connections); a newcomer beyond pushes out the
-// silent one waiting longest, or is refused when all waiting ones have
-// spoken, so that a flood of silent newcomers can neither fill the lot
-// nor push out a person waiting in it.
+// without ever holding a slot. At most max connections wait at once
+// (parkingSize); a newcomer beyond pushes out the silent one waiting
+// longest, or is refused when all waiting ones have spoken. So a flood of
+// silent newcomers cannot fill the lot for good, and cannot push out a
+// person's connection once it has spoken; before that, the connection
+// stays parked for as long as the flood takes to bring max newcomers.
 type parking struct {
+	max     int           // parkingSize
+	wait    time.Duration // limits.evict_after_silence; like the rate limiter's limits, fixed at start
 	mu      sync.Mutex
-	max     int
 	waiting []*preauthConn // oldest first
 }
 
@@ -125,7 +128,7 @@ type parking struct {
 func (p *parking) enter(pc *preauthConn) (leave func() bool, ok bool) {
 	p.mu.Lock()
 	var out *preauthConn
-	if len(p.waiting) >= max(p.max, 1) {
+	if len(p.waiting) >= p.max {
 		i := slices.IndexFunc(p.waiting, func(w *preauthConn) bool { return w.LastRead().IsZero() })
 		if i < 0 {
 			p.mu.Unlock()
@@ -151,6 +154,20 @@ func (p *parking) enter(pc *preauthConn) (leave func() bool, ok bool) {
 	}, true
 }
 
+// parkingSize is how many connections may wait in parking: four times
+// the cap on unauthenticated connections, so that a person's connection,
+// which speaks within a round trip, is pushed out only by a flood that
+// brings that many new connections within that round trip (400 within,
+// say, 100 ms at the default cap); but at most half of max_connections,
+// which parked connections count against, so that the others keep the
+// other half.
+func parkingSize(unauthenticated, maxConnections int) int {
+	if unauthenticated <= 0 {
+		unauthenticated = ratelimit.DefaultMaxUnauth
+	}
+	return max(1, min(4*unauthenticated, maxConnections/2))
+}
+
 // admitPollEvery is how often a parked connection that has spoken asks
 // the rate limiter again for a slot.
 const admitPollEvery = 50 * time.Millisecond
@@ -173,11 +190,7 @@ func (s *Server) admitSpoken(ctx context.Context, conn net.Conn, pc *preauthConn
 	if !ok {
 		return refuse(ratelimit.ReasonTooManyUnauth, false)
 	}
-	wait := s.state.Load().cfg.Gateway.Limits.EvictAfterSilence.Duration
-	if wait <= 0 {
-		wait = ratelimit.DefaultEvictAfterSilence
-	}
-	_ = conn.SetReadDeadline(minTime(s.now().Add(wait), deadline))
+	_ = conn.SetReadDeadline(minTime(s.now().Add(s.parked.wait), deadline))
 	head := make([]byte, 256)
 	n, _ := conn.Read(head)
 	if n == 0 {

@@ -210,6 +210,11 @@ func TestEvictRedialFlood(t *testing.T) {
 		}
 		c, _, err := r.dialFrom("127.1.0.1", "alice", ssh.PublicKeys(signer))
 		if err != nil {
+			for _, e := range r.sink.Events() {
+				if e.Type == audit.AuthFailure && strings.HasPrefix(e.Source, "127.1.") {
+					t.Logf("person's failure: %v", e.Attrs)
+				}
+			}
 			t.Fatalf("login %d during the flood: %v", i+1, err)
 		}
 		c.Close()
@@ -257,5 +262,44 @@ func TestEvictViaBalancer(t *testing.T) {
 	waitUntil(t, 5*time.Second, "an auth.failure event for the eviction", func() bool { return len(evictedEvents(r)) == 1 })
 	if src := evictedEvents(r)[0].Source; !strings.HasPrefix(src, "198.51.") {
 		t.Errorf("evicted connection recorded as %q, want a client's address behind the balancer", src)
+	}
+}
+
+// TestParking: a full lot pushes out the silent connection waiting
+// longest, never one that has spoken, and refuses a newcomer when every
+// waiting one has spoken.
+func TestParking(t *testing.T) {
+	conn := func() *preauthConn {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return newPreauthConn(a, time.Now)
+	}
+	p := parking{max: 2}
+	c1, c2, c3, c4 := conn(), conn(), conn(), conn()
+	leave1, ok1 := p.enter(c1)
+	leave2, ok2 := p.enter(c2)
+	if !ok1 || !ok2 {
+		t.Fatal("room for two, refused")
+	}
+	c2.read()
+	leave3, ok3 := p.enter(c3)
+	if !ok3 || !c1.evicted() || c2.evicted() {
+		t.Fatalf("third newcomer: parked %v; c1 evicted %v, c2 (spoke) evicted %v; want the silent c1 out", ok3, c1.evicted(), c2.evicted())
+	}
+	if leave1() {
+		t.Error("c1 still parked after being pushed out")
+	}
+	c3.read()
+	if _, ok := p.enter(c4); ok || c2.evicted() || c3.evicted() || c4.evicted() {
+		t.Fatal("a newcomer pushed out a connection that has spoken")
+	}
+	if !leave2() || !leave3() || len(p.waiting) != 0 {
+		t.Fatalf("leave: %d still waiting", len(p.waiting))
+	}
+	if got := parkingSize(100, 1000); got != 400 {
+		t.Errorf("parkingSize(100, 1000) = %d, want 400", got)
+	}
+	if got := parkingSize(100, 300); got != 150 {
+		t.Errorf("parkingSize(100, 300) = %d, want 150 (half of max_connections)", got)
 	}
 }

@@ -150,9 +150,9 @@ func New(o Options) (*Server, error) {
 		EvictAfterSilence: lim.EvictAfterSilence.Duration, Now: o.Now,
 	})
 	s.preauth = ratelimit.NewBudget(lim.PreauthAuditPerMinute, 0, o.Now)
-	s.parked.max = lim.Unauthenticated
-	if s.parked.max <= 0 {
-		s.parked.max = ratelimit.DefaultMaxUnauth
+	s.parked.wait = lim.EvictAfterSilence.Duration
+	if s.parked.wait <= 0 {
+		s.parked.wait = ratelimit.DefaultEvictAfterSilence
 	}
 	s.disk.statfs = statfs
 	s.checkDisk() // refuse sessions from the start if the disk is full
@@ -167,6 +167,7 @@ func New(o Options) (*Server, error) {
 		max = 1000
 	}
 	s.conns = make(chan struct{}, max)
+	s.parked.max = parkingSize(lim.Unauthenticated, max)
 	return s, nil
 }
 
