@@ -55,9 +55,9 @@ func (s *Server) fromBalancer(nc net.Conn) bool {
 // caller has set the deadline) and admits the connection by the client's
 // address, with pc as its handle for eviction (and, when the cap is
 // reached, admitSpoken's wait for the client's first bytes, at most until
-// deadline). It returns the connection
-// as the client's, the release of its unauthenticated slot, and false when
-// the connection is to be closed.
+// deadline). It returns the connection as the client's, the release of
+// its unauthenticated slot, and false when the connection is to be
+// closed.
 //
 // A LOCAL header (the balancer's own health check) is served as a
 // connection of the balancer itself, as the protocol asks: the check sees
