@@ -48,6 +48,7 @@ const (
 	KeyDuration            = "duration"
 	KeyEntity              = "entity"
 	KeyError               = "error"
+	KeyEvicted             = "evicted"
 	KeyExitSignal          = "exit_signal"
 	KeyExitStatus          = "exit_status"
 	KeyExpires             = "expires"

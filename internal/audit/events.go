@@ -69,6 +69,7 @@ type AuthFailureEvent struct {
 	Reason    string `attr:"reason,omitempty" doc:"why the last attempt failed"`
 	RefusedBy string `attr:"refused_by,omitempty" doc:"the connection cap that refused a proven key"`
 	Timeout   bool   `attr:"timeout,omitempty" doc:"true when the connection ran out of time"`
+	Evicted   bool   `attr:"evicted,omitempty" doc:"true when a newcomer took the connection's slot: the unauthenticated connections were at their cap and this client had sent nothing for limits.evict_after_silence, longer than any other"`
 	ClientUser
 }
 

@@ -250,6 +250,8 @@ func TestBrokenFiles(t *testing.T) {
 		{name: "unknown permission", edits: map[int]string{12: "    permissions: [lock, sudo]\n    allow:"}, line: 12, msg: `unknown permission "sudo"`},
 		{name: "negative limit", edits: map[int]string{1: "gateway: {limits: {failures_per_source: -1}}\ntenants:"}, line: 1, msg: "limits.failures_per_source must not be negative"},
 		{name: "prefix too long", edits: map[int]string{1: "gateway: {limits: {prefix_v4: 33}}\ntenants:"}, line: 1, msg: "limits.prefix_v4 must be at most 32"},
+		{name: "negative eviction silence", edits: map[int]string{1: "gateway: {limits: {evict_after_silence: -1s}}\ntenants:"}, line: 1, msg: "limits.evict_after_silence must not be negative"},
+		{name: "eviction silence beyond the handshake", edits: map[int]string{1: "gateway: {handshake_timeout: 20s, limits: {evict_after_silence: 20s}}\ntenants:"}, line: 1, msg: "limits.evict_after_silence (20s) must be shorter than gateway.handshake_timeout (20s)"},
 		{name: "negative channel cap", edits: map[int]string{1: "gateway: {limits: {channels_per_connection: -1}}\ntenants:"}, line: 1, msg: "limits.channels_per_connection must not be negative"},
 		{name: "witness inside data dir", edits: map[int]string{1: "gateway: {data_dir: /var/lib/tandem}\naudit: {witness_file: /var/lib/tandem/audit/witness}\ntenants:"}, line: 2, msg: "lies inside data_dir"},
 		{name: "unknown requires", edits: map[int]string{12: "    requires: [training, blood-oath]\n    allow:"}, line: 12, msg: `unknown obligation "blood-oath"`},
@@ -357,7 +359,7 @@ func TestExample(t *testing.T) {
 		g.MaxConnections != 1000 || !slices.Equal(g.Names, []string{"gw.example.org", "localhost"}) {
 		t.Errorf("gateway = %+v", g)
 	}
-	if l := g.Limits; l.UnauthenticatedPerPrefix != 25 || l.PrefixV4 != 24 || l.PrefixV6 != 64 || l.KexTimeout.Duration != 5*time.Second ||
+	if l := g.Limits; l.UnauthenticatedPerPrefix != 25 || l.PrefixV4 != 24 || l.PrefixV6 != 64 || l.KexTimeout.Duration != 5*time.Second || l.EvictAfterSilence.Duration != time.Second ||
 		l.ConnectionsPerPerson != 20 || l.ConnectionsPerSource != 50 || l.ChannelsPerConnection != 10 || l.WaitingPerPerson != 3 ||
 		l.PreauthAuditPerMinute != 20 || l.DiskWarnPercent != 10 || l.DiskWarnMiB != 2048 || l.DiskRefusePercent != 2 ||
 		l.DiskRefuseMiB != 512 || l.DiskCheckEvery.Duration != 10*time.Second {

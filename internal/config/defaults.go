@@ -26,6 +26,7 @@ const (
 	DefaultPrefixV4              = 24
 	DefaultPrefixV6              = 64
 	DefaultKexTimeout            = 5 * time.Second
+	DefaultEvictAfterSilence     = time.Second
 	DefaultConnectionsPerPerson  = 20
 	DefaultConnectionsPerSource  = 50
 	DefaultChannelsPerConnection = 10
@@ -273,6 +274,9 @@ func (l *Limits) fillDefaults() {
 	}
 	if l.KexTimeout.Duration == 0 {
 		l.KexTimeout.Duration = DefaultKexTimeout
+	}
+	if l.EvictAfterSilence.Duration == 0 {
+		l.EvictAfterSilence.Duration = DefaultEvictAfterSilence
 	}
 	if l.DiskCheckEvery.Duration == 0 {
 		l.DiskCheckEvery.Duration = DefaultDiskCheckEvery

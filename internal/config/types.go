@@ -132,6 +132,10 @@ type Limits struct {
 	// applies. A connection that lets it pass counts as a failure of its
 	// source. Default 5s.
 	KexTimeout Duration `yaml:"kex_timeout"`
+	// EvictAfterSilence: when Unauthenticated is reached, a newcomer
+	// takes the slot of the unauthenticated connection silent longest,
+	// if its client has sent nothing for at least this long. Default 1s.
+	EvictAfterSilence Duration `yaml:"evict_after_silence"`
 	// ConnectionsPerPerson and ConnectionsPerSource cap authenticated
 	// connections of one person and from one address. Defaults 20, 50.
 	ConnectionsPerPerson int `yaml:"connections_per_person"`

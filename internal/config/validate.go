@@ -220,10 +220,15 @@ func validateLimits(c *Config, pos *positions, r *report) {
 	for _, f := range []struct {
 		key string
 		d   Duration
-	}{{"window", l.Window}, {"block", l.Block}, {"kex_timeout", l.KexTimeout}, {"disk_check_every", l.DiskCheckEvery}} {
+	}{{"window", l.Window}, {"block", l.Block}, {"kex_timeout", l.KexTimeout}, {"evict_after_silence", l.EvictAfterSilence}, {"disk_check_every", l.DiskCheckEvery}} {
 		if f.d.Duration < 0 {
 			r.add(pos.line("gateway", "limits", f.key), "limits.%s must not be negative", f.key)
 		}
+	}
+	// A silence as long as the whole handshake never happens: eviction
+	// would be off without anybody noticing.
+	if hs := c.Gateway.HandshakeTimeout.Duration; hs > 0 && l.EvictAfterSilence.Duration >= hs {
+		r.add(pos.line("gateway", "limits", "evict_after_silence"), "limits.evict_after_silence (%v) must be shorter than gateway.handshake_timeout (%v)", l.EvictAfterSilence.Duration, hs)
 	}
 }
 

@@ -68,6 +68,7 @@ func (s *Server) connConfig(st *state, base *ssh.ServerConfig, only *config.Pers
 		return s.verifiedLogin(st, only, meta, perms, a)
 	}
 	cfg.AuthLogCallback = func(meta ssh.ConnMetadata, method string, err error) {
+		a.pc.reached(preauthAuth)
 		if err != nil && method != "none" {
 			a.note(method, meta.User(), err)
 		}

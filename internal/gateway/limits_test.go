@@ -232,7 +232,7 @@ func TestKexConnDeadline(t *testing.T) {
 	stream := append([]byte("junk line\r\nSSH-2.0-Test\r\n"), pkt...)
 	for _, chunk := range []int{1, 3, 7, len(stream)} {
 		a, b := net.Pipe()
-		k := newKexConn(a, time.Now().Add(time.Hour))
+		k := newKexConn(a, time.Now().Add(time.Hour), nil)
 		go func() {
 			for i := 0; i < len(stream); i += chunk {
 				_, _ = b.Write(stream[i:min(i+chunk, len(stream))])
@@ -257,7 +257,7 @@ func TestKexConnDeadline(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	k := newKexConn(a, time.Now().Add(time.Hour))
+	k := newKexConn(a, time.Now().Add(time.Hour), nil)
 	go func() { _, _ = b.Write([]byte("SSH-2.0-x\n\x00\x00\x00\x05\x04\x15abcd")) }()
 	buf := make([]byte, 64)
 	n, _ := io.ReadAtLeast(k, buf, 20)

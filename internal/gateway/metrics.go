@@ -9,7 +9,8 @@ package gateway
 type Metrics interface {
 	ConnectionAccepted()
 	// ConnectionRefused: reason is "max_connections" or the rate
-	// limiter's reason.
+	// limiter's reason; ratelimit.ReasonEvicted for an admitted
+	// connection that a newcomer took the slot of.
 	ConnectionRefused(reason string)
 	// SessionStarted and SessionEnded: kind is the recording's kind
 	// (pty, exec, sftp, forward); recorded the bytes of its content.

@@ -18,6 +18,7 @@ import (
 
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/proxyproto"
+	"tandem.dev/tandem/internal/ratelimit"
 )
 
 // Bounds on what one unauthenticated connection can put into the audit
@@ -41,7 +42,8 @@ const (
 // whole handshake_timeout.
 type kexConn struct {
 	net.Conn
-	extendTo time.Time // deadline once the KEXINIT is in
+	extendTo time.Time    // deadline once the KEXINIT is in
+	pc       *preauthConn // the rate limiter's handle: when the client last sent a byte; nil: none
 
 	// Read state; only the handshake's reader goroutine touches it.
 	stage   int // 0: version line, 1: packet header, 2: packet body, 3: done, 4: give up
@@ -60,12 +62,15 @@ type kexConn struct {
 	proxyHeader atomic.Bool // they did: the handshake was ended
 }
 
-func newKexConn(c net.Conn, extendTo time.Time) *kexConn {
-	return &kexConn{Conn: c, extendTo: extendTo}
+func newKexConn(c net.Conn, extendTo time.Time, pc *preauthConn) *kexConn {
+	return &kexConn{Conn: c, extendTo: extendTo, pc: pc}
 }
 
 func (k *kexConn) Read(p []byte) (int, error) {
 	n, err := k.Conn.Read(p)
+	if n > 0 {
+		k.pc.read()
+	}
 	if !k.sniffed && n > 0 {
 		k.head = append(k.head, p[:min(n, len(proxyproto.Signature)-len(k.head))]...)
 		header, decided := proxyproto.Sniff(k.head)
@@ -145,6 +150,7 @@ func (k *kexConn) scan(p []byte) {
 			k.stage = 3
 			k.line = nil
 			k.kexDone.Store(true)
+			k.pc.reached(preauthKex)
 			_ = k.Conn.SetDeadline(k.extendTo)
 		}
 	}
@@ -167,6 +173,9 @@ type authAttempts struct {
 	reason  string
 	capped  string    // the connection cap that refused a proven key
 	slot    *connSlot // the slot an authenticated outer connection holds
+	// pc is the outer connection's handle for the rate limiter (nil on a
+	// jump's inner handshake); set before the handshake starts.
+	pc *preauthConn
 }
 
 // note records one failed attempt.
@@ -231,6 +240,11 @@ func (a *authAttempts) takeSlot() *connSlot {
 // unauthenticated; stage says where it ended: "kex" (no key exchange in
 // time) or "auth".
 func (a *authAttempts) event(source, stage string, timedOut bool) audit.Event {
+	return a.failure(source, stage, timedOut).Event()
+}
+
+// failure is event before it is built, for callers that add to it.
+func (a *authAttempts) failure(source, stage string, timedOut bool) audit.AuthFailureEvent {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ev := audit.AuthFailureEvent{Conn: audit.Conn{Person: a.person, Source: source}, Stage: stage, Attempts: a.count,
@@ -251,7 +265,7 @@ func (a *authAttempts) event(source, stage string, timedOut bool) audit.Event {
 			ev.Reason = "no key exchange in time"
 		}
 	}
-	return ev.Event()
+	return ev
 }
 
 // clientUser is a client's user name for an audit event: cut to
@@ -302,17 +316,27 @@ func (s *Server) handshakeFailed(source string, kc *kexConn, a *authAttempts) {
 	a.mu.Lock()
 	failed, person, count, capped := a.failed, a.person, a.count, a.capped
 	a.mu.Unlock()
-	if failed || timedOut {
+	// An evicted connection had been silent while others waited: it
+	// counts like one that let kex_timeout pass, which is where a silent
+	// connection would otherwise have ended.
+	evicted := kc.pc.evicted()
+	if failed || timedOut || evicted {
 		s.countFailure(source, person)
 	}
-	if count == 0 && !timedOut && capped == "" {
+	if count == 0 && !timedOut && !evicted && capped == "" {
 		return // closed by the client before trying: a scan, a health check
 	}
 	stage := "auth"
 	if !kc.kexDone.Load() {
 		stage = "kex"
 	}
-	s.recordPreauth(a.event(source, stage, timedOut))
+	ev := a.failure(source, stage, timedOut)
+	if evicted {
+		s.log.Debug("connection evicted", "source", source, "stage", stage, "reason", ratelimit.ReasonEvicted)
+		s.metrics.ConnectionRefused(ratelimit.ReasonEvicted)
+		ev.Evicted, ev.Reason = true, ratelimit.ReasonEvicted
+	}
+	s.recordPreauth(ev.Event())
 }
 
 // recordPreauth appends an event about an unauthenticated connection if

@@ -1,13 +1,16 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
+	"time"
 
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/proxyproto"
+	"tandem.dev/tandem/internal/ratelimit"
 )
 
 // Behind a load balancer in TCP mode every connection comes from the
@@ -50,13 +53,16 @@ func (s *Server) fromBalancer(nc net.Conn) bool {
 
 // acceptProxied reads the PROXY header of a balancer's connection (the
 // caller has set the deadline) and admits the connection by the client's
-// address. It returns the connection as the client's, the release of its
-// unauthenticated slot, and false when the connection is to be closed.
+// address, with pc as its handle for eviction (and, when the cap is
+// reached, admitSpoken's wait for the client's first bytes, at most until
+// deadline). It returns the connection as the client's, the release of
+// its unauthenticated slot, and false when the connection is to be
+// closed.
 //
 // A LOCAL header (the balancer's own health check) is served as a
 // connection of the balancer itself, as the protocol asks: the check sees
 // the SSH version line, and a check that closes then counts nothing.
-func (s *Server) acceptProxied(conn net.Conn) (net.Conn, func(), bool) {
+func (s *Server) acceptProxied(ctx context.Context, conn net.Conn, pc *preauthConn, deadline time.Time) (net.Conn, func(), bool) {
 	lb := conn.RemoteAddr().String()
 	h, err := proxyproto.Read(conn)
 	if err != nil {
@@ -81,7 +87,10 @@ func (s *Server) acceptProxied(conn net.Conn) (net.Conn, func(), bool) {
 		conn = &proxiedConn{Conn: conn, remote: net.TCPAddrFromAddrPort(h.Source)}
 	}
 	source := conn.RemoteAddr().String()
-	release, ok, reason := s.limit.Admit(source)
+	release, ok, reason := s.limit.Admit(source, pc)
+	if !ok && reason == ratelimit.ReasonTooManyUnauth {
+		return s.admitSpoken(ctx, conn, pc, source, deadline)
+	}
 	if !ok {
 		s.log.Debug("connection refused", "source", source, "balancer", lb, "reason", reason)
 		s.metrics.ConnectionRefused(reason)

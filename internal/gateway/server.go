@@ -80,6 +80,7 @@ type Server struct {
 	// preauth bounds the audit events of unauthenticated connections
 	// per source; slots, waiting and disk are the caps of limits.go.
 	preauth *ratelimit.Budget
+	parked  parking // newcomers waiting for their first bytes while the unauthenticated connections are at their cap
 	slots   slotTable
 	waiting waitingRooms
 	disk    diskWatch
@@ -146,9 +147,13 @@ func New(o Options) (*Server, error) {
 		MaxPerSource: lim.FailuresPerSource, MaxPerPerson: lim.FailuresPerPerson,
 		MaxUnauth: lim.Unauthenticated, MaxUnauthPerSource: lim.UnauthenticatedPerSource,
 		MaxUnauthPerPrefix: lim.UnauthenticatedPerPrefix, PrefixV4: lim.PrefixV4, PrefixV6: lim.PrefixV6,
-		Now: o.Now,
+		EvictAfterSilence: lim.EvictAfterSilence.Duration, Now: o.Now,
 	})
 	s.preauth = ratelimit.NewBudget(lim.PreauthAuditPerMinute, 0, o.Now)
+	s.parked.wait = lim.EvictAfterSilence.Duration
+	if s.parked.wait <= 0 {
+		s.parked.wait = ratelimit.DefaultEvictAfterSilence
+	}
 	s.disk.statfs = statfs
 	s.checkDisk() // refuse sessions from the start if the disk is full
 	if s.store != nil {
@@ -162,6 +167,7 @@ func New(o Options) (*Server, error) {
 		max = 1000
 	}
 	s.conns = make(chan struct{}, max)
+	s.parked.max = parkingSize(lim.Unauthenticated, max)
 	return s, nil
 }
 
@@ -248,24 +254,30 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		// address, which only its PROXY header names: handleConn reads
 		// it, off this loop, and admits the connection then.
 		viaBalancer := s.fromBalancer(nc)
-		release := func() {}
+		// A connection that finds the unauthenticated ones at their cap
+		// waits for its first bytes (admitSpoken, in handleConn) before
+		// it is refused or takes a silent connection's slot.
+		pc := newPreauthConn(nc, s.now)
+		var release func() // nil: not admitted yet
 		if !viaBalancer {
 			var ok bool
 			var reason string
-			release, ok, reason = s.limit.Admit(nc.RemoteAddr().String())
-			if !ok {
+			release, ok, reason = s.limit.Admit(nc.RemoteAddr().String(), pc)
+			if !ok && reason != ratelimit.ReasonTooManyUnauth {
 				<-s.conns
 				s.log.Debug("connection refused", "source", nc.RemoteAddr().String(), "reason", reason)
 				s.metrics.ConnectionRefused(reason)
 				nc.Close()
 				continue
 			}
-			s.metrics.ConnectionAccepted()
+			if ok {
+				s.metrics.ConnectionAccepted()
+			}
 		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.handleConn(ctx, nc, viaBalancer, release, func() { <-s.conns })
+			s.handleConn(ctx, nc, pc, viaBalancer, release, func() { <-s.conns })
 		}()
 	}
 }
@@ -279,8 +291,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // slot; it is called once the connection is over. A connection from a
 // load balancer (viaBalancer) starts with its PROXY header, read here
 // within the first deadline; the rate limiter admits it (release) by the
-// client's address the header names.
-func (s *Server) handleConn(ctx context.Context, tcp net.Conn, viaBalancer bool, release, done func()) {
+// client's address the header names. pc is the connection's handle for
+// the rate limiter, which may evict it (close tcp) until it has
+// authenticated. A nil release means the rate limiter has not admitted
+// the connection yet (the cap was reached): it is admitted here once its
+// client has spoken (admitSpoken).
+func (s *Server) handleConn(ctx context.Context, tcp net.Conn, pc *preauthConn, viaBalancer bool, release, done func()) {
 	handedOff := false
 	defer func() {
 		if !handedOff {
@@ -288,7 +304,11 @@ func (s *Server) handleConn(ctx context.Context, tcp net.Conn, viaBalancer bool,
 			done()
 		}
 	}()
-	defer func() { release() }()
+	defer func() {
+		if release != nil {
+			release()
+		}
+	}()
 	st := s.state.Load()
 	// Two deadlines (see kexConn): kex_timeout until the client's key
 	// exchange offer is in, then handshake_timeout from the start. The
@@ -302,18 +322,30 @@ func (s *Server) handleConn(ctx context.Context, tcp net.Conn, viaBalancer bool,
 	var conn net.Conn = netutil.QuickAck(tcp)
 	if viaBalancer {
 		_ = tcp.SetDeadline(start.Add(first))
-		pc, rel, ok := s.acceptProxied(conn)
+		client, rel, ok := s.acceptProxied(ctx, conn, pc, start.Add(first))
 		if !ok {
 			return
 		}
-		conn, release = pc, rel
+		conn, release = client, rel
+	} else if release == nil {
+		client, rel, ok := s.admitSpoken(ctx, conn, pc, conn.RemoteAddr().String(), start.Add(first))
+		if !ok {
+			return
+		}
+		conn, release = client, rel
 	}
 	source := conn.RemoteAddr().String()
-	nc := newKexConn(conn, start.Add(st.cfg.Gateway.HandshakeTimeout.Duration))
+	nc := newKexConn(conn, start.Add(st.cfg.Gateway.HandshakeTimeout.Duration), pc)
 	_ = nc.SetDeadline(start.Add(first))
-	var attempts authAttempts
+	attempts := authAttempts{pc: pc}
 	sc, chans, reqs, err := ssh.NewServerConn(nc, s.connConfig(st, st.server, nil, &attempts, true))
 	release() // authenticated or failed: no longer an unauthenticated connection
+	if !pc.finish() && err == nil {
+		// Evicted in the instant between its last step and this line:
+		// the socket is closed, so end it as the eviction it was.
+		sc.Close()
+		err = errors.New(ratelimit.ReasonEvicted)
+	}
 	if err != nil {
 		s.log.Debug("handshake failed", "source", source, "err", err)
 		s.handshakeFailed(source, nc, &attempts)

@@ -118,7 +118,8 @@ func (m *Metrics) Handler(log *slog.Logger) http.Handler {
 func (m *Metrics) ConnectionAccepted() { m.connAccepted.Inc() }
 
 // ConnectionRefused counts a connection closed before its handshake;
-// reason is "max_connections" or a reason of the rate limiter.
+// reason is "max_connections" or a reason of the rate limiter (including
+// ratelimit.ReasonEvicted for a silent connection that lost its slot).
 func (m *Metrics) ConnectionRefused(reason string) {
 	m.connRefused.WithLabelValues(connRefusalCode(reason)).Inc()
 }
@@ -155,6 +156,8 @@ func connRefusalCode(reason string) string {
 		return "unauthenticated_per_source"
 	case ratelimit.ReasonTooManyPerNet:
 		return "unauthenticated_per_prefix"
+	case ratelimit.ReasonEvicted:
+		return "evicted_silent"
 	}
 	return "other"
 }

@@ -122,6 +122,7 @@ func TestGatewayCounts(t *testing.T) {
 	m.ConnectionRefused("max_connections")
 	m.ConnectionRefused("too many unauthenticated connections from this source")
 	m.ConnectionRefused("something new")
+	m.ConnectionRefused("evicted: silent while the gateway was full")
 	m.SessionStarted("exec")
 	m.SessionEnded("exec", 1200)
 	m.SessionEnded("pty", 0)
@@ -136,6 +137,7 @@ func TestGatewayCounts(t *testing.T) {
 		`tandem_connections_refused_total{reason="max_connections"}`:            1,
 		`tandem_connections_refused_total{reason="unauthenticated_per_source"}`: 1,
 		`tandem_connections_refused_total{reason="other"}`:                      1,
+		`tandem_connections_refused_total{reason="evicted_silent"}`:             1,
 		`tandem_sessions_started_total{kind="exec"}`:                            1,
 		`tandem_recording_bytes_total{kind="exec"}`:                             1200,
 		`tandem_retention_actions_total{action="recording_deleted"}`:            2,

@@ -67,7 +67,7 @@ func TestAdmitPrefixCap(t *testing.T) {
 			admitted := 0
 			lastWhy := ""
 			for _, src := range tt.flood {
-				if _, ok, why := l.Admit(src); ok {
+				if _, ok, why := l.Admit(src, nil); ok {
 					admitted++
 				} else {
 					lastWhy = why
@@ -76,7 +76,7 @@ func TestAdmitPrefixCap(t *testing.T) {
 			if lastWhy != tt.wantWhy {
 				t.Errorf("flood refused with %q, want %q (%d admitted)", lastWhy, tt.wantWhy, admitted)
 			}
-			_, ok, why := l.Admit(tt.then)
+			_, ok, why := l.Admit(tt.then, nil)
 			if ok != tt.wantOK {
 				t.Errorf("honest %s: admitted %v (%q), want %v", tt.then, ok, why, tt.wantOK)
 			}
@@ -105,9 +105,9 @@ func spread(format string, n, per int) []string {
 
 func TestAdmitPrefixReleased(t *testing.T) {
 	l := newLimiter(newClock(), Options{MaxUnauthPerPrefix: 2, MaxUnauthPerSource: 5})
-	r1, _, _ := l.Admit("192.0.2.1:1")
-	_, _, _ = l.Admit("192.0.2.2:1")
-	if _, ok, why := l.Admit("192.0.2.3:1"); ok || why != ReasonTooManyPerNet {
+	r1, _, _ := l.Admit("192.0.2.1:1", nil)
+	_, _, _ = l.Admit("192.0.2.2:1", nil)
+	if _, ok, why := l.Admit("192.0.2.3:1", nil); ok || why != ReasonTooManyPerNet {
 		t.Fatalf("third from the /24: %v %q", ok, why)
 	}
 	if a, p := l.UnauthenticatedFrom("192.0.2.1:9"); a != 1 || p != 2 {
@@ -115,7 +115,7 @@ func TestAdmitPrefixReleased(t *testing.T) {
 	}
 	r1()
 	r1()
-	if _, ok, _ := l.Admit("192.0.2.3:1"); !ok {
+	if _, ok, _ := l.Admit("192.0.2.3:1", nil); !ok {
 		t.Fatal("slot of the /24 not released")
 	}
 }

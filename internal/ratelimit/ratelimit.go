@@ -4,7 +4,10 @@
 // for a while, and caps the number of connections that have not yet
 // authenticated, in total, per source address and per network prefix (/24
 // for IPv4, /64 for IPv6 by default), so that no address and no network can
-// take more than its share of the slots while others wait.
+// take more than its share of the slots while others wait. When the total
+// cap is reached, a newcomer takes the slot of the admitted connection that
+// has been silent longest, if it has been silent for at least
+// Options.EvictAfterSilence (see Admit).
 //
 // The package is pure logic: it reads time only through an injected clock,
 // starts no goroutines and keeps all state in memory (a restart forgets
@@ -42,6 +45,7 @@ const (
 	DefaultPrefixV4           = 24
 	DefaultPrefixV6           = 64
 	DefaultMaxTracked         = 100_000
+	DefaultEvictAfterSilence  = time.Second
 )
 
 // Reasons Admit gives when it refuses a connection. They are fixed strings so
@@ -51,6 +55,9 @@ const (
 	ReasonTooManyUnauth = "too many unauthenticated connections"
 	ReasonTooManyPerSrc = "too many unauthenticated connections from this source"
 	ReasonTooManyPerNet = "too many unauthenticated connections from this network"
+	// ReasonEvicted is not a refusal of Admit: it is what a caller says
+	// of a connection whose Conn.Evict was called.
+	ReasonEvicted = "evicted: silent while the gateway was full"
 )
 
 const (
@@ -71,6 +78,7 @@ type Options struct {
 	PrefixV4           int              // prefix length that groups IPv4 sources; default 24
 	PrefixV6           int              // prefix length that groups IPv6 sources; default 64
 	MaxTracked         int              // sources, and separately persons, tracked at once; default 100000
+	EvictAfterSilence  time.Duration    // silence after which a connection may be evicted for a newcomer when the total cap is reached; default 1s
 	Now                func() time.Time // clock; default time.Now
 }
 
@@ -85,7 +93,34 @@ type Limiter struct {
 	unauth    int            // unauthenticated connections admitted and not yet released
 	unauthPer map[string]int // the same per source key; at most MaxUnauth entries
 	unauthNet map[string]int // the same per prefix key; at most MaxUnauth entries
+	tickets   []*ticket      // the admitted connections themselves; len(tickets) == unauth
 	lastSweep time.Time
+}
+
+// Conn is what Admit needs of a connection to evict it later for a
+// newcomer. Admit calls LastRead and Stage with the Limiter's lock held,
+// so both must return at once (an atomic load).
+type Conn interface {
+	// LastRead returns when the client last sent a byte; the zero time
+	// while it has sent none (its silence then counts from admission).
+	LastRead() time.Time
+	// Stage says how far the handshake has come, 0 before anything
+	// happened. Among the connections silent long enough, the lowest
+	// stage is evicted first, and within a stage the longest silent.
+	Stage() int
+	// Evict closes the connection. Admit calls it at most once, after
+	// releasing its lock, and possibly while the connection is being
+	// released by its own handler: it must not block, and must do
+	// nothing once the connection has authenticated.
+	Evict()
+}
+
+// ticket is one admitted connection that has not been released.
+type ticket struct {
+	key, pfx string
+	conn     Conn      // nil: never evicted
+	admitted time.Time // silence counts from here until the first byte
+	idx      int       // position in Limiter.tickets; -1 once released or evicted
 }
 
 // New returns a Limiter with the given options, defaults filled in.
@@ -119,6 +154,9 @@ func New(o Options) *Limiter {
 	}
 	if o.MaxTracked <= 0 {
 		o.MaxTracked = DefaultMaxTracked
+	}
+	if o.EvictAfterSilence <= 0 {
+		o.EvictAfterSilence = DefaultEvictAfterSilence
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -221,53 +259,127 @@ func (l *Limiter) unblock(t *table, key string) bool {
 
 // Admit is called when a TCP connection arrives, before the SSH handshake. It
 // refuses the connection (ok false, with a reason) when the source is blocked
-// or when the cap on unauthenticated connections, in total, for this source
-// address or for its network prefix, is reached. Otherwise it counts the connection and returns release, which the
-// caller calls once the connection has authenticated or has ended, whichever
-// comes first; calling release again does nothing.
-func (l *Limiter) Admit(source string) (release func(), ok bool, reason string) {
+// or when the cap on unauthenticated connections for this source address or
+// for its network prefix is reached. Otherwise it counts the connection and
+// returns release, which the caller calls once the connection has
+// authenticated or has ended, whichever comes first; calling release again
+// does nothing.
+//
+// When the total cap is reached, a newcomer that has already sent bytes
+// (c.LastRead is set: the caller held it back until its client spoke) is
+// not refused at once: the admitted connection (with a non-nil Conn) that
+// has been silent longest, at least EvictAfterSilence, loses its slot to it
+// and is evicted (see Conn for the order). Honest clients speak at once and
+// keep speaking until they are in; a connection that sends nothing holds
+// its slot for free, so an attacker's cheapest flood is the first to go.
+// Only when no connection qualifies is the newcomer refused. A newcomer
+// that has sent nothing is refused when the cap is reached, as before: if
+// silent newcomers could evict, a flood of them would keep every slot
+// younger than EvictAfterSilence and nobody would get in. The per-source
+// and per-network caps never evict: an attacker could otherwise use its own
+// share to push out others.
+//
+// Finding the victim is a linear scan of the admitted connections, done
+// only when the total cap is reached: MaxUnauth is at most a few thousand,
+// each step is two atomic loads, so a scan takes microseconds, less than
+// the accept and handshake it stands in front of, and needs no second
+// structure to keep ordered on every byte a client sends.
+func (l *Limiter) Admit(source string, c Conn) (release func(), ok bool, reason string) {
 	now := l.o.Now()
 	key := SourceKey(source)
 	pfx := PrefixKey(key, l.o.PrefixV4, l.o.PrefixV6)
 
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if b, _ := l.sources.blocked(key, now, l.o.Window); b {
+		l.mu.Unlock()
 		return nil, false, ReasonSourceBlocked
 	}
-	if l.unauth >= l.o.MaxUnauth {
-		return nil, false, ReasonTooManyUnauth
-	}
 	if l.unauthPer[key] >= l.o.MaxUnauthPerSource {
+		l.mu.Unlock()
 		return nil, false, ReasonTooManyPerSrc
 	}
 	if l.unauthNet[pfx] >= l.o.MaxUnauthPerPrefix {
+		l.mu.Unlock()
 		return nil, false, ReasonTooManyPerNet
 	}
+	var victim *ticket
+	if l.unauth >= l.o.MaxUnauth {
+		if c == nil || c.LastRead().IsZero() {
+			l.mu.Unlock()
+			return nil, false, ReasonTooManyUnauth
+		}
+		if victim = l.victimLocked(now); victim == nil {
+			l.mu.Unlock()
+			return nil, false, ReasonTooManyUnauth
+		}
+		l.dropLocked(victim)
+	}
+	t := &ticket{key: key, pfx: pfx, conn: c, admitted: now, idx: len(l.tickets)}
+	l.tickets = append(l.tickets, t)
 	l.unauth++
 	l.unauthPer[key]++
 	l.unauthNet[pfx]++
+	l.mu.Unlock()
 
-	released := false // guarded by l.mu
+	// Outside the lock: Evict closes a socket, and whatever it does must
+	// not hold up every other admission.
+	if victim != nil {
+		victim.conn.Evict()
+	}
 	return func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		if released {
-			return
-		}
-		released = true
-		l.unauth--
-		if n := l.unauthPer[key] - 1; n > 0 {
-			l.unauthPer[key] = n
-		} else {
-			delete(l.unauthPer, key)
-		}
-		if n := l.unauthNet[pfx] - 1; n > 0 {
-			l.unauthNet[pfx] = n
-		} else {
-			delete(l.unauthNet, pfx)
+		if t.idx >= 0 {
+			l.dropLocked(t)
 		}
 	}, true, ""
+}
+
+// victimLocked returns the connection Admit evicts when the total cap is
+// reached, or nil. Callers hold l.mu.
+func (l *Limiter) victimLocked(now time.Time) *ticket {
+	var best *ticket
+	var bestStage int
+	var bestSilence time.Duration
+	for _, t := range l.tickets {
+		if t.conn == nil {
+			continue
+		}
+		last := t.admitted
+		if r := t.conn.LastRead(); r.After(last) {
+			last = r
+		}
+		silence := now.Sub(last)
+		if silence < l.o.EvictAfterSilence {
+			continue
+		}
+		stage := t.conn.Stage()
+		if best == nil || stage < bestStage || stage == bestStage && silence > bestSilence {
+			best, bestStage, bestSilence = t, stage, silence
+		}
+	}
+	return best
+}
+
+// dropLocked takes t out of the counts, once. Callers hold l.mu.
+func (l *Limiter) dropLocked(t *ticket) {
+	last := l.tickets[len(l.tickets)-1]
+	l.tickets[t.idx] = last
+	last.idx = t.idx
+	l.tickets[len(l.tickets)-1] = nil
+	l.tickets = l.tickets[:len(l.tickets)-1]
+	t.idx = -1
+	l.unauth--
+	if n := l.unauthPer[t.key] - 1; n > 0 {
+		l.unauthPer[t.key] = n
+	} else {
+		delete(l.unauthPer, t.key)
+	}
+	if n := l.unauthNet[t.pfx] - 1; n > 0 {
+		l.unauthNet[t.pfx] = n
+	} else {
+		delete(l.unauthNet, t.pfx)
+	}
 }
 
 // Unauthenticated returns the number of admitted connections not yet

@@ -41,7 +41,7 @@ func TestDefaults(t *testing.T) {
 	want := Options{Window: DefaultWindow, MaxPerSource: DefaultMaxPerSource, MaxPerPerson: DefaultMaxPerPerson,
 		Block: DefaultBlock, MaxUnauth: DefaultMaxUnauth, MaxUnauthPerSource: DefaultMaxUnauthPerSource,
 		MaxUnauthPerPrefix: DefaultMaxUnauthPerPrefix, PrefixV4: DefaultPrefixV4, PrefixV6: DefaultPrefixV6,
-		MaxTracked: DefaultMaxTracked}
+		MaxTracked: DefaultMaxTracked, EvictAfterSilence: DefaultEvictAfterSilence}
 	got := l.o
 	got.Now = nil
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -206,16 +206,16 @@ func TestSecondSourceAdmittedWhileFirstBlocked(t *testing.T) {
 	l := newLimiter(clk, Options{MaxPerSource: 2})
 	l.Failure("192.0.2.1:1", "")
 	l.Failure("192.0.2.1:2", "")
-	if _, ok, reason := l.Admit("192.0.2.1:3"); ok || reason != ReasonSourceBlocked {
+	if _, ok, reason := l.Admit("192.0.2.1:3", nil); ok || reason != ReasonSourceBlocked {
 		t.Errorf("blocked source admitted: ok=%v reason=%q", ok, reason)
 	}
-	release, ok, reason := l.Admit("192.0.2.2:3")
+	release, ok, reason := l.Admit("192.0.2.2:3", nil)
 	if !ok {
 		t.Fatalf("second source refused: %q", reason)
 	}
 	release()
 	clk.Add(DefaultBlock)
-	release, ok, _ = l.Admit("192.0.2.1:4")
+	release, ok, _ = l.Admit("192.0.2.1:4", nil)
 	if !ok {
 		t.Fatal("source still refused after its block ended")
 	}
@@ -255,7 +255,7 @@ func TestAdmitCaps(t *testing.T) {
 	var releases []func()
 	admit := func(src string, wantOK bool, wantReason string) {
 		t.Helper()
-		release, ok, reason := l.Admit(src)
+		release, ok, reason := l.Admit(src, nil)
 		if ok != wantOK || reason != wantReason {
 			t.Fatalf("Admit(%q) = %v, %q; want %v, %q", src, ok, reason, wantOK, wantReason)
 		}
@@ -366,7 +366,7 @@ func TestConcurrentUse(t *testing.T) {
 		wg.Go(func() {
 			for i := range 200 {
 				src := fmt.Sprintf("192.0.2.%d:%d", g, i)
-				if release, ok, _ := l.Admit(src); ok {
+				if release, ok, _ := l.Admit(src, nil); ok {
 					l.Failure(src, "alice")
 					l.SourceBlocked(src)
 					release()

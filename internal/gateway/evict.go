@@ -1,0 +1,245 @@
+package gateway
+
+import (
+	"context"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tandem.dev/tandem/internal/ratelimit"
+)
+
+// preauthConn is the rate limiter's handle on a connection that has not
+// authenticated yet (ratelimit.Conn): when the cap on unauthenticated
+// connections is reached, a newcomer takes the slot of the one whose
+// client has been silent longest (limits.evict_after_silence), and
+// Evict closes its TCP connection. The handshake then fails on its own
+// goroutine, which audits the eviction (handshakeFailed).
+//
+// The last byte's time is written by kexConn.Read and read by the rate
+// limiter on the accept loop, hence the atomics.
+type preauthConn struct {
+	tcp  net.Conn
+	now  func() time.Time
+	last atomic.Int64 // UnixNano of the last byte read from the client; 0: none yet
+	// stage: preauthWaiting until the client's KEXINIT is in,
+	// preauthKex until its first authentication request, then
+	// preauthAuth. Lower stages are evicted first: an attacker who
+	// wants to push out a person who is slow to authenticate (a
+	// passphrase, a security key's touch) must hold the other slots
+	// with connections through a whole key exchange each.
+	stage atomic.Int32
+	state atomic.Int32 // preauthOpen, preauthEvicted, preauthDone
+}
+
+const (
+	preauthWaiting = iota
+	preauthKex
+	preauthAuth
+)
+
+const (
+	preauthOpen = iota
+	preauthEvicted
+	preauthDone
+)
+
+func newPreauthConn(tcp net.Conn, now func() time.Time) *preauthConn {
+	return &preauthConn{tcp: tcp, now: now}
+}
+
+// read notes that the client sent bytes. nil-safe: connections without
+// a handle (tests of kexConn) note nothing, and neither does one whose
+// handshake is over (kexConn stays under the connection for its life).
+func (p *preauthConn) read() {
+	if p != nil && p.state.Load() == preauthOpen {
+		p.last.Store(p.now().UnixNano())
+	}
+}
+
+// reached raises the stage to st (it never goes down).
+func (p *preauthConn) reached(st int32) {
+	if p == nil {
+		return
+	}
+	for {
+		cur := p.stage.Load()
+		if cur >= st || p.stage.CompareAndSwap(cur, st) {
+			return
+		}
+	}
+}
+
+// LastRead implements ratelimit.Conn.
+func (p *preauthConn) LastRead() time.Time {
+	if n := p.last.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
+// Stage implements ratelimit.Conn.
+func (p *preauthConn) Stage() int { return int(p.stage.Load()) }
+
+// Evict implements ratelimit.Conn: it closes the connection unless the
+// handshake has already ended (finish), so an authenticated connection is
+// never cut by a late eviction.
+func (p *preauthConn) Evict() {
+	if p.state.CompareAndSwap(preauthOpen, preauthEvicted) {
+		p.tcp.Close()
+	}
+}
+
+// finish marks the handshake as over, whatever its outcome; it reports
+// false when the connection was evicted first.
+func (p *preauthConn) finish() bool {
+	return p.state.CompareAndSwap(preauthOpen, preauthDone) || p.state.Load() == preauthDone
+}
+
+// evicted reports whether Evict closed the connection.
+func (p *preauthConn) evicted() bool { return p != nil && p.state.Load() == preauthEvicted }
+
+// parking holds connections that arrived while the unauthenticated
+// connections were at their cap. Only a newcomer that has spoken may take
+// a silent connection's slot (ratelimit.Limiter.Admit): an honest client
+// sends its version line the moment it connects, so it waits here for its
+// first bytes one round trip, then until a slot is free or a connection
+// has been silent for evict_after_silence (at most until kex_timeout). An
+// attacker's silent connection waits evict_after_silence and is closed
+// without ever holding a slot. At most max connections wait at once
+// (parkingSize); a newcomer beyond pushes out the silent one waiting
+// longest, or is refused when all waiting ones have spoken. So a flood of
+// silent newcomers cannot fill the lot for good, and cannot push out a
+// person's connection once it has spoken; before that, the connection
+// stays parked for as long as the flood takes to bring max newcomers.
+type parking struct {
+	max     int           // parkingSize
+	wait    time.Duration // limits.evict_after_silence; like the rate limiter's limits, fixed at start
+	mu      sync.Mutex
+	waiting []*preauthConn // oldest first
+}
+
+// enter parks pc, or reports false when the lot is full of connections
+// that have spoken. leave takes pc out again and reports whether it was
+// still parked, false when a newcomer pushed it out (its connection is
+// then closed).
+func (p *parking) enter(pc *preauthConn) (leave func() bool, ok bool) {
+	p.mu.Lock()
+	var out *preauthConn
+	if len(p.waiting) >= p.max {
+		i := slices.IndexFunc(p.waiting, func(w *preauthConn) bool { return w.LastRead().IsZero() })
+		if i < 0 {
+			p.mu.Unlock()
+			return nil, false
+		}
+		out = p.waiting[i]
+		p.waiting = slices.Delete(p.waiting, i, i+1)
+	}
+	p.waiting = append(p.waiting, pc)
+	p.mu.Unlock()
+	if out != nil {
+		out.Evict()
+	}
+	return func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		i := slices.Index(p.waiting, pc)
+		if i < 0 {
+			return false
+		}
+		p.waiting = slices.Delete(p.waiting, i, i+1)
+		return true
+	}, true
+}
+
+// parkingSize is how many connections may wait in parking: four times
+// the cap on unauthenticated connections, so that a person's connection,
+// which speaks within a round trip, is pushed out only by a flood that
+// brings that many new connections within that round trip (400 within,
+// say, 100 ms at the default cap); but at most half of max_connections,
+// which parked connections count against, so that the others keep the
+// other half.
+func parkingSize(unauthenticated, maxConnections int) int {
+	if unauthenticated <= 0 {
+		unauthenticated = ratelimit.DefaultMaxUnauth
+	}
+	return max(1, min(4*unauthenticated, maxConnections/2))
+}
+
+// admitPollEvery is how often a parked connection that has spoken asks
+// the rate limiter again for a slot.
+const admitPollEvery = 50 * time.Millisecond
+
+// admitSpoken admits a connection the rate limiter refused because the
+// unauthenticated connections were at their cap: it parks the connection
+// until its client's first bytes arrive, at most evict_after_silence, and
+// then asks again, now as a newcomer that has spoken and may take a
+// silent connection's slot, until it gets one or deadline (kex_timeout)
+// passes. It returns the connection with the bytes read put back in
+// front, the release of its slot, and false when the connection is to be
+// closed.
+func (s *Server) admitSpoken(ctx context.Context, conn net.Conn, pc *preauthConn, source string, deadline time.Time) (net.Conn, func(), bool) {
+	refuse := func(reason string, spoke bool) (net.Conn, func(), bool) {
+		s.log.Debug("connection refused", "source", source, "reason", reason, "spoke", spoke)
+		s.metrics.ConnectionRefused(reason)
+		return nil, nil, false
+	}
+	leave, ok := s.parked.enter(pc)
+	if !ok {
+		return refuse(ratelimit.ReasonTooManyUnauth, false)
+	}
+	_ = conn.SetReadDeadline(minTime(s.now().Add(s.parked.wait), deadline))
+	head := make([]byte, 256)
+	n, _ := conn.Read(head)
+	if n == 0 {
+		leave()
+		return refuse(ratelimit.ReasonTooManyUnauth, false) // silent or gone
+	}
+	pc.read()
+	for {
+		release, ok, reason := s.limit.Admit(source, pc)
+		if ok {
+			if !leave() { // pushed out between its read and pc.read
+				release()
+				return refuse(ratelimit.ReasonTooManyUnauth, true)
+			}
+			s.metrics.ConnectionAccepted()
+			return &replayConn{Conn: conn, head: head[:n]}, release, true
+		}
+		if reason != ratelimit.ReasonTooManyUnauth || !s.now().Add(admitPollEvery).Before(deadline) || pc.evicted() {
+			leave()
+			return refuse(reason, true)
+		}
+		select {
+		case <-ctx.Done():
+			leave()
+			return refuse(reason, true)
+		case <-time.After(admitPollEvery):
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// replayConn gives back the bytes admitSpoken read before the handshake
+// began, then reads on.
+type replayConn struct {
+	net.Conn
+	head []byte
+}
+
+func (r *replayConn) Read(p []byte) (int, error) {
+	if len(r.head) > 0 {
+		n := copy(p, r.head)
+		r.head = r.head[n:]
+		return n, nil
+	}
+	return r.Conn.Read(p)
+}

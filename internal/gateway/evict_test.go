@@ -1,0 +1,305 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/proxyproto"
+	"tandem.dev/tandem/internal/ratelimit"
+	"tandem.dev/tandem/internal/testenv"
+)
+
+// Eviction (M19, M30): with the unauthenticated connections at their cap
+// (10 here), a person who speaks takes the slot of a connection that has
+// sent nothing for evict_after_silence; connections that keep talking keep
+// theirs, and newcomers that say nothing take nobody's. The floods come from
+// addresses in distinct /24s of 127.0.0.0/8, so that the per-network share
+// does not help and only the total cap is in play. kex_timeout is long in
+// the first tests, so that no silent connection ends on its own while the
+// test looks.
+
+const evictLimits = "limits: {unauthenticated: 10, kex_timeout: 15s}"
+
+// holder is a connection that, after an optional first write, sends
+// nothing; closed is done once the gateway has closed it.
+type holder struct {
+	nc     net.Conn
+	closed chan struct{}
+}
+
+// hold dials the rig from ip, writes first (if any) and then reads until
+// the gateway closes the connection.
+func hold(t *testing.T, r *rig, ip string, first []byte) *holder {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	nc, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", r.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &holder{nc: nc, closed: make(chan struct{})}
+	t.Cleanup(func() { nc.Close(); <-h.closed })
+	if len(first) > 0 {
+		if _, err := nc.Write(first); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go func() {
+		defer close(h.closed)
+		_ = nc.SetReadDeadline(time.Now().Add(time.Minute))
+		_, _ = io.Copy(io.Discard, nc)
+	}()
+	return h
+}
+
+func (h *holder) isClosed() bool {
+	select {
+	case <-h.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+func countClosed(hs []*holder) int {
+	n := 0
+	for _, h := range hs {
+		if h.isClosed() {
+			n++
+		}
+	}
+	return n
+}
+
+// evictedEvents returns the auth.failure events that say a connection was
+// evicted.
+func evictedEvents(r *rig) []audit.Event {
+	var out []audit.Event
+	for _, e := range r.sink.Events() {
+		if e.Type == audit.AuthFailure && e.Attrs[audit.KeyEvicted] == "true" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// TestEvictSilentForPerson: ten silent connections from ten networks fill
+// the cap. Three more that say nothing are refused and evict nobody; a
+// person who logs in takes the slot of one silent connection, which ends
+// with one auth.failure event that says why.
+func TestEvictSilentForPerson(t *testing.T) {
+	dir := t.TempDir()
+	aliceKey, alicePub := testenv.KeyPair(t, dir, "alice", "ecdsa")
+	r := startRigWith(t, evictLimits, nil, map[string]string{"alice": alicePub})
+	var held []*holder
+	for i := range 10 {
+		held = append(held, hold(t, r, fmt.Sprintf("127.2.%d.1", i+1), nil))
+	}
+	waitUntil(t, 5*time.Second, "ten silent connections hold the cap", func() bool { return r.srv.limit.Unauthenticated() == 10 })
+	time.Sleep(1200 * time.Millisecond) // past evict_after_silence (1s)
+
+	// Newcomers that say nothing wait evict_after_silence for their
+	// first byte, then are closed; they take no slot.
+	var late []*holder
+	for i := range 3 {
+		late = append(late, hold(t, r, fmt.Sprintf("127.4.%d.1", i+1), nil))
+	}
+	waitUntil(t, 10*time.Second, "silent newcomers closed", func() bool { return countClosed(late) == len(late) })
+	if n := countClosed(held); n != 0 {
+		t.Fatalf("silent newcomers evicted %d held connections", n)
+	}
+
+	c, _, err := r.dialFrom("127.1.0.1", "alice", ssh.PublicKeys(loadSigner(t, aliceKey)))
+	if err != nil {
+		t.Fatalf("person's login with the cap held by silent connections: %v", err)
+	}
+	c.Close()
+	waitUntil(t, 5*time.Second, "the evicted connection closed", func() bool { return countClosed(held) >= 1 })
+	if n := countClosed(held); n != 1 {
+		t.Errorf("%d silent connections closed for one login, want 1", n)
+	}
+	waitUntil(t, 5*time.Second, "an auth.failure event for the eviction", func() bool { return len(evictedEvents(r)) == 1 })
+	e := evictedEvents(r)[0]
+	if e.Attrs["reason"] != ratelimit.ReasonEvicted || e.Attrs["stage"] != "kex" || !strings.HasPrefix(e.Source, "127.2.") {
+		t.Errorf("eviction event = %+v", e)
+	}
+	if n := r.srv.limit.Unauthenticated(); n != 9 {
+		t.Errorf("Unauthenticated = %d after the login, want 9 (one evicted, the person in)", n)
+	}
+}
+
+// TestEvictSparesHandshaking: connections that keep sending bytes (a
+// version line, one byte every 100 ms) are never evicted, however long
+// they take: with the cap held by them, the person is refused, as before.
+func TestEvictSparesHandshaking(t *testing.T) {
+	dir := t.TempDir()
+	aliceKey, alicePub := testenv.KeyPair(t, dir, "alice", "ecdsa")
+	// The person, refused, waits for a slot until its own kex_timeout;
+	// the talking connections must outlive that wait by far.
+	r := startRigWith(t, "handshake_timeout: 40s, limits: {unauthenticated: 10, kex_timeout: 30s}", nil, map[string]string{"alice": alicePub})
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	var held []*holder
+	for i := range 10 {
+		h := hold(t, r, fmt.Sprintf("127.2.%d.1", i+1), []byte("SSH-2.0-"))
+		held = append(held, h)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 { // 20 s at most; the version line stays under 255 bytes
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				if _, err := h.nc.Write([]byte("a")); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	waitUntil(t, 5*time.Second, "ten talking connections hold the cap", func() bool { return r.srv.limit.Unauthenticated() == 10 })
+	time.Sleep(1200 * time.Millisecond) // older than evict_after_silence, but never silent that long
+
+	if c, _, err := r.dialFrom("127.1.0.1", "alice", ssh.PublicKeys(loadSigner(t, aliceKey))); err == nil {
+		c.Close()
+		t.Fatal("person logged in although every slot is held by a connection that keeps talking")
+	}
+	if n := countClosed(held); n != 0 {
+		t.Errorf("%d talking connections evicted", n)
+	}
+	if n := len(evictedEvents(r)); n != 0 {
+		t.Errorf("%d eviction events", n)
+	}
+}
+
+// TestEvictRedialFlood: 40 silent connections from 40 networks, re-dialled
+// 250 ms after the gateway closes them, keep the cap (10) full for the
+// whole test at the default kex_timeout; every one of the person's logins
+// gets in.
+func TestEvictRedialFlood(t *testing.T) {
+	dir := t.TempDir()
+	aliceKey, alicePub := testenv.KeyPair(t, dir, "alice", "ecdsa")
+	r := startRigWith(t, "limits: {unauthenticated: 10}", nil, map[string]string{"alice": alicePub})
+	signer := loadSigner(t, aliceKey)
+	ctx, stop := context.WithTimeout(context.Background(), 40*time.Second)
+	var wg sync.WaitGroup
+	var dials atomic.Int64
+	for i := range 40 {
+		wg.Add(1)
+		go func() { defer wg.Done(); silent(ctx, r.port, fmt.Sprintf("127.3.%d.1", i+1), 60, &dials) }()
+	}
+	defer func() { stop(); wg.Wait() }()
+	waitUntil(t, 5*time.Second, "the flood holds the cap", func() bool { return r.srv.limit.Unauthenticated() == 10 })
+
+	full := 0
+	for i := range 10 {
+		if r.srv.limit.Unauthenticated() == 10 {
+			full++
+		}
+		c, _, err := r.dialFrom("127.1.0.1", "alice", ssh.PublicKeys(signer))
+		if err != nil {
+			for _, e := range r.sink.Events() {
+				if e.Type == audit.AuthFailure && strings.HasPrefix(e.Source, "127.1.") {
+					t.Logf("person's failure: %v", e.Attrs)
+				}
+			}
+			t.Fatalf("login %d during the flood: %v", i+1, err)
+		}
+		c.Close()
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Logf("flood: %d silent dials from 40 networks; cap full before %d of 10 logins; %d connections evicted for them",
+		dials.Load(), full, len(evictedEvents(r)))
+}
+
+// TestEvictViaBalancer: behind a load balancer, connections are admitted
+// by the client's address after the PROXY header, and evicted the same
+// way: ten clients that send their header's worth and then nothing fill
+// the cap; a person through the balancer gets in, and the event names
+// the evicted client's address.
+func TestEvictViaBalancer(t *testing.T) {
+	dir := t.TempDir()
+	aliceKey, alicePub := testenv.KeyPair(t, dir, "alice", "ecdsa")
+	r := startRigWith(t, "proxy_protocol: {from: [127.0.0.1/32]}, "+evictLimits, nil, map[string]string{"alice": alicePub})
+	dst := netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", r.port))
+	for i := range 10 {
+		client := netip.MustParseAddrPort(fmt.Sprintf("198.51.%d.7:4000", i+1))
+		hold(t, r, "127.0.0.1", proxyproto.Encode(proxyproto.Header{Source: client, Destination: dst}))
+	}
+	waitUntil(t, 5*time.Second, "ten silent clients hold the cap", func() bool { return r.srv.limit.Unauthenticated() == 10 })
+	time.Sleep(1200 * time.Millisecond)
+
+	nc, err := net.DialTimeout("tcp", dst.String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	person := netip.MustParseAddrPort("203.0.113.9:5000")
+	if _, err := nc.Write(proxyproto.Encode(proxyproto.Header{Source: person, Destination: dst})); err != nil {
+		t.Fatal(err)
+	}
+	cc, chans, reqs, err := ssh.NewClientConn(nc, dst.String(), &ssh.ClientConfig{User: "alice",
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(loadSigner(t, aliceKey))},
+		// test only: the gateway's identity is not the point here
+		HostKeyCallback: ssh.InsecureIgnoreHostKey()})
+	if err != nil {
+		t.Fatalf("person through the balancer with the cap held: %v", err)
+	}
+	ssh.NewClient(cc, chans, reqs).Close()
+	waitUntil(t, 5*time.Second, "an auth.failure event for the eviction", func() bool { return len(evictedEvents(r)) == 1 })
+	if src := evictedEvents(r)[0].Source; !strings.HasPrefix(src, "198.51.") {
+		t.Errorf("evicted connection recorded as %q, want a client's address behind the balancer", src)
+	}
+}
+
+// TestParking: a full lot pushes out the silent connection waiting
+// longest, never one that has spoken, and refuses a newcomer when every
+// waiting one has spoken.
+func TestParking(t *testing.T) {
+	conn := func() *preauthConn {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return newPreauthConn(a, time.Now)
+	}
+	p := parking{max: 2}
+	c1, c2, c3, c4 := conn(), conn(), conn(), conn()
+	leave1, ok1 := p.enter(c1)
+	leave2, ok2 := p.enter(c2)
+	if !ok1 || !ok2 {
+		t.Fatal("room for two, refused")
+	}
+	c2.read()
+	leave3, ok3 := p.enter(c3)
+	if !ok3 || !c1.evicted() || c2.evicted() {
+		t.Fatalf("third newcomer: parked %v; c1 evicted %v, c2 (spoke) evicted %v; want the silent c1 out", ok3, c1.evicted(), c2.evicted())
+	}
+	if leave1() {
+		t.Error("c1 still parked after being pushed out")
+	}
+	c3.read()
+	if _, ok := p.enter(c4); ok || c2.evicted() || c3.evicted() || c4.evicted() {
+		t.Fatal("a newcomer pushed out a connection that has spoken")
+	}
+	if !leave2() || !leave3() || len(p.waiting) != 0 {
+		t.Fatalf("leave: %d still waiting", len(p.waiting))
+	}
+	if got := parkingSize(100, 1000); got != 400 {
+		t.Errorf("parkingSize(100, 1000) = %d, want 400", got)
+	}
+	if got := parkingSize(100, 300); got != 150 {
+		t.Errorf("parkingSize(100, 300) = %d, want 150 (half of max_connections)", got)
+	}
+}
