@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,35 +47,52 @@ func (stdio) Close() error {
 	return os.Stdout.Close()
 }
 
-// helperMain serves SFTP on stdio through the proxy to an sftp-server
+// procTarget is an sftp-server process as Serve's target: reads from its
+// stdout, writes to its stdin.
+type procTarget struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out io.ReadCloser
+}
+
+func (p *procTarget) Read(b []byte) (int, error)  { return p.out.Read(b) }
+func (p *procTarget) Write(b []byte) (int, error) { return p.in.Write(b) }
+
+// Close ends sftp-server's input and stops reading its output, which
+// makes a blocked Read return.
+func (p *procTarget) Close() error {
+	p.in.Close()
+	return p.out.Close()
+}
+
+// startTarget starts sftp-server in dir.
+func startTarget(dir string, stderr io.Writer) (*procTarget, error) {
+	cmd := exec.Command(sftpServer)
+	cmd.Dir = dir
+	cmd.Stderr = stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &procTarget{cmd: cmd, in: in, out: out}, nil
+}
+
+// helperMain serves SFTP on stdio through the relay to an sftp-server
 // running in dir, recording JSON lines to $envLog. Diagnostics go to stderr.
 func helperMain(dir string) int {
-	srv := exec.Command(sftpServer)
-	srv.Dir = dir
-	srv.Stderr = os.Stderr
-	in, err := srv.StdinPipe()
+	target, err := startTarget(dir, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	out, err := srv.StdoutPipe()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := srv.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer srv.Wait()
-	defer in.Close()
-	target, err := NewTargetClient(out, in)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer target.Close()
-
+	defer target.cmd.Wait()
 	logf, err := os.OpenFile(os.Getenv(envLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -135,19 +153,20 @@ func (e *e2e) env() []string {
 
 // sftpBatch runs the OpenSSH sftp client with batch commands through the
 // proxy (or, if direct, straight to sftp-server) and returns its output.
-func (e *e2e) sftpBatch(t testing.TB, batch string, direct bool) (string, error) {
+func (e *e2e) sftpBatch(t testing.TB, batch string, direct bool, flags ...string) (string, error) {
 	t.Helper()
 	bf := filepath.Join(filepath.Dir(e.local), "batch")
 	if err := os.WriteFile(bf, []byte(batch), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(sftpClient, "-b", bf, "-D", e.exe)
-	cmd.Env = e.env()
+	args := append(append([]string{}, flags...), "-b", bf, "-D", e.exe)
 	if direct {
-		// Both sftp-server and the proxy (wire.go) offer
-		// limits@openssh.com, so the client uses 255 KiB requests either way.
-		cmd = exec.Command(sftpClient, "-b", bf, "-D", sftpServer+" -d "+e.remote)
+		// Both sftp-server and the relay offer limits@openssh.com, so
+		// the client uses 255 KiB requests either way.
+		args[len(args)-1] = sftpServer + " -d " + e.remote
 	}
+	cmd := exec.Command(sftpClient, args...)
+	cmd.Env = e.env()
 	cmd.Dir = e.local
 	out, err := cmd.CombinedOutput()
 	return string(out), err
