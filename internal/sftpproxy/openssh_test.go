@@ -348,6 +348,36 @@ func TestOpenSSHSCPThroughProxy(t *testing.T) {
 	}
 }
 
+// TestOpenSSHPipelinedHash: OpenSSH's sftp with 64 outstanding 255 KiB
+// requests, put and get of a 64 MiB random file: the recorded SHA-256 is
+// the file's and the transfer sequential, both ways.
+func TestOpenSSHPipelinedHash(t *testing.T) {
+	e := newE2E(t)
+	data := randomBytes(t, 64<<20)
+	if err := os.WriteFile(filepath.Join(e.local, "big.bin"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.sftpBatch(t, "put big.bin remote.bin\nget remote.bin back.bin\n", false, "-R", "64", "-B", "261120")
+	if err != nil {
+		t.Fatalf("sftp: %v\n%s", err, out)
+	}
+	back, err := os.ReadFile(filepath.Join(e.local, "back.bin"))
+	if err != nil || !bytes.Equal(back, data) {
+		t.Fatalf("round trip differs (%v)", err)
+	}
+	ops := e.ops(t)
+	p := filepath.ToSlash(filepath.Join(e.remote, "remote.bin"))
+	want, size := sumHex(data), strconv.Itoa(len(data))
+	put := closeOf(t, ops, p, "write,create,truncate")
+	if put["bytes_written"] != size || put["sha256_written"] != want || put["sequential"] != "true" {
+		t.Errorf("put record %v", put)
+	}
+	get := closeOf(t, ops, p, "read")
+	if get["bytes_read"] != size || get["sha256_read"] != want || get["sequential"] != "true" {
+		t.Errorf("get record %v", get)
+	}
+}
+
 // BenchmarkOpenSSHGet compares the OpenSSH sftp client fetching a file
 // through the proxy with fetching it straight from sftp-server.
 func BenchmarkOpenSSHGet(b *testing.B) {

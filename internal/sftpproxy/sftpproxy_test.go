@@ -347,6 +347,9 @@ func TestReadOnlyRefusesWrites(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(r.dir, "keep.txt"), []byte("data"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Mkdir(filepath.Join(r.dir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	u := r.user
 	writes := []struct {
 		name string
@@ -360,6 +363,10 @@ func TestReadOnlyRefusesWrites(t *testing.T) {
 		{"mkdir", func() error { return u.Mkdir("dir") }, "mkdir"},
 		{"chmod", func() error { return u.Chmod("keep.txt", 0o777) }, "setstat"},
 		{"symlink", func() error { return u.Symlink("keep.txt", "l") }, "symlink"},
+		{"posix rename", func() error { return u.PosixRename("keep.txt", "other.txt") }, "rename"},
+		{"hardlink", func() error { return u.Link("keep.txt", "hard") }, "link"},
+		{"truncate", func() error { return u.Truncate("keep.txt", 0) }, "setstat"},
+		{"rmdir", func() error { return u.RemoveDirectory("sub") }, "rmdir"},
 	}
 	for _, w := range writes {
 		t.Run(w.name, func(t *testing.T) {
@@ -374,8 +381,17 @@ func TestReadOnlyRefusesWrites(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(r.dir, "new.txt")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("read-only put created a file")
 	}
-	if _, err := os.Stat(filepath.Join(r.dir, "keep.txt")); err != nil {
-		t.Fatal("read-only remove or rename took effect")
+	// Nothing of the refused requests reached the target.
+	if fi, err := os.Stat(filepath.Join(r.dir, "keep.txt")); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != 4 {
+		t.Fatalf("read-only remove, rename, chmod or truncate took effect (%v)", err)
+	}
+	for _, p := range []string{"dir", "l", "other.txt", "hard"} {
+		if _, err := os.Lstat(filepath.Join(r.dir, p)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("read-only session created %s", p)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(r.dir, "sub")); err != nil {
+		t.Fatal("read-only rmdir took effect")
 	}
 	// Reads still work.
 	f, err := u.Open("keep.txt")
