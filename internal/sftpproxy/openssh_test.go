@@ -172,6 +172,19 @@ func (e *e2e) sftpBatch(t testing.TB, batch string, direct bool, flags ...string
 	return string(out), err
 }
 
+// checkRoundTrip fails t if the sftp run failed or the local file back
+// does not hold data.
+func (e *e2e) checkRoundTrip(t *testing.T, out string, err error, back string, data []byte) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("sftp: %v\n%s", err, out)
+	}
+	got, err := os.ReadFile(filepath.Join(e.local, back))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("round trip differs (%v)", err)
+	}
+}
+
 func (e *e2e) ops(t *testing.T) []map[string]string {
 	t.Helper()
 	f, err := os.Open(e.log)
@@ -240,13 +253,7 @@ func TestOpenSSHSFTPThroughProxy(t *testing.T) {
 		"rm d/r.bin",
 		"rmdir d",
 	}, "\n")+"\n", false)
-	if err != nil {
-		t.Fatalf("sftp: %v\n%s", err, out)
-	}
-	back, err := os.ReadFile(filepath.Join(e.local, "back.bin"))
-	if err != nil || !bytes.Equal(back, data) {
-		t.Fatalf("round trip differs (%v)", err)
-	}
+	e.checkRoundTrip(t, out, err, "back.bin", data)
 	ops := e.ops(t)
 	rp := func(p string) string { return filepath.ToSlash(filepath.Join(e.remote, p)) }
 	want := sumHex(data)
@@ -358,13 +365,7 @@ func TestOpenSSHPipelinedHash(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := e.sftpBatch(t, "put big.bin remote.bin\nget remote.bin back.bin\n", false, "-R", "64", "-B", "261120")
-	if err != nil {
-		t.Fatalf("sftp: %v\n%s", err, out)
-	}
-	back, err := os.ReadFile(filepath.Join(e.local, "back.bin"))
-	if err != nil || !bytes.Equal(back, data) {
-		t.Fatalf("round trip differs (%v)", err)
-	}
+	e.checkRoundTrip(t, out, err, "back.bin", data)
 	ops := e.ops(t)
 	p := filepath.ToSlash(filepath.Join(e.remote, "remote.bin"))
 	want, size := sumHex(data), strconv.Itoa(len(data))

@@ -47,7 +47,7 @@ func newRawSession(t *testing.T, o Options, target io.ReadWriteCloser) *rawSessi
 }
 
 // realTarget starts sftp-server in a new directory.
-func realTarget(t *testing.T) (*procTarget, string) {
+func realTarget(t testing.TB) (*procTarget, string) {
 	t.Helper()
 	requireServer(t)
 	dir := t.TempDir()

@@ -94,17 +94,13 @@ func requireServer(t testing.TB) {
 
 func newRig(t testing.TB, o Options, userOpts ...sftp.ClientOption) *rig {
 	t.Helper()
-	requireServer(t)
-	dir := t.TempDir()
-	target, err := startTarget(dir, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
+	target, dir := realTarget(t)
 	r := &rig{dir: dir, rec: &memRecorder{}, served: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	uc, us := net.Pipe()
 	go func() { r.served <- Serve(ctx, us, target, r.rec.rec, o) }()
+	var err error
 	r.user, err = sftp.NewClientPipe(uc, uc, userOpts...)
 	if err != nil {
 		t.Fatal(err)
@@ -115,8 +111,6 @@ func newRig(t testing.TB, o Options, userOpts ...sftp.ClientOption) *rig {
 			<-r.served
 		}
 		cancel()
-		target.Close()
-		_ = target.cmd.Wait()
 	})
 	return r
 }
