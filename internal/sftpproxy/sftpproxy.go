@@ -385,10 +385,8 @@ func (r *relay) request(b *[]byte, p []byte) error {
 	switch req.typ {
 	case fxpOpen:
 		write = req.pflags&(fxfWrite|fxfAppend|fxfCreat|fxfTrunc|fxfExcl) != 0
-		r.handleNo++
-		pd.number = strconv.FormatUint(r.handleNo, 10)
 		pd.path = r.abs(req.path)
-		pd.op = map[string]string{"op": "open", "path": pd.path, "flags": flagString(req.pflags), "handle": pd.number}
+		pd.op = map[string]string{"op": "open", "path": pd.path, "flags": flagString(req.pflags)}
 	case fxpClose:
 		pd.h, pd.hkey = r.lookup(req.handle), string(req.handle)
 	case fxpRead:
@@ -476,7 +474,13 @@ func (r *relay) request(b *[]byte, p []byte) error {
 		}
 		return r.answerLocally(req.id, pd.op, errReadOnly)
 	}
-	if req.typ == fxpWrite {
+	switch req.typ {
+	case fxpOpen:
+		// Numbered only once it goes to the target, as before the relay.
+		r.handleNo++
+		pd.number = strconv.FormatUint(r.handleNo, 10)
+		pd.op["handle"] = pd.number
+	case fxpWrite:
 		pd.buf, pd.op = b, nil
 	}
 	if err := r.enter(req.id, pd); err != nil {

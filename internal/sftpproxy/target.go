@@ -64,15 +64,16 @@ func targetHandshake(rd io.Reader, wr io.Writer) (targetInfo, error) {
 		if err != nil {
 			return ti, fmt.Errorf("sftp limits: %w", err)
 		}
-		if reply[4] == fxpExtendedReply && len(reply) >= 9+4*8 && binary.BigEndian.Uint32(reply[5:]) == limitsID {
-			ti.limits = &limits{
-				packet:  binary.BigEndian.Uint64(reply[9:]),
-				read:    binary.BigEndian.Uint64(reply[17:]),
-				write:   binary.BigEndian.Uint64(reply[25:]),
-				handles: binary.BigEndian.Uint64(reply[33:]),
+		d := dec{b: reply[5:]}
+		if id := d.u32("request id"); d.err == nil && id != limitsID {
+			return ti, fmt.Errorf("sftp limits: the target answered request %d", id)
+		}
+		if reply[4] == fxpExtendedReply {
+			l := limits{d.u64("max packet"), d.u64("max read"), d.u64("max write"), d.u64("max handles")}
+			if d.err != nil {
+				return ti, fmt.Errorf("sftp limits: %w", d.err)
 			}
-		} else if binary.BigEndian.Uint32(reply[5:]) != limitsID {
-			return ti, fmt.Errorf("sftp limits: the target answered request %d", binary.BigEndian.Uint32(reply[5:]))
+			ti.limits = &l
 		}
 		// A status (unsupported after all): no limits offered.
 	}
