@@ -17,7 +17,11 @@ import (
 // packet, so that every open, read, write, rename and remove is recorded
 // with paths, sizes and SHA-256 (M9).
 func (c *clientConn) serveSFTP(ctx context.Context, l *liveSession, reqs <-chan *ssh.Request, ss *sessionStart, client *ssh.Client) (relay.Result, error) {
-	target, err := dialTargetSFTP(client)
+	sub, err := dialTargetSFTP(client)
+	var target *sftpproxy.Target
+	if err == nil {
+		target, err = sftpproxy.Handshake(sub)
+	}
 	if err != nil {
 		return relay.Result{}, fmt.Errorf("%s refused the sftp subsystem: %v", l.host.Name, err)
 	}
@@ -40,7 +44,7 @@ func (c *clientConn) serveSFTP(ctx context.Context, l *liveSession, reqs <-chan 
 }
 
 // dialTargetSFTP opens the target's sftp subsystem on a session of its
-// own. Serve speaks SFTP on it directly (version exchange included).
+// own; sftpproxy speaks SFTP on it directly.
 func dialTargetSFTP(client *ssh.Client) (*targetSFTP, error) {
 	s, err := client.NewSession()
 	if err != nil {

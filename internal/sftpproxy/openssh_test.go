@@ -106,7 +106,12 @@ func helperMain(dir string) int {
 		defer mu.Unlock()
 		return enc.Encode(op)
 	}
-	err = Serve(context.Background(), stdio{}, target, rec, Options{ReadOnly: os.Getenv(envReadOnly) != ""})
+	t, err := Handshake(target)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	err = Serve(context.Background(), stdio{}, t, rec, Options{ReadOnly: os.Getenv(envReadOnly) != ""})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1

@@ -28,7 +28,11 @@ func newRawSession(t *testing.T, o Options, target io.ReadWriteCloser) *rawSessi
 	uc, us := net.Pipe()
 	s := &rawSession{c: uc, rec: &memRecorder{}, served: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { s.served <- Serve(ctx, us, target, s.rec.rec, o) }()
+	tg, err := Handshake(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.served <- Serve(ctx, us, tg, s.rec.rec, o) }()
 	t.Cleanup(func() {
 		cancel()
 		uc.Close()
@@ -39,7 +43,6 @@ func newRawSession(t *testing.T, o Options, target io.ReadWriteCloser) *rawSessi
 	if v[4] != fxpVersion {
 		t.Fatalf("answer to INIT has type %d", v[4])
 	}
-	var err error
 	if _, s.exts, err = parseVersion(v[5:]); err != nil {
 		t.Fatal(err)
 	}

@@ -78,10 +78,32 @@ var errReadOnly = statusMsg{fxPermissionDenied, "permission denied: SFTP is read
 // errUnsupported refuses requests the relay does not forward.
 var errUnsupported = statusMsg{fxOpUnsupported, "operation not supported by the gateway"}
 
+// Target is the target's sftp subsystem after the version exchange.
+type Target struct {
+	rw   io.ReadWriteCloser
+	info targetInfo
+}
+
+// Handshake does the version exchange on the target's sftp subsystem (rw:
+// reads are its stdout, writes its stdin, Close ends it and must make a
+// blocked Read return), asks for its limits and its start directory. The
+// gateway calls it before it accepts the client's subsystem request, so a
+// target whose SFTP does not start is a refused subsystem. On error rw is
+// closed.
+func Handshake(rw io.ReadWriteCloser) (*Target, error) {
+	ti, err := targetHandshake(rw, rw)
+	if err != nil {
+		_ = rw.Close()
+		return nil, fmt.Errorf("sftpproxy: target: %w", err)
+	}
+	return &Target{rw: rw, info: ti}, nil
+}
+
+// Close ends the target's subsystem.
+func (t *Target) Close() error { return t.rw.Close() }
+
 // Serve relays SFTP between client (the person's subsystem channel) and
-// target (the target's sftp subsystem: reads are its stdout, writes its
-// stdin, Close ends it and must make a blocked Read return) until the
-// client closes, the target ends, ctx ends or recording fails. Every
+// target until the client closes, the target ends, ctx ends or recording fails. Every
 // operation is recorded with op, path(s), result ("ok" or the error) and,
 // for opens, flags; each opened file's close carries bytes_read,
 // bytes_written, sha256_read, sha256_written (hex), sequential and
@@ -92,12 +114,12 @@ var errUnsupported = statusMsg{fxOpUnsupported, "operation not supported by the 
 //
 // Serve closes client and target and returns after both of its reader
 // goroutines have ended. A clean end of the client returns nil.
-func Serve(ctx context.Context, client, target io.ReadWriteCloser, rec Recorder, o Options) error {
+func Serve(ctx context.Context, client io.ReadWriteCloser, target *Target, rec Recorder, o Options) error {
 	if target == nil || rec == nil || client == nil {
 		return errors.New("sftpproxy: client, target and recorder are required")
 	}
 	r := &relay{
-		client: client, target: target, rec: rec, readOnly: o.ReadOnly, now: o.Now,
+		client: client, target: target.rw, rec: rec, start: target.info.start, limits: target.info.limits, readOnly: o.ReadOnly, now: o.Now,
 		pending: make(map[uint32]pending), handles: make(map[string]*handle),
 		budget: newPendingBudget(),
 	}
@@ -118,7 +140,7 @@ func Serve(ctx context.Context, client, target io.ReadWriteCloser, rec Recorder,
 	}()
 	defer func() { close(done); <-watched }()
 
-	if err := r.handshake(); err != nil {
+	if err := r.handshake(target.info); err != nil {
 		r.stop(err)
 		return r.result(ctx)
 	}
@@ -203,9 +225,9 @@ type handle struct {
 	listErr string // directory: a failed READDIR
 }
 
-// handshake reads the client's INIT, does the target's handshake and
-// answers the client with the version the relay offers.
-func (r *relay) handshake() error {
+// handshake reads the client's INIT and answers it with the version the
+// relay offers.
+func (r *relay) handshake(ti targetInfo) error {
 	p, err := readPacket(r.client, maxVersionBytes)
 	if err != nil {
 		return fmt.Errorf("sftpproxy: reading the client's INIT: %w", err)
@@ -220,11 +242,6 @@ func (r *relay) handshake() error {
 	if v < sftpVersion {
 		return fmt.Errorf("sftpproxy: the client speaks SFTP version %d; only %d is relayed", v, sftpVersion)
 	}
-	ti, err := targetHandshake(r.target, r.target)
-	if err != nil {
-		return fmt.Errorf("sftpproxy: target: %w", err)
-	}
-	r.start, r.limits = ti.start, ti.limits
 	return r.writeClient(clientVersion(ti))
 }
 

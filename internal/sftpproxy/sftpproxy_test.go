@@ -99,8 +99,11 @@ func newRig(t testing.TB, o Options, userOpts ...sftp.ClientOption) *rig {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	uc, us := net.Pipe()
-	go func() { r.served <- Serve(ctx, us, target, r.rec.rec, o) }()
-	var err error
+	tg, err := Handshake(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.served <- Serve(ctx, us, tg, r.rec.rec, o) }()
 	r.user, err = sftp.NewClientPipe(uc, uc, userOpts...)
 	if err != nil {
 		t.Fatal(err)
