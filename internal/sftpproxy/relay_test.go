@@ -183,7 +183,8 @@ func TestLimitsAnswered(t *testing.T) {
 }
 
 // scriptedTarget speaks the handshake like sftp-server (no extensions,
-// "." is /t) and then answers each request with answer(request).
+// "." is /t) and then answers each request with answer(request), or not
+// at all if that is nil.
 func scriptedTarget(t *testing.T, answer func(req []byte) []byte) io.ReadWriteCloser {
 	gw, tg := net.Pipe()
 	go func() {
@@ -203,6 +204,9 @@ func scriptedTarget(t *testing.T, answer func(req []byte) []byte) io.ReadWriteCl
 			a := nameReply(id, "/t")
 			if id != realpathID || p[4] != fxpRealpath {
 				a = answer(p)
+			}
+			if a == nil {
+				continue
 			}
 			if _, err := tg.Write(a); err != nil {
 				return
@@ -256,5 +260,65 @@ func TestRecordingFailureStopsForwarding(t *testing.T) {
 	_, _ = s.c.Write(packet(fxpMkdir, u32(2), str("second"), u32(0)))
 	if _, err := os.Stat(filepath.Join(dir, "second")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("a request after the recording failure reached the target")
+	}
+}
+
+// sentUntilBlocked writes packets made by next to the relay until a write
+// does not complete within two seconds (the relay stopped reading), at most
+// limit; it returns how many were taken.
+func (s *rawSession) sentUntilBlocked(t *testing.T, limit int, next func(id uint32) []byte) int {
+	t.Helper()
+	for i := 0; i < limit; i++ {
+		_ = s.c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		if _, err := s.c.Write(next(uint32(i + 10))); err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("write %d: %v", i, err)
+			}
+			return i
+		}
+	}
+	return limit
+}
+
+// silentTarget takes every request and answers none.
+func silentTarget(t *testing.T) io.ReadWriteCloser {
+	return scriptedTarget(t, func([]byte) []byte { return nil })
+}
+
+// TestOutstandingRequestsBounded: a client that keeps sending while the
+// target answers nothing is no longer read once the table of outstanding
+// requests is full (by count, and by the WRITE buffers held), so the
+// relay's memory stays bounded.
+func TestOutstandingRequestsBounded(t *testing.T) {
+	t.Run("requests", func(t *testing.T) {
+		s := newRawSession(t, Options{}, silentTarget(t))
+		n := s.sentUntilBlocked(t, 2*maxOutstanding, func(id uint32) []byte {
+			return packet(fxpStat, u32(id), str("/"))
+		})
+		// The table's worth, plus the one read and waiting for room.
+		if n != maxOutstanding+1 {
+			t.Fatalf("the relay took %d requests, want %d", n, maxOutstanding+1)
+		}
+	})
+	t.Run("write buffers", func(t *testing.T) {
+		s := newRawSession(t, Options{}, silentTarget(t))
+		n := s.sentUntilBlocked(t, 2*maxOutstanding, func(id uint32) []byte {
+			return packet(fxpWrite, u32(id), str("h"), u64(0), str("x"))
+		})
+		held := maxHeldBytes / (4 + maxPacket)
+		if n != held+1 {
+			t.Fatalf("the relay took %d writes, want %d", n, held+1)
+		}
+	})
+}
+
+// TestReusedRequestIDEndsSession: two outstanding requests with one id
+// could not be told apart; the session ends.
+func TestReusedRequestIDEndsSession(t *testing.T) {
+	s := newRawSession(t, Options{}, silentTarget(t))
+	s.send(t, packet(fxpStat, u32(5), str("/")))
+	s.send(t, packet(fxpStat, u32(5), str("/")))
+	if err := s.ended(t); err == nil || !strings.Contains(err.Error(), "reused request id 5") {
+		t.Fatalf("Serve returned %v", err)
 	}
 }
