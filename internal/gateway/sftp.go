@@ -7,22 +7,25 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
 	"tandem.dev/tandem/internal/relay"
 	"tandem.dev/tandem/internal/sftpproxy"
 )
 
-// serveSFTP answers the client's SFTP subsystem itself and forwards each
-// operation to the target, so that every open, read, write, rename and
-// remove is recorded with paths, sizes and SHA-256 (M9).
+// serveSFTP relays the client's SFTP subsystem to the target's packet by
+// packet, so that every open, read, write, rename and remove is recorded
+// with paths, sizes and SHA-256 (M9).
 func (c *clientConn) serveSFTP(ctx context.Context, l *liveSession, reqs <-chan *ssh.Request, ss *sessionStart, client *ssh.Client) (relay.Result, error) {
-	target, closeTarget, err := dialTargetSFTP(client)
+	sub, err := dialTargetSFTP(client)
+	var target *sftpproxy.Target
+	if err == nil {
+		target, err = sftpproxy.Handshake(sub)
+	}
 	if err != nil {
 		return relay.Result{}, fmt.Errorf("%s refused the sftp subsystem: %v", l.host.Name, err)
 	}
-	defer closeTarget()
+	defer target.Close()
 	_ = ss.start.Reply(true, nil)
 	go ssh.DiscardRequests(reqs)
 	readOnly := c.st.engine.SFTPReadOnly(c.person, l.host, l.login)
@@ -41,13 +44,11 @@ func (c *clientConn) serveSFTP(ctx context.Context, l *liveSession, reqs <-chan 
 }
 
 // dialTargetSFTP opens the target's sftp subsystem on a session of its
-// own and starts the SFTP client on it (sftpproxy.NewTargetClient, which
-// takes the target's read and write limits). closeTarget ends the client
-// and the session.
-func dialTargetSFTP(client *ssh.Client) (target *sftp.Client, closeTarget func(), err error) {
+// own; sftpproxy speaks SFTP on it directly.
+func dialTargetSFTP(client *ssh.Client) (*targetSFTP, error) {
 	s, err := client.NewSession()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	// The subsystem's stderr is not the person's business and must not
 	// fill the session's buffer: x/crypto copies it away.
@@ -57,14 +58,34 @@ func dialTargetSFTP(client *ssh.Client) (target *sftp.Client, closeTarget func()
 		var rd io.Reader
 		if rd, err = s.StdoutPipe(); err == nil {
 			if err = s.RequestSubsystem("sftp"); err == nil {
-				if target, err = sftpproxy.NewTargetClient(rd, wr); err == nil {
-					return target, func() { _ = target.Close(); _ = s.Close() }, nil
-				}
+				return &targetSFTP{Reader: rd, WriteCloser: wr, s: s, conn: client}, nil
 			}
 		}
 	}
 	_ = s.Close()
-	return nil, nil, err
+	return nil, err
+}
+
+// targetSFTP is the target's sftp subsystem as Serve sees it: reads from
+// its stdout, writes to its stdin. Close ends the session and the
+// connection to the target (which serves this session alone): closing
+// the session only sends a message, and a target that does not answer it
+// would leave Serve's reader blocked.
+type targetSFTP struct {
+	io.Reader
+	io.WriteCloser
+	s    *ssh.Session
+	conn *ssh.Client
+	once sync.Once
+}
+
+func (t *targetSFTP) Close() error {
+	t.once.Do(func() {
+		_ = t.WriteCloser.Close()
+		_ = t.s.Close()
+		_ = t.conn.Close()
+	})
+	return nil
 }
 
 // sftpEnd is the client channel of an SFTP session whose Close sends the

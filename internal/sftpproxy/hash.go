@@ -10,17 +10,19 @@ import (
 	"sync/atomic"
 )
 
-// Bounds on the reordering buffer of a streamHash. The request server runs
-// reads and writes of one handle on its eight workers, and it answers in
-// request order, so a chunk can be overtaken by at most the requests the
-// client keeps outstanding behind it: 63 for OpenSSH's sftp (64 requests),
-// of up to 255 KiB each since the gateway offers limits@openssh.com. The
-// bounds take that whole window, so a pipelining client's file is hashed
-// in offset order however the workers finish; what goes beyond them (a
-// client keeping more requests outstanding, or seeking) is hashed in
-// arrival order and marked non-sequential. maxSessionPending bounds the
-// buffers of all files of one SFTP session together, so that opening
-// many handles cannot make the gateway hold more (M30).
+// Bounds on the reordering buffer of a streamHash. The relay hashes a
+// READ's data when the target's answer passes and a WRITE's when the
+// target confirms it. OpenSSH's sftp-server answers in request order, so
+// chunks normally come in offset order; a client that sends its requests
+// out of order, or a target that answers out of order, can make a chunk
+// be overtaken by at most the requests the client keeps outstanding
+// behind it: 63 for OpenSSH's sftp (64 requests), of up to 255 KiB each.
+// The bounds take that whole window, so a pipelining client's file is
+// hashed in offset order; what goes beyond them (a client keeping more
+// requests outstanding, or seeking) is hashed in arrival order and marked
+// non-sequential. maxSessionPending bounds the buffers of all files of
+// one SFTP session together, so that opening many handles cannot make the
+// gateway hold more (M30).
 const (
 	maxPendingChunks  = 64
 	maxPendingBytes   = 16 << 20

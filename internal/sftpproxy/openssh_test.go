@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,35 +47,52 @@ func (stdio) Close() error {
 	return os.Stdout.Close()
 }
 
-// helperMain serves SFTP on stdio through the proxy to an sftp-server
+// procTarget is an sftp-server process as Serve's target: reads from its
+// stdout, writes to its stdin.
+type procTarget struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out io.ReadCloser
+}
+
+func (p *procTarget) Read(b []byte) (int, error)  { return p.out.Read(b) }
+func (p *procTarget) Write(b []byte) (int, error) { return p.in.Write(b) }
+
+// Close ends sftp-server's input and stops reading its output, which
+// makes a blocked Read return.
+func (p *procTarget) Close() error {
+	p.in.Close()
+	return p.out.Close()
+}
+
+// startTarget starts sftp-server in dir.
+func startTarget(dir string, stderr io.Writer) (*procTarget, error) {
+	cmd := exec.Command(sftpServer)
+	cmd.Dir = dir
+	cmd.Stderr = stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &procTarget{cmd: cmd, in: in, out: out}, nil
+}
+
+// helperMain serves SFTP on stdio through the relay to an sftp-server
 // running in dir, recording JSON lines to $envLog. Diagnostics go to stderr.
 func helperMain(dir string) int {
-	srv := exec.Command(sftpServer)
-	srv.Dir = dir
-	srv.Stderr = os.Stderr
-	in, err := srv.StdinPipe()
+	target, err := startTarget(dir, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	out, err := srv.StdoutPipe()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := srv.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer srv.Wait()
-	defer in.Close()
-	target, err := NewTargetClient(out, in)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer target.Close()
-
+	defer target.cmd.Wait()
 	logf, err := os.OpenFile(os.Getenv(envLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -88,7 +106,12 @@ func helperMain(dir string) int {
 		defer mu.Unlock()
 		return enc.Encode(op)
 	}
-	err = Serve(context.Background(), stdio{}, target, rec, Options{ReadOnly: os.Getenv(envReadOnly) != ""})
+	t, err := Handshake(target)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	err = Serve(context.Background(), stdio{}, t, rec, Options{ReadOnly: os.Getenv(envReadOnly) != ""})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1
@@ -135,22 +158,36 @@ func (e *e2e) env() []string {
 
 // sftpBatch runs the OpenSSH sftp client with batch commands through the
 // proxy (or, if direct, straight to sftp-server) and returns its output.
-func (e *e2e) sftpBatch(t testing.TB, batch string, direct bool) (string, error) {
+func (e *e2e) sftpBatch(t testing.TB, batch string, direct bool, flags ...string) (string, error) {
 	t.Helper()
 	bf := filepath.Join(filepath.Dir(e.local), "batch")
 	if err := os.WriteFile(bf, []byte(batch), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(sftpClient, "-b", bf, "-D", e.exe)
-	cmd.Env = e.env()
+	args := append(append([]string{}, flags...), "-b", bf, "-D", e.exe)
 	if direct {
-		// Both sftp-server and the proxy (wire.go) offer
-		// limits@openssh.com, so the client uses 255 KiB requests either way.
-		cmd = exec.Command(sftpClient, "-b", bf, "-D", sftpServer+" -d "+e.remote)
+		// Both sftp-server and the relay offer limits@openssh.com, so
+		// the client uses 255 KiB requests either way.
+		args[len(args)-1] = sftpServer + " -d " + e.remote
 	}
+	cmd := exec.Command(sftpClient, args...)
+	cmd.Env = e.env()
 	cmd.Dir = e.local
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// checkRoundTrip fails t if the sftp run failed or the local file back
+// does not hold data.
+func (e *e2e) checkRoundTrip(t *testing.T, out string, err error, back string, data []byte) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("sftp: %v\n%s", err, out)
+	}
+	got, err := os.ReadFile(filepath.Join(e.local, back))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("round trip differs (%v)", err)
+	}
 }
 
 func (e *e2e) ops(t *testing.T) []map[string]string {
@@ -221,13 +258,7 @@ func TestOpenSSHSFTPThroughProxy(t *testing.T) {
 		"rm d/r.bin",
 		"rmdir d",
 	}, "\n")+"\n", false)
-	if err != nil {
-		t.Fatalf("sftp: %v\n%s", err, out)
-	}
-	back, err := os.ReadFile(filepath.Join(e.local, "back.bin"))
-	if err != nil || !bytes.Equal(back, data) {
-		t.Fatalf("round trip differs (%v)", err)
-	}
+	e.checkRoundTrip(t, out, err, "back.bin", data)
 	ops := e.ops(t)
 	rp := func(p string) string { return filepath.ToSlash(filepath.Join(e.remote, p)) }
 	want := sumHex(data)
@@ -326,6 +357,30 @@ func TestOpenSSHSCPThroughProxy(t *testing.T) {
 	}
 	if put == nil || put["sha256_written"] != sumHex(data) || get == nil || get["sha256_read"] != sumHex(data) {
 		t.Fatalf("scp records: %v", ops)
+	}
+}
+
+// TestOpenSSHPipelinedHash: OpenSSH's sftp with 64 outstanding 255 KiB
+// requests, put and get of a 64 MiB random file: the recorded SHA-256 is
+// the file's and the transfer sequential, both ways.
+func TestOpenSSHPipelinedHash(t *testing.T) {
+	e := newE2E(t)
+	data := randomBytes(t, 64<<20)
+	if err := os.WriteFile(filepath.Join(e.local, "big.bin"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.sftpBatch(t, "put big.bin remote.bin\nget remote.bin back.bin\n", false, "-R", "64", "-B", "261120")
+	e.checkRoundTrip(t, out, err, "back.bin", data)
+	ops := e.ops(t)
+	p := filepath.ToSlash(filepath.Join(e.remote, "remote.bin"))
+	want, size := sumHex(data), strconv.Itoa(len(data))
+	put := closeOf(t, ops, p, "write,create,truncate")
+	if put["bytes_written"] != size || put["sha256_written"] != want || put["sequential"] != "true" {
+		t.Errorf("put record %v", put)
+	}
+	get := closeOf(t, ops, p, "read")
+	if get["bytes_read"] != size || get["sha256_read"] != want || get["sequential"] != "true" {
+		t.Errorf("get record %v", get)
 	}
 }
 

@@ -1,660 +1,867 @@
 // Package sftpproxy lets the gateway understand SFTP (M9: file transfers are
-// recorded with operation, path, size and hash). It terminates the client's
-// SFTP subsystem with a github.com/pkg/sftp RequestServer and forwards every
-// request to the target through an *sftp.Client, so neither direction is
-// parsed by hand. Each operation is handed to a Recorder as a flat map; a
-// recording failure fails the operation and ends the session (fail closed).
+// recorded with operation, path, size and hash). It relays SFTP packets
+// between the client's subsystem channel and the target's sftp subsystem:
+// every client request is parsed as far as the record needs (type, id,
+// paths, handle, offset, length, flags, attributes), checked (read-only
+// roles, extensions the gateway cannot see through), recorded when the
+// target's answer comes, and forwarded byte for byte with its own id.
+// File data is hashed where it lies in the packet buffer: WRITE data when
+// the target confirms it, READ data in the DATA reply. Each operation is
+// handed to a Recorder as a flat map; a recording failure fails the
+// operation and ends the session (fail closed).
 package sftpproxy
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"path"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pkg/sftp"
-
 	"tandem.dev/tandem/internal/safetext"
 )
 
 // Recorder receives one map per operation; the gateway passes
-// record.Writer.Op. It may be called from several goroutines, but never
-// concurrently: Serve serialises the calls.
+// record.Writer.Op. Serve calls it from its two reader goroutines, never
+// concurrently.
 type Recorder func(op map[string]string) error
 
 // Options tune Serve.
 type Options struct {
 	// ReadOnly refuses every write-type operation (opens for writing,
-	// setstat, rename, remove, mkdir, rmdir, link, symlink) with
-	// "permission denied" and records the refusal. It implements the
-	// policy option for SFTP read-only roles.
+	// writes, setstat, rename, remove, mkdir, rmdir, link, symlink) with
+	// "permission denied" and records the refusal; refused requests never
+	// reach the target. It implements the policy option for SFTP
+	// read-only roles.
 	ReadOnly bool
 	// Now is the clock for transfer durations; nil means time.Now.
 	Now func() time.Time
 }
 
-// maxTxPacket is the largest read reply Serve sends. The client chooses the
-// read size, so allowing more than the 32 KiB default only helps clients
-// that ask for it (pkg/sftp with MaxPacketUnchecked); it stays below the
-// 256 KiB message limit of OpenSSH and pkg/sftp.
-const maxTxPacket = 255 << 10
+// Bounds of the requests in flight. Every request forwarded waits in a
+// table for its answer; a WRITE also keeps its packet buffer there until
+// the target confirms it, because only then is its data hashed. A client
+// that sends without reading answers would otherwise grow that table
+// without end: once a bound is reached the relay stops reading the
+// client until the target has answered enough. The bounds are above what
+// clients keep in flight (OpenSSH's sftp 64 requests, 64 x 255 KiB
+// writes = 16 MiB; pkg/sftp 64 per file), so they never slow a transfer.
+const (
+	maxOutstanding = 256
+	maxHeldBytes   = 32 << 20
+	// drainTimeout bounds the wait, after the client has gone, for the
+	// target's answers to requests already forwarded, so that they are
+	// recorded with their results.
+	drainTimeout = 10 * time.Second
+)
 
-// TargetClientOptions are the sftp.ClientOption values the gateway should
-// use for the target-side *sftp.Client: concurrent reads and writes keep
-// large requests from a client pipelined to the target.
-func TargetClientOptions() []sftp.ClientOption {
-	return []sftp.ClientOption{
-		sftp.UseConcurrentReads(true),
-		sftp.UseConcurrentWrites(true),
-	}
+// statusMsg is a status of the relay's own for the client.
+type statusMsg struct {
+	code uint32
+	msg  string
 }
 
-// Serve runs the SFTP server on the client channel until the client closes
-// it or ctx ends, forwarding every request to target. Every operation is
-// recorded with op, path(s), result ("ok" or the error) and, for opens,
-// flags; each opened file's close carries bytes_read, bytes_written,
-// sha256_read, sha256_written (hex) and sequential. A recording error fails
-// that operation, closes client and makes Serve return the error.
-// Operations are forwarded first and recorded with their result, so the
-// one whose recording failed may have taken effect on the target; nothing
-// is forwarded after that.
+// errNotRecorded is what the client sees once recording has failed; the
+// real cause goes to Serve's caller only.
+var errNotRecorded = statusMsg{fxFailure, "operation could not be recorded; session closed"}
+
+// errReadOnly is the refusal of a write-type operation for a read-only role.
+var errReadOnly = statusMsg{fxPermissionDenied, "permission denied: SFTP is read-only for this role"}
+
+// errUnsupported refuses requests the relay does not forward.
+var errUnsupported = statusMsg{fxOpUnsupported, "operation not supported by the gateway"}
+
+// Target is the target's sftp subsystem after the version exchange.
+type Target struct {
+	rw   io.ReadWriteCloser
+	info targetInfo
+}
+
+// Handshake does the version exchange on the target's sftp subsystem (rw:
+// reads are its stdout, writes its stdin, Close ends it and must make a
+// blocked Read return), asks for its limits and its start directory. The
+// gateway calls it before it accepts the client's subsystem request, so a
+// target whose SFTP does not start is a refused subsystem. On error rw is
+// closed.
+func Handshake(rw io.ReadWriteCloser) (*Target, error) {
+	ti, err := targetHandshake(rw, rw)
+	if err != nil {
+		_ = rw.Close()
+		return nil, fmt.Errorf("sftpproxy: target: %w", err)
+	}
+	return &Target{rw: rw, info: ti}, nil
+}
+
+// Close ends the target's subsystem.
+func (t *Target) Close() error { return t.rw.Close() }
+
+// Serve relays SFTP between client (the person's subsystem channel) and
+// target until the client closes, the target ends, ctx ends or recording fails. Every
+// operation is recorded with op, path(s), result ("ok" or the error) and,
+// for opens, flags; each opened file's close carries bytes_read,
+// bytes_written, sha256_read, sha256_written (hex), sequential and
+// duration_ms. Operations are forwarded first and recorded with the
+// target's answer, so the one whose recording failed may have taken
+// effect on the target; its client gets a failure instead of the answer,
+// nothing is forwarded after it, and Serve returns the recording error.
 //
-// Serve closes client but not target; a caller that fears a hung target
-// should close target when ctx ends. A clean end of the client returns nil.
-func Serve(ctx context.Context, client io.ReadWriteCloser, target *sftp.Client, rec Recorder, o Options) error {
+// Serve closes client and target and returns after both of its reader
+// goroutines have ended. A clean end of the client returns nil.
+func Serve(ctx context.Context, client io.ReadWriteCloser, target *Target, rec Recorder, o Options) error {
 	if target == nil || rec == nil || client == nil {
 		return errors.New("sftpproxy: client, target and recorder are required")
 	}
-	p := &proxy{target: target, rec: rec, readOnly: o.ReadOnly, now: o.Now, pending: newPendingBudget()}
-	if p.now == nil {
-		p.now = time.Now
+	r := &relay{
+		client: client, target: target.rw, rec: rec, start: target.info.start, limits: target.info.limits, readOnly: o.ReadOnly, now: o.Now,
+		pending: make(map[uint32]pending), handles: make(map[string]*handle),
+		budget: newPendingBudget(),
 	}
-	var closeOnce sync.Once
-	p.shutdown = func() { closeOnce.Do(func() { client.Close() }) }
-	defer p.shutdown()
-
-	// Relative paths from the client must resolve where the target would
-	// resolve them: the target's working directory (the login's home).
-	start, err := target.Getwd()
-	if err != nil || !strings.HasPrefix(start, "/") {
-		start = "/"
+	r.room = sync.NewCond(&r.mu)
+	if r.now == nil {
+		r.now = time.Now
 	}
-	rs := sftp.NewRequestServer(newWire(client), sftp.Handlers{
-		FileGet: p, FilePut: p, FileCmd: p, FileList: p,
-	}, sftp.WithStartDirectory(start), sftp.WithRSMaxTxPacket(maxTxPacket))
-
+	// ctx ending closes both sides, which ends both readers.
 	done := make(chan struct{})
-	stopped := make(chan struct{})
+	watched := make(chan struct{})
 	go func() {
-		defer close(stopped)
+		defer close(watched)
 		select {
 		case <-ctx.Done():
-			// Closing the channel itself (not rs.Close, which waits for a
-			// writer that may be blocked on this very channel) ends Serve.
-			p.shutdown()
+			r.stop(ctx.Err())
 		case <-done:
 		}
 	}()
-	err = rs.Serve()
-	close(done)
-	<-stopped
+	defer func() { close(done); <-watched }()
 
-	if ferr := p.failure(); ferr != nil {
-		return ferr
+	if err := r.handshake(target.info); err != nil {
+		r.stop(err)
+		return r.result(ctx)
+	}
+	targetDone := make(chan struct{})
+	go func() {
+		defer close(targetDone)
+		if err := r.targetLoop(); err != nil {
+			r.stop(err)
+		}
+	}()
+	if err := r.clientLoop(); err != nil {
+		r.stop(err)
+	} else {
+		r.drain(ctx, targetDone)
+	}
+	r.closeTarget()
+	<-targetDone
+	r.closeClient()
+	r.recordUnfinished()
+	return r.result(ctx)
+}
+
+// relay is one SFTP session. The client loop (Serve's goroutine) reads
+// requests and writes to the target; the target loop reads answers; both
+// write to the client, under cmu.
+type relay struct {
+	client, target io.ReadWriteCloser
+	rec            Recorder
+	readOnly       bool
+	now            func() time.Time
+	start          string  // the target's working directory
+	limits         *limits // the target's, nil if it offers none
+
+	cmu        sync.Mutex // serialises writes to the client
+	clientGone atomic.Bool
+
+	mu       sync.Mutex
+	room     *sync.Cond // signalled when the table shrinks or the session stops
+	pending  map[uint32]pending
+	held     int // bytes of WRITE buffers in pending
+	handles  map[string]*handle
+	drained  chan struct{} // closed when pending empties, if set
+	stopped  bool
+	endErr   error  // what ended the session first
+	handleNo uint64 // numbers of opened files (client loop only)
+	opens    uint64 // handles opened, files and directories
+
+	budget *pendingBudget // reordering memory of all open files' hashes
+
+	recMu  sync.Mutex // serialises rec and guards recErr
+	recErr error
+	failed atomic.Bool
+
+	clientOnce, targetOnce sync.Once
+	targetClosing          atomic.Bool
+}
+
+// pending is a forwarded request waiting for its answer.
+type pending struct {
+	typ     byte
+	op      map[string]string // the record, completed with the answer
+	h       *handle           // the open handle a request names
+	hkey    string            // CLOSE: the target's handle
+	path    string            // OPEN, OPENDIR: the path (resolved)
+	number  string            // OPEN: the handle's number in the record
+	off     uint64            // READ, WRITE
+	buf     *[]byte           // WRITE: its packet, held until answered
+	data    []byte            // WRITE: the data in buf
+	readdir bool
+}
+
+// handle is a file or directory the target opened for the client.
+type handle struct {
+	number  string
+	seq     uint64 // order of opening
+	path    string
+	dir     bool
+	opened  time.Time
+	read    *streamHash
+	written *streamHash
+	entries int    // directory: entries listed (without . and ..)
+	listErr string // directory: a failed READDIR
+}
+
+// handshake reads the client's INIT and answers it with the version the
+// relay offers.
+func (r *relay) handshake(ti targetInfo) error {
+	p, err := readPacket(r.client, maxVersionBytes)
+	if err != nil {
+		return fmt.Errorf("sftpproxy: reading the client's INIT: %w", err)
+	}
+	if p[4] != fxpInit {
+		return fmt.Errorf("sftpproxy: the client's first packet has type %d, not INIT", p[4])
+	}
+	v, _, err := parseVersion(p[5:])
+	if err != nil {
+		return fmt.Errorf("sftpproxy: the client's INIT: %w", err)
+	}
+	if v < sftpVersion {
+		return fmt.Errorf("sftpproxy: the client speaks SFTP version %d; only %d is relayed", v, sftpVersion)
+	}
+	return r.writeClient(clientVersion(ti))
+}
+
+// writeClient writes one whole packet to the client. Once a write has
+// failed the client is gone; later packets are dropped, so that the
+// target's answers can still be read and recorded.
+func (r *relay) writeClient(p []byte) error {
+	if r.clientGone.Load() {
+		return nil
+	}
+	r.cmu.Lock()
+	defer r.cmu.Unlock()
+	if _, err := r.client.Write(p); err != nil {
+		r.clientGone.Store(true)
+		return err
+	}
+	return nil
+}
+
+// stop ends the session: the first cause is kept, both sides are closed
+// and a client loop waiting for room is woken.
+func (r *relay) stop(err error) {
+	r.mu.Lock()
+	if r.endErr == nil {
+		r.endErr = err
+	}
+	r.stopped = true
+	r.room.Broadcast()
+	r.mu.Unlock()
+	r.closeClient()
+	r.closeTarget()
+}
+
+func (r *relay) closeClient() { r.clientOnce.Do(func() { _ = r.client.Close() }) }
+
+func (r *relay) closeTarget() {
+	r.targetOnce.Do(func() {
+		r.targetClosing.Store(true)
+		_ = r.target.Close()
+	})
+}
+
+// result is Serve's error: a recording failure first, then ctx, then
+// whatever else ended the session; a client that went away is no error
+// (files it left open carry transfer_error).
+func (r *relay) result(ctx context.Context) error {
+	if err := r.failure(); err != nil {
+		return err
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	// The client going away with files open (ErrUnexpectedEOF) is not an
-	// error of the gateway: those closes carry transfer_error.
-	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.ErrClosedPipe) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.endErr
+}
+
+func (r *relay) failure() error {
+	if !r.failed.Load() {
 		return nil
 	}
-	return fmt.Errorf("sftpproxy: serve: %w", err)
+	r.recMu.Lock()
+	defer r.recMu.Unlock()
+	return r.recErr
 }
 
-// proxy implements the pkg/sftp request handlers by forwarding to target.
-type proxy struct {
-	target   *sftp.Client
-	rec      Recorder
-	readOnly bool
-	now      func() time.Time
-	shutdown func()
-
-	handles atomic.Uint64
-	pending *pendingBudget // reordering memory of all open files' hashes
-
-	recMu  sync.Mutex // serialises rec and guards recErr
-	failed atomic.Bool
-	recErr error
-}
-
-var (
-	_ sftp.FileReader           = (*proxy)(nil)
-	_ sftp.OpenFileWriter       = (*proxy)(nil)
-	_ sftp.PosixRenameFileCmder = (*proxy)(nil)
-	_ sftp.StatVFSFileCmder     = (*proxy)(nil)
-	_ sftp.LstatFileLister      = (*proxy)(nil)
-	_ sftp.RealPathFileLister   = (*proxy)(nil)
-	_ sftp.ReadlinkFileLister   = (*proxy)(nil)
-)
-
-// errNotRecorded is what the client sees once recording has failed; the
-// real cause goes to Serve's caller only.
-var errNotRecorded = &statusErr{code: sftp.ErrSSHFxFailure, msg: "operation could not be recorded; session closed"}
-
-// errReadOnly is the refusal of a write-type operation for a read-only role.
-var errReadOnly = &statusErr{code: sftp.ErrSSHFxPermissionDenied, msg: "permission denied: SFTP is read-only for this role"}
-
-// failure returns the recording error that ended the session, if any.
-func (p *proxy) failure() error {
-	if !p.failed.Load() {
-		return nil
+// record hands op to the recorder. The first error marks the session
+// failed; it and every later call return the error.
+func (r *relay) record(op map[string]string) error {
+	r.recMu.Lock()
+	defer r.recMu.Unlock()
+	if r.recErr != nil {
+		return r.recErr
 	}
-	p.recMu.Lock()
-	defer p.recMu.Unlock()
-	return p.recErr
-}
-
-// record hands op to the recorder. On the first error it marks the proxy
-// failed and closes the client channel; that and every later call return
-// errNotRecorded so the operation fails.
-func (p *proxy) record(op map[string]string) error {
-	p.recMu.Lock()
-	if p.recErr != nil {
-		p.recMu.Unlock()
-		return errNotRecorded
-	}
-	err := p.rec(op)
-	if err != nil {
-		p.recErr = fmt.Errorf("sftpproxy: recording %s: %w", op["op"], err)
-		p.failed.Store(true)
-	}
-	p.recMu.Unlock()
-	if err != nil {
-		p.shutdown()
-		return errNotRecorded
+	if err := r.rec(op); err != nil {
+		r.recErr = fmt.Errorf("sftpproxy: recording %s: %w", op["op"], err)
+		r.failed.Store(true)
+		return r.recErr
 	}
 	return nil
 }
 
-// finish records op with the result of err and returns the error for the
-// client: the forwarded error translated to an SFTP status, or
-// errNotRecorded if recording failed.
-func (p *proxy) finish(op map[string]string, err error) error {
-	op["result"] = result(err)
-	if rerr := p.record(op); rerr != nil {
-		return rerr
+// recordOrFail records op; if that fails, the client gets errNotRecorded
+// for request id and the session ends.
+func (r *relay) recordOrFail(id uint32, op map[string]string) error {
+	err := r.record(op)
+	if err != nil {
+		_ = r.writeClient(statusPacket(id, errNotRecorded.code, errNotRecorded.msg))
 	}
-	return toStatus(err)
+	return err
 }
 
-// refuse is the common start of every handler: nothing is forwarded once
-// recording has failed, and write-type operations are refused (and the
-// refusal recorded) for read-only roles.
-func (p *proxy) refuse(op map[string]string, write bool) error {
-	if p.failed.Load() {
-		return errNotRecorded
-	}
-	if write && p.readOnly {
-		return p.finish(op, errReadOnly)
-	}
-	return nil
-}
-
-// Fileread opens a file for reading on the target (Method "Get").
-func (p *proxy) Fileread(r *sftp.Request) (io.ReaderAt, error) {
-	return p.open(r)
-}
-
-// Filewrite opens a file for writing on the target (Method "Put").
-func (p *proxy) Filewrite(r *sftp.Request) (io.WriterAt, error) {
-	return p.open(r)
-}
-
-// OpenFile opens a file for reading and writing on the target (Method "Open").
-func (p *proxy) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
-	return p.open(r)
-}
-
-func (p *proxy) open(r *sftp.Request) (*file, error) {
-	fl := r.Pflags()
-	write := fl.Write || fl.Append || fl.Creat || fl.Trunc || fl.Excl
-	op := map[string]string{"op": "open", "path": r.Filepath, "flags": flagString(fl)}
-	if err := p.refuse(op, write); err != nil {
-		return nil, err
-	}
-	h := strconv.FormatUint(p.handles.Add(1), 10)
-	op["handle"] = h
-	tf, err := p.target.OpenFile(r.Filepath, osFlags(fl))
-	if rerr := p.finish(op, err); rerr != nil {
-		if tf != nil {
-			tf.Close()
-		}
-		return nil, rerr
-	}
-	return &file{
-		p: p, f: tf, path: r.Filepath, handle: h, opened: p.now(),
-		read: newStreamHash(p.pending), written: newStreamHash(p.pending),
-	}, nil
-}
-
-// Filecmd forwards the commands that change the target's file system.
-func (p *proxy) Filecmd(r *sftp.Request) error {
-	op := map[string]string{"op": strings.ToLower(r.Method), "path": r.Filepath}
-	switch r.Method {
-	case "Rename":
-		op["to"] = r.Target
-	case "Symlink":
-		// pkg/sftp puts the link's contents in Filepath and the new
-		// link's path in Target.
-		op["path"], op["target"] = r.Target, r.Filepath
-	case "Link":
-		// Filepath is the existing file, Target the new name.
-		op["path"], op["target"] = r.Target, r.Filepath
-	case "Setstat":
-		describeSetstat(op, r)
-	}
-	if err := p.refuse(op, true); err != nil {
+// answerLocally records op with the relay's own status s and sends s to
+// the client; the request is not forwarded.
+func (r *relay) answerLocally(id uint32, op map[string]string, s statusMsg) error {
+	op["result"] = s.msg
+	if err := r.recordOrFail(id, op); err != nil {
 		return err
 	}
-	var err error
-	switch r.Method {
-	case "Setstat":
-		err = p.setstat(r)
-	case "Rename":
-		err = p.target.Rename(r.Filepath, r.Target)
-	case "Rmdir":
-		err = p.target.RemoveDirectory(r.Filepath)
-	case "Mkdir":
-		err = p.target.Mkdir(r.Filepath)
-	case "Link":
-		err = p.target.Link(r.Filepath, r.Target)
-	case "Symlink":
-		err = p.target.Symlink(r.Filepath, r.Target)
-	case "Remove":
-		err = p.remove(r.Filepath)
+	_ = r.writeClient(statusPacket(id, s.code, s.msg))
+	return nil
+}
+
+// clientLoop reads and forwards the client's requests until the client
+// goes away (nil) or a request cannot be relayed (the error).
+func (r *relay) clientLoop() error {
+	for {
+		b, p, err := readPacketInto(r.client)
+		if err != nil {
+			if errors.Is(err, errPacketTooLarge) || errors.Is(err, errEmptyPacket) {
+				return fmt.Errorf("sftpproxy: the client sent a bad packet: %w", err)
+			}
+			return nil // the client went away (or Serve closed it)
+		}
+		if r.failed.Load() {
+			putBuf(b)
+			return nil
+		}
+		if err := r.request(b, p); err != nil {
+			return err
+		}
+	}
+}
+
+// abs is a client path as the target resolves it, for the record.
+func (r *relay) abs(p []byte) string {
+	s := path.Clean(string(p))
+	if !path.IsAbs(s) {
+		s = path.Join(r.start, s)
+	}
+	return s
+}
+
+// lookup returns the open handle h names, or nil.
+func (r *relay) lookup(h []byte) *handle {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.handles[string(h)]
+}
+
+func handlePath(h *handle) string {
+	if h == nil {
+		return ""
+	}
+	return h.path
+}
+
+// request handles one client packet p, which lies in buffer b; it takes
+// b over.
+func (r *relay) request(b *[]byte, p []byte) error {
+	req, err := parseRequest(p)
+	if err != nil {
+		putBuf(b)
+		return fmt.Errorf("sftpproxy: bad request from the client: %s", safetext.Line(err.Error()))
+	}
+	pd := pending{typ: req.typ}
+	write := false
+	switch req.typ {
+	case fxpOpen:
+		write = req.pflags&(fxfWrite|fxfAppend|fxfCreat|fxfTrunc|fxfExcl) != 0
+		pd.path = r.abs(req.path)
+		pd.op = map[string]string{"op": "open", "path": pd.path, "flags": flagString(req.pflags)}
+	case fxpClose:
+		pd.h, pd.hkey = r.lookup(req.handle), string(req.handle)
+	case fxpRead:
+		pd.h, pd.off = r.lookup(req.handle), req.offset
+		if req.length > limitMaxRead {
+			// Short reads are allowed; a bigger answer could exceed the
+			// packet limit and end the session.
+			binary.BigEndian.PutUint32(p[req.lenAt:], limitMaxRead)
+		}
+	case fxpWrite:
+		// No handle of a read-only session is open for writing; refused
+		// all the same, in case the target lets one through.
+		write = true
+		pd.h, pd.off, pd.data = r.lookup(req.handle), req.offset, req.data
+		pd.op = map[string]string{"op": "write", "path": handlePath(pd.h)}
+	case fxpReaddir:
+		pd.h, pd.readdir = r.lookup(req.handle), true
+	case fxpFstat:
+		pd.h = r.lookup(req.handle)
+		pd.op = map[string]string{"op": "stat", "path": handlePath(pd.h)}
+	case fxpLstat, fxpStat:
+		pd.op = map[string]string{"op": typeName(req.typ, ""), "path": r.abs(req.path)}
+	case fxpSetstat:
+		write = true
+		pd.op = setstatOp(r.abs(req.path), req.attrs)
+	case fxpFsetstat:
+		write = true
+		pd.op = setstatOp(handlePath(r.lookup(req.handle)), req.attrs)
+	case fxpOpendir:
+		pd.path = r.abs(req.path)
+	case fxpRemove, fxpMkdir, fxpRmdir:
+		write = true
+		pd.op = map[string]string{"op": typeName(req.typ, ""), "path": r.abs(req.path)}
+	case fxpRealpath:
+		// Recorded as sent: "." is the start of most sessions.
+		pd.op = map[string]string{"op": "realpath", "path": string(req.path)}
+	case fxpRename:
+		write = true
+		pd.op = map[string]string{"op": "rename", "path": r.abs(req.path), "to": r.abs(req.path2)}
+	case fxpReadlink:
+		pd.op = map[string]string{"op": "readlink", "path": r.abs(req.path)}
+	case fxpSymlink:
+		write = true
+		// The link's contents are recorded verbatim: they are resolved
+		// against the link's directory when used, not against ".".
+		pd.op = map[string]string{"op": "symlink", "path": r.abs(req.path2), "target": string(req.path)}
+	case fxpExtended:
+		switch req.ext {
+		case limitsExt:
+			if r.limits == nil {
+				break
+			}
+			putBuf(b)
+			_ = r.writeClient(limitsReply(req.id, *r.limits))
+			return nil
+		case posixRenameExt:
+			write = true
+			pd.op = map[string]string{"op": "rename", "path": r.abs(req.path), "to": r.abs(req.path2), "overwrite": "true"}
+		case statvfsExt:
+			pd.op = map[string]string{"op": "statvfs", "path": r.abs(req.path)}
+		case fstatvfsExt:
+			pd.op = map[string]string{"op": "statvfs", "path": handlePath(r.lookup(req.handle))}
+		case hardlinkExt:
+			write = true
+			pd.op = map[string]string{"op": "link", "path": r.abs(req.path2), "target": r.abs(req.path)}
+		case fsyncExt:
+			pd.op = map[string]string{"op": "fsync", "path": handlePath(r.lookup(req.handle))}
+		case lsetstatExt:
+			write = true
+			pd.op = setstatOp(r.abs(req.path), req.attrs)
+			pd.op["nofollow"] = "true"
+		}
+		if pd.op == nil {
+			putBuf(b)
+			return r.answerLocally(req.id, map[string]string{"op": "extended", "name": req.ext}, errUnsupported)
+		}
 	default:
-		err = sftp.ErrSSHFxOpUnsupported
+		putBuf(b)
+		return r.answerLocally(req.id, map[string]string{"op": "unsupported", "type": strconv.Itoa(int(req.typ))}, errUnsupported)
 	}
-	return p.finish(op, err)
-}
-
-// PosixRename forwards posix-rename@openssh.com, which replaces an existing
-// destination; recorded as a rename with overwrite=true.
-func (p *proxy) PosixRename(r *sftp.Request) error {
-	op := map[string]string{"op": "rename", "path": r.Filepath, "to": r.Target, "overwrite": "true"}
-	if err := p.refuse(op, true); err != nil {
+	if write && r.readOnly {
+		putBuf(b)
+		if pd.op == nil {
+			pd.op = map[string]string{"op": "open", "path": pd.path}
+		}
+		return r.answerLocally(req.id, pd.op, errReadOnly)
+	}
+	switch req.typ {
+	case fxpOpen:
+		// Numbered only once it goes to the target, as before the relay.
+		r.handleNo++
+		pd.number = strconv.FormatUint(r.handleNo, 10)
+		pd.op["handle"] = pd.number
+	case fxpWrite:
+		pd.buf, pd.op = b, nil
+	}
+	if err := r.enter(req.id, pd); err != nil {
+		putBuf(b)
 		return err
 	}
-	return p.finish(op, p.target.PosixRename(r.Filepath, r.Target))
-}
-
-// StatVFS forwards statvfs@openssh.com (used by df in sftp).
-func (p *proxy) StatVFS(r *sftp.Request) (*sftp.StatVFS, error) {
-	op := map[string]string{"op": "statvfs", "path": r.Filepath}
-	if err := p.refuse(op, false); err != nil {
-		return nil, err
+	if r.failed.Load() {
+		// Nothing is forwarded after a recording failure; the entry stays
+		// in the table and recordUnfinished puts a WRITE's buffer back.
+		if pd.buf == nil {
+			putBuf(b)
+		}
+		return nil
 	}
-	st, err := p.target.StatVFS(r.Filepath)
-	if err := p.finish(op, err); err != nil {
-		return nil, err
+	_, err = r.target.Write((*b)[:4+len(p)])
+	if pd.buf == nil {
+		putBuf(b)
 	}
-	return st, nil
-}
-
-// remove deletes a file. sftp.Client.Remove falls back to removing a
-// directory, which SSH_FXP_REMOVE must not do, so directories are refused
-// here first.
-func (p *proxy) remove(path string) error {
-	fi, err := p.target.Lstat(path)
 	if err != nil {
-		return err
-	}
-	if fi.IsDir() {
-		return &statusErr{code: sftp.ErrSSHFxFailure, msg: "remove " + safetext.Line(path) + ": is a directory"}
-	}
-	return p.target.Remove(path)
-}
-
-// setstat applies the attributes of a (f)setstat request one by one, as
-// sftp.Client offers no call taking raw attributes.
-func (p *proxy) setstat(r *sftp.Request) error {
-	fl, a := r.AttrFlags(), r.Attributes()
-	if a == nil {
-		return &statusErr{code: sftp.ErrSSHFxBadMessage, msg: "setstat: malformed attributes"}
-	}
-	if fl.Size {
-		if err := p.target.Truncate(r.Filepath, int64(a.Size)); err != nil {
-			return err
-		}
-	}
-	if fl.UidGid {
-		if err := p.target.Chown(r.Filepath, int(a.UID), int(a.GID)); err != nil {
-			return err
-		}
-	}
-	if fl.Permissions {
-		if err := p.target.Chmod(r.Filepath, a.FileMode()); err != nil {
-			return err
-		}
-	}
-	if fl.Acmodtime {
-		if err := p.target.Chtimes(r.Filepath, a.AccessTime(), a.ModTime()); err != nil {
-			return err
-		}
+		return fmt.Errorf("sftpproxy: writing to the target: %w", err)
 	}
 	return nil
 }
 
-// describeSetstat adds the requested attribute changes to op.
-func describeSetstat(op map[string]string, r *sftp.Request) {
-	fl, a := r.AttrFlags(), r.Attributes()
-	if a == nil {
+// enter puts a request in the table, waiting while the table is full.
+func (r *relay) enter(id uint32, pd pending) error {
+	n := 0
+	if pd.buf != nil {
+		n = cap(*pd.buf)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for !r.stopped && (len(r.pending) >= maxOutstanding || (n > 0 && r.held > 0 && r.held+n > maxHeldBytes)) {
+		r.room.Wait()
+	}
+	if r.stopped {
+		return errStopped
+	}
+	if _, dup := r.pending[id]; dup {
+		return fmt.Errorf("sftpproxy: the client reused request id %d while it was outstanding", id)
+	}
+	r.pending[id] = pd
+	r.held += n
+	return nil
+}
+
+// errStopped: the session ended while a request waited for room; the
+// cause is already recorded in endErr.
+var errStopped = errors.New("sftpproxy: session stopped")
+
+// drain waits, once the client has gone, for answers to the requests
+// already forwarded, so that they are recorded with their results.
+func (r *relay) drain(ctx context.Context, targetDone <-chan struct{}) {
+	r.mu.Lock()
+	if len(r.pending) == 0 || r.stopped {
+		r.mu.Unlock()
 		return
 	}
-	if fl.Size {
-		op["size"] = strconv.FormatUint(a.Size, 10)
-	}
-	if fl.UidGid {
-		op["uid"] = strconv.FormatUint(uint64(a.UID), 10)
-		op["gid"] = strconv.FormatUint(uint64(a.GID), 10)
-	}
-	if fl.Permissions {
-		op["mode"] = fmt.Sprintf("%04o", a.Mode&0o7777)
-	}
-	if fl.Acmodtime {
-		op["atime"] = strconv.FormatUint(uint64(a.Atime), 10)
-		op["mtime"] = strconv.FormatUint(uint64(a.Mtime), 10)
+	ch := make(chan struct{})
+	r.drained = ch
+	r.mu.Unlock()
+	t := time.NewTimer(drainTimeout)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-targetDone:
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 
-// Filelist serves directory listings and stat (also fstat, which the
-// request server turns into a stat of the handle's path).
-func (p *proxy) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
-	switch r.Method {
-	case "List":
-		op := map[string]string{"op": "list", "path": r.Filepath}
-		if err := p.refuse(op, false); err != nil {
-			return nil, err
+// targetLoop reads the target's answers and passes them on until Serve
+// closes the target (nil) or the target fails or misbehaves (the error).
+func (r *relay) targetLoop() error {
+	for {
+		b, p, err := readPacketInto(r.target)
+		if err != nil {
+			if r.targetClosing.Load() {
+				return nil
+			}
+			if errors.Is(err, io.EOF) {
+				return errors.New("sftpproxy: the target ended the SFTP session")
+			}
+			return fmt.Errorf("sftpproxy: reading from the target: %w", err)
 		}
-		fis, err := p.target.ReadDir(r.Filepath)
-		if err == nil {
-			op["entries"] = strconv.Itoa(len(fis))
+		err = r.answer(p)
+		if err == nil && !r.failed.Load() {
+			_ = r.writeClient((*b)[:4+len(p)])
 		}
-		if err := p.finish(op, err); err != nil {
-			return nil, err
+		putBuf(b)
+		if err != nil {
+			return err
 		}
-		l := make(listing, len(fis))
-		for i, fi := range fis {
-			l[i] = wrapInfo(fi)
+	}
+}
+
+// answer matches one answer of the target to its request, hashes its data
+// and records the operation.
+func (r *relay) answer(p []byte) error {
+	rep, err := parseReply(p)
+	if err != nil {
+		return fmt.Errorf("sftpproxy: bad answer from the target: %w", err)
+	}
+	r.mu.Lock()
+	pd, ok := r.pending[rep.id]
+	if ok {
+		delete(r.pending, rep.id)
+		if pd.buf != nil {
+			r.held -= cap(*pd.buf)
 		}
-		return l, nil
-	case "Stat":
-		return p.stat("stat", r.Filepath, p.target.Stat)
-	default:
-		return nil, sftp.ErrSSHFxOpUnsupported
-	}
-}
-
-// Lstat serves SSH_FXP_LSTAT without following a final symlink.
-func (p *proxy) Lstat(r *sftp.Request) (sftp.ListerAt, error) {
-	return p.stat("lstat", r.Filepath, p.target.Lstat)
-}
-
-func (p *proxy) stat(name, path string, fn func(string) (os.FileInfo, error)) (sftp.ListerAt, error) {
-	op := map[string]string{"op": name, "path": path}
-	if err := p.refuse(op, false); err != nil {
-		return nil, err
-	}
-	fi, err := fn(path)
-	if err := p.finish(op, err); err != nil {
-		return nil, err
-	}
-	return listing{wrapInfo(fi)}, nil
-}
-
-// RealPath forwards canonicalisation to the target, so "." is the target
-// login's home as with a direct connection.
-func (p *proxy) RealPath(path string) (string, error) {
-	op := map[string]string{"op": "realpath", "path": path}
-	if err := p.refuse(op, false); err != nil {
-		return "", err
-	}
-	resolved, err := p.target.RealPath(path)
-	if err == nil {
-		op["resolved"] = resolved
-	}
-	if err := p.finish(op, err); err != nil {
-		return "", err
-	}
-	return resolved, nil
-}
-
-// Readlink returns a symlink's contents verbatim (relative or absolute).
-func (p *proxy) Readlink(path string) (string, error) {
-	op := map[string]string{"op": "readlink", "path": path}
-	if err := p.refuse(op, false); err != nil {
-		return "", err
-	}
-	dest, err := p.target.ReadLink(path)
-	if err == nil {
-		op["target"] = dest
-	}
-	if err := p.finish(op, err); err != nil {
-		return "", err
-	}
-	return dest, nil
-}
-
-// file is an open target file as the request server sees it: reads and
-// writes pass straight through, counted and hashed; Close records totals.
-type file struct {
-	p      *proxy
-	f      *sftp.File
-	path   string
-	handle string
-	opened time.Time
-
-	read, written *streamHash
-
-	xferMu  sync.Mutex
-	xferErr error
-
-	closeOnce sync.Once
-	closeErr  error
-}
-
-// ReadAt reads from the target. It is called concurrently by the request
-// server's workers.
-func (f *file) ReadAt(b []byte, off int64) (int, error) {
-	if f.p.failed.Load() {
-		return 0, errNotRecorded
-	}
-	n, err := f.f.ReadAt(b, off)
-	f.read.add(b[:n], off)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return n, toStatus(err)
-	}
-	return n, err
-}
-
-// WriteAt writes to the target. It is called concurrently by the request
-// server's workers.
-func (f *file) WriteAt(b []byte, off int64) (int, error) {
-	if f.p.failed.Load() {
-		return 0, errNotRecorded
-	}
-	n, err := f.f.WriteAt(b, off)
-	f.written.add(b[:n], off)
-	return n, toStatus(err)
-}
-
-// TransferError notes why the session ended with this file still open.
-func (f *file) TransferError(err error) {
-	f.xferMu.Lock()
-	defer f.xferMu.Unlock()
-	f.xferErr = err
-}
-
-// Close closes the target file and records the transfer totals.
-func (f *file) Close() error {
-	f.closeOnce.Do(func() {
-		err := f.f.Close()
-		nr, hr, sr := f.read.sum()
-		nw, hw, sw := f.written.sum()
-		op := map[string]string{
-			"op":             "close",
-			"path":           f.path,
-			"handle":         f.handle,
-			"bytes_read":     strconv.FormatInt(nr, 10),
-			"bytes_written":  strconv.FormatInt(nw, 10),
-			"sha256_read":    hr,
-			"sha256_written": hw,
-			"sequential":     strconv.FormatBool(sr && sw),
-			"duration_ms":    strconv.FormatInt(f.p.now().Sub(f.opened).Milliseconds(), 10),
+		r.room.Signal()
+		if len(r.pending) == 0 && r.drained != nil {
+			close(r.drained)
+			r.drained = nil
 		}
-		f.xferMu.Lock()
-		if f.xferErr != nil {
-			op["transfer_error"] = f.xferErr.Error()
+	}
+	r.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("sftpproxy: the target answered request %d, which is not outstanding", rep.id)
+	}
+	if pd.buf != nil {
+		defer putBuf(pd.buf)
+	}
+	if !expected(pd.typ, rep.typ) {
+		return fmt.Errorf("sftpproxy: the target answered %s with packet type %d", typeName(pd.typ, ""), rep.typ)
+	}
+	switch {
+	case pd.typ == fxpRead:
+		if rep.typ == fxpData && pd.h != nil && pd.h.read != nil {
+			pd.h.read.add(rep.data, int64(pd.off))
 		}
-		f.xferMu.Unlock()
-		// After a recording failure this still tries, and fails quietly:
-		// the session is already closed.
-		f.closeErr = f.p.finish(op, err)
-	})
-	return f.closeErr
-}
-
-// listing is a fixed list of entries served through sftp.ListerAt.
-type listing []os.FileInfo
-
-// ListAt copies entries from offset off and reports io.EOF at the end.
-func (l listing) ListAt(dst []os.FileInfo, off int64) (int, error) {
-	if off < 0 || off >= int64(len(l)) {
-		return 0, io.EOF
+		return nil
+	case pd.typ == fxpWrite:
+		// Hashed once the target has taken it: the record shows what the
+		// target accepted, not what was offered.
+		if rep.typ == fxpStatus && rep.code == fxOK && pd.h != nil && pd.h.written != nil {
+			pd.h.written.add(pd.data, int64(pd.off))
+		}
+		return nil
+	case pd.readdir:
+		if pd.h != nil {
+			if rep.typ == fxpName {
+				pd.h.entries += countEntries(rep)
+			} else if rep.code != fxOK && rep.code != fxEOF {
+				pd.h.listErr = statusText(rep.code, rep.msg)
+			}
+		}
+		return nil
+	case pd.typ == fxpOpen || pd.typ == fxpOpendir:
+		return r.opened(pd, rep)
+	case pd.typ == fxpClose:
+		if pd.h == nil {
+			return nil
+		}
+		r.mu.Lock()
+		if r.handles[pd.hkey] == pd.h {
+			delete(r.handles, pd.hkey)
+		}
+		r.mu.Unlock()
+		return r.recordOrFail(rep.id, r.closeOp(pd.h, result(rep), ""))
 	}
-	n := copy(dst, l[off:])
-	if off+int64(n) >= int64(len(l)) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-// infoWithIDs passes the target's uid, gid and extended attributes on to
-// the client, which the request server otherwise only takes from a
-// syscall.Stat_t.
-type infoWithIDs struct {
-	os.FileInfo
-	st *sftp.FileStat
-}
-
-func (i infoWithIDs) Uid() uint32                   { return i.st.UID }
-func (i infoWithIDs) Gid() uint32                   { return i.st.GID }
-func (i infoWithIDs) Extended() []sftp.StatExtended { return i.st.Extended }
-
-func wrapInfo(fi os.FileInfo) os.FileInfo {
-	if st, ok := fi.Sys().(*sftp.FileStat); ok && st != nil {
-		return infoWithIDs{FileInfo: fi, st: st}
-	}
-	return fi
-}
-
-// statusErr carries a message for the client together with the SFTP
-// status code: the request server finds the code through Unwrap.
-type statusErr struct {
-	code error // one of the sftp.ErrSSHFx* values
-	msg  string
-}
-
-func (e *statusErr) Error() string { return e.msg }
-func (e *statusErr) Unwrap() error { return e.code }
-
-// toStatus translates an error from the target client into one the
-// request server reports with the same status code the target gave;
-// without it, permission denied would reach the client as a plain failure.
-func toStatus(err error) error {
-	if err == nil {
+	if pd.op == nil {
 		return nil
 	}
-	var se *statusErr
-	if errors.As(err, &se) {
-		return err
+	pd.op["result"] = result(rep)
+	if rep.typ == fxpName && rep.count > 0 {
+		switch pd.typ {
+		case fxpRealpath:
+			pd.op["resolved"] = string(rep.name)
+		case fxpReadlink:
+			pd.op["target"] = string(rep.name)
+		}
 	}
-	var code error = sftp.ErrSSHFxFailure
-	var ts *sftp.StatusError
-	switch {
-	case errors.As(err, &ts):
-		code = ts.FxCode()
-	case errors.Is(err, os.ErrNotExist):
-		code = sftp.ErrSSHFxNoSuchFile
-	case errors.Is(err, os.ErrPermission):
-		code = sftp.ErrSSHFxPermissionDenied
-	case errors.Is(err, io.EOF):
-		code = sftp.ErrSSHFxEOF
-	case errors.Is(err, sftp.ErrSSHFxOpUnsupported):
-		code = sftp.ErrSSHFxOpUnsupported
-	}
-	return &statusErr{code: code, msg: err.Error()}
+	return r.recordOrFail(rep.id, pd.op)
 }
 
-// result is the record's text for an operation's outcome.
-func result(err error) string {
-	if err == nil {
+// opened takes the answer to OPEN or OPENDIR. A directory is recorded
+// (as "list") when it is closed, with the entries read; an open file at
+// once.
+func (r *relay) opened(pd pending, rep reply) error {
+	dir := pd.typ == fxpOpendir
+	if rep.typ == fxpHandle {
+		h := &handle{number: pd.number, path: pd.path, dir: dir, opened: r.now()}
+		if !dir {
+			h.read, h.written = newStreamHash(r.budget), newStreamHash(r.budget)
+		}
+		r.mu.Lock()
+		_, dup := r.handles[string(rep.handle)]
+		if !dup {
+			r.opens++
+			h.seq = r.opens
+			r.handles[string(rep.handle)] = h
+		}
+		r.mu.Unlock()
+		if dup {
+			return errors.New("sftpproxy: the target returned a handle that is already open")
+		}
+		if dir {
+			return nil
+		}
+	}
+	op := pd.op
+	if dir {
+		op = map[string]string{"op": "list", "path": pd.path}
+	}
+	op["result"] = result(rep)
+	return r.recordOrFail(rep.id, op)
+}
+
+// expected reports whether a reply of type got answers a request of type
+// req: STATUS answers all, the others only their requests.
+func expected(req, got byte) bool {
+	switch got {
+	case fxpStatus:
+		return true
+	case fxpHandle:
+		return req == fxpOpen || req == fxpOpendir
+	case fxpData:
+		return req == fxpRead
+	case fxpName:
+		return req == fxpReaddir || req == fxpRealpath || req == fxpReadlink
+	case fxpAttrs:
+		return req == fxpStat || req == fxpLstat || req == fxpFstat
+	case fxpExtendedReply:
+		return req == fxpExtended
+	}
+	return false
+}
+
+// result is the record's text for an answer: "ok" or the status.
+func result(rep reply) string {
+	if rep.typ != fxpStatus || rep.code == fxOK {
 		return "ok"
 	}
-	return err.Error()
+	return statusText(rep.code, rep.msg)
+}
+
+// countEntries counts a READDIR answer's names other than "." and "..",
+// which the record leaves out (as directory listings show them).
+func countEntries(rep reply) int {
+	n := 0
+	d := dec{b: rep.names}
+	for i := uint32(0); i < rep.count && d.err == nil; i++ {
+		name := string(d.str("file name"))
+		d.str("long name")
+		d.attrs()
+		if d.err == nil && name != "." && name != ".." {
+			n++
+		}
+	}
+	return n
+}
+
+// closeOp is the record of a handle's end: a file's transfer totals, or a
+// directory's listing.
+func (r *relay) closeOp(h *handle, result, transferErr string) map[string]string {
+	if h.dir {
+		if h.listErr != "" && result == "ok" {
+			result = h.listErr
+		}
+		return map[string]string{"op": "list", "path": h.path, "entries": strconv.Itoa(h.entries), "result": result}
+	}
+	nr, hr, sr := h.read.sum()
+	nw, hw, sw := h.written.sum()
+	op := map[string]string{
+		"op":             "close",
+		"path":           h.path,
+		"handle":         h.number,
+		"bytes_read":     strconv.FormatInt(nr, 10),
+		"bytes_written":  strconv.FormatInt(nw, 10),
+		"sha256_read":    hr,
+		"sha256_written": hw,
+		"sequential":     strconv.FormatBool(sr && sw),
+		"duration_ms":    strconv.FormatInt(r.now().Sub(h.opened).Milliseconds(), 10),
+		"result":         result,
+	}
+	if transferErr != "" {
+		op["transfer_error"] = transferErr
+	}
+	return op
+}
+
+// recordUnfinished records, after both readers have ended, what the
+// session left open: requests the target never answered (with an unknown
+// result) and handles the client never closed (with what had passed).
+// After a recording failure the calls fail quietly.
+func (r *relay) recordUnfinished() {
+	r.mu.Lock()
+	ids := make([]uint32, 0, len(r.pending))
+	for id := range r.pending {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	var ops []map[string]string
+	for _, id := range ids {
+		pd := r.pending[id]
+		if pd.buf != nil {
+			putBuf(pd.buf)
+		}
+		if pd.op != nil && !r.failed.Load() {
+			pd.op["result"] = "unknown: the session ended before the target answered"
+			ops = append(ops, pd.op)
+		}
+	}
+	clear(r.pending)
+	hs := make([]*handle, 0, len(r.handles))
+	for _, h := range r.handles {
+		hs = append(hs, h)
+	}
+	clear(r.handles)
+	endErr := r.endErr
+	r.mu.Unlock()
+	sort.Slice(hs, func(i, j int) bool { return hs[i].seq < hs[j].seq })
+	why := "the session ended with the file open"
+	if endErr != nil {
+		why += ": " + endErr.Error()
+	}
+	for _, h := range hs {
+		op := r.closeOp(h, "not closed: the session ended", why)
+		if h.dir {
+			op["result"] = "ok"
+		}
+		ops = append(ops, op)
+	}
+	for _, op := range ops {
+		if r.record(op) != nil {
+			return
+		}
+	}
+}
+
+// setstatOp is the record of a (f)setstat with the changes it asks for.
+func setstatOp(p string, a attrs) map[string]string {
+	op := map[string]string{"op": "setstat", "path": p}
+	if a.flags&attrSize != 0 {
+		op["size"] = strconv.FormatUint(a.size, 10)
+	}
+	if a.flags&attrUIDGID != 0 {
+		op["uid"] = strconv.FormatUint(uint64(a.uid), 10)
+		op["gid"] = strconv.FormatUint(uint64(a.gid), 10)
+	}
+	if a.flags&attrPermissions != 0 {
+		op["mode"] = fmt.Sprintf("%04o", a.perm&0o7777)
+	}
+	if a.flags&attrACModTime != 0 {
+		op["atime"] = strconv.FormatUint(uint64(a.atime), 10)
+		op["mtime"] = strconv.FormatUint(uint64(a.mtime), 10)
+	}
+	return op
 }
 
 // flagString names the open flags for the record.
-func flagString(f sftp.FileOpenFlags) string {
+func flagString(f uint32) string {
 	var names []string
 	for _, x := range []struct {
-		on   bool
+		bit  uint32
 		name string
 	}{
-		{f.Read, "read"}, {f.Write, "write"}, {f.Append, "append"},
-		{f.Creat, "create"}, {f.Trunc, "truncate"}, {f.Excl, "excl"},
+		{fxfRead, "read"}, {fxfWrite, "write"}, {fxfAppend, "append"},
+		{fxfCreat, "create"}, {fxfTrunc, "truncate"}, {fxfExcl, "excl"},
 	} {
-		if x.on {
+		if f&x.bit != 0 {
 			names = append(names, x.name)
 		}
 	}
 	return strings.Join(names, ",")
-}
-
-// osFlags turns SFTP open flags back into os flags for sftp.Client.OpenFile,
-// which maps them to the same SFTP flags again.
-func osFlags(f sftp.FileOpenFlags) int {
-	var fl int
-	switch {
-	case f.Read && f.Write:
-		fl = os.O_RDWR
-	case f.Write:
-		fl = os.O_WRONLY
-	case f.Read:
-		fl = os.O_RDONLY
-	case f.Append || f.Creat || f.Trunc || f.Excl:
-		// The request server treats these as a write open.
-		fl = os.O_WRONLY
-	}
-	if f.Append {
-		fl |= os.O_APPEND
-	}
-	if f.Creat {
-		fl |= os.O_CREATE
-	}
-	if f.Trunc {
-		fl |= os.O_TRUNC
-	}
-	if f.Excl {
-		fl |= os.O_EXCL
-	}
-	return fl
 }

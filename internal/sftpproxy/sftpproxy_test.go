@@ -74,38 +74,36 @@ func (m *memRecorder) one(t *testing.T, kv ...string) map[string]string {
 	return got[0]
 }
 
-// rig is a user client talking to Serve, which forwards to a pkg/sftp
-// server rooted at dir; all over in-memory pipes.
+// rig is a user client (pkg/sftp) talking to Serve, which relays to a
+// real sftp-server running in dir; the client side over an in-memory pipe.
 type rig struct {
 	dir    string
 	user   *sftp.Client
-	target *sftp.Client
 	rec    *memRecorder
 	cancel context.CancelFunc
 	served chan error
 	closed bool
 }
 
+func requireServer(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat(sftpServer); err != nil {
+		t.Skipf("%s not installed", sftpServer)
+	}
+}
+
 func newRig(t testing.TB, o Options, userOpts ...sftp.ClientOption) *rig {
 	t.Helper()
-	dir := t.TempDir()
-	tc, ts := net.Pipe()
-	srv, err := sftp.NewServer(ts, sftp.WithServerWorkingDirectory(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvDone := make(chan struct{})
-	go func() { defer close(srvDone); srv.Serve() }()
-	target, err := NewTargetClient(tc, tc)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	r := &rig{dir: dir, target: target, rec: &memRecorder{}, served: make(chan error, 1)}
+	target, dir := realTarget(t)
+	r := &rig{dir: dir, rec: &memRecorder{}, served: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	uc, us := net.Pipe()
-	go func() { r.served <- Serve(ctx, us, target, r.rec.rec, o) }()
+	tg, err := Handshake(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.served <- Serve(ctx, us, tg, r.rec.rec, o) }()
 	r.user, err = sftp.NewClientPipe(uc, uc, userOpts...)
 	if err != nil {
 		t.Fatal(err)
@@ -116,9 +114,6 @@ func newRig(t testing.TB, o Options, userOpts ...sftp.ClientOption) *rig {
 			<-r.served
 		}
 		cancel()
-		target.Close()
-		srv.Close()
-		<-srvDone
 	})
 	return r
 }
@@ -242,16 +237,17 @@ func TestCommandsRecorded(t *testing.T) {
 			[]string{"op", "rename", "path", abs("d/b.txt"), "to", abs("d/c.txt"), "overwrite", "true"}},
 		{"chmod", func() error { return u.Chmod("d/c.txt", 0o640) },
 			[]string{"op", "setstat", "path", abs("d/c.txt"), "mode", "0640"}},
-		// The pkg/sftp server makes link contents absolute.
-		{"symlink", func() error { return u.Symlink("d/c.txt", "d/link") },
-			[]string{"op", "symlink", "path", abs("d/link"), "target", "d/c.txt"}},
+		// Link contents as the client gave them; sftp-server keeps them
+		// relative, so the link resolves against its own directory.
+		{"symlink", func() error { return u.Symlink("c.txt", "d/link") },
+			[]string{"op", "symlink", "path", abs("d/link"), "target", "c.txt"}},
 		{"readlink", func() error {
 			got, err := u.ReadLink("d/link")
-			if err == nil && got != abs("d/c.txt") {
+			if err == nil && got != "c.txt" {
 				return errors.New("readlink gave " + got)
 			}
 			return err
-		}, []string{"op", "readlink", "path", abs("d/link"), "target", abs("d/c.txt")}},
+		}, []string{"op", "readlink", "path", abs("d/link"), "target", "c.txt"}},
 		{"lstat", func() error {
 			fi, err := u.Lstat("d/link")
 			if err == nil && fi.Mode()&os.ModeSymlink == 0 {
@@ -348,6 +344,9 @@ func TestReadOnlyRefusesWrites(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(r.dir, "keep.txt"), []byte("data"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Mkdir(filepath.Join(r.dir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	u := r.user
 	writes := []struct {
 		name string
@@ -361,6 +360,10 @@ func TestReadOnlyRefusesWrites(t *testing.T) {
 		{"mkdir", func() error { return u.Mkdir("dir") }, "mkdir"},
 		{"chmod", func() error { return u.Chmod("keep.txt", 0o777) }, "setstat"},
 		{"symlink", func() error { return u.Symlink("keep.txt", "l") }, "symlink"},
+		{"posix rename", func() error { return u.PosixRename("keep.txt", "other.txt") }, "rename"},
+		{"hardlink", func() error { return u.Link("keep.txt", "hard") }, "link"},
+		{"truncate", func() error { return u.Truncate("keep.txt", 0) }, "setstat"},
+		{"rmdir", func() error { return u.RemoveDirectory("sub") }, "rmdir"},
 	}
 	for _, w := range writes {
 		t.Run(w.name, func(t *testing.T) {
@@ -375,8 +378,17 @@ func TestReadOnlyRefusesWrites(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(r.dir, "new.txt")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("read-only put created a file")
 	}
-	if _, err := os.Stat(filepath.Join(r.dir, "keep.txt")); err != nil {
-		t.Fatal("read-only remove or rename took effect")
+	// Nothing of the refused requests reached the target.
+	if fi, err := os.Stat(filepath.Join(r.dir, "keep.txt")); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != 4 {
+		t.Fatalf("read-only remove, rename, chmod or truncate took effect (%v)", err)
+	}
+	for _, p := range []string{"dir", "l", "other.txt", "hard"} {
+		if _, err := os.Lstat(filepath.Join(r.dir, p)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("read-only session created %s", p)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(r.dir, "sub")); err != nil {
+		t.Fatal("read-only rmdir took effect")
 	}
 	// Reads still work.
 	f, err := u.Open("keep.txt")
@@ -518,7 +530,15 @@ func benchGet(b *testing.B, viaProxy bool) {
 	}
 	c := r.user
 	if !viaProxy {
-		c = r.target
+		t, err := startTarget(r.dir, io.Discard)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer func() { t.Close(); _ = t.cmd.Wait() }()
+		if c, err = sftp.NewClientPipe(t, t.in); err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
 	}
 	b.SetBytes(int64(len(data)))
 	b.ResetTimer()

@@ -3,42 +3,40 @@ package sftpproxy
 import (
 	"bytes"
 	"encoding/binary"
-	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 )
 
-func TestRequestSize(t *testing.T) {
-	for _, c := range []struct {
-		pkt, read, write uint64
-		want             int
-	}{
-		{256 << 10, 255 << 10, 255 << 10, 255 << 10}, // OpenSSH
-		{256 << 10, 1 << 20, 1 << 20, 255 << 10},     // the packet limit, less a header
-		{1 << 20, 1 << 20, 1 << 20, maxTxPacket},     // pkg/sftp's own bound
-		{256 << 10, 64 << 10, 128 << 10, 64 << 10},   // the smaller length
-		{256 << 10, 16 << 10, 255 << 10, 0},          // below 32 KiB: the default
-		{0, 255 << 10, 255 << 10, 0},                 // unknown
-		{256 << 10, 0, 255 << 10, 0},
-		{1000, 255 << 10, 255 << 10, 0},
-	} {
-		if got := requestSize(c.pkt, c.read, c.write); got != c.want {
-			t.Errorf("requestSize(%d, %d, %d) = %d, want %d", c.pkt, c.read, c.write, got, c.want)
-		}
+func u32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+func str(s string) []byte { return sftpString(s) }
+
+// packet frames a test packet.
+func packet(typ byte, body ...[]byte) []byte { return packetOf(typ, body...) }
+
+func limitsOf(id uint32, pkt, read, write uint64) []byte {
+	b := u32(id)
+	for _, v := range []uint64{pkt, read, write, 64} {
+		b = binary.BigEndian.AppendUint64(b, v)
 	}
+	return packet(fxpExtendedReply, b)
 }
 
-// fakeTarget answers INIT with a version packet naming exts, and a limits
-// request with reply (nil: the connection ends). It returns what it read.
-func fakeTarget(t *testing.T, c net.Conn, exts []string, reply []byte) <-chan []byte {
+// nameReply is a NAME answer with one entry.
+func nameReply(id uint32, name string) []byte {
+	return packet(fxpName, u32(id), u32(1), str(name), str(name), u32(0))
+}
+
+// fakeTarget answers INIT with a version packet naming exts, a limits
+// request (if exts offer it) with limitsAnswer, and realpath "." with
+// /home/x. It returns what it read.
+func fakeTarget(c net.Conn, exts []string, limitsAnswer []byte) <-chan []byte {
 	got := make(chan []byte, 1)
 	go func() {
 		defer close(got)
 		var seen []byte
 		defer func() { got <- seen }()
+		defer c.Close()
 		p, err := readPacket(c, 1<<20)
 		if err != nil {
 			return
@@ -51,60 +49,57 @@ func fakeTarget(t *testing.T, c net.Conn, exts []string, reply []byte) <-chan []
 		if _, err := c.Write(packet(fxpVersion, body...)); err != nil {
 			return
 		}
-		if p, err = readPacket(c, 1<<20); err != nil {
-			return
+		for {
+			if p, err = readPacket(c, 1<<20); err != nil {
+				return
+			}
+			seen = append(seen, p...)
+			answer := nameReply(binary.BigEndian.Uint32(p[5:]), "/home/x")
+			if p[4] == fxpExtended {
+				answer = limitsAnswer
+			}
+			if _, err := c.Write(answer); err != nil {
+				return
+			}
 		}
-		seen = append(seen, p...)
-		if reply != nil {
-			_, _ = c.Write(reply)
-		}
-		c.Close()
 	}()
 	return got
 }
 
-func limitsOf(id uint32, pkt, read, write uint64) []byte {
-	b := u32(id)
-	for _, v := range []uint64{pkt, read, write, 64} {
-		b = binary.BigEndian.AppendUint64(b, v)
-	}
-	return packet(fxpExtendedReply, b)
-}
-
 func TestTargetHandshake(t *testing.T) {
+	realpath := packet(fxpRealpath, u32(realpathID), str("."))
 	for _, c := range []struct {
-		name     string
-		exts     []string
-		reply    []byte
-		wantSize int
-		asked    bool
+		name   string
+		exts   []string
+		reply  []byte
+		limits *limits
+		asked  bool
 	}{
-		{"OpenSSH limits", []string{"posix-rename@openssh.com", limitsExt}, limitsOf(limitsID, 256<<10, 255<<10, 255<<10), 255 << 10, true},
-		{"no limits offered", []string{"posix-rename@openssh.com"}, nil, 0, false},
-		{"limits refused", []string{limitsExt}, packet(101, u32(limitsID), u32(8), str("unsupported"), str("")), 0, true},
-		{"reply for another id", []string{limitsExt}, limitsOf(9, 256<<10, 255<<10, 255<<10), 0, true},
+		{"OpenSSH limits", []string{posixRenameExt, limitsExt}, limitsOf(limitsID, 256<<10, 255<<10, 255<<10), &limits{256 << 10, 255 << 10, 255 << 10, 64}, true},
+		{"no limits offered", []string{posixRenameExt}, nil, nil, false},
+		{"limits refused", []string{limitsExt}, packet(fxpStatus, u32(limitsID), u32(8), str("unsupported"), str("")), nil, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			gw, tg := net.Pipe()
 			defer gw.Close()
-			seen := fakeTarget(t, tg, c.exts, c.reply)
-			version, size, err := targetHandshake(gw, gw)
+			seen := fakeTarget(tg, c.exts, c.reply)
+			ti, err := targetHandshake(gw, gw)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if size != c.wantSize {
-				t.Errorf("size %d, want %d", size, c.wantSize)
+			if (ti.limits == nil) != (c.limits == nil) || (ti.limits != nil && *ti.limits != *c.limits) {
+				t.Errorf("limits %+v, want %+v", ti.limits, c.limits)
 			}
-			if version[4] != fxpVersion {
-				t.Errorf("version packet % x", version)
+			if ti.start != "/home/x" || len(ti.exts) != len(c.exts) {
+				t.Errorf("start %q, extensions %v", ti.start, ti.exts)
 			}
 			gw.Close()
 			got := <-seen
-			init := packet(fxpInit, u32(3))
-			want := init
+			want := packet(fxpInit, u32(3))
 			if c.asked {
-				want = append(append([]byte{}, init...), limitsRequest(limitsID)...)
+				want = append(want, packet(fxpExtended, u32(limitsID), str(limitsExt))...)
 			}
+			want = append(want, realpath...)
 			if !bytes.Equal(got, want) {
 				t.Errorf("target read % x, want % x", got, want)
 			}
@@ -113,14 +108,17 @@ func TestTargetHandshake(t *testing.T) {
 }
 
 // TestTargetHandshakeRefusesGarbage: a target that answers INIT with
-// anything but a version packet of sane size is refused.
+// anything but a version 3 packet of sane size, or its limits with
+// another request's answer, is refused.
 func TestTargetHandshakeRefusesGarbage(t *testing.T) {
 	for name, answer := range map[string][]byte{
-		"status":   packet(101, u32(0), u32(8)),
-		"huge":     u32(1 << 30),
-		"empty":    u32(0),
-		"cut":      packet(fxpVersion, u32(3))[:6],
-		"no bytes": nil,
+		"status":        packet(fxpStatus, u32(0), u32(8)),
+		"huge":          u32(1 << 30),
+		"empty":         u32(0),
+		"cut":           packet(fxpVersion, u32(3))[:6],
+		"no bytes":      nil,
+		"version 4":     packet(fxpVersion, u32(4)),
+		"cut extension": packet(fxpVersion, u32(3), u32(1000)),
 	} {
 		t.Run(name, func(t *testing.T) {
 			gw, tg := net.Pipe()
@@ -129,113 +127,64 @@ func TestTargetHandshakeRefusesGarbage(t *testing.T) {
 				_, _ = tg.Write(answer)
 				tg.Close()
 			}()
-			if _, _, err := targetHandshake(gw, gw); err == nil {
+			if _, err := targetHandshake(gw, gw); err == nil {
 				t.Fatal("accepted")
 			}
 		})
 	}
+	t.Run("limits of another id", func(t *testing.T) {
+		gw, tg := net.Pipe()
+		defer gw.Close()
+		fakeTarget(tg, []string{limitsExt}, limitsOf(9, 256<<10, 255<<10, 255<<10))
+		if _, err := targetHandshake(gw, gw); err == nil {
+			t.Fatal("accepted")
+		}
+	})
 }
 
-// TestSkipInit: pkg/sftp's INIT is dropped, in one write or several, and
-// everything after it passes.
-func TestSkipInit(t *testing.T) {
-	init := packet(fxpInit, u32(3))
-	next := packet(17, u32(1), str("/"))
-	for _, cuts := range [][]int{{len(init)}, {4, len(init)}, {2, 7, len(init)}} {
-		var out nopCloser
-		s := &skipInit{w: &out}
-		prev := 0
-		for _, c := range cuts {
-			if n, err := s.Write(init[prev:c]); err != nil || n != c-prev {
-				t.Fatalf("cuts %v: write %d bytes: %d, %v", cuts, c-prev, n, err)
-			}
-			prev = c
-		}
-		if _, err := s.Write(next); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(out.Bytes(), next) {
-			t.Errorf("cuts %v: target got % x, want % x", cuts, out.Bytes(), next)
-		}
+// TestClientVersionAndLimits: the client is offered only the extensions
+// the relay records, limits@openssh.com only if the target has limits,
+// and never more than the relay's own caps.
+func TestClientVersionAndLimits(t *testing.T) {
+	ti := targetInfo{exts: []extension{
+		{posixRenameExt, "1"}, {"copy-data", "1"}, {"expand-path@openssh.com", "1"}, {hardlinkExt, "1"},
+	}}
+	v, exts, err := parseVersion(clientVersion(ti)[5:])
+	if err != nil || v != 3 {
+		t.Fatal(v, err)
 	}
-	if _, err := (&skipInit{w: &nopCloser{}}).Write(next); err == nil {
-		t.Error("a first packet other than INIT passed")
+	if want := []extension{{posixRenameExt, "1"}, {hardlinkExt, "1"}}; len(exts) != 2 || exts[0] != want[0] || exts[1] != want[1] {
+		t.Fatalf("offered %v", exts)
 	}
-}
-
-type nopCloser struct{ bytes.Buffer }
-
-func (*nopCloser) Close() error { return nil }
-
-// TestTargetClientOpenSSH: against OpenSSH's sftp-server the client takes
-// its limits and moves files of several request sizes intact.
-func TestTargetClientOpenSSH(t *testing.T) {
-	if _, err := os.Stat(sftpServer); err != nil {
-		t.Skipf("%s not installed", sftpServer)
+	ti.limits = &limits{1 << 20, 64 << 10, 0, 100}
+	_, exts, _ = parseVersion(clientVersion(ti)[5:])
+	if !hasExtension(exts, limitsExt) {
+		t.Fatal("limits not offered")
 	}
-	dir := t.TempDir()
-	srv := exec.Command(sftpServer, "-d", dir)
-	in, err := srv.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := srv.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { in.Close(); _ = srv.Wait() })
-	c, err := NewTargetClient(out, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, ok := c.HasExtension(limitsExt); !ok {
-		t.Fatal("the version packet replayed to pkg/sftp lost limits@openssh.com")
-	}
-	data := randomBytes(t, 3<<20+12345)
-	f, err := c.Create(filepath.Join(dir, "x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for off := 0; off < len(data); off += 300 << 10 { // above the limit: split by pkg/sftp
-		if _, err := f.WriteAt(data[off:min(off+300<<10, len(data))], int64(off)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	f.Close()
-	g, err := c.Open(filepath.Join(dir, "x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(g)
-	g.Close()
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("read back %d bytes (%v), want the %d written", len(got), err, len(data))
+	got := limitsReply(7, *ti.limits)
+	want := packet(fxpExtendedReply, u32(7), u64(limitMaxPacket), u64(64<<10), u64(0), u64(100))
+	if !bytes.Equal(got, want) {
+		t.Fatalf("limits reply % x, want % x", got, want)
 	}
 }
 
 // FuzzTargetHandshake: whatever a target answers, the handshake neither
-// panics nor reads past what it was given, and a request size it takes
-// lies between pkg/sftp's default and what pkg/sftp can receive.
+// panics nor reads past what it was given, and a start directory it takes
+// is absolute.
 func FuzzTargetHandshake(f *testing.F) {
-	f.Add(append(packet(fxpVersion, u32(3), str(limitsExt), str("1")), limitsOf(limitsID, 256<<10, 255<<10, 255<<10)...))
-	f.Add(packet(fxpVersion, u32(3), str("posix-rename@openssh.com"), str("1")))
+	f.Add(append(append(packet(fxpVersion, u32(3), str(limitsExt), str("1")), limitsOf(limitsID, 256<<10, 255<<10, 255<<10)...), nameReply(realpathID, "/root")...))
+	f.Add(append(packet(fxpVersion, u32(3), str(posixRenameExt), str("1")), nameReply(realpathID, "rel")...))
 	f.Add(append(packet(fxpVersion, u32(3), str(limitsExt), str("1")), limitsOf(limitsID, 1<<40, 1<<40, 1<<40)...))
 	f.Add(packet(fxpVersion, u32(3), u32(1<<31)))
 	f.Fuzz(func(t *testing.T, answer []byte) {
 		var sent bytes.Buffer
-		version, size, err := targetHandshake(bytes.NewReader(answer), &sent)
+		ti, err := targetHandshake(bytes.NewReader(answer), &sent)
 		if err != nil {
 			return
 		}
-		if len(version) < 5 || version[4] != fxpVersion || !bytes.HasPrefix(answer, version) {
-			t.Fatalf("version % x is not the start of the answer", version)
+		if ti.start == "" || ti.start[0] != '/' {
+			t.Fatalf("start %q", ti.start)
 		}
-		if size != 0 && (size < minTargetPacket || size > maxTxPacket) {
-			t.Fatalf("request size %d", size)
-		}
+		_ = clientVersion(ti)
 	})
 }

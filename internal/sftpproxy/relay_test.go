@@ -1,0 +1,324 @@
+package sftpproxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rawSession is a client that writes SFTP packets by hand to Serve.
+type rawSession struct {
+	c      net.Conn
+	rec    *memRecorder
+	served chan error
+	exts   []extension // offered in the relay's VERSION
+}
+
+// newRawSession starts Serve towards target and does the client's side
+// of the version exchange.
+func newRawSession(t *testing.T, o Options, target io.ReadWriteCloser) *rawSession {
+	t.Helper()
+	uc, us := net.Pipe()
+	s := &rawSession{c: uc, rec: &memRecorder{}, served: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	tg, err := Handshake(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.served <- Serve(ctx, us, tg, s.rec.rec, o) }()
+	t.Cleanup(func() {
+		cancel()
+		uc.Close()
+		<-s.served
+	})
+	s.send(t, packet(fxpInit, u32(3)))
+	v := s.recvRaw(t)
+	if v[4] != fxpVersion {
+		t.Fatalf("answer to INIT has type %d", v[4])
+	}
+	if _, s.exts, err = parseVersion(v[5:]); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// realTarget starts sftp-server in a new directory.
+func realTarget(t testing.TB) (*procTarget, string) {
+	t.Helper()
+	requireServer(t)
+	dir := t.TempDir()
+	target, err := startTarget(dir, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { target.Close(); _ = target.cmd.Wait() })
+	return target, dir
+}
+
+func (s *rawSession) send(t *testing.T, p []byte) {
+	t.Helper()
+	_ = s.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := s.c.Write(p); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+}
+
+func (s *rawSession) recvRaw(t *testing.T) []byte {
+	t.Helper()
+	_ = s.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	p, err := readPacket(s.c, 4+maxPacket)
+	if err != nil {
+		t.Fatalf("receive: %v", err)
+	}
+	return p
+}
+
+func (s *rawSession) recv(t *testing.T) reply {
+	t.Helper()
+	r, err := parseReply(s.recvRaw(t)[4:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// ended waits for Serve's result.
+func (s *rawSession) ended(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-s.served:
+		s.served <- err
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not end")
+		return nil
+	}
+}
+
+// TestOversizePacketEndsSession: a client packet above the limit is a
+// protocol error; the session ends with it, and nothing of it reaches the
+// target.
+func TestOversizePacketEndsSession(t *testing.T) {
+	target, _ := realTarget(t)
+	s := newRawSession(t, Options{}, target)
+	s.send(t, u32(maxPacket+1))
+	err := s.ended(t)
+	if err == nil || !strings.Contains(err.Error(), "packet too large") {
+		t.Fatalf("Serve returned %v, want the oversize packet", err)
+	}
+	_ = s.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := s.c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the client channel is still open")
+	}
+}
+
+// TestUnsupportedRequestsRefused: extensions outside the allowlist (above
+// all copy-data, whose data the gateway would never see) are not offered,
+// and requests for them or for unknown packet types are refused with
+// OP_UNSUPPORTED, recorded and never forwarded.
+func TestUnsupportedRequestsRefused(t *testing.T) {
+	target, dir := realTarget(t)
+	if err := os.WriteFile(filepath.Join(dir, "src"), []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := newRawSession(t, Options{}, target)
+	for _, e := range s.exts {
+		if !relayedExtensions[e.name] && e.name != limitsExt {
+			t.Errorf("offered %s", e.name)
+		}
+	}
+	// copy-data: open both files, then ask the target to copy between
+	// them. The opens are relayed; the copy is not.
+	s.send(t, packet(fxpOpen, u32(1), str("src"), u32(fxfRead), u32(0)))
+	src := s.recv(t)
+	s.send(t, packet(fxpOpen, u32(2), str("dst"), u32(fxfWrite|fxfCreat), u32(0)))
+	dst := s.recv(t)
+	if src.typ != fxpHandle || dst.typ != fxpHandle {
+		t.Fatalf("opens answered %d, %d", src.typ, dst.typ)
+	}
+	s.send(t, packet(fxpExtended, u32(3), str("copy-data"), str(string(src.handle)), u64(0), u64(0),
+		str(string(dst.handle)), u64(0)))
+	if r := s.recv(t); r.id != 3 || r.typ != fxpStatus || r.code != fxOpUnsupported {
+		t.Fatalf("copy-data answered %+v", r)
+	}
+	s.send(t, packet(99, u32(4), []byte("junk")))
+	if r := s.recv(t); r.id != 4 || r.code != fxOpUnsupported {
+		t.Fatalf("type 99 answered %+v", r)
+	}
+	// The target still answers: the refused requests did not reach it.
+	s.send(t, packet(fxpClose, u32(5), str(string(dst.handle))))
+	if r := s.recv(t); r.id != 5 || r.code != fxOK {
+		t.Fatalf("close answered %+v", r)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "dst")); err != nil || len(b) != 0 {
+		t.Fatalf("dst holds %q (%v): the copy reached the target", b, err)
+	}
+	s.rec.one(t, "op", "extended", "name", "copy-data", "result", errUnsupported.msg)
+	s.rec.one(t, "op", "unsupported", "type", "99", "result", errUnsupported.msg)
+}
+
+// TestLimitsAnswered: limits@openssh.com is answered by the relay with
+// the target's limits capped at its own.
+func TestLimitsAnswered(t *testing.T) {
+	target, _ := realTarget(t)
+	s := newRawSession(t, Options{}, target)
+	if !hasExtension(s.exts, limitsExt) {
+		t.Fatal("limits@openssh.com not offered")
+	}
+	s.send(t, packet(fxpExtended, u32(1), str(limitsExt)))
+	p := s.recvRaw(t)
+	if p[4] != fxpExtendedReply || len(p) < 9+32 || binary.BigEndian.Uint32(p[5:]) != 1 {
+		t.Fatalf("limits answered % x", p)
+	}
+	if pkt, rd, wr := binary.BigEndian.Uint64(p[9:]), binary.BigEndian.Uint64(p[17:]), binary.BigEndian.Uint64(p[25:]); pkt > limitMaxPacket || rd > limitMaxRead || wr > limitMaxWrite || rd < 32<<10 {
+		t.Fatalf("limits %d %d %d", pkt, rd, wr)
+	}
+}
+
+// scriptedTarget speaks the handshake like sftp-server (no extensions,
+// "." is /t) and then answers each request with answer(request), or not
+// at all if that is nil.
+func scriptedTarget(t *testing.T, answer func(req []byte) []byte) io.ReadWriteCloser {
+	gw, tg := net.Pipe()
+	go func() {
+		defer tg.Close()
+		if _, err := readPacket(tg, 1<<10); err != nil {
+			return
+		}
+		if _, err := tg.Write(packet(fxpVersion, u32(3))); err != nil {
+			return
+		}
+		for {
+			p, err := readPacket(tg, 4+maxPacket)
+			if err != nil {
+				return
+			}
+			id := binary.BigEndian.Uint32(p[5:])
+			a := nameReply(id, "/t")
+			if id != realpathID || p[4] != fxpRealpath {
+				a = answer(p)
+			}
+			if a == nil {
+				continue
+			}
+			if _, err := tg.Write(a); err != nil {
+				return
+			}
+		}
+	}()
+	return gw
+}
+
+// TestTargetAnswerNobodyAskedEndsSession: a target that answers a request
+// id that is not outstanding is misbehaving; the session ends.
+func TestTargetAnswerNobodyAskedEndsSession(t *testing.T) {
+	target := scriptedTarget(t, func(req []byte) []byte {
+		return packet(fxpStatus, u32(binary.BigEndian.Uint32(req[5:])+100), u32(fxOK), str(""), str(""))
+	})
+	s := newRawSession(t, Options{}, target)
+	s.send(t, packet(fxpMkdir, u32(7), str("d"), u32(0)))
+	err := s.ended(t)
+	if err == nil || !strings.Contains(err.Error(), "107, which is not outstanding") {
+		t.Fatalf("Serve returned %v", err)
+	}
+}
+
+// TestTargetWrongAnswerTypeEndsSession: DATA in answer to an OPEN is not
+// relayed.
+func TestTargetWrongAnswerTypeEndsSession(t *testing.T) {
+	target := scriptedTarget(t, func(req []byte) []byte {
+		return packet(fxpData, u32(binary.BigEndian.Uint32(req[5:])), str("x"))
+	})
+	s := newRawSession(t, Options{}, target)
+	s.send(t, packet(fxpOpen, u32(7), str("f"), u32(fxfRead), u32(0)))
+	if err := s.ended(t); err == nil || !strings.Contains(err.Error(), "answered open with packet type 103") {
+		t.Fatalf("Serve returned %v", err)
+	}
+}
+
+// TestRecordingFailureStopsForwarding: after the recorder fails, the
+// client's next requests (already on their way) do not reach the target.
+func TestRecordingFailureStopsForwarding(t *testing.T) {
+	target, dir := realTarget(t)
+	s := newRawSession(t, Options{}, target)
+	s.rec.setFail(func(op map[string]string) bool { return op["op"] == "mkdir" })
+	s.send(t, packet(fxpMkdir, u32(1), str("first"), u32(0)))
+	if r := s.recv(t); r.code != errNotRecorded.code || string(r.msg) != errNotRecorded.msg {
+		t.Fatalf("mkdir answered %+v", r)
+	}
+	if err := s.ended(t); !errors.Is(err, errDiskFull) {
+		t.Fatalf("Serve returned %v", err)
+	}
+	_ = s.c.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = s.c.Write(packet(fxpMkdir, u32(2), str("second"), u32(0)))
+	if _, err := os.Stat(filepath.Join(dir, "second")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a request after the recording failure reached the target")
+	}
+}
+
+// sentUntilBlocked writes packets made by next to the relay until a write
+// does not complete within two seconds (the relay stopped reading), at most
+// limit; it returns how many were taken.
+func (s *rawSession) sentUntilBlocked(t *testing.T, limit int, next func(id uint32) []byte) int {
+	t.Helper()
+	for i := 0; i < limit; i++ {
+		_ = s.c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		if _, err := s.c.Write(next(uint32(i + 10))); err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("write %d: %v", i, err)
+			}
+			return i
+		}
+	}
+	return limit
+}
+
+// silentTarget takes every request and answers none.
+func silentTarget(t *testing.T) io.ReadWriteCloser {
+	return scriptedTarget(t, func([]byte) []byte { return nil })
+}
+
+// TestOutstandingRequestsBounded: a client that keeps sending while the
+// target answers nothing is no longer read once the table of outstanding
+// requests is full (by count, and by the WRITE buffers held), so the
+// relay's memory stays bounded.
+func TestOutstandingRequestsBounded(t *testing.T) {
+	t.Run("requests", func(t *testing.T) {
+		s := newRawSession(t, Options{}, silentTarget(t))
+		n := s.sentUntilBlocked(t, 2*maxOutstanding, func(id uint32) []byte {
+			return packet(fxpStat, u32(id), str("/"))
+		})
+		// The table's worth, plus the one read and waiting for room.
+		if n != maxOutstanding+1 {
+			t.Fatalf("the relay took %d requests, want %d", n, maxOutstanding+1)
+		}
+	})
+	t.Run("write buffers", func(t *testing.T) {
+		s := newRawSession(t, Options{}, silentTarget(t))
+		n := s.sentUntilBlocked(t, 2*maxOutstanding, func(id uint32) []byte {
+			return packet(fxpWrite, u32(id), str("h"), u64(0), str("x"))
+		})
+		held := maxHeldBytes / (4 + maxPacket)
+		if n != held+1 {
+			t.Fatalf("the relay took %d writes, want %d", n, held+1)
+		}
+	})
+}
+
+// TestReusedRequestIDEndsSession: two outstanding requests with one id
+// could not be told apart; the session ends.
+func TestReusedRequestIDEndsSession(t *testing.T) {
+	s := newRawSession(t, Options{}, silentTarget(t))
+	s.send(t, packet(fxpStat, u32(5), str("/")))
+	s.send(t, packet(fxpStat, u32(5), str("/")))
+	if err := s.ended(t); err == nil || !strings.Contains(err.Error(), "reused request id 5") {
+		t.Fatalf("Serve returned %v", err)
+	}
+}
