@@ -24,6 +24,7 @@ type report struct {
 	attack     []attackResult
 	audit      []gobench.Result
 	auditCmd   string
+	peers      *peerCompare // nil without peers
 	errs       []string
 }
 
@@ -153,6 +154,7 @@ func (r *report) markdown() string {
 			maxOpened, targetConcurrent, map[bool]string{true: markYes, false: "not shown (largest count run: " + fmt.Sprint(maxOpened) + ")"}[maxOpened >= targetConcurrent])
 	}
 	b.WriteString("\n")
+	b.WriteString(r.peers.markdown())
 
 	r.throughputDetail(&b)
 	r.sftpDetail(&b)
