@@ -105,7 +105,8 @@ type Log struct {
 	mu               sync.RWMutex // guards closed against sends on reqs
 	closed           bool
 	size             atomic.Uint64
-	active           atomic.Int64 // Append calls in progress
+	active           atomic.Int64  // Append calls in progress
+	commits          atomic.Uint64 // group commits written (the benchmark's events per commit)
 	failed           chan struct{}
 	failErr          atomic.Pointer[error]
 	done             chan struct{}
@@ -767,6 +768,7 @@ func (l *Log) commit(batch []*request) {
 		return
 	}
 	l.lastWrite = time.Since(start)
+	l.commits.Add(1)
 	for _, h := range l.leaves {
 		if err := l.rng.Append(h, nil); err != nil {
 			ack(l.fail(err))
