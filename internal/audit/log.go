@@ -87,9 +87,10 @@ type request struct {
 // Log is the tamper-evident audit log. It is safe for concurrent use.
 //
 // One writer goroutine owns the files. Appenders hand it their events and
-// wait; it writes whatever has queued up, fsyncs once and acknowledges the
-// whole batch (group commit), so many concurrent appenders share the cost
-// of each fsync while every Append still returns only once its event is
+// wait; it writes whatever has queued up (waiting a little for appenders
+// still encrypting, see gather), fsyncs once and acknowledges the whole
+// batch (group commit), so many concurrent appenders share the cost of
+// each fsync while every Append still returns only once its event is
 // durable.
 type Log struct {
 	opts   Options
