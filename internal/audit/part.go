@@ -213,10 +213,7 @@ func preEncodeV2(e Event, keys Keys) (preEncoded, error) {
 		if p.empty() {
 			continue
 		}
-		pt, err := json.Marshal(&p)
-		if err != nil {
-			return preEncoded{}, fmt.Errorf("audit: encode event: %w", err)
-		}
+		pt := appendPlain(make([]byte, 0, 256), &p)
 		sp, err := sealPart(keys, partOrder[i], tenant, e.Time, e.Type, ts, pt)
 		if err != nil {
 			return preEncoded{}, err

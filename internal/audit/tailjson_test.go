@@ -52,12 +52,42 @@ func tailFrom(a, b, c string, n int) tailV2 {
 	return tl
 }
 
+// samePlainJSON fails unless appendPlain gives encoding/json's bytes.
+func samePlainJSON(t *testing.T, p plain) {
+	t.Helper()
+	want, err := json.Marshal(&p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := appendPlain([]byte("x"), &p); !bytes.Equal(got[1:], want) || got[0] != 'x' {
+		t.Fatalf("appendPlain %q\nencoding/json %q", got, want)
+	}
+}
+
+// plainFrom builds a part's clear text from arbitrary strings, every
+// field present or not as n's bits say.
+func plainFrom(a, b, c string, n int) plain {
+	var p plain
+	for i, f := range []*string{&p.Host, &p.Login, &p.Person, &p.Request, &p.Session, &p.Source} {
+		if n>>i&1 == 1 {
+			*f = []string{a, b, c}[i%3]
+		}
+	}
+	if n>>6&1 == 1 {
+		p.Attrs = map[string]string{a: b, b + c: a, c: ""}
+	}
+	return p
+}
+
 func TestTailV2JSON(t *testing.T) {
 	odd := []string{"", "acme", `q"uote\back`, "<html>&amp;", "\x00\x01\b\f\n\r\t\x1f\x7f",
 		"caf\xc3\xa9 \xe2\x80\xa8 \xe2\x80\xa9 \xf0\x9f\x98\x80", "bad \xff\xfe utf8 \xc3", "2030-01-02T03:04:05.000000006Z"}
 	for i, a := range odd {
 		for j, b := range odd {
 			sameTailJSON(t, tailFrom(a, b, odd[(i+j)%len(odd)], i*len(odd)+j))
+			for n := range 128 {
+				samePlainJSON(t, plainFrom(a, b, odd[(i+j+n)%len(odd)], n))
+			}
 		}
 	}
 	sameTailJSON(t, tailV2{Parts: []part{}, V: recordV2})
@@ -71,6 +101,7 @@ func FuzzTailV2JSON(f *testing.F) {
 	f.Add("<&>", "\u2028\xff", `"\`, 7)
 	f.Fuzz(func(t *testing.T, a, b, c string, n int) {
 		sameTailJSON(t, tailFrom(a, b, c, n))
+		samePlainJSON(t, plainFrom(a, b, c, n))
 	})
 }
 
