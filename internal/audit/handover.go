@@ -3,11 +3,15 @@ package audit
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
@@ -135,6 +139,65 @@ type keyChain struct {
 	verifiers note.Verifiers
 	handovers map[position]handover
 	anchor    int // index in terms of the key the caller gave
+
+	// opened remembers what open said about a note's text: the witness
+	// file holds the same notes as checkpoints.log, and a signature need
+	// not be checked twice. At most maxOpened entries (bounded memory on
+	// long logs; beyond it notes are simply checked again).
+	mu     sync.Mutex
+	opened map[[sha256.Size]byte]openResult
+}
+
+type openResult struct {
+	cp  log.Checkpoint
+	err error
+}
+
+// noteChunk is how many notes readCheckpoints checks at once;
+// maxOpened bounds keyChain.opened.
+const (
+	noteChunk = 256
+	maxOpened = 1 << 16
+)
+
+// openAll is open for each note, on up to GOMAXPROCS goroutines that end
+// before it returns.
+func (kc *keyChain) openAll(notes []rawNote) []openResult {
+	out := make([]openResult, len(notes))
+	workers := min(runtime.GOMAXPROCS(0), len(notes))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(notes); i = int(next.Add(1) - 1) {
+				out[i] = kc.openCached(notes[i].Text)
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (kc *keyChain) openCached(raw []byte) openResult {
+	sum := sha256.Sum256(raw)
+	kc.mu.Lock()
+	r, ok := kc.opened[sum]
+	kc.mu.Unlock()
+	if ok {
+		return r
+	}
+	r.cp, r.err = kc.open(raw)
+	kc.mu.Lock()
+	if kc.opened == nil {
+		kc.opened = map[[sha256.Size]byte]openResult{}
+	}
+	if len(kc.opened) < maxOpened {
+		kc.opened[sum] = r
+	}
+	kc.mu.Unlock()
+	return r
 }
 
 // singleKey is the chain of a log never handed over: every checkpoint

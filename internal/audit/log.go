@@ -87,9 +87,10 @@ type request struct {
 // Log is the tamper-evident audit log. It is safe for concurrent use.
 //
 // One writer goroutine owns the files. Appenders hand it their events and
-// wait; it writes whatever has queued up, fsyncs once and acknowledges the
-// whole batch (group commit), so many concurrent appenders share the cost
-// of each fsync while every Append still returns only once its event is
+// wait; it writes whatever has queued up (waiting a little for appenders
+// still encrypting, see gather), fsyncs once and acknowledges the whole
+// batch (group commit), so many concurrent appenders share the cost of
+// each fsync while every Append still returns only once its event is
 // durable.
 type Log struct {
 	opts   Options
@@ -105,6 +106,8 @@ type Log struct {
 	mu               sync.RWMutex // guards closed against sends on reqs
 	closed           bool
 	size             atomic.Uint64
+	active           atomic.Int64  // Append calls in progress
+	commits          atomic.Uint64 // group commits written (the benchmark's events per commit)
 	failed           chan struct{}
 	failErr          atomic.Pointer[error]
 	done             chan struct{}
@@ -122,6 +125,8 @@ type Log struct {
 	leafForm   []byte
 	leaves     [][]byte
 	batch      []*request
+	lastWrite  time.Duration // how long the last batch took to write and sync
+	poll       *time.Timer
 }
 
 // cpCall asks the writer for a checkpoint, or for a key hand-over when
@@ -523,6 +528,8 @@ func syncDir(dir string) error {
 // It fills e.Time from the clock if it is zero. After a write or fsync
 // failure every Append fails (fail closed) and Failed is closed.
 func (l *Log) Append(ctx context.Context, e Event) error {
+	l.active.Add(1) // gather waits for appenders still on their way
+	defer l.active.Add(-1)
 	if e.Time.IsZero() {
 		e.Time = l.opts.Now()
 	}
@@ -621,21 +628,7 @@ func (l *Log) run(tick <-chan time.Time) {
 				l.shutdown()
 				return
 			}
-			batch := append(l.batch[:0], req)
-			open := true
-		drain:
-			for len(batch) < maxBatch {
-				select {
-				case r, ok := <-l.reqs:
-					if !ok {
-						open = false
-						break drain
-					}
-					batch = append(batch, r)
-				default:
-					break drain
-				}
-			}
+			batch, open := l.gather(append(l.batch[:0], req))
 			l.commit(batch)
 			clear(batch)
 			l.batch = batch[:0]
@@ -660,6 +653,64 @@ func (l *Log) run(tick <-chan time.Time) {
 			call.reply <- r
 		}
 	}
+}
+
+// maxLinger bounds how long gather waits for appenders still on their
+// way; lingerPoll is how often it looks whether any still are.
+const (
+	maxLinger  = 2 * time.Millisecond
+	lingerPoll = 100 * time.Microsecond
+)
+
+// gather adds to batch what has queued up and, while other appenders are
+// still in Append (encrypting, or just acknowledged and about to come
+// back with their next event), waits for them a little: at most as long
+// as the last write took, and never past maxLinger. Without the wait,
+// appenders acknowledged together come back one by one while the writer
+// has already taken the first few, and fall into two groups that
+// alternate, each waiting for the other's fsync as well as its own:
+// measured with 64 appenders, batches of 31 on average. A lone appender
+// never waits (nobody else is in Append). It reports false once reqs is
+// closed.
+func (l *Log) gather(batch []*request) ([]*request, bool) {
+	var deadline time.Time
+	for len(batch) < maxBatch {
+		select {
+		case r, ok := <-l.reqs:
+			if !ok {
+				return batch, false
+			}
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		if l.active.Load() <= int64(len(batch)) {
+			return batch, true
+		}
+		now := time.Now()
+		if deadline.IsZero() {
+			deadline = now.Add(min(l.lastWrite, maxLinger))
+		}
+		left := deadline.Sub(now)
+		if left <= 0 {
+			return batch, true
+		}
+		if l.poll == nil {
+			l.poll = time.NewTimer(min(left, lingerPoll))
+		} else {
+			l.poll.Reset(min(left, lingerPoll))
+		}
+		select {
+		case r, ok := <-l.reqs:
+			l.poll.Stop()
+			if !ok {
+				return batch, false
+			}
+			batch = append(batch, r)
+		case <-l.poll.C:
+		}
+	}
+	return batch, true
 }
 
 func (l *Log) shutdown() {
@@ -712,10 +763,13 @@ func (l *Log) commit(batch []*request) {
 		l.leafBuf = append(l.leafBuf, leaf...)
 		l.leaves = append(l.leaves, leaf)
 	}
+	start := time.Now()
 	if err := l.write(); err != nil {
 		ack(l.fail(err))
 		return
 	}
+	l.lastWrite = time.Since(start)
+	l.commits.Add(1)
 	for _, h := range l.leaves {
 		if err := l.rng.Append(h, nil); err != nil {
 			ack(l.fail(err))

@@ -213,25 +213,43 @@ func preEncodeV2(e Event, keys Keys) (preEncoded, error) {
 		if p.empty() {
 			continue
 		}
-		pt, err := json.Marshal(&p)
-		if err != nil {
-			return preEncoded{}, fmt.Errorf("audit: encode event: %w", err)
-		}
+		pt := appendPlain(make([]byte, 0, 256), &p)
 		sp, err := sealPart(keys, partOrder[i], tenant, e.Time, e.Type, ts, pt)
 		if err != nil {
 			return preEncoded{}, err
 		}
 		parts = append(parts, sp)
 	}
-	t, err := json.Marshal(tailV2{Parts: parts, Tenant: tenant, Time: ts, Type: e.Type, Unencrypted: unenc, V: recordV2})
-	if err != nil {
-		return preEncoded{}, fmt.Errorf("audit: encode event: %w", err)
-	}
-	leaf, err := leafForm(nil, t[1:], false)
+	t, leaf, err := tailAndLeaf(&tailV2{Parts: parts, Tenant: tenant, Time: ts, Type: e.Type, Unencrypted: unenc, V: recordV2})
 	if err != nil {
 		return preEncoded{}, err
 	}
 	return preEncoded{head: []byte{'{'}, tail: t[1:], leafTail: leaf}, nil
+}
+
+// tailAndLeaf encodes a record's tail and its leaf form (without the
+// leading "{"), the leaf form made while encoding rather than by scanning
+// the tail. Should anything in clear read as a ct field (a clear
+// attribute named "ct"), the scan decides, as Verify will: it refuses
+// the record.
+func tailAndLeaf(tl *tailV2) (tail, leaf []byte, err error) {
+	size := 128 + len(tl.Tenant) + len(tl.Time) + len(tl.Type)
+	for _, p := range tl.Parts {
+		size += 96 + len(p.Class) + len(p.Key)
+	}
+	for k, v := range tl.Unencrypted {
+		size += 8 + len(k) + len(v)
+	}
+	leaf = appendTailV2(make([]byte, 0, size), tl, true)
+	for _, p := range tl.Parts {
+		size += 8 + len(p.CT)
+	}
+	tail = appendTailV2(make([]byte, 0, size), tl, false)
+	if bytes.Contains(leaf, ctKey) {
+		leaf, err = leafForm(nil, tail[1:], false)
+		return tail, leaf, err
+	}
+	return tail, leaf[1:], nil
 }
 
 // EncodeRecordV2 returns the canonical bytes of e as record number index

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -159,5 +161,120 @@ func TestSlabHashChildren(t *testing.T) {
 		if got, want := s.hashChildren(l, r), hasher.HashChildren(l, r); !bytes.Equal(got, want) {
 			t.Fatalf("%d: %x, want %x", i, got, want)
 		}
+	}
+}
+
+// readCheckpointsSerial is readCheckpoints as it was before signatures
+// were checked in chunks on every CPU: one note after the other.
+func readCheckpointsSerial(t *testing.T, path, what string, kc *keyChain, rep *Report) []cpEntry {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []cpEntry
+	var lastGood uint64
+	n := 0
+	err = readNotes(bytes.NewReader(b), func(raw rawNote) error {
+		n++
+		cp, err := kc.open(raw.Text)
+		if err != nil {
+			rep.bad(int64(lastGood), "%s: checkpoint %d (byte %d) does not verify: %v", what, n, raw.Offset, err)
+			return nil
+		}
+		_, seg := splitOrigin(cp.Origin)
+		out = append(out, cpEntry{Size: cp.Size, Root: cp.Hash, Origin: cp.Origin, Offset: raw.Offset, Segment: seg})
+		lastGood = max(lastGood, cp.Size)
+		return nil
+	})
+	if err := reportNotesEnd(err, what, lastGood, rep); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestCheckpointsInChunksReportAsSerial damages checkpoint notes on both
+// sides of the chunks whose signatures are checked in parallel: the
+// checkpoints, problems, first bad index and warnings must be exactly
+// those of a check note by note, and a second file holding the same
+// notes (the witness) must get the same answers from the cache.
+func TestCheckpointsInChunksReportAsSerial(t *testing.T) {
+	o := testOpts(t)
+	o.CheckpointEvents = 3
+	l := mustOpen(t, o)
+	appendN(t, l, 0, 3*(noteChunk+40))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(o.Dir, checkpointsFile)
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notes [][]byte
+	if err := readNotes(bytes.NewReader(orig), func(n rawNote) error { notes = append(notes, n.Text); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(notes) <= noteChunk+1 {
+		t.Fatalf("only %d checkpoints; the test needs more than one chunk", len(notes))
+	}
+	// breakAt changes a digit of the size line of the given notes, so
+	// that their signatures no longer verify.
+	breakAt := func(idx ...int) []byte {
+		var out [][]byte
+		for i, n := range notes {
+			n = bytes.Clone(n)
+			if slices.Contains(idx, i) {
+				line := bytes.IndexByte(n, '\n') + 1
+				n[line] = '0' + (n[line]-'0'+1)%10
+			}
+			out = append(out, n)
+		}
+		return bytes.Join(out, nil)
+	}
+	last := len(notes) - 1
+	cases := []struct {
+		name string
+		file []byte
+	}{
+		{"intact", orig},
+		{"broken around the chunk edges", breakAt(0, 1, noteChunk-1, noteChunk, noteChunk+1, last)},
+		{"every other broken", breakAt(func() []int {
+			var idx []int
+			for i := 0; i < len(notes); i += 2 {
+				idx = append(idx, i)
+			}
+			return idx
+		}()...)},
+		{"torn tail", append(breakAt(3), notes[last][:len(notes[last])/2]...)},
+		{"not a note in the second chunk", append(append(breakAt(5), []byte("garbage\n\nmore\n")...), notes[last]...)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := os.WriteFile(path, c.file, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			kc, err := singleKey(pubKey(t, o.Dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := &Report{FirstBad: -1}
+			wantList := readCheckpointsSerial(t, path, "checkpoints.log", kc, want)
+			for round := range 2 { // the second round answers from the cache
+				got := &Report{FirstBad: -1}
+				list, err := readCheckpoints(path, "checkpoints.log", kc, got)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(list, wantList) || got.FirstBad != want.FirstBad ||
+					!slices.Equal(got.Problems, want.Problems) || !slices.Equal(got.Warnings, want.Warnings) {
+					t.Fatalf("round %d: got %d checkpoints, FirstBad %d, problems %q, warnings %q\nwant %d, %d, %q, %q",
+						round, len(list), got.FirstBad, got.Problems, got.Warnings, len(wantList), want.FirstBad, want.Problems, want.Warnings)
+				}
+			}
+			if c.name != "intact" && len(want.Problems)+len(want.Warnings) == 0 {
+				t.Fatal("the damage went unnoticed")
+			}
+		})
 	}
 }

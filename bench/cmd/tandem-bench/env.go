@@ -74,13 +74,14 @@ type env struct {
 	// The sshd processes by name ("sshd target", "sshd jumphost"), for
 	// the CPU their sessions cost (section c).
 	sshds map[string]*proc
+	peers []*peerRun // the comparison peers given, started
 }
 
 // newEnv writes keys and configurations, starts both sshds and the
 // gateway. Every process is tracked in reg. Keys, sshd and client
 // configurations and the gateway's configuration are made by
 // internal/testenv, as for the end-to-end tests.
-func newEnv(ctx context.Context, dir, tandemBin, pprof string, keyType ca.KeyType, reg *procs) (*env, error) {
+func newEnv(ctx context.Context, dir, tandemBin, pprof string, keyType ca.KeyType, reg *procs, peers []peerSpec) (*env, error) {
 	e := &env{dir: dir, tandem: tandemBin, pprof: pprof, keyType: keyType, reg: reg}
 	if _, err := testenv.FindProgram("ssh"); err != nil {
 		return nil, err
@@ -135,6 +136,11 @@ func newEnv(ctx context.Context, dir, tandemBin, pprof string, keyType ca.KeyTyp
 		return nil, err
 	}
 	if err := e.startGateway(ctx); err != nil {
+		return nil, err
+	}
+	e.peers, err = startPeers(ctx, e, peers, targetPort)
+	if err != nil {
+		e.close()
 		return nil, err
 	}
 	clientCfg, err := e.tandemOut(ctx, "client-config", "--config", e.gwConfig, "--person", personOwner)
@@ -199,21 +205,27 @@ func gatewayConfig(dir string, gwPort, targetPort, defaultPort int, ownerPub, jo
 // keep-alives, no escape character, and errors only.
 func (e *env) writeClient(caLine, joinerKey string, target, jump, deflt *testenv.Target) error {
 	direct := testenv.HostEntry{Name: hostDirect, HostName: "127.0.0.1", Port: target.Port, User: "root"}
+	known := []string{caLine, target.KnownHostsLine(), jump.KnownHostsLine(), deflt.KnownHostsLine()}
+	hosts := []testenv.HostEntry{
+		// The second person. ssh collects IdentityFile lines in
+		// order, so this key is offered before the owner's one from
+		// "Host *".
+		{Name: hostJoiner, HostName: "127.0.0.1", Port: e.gwPort, User: personJoiner, Options: []string{"IdentityFile " + joinerKey}},
+		direct,
+		{Name: "jumphost", HostName: "127.0.0.1", Port: jump.Port, User: "root"},
+		{Name: hostDirectJump, HostName: "127.0.0.1", Port: target.Port, User: "root", ProxyJump: "jumphost"},
+		{Name: hostDirectDefault, HostName: "127.0.0.1", Port: deflt.Port, User: "root"},
+	}
+	for _, p := range e.peers {
+		known = append(known, fmt.Sprintf("[127.0.0.1]:%d %s", p.files.Port, strings.TrimSpace(p.pubLine)))
+		hosts = append(hosts, testenv.HostEntry{Name: p.spec.alias(), HostName: "127.0.0.1", Port: p.files.Port, User: "root"})
+	}
 	c, err := testenv.WriteClient(e.dir, testenv.ClientOpts{
 		Key: e.key, Person: personOwner, GatewayPort: e.gwPort,
-		KnownHosts:   []string{caLine, target.KnownHostsLine(), jump.KnownHostsLine(), deflt.KnownHostsLine()},
+		KnownHosts:   known,
 		RouteAliases: map[string]string{hostTandem: "root%" + gwHostTest, hostTandemProd: "root%" + gwHostProd, hostTandemDefault: "root%" + gwHostDef},
 		JumpHosts:    map[string]string{hostTandemJump: "root"},
-		Hosts: []testenv.HostEntry{
-			// The second person. ssh collects IdentityFile lines in
-			// order, so this key is offered before the owner's one from
-			// "Host *".
-			{Name: hostJoiner, HostName: "127.0.0.1", Port: e.gwPort, User: personJoiner, Options: []string{"IdentityFile " + joinerKey}},
-			direct,
-			{Name: "jumphost", HostName: "127.0.0.1", Port: jump.Port, User: "root"},
-			{Name: hostDirectJump, HostName: "127.0.0.1", Port: target.Port, User: "root", ProxyJump: "jumphost"},
-			{Name: hostDirectDefault, HostName: "127.0.0.1", Port: deflt.Port, User: "root"},
-		},
+		Hosts:        hosts,
 		Options: []string{"LogLevel ERROR", "ServerAliveInterval 0", "Compression no", "EscapeChar none",
 			"Ciphers " + benchCipher, "KexAlgorithms " + benchKex},
 	})
@@ -309,6 +321,8 @@ func (e *env) close() {
 	if e.gwLog != nil {
 		_ = e.gwLog.Close()
 	}
+	closePeers(e.peers)
+	e.peers = nil
 }
 
 // ssh returns an ssh command with the benchmark's configuration.

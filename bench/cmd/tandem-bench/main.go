@@ -58,6 +58,8 @@ type options struct {
 	pprof      string
 	attackTime time.Duration
 	keyType    ca.KeyType
+	// The peers' binaries (sshpiperd, containerssh); "" leaves a peer out.
+	sshpiper, containerssh string
 }
 
 func main() {
@@ -98,7 +100,7 @@ func run() int {
 	var e *env
 	if needEnv {
 		logf("setting up sshd target, sshd jump host and gateway in %s", dir)
-		e, err = newEnv(ctx, dir, o.tandem, o.pprof, o.keyType, reg)
+		e, err = newEnv(ctx, dir, o.tandem, o.pprof, o.keyType, reg, peerSpecs(o.sshpiper, o.containerssh))
 		if err != nil {
 			logf("set-up failed: %v", err)
 			return 1
@@ -158,6 +160,16 @@ func run() int {
 		rep.attack = r
 		return err
 	})
+	if e != nil && len(e.peers) > 0 && ctx.Err() == nil {
+		logf("(peers) start: %d peer columns", len(e.peers))
+		r, err := runPeerCompare(ctx, e, o, logf)
+		rep.peers = r
+		if err != nil {
+			failed = true
+			rep.errs = append(rep.errs, fmt.Sprintf("(peers) %v", err))
+			logf("(peers) failed: %v", err)
+		}
+	}
 	section("e", func() error {
 		logf("(e) running the audit benchmarks (about 10-20s)")
 		r, cmdline, err := runAudit(ctx, o.goTool, o.repo, o.quick)
@@ -209,6 +221,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.pprof, "pprof", "", "start the gateway with --pprof on this loopback address (e.g. 127.0.0.1:6060), to profile it during a section")
 	fs.StringVar(&o.out, "out", "", "also write the Markdown report to this file")
 	keyType := fs.String("key-type", string(ca.KeyP256), "the gateway's gateway.key_type: ecdsa-p256 (the default here: the type of the target's host key and the person's key, so every leg verifies the same signatures) or ecdsa-p384 (the gateway's own default)")
+	fs.StringVar(&o.sshpiper, "sshpiper", "", "sshpiperd binary (its yaml plugin beside it, in plugins/): adds sshpiper as comparison columns for a, b, c, d, g")
+	fs.StringVar(&o.containerssh, "containerssh", "", "containerssh binary: adds ContainerSSH (sshproxy backend) as comparison columns for a, b, c, d, g")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -274,6 +288,19 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("-setups: from 1 to 10000")
 	case o.batch < 1 || o.batch > 500:
 		return o, errors.New("-batch: from 1 to 500")
+	}
+	for _, p := range []*string{&o.sshpiper, &o.containerssh} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return o, err
+		}
+		if fi, err := os.Stat(abs); err != nil || fi.IsDir() {
+			return o, fmt.Errorf("peer binary %s: not a file (%v)", *p, err)
+		}
+		*p = abs
 	}
 	var err error
 	if o.repo == "" {

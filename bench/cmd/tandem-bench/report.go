@@ -24,6 +24,7 @@ type report struct {
 	attack     []attackResult
 	audit      []gobench.Result
 	auditCmd   string
+	peers      *peerCompare // nil without peers
 	errs       []string
 }
 
@@ -153,6 +154,7 @@ func (r *report) markdown() string {
 			maxOpened, targetConcurrent, map[bool]string{true: markYes, false: "not shown (largest count run: " + fmt.Sprint(maxOpened) + ")"}[maxOpened >= targetConcurrent])
 	}
 	b.WriteString("\n")
+	b.WriteString(r.peers.markdown())
 
 	r.throughputDetail(&b)
 	r.sftpDetail(&b)
@@ -354,7 +356,13 @@ func (r *report) auditDetail(b *strings.Builder) {
 		rate := ""
 		for _, u := range a.Units {
 			if u != "ns/op" {
-				rate += fmt.Sprintf("%.0f %s ", a.Metrics[u], u)
+				// Small figures (CPU µs per event or leaf, events
+				// per commit) keep a decimal.
+				prec := 0
+				if a.Metrics[u] < 100 {
+					prec = 1
+				}
+				rate += fmt.Sprintf("%.*f %s ", prec, a.Metrics[u], u)
 			}
 		}
 		fmt.Fprintf(b, "| %s | %d | %.0f | %s |\n", a.Name, a.N, a.Metrics["ns/op"], strings.TrimSpace(rate))
