@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 )
 
 // SFTP version 3 (draft-ietf-secsh-filexfer-02) packet types, status codes,
@@ -107,6 +108,30 @@ var bufPool = sync.Pool{New: func() any {
 
 func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
 func putBuf(b *[]byte) { bufPool.Put(b) }
+
+// sharedBuf is a WRITE packet's buffer while two goroutines hold it: the
+// client loop, until its write of the packet to the target has returned,
+// and the target loop, until it has hashed the data on the target's
+// answer. The answer can arrive before that write returns (the target has
+// all the bytes by then, but nothing in Go orders the two), so whichever
+// lets go last puts the buffer back; never both, never too early.
+type sharedBuf struct {
+	b    *[]byte
+	refs atomic.Int32
+}
+
+func shareBuf(b *[]byte) *sharedBuf {
+	s := &sharedBuf{b: b}
+	s.refs.Store(2)
+	return s
+}
+
+// release lets go of one hold; the last one puts the buffer back.
+func (s *sharedBuf) release() {
+	if s.refs.Add(-1) == 0 {
+		putBuf(s.b)
+	}
+}
 
 // errPacketTooLarge and errEmptyPacket mark packets that break the
 // protocol: they end the session.

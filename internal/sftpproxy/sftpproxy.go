@@ -208,6 +208,7 @@ type pending struct {
 	number  string            // OPEN: the handle's number in the record
 	off     uint64            // READ, WRITE
 	buf     *[]byte           // WRITE: its packet, held until answered
+	shared  *sharedBuf        // WRITE: who puts buf back (see sharedBuf)
 	data    []byte            // WRITE: the data in buf
 	readdir bool
 }
@@ -498,24 +499,29 @@ func (r *relay) request(b *[]byte, p []byte) error {
 		pd.number = strconv.FormatUint(r.handleNo, 10)
 		pd.op["handle"] = pd.number
 	case fxpWrite:
-		pd.buf, pd.op = b, nil
+		pd.buf, pd.op, pd.shared = b, nil, shareBuf(b)
 	}
 	if err := r.enter(req.id, pd); err != nil {
 		putBuf(b)
 		return err
 	}
-	if r.failed.Load() {
-		// Nothing is forwarded after a recording failure; the entry stays
-		// in the table and recordUnfinished puts a WRITE's buffer back.
-		if pd.buf == nil {
+	// done lets go of b on this side: a WRITE's buffer stays held by its
+	// entry in the table until the answer (or recordUnfinished).
+	done := func() {
+		if pd.shared != nil {
+			pd.shared.release()
+		} else {
 			putBuf(b)
 		}
+	}
+	if r.failed.Load() {
+		// Nothing is forwarded after a recording failure; the entry stays
+		// in the table.
+		done()
 		return nil
 	}
 	_, err = r.target.Write((*b)[:4+len(p)])
-	if pd.buf == nil {
-		putBuf(b)
-	}
+	done()
 	if err != nil {
 		return fmt.Errorf("sftpproxy: writing to the target: %w", err)
 	}
@@ -618,8 +624,8 @@ func (r *relay) answer(p []byte) error {
 	if !ok {
 		return fmt.Errorf("sftpproxy: the target answered request %d, which is not outstanding", rep.id)
 	}
-	if pd.buf != nil {
-		defer putBuf(pd.buf)
+	if pd.shared != nil {
+		defer pd.shared.release()
 	}
 	if !expected(pd.typ, rep.typ) {
 		return fmt.Errorf("sftpproxy: the target answered %s with packet type %d", typeName(pd.typ, ""), rep.typ)
@@ -794,8 +800,8 @@ func (r *relay) recordUnfinished() {
 	var ops []map[string]string
 	for _, id := range ids {
 		pd := r.pending[id]
-		if pd.buf != nil {
-			putBuf(pd.buf)
+		if pd.shared != nil {
+			pd.shared.release()
 		}
 		if pd.op != nil && !r.failed.Load() {
 			pd.op["result"] = "unknown: the session ended before the target answered"
