@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/policy"
 	"tandem.dev/tandem/internal/safetext"
@@ -86,32 +87,56 @@ func Join(ctx context.Context, gw Gateway, who Caller, args []string, terminal b
 	if !ok {
 		return Ticket{}, NoSession(id)
 	}
-	d, err := DecideJoin(gw, who, s.Owner.Person, s.HostConfig.Name, mode)
+	d, err := DecideJoin(ctx, gw, who, JoinAsk{Session: id, Owner: s.Owner.Person, Host: s.HostConfig.Name, Mode: mode})
 	if err != nil {
 		return Ticket{}, err
 	}
 	return Ticket{SessionID: id, Node: s.Node, JoinDecision: d}, nil
 }
 
-// DecideJoin decides whether who may join a session of owner on the host
-// named host, as configured now, in mode ("" for what the policy grants).
-// The node of a cluster that holds a session calls it again for a join
-// relayed from another node, on its own state. The error explains a
-// refusal to the caller.
-func DecideJoin(gw Gateway, who Caller, owner, host, mode string) (policy.JoinDecision, error) {
-	c := newCall(context.Background(), gw, who)
-	h := c.cfg.Host(host) // as configured now
+// JoinAsk is a join to decide: the session, its owner and host, the mode
+// asked for ("" for what the policy grants) and, for a join another node
+// of a cluster relayed, that node.
+type JoinAsk struct {
+	Session, Owner, Host, Mode string
+	RelayedBy                  string
+}
+
+// DecideJoin decides whether who may join a session of a.Owner on the
+// host a.Host, as configured now, in a.Mode. The node of a cluster that
+// holds a session calls it again for a join relayed from another node, on
+// its own state. The error explains a refusal to the caller. A refusal is
+// audited (session.denied, action join) here, so that every node records
+// the joins it refused, whichever node the person typed the command on.
+func DecideJoin(ctx context.Context, gw Gateway, who Caller, a JoinAsk) (policy.JoinDecision, error) {
+	c := newCall(ctx, gw, who)
+	h := c.cfg.Host(a.Host) // as configured now
 	if h == nil {
-		return policy.JoinDecision{}, fmt.Errorf("host %s is no longer configured", host)
+		err := fmt.Errorf("host %s is no longer configured", a.Host)
+		RefuseJoin(ctx, gw, who, a, "", err.Error(), "")
+		return policy.JoinDecision{}, err
 	}
 	d := c.eng.Join(policy.JoinRequest{
-		Person: who.Person, Key: who.Key, Owner: owner, Host: h, Mode: mode,
+		Person: who.Person, Key: who.Key, Owner: a.Owner, Host: h, Mode: a.Mode,
 		Now: gw.Now(), Lock: c.lock(), Freezes: gw.Freezes(),
 	})
 	if d.Verdict != policy.Allow {
+		RefuseJoin(ctx, gw, who, a, h.Tenant, d.Reason, d.Verdict.String())
 		return policy.JoinDecision{}, errors.New(d.Message())
 	}
 	return d, nil
+}
+
+// RefuseJoin audits a refused join (best effort: the refusal happens
+// whether or not it could be recorded). tenant is the host's, when known.
+func RefuseJoin(ctx context.Context, gw Gateway, who Caller, a JoinAsk, tenant, reason, verdict string) {
+	conn := who.conn()
+	ev := audit.SessionDeniedEvent{
+		Target:   audit.Target{Person: conn.Person, Source: conn.Source, Session: a.Session, Tenant: tenant, Host: a.Host},
+		Action:   "join",
+		JoinMode: a.Mode, RelayedBy: a.RelayedBy, Reason: reason, Verdict: verdict,
+	}
+	audit.BestEffort(ctx, audit.SinkFunc(gw.Audit), nil, ev.Event())
 }
 
 // NoSession is the refusal to join a session that is not (or no longer)

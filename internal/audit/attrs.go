@@ -165,6 +165,8 @@ const (
 	KeyValidUntil          = "valid_until"
 	KeyValue               = "value"
 	KeyVerdict             = "verdict"
+	KeyJoinMode            = "join_mode"
+	KeyRelayedBy           = "relayed_by"
 	KeyVersion             = "version"
 	KeyVia                 = "via"
 	KeyWasBlocked          = "was_blocked"

@@ -126,10 +126,13 @@ func (b SessionStartEvent) Denied(reason, verdict string) SessionDeniedEvent {
 	return SessionDeniedEvent{Target: b.Target, Action: b.Action, Mode: b.Mode, Command: b.Command, Reason: reason, Verdict: verdict}
 }
 
-// SessionDeniedEvent: a session, channel or jump was refused.
+// SessionDeniedEvent: a session, channel or jump was refused, or a join
+// to a shared session (action join, Session naming the session).
 type SessionDeniedEvent struct {
 	Target
-	Action           string `attr:"action,omitempty" doc:"shell, exec or sftp"`
+	Action           string `attr:"action,omitempty" doc:"shell, exec, sftp, or join for a refused join to a shared session"`
+	JoinMode         string `attr:"join_mode,omitempty" doc:"for a refused join: the mode asked for, peer or observer (empty: whatever the policy grants)"`
+	RelayedBy        string `attr:"relayed_by,omitempty" doc:"for a refused join relayed by another node of the cluster: that node; the node holding the session decided"`
 	Mode             string `attr:"mode,omitempty" doc:"jump or user"`
 	Command          string `attr:"command,omitempty" doc:"the command asked for"`
 	Channel          string `attr:"channel,omitempty" doc:"the SSH channel type refused"`

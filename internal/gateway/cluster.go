@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"tandem.dev/tandem/internal/admin"
+	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/config"
 	"tandem.dev/tandem/internal/cryptoprofile"
 	"tandem.dev/tandem/internal/link"
@@ -229,8 +230,14 @@ func linkLost(node, id string) string {
 }
 
 // rejectJoin refuses a relayed join with msg, which the joining node
-// shows its person.
-func (s *Server) rejectJoin(nc ssh.NewChannel, peer string, j link.Join, msg string) {
+// shows its person. record audits the refusal (session.denied, action
+// join, relayed_by the peer) unless the decision already did.
+func (s *Server) rejectJoin(nc ssh.NewChannel, peer string, j link.Join, msg string, record bool) {
 	s.log.Warn("cluster: relayed join refused", "peer", peer, "session", j.Session, "person", j.Person, "reason", msg)
+	if record {
+		ev := audit.SessionDeniedEvent{Target: audit.Target{Person: j.Person, Source: j.Source, Session: j.Session},
+			Action: "join", JoinMode: j.Mode, RelayedBy: peer, Reason: msg}
+		audit.BestEffort(context.Background(), s.audit, s.log, ev.Event())
+	}
 	_ = nc.Reject(ssh.Prohibited, msg)
 }

@@ -367,10 +367,26 @@ func TestHarnessClusterLinkRefuses(t *testing.T) {
 		{"the owner as second person", link.Join{Session: id, Person: "alice", Mode: "peer", KeyFP: ssh.FingerprintSHA256(a.signers["alice"].PublicKey())}, "your own session"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			from := len(a.events(t))
 			_, err := peer.Open(t.Context(), "a", tc.j)
 			var oe *ssh.OpenChannelError
 			if !errors.As(err, &oe) || !strings.Contains(oe.Message, tc.want) {
 				t.Fatalf("relayed join: %v, want a refusal saying %q", err, tc.want)
+			}
+			// The node that refused records it, naming the node that
+			// relayed the join: once, whichever check refused.
+			a.waitEvent(t, from, "session.denied for the relayed join", func(e audit.Event) bool {
+				return e.Type == audit.SessionDenied && e.Person == tc.j.Person && e.Session == tc.j.Session &&
+					e.Attrs[audit.KeyAction] == "join" && e.Attrs[audit.KeyRelayedBy] == "b"
+			})
+			n := 0
+			for _, e := range a.events(t)[from:] {
+				if e.Type == audit.SessionDenied {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("%d session.denied events for one refused join, want 1", n)
 			}
 		})
 	}

@@ -94,11 +94,21 @@ func TestHarnessJoinRefusals(t *testing.T) {
 		{"the owner", "alice", id, "you cannot be the second person in your own session"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			from := len(h.events(t))
 			j := h.join(t, tc.person, tc.id)
 			j.expect(t, regexp.QuoteMeta(tc.stderr))
 			if st := j.wait(t); st != 1 {
 				t.Fatalf("status %d, want 1; output %q", st, j.out.String())
 			}
+			if tc.id != id {
+				return // no session: the command event is the record
+			}
+			// A policy refusal is in the audit log with who asked, for
+			// which session and why.
+			h.waitEvent(t, from, "session.denied for "+tc.person+"'s join", func(e audit.Event) bool {
+				return e.Type == audit.SessionDenied && e.Person == tc.person && e.Session == id &&
+					e.Attrs[audit.KeyAction] == "join" && e.Attrs[audit.KeyReason] != ""
+			})
 		})
 	}
 	observer := h.join(t, "erin", id, "--observer")

@@ -100,25 +100,26 @@ func (s *Server) holdJoin(_ context.Context, peer string, j link.Join, nc ssh.Ne
 	st := s.state.Load()
 	p := st.cfg.Person(j.Person)
 	if p == nil {
-		s.rejectJoin(nc, peer, j, fmt.Sprintf("%s is not a person of node %s's configuration", j.Person, s.nodeName()))
+		s.rejectJoin(nc, peer, j, fmt.Sprintf("%s is not a person of node %s's configuration", j.Person, s.nodeName()), true)
 		return
 	}
 	k := keyByFingerprint(p, j.KeyFP)
 	if k == nil {
-		s.rejectJoin(nc, peer, j, fmt.Sprintf("the key %s is not registered to %s on node %s", j.KeyFP, p.ID, s.nodeName()))
+		s.rejectJoin(nc, peer, j, fmt.Sprintf("the key %s is not registered to %s on node %s", j.KeyFP, p.ID, s.nodeName()), true)
 		return
 	}
 	sh := s.live.sharedByID(j.Session)
 	if sh == nil {
-		s.rejectJoin(nc, peer, j, admin.NoSession(j.Session).Error())
+		s.rejectJoin(nc, peer, j, admin.NoSession(j.Session).Error(), true)
 		return
 	}
 	// The joiner as a connection of this node would be: person, key and
 	// address, deciding on this node's configuration and state.
 	c := &clientConn{srv: s, st: st, person: p, key: k, keyFP: j.KeyFP, source: j.Source}
-	d, err := admin.DecideJoin(adminGateway{c}, c.caller(), sh.owner, sh.host.Name, j.Mode)
+	d, err := admin.DecideJoin(context.Background(), adminGateway{c}, c.caller(),
+		admin.JoinAsk{Session: j.Session, Owner: sh.owner, Host: sh.host.Name, Mode: j.Mode, RelayedBy: peer})
 	if err != nil {
-		s.rejectJoin(nc, peer, j, err.Error())
+		s.rejectJoin(nc, peer, j, err.Error(), false) // DecideJoin audited it
 		return
 	}
 	ch, reqs, err := nc.Accept()
