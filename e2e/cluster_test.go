@@ -94,7 +94,7 @@ func newClusterRecEnv(t *testing.T) (a *recEnv, b *feEnv) {
 		}
 		return m
 	}
-	hosts := map[string]string{"db1": "root"}
+	hosts := map[string]string{"db1": "root", "tst1": "root"}
 	fa := &feEnv{Dir: nodes[0].dir, Bin: bin, Config: nodes[0].config, Target: target, GW: gwA,
 		clients: personClients(t, nodes[0].dir, gwA, gwA.Port, only("alice", "rita"), hosts)}
 	b = &feEnv{Dir: nodes[1].dir, Bin: bin, Config: nodes[1].config, Target: target, GW: gwB,
@@ -217,4 +217,52 @@ func TestClusterJoinAcrossNodes(t *testing.T) {
 		t.Fatalf("a still lists %s of the killed node b 15 s later: %s", id2, listing)
 	}
 	t.Logf("node b killed: its session left a's listing after %v", time.Since(killed).Round(time.Millisecond))
+}
+
+// TestClusterKEKRotation: node a records, stops and rotates the KEK
+// (`tandem kek rotate`), which rewraps the copies of the keys in the
+// cluster's database. Node b, stopped and still holding the old KEK,
+// refuses to start, naming its key file; rotated too, it starts with the
+// new KEK alone and exports the recording node a made before the
+// rotation.
+func TestClusterKEKRotation(t *testing.T) {
+	t.Parallel()
+	a, b := newClusterRecEnv(t)
+	if r := a.clients["alice"].Run(t, "ssh", "tst1", "echo BEFORE-$((6*7))"); r.Code != 0 || !strings.Contains(r.Stdout, "BEFORE-42") {
+		t.Fatalf("alice's command through node a: %s\n%s", r, a.GW.Tail())
+	}
+	id := a.sessionEnd(t, "alice", "tst1").Session
+	a.GW.Stop(t)
+	b.GW.Stop(t)
+
+	cfg, err := config.Load(b.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKEK, newKEK := cfg.Recording.KEKFile, filepath.Join(filepath.Dir(cfg.Recording.KEKFile), "new-kek")
+	out, stderr, err := testenv.RunTandem(t, a.Bin, "kek", "rotate", "--new", newKEK, "-c", a.Config)
+	if err != nil || !strings.Contains(out, "Copies of data keys in the cluster's database: ") {
+		t.Fatalf("tandem kek rotate on node a: %v\n%s%s", err, out, stderr)
+	}
+
+	// Node b without its rotation: refused (serve exits at once).
+	_, stderr, err = testenv.RunTandem(t, b.Bin, "serve", "-c", b.Config)
+	if err == nil || !strings.Contains(stderr, "recording.kek_file "+oldKEK+": not the key-encryption key the cluster's recordings are wrapped with") {
+		t.Fatalf("node b with the old KEK after the rotation: %v\n%s", err, stderr)
+	}
+	out, stderr, err = testenv.RunTandem(t, b.Bin, "kek", "rotate", "--new", newKEK, "-c", b.Config)
+	if err != nil || !regexp.MustCompile(`database: \d+ wrapped with \S+ \(0 moved now, [1-9]\d* already\)`).MatchString(out) {
+		t.Fatalf("tandem kek rotate on node b: %v\n%s%s", err, out, stderr)
+	}
+	text, err := os.ReadFile(b.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b.Config, []byte(strings.ReplaceAll(string(text), oldKEK, newKEK)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.GW = testenv.StartGateway(t, b.Bin, b.Config, b.GW.Port)
+	if cast := (&recEnv{feEnv: b}).mustExport(t, id, "rita"); !strings.Contains(cast, "BEFORE-42") {
+		t.Fatalf("node a's recording exported through node b lacks the output:\n%s", cast)
+	}
 }

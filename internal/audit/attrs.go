@@ -132,6 +132,8 @@ const (
 	KeySealedPrompts       = "sealed_prompts"
 	KeySegment             = "segment"
 	KeySerial              = "serial"
+	KeySharedAlready       = "shared_already"
+	KeySharedRewrapped     = "shared_rewrapped"
 	KeySize                = "size"
 	KeySHA256              = "sha256"
 	KeyFiles               = "files"

@@ -130,7 +130,7 @@ var specs = []Spec{
 	{Type: CARotated, builder: CARotatedEvent{}, Measures: ms("M2", "M12"),
 		When: "A step of a CA rotation took effect (`tandem ca rotate --kind user|host` with no flag, `--finish`, `--retire`; or the gateway finishing a rotation whose overlap ended). Queued through the state store when run from the command line."},
 	{Type: KEKRotated, builder: KEKRotatedEvent{}, Measures: ms("M14", "M16"),
-		When: "`tandem kek rotate` wrapped every data key with a new key-encryption key (run again after an interruption, it counts the keys moved before). Queued through the state store; stored when the gateway starts with the new KEK."},
+		When: "`tandem kek rotate` wrapped every data key with a new key-encryption key (run again after an interruption, it counts the keys moved before); with recordings in the cluster's database, their copies of the data keys too. Queued through the state store; stored when the gateway starts with the new KEK."},
 	{Type: LogCheckpoint, builder: LogCheckpointEvent{}, Measures: ms("M10"),
 		When: "The log signed a checkpoint over the records before this one."},
 	{Type: LogRecovered, builder: LogRecoveredEvent{}, Measures: ms("M10"),

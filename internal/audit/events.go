@@ -508,6 +508,10 @@ type KEKRotatedEvent struct {
 	NewKey    string `attr:"new_key" doc:"the key-encryption key that wraps the data keys now: its file"`
 	Rewrapped int    `attr:"rewrapped" doc:"data keys this run moved to the new KEK"`
 	Already   int    `attr:"already" doc:"data keys an interrupted earlier run had moved already"`
+	// With recordings in the cluster's database (recording.storage:
+	// store) the copies of the data keys there are rewrapped too.
+	SharedRewrapped int `attr:"shared_rewrapped,omitempty" doc:"copies of data keys in the cluster's database (recording.storage: store) this run moved to the new KEK"`
+	SharedAlready   int `attr:"shared_already,omitempty" doc:"copies in the cluster's database that opened with the new KEK already (an earlier run, or another node's rotation)"`
 }
 
 func (b KEKRotatedEvent) Event() Event { return build(KEKRotated, b) }

@@ -23,6 +23,14 @@ func gatewayConfig(t *testing.T, witness bool) *config.Config {
 	if witness {
 		text += "audit: {witness_file: ./witness/checkpoints}\n"
 	}
+	cfg := configText(t, dir, text)
+	cfg.Gateway.Listen = "127.0.0.1:0" // any free port; the file cannot say so
+	return cfg
+}
+
+// configText writes text as dir/tandem.yaml and loads it.
+func configText(t *testing.T, dir, text string) *config.Config {
+	t.Helper()
 	path := filepath.Join(dir, "tandem.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -31,7 +39,6 @@ func gatewayConfig(t *testing.T, witness bool) *config.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Gateway.Listen = "127.0.0.1:0" // any free port; the file cannot say so
 	return cfg
 }
 

@@ -76,12 +76,30 @@ func newRecorder(cfg *config.Config, v *record.Vault, st *store.Store) (rec *gat
 	}
 	rec = &gateway.Recorder{Vault: v, Dir: recordingsDir(cfg), StreamCap: cfg.Recording.StreamCap}
 	if sq, ok := s.(*record.SQL); ok {
+		if err := sq.CheckKEK(v.KEK()); err != nil {
+			return nil, nil, otherKEK(cfg, err)
+		}
 		if upload, err = sq.WithSpool(filepath.Join(cfg.Gateway.DataDir, "recording-spool")); err != nil {
 			return nil, nil, err
 		}
 		rec.Storage = upload
 	}
 	return rec, upload, nil
+}
+
+// otherKEK explains a failed KEK check: which key this node used and
+// what the operator does.
+func otherKEK(cfg *config.Config, err error) error {
+	if !errors.Is(err, record.ErrOtherKEK) {
+		return fmt.Errorf("checking the key-encryption key against the cluster's recordings: %w", err)
+	}
+	setting := "recording.kek_file " + cfg.Recording.KEKFile
+	if cfg.Recording.AgeIdentity != "" {
+		setting = "recording.age_identity " + cfg.Recording.AgeIdentity
+	}
+	return fmt.Errorf("%s: %w. Every gateway with recording.storage: store needs the same KEK: "+
+		"copy the file from a node that runs (mode 0600) and point the setting at it; if another node "+
+		"rotated the KEK, copy the new one here and run `tandem kek rotate --new FILE` before starting (docs/HA.md)", setting, err)
 }
 
 // recordingStorage is where cfg keeps recordings: nil for the data

@@ -28,6 +28,8 @@ var ErrUnavailable = errors.New("the shared recording storage (PostgreSQL) is un
 //	recording_parts          its bytes: one row per synced flush, in order
 //	recording_keys           copies of the data keys (wrapped by the KEK)
 //	recording_keys_destroyed the days whose keys were shredded
+//	recording_kek            the check value of the cluster's KEK (migration 14;
+//	                         kekshare.go)
 //
 // A part is written when the Writer syncs (every second, and at the end):
 // into the spool, synced there, and moved by the uploader (spool.go), or,
@@ -41,6 +43,12 @@ type SQL struct {
 	where     string        // "PostgreSQL", for names and errors
 	timeout   time.Duration // per statement
 	published sync.Map      // "class/tenant/day/id" of keys already copied
+
+	// keysBatch, when set, replaces keysRewrapBatch, and afterBatch runs
+	// after each committed batch of a rotation (tests: a rotation
+	// interrupted after a batch).
+	keysBatch  int
+	afterBatch func() error
 
 	// spool, when set (WithSpool), takes the parts first; the uploader
 	// moves them to the database (spool.go).
@@ -436,7 +444,14 @@ func (s *SQL) ShredKeys(c vault.Class, tenant, day string) error {
 // keysTx runs f in a transaction that holds the keys' advisory lock, so
 // a copy and a destruction of one day never interleave.
 func (s *SQL) keysTx(f func(context.Context, *sql.Tx) error) error {
-	ctx, cancel := s.ctx()
+	return s.keysTxFor(s.timeout, f)
+}
+
+// keysTxFor is keysTx with a bound on the whole transaction. An error f
+// returns that wraps ErrShredded or is marked decided is about the keys,
+// not the database, and is returned as it is.
+func (s *SQL) keysTxFor(timeout time.Duration, f func(context.Context, *sql.Tx) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -447,6 +462,10 @@ func (s *SQL) keysTx(f func(context.Context, *sql.Tx) error) error {
 		return s.unavailable("recording keys", err)
 	}
 	if err := f(ctx, tx); err != nil {
+		var d decided
+		if errors.As(err, &d) {
+			return d.error
+		}
 		if errors.Is(err, vault.ErrShredded) {
 			return err
 		}
@@ -457,3 +476,10 @@ func (s *SQL) keysTx(f func(context.Context, *sql.Tx) error) error {
 	}
 	return nil
 }
+
+// decided marks an error a keys transaction found in the keys themselves
+// (a KEK that does not match): keysTxFor returns it unwrapped, rather
+// than as the storage being unavailable.
+type decided struct{ error }
+
+func (d decided) Unwrap() error { return d.error }

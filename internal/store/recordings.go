@@ -50,6 +50,18 @@ CREATE TABLE recording_keys_destroyed (
 	PRIMARY KEY (class, tenant, day)
 );`
 
+// recordingKEKSchema is migration 14: which key-encryption key the
+// copies of the data keys in recording_keys are wrapped with, as a check
+// value (vault.KEKCheck: a fixed constant wrapped by the KEK), so that a
+// gateway holding another KEK refuses to start rather than record what
+// the others cannot read. One row at most; internal/record
+// (record.SQL.CheckKEK, RewrapKeys) reads and writes it.
+const recordingKEKSchema = `CREATE TABLE recording_kek (
+	id          INTEGER PRIMARY KEY CHECK (id = 1),
+	check_value BLOB NOT NULL,
+	at_ns       INTEGER NOT NULL
+);`
+
 // ErrNotShared: recordings go to the state store only when it is
 // PostgreSQL, which every gateway reaches.
 var ErrNotShared = errors.New("recordings can be kept in the state store only when it is PostgreSQL (store.driver: postgres)")

@@ -79,6 +79,8 @@ var migrations = []string{
 	clusterSchema,
 	// 13: recordings on shared storage; see recordings.go.
 	recordingsSchema,
+	// 14: the KEK check of the recordings' key copies; see recordings.go.
+	recordingKEKSchema,
 }
 
 // Store is an open state database. It is safe for concurrent use.

@@ -68,39 +68,12 @@ func rewrapOne(dir string, c Class, tenant, day string, old, new KEK) (already b
 	if err != nil {
 		return false, fmt.Errorf("vault: rewrap: %w", err)
 	}
-	kf, wrapped, err := parseKeyFile(path, raw, tenant, day)
-	if err != nil {
-		return false, err
-	}
-	key, err := unwrapBound(old, wrapped, c, tenant, day, kf.ID, path)
-	if errors.Is(err, ErrKEK) {
-		if _, nerr := unwrapBound(new, wrapped, c, tenant, day, kf.ID, path); nerr == nil {
-			return true, nil
-		} else if !errors.Is(nerr, ErrKEK) {
-			return false, nerr
-		}
-		return false, fmt.Errorf("vault: %s: opens with neither the old nor the new key-encryption key: %w", path, ErrKEK)
-	}
-	if err != nil {
-		return false, err
-	}
-	label := keyBinding(c, tenant, day, kf.ID)
-	nw, err := new.Wrap(append(label, key...))
-	if err != nil {
-		return false, fmt.Errorf("vault: rewrap %s: %w", path, err)
-	}
-	// Open what is about to replace the only copy of the key before it
-	// does: a new KEK that cannot unwrap its own output must not cost a key.
-	if back, err := unwrapBound(new, nw, c, tenant, day, kf.ID, path); err != nil || !bytes.Equal(back, key) {
-		return false, fmt.Errorf("vault: rewrap %s: the new key-encryption key does not open what it wrapped", path)
-	}
-	kf.Wrapped = base64.StdEncoding.EncodeToString(nw)
-	data, err := json.Marshal(kf)
-	if err != nil {
-		return false, fmt.Errorf("vault: %w", err)
+	data, already, err := RewrapKeyFile(c, tenant, day, raw, old, new, path)
+	if err != nil || already {
+		return already, err
 	}
 	sub := filepath.Dir(path)
-	if err := replaceFile(sub, path, append(data, '\n')); err != nil {
+	if err := replaceFile(sub, path, data); err != nil {
 		return false, fmt.Errorf("vault: rewrap %s: %w", path, err)
 	}
 	// A shred by another process (tandem retention run) may have written
@@ -117,6 +90,49 @@ func rewrapOne(dir string, c Class, tenant, day string, old, new KEK) (already b
 		}
 	}
 	return false, nil
+}
+
+// RewrapKeyFile moves one key in its stored form (KeyFile's, or a copy
+// kept in shared storage) from the KEK old to the KEK new and returns the
+// new stored form. A key that opens only with new is already moved:
+// already is set and out is nil. A key that opens with neither gives an
+// error wrapping ErrKEK. name says where the key is, for errors.
+func RewrapKeyFile(c Class, tenant, day string, raw []byte, old, new KEK, name string) (out []byte, already bool, err error) {
+	if err := checkArgs(c, tenant); err != nil {
+		return nil, false, err
+	}
+	kf, wrapped, err := parseKeyFile(name, raw, tenant, day)
+	if err != nil {
+		return nil, false, err
+	}
+	key, err := unwrapBound(old, wrapped, c, tenant, day, kf.ID, name)
+	if errors.Is(err, ErrKEK) {
+		if _, nerr := unwrapBound(new, wrapped, c, tenant, day, kf.ID, name); nerr == nil {
+			return nil, true, nil
+		} else if !errors.Is(nerr, ErrKEK) {
+			return nil, false, nerr
+		}
+		return nil, false, fmt.Errorf("vault: %s: opens with neither the old nor the new key-encryption key: %w", name, ErrKEK)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	label := keyBinding(c, tenant, day, kf.ID)
+	nw, err := new.Wrap(append(label, key...))
+	if err != nil {
+		return nil, false, fmt.Errorf("vault: rewrap %s: %w", name, err)
+	}
+	// Open what is about to replace the only copy of the key before it
+	// does: a new KEK that cannot unwrap its own output must not cost a key.
+	if back, err := unwrapBound(new, nw, c, tenant, day, kf.ID, name); err != nil || !bytes.Equal(back, key) {
+		return nil, false, fmt.Errorf("vault: rewrap %s: the new key-encryption key does not open what it wrapped", name)
+	}
+	kf.Wrapped = base64.StdEncoding.EncodeToString(nw)
+	data, err := json.Marshal(kf)
+	if err != nil {
+		return nil, false, fmt.Errorf("vault: %w", err)
+	}
+	return append(data, '\n'), false, nil
 }
 
 // parseKeyFile checks a key file's JSON as loadLocked does and decodes the

@@ -202,6 +202,12 @@ func (v *Vault) KeyFile(c Class, tenant, day string) ([]byte, error) {
 // cannot be passed off for another; a different KEK gives ErrKEK. name
 // says where the copy came from, for errors.
 func (v *Vault) OpenKeyFile(c Class, tenant, day string, raw []byte, name string) (string, []byte, error) {
+	return OpenKeyFileWith(v.kek, c, tenant, day, raw, name)
+}
+
+// OpenKeyFileWith is OpenKeyFile with the KEK kek, for a process that
+// holds a KEK but no vault (a check of which KEK copies open with).
+func OpenKeyFileWith(kek KEK, c Class, tenant, day string, raw []byte, name string) (string, []byte, error) {
 	if err := checkArgs(c, tenant); err != nil {
 		return "", nil, err
 	}
@@ -209,7 +215,7 @@ func (v *Vault) OpenKeyFile(c Class, tenant, day string, raw []byte, name string
 	if err != nil {
 		return "", nil, err
 	}
-	key, err := unwrapBound(v.kek, wrapped, c, tenant, day, kf.ID, name)
+	key, err := unwrapBound(kek, wrapped, c, tenant, day, kf.ID, name)
 	if err != nil {
 		return "", nil, err
 	}
