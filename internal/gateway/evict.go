@@ -186,6 +186,11 @@ func (s *Server) admitSpoken(ctx context.Context, conn net.Conn, pc *preauthConn
 		s.metrics.ConnectionRefused(reason)
 		return nil, nil, false
 	}
+	unpark, ok, reason := s.limit.Park(source)
+	if !ok {
+		return refuse(reason, false)
+	}
+	defer unpark() // admitted or refused, it waits no more
 	leave, ok := s.parked.enter(pc)
 	if !ok {
 		return refuse(ratelimit.ReasonTooManyUnauth, false)

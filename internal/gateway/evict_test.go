@@ -306,3 +306,48 @@ func TestParking(t *testing.T) {
 		t.Errorf("parkingSize(100, 300) = %d, want 150 (half of max_connections)", got)
 	}
 }
+
+// TestParkingPerSource: while every slot is held by connections that keep
+// talking, a newcomer waits in parking for one to free up. One address
+// that opens connection after connection, each sending a byte and then
+// nothing, waits there no more than its per-source share, so it cannot
+// fill the waiting room and turn everyone else away: the person waits
+// and gets in once the talkers are done.
+func TestParkingPerSource(t *testing.T) {
+	dir := t.TempDir()
+	aliceKey, alicePub := testenv.KeyPair(t, dir, "alice", "ecdsa")
+	r := startRigWith(t, "limits: {unauthenticated: 10, unauthenticated_per_source: 3, unauthenticated_per_prefix: 5, kex_timeout: 15s}",
+		nil, map[string]string{"alice": alicePub})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i := range 10 {
+		h := hold(t, r, fmt.Sprintf("127.2.%d.1", i+1), []byte("SSH-2.0-"))
+		wg.Add(1)
+		go func() { // talks for about 2.5 s, then hangs up
+			defer wg.Done()
+			defer h.nc.Close()
+			for range 25 {
+				time.Sleep(100 * time.Millisecond)
+				if _, err := h.nc.Write([]byte("a")); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	waitUntil(t, 5*time.Second, "ten talking connections hold the cap", func() bool { return r.srv.limit.Unauthenticated() == 10 })
+
+	// Fifty from one address, each a byte and then silence: more than the
+	// waiting room (four times the cap) holds.
+	for range 50 {
+		hold(t, r, "127.5.0.1", []byte("S"))
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := r.srv.limit.Parked(); n > 3 {
+		t.Errorf("%d connections of one address wait in parking, want at most its share of 3", n)
+	}
+	c, _, err := r.dialFrom("127.1.0.1", "alice", ssh.PublicKeys(loadSigner(t, aliceKey)))
+	if err != nil {
+		t.Fatalf("person's login while one address floods the waiting room: %v", err)
+	}
+	c.Close()
+}

@@ -254,3 +254,46 @@ func TestEvictConcurrent(t *testing.T) {
 		t.Errorf("after all releases: %d unauthenticated, %d tickets", n, len(l.tickets))
 	}
 }
+
+// TestPark: connections waiting for a slot are held to the per-source and
+// per-prefix caps too, counted apart from the admitted ones, and leaving
+// twice counts once.
+func TestPark(t *testing.T) {
+	l := New(Options{MaxUnauth: 1, MaxUnauthPerSource: 2, MaxUnauthPerPrefix: 3})
+	var leaves []func()
+	for i, tc := range []struct {
+		src, reason string
+	}{
+		{"192.0.2.1:1", ""},
+		{"192.0.2.1:2", ""},
+		{"192.0.2.1:3", ReasonTooManyPerSrc}, // a third from one address
+		{"192.0.2.2:1", ""},
+		{"192.0.2.3:1", ReasonTooManyPerNet}, // a fourth from one /24
+		{"198.51.100.1:1", ""},               // another network waits
+	} {
+		leave, ok, reason := l.Park(tc.src)
+		if ok != (tc.reason == "") || reason != tc.reason {
+			t.Fatalf("park %d (%s) = %v, %q; want refused %q", i, tc.src, ok, reason, tc.reason)
+		}
+		if ok {
+			leaves = append(leaves, leave)
+		}
+	}
+	if got := l.Parked(); got != 4 {
+		t.Errorf("Parked = %d, want 4", got)
+	}
+	// Parking does not count against the admitted connections' caps.
+	if _, ok, reason := l.Admit("192.0.2.1:9", nil); !ok {
+		t.Errorf("admit beside two parked from one address: refused (%s)", reason)
+	}
+	for _, leave := range leaves {
+		leave()
+		leave()
+	}
+	if got := l.Parked(); got != 0 || len(l.parkPer) != 0 || len(l.parkNet) != 0 {
+		t.Errorf("after leaving: Parked = %d, %d sources, %d networks; want none", got, len(l.parkPer), len(l.parkNet))
+	}
+	if _, ok, _ := l.Park("192.0.2.1:4"); !ok {
+		t.Error("after the others left, the address may wait again")
+	}
+}

@@ -93,6 +93,9 @@ type Limiter struct {
 	unauth    int            // unauthenticated connections admitted and not yet released
 	unauthPer map[string]int // the same per source key; at most MaxUnauth entries
 	unauthNet map[string]int // the same per prefix key; at most MaxUnauth entries
+	// parkPer and parkNet count the connections waiting for a slot while
+	// the cap is reached (Park), per source and per prefix key.
+	parkPer, parkNet map[string]int
 	tickets   []*ticket      // the admitted connections themselves; len(tickets) == unauth
 	lastSweep time.Time
 }
@@ -167,6 +170,8 @@ func New(o Options) *Limiter {
 		persons:   newTable(o.MaxTracked),
 		unauthPer: make(map[string]int),
 		unauthNet: make(map[string]int),
+		parkPer:   make(map[string]int),
+		parkNet:   make(map[string]int),
 	}
 }
 
@@ -370,16 +375,8 @@ func (l *Limiter) dropLocked(t *ticket) {
 	l.tickets = l.tickets[:len(l.tickets)-1]
 	t.idx = -1
 	l.unauth--
-	if n := l.unauthPer[t.key] - 1; n > 0 {
-		l.unauthPer[t.key] = n
-	} else {
-		delete(l.unauthPer, t.key)
-	}
-	if n := l.unauthNet[t.pfx] - 1; n > 0 {
-		l.unauthNet[t.pfx] = n
-	} else {
-		delete(l.unauthNet, t.pfx)
-	}
+	decrement(l.unauthPer, t.key)
+	decrement(l.unauthNet, t.pfx)
 }
 
 // Unauthenticated returns the number of admitted connections not yet
@@ -388,6 +385,61 @@ func (l *Limiter) Unauthenticated() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.unauth
+}
+
+// Park is called for a connection that found the unauthenticated
+// connections at their cap and is to wait for a slot (the gateway's
+// parking, where a newcomer shows it speaks before it may take a silent
+// connection's slot). The per-source and per-prefix caps on
+// unauthenticated connections apply to waiting connections too, counted
+// apart: without them one address could fill the waiting room with
+// connections that send a byte and then stall, and refuse everyone else.
+// leave ends the wait (once; again does nothing).
+func (l *Limiter) Park(source string) (leave func(), ok bool, reason string) {
+	key := SourceKey(source)
+	pfx := PrefixKey(key, l.o.PrefixV4, l.o.PrefixV6)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.parkPer[key] >= l.o.MaxUnauthPerSource {
+		return nil, false, ReasonTooManyPerSrc
+	}
+	if l.parkNet[pfx] >= l.o.MaxUnauthPerPrefix {
+		return nil, false, ReasonTooManyPerNet
+	}
+	l.parkPer[key]++
+	l.parkNet[pfx]++
+	left := false // guarded by l.mu
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if left {
+			return
+		}
+		left = true
+		decrement(l.parkPer, key)
+		decrement(l.parkNet, pfx)
+	}, true, ""
+}
+
+// decrement lowers m[k] and drops the entry at zero, so the maps hold
+// only what waits now.
+func decrement(m map[string]int, k string) {
+	if n := m[k] - 1; n > 0 {
+		m[k] = n
+	} else {
+		delete(m, k)
+	}
+}
+
+// Parked returns the number of connections waiting in Park.
+func (l *Limiter) Parked() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, c := range l.parkPer {
+		n += c
+	}
+	return n
 }
 
 // UnauthenticatedFrom returns the number of admitted connections not yet
