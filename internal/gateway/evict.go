@@ -32,6 +32,11 @@ type preauthConn struct {
 	// with connections through a whole key exchange each.
 	stage atomic.Int32
 	state atomic.Int32 // preauthOpen, preauthEvicted, preauthDone
+
+	// start and grace bound how long bytes keep a connection that is
+	// still in its key exchange from counting as silent (LastRead).
+	start time.Time
+	grace time.Duration
 }
 
 const (
@@ -46,8 +51,11 @@ const (
 	preauthDone
 )
 
-func newPreauthConn(tcp net.Conn, now func() time.Time) *preauthConn {
-	return &preauthConn{tcp: tcp, now: now}
+// newPreauthConn makes the handle of a connection accepted now; grace is
+// limits.evict_after_silence (0: bytes always count, as in tests of the
+// rest).
+func newPreauthConn(tcp net.Conn, now func() time.Time, grace time.Duration) *preauthConn {
+	return &preauthConn{tcp: tcp, now: now, start: now(), grace: grace}
 }
 
 // read notes that the client sent bytes. nil-safe: connections without
@@ -72,12 +80,26 @@ func (p *preauthConn) reached(st int32) {
 	}
 }
 
-// LastRead implements ratelimit.Conn.
+// LastRead implements ratelimit.Conn. Before authentication starts, bytes
+// count only up to grace after the connection came: an honest client
+// sends its version line and key-exchange offer at once and finishes the
+// key exchange within a few round trips, so one that is still dribbling
+// them — a byte a second keeps it from ever being silent — is as good as
+// silent once that time is past, and may be evicted grace later. Once the
+// client authenticates (a passphrase, a security key's touch), only real
+// silence counts.
 func (p *preauthConn) LastRead() time.Time {
-	if n := p.last.Load(); n != 0 {
-		return time.Unix(0, n)
+	n := p.last.Load()
+	if n == 0 {
+		return time.Time{}
 	}
-	return time.Time{}
+	last := time.Unix(0, n)
+	if p.grace > 0 && p.stage.Load() < preauthAuth {
+		if limit := p.start.Add(p.grace); last.After(limit) {
+			return limit
+		}
+	}
+	return last
 }
 
 // Stage implements ratelimit.Conn.

@@ -141,19 +141,22 @@ func TestEvictSilentForPerson(t *testing.T) {
 	})
 }
 
-// TestEvictSparesHandshaking: connections that keep sending bytes (a
-// version line, one byte every 100 ms) are never evicted, however long
-// they take: with the cap held by them, the person is refused, as before.
-func TestEvictSparesHandshaking(t *testing.T) {
+// TestEvictDribblers: connections that keep sending bytes without getting
+// anywhere (a version line, one byte every 100 ms) are spared while they
+// are young, as an honest client on a slow link is: before authentication
+// bytes count only for evict_after_silence (1 s) after a connection came,
+// so a dribbler is evictable 2 s after it came, not before. With the cap
+// held by dribblers, the person waits in parking and takes a dribbler's
+// slot once it is that old.
+func TestEvictDribblers(t *testing.T) {
 	dir := t.TempDir()
 	aliceKey, alicePub := testenv.KeyPair(t, dir, "alice", "ecdsa")
-	// The person, refused, waits for a slot until its own kex_timeout;
-	// the talking connections must outlive that wait by far.
 	r := startRigWith(t, "handshake_timeout: 40s, limits: {unauthenticated: 10, kex_timeout: 30s}", nil, map[string]string{"alice": alicePub})
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
 	var held []*holder
+	began := time.Now()
 	for i := range 10 {
 		h := hold(t, r, fmt.Sprintf("127.2.%d.1", i+1), []byte("SSH-2.0-"))
 		held = append(held, h)
@@ -172,18 +175,23 @@ func TestEvictSparesHandshaking(t *testing.T) {
 			}
 		}()
 	}
-	waitUntil(t, 5*time.Second, "ten talking connections hold the cap", func() bool { return r.srv.limit.Unauthenticated() == 10 })
-	time.Sleep(1200 * time.Millisecond) // older than evict_after_silence, but never silent that long
-
-	if c, _, err := r.dialFrom("127.1.0.1", "alice", ssh.PublicKeys(loadSigner(t, aliceKey))); err == nil {
-		c.Close()
-		t.Fatal("person logged in although every slot is held by a connection that keeps talking")
-	}
+	waitUntil(t, 5*time.Second, "ten dribbling connections hold the cap", func() bool { return r.srv.limit.Unauthenticated() == 10 })
+	time.Sleep(1200 * time.Millisecond) // older than evict_after_silence, never silent that long, not yet twice as old
 	if n := countClosed(held); n != 0 {
-		t.Errorf("%d talking connections evicted", n)
+		t.Fatalf("%d dribbling connections evicted before they were 2 s old", n)
 	}
-	if n := len(evictedEvents(r)); n != 0 {
-		t.Errorf("%d eviction events", n)
+
+	c, _, err := r.dialFrom("127.1.0.1", "alice", ssh.PublicKeys(loadSigner(t, aliceKey)))
+	if err != nil {
+		t.Fatalf("person's login with the cap held by dribbling connections: %v", err)
+	}
+	c.Close()
+	if d := time.Since(began); d < 2*time.Second {
+		t.Errorf("person got a dribbler's slot %v after the dribblers came, before they were 2 s old", d)
+	}
+	waitUntil(t, 5*time.Second, "one dribbler evicted", func() bool { return countClosed(held) >= 1 })
+	if n := countClosed(held); n != 1 {
+		t.Errorf("%d dribbling connections closed for one login, want 1", n)
 	}
 }
 
@@ -275,7 +283,7 @@ func TestParking(t *testing.T) {
 	conn := func() *preauthConn {
 		a, b := net.Pipe()
 		t.Cleanup(func() { a.Close(); b.Close() })
-		return newPreauthConn(a, time.Now)
+		return newPreauthConn(a, time.Now, 0)
 	}
 	p := parking{max: 2}
 	c1, c2, c3, c4 := conn(), conn(), conn(), conn()
@@ -350,4 +358,35 @@ func TestParkingPerSource(t *testing.T) {
 		t.Fatalf("person's login while one address floods the waiting room: %v", err)
 	}
 	c.Close()
+}
+
+// TestPreauthLastRead: before authentication a connection's bytes count as
+// activity only up to grace after it came; once it authenticates, every
+// byte counts.
+func TestPreauthLastRead(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	now := t0
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	p := newPreauthConn(a, func() time.Time { return now }, time.Second)
+	if !p.LastRead().IsZero() {
+		t.Fatalf("LastRead before any byte = %v, want zero", p.LastRead())
+	}
+	for _, tc := range []struct {
+		at    time.Duration
+		stage int32
+		want  time.Duration
+	}{
+		{500 * time.Millisecond, preauthWaiting, 500 * time.Millisecond},
+		{1500 * time.Millisecond, preauthWaiting, time.Second}, // dribbling past grace
+		{1800 * time.Millisecond, preauthKex, time.Second},
+		{1900 * time.Millisecond, preauthAuth, 1900 * time.Millisecond}, // authenticating: real bytes
+	} {
+		now = t0.Add(tc.at)
+		p.reached(tc.stage)
+		p.read()
+		if got := p.LastRead().Sub(t0); got != tc.want {
+			t.Errorf("byte at %v in stage %d: LastRead = +%v, want +%v", tc.at, tc.stage, got, tc.want)
+		}
+	}
 }

@@ -257,7 +257,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		// A connection that finds the unauthenticated ones at their cap
 		// waits for its first bytes (admitSpoken, in handleConn) before
 		// it is refused or takes a silent connection's slot.
-		pc := newPreauthConn(nc, s.now)
+		pc := newPreauthConn(nc, s.now, s.parked.wait)
 		var release func() // nil: not admitted yet
 		if !viaBalancer {
 			var ok bool
