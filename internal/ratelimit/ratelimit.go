@@ -96,8 +96,8 @@ type Limiter struct {
 	// parkPer and parkNet count the connections waiting for a slot while
 	// the cap is reached (Park), per source and per prefix key.
 	parkPer, parkNet map[string]int
-	tickets   []*ticket      // the admitted connections themselves; len(tickets) == unauth
-	lastSweep time.Time
+	tickets          []*ticket // the admitted connections themselves; len(tickets) == unauth
+	lastSweep        time.Time
 }
 
 // Conn is what Admit needs of a connection to evict it later for a
