@@ -130,13 +130,19 @@ func DecideJoin(ctx context.Context, gw Gateway, who Caller, a JoinAsk) (policy.
 // RefuseJoin audits a refused join (best effort: the refusal happens
 // whether or not it could be recorded). tenant is the host's, when known.
 func RefuseJoin(ctx context.Context, gw Gateway, who Caller, a JoinAsk, tenant, reason, verdict string) {
-	conn := who.conn()
-	ev := audit.SessionDeniedEvent{
+	audit.BestEffort(ctx, audit.SinkFunc(gw.Audit), nil, JoinDenied(who.conn(), a, tenant, reason, verdict))
+}
+
+// JoinDenied is the audit event of a refused join by conn: session.denied
+// with action join. The node holding a session also builds it for a
+// relayed join it refuses before it knows the person (not configured
+// there), hence conn rather than a Caller.
+func JoinDenied(conn audit.Conn, a JoinAsk, tenant, reason, verdict string) audit.Event {
+	return audit.SessionDeniedEvent{
 		Target:   audit.Target{Person: conn.Person, Source: conn.Source, Session: a.Session, Tenant: tenant, Host: a.Host},
 		Action:   "join",
 		JoinMode: a.Mode, RelayedBy: a.RelayedBy, Reason: reason, Verdict: verdict,
-	}
-	audit.BestEffort(ctx, audit.SinkFunc(gw.Audit), nil, ev.Event())
+	}.Event()
 }
 
 // NoSession is the refusal to join a session that is not (or no longer)

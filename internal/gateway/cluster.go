@@ -235,9 +235,9 @@ func linkLost(node, id string) string {
 func (s *Server) rejectJoin(nc ssh.NewChannel, peer string, j link.Join, msg string, record bool) {
 	s.log.Warn("cluster: relayed join refused", "peer", peer, "session", j.Session, "person", j.Person, "reason", msg)
 	if record {
-		ev := audit.SessionDeniedEvent{Target: audit.Target{Person: j.Person, Source: j.Source, Session: j.Session},
-			Action: "join", JoinMode: j.Mode, RelayedBy: peer, Reason: msg}
-		audit.BestEffort(context.Background(), s.audit, s.log, ev.Event())
+		ev := admin.JoinDenied(audit.Conn{Person: j.Person, Source: j.Source},
+			admin.JoinAsk{Session: j.Session, Mode: j.Mode, RelayedBy: peer}, "", msg, "")
+		audit.BestEffort(context.Background(), s.audit, s.log, ev)
 	}
 	_ = nc.Reject(ssh.Prohibited, msg)
 }
