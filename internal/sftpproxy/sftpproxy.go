@@ -207,9 +207,8 @@ type pending struct {
 	path    string            // OPEN, OPENDIR: the path (resolved)
 	number  string            // OPEN: the handle's number in the record
 	off     uint64            // READ, WRITE
-	buf     *[]byte           // WRITE: its packet, held until answered
-	shared  *sharedBuf        // WRITE: who puts buf back (see sharedBuf)
-	data    []byte            // WRITE: the data in buf
+	shared  *sharedBuf        // WRITE: its packet, held until answered, and who puts it back
+	data    []byte            // WRITE: the data in its packet
 	readdir bool
 }
 
@@ -499,7 +498,7 @@ func (r *relay) request(b *[]byte, p []byte) error {
 		pd.number = strconv.FormatUint(r.handleNo, 10)
 		pd.op["handle"] = pd.number
 	case fxpWrite:
-		pd.buf, pd.op, pd.shared = b, nil, shareBuf(b)
+		pd.op, pd.shared = nil, shareBuf(b)
 	}
 	if err := r.enter(req.id, pd); err != nil {
 		putBuf(b)
@@ -531,8 +530,8 @@ func (r *relay) request(b *[]byte, p []byte) error {
 // enter puts a request in the table, waiting while the table is full.
 func (r *relay) enter(id uint32, pd pending) error {
 	n := 0
-	if pd.buf != nil {
-		n = cap(*pd.buf)
+	if pd.shared != nil {
+		n = cap(*pd.shared.b)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -611,8 +610,8 @@ func (r *relay) answer(p []byte) error {
 	pd, ok := r.pending[rep.id]
 	if ok {
 		delete(r.pending, rep.id)
-		if pd.buf != nil {
-			r.held -= cap(*pd.buf)
+		if pd.shared != nil {
+			r.held -= cap(*pd.shared.b)
 		}
 		r.room.Signal()
 		if len(r.pending) == 0 && r.drained != nil {
