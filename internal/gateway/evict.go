@@ -3,8 +3,6 @@ package gateway
 import (
 	"context"
 	"net"
-	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -123,106 +121,35 @@ func (p *preauthConn) finish() bool {
 // evicted reports whether Evict closed the connection.
 func (p *preauthConn) evicted() bool { return p != nil && p.state.Load() == preauthEvicted }
 
-// parking holds connections that arrived while the unauthenticated
-// connections were at their cap. Only a newcomer that has spoken may take
-// a silent connection's slot (ratelimit.Limiter.Admit): an honest client
-// sends its version line the moment it connects, so it waits here for its
-// first bytes one round trip, then until a slot is free or a connection
-// has been silent for evict_after_silence (at most until kex_timeout). An
-// attacker's silent connection waits evict_after_silence and is closed
-// without ever holding a slot. At most max connections wait at once
-// (parkingSize); a newcomer beyond pushes out the silent one waiting
-// longest, or is refused when all waiting ones have spoken. So a flood of
-// silent newcomers cannot fill the lot for good, and cannot push out a
-// person's connection once it has spoken; before that, the connection
-// stays parked for as long as the flood takes to bring max newcomers.
-type parking struct {
-	max     int           // parkingSize
-	wait    time.Duration // limits.evict_after_silence; like the rate limiter's limits, fixed at start
-	mu      sync.Mutex
-	waiting []*preauthConn // oldest first
-}
-
-// enter parks pc, or reports false when the lot is full of connections
-// that have spoken. leave takes pc out again and reports whether it was
-// still parked, false when a newcomer pushed it out (its connection is
-// then closed).
-func (p *parking) enter(pc *preauthConn) (leave func() bool, ok bool) {
-	p.mu.Lock()
-	var out *preauthConn
-	if len(p.waiting) >= p.max {
-		i := slices.IndexFunc(p.waiting, func(w *preauthConn) bool { return w.LastRead().IsZero() })
-		if i < 0 {
-			p.mu.Unlock()
-			return nil, false
-		}
-		out = p.waiting[i]
-		p.waiting = slices.Delete(p.waiting, i, i+1)
-	}
-	p.waiting = append(p.waiting, pc)
-	p.mu.Unlock()
-	if out != nil {
-		out.Evict()
-	}
-	return func() bool {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		i := slices.Index(p.waiting, pc)
-		if i < 0 {
-			return false
-		}
-		p.waiting = slices.Delete(p.waiting, i, i+1)
-		return true
-	}, true
-}
-
-// parkingSize is how many connections may wait in parking: four times
-// the cap on unauthenticated connections, so that a person's connection,
-// which speaks within a round trip, is pushed out only by a flood that
-// brings that many new connections within that round trip (400 within,
-// say, 100 ms at the default cap); but at most half of max_connections,
-// which parked connections count against, so that the others keep the
-// other half.
-func parkingSize(unauthenticated, maxConnections int) int {
-	if unauthenticated <= 0 {
-		unauthenticated = ratelimit.DefaultMaxUnauth
-	}
-	return max(1, min(4*unauthenticated, maxConnections/2))
-}
-
 // admitPollEvery is how often a parked connection that has spoken asks
 // the rate limiter again for a slot.
 const admitPollEvery = 50 * time.Millisecond
 
 // admitSpoken admits a connection the rate limiter refused because the
 // unauthenticated connections were at their cap: it parks the connection
-// until its client's first bytes arrive, at most evict_after_silence, and
-// then asks again, now as a newcomer that has spoken and may take a
-// silent connection's slot, until it gets one or deadline (kex_timeout)
-// passes. It returns the connection with the bytes read put back in
-// front, the release of its slot, and false when the connection is to be
-// closed.
+// in the rate limiter's waiting room (ratelimit.Limiter.Park, which holds
+// the rules of who may wait) until its client's first bytes arrive, at
+// most evict_after_silence, and then asks again, now as a newcomer that
+// has spoken and may take a silent connection's slot, until it gets one
+// or deadline (kex_timeout) passes. It returns the connection with the
+// bytes read put back in front, the release of its slot, and false when
+// the connection is to be closed.
 func (s *Server) admitSpoken(ctx context.Context, conn net.Conn, pc *preauthConn, source string, deadline time.Time) (net.Conn, func(), bool) {
 	refuse := func(reason string, spoke bool) (net.Conn, func(), bool) {
 		s.log.Debug("connection refused", "source", source, "reason", reason, "spoke", spoke)
 		s.metrics.ConnectionRefused(reason)
 		return nil, nil, false
 	}
-	unpark, ok, reason := s.limit.Park(source)
+	leave, ok, reason := s.limit.Park(source, pc)
 	if !ok {
 		return refuse(reason, false)
 	}
-	defer unpark() // admitted or refused, it waits no more
-	leave, ok := s.parked.enter(pc)
-	if !ok {
-		return refuse(ratelimit.ReasonTooManyUnauth, false)
-	}
-	_ = conn.SetReadDeadline(minTime(s.now().Add(s.parked.wait), deadline))
+	defer leave() // admitted or refused, it waits no more
+	_ = conn.SetReadDeadline(minTime(s.now().Add(s.limit.EvictAfterSilence()), deadline))
 	head := make([]byte, 256)
 	n, _ := conn.Read(head)
 	if n == 0 {
-		leave()
-		return refuse(ratelimit.ReasonTooManyUnauth, false) // silent or gone
+		return refuse(ratelimit.ReasonTooManyUnauth, false) // silent, gone or pushed out
 	}
 	pc.read()
 	for {
@@ -236,12 +163,10 @@ func (s *Server) admitSpoken(ctx context.Context, conn net.Conn, pc *preauthConn
 			return &replayConn{Conn: conn, head: head[:n]}, release, true
 		}
 		if reason != ratelimit.ReasonTooManyUnauth || !s.now().Add(admitPollEvery).Before(deadline) || pc.evicted() {
-			leave()
 			return refuse(reason, true)
 		}
 		select {
 		case <-ctx.Done():
-			leave()
 			return refuse(reason, true)
 		case <-time.After(admitPollEvery):
 		}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -276,42 +277,32 @@ func TestEvictViaBalancer(t *testing.T) {
 	}
 }
 
-// TestParking: a full lot pushes out the silent connection waiting
-// longest, never one that has spoken, and refuses a newcomer when every
-// waiting one has spoken.
+// TestParking: the waiting room (ratelimit.Limiter.Park, whose rules are
+// tested there) pushes out a connection through its handle: a silent
+// newcomer's TCP connection is closed, so its handler's read for the
+// first bytes ends at once; one that has spoken stays.
 func TestParking(t *testing.T) {
-	conn := func() *preauthConn {
+	lim := ratelimit.New(ratelimit.Options{MaxParked: 2})
+	conn := func() (*preauthConn, net.Conn) {
 		a, b := net.Pipe()
 		t.Cleanup(func() { a.Close(); b.Close() })
-		return newPreauthConn(a, time.Now, 0)
+		return newPreauthConn(a, time.Now, 0), a
 	}
-	p := parking{max: 2}
-	c1, c2, c3, c4 := conn(), conn(), conn(), conn()
-	leave1, ok1 := p.enter(c1)
-	leave2, ok2 := p.enter(c2)
-	if !ok1 || !ok2 {
-		t.Fatal("room for two, refused")
+	c1, tcp1 := conn()
+	c2, _ := conn()
+	c3, _ := conn()
+	for i, c := range []*preauthConn{c1, c2} {
+		if _, ok, why := lim.Park(fmt.Sprintf("192.0.2.%d:1", i+1), c); !ok {
+			t.Fatalf("room for two, refused: %s", why)
+		}
 	}
 	c2.read()
-	leave3, ok3 := p.enter(c3)
-	if !ok3 || !c1.evicted() || c2.evicted() {
-		t.Fatalf("third newcomer: parked %v; c1 evicted %v, c2 (spoke) evicted %v; want the silent c1 out", ok3, c1.evicted(), c2.evicted())
+	if _, ok, why := lim.Park("192.0.2.3:1", c3); !ok || !c1.evicted() || c2.evicted() {
+		t.Fatalf("third newcomer: parked %v (%s); c1 evicted %v, c2 (spoke) evicted %v; want the silent c1 out", ok, why, c1.evicted(), c2.evicted())
 	}
-	if leave1() {
-		t.Error("c1 still parked after being pushed out")
-	}
-	c3.read()
-	if _, ok := p.enter(c4); ok || c2.evicted() || c3.evicted() || c4.evicted() {
-		t.Fatal("a newcomer pushed out a connection that has spoken")
-	}
-	if !leave2() || !leave3() || len(p.waiting) != 0 {
-		t.Fatalf("leave: %d still waiting", len(p.waiting))
-	}
-	if got := parkingSize(100, 1000); got != 400 {
-		t.Errorf("parkingSize(100, 1000) = %d, want 400", got)
-	}
-	if got := parkingSize(100, 300); got != 150 {
-		t.Errorf("parkingSize(100, 300) = %d, want 150 (half of max_connections)", got)
+	_ = tcp1.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := tcp1.Read(make([]byte, 1)); !errors.Is(err, io.ErrClosedPipe) {
+		t.Errorf("read on the pushed-out connection: %v, want it closed", err)
 	}
 }
 

@@ -80,7 +80,6 @@ type Server struct {
 	// preauth bounds the audit events of unauthenticated connections
 	// per source; slots, waiting and disk are the caps of limits.go.
 	preauth *ratelimit.Budget
-	parked  parking // newcomers waiting for their first bytes while the unauthenticated connections are at their cap
 	slots   slotTable
 	waiting waitingRooms
 	disk    diskWatch
@@ -142,18 +141,20 @@ func New(o Options) (*Server, error) {
 	}
 	s.state.Store(st)
 	lim := o.Config.Gateway.Limits
+	max := o.Config.Gateway.MaxConnections
+	if max <= 0 {
+		max = 1000
+	}
 	s.limit = ratelimit.New(ratelimit.Options{
 		Window: lim.Window.Duration, Block: lim.Block.Duration,
 		MaxPerSource: lim.FailuresPerSource, MaxPerPerson: lim.FailuresPerPerson,
 		MaxUnauth: lim.Unauthenticated, MaxUnauthPerSource: lim.UnauthenticatedPerSource,
 		MaxUnauthPerPrefix: lim.UnauthenticatedPerPrefix, PrefixV4: lim.PrefixV4, PrefixV6: lim.PrefixV6,
 		EvictAfterSilence: lim.EvictAfterSilence.Duration, Now: o.Now,
+		// Newcomers waiting for a slot count against max_connections.
+		MaxParked: ratelimit.ParkingSize(lim.Unauthenticated, max),
 	})
 	s.preauth = ratelimit.NewBudget(lim.PreauthAuditPerMinute, 0, o.Now)
-	s.parked.wait = lim.EvictAfterSilence.Duration
-	if s.parked.wait <= 0 {
-		s.parked.wait = ratelimit.DefaultEvictAfterSilence
-	}
 	s.disk.statfs = statfs
 	s.checkDisk() // refuse sessions from the start if the disk is full
 	if s.store != nil {
@@ -162,12 +163,7 @@ func New(o Options) (*Server, error) {
 			return nil, fmt.Errorf("read locks: %w", err)
 		}
 	}
-	max := o.Config.Gateway.MaxConnections
-	if max <= 0 {
-		max = 1000
-	}
 	s.conns = make(chan struct{}, max)
-	s.parked.max = parkingSize(lim.Unauthenticated, max)
 	return s, nil
 }
 
@@ -257,7 +253,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		// A connection that finds the unauthenticated ones at their cap
 		// waits for its first bytes (admitSpoken, in handleConn) before
 		// it is refused or takes a silent connection's slot.
-		pc := newPreauthConn(nc, s.now, s.parked.wait)
+		pc := newPreauthConn(nc, s.now, s.limit.EvictAfterSilence())
 		var release func() // nil: not admitted yet
 		if !viaBalancer {
 			var ok bool

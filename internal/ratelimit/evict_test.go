@@ -30,6 +30,21 @@ func (f *fakeConn) Evict() {
 	}
 }
 
+// assertEvicted checks that Evict was called once on conns[victim] and
+// never on the others (victim -1: on none); what names them in errors.
+func assertEvicted(t *testing.T, what string, conns []*fakeConn, victim int) {
+	t.Helper()
+	for i, c := range conns {
+		want := int32(0)
+		if i == victim {
+			want = 1
+		}
+		if got := c.evicted.Load(); got != want {
+			t.Errorf("%s %d evicted %d times, want %d", what, i, got, want)
+		}
+	}
+}
+
 // TestEvictVictim: when the total cap is reached, a newcomer that has
 // spoken takes the slot of the connection silent longest (lowest stage
 // first), never one silent for less than the minimum; a newcomer that has
@@ -130,15 +145,7 @@ func TestEvictVictim(t *testing.T) {
 			if ok != tt.wantOK || why != tt.wantWhy {
 				t.Fatalf("newcomer %s: admitted %v (%q), want %v (%q)", tt.src, ok, why, tt.wantOK, tt.wantWhy)
 			}
-			for i, c := range conns {
-				want := int32(0)
-				if i == tt.victim {
-					want = 1
-				}
-				if got := c.evicted.Load(); got != want {
-					t.Errorf("held %d evicted %d times, want %d", i, got, want)
-				}
-			}
+			assertEvicted(t, "held", conns, tt.victim)
 			if after := l.Unauthenticated(); after != before && !(ok && tt.victim < 0 && after == before+1) {
 				t.Errorf("Unauthenticated %d → %d", before, after)
 			}
@@ -252,48 +259,5 @@ func TestEvictConcurrent(t *testing.T) {
 	}
 	if n := l.Unauthenticated(); n != 0 || len(l.tickets) != 0 || len(l.unauthPer) != 0 || len(l.unauthNet) != 0 {
 		t.Errorf("after all releases: %d unauthenticated, %d tickets", n, len(l.tickets))
-	}
-}
-
-// TestPark: connections waiting for a slot are held to the per-source and
-// per-prefix caps too, counted apart from the admitted ones, and leaving
-// twice counts once.
-func TestPark(t *testing.T) {
-	l := New(Options{MaxUnauth: 1, MaxUnauthPerSource: 2, MaxUnauthPerPrefix: 3})
-	var leaves []func()
-	for i, tc := range []struct {
-		src, reason string
-	}{
-		{"192.0.2.1:1", ""},
-		{"192.0.2.1:2", ""},
-		{"192.0.2.1:3", ReasonTooManyPerSrc}, // a third from one address
-		{"192.0.2.2:1", ""},
-		{"192.0.2.3:1", ReasonTooManyPerNet}, // a fourth from one /24
-		{"198.51.100.1:1", ""},               // another network waits
-	} {
-		leave, ok, reason := l.Park(tc.src)
-		if ok != (tc.reason == "") || reason != tc.reason {
-			t.Fatalf("park %d (%s) = %v, %q; want refused %q", i, tc.src, ok, reason, tc.reason)
-		}
-		if ok {
-			leaves = append(leaves, leave)
-		}
-	}
-	if got := l.Parked(); got != 4 {
-		t.Errorf("Parked = %d, want 4", got)
-	}
-	// Parking does not count against the admitted connections' caps.
-	if _, ok, reason := l.Admit("192.0.2.1:9", nil); !ok {
-		t.Errorf("admit beside two parked from one address: refused (%s)", reason)
-	}
-	for _, leave := range leaves {
-		leave()
-		leave()
-	}
-	if got := l.Parked(); got != 0 || len(l.parkPer) != 0 || len(l.parkNet) != 0 {
-		t.Errorf("after leaving: Parked = %d, %d sources, %d networks; want none", got, len(l.parkPer), len(l.parkNet))
-	}
-	if _, ok, _ := l.Park("192.0.2.1:4"); !ok {
-		t.Error("after the others left, the address may wait again")
 	}
 }

@@ -7,7 +7,10 @@
 // take more than its share of the slots while others wait. When the total
 // cap is reached, a newcomer takes the slot of the admitted connection that
 // has been silent longest, if it has been silent for at least
-// Options.EvictAfterSilence (see Admit).
+// Options.EvictAfterSilence (see Admit). A newcomer that finds the cap
+// reached may wait for a slot in a waiting room of its own size
+// (Options.MaxParked), held to the same per-source and per-prefix shares
+// (see Park).
 //
 // The package is pure logic: it reads time only through an injected clock,
 // starts no goroutines and keeps all state in memory (a restart forgets
@@ -79,6 +82,7 @@ type Options struct {
 	PrefixV6           int              // prefix length that groups IPv6 sources; default 64
 	MaxTracked         int              // sources, and separately persons, tracked at once; default 100000
 	EvictAfterSilence  time.Duration    // silence after which a connection may be evicted for a newcomer when the total cap is reached; default 1s
+	MaxParked          int              // connections waiting in Park at once; default ParkingSize(MaxUnauth, 0)
 	Now                func() time.Time // clock; default time.Now
 }
 
@@ -93,16 +97,18 @@ type Limiter struct {
 	unauth    int            // unauthenticated connections admitted and not yet released
 	unauthPer map[string]int // the same per source key; at most MaxUnauth entries
 	unauthNet map[string]int // the same per prefix key; at most MaxUnauth entries
-	// parkPer and parkNet count the connections waiting for a slot while
-	// the cap is reached (Park), per source and per prefix key.
-	parkPer, parkNet map[string]int
-	tickets          []*ticket // the admitted connections themselves; len(tickets) == unauth
-	lastSweep        time.Time
+	tickets   []*ticket      // the admitted connections themselves; len(tickets) == unauth
+	lastSweep time.Time
+
+	// park is the waiting room (Park), with a lock of its own: it never
+	// needs the counts above, and its newcomers do not queue behind Admit.
+	park waitingRoom
 }
 
 // Conn is what Admit needs of a connection to evict it later for a
-// newcomer. Admit calls LastRead and Stage with the Limiter's lock held,
-// so both must return at once (an atomic load).
+// newcomer, and Park to push it out of the waiting room. Admit calls
+// LastRead and Stage, Park calls LastRead, with a lock held, so both must
+// return at once (an atomic load).
 type Conn interface {
 	// LastRead returns when the client last sent a byte; the zero time
 	// while it has sent none (its silence then counts from admission).
@@ -111,10 +117,10 @@ type Conn interface {
 	// happened. Among the connections silent long enough, the lowest
 	// stage is evicted first, and within a stage the longest silent.
 	Stage() int
-	// Evict closes the connection. Admit calls it at most once, after
-	// releasing its lock, and possibly while the connection is being
-	// released by its own handler: it must not block, and must do
-	// nothing once the connection has authenticated.
+	// Evict closes the connection. Admit and Park call it at most once
+	// each, after releasing their lock, and possibly while the connection
+	// is being released by its own handler: it must not block, and must
+	// do nothing once the connection has authenticated.
 	Evict()
 }
 
@@ -161,6 +167,9 @@ func New(o Options) *Limiter {
 	if o.EvictAfterSilence <= 0 {
 		o.EvictAfterSilence = DefaultEvictAfterSilence
 	}
+	if o.MaxParked <= 0 {
+		o.MaxParked = ParkingSize(o.MaxUnauth, 0)
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -170,8 +179,7 @@ func New(o Options) *Limiter {
 		persons:   newTable(o.MaxTracked),
 		unauthPer: make(map[string]int),
 		unauthNet: make(map[string]int),
-		parkPer:   make(map[string]int),
-		parkNet:   make(map[string]int),
+		park:      newWaitingRoom(o),
 	}
 }
 
@@ -379,6 +387,11 @@ func (l *Limiter) dropLocked(t *ticket) {
 	decrement(l.unauthNet, t.pfx)
 }
 
+// EvictAfterSilence returns Options.EvictAfterSilence, defaults filled
+// in: how long a connection may stay silent before it may be evicted, and
+// so how long a newcomer in Park waits for its client's first bytes.
+func (l *Limiter) EvictAfterSilence() time.Duration { return l.o.EvictAfterSilence }
+
 // Unauthenticated returns the number of admitted connections not yet
 // released, for metrics.
 func (l *Limiter) Unauthenticated() int {
@@ -387,59 +400,14 @@ func (l *Limiter) Unauthenticated() int {
 	return l.unauth
 }
 
-// Park is called for a connection that found the unauthenticated
-// connections at their cap and is to wait for a slot (the gateway's
-// parking, where a newcomer shows it speaks before it may take a silent
-// connection's slot). The per-source and per-prefix caps on
-// unauthenticated connections apply to waiting connections too, counted
-// apart: without them one address could fill the waiting room with
-// connections that send a byte and then stall, and refuse everyone else.
-// leave ends the wait (once; again does nothing).
-func (l *Limiter) Park(source string) (leave func(), ok bool, reason string) {
-	key := SourceKey(source)
-	pfx := PrefixKey(key, l.o.PrefixV4, l.o.PrefixV6)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.parkPer[key] >= l.o.MaxUnauthPerSource {
-		return nil, false, ReasonTooManyPerSrc
-	}
-	if l.parkNet[pfx] >= l.o.MaxUnauthPerPrefix {
-		return nil, false, ReasonTooManyPerNet
-	}
-	l.parkPer[key]++
-	l.parkNet[pfx]++
-	left := false // guarded by l.mu
-	return func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if left {
-			return
-		}
-		left = true
-		decrement(l.parkPer, key)
-		decrement(l.parkNet, pfx)
-	}, true, ""
-}
-
 // decrement lowers m[k] and drops the entry at zero, so the maps hold
-// only what waits now.
+// only what is counted now.
 func decrement(m map[string]int, k string) {
 	if n := m[k] - 1; n > 0 {
 		m[k] = n
 	} else {
 		delete(m, k)
 	}
-}
-
-// Parked returns the number of connections waiting in Park.
-func (l *Limiter) Parked() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, c := range l.parkPer {
-		n += c
-	}
-	return n
 }
 
 // UnauthenticatedFrom returns the number of admitted connections not yet

@@ -41,7 +41,8 @@ func TestDefaults(t *testing.T) {
 	want := Options{Window: DefaultWindow, MaxPerSource: DefaultMaxPerSource, MaxPerPerson: DefaultMaxPerPerson,
 		Block: DefaultBlock, MaxUnauth: DefaultMaxUnauth, MaxUnauthPerSource: DefaultMaxUnauthPerSource,
 		MaxUnauthPerPrefix: DefaultMaxUnauthPerPrefix, PrefixV4: DefaultPrefixV4, PrefixV6: DefaultPrefixV6,
-		MaxTracked: DefaultMaxTracked, EvictAfterSilence: DefaultEvictAfterSilence}
+		MaxTracked: DefaultMaxTracked, EvictAfterSilence: DefaultEvictAfterSilence,
+		MaxParked: 4 * DefaultMaxUnauth}
 	got := l.o
 	got.Now = nil
 	if fmt.Sprint(got) != fmt.Sprint(want) {
