@@ -203,31 +203,28 @@ func (c *clientConn) dispatch(ctx context.Context, nch ssh.NewChannel, rt route,
 	if !ok {
 		return
 	}
+	var handle func()
 	switch nch.ChannelType() {
 	case "session":
-		wg.Add(1)
-		c.channelOpened()
-		go func() {
-			defer wg.Done()
-			defer c.channelClosed()
-			if rt.hostName == "" {
-				cc.commandSession(ctx, nch)
-			} else {
-				cc.targetSession(ctx, nch, rt)
-			}
-		}()
+		if rt.hostName == "" {
+			handle = func() { cc.commandSession(ctx, nch) }
+		} else {
+			handle = func() { cc.targetSession(ctx, nch, rt) }
+		}
 	case "direct-tcpip":
-		wg.Add(1)
-		c.channelOpened()
-		go func() {
-			defer wg.Done()
-			defer c.channelClosed()
-			cc.directTCPIP(ctx, nch, rt)
-		}()
+		handle = func() { cc.directTCPIP(ctx, nch, rt) }
 	default:
 		c.srv.record(audit.ForwardDeniedEvent{Target: c.who(), Kind: nch.ChannelType()}.Event())
 		_ = nch.Reject(ssh.Prohibited, "tandem: "+safetext.Line(nch.ChannelType())+" channels are not allowed")
+		return
 	}
+	wg.Add(1)
+	c.channelOpened()
+	go func() {
+		defer wg.Done()
+		defer c.channelClosed()
+		handle()
+	}()
 }
 
 // admit decides a new channel on the state in force now (see refresh):
