@@ -41,6 +41,13 @@ func TestMonitoring(t *testing.T) {
 	if during[`tandem_connections_open`] < 1 {
 		t.Errorf("tandem_connections_open = %v during the session, want at least 1", during[`tandem_connections_open`])
 	}
+	// The session's connection is authenticated: it holds no slot of
+	// limits.unauthenticated, and nobody waits for one.
+	for _, series := range []string{`tandem_connections_unauthenticated`, `tandem_connections_waiting`} {
+		if v, ok := during[series]; !ok || v != 0 {
+			t.Errorf("%s = %v (present %v) during the session, want 0", series, v, ok)
+		}
+	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("alice's session: %v\ngateway output:\n%s", err, e.GW.Tail())
 	}

@@ -333,15 +333,18 @@ func TestParkingPerSource(t *testing.T) {
 			}
 		}()
 	}
-	waitUntil(t, 5*time.Second, "ten talking connections hold the cap", func() bool { return r.srv.limit.Unauthenticated() == 10 })
+	// Preauth is what the metrics show (tandem_connections_unauthenticated
+	// and _waiting).
+	waitUntil(t, 5*time.Second, "ten talking connections hold the cap", func() bool { u, _ := r.srv.Preauth(); return u == 10 })
 
 	// Fifty from one address, each a byte and then silence: more than the
 	// waiting room (four times the cap) holds.
 	for range 50 {
 		hold(t, r, "127.5.0.1", []byte("S"))
 	}
+	waitUntil(t, 5*time.Second, "the address's share waits", func() bool { _, w := r.srv.Preauth(); return w > 0 })
 	time.Sleep(300 * time.Millisecond)
-	if n := r.srv.limit.Parked(); n > 3 {
+	if _, n := r.srv.Preauth(); n > 3 {
 		t.Errorf("%d connections of one address wait in parking, want at most its share of 3", n)
 	}
 	c, _, err := r.dialFrom("127.1.0.1", "alice", ssh.PublicKeys(loadSigner(t, aliceKey)))

@@ -30,6 +30,12 @@ func (noMetrics) SessionEnded(string, int64) {}
 // now: authenticated ones and those still in their handshake.
 func (s *Server) OpenConnections() int { return len(s.conns) }
 
+// Preauth is the number of connections holding a slot before
+// authentication and of newcomers waiting for one (ratelimit.Limiter.Park).
+func (s *Server) Preauth() (unauthenticated, waiting int) {
+	return s.limit.Unauthenticated(), s.limit.Parked()
+}
+
 // EachSession calls f with the kind (pty, exec, sftp, forward) and state
 // of every live session; a session others may join reports its four-eyes
 // state (waiting, live, paused), any other "live". f runs after the

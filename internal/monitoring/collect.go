@@ -61,6 +61,8 @@ type gatewayCollector struct{ m *Metrics }
 
 var (
 	descConnOpen = prometheus.NewDesc("tandem_connections_open", "Client connections held now (authenticated or in their handshake).", nil, nil)
+	descUnauth   = prometheus.NewDesc("tandem_connections_unauthenticated", "Client connections holding a slot before authentication now (gateway.limits.unauthenticated).", nil, nil)
+	descWaiting  = prometheus.NewDesc("tandem_connections_waiting", "Newcomers waiting for a slot now, while the unauthenticated connections are at their cap.", nil, nil)
 	descSessions = prometheus.NewDesc("tandem_sessions", "Live sessions on targets, by kind (pty, exec, sftp, forward) and state (waiting, live, paused, ended).",
 		[]string{"kind", "state"}, nil)
 	descDiskFree    = prometheus.NewDesc("tandem_data_disk_free_bytes", "Free bytes on data_dir's file system at the last check.", nil, nil)
@@ -69,7 +71,7 @@ var (
 )
 
 func (c gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnOpen, descSessions, descDiskFree, descDiskSize, descDiskRefuses} {
+	for _, d := range []*prometheus.Desc{descConnOpen, descUnauth, descWaiting, descSessions, descDiskFree, descDiskSize, descDiskRefuses} {
 		ch <- d
 	}
 }
@@ -81,6 +83,9 @@ func (c gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	g := *p
 	ch <- prometheus.MustNewConstMetric(descConnOpen, prometheus.GaugeValue, float64(g.OpenConnections()))
+	unauth, waiting := g.Preauth()
+	ch <- prometheus.MustNewConstMetric(descUnauth, prometheus.GaugeValue, float64(unauth))
+	ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(waiting))
 	counts := map[[2]string]int{}
 	g.EachSession(func(kind, state string) { counts[[2]string{sessionKind(kind), sessionState(state)}]++ })
 	for k, n := range counts {

@@ -28,6 +28,10 @@ import (
 type Gateway interface {
 	// OpenConnections is the number of client connections held now.
 	OpenConnections() int
+	// Preauth is the number of connections holding a slot before
+	// authentication, and of newcomers waiting for one (the waiting room
+	// at the cap, gateway.limits.evict_after_silence).
+	Preauth() (unauthenticated, waiting int)
 	// EachSession calls f with the kind and state of every live session.
 	EachSession(f func(kind, state string))
 	// DiskFree is the data disk's free and total bytes at the last

@@ -32,6 +32,7 @@ func scrape(t *testing.T, m *Metrics) (string, map[string]float64) {
 type fakeGateway struct{}
 
 func (fakeGateway) OpenConnections() int { return 3 }
+func (fakeGateway) Preauth() (int, int)  { return 7, 2 }
 func (fakeGateway) EachSession(f func(kind, state string)) {
 	f("pty", "waiting")
 	f("pty", "waiting")
@@ -98,6 +99,8 @@ func TestSinkCounts(t *testing.T) {
 		`tandem_audit_append_seconds_count`:                                  float64(len(events)),
 		`tandem_audit_appends_in_flight`:                                     0,
 		`tandem_connections_open`:                                            3,
+		`tandem_connections_unauthenticated`:                                 7,
+		`tandem_connections_waiting`:                                         2,
 		`tandem_sessions{kind="pty",state="waiting"}`:                        2,
 		`tandem_sessions{kind="exec",state="live"}`:                          1,
 		`tandem_data_disk_free_bytes`:                                        1 << 30,
