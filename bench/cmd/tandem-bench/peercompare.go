@@ -196,8 +196,7 @@ func cmpSFTP(ctx context.Context, e *env, paths []cmpPath, size int64, reps int,
 	timeout := 2*time.Minute + time.Duration(size/(2<<20))*time.Second
 	err = eachTransfer(ctx, reps, []string{"put", "get"}, paths, func(rep int, dirn string, p cmpPath) error {
 		dst := filepath.Join(dir, "dst.bin")
-		cmd := fmt.Sprintf("%s %s %s\n", dirn, src, dst)
-		t, err := oneSFTP(ctx, e, p.host, sftpModes[0], cmd, filepath.Join(dir, "batch"), timeout)
+		t, err := copyOnce(ctx, e, p.host, sftpModes[0], dirn, src, dst, filepath.Join(dir, "batch"), timeout)
 		if err != nil {
 			return err
 		}

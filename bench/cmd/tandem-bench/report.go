@@ -90,10 +90,10 @@ func (r *report) markdown() string {
 	if t := r.sftp; t != nil && len(t.Runs) > 0 {
 		for _, m := range sftpModes {
 			for _, dir := range []string{"put", "get"} {
-				d, tn := t.rate(m.Name, "direct", dir), t.rate(m.Name, "tandem", dir)
+				d, tn := t.rate(m.key(), "direct", dir), t.rate(m.key(), "tandem", dir)
 				ratio := stats.Ratio(tn, d)
-				fmt.Fprintf(&b, "| (g) sftp %s, %s, `%s`, MiB/s, median of %d | %.0f | %.0f | %s | ≥ %.2f× | %s |\n",
-					dir, sizeText(t.Size), m.Name, t.Reps, d, tn, stats.FormatRatio(ratio), targetSFTP,
+				fmt.Fprintf(&b, "| (g) %s %s, %s, `%s`, MiB/s, median of %d | %.0f | %.0f | %s | ≥ %.2f× | %s |\n",
+					m.Tool, dir, sizeText(t.Size), m.Name, t.Reps, d, tn, stats.FormatRatio(ratio), targetSFTP,
 					yesNo(stats.Meets(ratio, targetSFTP, true)))
 			}
 		}
@@ -212,10 +212,12 @@ func (r *report) sftpDetail(b *strings.Builder) {
 	if t == nil || len(t.Runs) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "### (g) SFTP, %s per transfer\n\n", sizeText(t.Size))
+	fmt.Fprintf(b, "### (g) SFTP, scp and rsync, %s per transfer\n\n", sizeText(t.Size))
 	b.WriteString("`sftp -b BATCH [FLAGS] HOST` with `put SRC DST` or `get SRC DST` (OpenSSH's sftp client, the target's `internal-sftp`), " +
-		"the file random and in /dev/shm; the time includes the connection's set-up. Tandem in user-name mode, recording every operation " +
-		"with the file's SHA-256. Every copy is hashed and compared with the source.\n\n")
+		"`scp SRC HOST:DST` and back (OpenSSH's scp, which speaks SFTP), and `rsync --whole-file -e ssh SRC HOST:DST` and back (an exec " +
+		"session running `rsync --server`), the file random and in /dev/shm; the time includes the connection's set-up. Tandem in user-name " +
+		"mode, recording every SFTP operation with the file's SHA-256, and rsync's streams with theirs. Every copy is hashed and compared " +
+		"with the source.\n\n")
 	b.WriteString("| run | client | direction | path | seconds | MiB/s | gateway CPU s |\n|---:|---|---|---|---:|---:|---:|\n")
 	for i, x := range t.Runs {
 		cpu := "–"
