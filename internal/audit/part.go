@@ -269,7 +269,7 @@ func isV2(payload []byte) bool { return bytes.HasSuffix(payload, v2Suffix) }
 
 var (
 	ctKey       = []byte(`"ct":"`)
-	ctSHA256Key = []byte(`,"ct_sha256":"`)
+	ctSHA256Key = []byte(ctSHA256Lit)
 )
 
 // appendLeafForm appends the leaf form of a v2 record (or any part of it)
@@ -328,6 +328,13 @@ func (s *leafFormer) scan(dst, rec []byte, check bool) ([]byte, error) {
 
 // checkCT checks a part's ciphertext (base64) against its ct_sha256 (hex).
 func (s *leafFormer) checkCT(ct, sumHex []byte) error {
+	var want [sha256.Size]byte
+	_, err := hex.Decode(want[:], sumHex)
+	return s.checkCTSum(ct, &want, err == nil)
+}
+
+// checkCTSum is checkCT with the ct_sha256 decoded (wantOK: it could be).
+func (s *leafFormer) checkCTSum(ct []byte, want *[sha256.Size]byte, wantOK bool) error {
 	n := base64.StdEncoding.DecodedLen(len(ct))
 	if cap(s.ct) < n {
 		s.ct = make([]byte, n)
@@ -336,27 +343,28 @@ func (s *leafFormer) checkCT(ct, sumHex []byte) error {
 	if err != nil {
 		return fmt.Errorf("part: ct: %w", err)
 	}
-	sum := sha256.Sum256(s.ct[:n])
-	var want [sha256.Size]byte
-	if _, err := hex.Decode(want[:], sumHex); err != nil || want != sum {
+	if !wantOK || sha256.Sum256(s.ct[:n]) != *want {
 		return errors.New("part: ct does not match its ct_sha256")
 	}
 	return nil
 }
 
 // The v2 layout as the writer marshals it (tailV2, part), up to the end
-// of the parts array.
-var (
-	v2Index      = []byte(`{"index":`)
-	v2Parts      = []byte(`,"parts":[`)
-	v2Class      = []byte(`{"class":"`)
-	v2PartCT     = []byte(`","ct":"`)
-	v2PartSHA256 = []byte(`","ct_sha256":"`) // after the class of a part without ct
-	v2Day        = []byte(`","day":"`)
-	v2Key        = []byte(`","key":"`)
-	v2Tenant     = []byte(`],"tenant":"`)
-	v2Time       = []byte(`","time":"`)
-	v2Type       = []byte(`","type":"`)
+// of the parts array. Constants, so that expect compares them in place
+// (a few word loads) rather than calling memequal.
+const (
+	v2Index      = `{"index":`
+	v2Parts      = `,"parts":[`
+	v2Class      = `{"class":"`
+	v2PartCT     = `","ct":"`
+	v2PartSHA256 = `","ct_sha256":"` // after the class of a part without ct
+	v2Day        = `","day":"`
+	v2Key        = `","key":"`
+	v2Tenant     = `],"tenant":"`
+	v2Time       = `","time":"`
+	v2Type       = `","type":"`
+	v2PartEnd    = `"}`
+	ctSHA256Lit  = `,"ct_sha256":"`
 )
 
 // appendFormV2 is scan for records laid out as the writer writes them:
@@ -401,18 +409,19 @@ func (s *leafFormer) appendFormV2(dst, rec []byte, check bool) ([]byte, bool) {
 		if p, ok = expectName(rec, p, v2Class); !ok {
 			return nil, false
 		}
-		if bytes.HasPrefix(rec[p:], v2PartCT) {
+		if _, ok := expect(rec, p, v2PartCT); ok {
 			j := p + 2 // the `"ct":"`, which scan would find next
 			v := rec[j+len(ctKey):]
 			end := bytes.IndexByte(v, '"')
 			if end < 0 {
 				return nil, false
 			}
-			after, ok := expect(v, end+1, ctSHA256Key)
-			if !ok || !lowerHex(v, after, 2*sha256.Size) {
+			after, ok := expect(v, end+1, ctSHA256Lit)
+			var sum [sha256.Size]byte
+			if !ok || !decodeLowerHex(&sum, v, after) {
 				return nil, false
 			}
-			if check && s.checkCT(v[:end], v[after:after+2*sha256.Size]) != nil {
+			if check && s.checkCTSum(v[:end], &sum, true) != nil {
 				return nil, false
 			}
 			dst = append(dst, rec[from:j]...)
@@ -430,7 +439,7 @@ func (s *leafFormer) appendFormV2(dst, rec []byte, check bool) ([]byte, bool) {
 		if p, ok = expectName(rec, p, v2Key); !ok {
 			return nil, false
 		}
-		if p, ok = expect(rec, p, []byte(`"}`)); !ok {
+		if p, ok = expect(rec, p, v2PartEnd); !ok {
 			return nil, false
 		}
 	}
@@ -454,8 +463,8 @@ func (s *leafFormer) appendFormV2(dst, rec []byte, check bool) ([]byte, bool) {
 }
 
 // expect returns the position after lit if rec holds it at p.
-func expect(rec []byte, p int, lit []byte) (int, bool) {
-	if p > len(rec) || !bytes.HasPrefix(rec[p:], lit) {
+func expect(rec []byte, p int, lit string) (int, bool) {
+	if p < 0 || len(lit) > len(rec)-p || string(rec[p:p+len(lit)]) != lit {
 		return 0, false
 	}
 	return p + len(lit), true
@@ -464,7 +473,7 @@ func expect(rec []byte, p int, lit []byte) (int, bool) {
 // expectName is expect followed by a name of [0-9A-Za-z_.:+-] (a class,
 // day, key id, tenant, time or type: never a quote or a backslash); it
 // returns the position of the quote that ends the name.
-func expectName(rec []byte, p int, lit []byte) (int, bool) {
+func expectName(rec []byte, p int, lit string) (int, bool) {
 	p, ok := expect(rec, p, lit)
 	if !ok {
 		return 0, false
@@ -487,6 +496,22 @@ func lowerHex(rec []byte, p, n int) bool {
 	return bad == 0
 }
 
+// decodeLowerHex decodes the lowercase hex at rec[p:] into sum, checking
+// and decoding in one pass: false unless all of it is lowercase hex.
+func decodeLowerHex(sum *[sha256.Size]byte, rec []byte, p int) bool {
+	if p < 0 || p+2*sha256.Size > len(rec) {
+		return false
+	}
+	h := rec[p : p+2*sha256.Size]
+	var bad byte
+	for i := range sum {
+		hi, lo := lowerHexValue[h[2*i]], lowerHexValue[h[2*i+1]]
+		bad |= hi | lo
+		sum[i] = hi<<4 | lo
+	}
+	return bad < 16
+}
+
 // nameByte and notLowerHex classify bytes by table, not by comparisons:
 // in key ids and hashes digits and letters come at random, and the
 // branches of a comparison per byte, mispredicted on about every other
@@ -500,6 +525,22 @@ var nameByte, notLowerHex = func() (name [256]bool, notHex [256]byte) {
 		}
 	}
 	return name, notHex
+}()
+
+// lowerHexValue is the value of each lowercase hex digit, and 16 or more
+// for every other byte.
+var lowerHexValue = func() (v [256]byte) {
+	for c := range 256 {
+		switch {
+		case c >= '0' && c <= '9':
+			v[c] = byte(c - '0')
+		case c >= 'a' && c <= 'f':
+			v[c] = byte(c - 'a' + 10)
+		default:
+			v[c] = 16
+		}
+	}
+	return v
 }()
 
 // leafHash is the Merkle leaf hash of a record: over the record itself in

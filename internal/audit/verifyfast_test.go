@@ -9,9 +9,13 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
 )
 
 // leafFormRecords are v2 records as the writer writes them: one part, two
@@ -277,4 +281,85 @@ func TestCheckpointsInChunksReportAsSerial(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTreeWalkKeepsWantedNodesAndRoots holds the walk's lists of wanted
+// nodes and roots to what a lookup of every node and every size in the
+// maps keeps, for the nodes of consistency and inclusion proofs.
+func TestTreeWalkKeepsWantedNodesAndRoots(t *testing.T) {
+	const n = 300
+	w := newTreeWalk()
+	for _, s := range [][2]uint64{{1, 2}, {3, 7}, {100, 200}, {200, 300}, {17, 256}, {255, 257}} {
+		p, err := proof.Consistency(s[0], s[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.want(p.IDs)
+		w.roots[s[0]], w.roots[s[1]] = nil, nil
+	}
+	p, err := proof.Inclusion(77, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.want(p.IDs)
+	wantNodes := map[compact.NodeID][]byte{}
+	for id := range w.nodes {
+		wantNodes[id] = nil
+	}
+	wantRoots := map[uint64][]byte{}
+	for s := range w.roots {
+		wantRoots[s] = nil
+	}
+	rng := (&compact.RangeFactory{Hash: hasher.HashChildren}).NewEmptyRange(0)
+	for i := range uint64(n) {
+		leaf := hasher.HashLeaf([]byte(strconv.FormatUint(i, 10)))
+		if err := w.add(leaf); err != nil {
+			t.Fatal(err)
+		}
+		if err := rng.Append(leaf, func(id compact.NodeID, h []byte) {
+			if v, ok := wantNodes[id]; ok && v == nil {
+				wantNodes[id] = bytes.Clone(h)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := wantRoots[rng.End()]; ok {
+			root, err := rng.GetRootHash(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantRoots[rng.End()] = root
+		}
+	}
+	if !reflect.DeepEqual(w.nodes, wantNodes) || !reflect.DeepEqual(w.roots, wantRoots) {
+		t.Fatalf("nodes %x\nwant %x\nroots %x\nwant %x", w.nodes, wantNodes, w.roots, wantRoots)
+	}
+	for id, h := range w.nodes {
+		if (id.Index+1)<<id.Level <= n && h == nil {
+			t.Errorf("node %+v not kept", id)
+		}
+	}
+}
+
+// indexField is what fastIndex reads: the first "index" followed by a
+// number.
+var indexField = regexp.MustCompile(`"index":([0-9]+)`)
+
+func FuzzFastIndex(f *testing.F) {
+	for _, s := range []string{`{"index":0,"x":1}`, `{"attrs":{"a":"\"index\":5"},"index":18446744073709551615}`,
+		`{"index":18446744073709551616}`, `{"index":00042}`, `{"index":-1,"index":7}`, `"index":`, `{"index":99999999999999999999999}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		v, ok := fastIndex(p)
+		var wv uint64
+		var err error = strconv.ErrSyntax
+		if m := indexField.FindSubmatch(p); m != nil {
+			wv, err = strconv.ParseUint(string(m[1]), 10, 64)
+		}
+		wok := err == nil
+		if v != wv || ok != wok {
+			t.Fatalf("fastIndex(%q) = %d, %v; strconv gives %d, %v", p, v, ok, wv, wok)
+		}
+	})
 }
