@@ -70,6 +70,17 @@ type preEncoded struct {
 	// leafTail is tail in the leaf form (v2: without ciphertexts); nil
 	// when the record is its own leaf form (v1).
 	leafTail []byte
+	// buf, when set, holds tail and leafTail and goes back to encBufs on
+	// release.
+	buf *[]byte
+}
+
+// release hands p's buffer back for reuse; p must not be used after.
+func (p *preEncoded) release() {
+	if p.buf != nil && cap(*p.buf) <= maxPooledBuf {
+		encBufs.Put(p.buf)
+	}
+	*p = preEncoded{}
 }
 
 // preEncode marshals everything of e but the index. Times are stored in UTC
