@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -362,4 +363,49 @@ func FuzzFastIndex(f *testing.F) {
 			t.Fatalf("fastIndex(%q) = %d, %v; strconv gives %d, %v", p, v, ok, wv, wok)
 		}
 	})
+}
+
+// sameBase64 fails unless decodeBase64 either declines src or gives
+// exactly what base64.StdEncoding.Decode gives.
+func sameBase64(t *testing.T, src []byte) bool {
+	t.Helper()
+	dst := make([]byte, base64.StdEncoding.DecodedLen(len(src)))
+	n, ok := decodeBase64(dst, src)
+	want := make([]byte, len(dst))
+	wn, err := base64.StdEncoding.Decode(want, src)
+	if ok && (err != nil || !bytes.Equal(dst[:n], want[:wn])) {
+		t.Fatalf("decodeBase64(%q) = %x; Decode gives %x, %v", src, dst[:n], want[:wn], err)
+	}
+	return ok
+}
+
+func TestDecodeBase64(t *testing.T) {
+	for n := range 200 {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i*131 + n)
+		}
+		src := []byte(base64.StdEncoding.EncodeToString(b))
+		// The writer's text must take the fast way.
+		if n > 0 && !sameBase64(t, src) {
+			t.Fatalf("canonical text of %d bytes declined", n)
+		}
+		for i := range src {
+			for _, c := range []byte{'=', 'A', '/', '\n', '\r', 0x80, '-'} {
+				m := bytes.Clone(src)
+				m[i] = c
+				sameBase64(t, m)
+			}
+		}
+	}
+	for _, s := range []string{"", "=", "====", "QQ==", "QR==", "QUE=", "QUF=", "QUFB", "Q===", "QQ=A", "QQ==QQ==", "QQ\n=="} {
+		sameBase64(t, []byte(s))
+	}
+}
+
+func FuzzDecodeBase64(f *testing.F) {
+	for _, s := range []string{"QUJD", "QUI=", "QR==", "QUJDRA==\n", "AAAA"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, src []byte) { sameBase64(t, src) })
 }
