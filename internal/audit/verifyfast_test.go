@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -408,4 +409,52 @@ func FuzzDecodeBase64(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, src []byte) { sameBase64(t, src) })
+}
+
+// TestVerifyEndsOfFiles holds what Verify says when records.log and
+// leaves.bin do not end together: the count of extra leaf hashes, the
+// first record without one, a torn last record, a torn last leaf hash.
+func TestVerifyEndsOfFiles(t *testing.T) {
+	o := testOpts(t)
+	l := mustOpen(t, o)
+	const n = 3*batchRecords + 5 // ends inside a batch, past several
+	appendN(t, l, 0, n)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rec, leaves := filepath.Join(o.Dir, recordsFile), filepath.Join(o.Dir, leavesFile)
+	recData, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafData, err := os.ReadFile(leaves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := uint64(len(leafData) / sha256.Size) // n and the log's own events
+	tests := []struct {
+		name          string
+		records, leaf []byte
+		count         uint64
+		warning       string
+	}{
+		{"extra leaf hashes", recData, append(bytes.Clone(leafData), make([]byte, 3*sha256.Size)...), size,
+			"3 leaf hashes past the last record (a crash not yet recovered, or records removed after the last checkpoint)"},
+		{"records without a leaf hash", recData, leafData[:len(leafData)-2*sha256.Size], size - 2,
+			fmt.Sprintf("records from %d on have no leaf hash yet (a crash not yet recovered, or a write in flight)", size-2)},
+		{"torn last record", append(bytes.Clone(recData), 0, 0, 1, 0, '{'), leafData, size,
+			fmt.Sprintf("records.log ends in an unfinished record at byte %d (a crash not yet recovered, or a write in flight)", len(recData))},
+		{"torn last leaf hash", recData, append(bytes.Clone(leafData), 1, 2, 3), size, ""},
+	}
+	for _, tc := range tests {
+		writeParts(t, rec, [][]byte{tc.records})
+		writeParts(t, leaves, [][]byte{tc.leaf})
+		rep, err := Verify(o.Dir, pubKey(t, o.Dir), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Records != tc.count || tc.warning != "" && !slices.Contains(rep.Warnings, tc.warning) || tc.warning == "" && len(rep.Warnings) != 0 {
+			t.Errorf("%s: %d records, warnings %q; want %d and %q", tc.name, rep.Records, rep.Warnings, tc.count, tc.warning)
+		}
+	}
 }
