@@ -578,12 +578,20 @@ func decodeBase64(dst, src []byte) (int, bool) {
 	n := 0
 	body, last := src[:len(src)-4], src[len(src)-4:]
 	var bad uint32
-	for len(body) >= 4 {
+	for len(body) >= 8 { // two quanta a round: half the loop's overhead
+		v := b64Value[0][body[0]] | b64Value[1][body[1]] | b64Value[2][body[2]] | b64Value[3][body[3]]
+		w := b64Value[0][body[4]] | b64Value[1][body[5]] | b64Value[2][body[6]] | b64Value[3][body[7]]
+		bad |= v | w
+		d := dst[n : n+6]
+		d[0], d[1], d[2], d[3], d[4], d[5] = byte(v>>16), byte(v>>8), byte(v), byte(w>>16), byte(w>>8), byte(w)
+		n += 6
+		body = body[8:]
+	}
+	if len(body) == 4 {
 		v := b64Value[0][body[0]] | b64Value[1][body[1]] | b64Value[2][body[2]] | b64Value[3][body[3]]
 		bad |= v
 		dst[n], dst[n+1], dst[n+2] = byte(v>>16), byte(v>>8), byte(v)
 		n += 3
-		body = body[4:]
 	}
 	switch {
 	case last[3] != '=':
