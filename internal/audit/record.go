@@ -270,6 +270,8 @@ func newFrameReader(r io.Reader) *frameReader {
 	return &frameReader{r: br}
 }
 
+// next returns the next payload, valid until the following call. At a clean
+// end it returns io.EOF; otherwise a *frameError or an I/O error.
 func (fr *frameReader) next() ([]byte, error) {
 	var payload []byte
 	var err error
