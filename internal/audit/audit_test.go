@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -922,8 +923,15 @@ func FuzzReadRecords(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 4, '{', '}', ' ', ' ', 1, 2, 3, 4})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fr := newFrameReader(bytes.NewReader(data))
+		// A frame that does not fit the reader's buffer is read apart
+		// from the others; the smallest buffer reads every frame so.
+		small := newFrameReader(bufio.NewReaderSize(bytes.NewReader(data), 16))
 		for i := 0; i <= len(data); i++ {
 			p, err := fr.next()
+			sp, serr := small.next()
+			if !bytes.Equal(p, sp) || fmt.Sprint(err) != fmt.Sprint(serr) || fr.off != small.off {
+				t.Fatalf("frame %d: %q, %v at %d; with a small buffer %q, %v at %d", i, p, err, fr.off, sp, serr, small.off)
+			}
 			if err != nil {
 				return
 			}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -122,11 +124,13 @@ type Log struct {
 	err        error
 	recBuf     []byte
 	leafBuf    []byte
-	leafForm   []byte
-	leaves     [][]byte
-	batch      []*request
-	lastWrite  time.Duration // how long the last batch took to write and sync
-	poll       *time.Timer
+	leafForm   []byte // the leaf prefix, then a record's leaf form
+	// slab holds the tree's hashes: per event the writer's leaf and node
+	// hashes were five allocations, on the path every appender waits on.
+	slab      hashSlab
+	batch     []*request
+	lastWrite time.Duration // how long the last batch took to write and sync
+	poll      *time.Timer
 }
 
 // cpCall asks the writer for a checkpoint, or for a key hand-over when
@@ -474,7 +478,7 @@ type treeCheck struct {
 // loadTree rebuilds the compact range from leaves.bin and checks the
 // roots of the given checkpoints against it.
 func (l *Log) loadTree(lf *os.File, count uint64, checks []treeCheck) error {
-	l.rng = rangeFactory.NewEmptyRange(0)
+	l.rng = (&compact.RangeFactory{Hash: l.slab.hashChildren}).NewEmptyRange(0)
 	at := map[uint64][]treeCheck{}
 	for _, c := range checks {
 		if c.cp.Size == 0 && !bytes.Equal(c.cp.Hash, hasher.EmptyRoot()) {
@@ -750,18 +754,18 @@ func (l *Log) commit(batch []*request) {
 		return
 	}
 	n := l.size.Load()
-	l.recBuf, l.leafBuf, l.leaves = l.recBuf[:0], l.leafBuf[:0], l.leaves[:0]
+	l.recBuf, l.leafBuf = l.recBuf[:0], l.leafBuf[:0]
 	for i, r := range batch {
 		start := len(l.recBuf)
 		l.recBuf = append(l.recBuf, 0, 0, 0, 0)
 		l.recBuf = r.p.appendPayload(l.recBuf, n+uint64(i))
 		payload := l.recBuf[start+4:]
 		binary.BigEndian.PutUint32(l.recBuf[start:], uint32(len(payload)))
-		l.leafForm = r.p.appendLeaf(l.leafForm[:0], n+uint64(i))
-		leaf := hasher.HashLeaf(l.leafForm)
+		l.leafForm = r.p.appendLeaf(append(l.leafForm[:0], rfc6962.RFC6962LeafHashPrefix), n+uint64(i))
+		leaf := sha256.Sum256(l.leafForm) // hasher.HashLeaf of the leaf form
 		l.recBuf = binary.BigEndian.AppendUint32(l.recBuf, crc32.Checksum(payload, castagnoli))
-		l.leafBuf = append(l.leafBuf, leaf...)
-		l.leaves = append(l.leaves, leaf)
+		l.leafBuf = append(l.leafBuf, leaf[:]...)
+		r.p.release() // copied out: nothing reads it after this
 	}
 	start := time.Now()
 	if err := l.write(); err != nil {
@@ -770,8 +774,8 @@ func (l *Log) commit(batch []*request) {
 	}
 	l.lastWrite = time.Since(start)
 	l.commits.Add(1)
-	for _, h := range l.leaves {
-		if err := l.rng.Append(h, nil); err != nil {
+	for h := range slices.Chunk(l.leafBuf, sha256.Size) {
+		if err := l.rng.Append(l.slab.put(h), nil); err != nil {
 			ack(l.fail(err))
 			return
 		}

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -69,6 +70,17 @@ type preEncoded struct {
 	// leafTail is tail in the leaf form (v2: without ciphertexts); nil
 	// when the record is its own leaf form (v1).
 	leafTail []byte
+	// buf, when set, holds tail and leafTail and goes back to encBufs on
+	// release.
+	buf *[]byte
+}
+
+// release hands p's buffer back for reuse; p must not be used after.
+func (p *preEncoded) release() {
+	if p.buf != nil && cap(*p.buf) <= maxPooledBuf {
+		encBufs.Put(p.buf)
+	}
+	*p = preEncoded{}
 }
 
 // preEncode marshals everything of e but the index. Times are stored in UTC
@@ -245,13 +257,17 @@ func (e *frameError) Error() string {
 // frameReader reads frames one by one from a stream, so that no reader
 // ever holds a whole log in memory.
 type frameReader struct {
-	r   io.Reader
+	r   *bufio.Reader
 	off int64 // offset of the next frame
 	buf []byte
 }
 
 func newFrameReader(r io.Reader) *frameReader {
-	return &frameReader{r: r}
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReader(r)
+	}
+	return &frameReader{r: br}
 }
 
 // next returns the next payload, valid until the following call. At a clean
@@ -269,20 +285,52 @@ func (fr *frameReader) next() ([]byte, error) {
 // with no copy and no allocation per record. On an error dst keeps its
 // length; the errors are next's.
 func (fr *frameReader) appendNext(dst []byte) ([]byte, []byte, error) {
-	var hdr [4]byte
-	n, err := io.ReadFull(fr.r, hdr[:])
-	if err == io.EOF {
-		return dst, nil, io.EOF
-	}
-	if err == io.ErrUnexpectedEOF {
-		return dst, nil, &frameError{Offset: fr.off, Reason: fmt.Sprintf("%d stray bytes at the end", n), Torn: true}
-	}
-	if err != nil {
+	// A frame that fits the reader's buffer is checked where it lies
+	// there and copied once, onto dst: no read call per field, and no
+	// header array that escapes through io.Reader.
+	hdr, err := fr.r.Peek(4)
+	if len(hdr) < 4 {
+		switch {
+		case err == io.EOF && len(hdr) == 0:
+			return dst, nil, io.EOF
+		case err == io.EOF:
+			return dst, nil, &frameError{Offset: fr.off, Reason: fmt.Sprintf("%d stray bytes at the end", len(hdr)), Torn: true}
+		}
 		return dst, nil, fmt.Errorf("read frame at byte %d: %w", fr.off, err)
 	}
-	size := binary.BigEndian.Uint32(hdr[:])
+	size := binary.BigEndian.Uint32(hdr)
 	if size == 0 || size > MaxRecordSize {
 		return dst, nil, &frameError{Offset: fr.off, Reason: fmt.Sprintf("length %d out of range", size)}
+	}
+	total := 4 + int(size) + 4
+	if total > fr.r.Size() {
+		return fr.appendLarge(dst, size)
+	}
+	b, err := fr.r.Peek(total)
+	if len(b) < total {
+		if err == io.EOF {
+			return dst, nil, &frameError{Offset: fr.off, Reason: "frame runs past the end", Torn: true, Length: size}
+		}
+		return dst, nil, fmt.Errorf("read frame at byte %d: %w", fr.off, err)
+	}
+	payload := b[4 : 4+size]
+	if crc32.Checksum(payload, castagnoli) != binary.BigEndian.Uint32(b[4+size:]) {
+		return dst, nil, &frameError{Offset: fr.off, Reason: "checksum mismatch", Length: size}
+	}
+	n := len(dst)
+	dst = append(dst, payload...)
+	if _, err := fr.r.Discard(total); err != nil {
+		return dst[:n], nil, fmt.Errorf("read frame at byte %d: %w", fr.off, err)
+	}
+	fr.off += int64(total)
+	return dst, dst[n:], nil
+}
+
+// appendLarge is appendNext for a frame larger than the reader's buffer,
+// whose length (size) was read but not consumed.
+func (fr *frameReader) appendLarge(dst []byte, size uint32) ([]byte, []byte, error) {
+	if _, err := fr.r.Discard(4); err != nil {
+		return dst, nil, fmt.Errorf("read frame at byte %d: %w", fr.off, err)
 	}
 	need := int(size) + 4
 	dst = slices.Grow(dst, need)

@@ -85,7 +85,8 @@ func appendPlain(dst []byte, p *plain) []byte {
 
 // appendJSONMap appends m as encoding/json does: keys sorted.
 func appendJSONMap(dst []byte, m map[string]string) []byte {
-	keys := make([]string, 0, len(m))
+	var small [16]string // most events have a few attributes: no allocation
+	keys := small[:0]
 	for k := range m {
 		keys = append(keys, k)
 	}

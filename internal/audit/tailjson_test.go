@@ -28,6 +28,15 @@ func sameTailJSON(t *testing.T, tl tailV2) {
 	if fmt.Sprint(err) != fmt.Sprint(wantErr) || err == nil && !bytes.Equal(leaf, wantLeaf) {
 		t.Fatalf("leaf form while encoding %q, %v\nby the scan %q, %v", leaf, err, wantLeaf, wantErr)
 	}
+	// A buffer used before (as preEncodeV2's pool hands them out), too
+	// small or large enough, gives the same bytes.
+	for _, n := range []int{1, 64, 4096} {
+		dirty := bytes.Repeat([]byte{'"'}, n)
+		tail2, leaf2, _, err2 := tailAndLeafIn(dirty[:0], &tl)
+		if !bytes.Equal(tail2, tail) || !bytes.Equal(leaf2, leaf) || fmt.Sprint(err2) != fmt.Sprint(err) {
+			t.Fatalf("in a used buffer of %d bytes: %q, %q, %v\nin a new one %q, %q, %v", n, tail2, leaf2, err2, tail, leaf, err)
+		}
+	}
 }
 
 // tailFrom builds a tail from arbitrary strings, its ciphertexts and

@@ -7,9 +7,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -454,10 +454,16 @@ type treeWalk struct {
 	rng   *compact.Range
 	roots map[uint64][]byte // size -> root; keys chosen in advance
 	nodes map[compact.NodeID][]byte
-	// levels has bit l set when a node of level l is in nodes: most
-	// visits are of low levels no proof wants, and a bit test is cheaper
-	// than a map lookup per node.
-	levels uint64
+	// wanted holds, level by level, the indices of the nodes in nodes
+	// not yet computed, in increasing order, and rootSizes the sizes in
+	// roots not yet reached: the tree computes each level's nodes, and
+	// reaches the sizes, in that order, so one comparison with the head
+	// of a list replaces a map lookup per node and per leaf. Made from
+	// nodes and roots at the first add (prepared), so both are filled
+	// before the walk.
+	wanted    [][]uint64
+	rootSizes []uint64
+	prepared  bool
 
 	slab  hashSlab
 	parts map[partKey]int // parts not read, by reason, tenant, class and day
@@ -513,37 +519,68 @@ func (s *hashSlab) hashChildren(l, r []byte) []byte {
 func (w *treeWalk) want(ids []compact.NodeID) {
 	for _, id := range ids {
 		w.nodes[id] = nil
-		w.levels |= levelBit(id.Level)
 	}
+	w.prepared = false
 }
 
-func levelBit(level uint) uint64 {
-	if level >= 64 {
-		return 1 << 63 // no tree is that high; keep such an id looked up
+// prepare makes wanted and rootSizes from nodes and roots; what the range
+// has passed already is dropped as the walk goes on.
+func (w *treeWalk) prepare() {
+	w.wanted = w.wanted[:0]
+	for id, h := range w.nodes {
+		if h != nil || id.Level >= 64 { // no tree is that high
+			continue
+		}
+		for uint(len(w.wanted)) <= id.Level {
+			w.wanted = append(w.wanted, nil)
+		}
+		w.wanted[id.Level] = append(w.wanted[id.Level], id.Index)
 	}
-	return 1 << level
+	for _, l := range w.wanted {
+		slices.Sort(l)
+	}
+	w.rootSizes = w.rootSizes[:0]
+	w.rootSizes = slices.AppendSeq(w.rootSizes, maps.Keys(w.roots))
+	slices.Sort(w.rootSizes)
+	w.prepared = true
 }
 
 func (w *treeWalk) visit(id compact.NodeID, h []byte) {
-	if w.levels&levelBit(id.Level) == 0 {
+	if id.Level >= uint(len(w.wanted)) {
 		return
 	}
-	if v, ok := w.nodes[id]; ok && v == nil {
-		w.nodes[id] = bytes.Clone(h) // not the slab's: see hashSlab
+	l := w.wanted[id.Level]
+	for len(l) > 0 && l[0] < id.Index {
+		l = l[1:]
 	}
+	if len(l) > 0 && l[0] == id.Index {
+		l = l[1:]
+		if v, ok := w.nodes[id]; ok && v == nil {
+			w.nodes[id] = bytes.Clone(h) // not the slab's: see hashSlab
+		}
+	}
+	w.wanted[id.Level] = l
 }
 
 // add appends one leaf hash; it keeps a copy, so the caller may reuse leaf.
 func (w *treeWalk) add(leaf []byte) error {
+	if !w.prepared {
+		w.prepare()
+	}
 	if err := w.rng.Append(w.slab.put(leaf), w.visit); err != nil {
 		return err
 	}
-	if _, ok := w.roots[w.rng.End()]; ok {
+	end := w.rng.End()
+	for len(w.rootSizes) > 0 && w.rootSizes[0] < end {
+		w.rootSizes = w.rootSizes[1:]
+	}
+	if len(w.rootSizes) > 0 && w.rootSizes[0] == end {
+		w.rootSizes = w.rootSizes[1:]
 		root, err := w.rng.GetRootHash(nil)
 		if err != nil {
 			return err
 		}
-		w.roots[w.rng.End()] = bytes.Clone(root) // not the slab's: see hashSlab
+		w.roots[end] = bytes.Clone(root) // not the slab's: see hashSlab
 	}
 	return nil
 }
@@ -684,38 +721,26 @@ func (w *treeWalk) walkRecords(dir string, rep *Report, haveCP map[uint64]bool) 
 		return nil
 	}
 
-	var leaf [sha256.Size]byte
 	for i := uint64(0); ; i++ {
-		_, lerr := io.ReadFull(lr, leaf[:])
-		if lerr != nil && lerr != io.EOF && lerr != io.ErrUnexpectedEOF {
+		// The leaf is read where it lies in lr's buffer (valid until the
+		// next read from lr) rather than copied out first.
+		leaf, lerr := lr.Peek(sha256.Size)
+		switch {
+		case len(leaf) == sha256.Size:
+			lerr = nil
+			_, _ = lr.Discard(sha256.Size) // buffered: Peek returned it
+		case lerr == nil || lerr == io.EOF:
+			lerr = io.EOF // short: the files end together or leaves.bin is cut
+		default:
 			return 0, fmt.Errorf("audit: read leaves: %w", lerr)
 		}
 		var ferr error
 		cur.recs, _, ferr = fr.appendNext(cur.recs)
-		var fe *frameError
-		var stop func() // what ends the walk at record i, said after the records before it
-		switch {
-		case ferr == io.EOF && lerr != nil:
-			stop = func() {}
-		case ferr == io.EOF:
-			extra := 1 + remaining(lr)/32
-			stop = func() {
-				rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d leaf hashes past the last record (a crash not yet recovered, or records removed after the last checkpoint)", extra))
+		if ferr != nil || lerr != nil {
+			stop, err := walkEnd(i, ferr, lerr, lr, rep)
+			if err != nil {
+				return 0, err
 			}
-		case errors.As(ferr, &fe) && fe.Torn:
-			stop = func() {
-				rep.Warnings = append(rep.Warnings, fmt.Sprintf("records.log ends in an unfinished record at byte %d (a crash not yet recovered, or a write in flight)", fe.Offset))
-			}
-		case errors.As(ferr, &fe):
-			stop = func() { rep.bad(int64(i), "record %d: %v; later records cannot be read", i, fe) }
-		case ferr != nil:
-			return 0, fmt.Errorf("audit: read records: %w", ferr)
-		case lerr != nil:
-			stop = func() {
-				rep.Warnings = append(rep.Warnings, fmt.Sprintf("records from %d on have no leaf hash yet (a crash not yet recovered, or a write in flight)", i))
-			}
-		}
-		if stop != nil {
 			send()
 			if err := finish(0); err != nil {
 				return 0, err
@@ -724,7 +749,7 @@ func (w *treeWalk) walkRecords(dir string, rep *Report, haveCP map[uint64]bool) 
 			return i, nil
 		}
 		cur.ends = append(cur.ends, len(cur.recs))
-		cur.leaves = append(cur.leaves, leaf[:]...)
+		cur.leaves = append(cur.leaves, leaf...)
 		if len(cur.ends) == batchRecords || len(cur.recs) >= batchBytes {
 			send()
 			if err := finish(depth - 1); err != nil {
@@ -732,6 +757,35 @@ func (w *treeWalk) walkRecords(dir string, rep *Report, haveCP map[uint64]bool) 
 			}
 		}
 	}
+}
+
+// walkEnd says what ends walkRecords at record i, given the errors of
+// reading its frame (ferr) and its leaf hash (lerr), not both nil: stop
+// reports it once the records before i are reported; err ends the walk
+// with an error instead. It is apart from the loop so that what the
+// closures hold is allocated only once, at the end.
+func walkEnd(i uint64, ferr, lerr error, lr *bufio.Reader, rep *Report) (stop func(), err error) {
+	var fe *frameError
+	switch {
+	case ferr == io.EOF && lerr != nil:
+		return func() {}, nil
+	case ferr == io.EOF:
+		extra := 1 + remaining(lr)/32
+		return func() {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d leaf hashes past the last record (a crash not yet recovered, or records removed after the last checkpoint)", extra))
+		}, nil
+	case errors.As(ferr, &fe) && fe.Torn:
+		return func() {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("records.log ends in an unfinished record at byte %d (a crash not yet recovered, or a write in flight)", fe.Offset))
+		}, nil
+	case errors.As(ferr, &fe):
+		return func() { rep.bad(int64(i), "record %d: %v; later records cannot be read", i, fe) }, nil
+	case ferr != nil:
+		return nil, fmt.Errorf("audit: read records: %w", ferr)
+	}
+	return func() {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("records from %d on have no leaf hash yet (a crash not yet recovered, or a write in flight)", i))
+	}, nil
 }
 
 // recordCheck is what the checks of one record that need only the record
@@ -773,32 +827,26 @@ func (w *treeWalk) report(i uint64, payload []byte, c *recordCheck, rep *Report,
 // allocates nothing.
 type checker struct {
 	former leafFormer
-	form   []byte    // a v2 record's leaf form
-	h      hash.Hash // SHA-256, for hasher.HashLeaf
-	sum    [sha256.Size]byte
+	form   []byte // hasher.HashLeaf's input: the leaf prefix, then the leaf form
 }
-
-var leafPrefix = []byte{rfc6962.RFC6962LeafHashPrefix}
 
 // leafMatches reports whether payload matches leaf: hasher.HashLeaf of the
 // record (v1) or of its leaf form (v2), whose ciphertexts must match their
 // ct_sha256 first.
 func (c *checker) leafMatches(payload, leaf []byte) (bool, error) {
-	lf := payload
+	// The prefix and the leaf form are hashed as one slice, by value:
+	// cheaper than writing them to a hash.Hash one after the other.
+	c.form = append(c.form[:0], rfc6962.RFC6962LeafHashPrefix)
 	if isV2(payload) {
 		var err error
-		if c.form, err = c.former.appendForm(c.form[:0], payload, true); err != nil {
+		if c.form, err = c.former.appendForm(c.form, payload, true); err != nil {
 			return false, err
 		}
-		lf = c.form
+	} else {
+		c.form = append(c.form, payload...)
 	}
-	if c.h == nil {
-		c.h = sha256.New()
-	}
-	c.h.Reset()
-	c.h.Write(leafPrefix)
-	c.h.Write(lf)
-	return bytes.Equal(c.h.Sum(c.sum[:0]), leaf), nil
+	sum := sha256.Sum256(c.form)
+	return bytes.Equal(sum[:], leaf), nil
 }
 
 // checkpointType is how a log.checkpoint record's type appears in its
@@ -917,12 +965,18 @@ func fastIndex(p []byte) (uint64, bool) {
 		}
 		k := off + j + len(key)
 		if k < len(p) && p[k] >= '0' && p[k] <= '9' {
-			end := k
-			for end < len(p) && p[end] >= '0' && p[end] <= '9' {
-				end++
+			// strconv.ParseUint of the digits, without making them a
+			// string (an allocation per record): on overflow, its
+			// largest value and false.
+			var v uint64
+			for ; k < len(p) && p[k] >= '0' && p[k] <= '9'; k++ {
+				d := uint64(p[k] - '0')
+				if v > (math.MaxUint64-d)/10 {
+					return math.MaxUint64, false
+				}
+				v = v*10 + d
 			}
-			v, err := strconv.ParseUint(string(p[k:end]), 10, 64)
-			return v, err == nil
+			return v, true
 		}
 		off = k
 	}

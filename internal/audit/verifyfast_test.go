@@ -2,6 +2,8 @@ package audit
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,9 +11,13 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
 )
 
 // leafFormRecords are v2 records as the writer writes them: one part, two
@@ -276,5 +282,179 @@ func TestCheckpointsInChunksReportAsSerial(t *testing.T) {
 				t.Fatal("the damage went unnoticed")
 			}
 		})
+	}
+}
+
+// TestTreeWalkKeepsWantedNodesAndRoots holds the walk's lists of wanted
+// nodes and roots to what a lookup of every node and every size in the
+// maps keeps, for the nodes of consistency and inclusion proofs.
+func TestTreeWalkKeepsWantedNodesAndRoots(t *testing.T) {
+	const n = 300
+	w := newTreeWalk()
+	for _, s := range [][2]uint64{{1, 2}, {3, 7}, {100, 200}, {200, 300}, {17, 256}, {255, 257}} {
+		p, err := proof.Consistency(s[0], s[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.want(p.IDs)
+		w.roots[s[0]], w.roots[s[1]] = nil, nil
+	}
+	p, err := proof.Inclusion(77, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.want(p.IDs)
+	wantNodes := map[compact.NodeID][]byte{}
+	for id := range w.nodes {
+		wantNodes[id] = nil
+	}
+	wantRoots := map[uint64][]byte{}
+	for s := range w.roots {
+		wantRoots[s] = nil
+	}
+	rng := (&compact.RangeFactory{Hash: hasher.HashChildren}).NewEmptyRange(0)
+	for i := range uint64(n) {
+		leaf := hasher.HashLeaf([]byte(strconv.FormatUint(i, 10)))
+		if err := w.add(leaf); err != nil {
+			t.Fatal(err)
+		}
+		if err := rng.Append(leaf, func(id compact.NodeID, h []byte) {
+			if v, ok := wantNodes[id]; ok && v == nil {
+				wantNodes[id] = bytes.Clone(h)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := wantRoots[rng.End()]; ok {
+			root, err := rng.GetRootHash(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantRoots[rng.End()] = root
+		}
+	}
+	if !reflect.DeepEqual(w.nodes, wantNodes) || !reflect.DeepEqual(w.roots, wantRoots) {
+		t.Fatalf("nodes %x\nwant %x\nroots %x\nwant %x", w.nodes, wantNodes, w.roots, wantRoots)
+	}
+	for id, h := range w.nodes {
+		if (id.Index+1)<<id.Level <= n && h == nil {
+			t.Errorf("node %+v not kept", id)
+		}
+	}
+}
+
+// indexField is what fastIndex reads: the first "index" followed by a
+// number.
+var indexField = regexp.MustCompile(`"index":([0-9]+)`)
+
+func FuzzFastIndex(f *testing.F) {
+	for _, s := range []string{`{"index":0,"x":1}`, `{"attrs":{"a":"\"index\":5"},"index":18446744073709551615}`,
+		`{"index":18446744073709551616}`, `{"index":00042}`, `{"index":-1,"index":7}`, `"index":`, `{"index":99999999999999999999999}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		v, ok := fastIndex(p)
+		var wv uint64
+		var err error = strconv.ErrSyntax
+		if m := indexField.FindSubmatch(p); m != nil {
+			wv, err = strconv.ParseUint(string(m[1]), 10, 64)
+		}
+		wok := err == nil
+		if v != wv || ok != wok {
+			t.Fatalf("fastIndex(%q) = %d, %v; strconv gives %d, %v", p, v, ok, wv, wok)
+		}
+	})
+}
+
+// sameBase64 fails unless decodeBase64 either declines src or gives
+// exactly what base64.StdEncoding.Decode gives.
+func sameBase64(t *testing.T, src []byte) bool {
+	t.Helper()
+	dst := make([]byte, base64.StdEncoding.DecodedLen(len(src)))
+	n, ok := decodeBase64(dst, src)
+	want := make([]byte, len(dst))
+	wn, err := base64.StdEncoding.Decode(want, src)
+	if ok && (err != nil || !bytes.Equal(dst[:n], want[:wn])) {
+		t.Fatalf("decodeBase64(%q) = %x; Decode gives %x, %v", src, dst[:n], want[:wn], err)
+	}
+	return ok
+}
+
+func TestDecodeBase64(t *testing.T) {
+	for n := range 200 {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i*131 + n)
+		}
+		src := []byte(base64.StdEncoding.EncodeToString(b))
+		// The writer's text must take the fast way.
+		if n > 0 && !sameBase64(t, src) {
+			t.Fatalf("canonical text of %d bytes declined", n)
+		}
+		for i := range src {
+			for _, c := range []byte{'=', 'A', '/', '\n', '\r', 0x80, '-'} {
+				m := bytes.Clone(src)
+				m[i] = c
+				sameBase64(t, m)
+			}
+		}
+	}
+	for _, s := range []string{"", "=", "====", "QQ==", "QR==", "QUE=", "QUF=", "QUFB", "Q===", "QQ=A", "QQ==QQ==", "QQ\n=="} {
+		sameBase64(t, []byte(s))
+	}
+}
+
+func FuzzDecodeBase64(f *testing.F) {
+	for _, s := range []string{"QUJD", "QUI=", "QR==", "QUJDRA==\n", "AAAA"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, src []byte) { sameBase64(t, src) })
+}
+
+// TestVerifyEndsOfFiles holds what Verify says when records.log and
+// leaves.bin do not end together: the count of extra leaf hashes, the
+// first record without one, a torn last record, a torn last leaf hash.
+func TestVerifyEndsOfFiles(t *testing.T) {
+	o := testOpts(t)
+	l := mustOpen(t, o)
+	const n = 3*batchRecords + 5 // ends inside a batch, past several
+	appendN(t, l, 0, n)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rec, leaves := filepath.Join(o.Dir, recordsFile), filepath.Join(o.Dir, leavesFile)
+	recData, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafData, err := os.ReadFile(leaves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := uint64(len(leafData) / sha256.Size) // n and the log's own events
+	tests := []struct {
+		name          string
+		records, leaf []byte
+		count         uint64
+		warning       string
+	}{
+		{"extra leaf hashes", recData, append(bytes.Clone(leafData), make([]byte, 3*sha256.Size)...), size,
+			"3 leaf hashes past the last record (a crash not yet recovered, or records removed after the last checkpoint)"},
+		{"records without a leaf hash", recData, leafData[:len(leafData)-2*sha256.Size], size - 2,
+			fmt.Sprintf("records from %d on have no leaf hash yet (a crash not yet recovered, or a write in flight)", size-2)},
+		{"torn last record", append(bytes.Clone(recData), 0, 0, 1, 0, '{'), leafData, size,
+			fmt.Sprintf("records.log ends in an unfinished record at byte %d (a crash not yet recovered, or a write in flight)", len(recData))},
+		{"torn last leaf hash", recData, append(bytes.Clone(leafData), 1, 2, 3), size, ""},
+	}
+	for _, tc := range tests {
+		writeParts(t, rec, [][]byte{tc.records})
+		writeParts(t, leaves, [][]byte{tc.leaf})
+		rep, err := Verify(o.Dir, pubKey(t, o.Dir), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Records != tc.count || tc.warning != "" && !slices.Contains(rep.Warnings, tc.warning) || tc.warning == "" && len(rep.Warnings) != 0 {
+			t.Errorf("%s: %d records, warnings %q; want %d and %q", tc.name, rep.Records, rep.Warnings, tc.count, tc.warning)
+		}
 	}
 }

@@ -12,7 +12,20 @@ const (
 
 // Day returns the UTC day a time falls on, as used in key paths, recording
 // paths and headers.
-func Day(t time.Time) string { return t.UTC().Format(dayLayout) }
+func Day(t time.Time) string {
+	// Every audit append takes the day of each of its parts and of their
+	// key, and time.Format reads its layout each time: the digits are
+	// written here instead, as Format writes them for years 0 to 9999.
+	y, m, d := t.UTC().Date()
+	if y < 0 || y > 9999 {
+		return t.UTC().Format(dayLayout)
+	}
+	b := [len(dayLayout)]byte{
+		byte('0' + y/1000), byte('0' + y/100%10), byte('0' + y/10%10), byte('0' + y%10), '-',
+		byte('0' + m/10), byte('0' + m%10), '-', byte('0' + d/10), byte('0' + d%10),
+	}
+	return string(b[:])
+}
 
 // ParseDay is the inverse of Day.
 func ParseDay(s string) (time.Time, error) { return time.Parse(dayLayout, s) }
