@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"tandem.dev/tandem/bench/internal/stats"
 )
 
 // idleResult is (d) for one session count.
@@ -26,6 +28,30 @@ type idleResult struct {
 	AfterIdle                  procUsage // at the end of the idle window
 	IdleWindow                 time.Duration
 	Note                       string // why fewer than Want opened, if so
+	// Rounds are the opening times of each alternating pair of openings,
+	// the first one above and, for counts up to openManyCount, more after
+	// the idle window (-open-rounds), so that the opening ratio is a median
+	// of adjacent pairs and not one pair at the mercy of a busy moment.
+	Rounds []openRound
+}
+
+// openRound is one pair of openings of the same count, direct and through
+// the gateway, one right after the other.
+type openRound struct {
+	Direct, Tandem             time.Duration
+	DirectOpened, TandemOpened int
+}
+
+// openRatio is the median over the rounds in which both paths opened every
+// session of tandem/direct, and how many such rounds there were.
+func (r idleResult) openRatio() (ratio float64, rounds int) {
+	var xs []float64
+	for _, x := range r.Rounds {
+		if x.DirectOpened == r.Want && x.TandemOpened == r.Want && x.Direct > 0 {
+			xs = append(xs, x.Tandem.Seconds()/x.Direct.Seconds())
+		}
+	}
+	return stats.Median(xs), len(xs)
 }
 
 // perSessionKiB is the gateway's RSS growth per open session.
@@ -54,7 +80,7 @@ const idleReady = "IDLE-READY"
 // RSS and CPU time, keep them idle for a window, read again, and stop the
 // clients. Opening stops early at the time limit; the result says how far
 // it got.
-func runIdle(ctx context.Context, e *env, n, batch int, limit, window time.Duration, logf func(string, ...any)) (idleResult, error) {
+func runIdle(ctx context.Context, e *env, n, batch, rounds int, limit, window time.Duration, logf func(string, ...any)) (idleResult, error) {
 	res := idleResult{Want: n, IdleWindow: window}
 	if err := e.restartGateway(ctx); err != nil {
 		return res, fmt.Errorf("restart gateway: %w", err)
@@ -74,11 +100,12 @@ func runIdle(ctx context.Context, e *env, n, batch int, limit, window time.Durat
 		return res, err
 	}
 	run, err := openIdle(ctx, e, hostTandem, n, batch, limit, logf)
-	defer run.stop(e, logf)
+	defer func() { run.stop(e, logf) }() // stopped earlier when more rounds follow; again does nothing
 	if err != nil {
 		return res, err
 	}
 	res.Opened, res.Note, res.OpenTime, res.OpenMachine = run.opened, run.note, run.elapsed, run.machine
+	res.Rounds = append(res.Rounds, openRound{Direct: res.DirectOpenTime, Tandem: res.OpenTime, DirectOpened: res.DirectOpened, TandemOpened: res.Opened})
 	time.Sleep(2 * time.Second)
 	if res.Open, err = usageOf(e.gw.pid()); err != nil {
 		return res, err
@@ -91,6 +118,27 @@ func runIdle(ctx context.Context, e *env, n, batch int, limit, window time.Durat
 	}
 	if res.AfterIdle, err = usageOf(e.gw.pid()); err != nil {
 		return res, err
+	}
+	if n > openManyCount || rounds <= 1 {
+		return res, nil
+	}
+	run.stop(e, logf)
+	for round := 1; round < rounds; round++ {
+		x := openRound{}
+		for _, path := range pathOrder(round) {
+			host, elapsed, opened := hostDirect, &x.Direct, &x.DirectOpened
+			if path == "tandem" {
+				host, elapsed, opened = hostTandem, &x.Tandem, &x.TandemOpened
+			}
+			r, err := openIdle(ctx, e, host, n, batch, limit, logf)
+			*elapsed, *opened = r.elapsed, r.opened
+			r.stop(e, logf)
+			if err != nil {
+				return res, fmt.Errorf("opening round %d, %s: %w", round+1, path, err)
+			}
+		}
+		logf("  (d) opening round %d: direct %.1f s, tandem %.1f s", round+1, x.Direct.Seconds(), x.Tandem.Seconds())
+		res.Rounds = append(res.Rounds, x)
 	}
 	return res, nil
 }

@@ -50,6 +50,7 @@ type options struct {
 	setups     int
 	sessions   []int
 	batch      int
+	openRounds int
 	floods     int
 	idleLimit  time.Duration
 	idleWindow time.Duration
@@ -142,7 +143,7 @@ func run() int {
 	})
 	section("d", func() error {
 		for _, n := range o.sessions {
-			r, err := runIdle(ctx, e, n, o.batch, o.idleLimit, o.idleWindow, logf)
+			r, err := runIdle(ctx, e, n, o.batch, o.openRounds, o.idleLimit, o.idleWindow, logf)
 			if err != nil {
 				return fmt.Errorf("%d sessions: %w", n, err)
 			}
@@ -214,6 +215,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.setups, "setups", 30, "set-ups per path and mode (c)")
 	sessions := fs.String("sessions", "200,1000", "idle session counts (d), comma-separated")
 	fs.IntVar(&o.batch, "batch", 50, "idle sessions opened at once (d)")
+	fs.IntVar(&o.openRounds, "open-rounds", 3, "alternating pairs of openings, direct and through the gateway, for the opening time of counts up to 200 (d); the ratio is their median")
 	fs.DurationVar(&o.idleLimit, "idle-limit", 5*time.Minute, "time limit for opening the sessions of one count (d)")
 	fs.DurationVar(&o.idleWindow, "idle-window", 30*time.Second, "how long the sessions stay idle while CPU is measured (d); the gateway's keep-alive interval is 15s")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs)")
@@ -243,6 +245,7 @@ func parseFlags(args []string) (options, error) {
 			"setups":      func() { o.setups = 5 },
 			"sessions":    func() { *sessions = "20" },
 			"batch":       func() { o.batch = 10 },
+			"open-rounds": func() { o.openRounds = 1 },
 			"idle-limit":  func() { o.idleLimit = time.Minute },
 			"idle-window": func() { o.idleWindow = 2 * time.Second },
 		}
