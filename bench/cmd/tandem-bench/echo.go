@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/crypto/ssh"
 )
 
 // echoResult holds (b): one-byte round trips per path. Joined is the
@@ -21,8 +22,10 @@ import (
 type echoResult struct {
 	Direct, Tandem, Joined []time.Duration
 	// The same with a Go client (x/crypto/ssh) instead of OpenSSH's,
-	// direct and through the gateway with the owner alone.
-	GoDirect, GoTandem []time.Duration
+	// direct and through the gateway with the owner alone, and through a
+	// bare x/crypto relay (barerelay.go): the floor of any relay built on
+	// that library here.
+	GoDirect, GoTandem, GoBare []time.Duration
 }
 
 // ptySession is a real OpenSSH client running `ssh -tt …` on a local PTY;
@@ -280,17 +283,28 @@ func runEcho(ctx context.Context, e *env, n, warm int, logf func(string, ...any)
 	}
 	defer tandem.close()
 	paths := []echoPath{{"direct", direct, &res.Direct}, {"tandem", tandem, &res.Tandem}}
-	goDirect, err := openGoEcho(ctx, e, "Go client, direct", e.targetPort, "root")
+	goDirect, err := openGoEcho(ctx, e, "Go client, direct", e.targetPort, "root", nil)
 	if err != nil {
 		return res, err
 	}
 	defer goDirect.close()
-	goTandem, err := openGoEcho(ctx, e, "Go client, tandem", e.gwPort, "root%"+gwHostTest)
+	goTandem, err := openGoEcho(ctx, e, "Go client, tandem", e.gwPort, "root%"+gwHostTest, nil)
 	if err != nil {
 		return res, err
 	}
 	defer goTandem.close()
-	paths = append(paths, echoPath{"Go client, direct", goDirect, &res.GoDirect}, echoPath{"Go client, tandem", goTandem, &res.GoTandem})
+	relay, err := startBareRelay(ctx, e)
+	if err != nil {
+		return res, err
+	}
+	defer relay.close()
+	goBare, err := openGoEcho(ctx, e, "Go client, bare x/crypto relay", relay.port, "root", ssh.FixedHostKey(relay.hostKey))
+	if err != nil {
+		return res, err
+	}
+	defer goBare.close()
+	paths = append(paths, echoPath{"Go client, direct", goDirect, &res.GoDirect}, echoPath{"Go client, tandem", goTandem, &res.GoTandem},
+		echoPath{"Go client, bare x/crypto relay", goBare, &res.GoBare})
 	owner, joiner, joinErr := openJoinedSession(ctx, e)
 	if joinErr != nil {
 		if ctx.Err() != nil {

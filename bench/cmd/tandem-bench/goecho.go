@@ -29,10 +29,10 @@ type goSession struct {
 }
 
 // openGoEcho dials 127.0.0.1:port as user with the owner's key and the
-// benchmark's pinned algorithms, checks the host key against the
-// benchmark's known_hosts (the target's key, or the gateway's host CA),
-// and starts the echo session.
-func openGoEcho(ctx context.Context, e *env, name string, port int, user string) (*goSession, error) {
+// benchmark's pinned algorithms, checks the host key with hostKeys (nil:
+// against the benchmark's known_hosts, the target's key or the gateway's
+// host CA), and starts the echo session.
+func openGoEcho(ctx context.Context, e *env, name string, port int, user string, hostKeys ssh.HostKeyCallback) (*goSession, error) {
 	pem, err := os.ReadFile(e.key)
 	if err != nil {
 		return nil, err
@@ -41,9 +41,10 @@ func openGoEcho(ctx context.Context, e *env, name string, port int, user string)
 	if err != nil {
 		return nil, fmt.Errorf("%s: owner's key: %w", name, err)
 	}
-	hostKeys, err := knownhosts.New(e.knownHosts)
-	if err != nil {
-		return nil, fmt.Errorf("%s: known_hosts: %w", name, err)
+	if hostKeys == nil {
+		if hostKeys, err = knownhosts.New(e.knownHosts); err != nil {
+			return nil, fmt.Errorf("%s: known_hosts: %w", name, err)
+		}
 	}
 	cfg := &ssh.ClientConfig{
 		Config:          ssh.Config{KeyExchanges: []string{benchKex}, Ciphers: []string{benchCipher}},

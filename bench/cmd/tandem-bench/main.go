@@ -68,6 +68,9 @@ func main() {
 }
 
 func run() int {
+	if len(os.Args) > 1 && os.Args[1] == bareRelayArg {
+		return serveBareRelay(os.Args[2:])
+	}
 	o, err := parseFlags(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tandem-bench:", err)

@@ -116,6 +116,15 @@ func (r *report) markdown() string {
 					q.p, v.label, len(v.tandem), us(d), us(tn), stats.FormatRatio(ratio), q.target, yesNo(stats.Meets(ratio, q.target, false)))
 			}
 		}
+		// The floor of any relay on x/crypto/ssh, for comparison: in the
+		// Tandem column, no target of its own.
+		if len(e.GoBare) > 0 && len(e.GoDirect) > 0 {
+			for _, p := range []float64{50, 99} {
+				d, bare := stats.Percentile(e.GoDirect, p), stats.Percentile(e.GoBare, p)
+				fmt.Fprintf(&b, "| (b) echo round trip p%.0f, Go client, through a bare x/crypto relay instead (reference), %d bytes | %s | %s | %s | – | – |\n",
+					p, len(e.GoBare), us(d), us(bare), stats.FormatRatio(stats.Ratio(float64(bare), float64(d))))
+			}
+		}
 	}
 	for _, s := range r.setup {
 		if len(s.Direct) == 0 || len(s.Tandem) == 0 {
@@ -244,13 +253,15 @@ func (r *report) echoDetail(b *strings.Builder) {
 		"Three sessions, interleaved byte by byte with the order rotated every round: direct; Tandem in user-name mode on a test host, the owner alone; " +
 		"Tandem in user-name mode on the same target declared as a production (four-eyes) host, where the session starts only after a second person " +
 		"joined as peer with `ssh -tt GW join ID` on a PTY of its own, whose client reads every echoed byte too. Both Tandem sessions are recorded. " +
-		"Interleaved with them, the same command with a Go client (golang.org/x/crypto/ssh, a PTY asked for, the same algorithms), direct and through the gateway.\n\n")
+		"Interleaved with them, the same command with a Go client (golang.org/x/crypto/ssh, a PTY asked for, the same algorithms), direct, through the gateway, " +
+		"and through a bare relay of the same library (barerelay.go: one x/crypto server and client connection per session, requests and bytes copied, nothing else).\n\n")
 	b.WriteString("| path | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|\n")
 	for _, row := range []struct {
 		name string
 		s    []time.Duration
 	}{{"direct", e.Direct}, {"tandem, owner alone", e.Tandem}, {"tandem, second person joined", e.Joined},
-		{"Go client, direct", e.GoDirect}, {"Go client, tandem, owner alone", e.GoTandem}} {
+		{"Go client, direct", e.GoDirect}, {"Go client, tandem, owner alone", e.GoTandem},
+		{"Go client, bare x/crypto relay (no policy, recording or session: the library's floor)", e.GoBare}} {
 		if len(row.s) == 0 {
 			continue
 		}
