@@ -12,6 +12,7 @@ import (
 
 	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/config"
+	"tandem.dev/tandem/internal/netutil"
 	"tandem.dev/tandem/internal/policy"
 	"tandem.dev/tandem/internal/safetext"
 )
@@ -31,10 +32,11 @@ type clientConn struct {
 	source string
 	person *config.Person
 	key    *config.Key
-	keyFP  string      // the fingerprint the person authenticated with
-	outer  *clientConn // for a jump connection: the connection it travels in
-	tcp    net.Conn    // the client's TCP connection (outer connections only)
-	slot   *connSlot   // counts the channels open on this connection; shared by copies
+	keyFP  string                // the fingerprint the person authenticated with
+	outer  *clientConn           // for a jump connection: the connection it travels in
+	tcp    net.Conn              // the client's TCP connection (outer connections only)
+	ack    *netutil.QuickAckConn // tcp's immediate acknowledgements (outer connections only)
+	slot   *connSlot             // counts the channels open on this connection; shared by copies
 }
 
 // closeTransport closes the TCP connection the client's channels travel

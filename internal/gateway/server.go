@@ -315,7 +315,8 @@ func (s *Server) handleConn(ctx context.Context, tcp net.Conn, pc *preauthConn, 
 	if lim.KexTimeout.Duration > 0 {
 		first = min(first, lim.KexTimeout.Duration)
 	}
-	var conn net.Conn = netutil.QuickAck(tcp)
+	ack := netutil.QuickAck(tcp)
+	var conn net.Conn = ack
 	if viaBalancer {
 		_ = tcp.SetDeadline(start.Add(first))
 		client, rel, ok := s.acceptProxied(ctx, conn, pc, start.Add(first))
@@ -349,7 +350,7 @@ func (s *Server) handleConn(ctx context.Context, tcp net.Conn, pc *preauthConn, 
 	}
 	_ = nc.SetDeadline(time.Time{})
 	slot := attempts.takeSlot()
-	c := &clientConn{srv: s, st: st, conn: sc, source: source, tcp: tcp, slot: slot}
+	c := &clientConn{srv: s, st: st, conn: sc, source: source, tcp: tcp, ack: ack, slot: slot}
 	if err := c.identify(sc.Permissions); err != nil {
 		s.log.Error("authenticated connection without identity", "err", err)
 		s.slots.release(slot)

@@ -125,6 +125,17 @@ func (l *sharedLoop) attach(d dialResult) <-chan error {
 	})
 	if err != nil {
 		l.detach(err)
+		return attached
+	}
+	// The session has a terminal: the target's sshd and the client's ssh
+	// now send with Nagle's algorithm off, so the immediate
+	// acknowledgements would only add system calls to every keystroke.
+	// Not for a jump connection's outer leg: `ssh -J` forwards the inner
+	// connection over a channel without a terminal, and keeps Nagle's
+	// algorithm on there.
+	l.client.Interactive()
+	if l.c.outer == nil {
+		l.c.ack.Interactive()
 	}
 	return attached
 }

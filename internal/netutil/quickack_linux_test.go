@@ -63,18 +63,25 @@ func setDelayedAck(t *testing.T, c *net.TCPConn) {
 
 func TestQuickAckAfterSmallRead(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		size  int
-		quick int
+		name        string
+		size        int
+		interactive bool
+		quick       int
 	}{
-		{"one byte", 1, 1},
-		{"kexinit-sized", 1200, 1},
-		{"just below the limit", quickAckBelow - 1, 1},
-		{"bulk read", 16 << 10, 0},
+		{"one byte", 1, false, 1},
+		{"kexinit-sized", 1200, false, 1},
+		{"just below the limit", quickAckBelow - 1, false, 1},
+		{"bulk read", 16 << 10, false, 0},
+		// The peer sends with Nagle's algorithm off: a keystroke's read
+		// pays no system call.
+		{"one byte, interactive", 1, true, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			client, server := tcpPair(t)
 			q := QuickAck(server)
+			if tc.interactive {
+				q.Interactive()
+			}
 			setDelayedAck(t, server)
 			msg := make([]byte, tc.size)
 			if _, err := client.Write(msg); err != nil {
@@ -90,10 +97,15 @@ func TestQuickAckAfterSmallRead(t *testing.T) {
 				t.Skip("the kernel delivered the bulk message in small reads")
 			}
 			if got := quickAckState(t, server); got != tc.quick {
-				t.Errorf("TCP_QUICKACK after a %d-byte read = %d, want %d", tc.size, got, tc.quick)
+				t.Errorf("TCP_QUICKACK after a %d-byte read (interactive %v) = %d, want %d", tc.size, tc.interactive, got, tc.quick)
 			}
 		})
 	}
+}
+
+func TestInteractiveOnNil(t *testing.T) {
+	var q *QuickAckConn
+	q.Interactive() // a connection without immediate acknowledgements: nothing to do
 }
 
 func TestQuickAckPassesDataThrough(t *testing.T) {

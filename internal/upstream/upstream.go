@@ -94,7 +94,13 @@ type Conn struct {
 	ssh.Conn
 	Chans <-chan ssh.NewChannel
 	Reqs  <-chan *ssh.Request
+	ack   *netutil.QuickAckConn
 }
+
+// Interactive tells the connection that the target now sends with Nagle's
+// algorithm off (sshd does once a session has a terminal), so reads need
+// no immediate acknowledgement any more (netutil.QuickAckConn).
+func (c *Conn) Interactive() { c.ack.Interactive() }
 
 // Refuse answers what the target asks of the gateway on the connection
 // level: channels it opens (the gateway never forwards any towards a
@@ -156,7 +162,7 @@ func (d *Dialer) DialConn(ctx context.Context, t Target) (*Conn, error) {
 		return nil, &UnreachableError{Host: t.Host.Name, Err: err}
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return &Conn{Conn: c, Chans: chans, Reqs: reqs}, nil
+	return &Conn{Conn: c, Chans: chans, Reqs: reqs, ack: conn}, nil
 }
 
 // sessionSigner makes a one-off key and certificate for this session. The
