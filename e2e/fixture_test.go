@@ -117,6 +117,13 @@ type env struct {
 // change the configuration before the gateway starts.
 func newEnv(t *testing.T, edits ...func(*config.Config)) *env {
 	t.Helper()
+	return newEnvGatewayEnv(t, nil, edits...)
+}
+
+// newEnvGatewayEnv is newEnv with gwEnv (KEY=VALUE) in the gateway's
+// environment.
+func newEnvGatewayEnv(t *testing.T, gwEnv []string, edits ...func(*config.Config)) *env {
+	t.Helper()
 	bin, dir, keysDir := prepare(t)
 	e := &env{Dir: dir, Bin: bin, Config: filepath.Join(dir, "tandem.yaml")}
 	aliceKey, alicePub := testenv.KeyPair(t, keysDir, "alice", "ecdsa")
@@ -157,7 +164,7 @@ func newEnv(t *testing.T, edits ...func(*config.Config)) *env {
 		// login with one through the gateway.
 		AuthorizedKeys: []string{alicePub},
 	})
-	e.GW = testenv.StartGateway(t, bin, e.Config, gwPort)
+	e.GW = testenv.StartGatewayEnv(t, bin, e.Config, gwPort, gwEnv)
 	e.HostCA = certAuthorityLine(t, e.GW)
 
 	jump := map[string]string{"db1": "root", "db9": "root", "db-bad": "root", "db-down": "root", "web1": "deploy"}

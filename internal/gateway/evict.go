@@ -145,7 +145,8 @@ func (s *Server) admitSpoken(ctx context.Context, conn net.Conn, pc *preauthConn
 		return refuse(reason, false)
 	}
 	defer leave() // admitted or refused, it waits no more
-	_ = conn.SetReadDeadline(minTime(s.now().Add(s.limit.EvictAfterSilence()), deadline))
+	// deadline and the socket's deadlines are on the real clock (handleConn).
+	_ = conn.SetReadDeadline(minTime(time.Now().Add(s.limit.EvictAfterSilence()), deadline))
 	head := make([]byte, 256)
 	n, _ := conn.Read(head)
 	if n == 0 {
@@ -162,7 +163,7 @@ func (s *Server) admitSpoken(ctx context.Context, conn net.Conn, pc *preauthConn
 			s.metrics.ConnectionAccepted()
 			return &replayConn{Conn: conn, head: head[:n]}, release, true
 		}
-		if reason != ratelimit.ReasonTooManyUnauth || !s.now().Add(admitPollEvery).Before(deadline) || pc.evicted() {
+		if reason != ratelimit.ReasonTooManyUnauth || !time.Now().Add(admitPollEvery).Before(deadline) || pc.evicted() {
 			return refuse(reason, true)
 		}
 		select {

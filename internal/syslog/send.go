@@ -43,7 +43,8 @@ func (c *collector) send(conn interface {
 		return 0, false, err
 	}
 	if b.n > 0 {
-		if err := conn.SetWriteDeadline(c.s.o.Now().Add(c.s.o.Config.Timeout.Duration)); err != nil {
+		// The real clock: o.Now may be a test's clock, moved by days.
+		if err := conn.SetWriteDeadline(time.Now().Add(c.s.o.Config.Timeout.Duration)); err != nil {
 			return 0, false, err
 		}
 		if _, err := conn.Write(b.buf); err != nil {

@@ -279,6 +279,17 @@ func TestShipFramingAndStructuredData(t *testing.T) {
 	}
 }
 
+// TestShipWithClockBehind: the shipper's clock (Options.Now) may be a
+// test's, moved back by hours; the socket's write deadline stays on the
+// real clock, or every write would time out at once.
+func TestShipWithClockBehind(t *testing.T) {
+	f := newFixture(t)
+	f.opts.Now = func() time.Time { return time.Now().Add(-6 * time.Hour) }
+	f.append(t, 5)
+	run(t, f.opts)
+	waitRecords(t, f.srv, f.log.Size())
+}
+
 func TestShipOutageResendsInOrderAtLeastOnce(t *testing.T) {
 	f := newFixture(t)
 	f.append(t, 20)
