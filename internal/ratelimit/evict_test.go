@@ -215,8 +215,8 @@ func TestEvictReleaseCounts(t *testing.T) {
 		r()
 		r()
 	}
-	if n := l.Unauthenticated(); n != 0 || len(l.unauthPer) != 0 || len(l.unauthNet) != 0 || len(l.tickets) != 0 {
-		t.Fatalf("after all releases: %d unauthenticated, %v, %v, %d tickets", n, l.unauthPer, l.unauthNet, len(l.tickets))
+	if n := l.Unauthenticated(); n != 0 || len(l.held.src) != 0 || len(l.held.net) != 0 || len(l.tickets) != 0 {
+		t.Fatalf("after all releases: %d unauthenticated, %v, %v, %d tickets", n, l.held.src, l.held.net, len(l.tickets))
 	}
 }
 
@@ -257,7 +257,7 @@ func TestEvictConcurrent(t *testing.T) {
 	if evictions.Load() == 0 {
 		t.Error("no eviction although the cap was reached with silent connections")
 	}
-	if n := l.Unauthenticated(); n != 0 || len(l.tickets) != 0 || len(l.unauthPer) != 0 || len(l.unauthNet) != 0 {
+	if n := l.Unauthenticated(); n != 0 || len(l.tickets) != 0 || len(l.held.src) != 0 || len(l.held.net) != 0 {
 		t.Errorf("after all releases: %d unauthenticated, %d tickets", n, len(l.tickets))
 	}
 }

@@ -32,13 +32,12 @@ import (
 // A connection pushed out keeps its shares until it leaves: its handler is
 // still reading from it until it sees the connection closed.
 type waitingRoom struct {
-	max                  int // Options.MaxParked
-	perSource, perPrefix int // Options.MaxUnauthPerSource, MaxUnauthPerPrefix
+	max int // Options.MaxParked
 
-	mu       sync.Mutex
-	per, net map[string]int // shares held, per source and per prefix key
-	n        int            // connections that entered and have not left
-	waiting  []*waiter      // in the lot, oldest first
+	mu      sync.Mutex
+	shares  shares    // held by the connections that entered and have not left
+	n       int       // connections that entered and have not left
+	waiting []*waiter // in the lot, oldest first
 }
 
 // waiter is one connection in the waiting room.
@@ -48,23 +47,16 @@ type waiter struct {
 }
 
 func newWaitingRoom(o Options) waitingRoom {
-	return waitingRoom{
-		max: o.MaxParked, perSource: o.MaxUnauthPerSource, perPrefix: o.MaxUnauthPerPrefix,
-		per: make(map[string]int), net: make(map[string]int),
-	}
+	return waitingRoom{max: o.MaxParked, shares: newShares(o)}
 }
 
 // enter is Limiter.Park for the source key and prefix key.
 func (r *waitingRoom) enter(key, pfx string, c Conn) (leave func() bool, ok bool, reason string) {
 	w := &waiter{key: key, pfx: pfx, conn: c}
 	r.mu.Lock()
-	if r.per[key] >= r.perSource {
+	if why := r.shares.refusal(key, pfx); why != "" {
 		r.mu.Unlock()
-		return nil, false, ReasonTooManyPerSrc
-	}
-	if r.net[pfx] >= r.perPrefix {
-		r.mu.Unlock()
-		return nil, false, ReasonTooManyPerNet
+		return nil, false, why
 	}
 	var out *waiter
 	if len(r.waiting) >= r.max {
@@ -77,8 +69,7 @@ func (r *waitingRoom) enter(key, pfx string, c Conn) (leave func() bool, ok bool
 		r.waiting = slices.Delete(r.waiting, i, i+1)
 	}
 	r.waiting = append(r.waiting, w)
-	r.per[key]++
-	r.net[pfx]++
+	r.shares.add(key, pfx)
 	r.n++
 	r.mu.Unlock()
 	// Outside the lock, as in Admit: Evict closes a socket, and whatever
@@ -94,8 +85,7 @@ func (r *waitingRoom) enter(key, pfx string, c Conn) (leave func() bool, ok bool
 			return false
 		}
 		left = true
-		decrement(r.per, w.key)
-		decrement(r.net, w.pfx)
+		r.shares.remove(w.key, w.pfx)
 		r.n--
 		i := slices.Index(r.waiting, w)
 		if i < 0 {

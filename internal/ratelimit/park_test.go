@@ -114,8 +114,8 @@ func assertParkEmpty(t *testing.T, l *Limiter) {
 	r := &l.park
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.n != 0 || len(r.per) != 0 || len(r.net) != 0 || len(r.waiting) != 0 {
-		t.Errorf("after leaving: %d parked, %d sources, %d networks, %d in the lot; want none", r.n, len(r.per), len(r.net), len(r.waiting))
+	if r.n != 0 || len(r.shares.src) != 0 || len(r.shares.net) != 0 || len(r.waiting) != 0 {
+		t.Errorf("after leaving: %d parked, %d sources, %d networks, %d in the lot; want none", r.n, len(r.shares.src), len(r.shares.net), len(r.waiting))
 	}
 }
 

@@ -94,10 +94,9 @@ type Limiter struct {
 	mu        sync.Mutex
 	sources   table
 	persons   table
-	unauth    int            // unauthenticated connections admitted and not yet released
-	unauthPer map[string]int // the same per source key; at most MaxUnauth entries
-	unauthNet map[string]int // the same per prefix key; at most MaxUnauth entries
-	tickets   []*ticket      // the admitted connections themselves; len(tickets) == unauth
+	unauth    int       // unauthenticated connections admitted and not yet released
+	held      shares    // the same per source and prefix key; at most MaxUnauth entries each
+	tickets   []*ticket // the admitted connections themselves; len(tickets) == unauth
 	lastSweep time.Time
 
 	// park is the waiting room (Park), with a lock of its own: it never
@@ -174,12 +173,11 @@ func New(o Options) *Limiter {
 		o.Now = time.Now
 	}
 	return &Limiter{
-		o:         o,
-		sources:   newTable(o.MaxTracked),
-		persons:   newTable(o.MaxTracked),
-		unauthPer: make(map[string]int),
-		unauthNet: make(map[string]int),
-		park:      newWaitingRoom(o),
+		o:       o,
+		sources: newTable(o.MaxTracked),
+		persons: newTable(o.MaxTracked),
+		held:    newShares(o),
+		park:    newWaitingRoom(o),
 	}
 }
 
@@ -307,13 +305,9 @@ func (l *Limiter) Admit(source string, c Conn) (release func(), ok bool, reason 
 		l.mu.Unlock()
 		return nil, false, ReasonSourceBlocked
 	}
-	if l.unauthPer[key] >= l.o.MaxUnauthPerSource {
+	if why := l.held.refusal(key, pfx); why != "" {
 		l.mu.Unlock()
-		return nil, false, ReasonTooManyPerSrc
-	}
-	if l.unauthNet[pfx] >= l.o.MaxUnauthPerPrefix {
-		l.mu.Unlock()
-		return nil, false, ReasonTooManyPerNet
+		return nil, false, why
 	}
 	var victim *ticket
 	if l.unauth >= l.o.MaxUnauth {
@@ -330,8 +324,7 @@ func (l *Limiter) Admit(source string, c Conn) (release func(), ok bool, reason 
 	t := &ticket{key: key, pfx: pfx, conn: c, admitted: now, idx: len(l.tickets)}
 	l.tickets = append(l.tickets, t)
 	l.unauth++
-	l.unauthPer[key]++
-	l.unauthNet[pfx]++
+	l.held.add(key, pfx)
 	l.mu.Unlock()
 
 	// Outside the lock: Evict closes a socket, and whatever it does must
@@ -383,8 +376,7 @@ func (l *Limiter) dropLocked(t *ticket) {
 	l.tickets = l.tickets[:len(l.tickets)-1]
 	t.idx = -1
 	l.unauth--
-	decrement(l.unauthPer, t.key)
-	decrement(l.unauthNet, t.pfx)
+	l.held.remove(t.key, t.pfx)
 }
 
 // EvictAfterSilence returns Options.EvictAfterSilence, defaults filled
@@ -400,8 +392,46 @@ func (l *Limiter) Unauthenticated() int {
 	return l.unauth
 }
 
-// decrement lowers m[k] and drops the entry at zero, so the maps hold
-// only what is counted now.
+// shares counts connections per source key and per prefix key against
+// the per-source and per-prefix caps (Options.MaxUnauthPerSource,
+// MaxUnauthPerPrefix). Admit's admitted connections and Park's waiting
+// ones each have their own, counted apart; the caller holds the lock that
+// guards them.
+type shares struct {
+	perSource, perPrefix int
+	src, net             map[string]int // only what is held now: no zero entries
+}
+
+func newShares(o Options) shares {
+	return shares{perSource: o.MaxUnauthPerSource, perPrefix: o.MaxUnauthPerPrefix,
+		src: make(map[string]int), net: make(map[string]int)}
+}
+
+// refusal is why source key, in network pfx, may not take one more
+// share, or "": the source's cap is checked before the network's.
+func (s *shares) refusal(key, pfx string) string {
+	if s.src[key] >= s.perSource {
+		return ReasonTooManyPerSrc
+	}
+	if s.net[pfx] >= s.perPrefix {
+		return ReasonTooManyPerNet
+	}
+	return ""
+}
+
+func (s *shares) add(key, pfx string) {
+	s.src[key]++
+	s.net[pfx]++
+}
+
+// remove gives back a share that add took.
+func (s *shares) remove(key, pfx string) {
+	decrement(s.src, key)
+	decrement(s.net, pfx)
+}
+
+// decrement lowers m[k] and drops the entry at zero, so the map holds
+// only what is held now.
 func decrement(m map[string]int, k string) {
 	if n := m[k] - 1; n > 0 {
 		m[k] = n
@@ -417,7 +447,7 @@ func (l *Limiter) UnauthenticatedFrom(source string) (addr, prefix int) {
 	pfx := PrefixKey(key, l.o.PrefixV4, l.o.PrefixV6)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.unauthPer[key], l.unauthNet[pfx]
+	return l.held.src[key], l.held.net[pfx]
 }
 
 // maybeSweep drops stale entries from both tables every sweep interval, and

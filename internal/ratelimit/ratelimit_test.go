@@ -295,8 +295,8 @@ func TestAdmitCaps(t *testing.T) {
 	if n := l.Unauthenticated(); n != 0 {
 		t.Fatalf("after all releases: Unauthenticated = %d, want 0", n)
 	}
-	if len(l.unauthPer) != 0 {
-		t.Fatalf("per-source counts left behind: %v", l.unauthPer)
+	if len(l.held.src) != 0 {
+		t.Fatalf("per-source counts left behind: %v", l.held.src)
 	}
 }
 
