@@ -237,7 +237,7 @@ func (r *report) sftpDetail(b *strings.Builder) {
 		if x.path == "tandem" {
 			cpu = fmt.Sprintf("%.2f", x.gwCPU.Seconds())
 		}
-		fmt.Fprintf(b, "| %d | `%s` | %s | %s | %.2f | %.0f | %s |\n", i+1, x.mode, x.dir, x.path, x.elapsed.Seconds(),
+		fmt.Fprintf(b, "| %d | `%s` | %s | %s | %.2f | %.0f | %s |\n", i+1, x.mode.key(), x.dir, x.path, x.elapsed.Seconds(),
 			float64(t.Size)/(1<<20)/x.elapsed.Seconds(), cpu)
 	}
 	fmt.Fprintf(b, "\n%d copies matched the source; recordings: %s.\n\n", t.Checked, t.Recorded)

@@ -47,11 +47,12 @@ var sftpModes = []sftpMode{
 // close record per file); rsync is an exec session, recorded as streams.
 func (m sftpMode) recordsFileHashes() bool { return m.Tool != "rsync" }
 
-// sftpRun is one timed sftp transfer.
+// sftpRun is one timed copy of (g).
 type sftpRun struct {
-	mode, path, dir string // dir: "put" or "get"
-	elapsed         time.Duration
-	gwCPU           time.Duration
+	mode      sftpMode
+	path, dir string // dir: "put" or "get"
+	elapsed   time.Duration
+	gwCPU     time.Duration
 }
 
 // sftpResult summarises (g).
@@ -63,11 +64,11 @@ type sftpResult struct {
 	Recorded string // what the check of the recordings found
 }
 
-// rate returns the median MiB/s of one mode, path and direction.
+// rate returns the median MiB/s of one mode (its key), path and direction.
 func (r sftpResult) rate(mode, path, dir string) float64 {
 	var xs []float64
 	for _, t := range r.Runs {
-		if t.mode == mode && t.path == path && t.dir == dir && t.elapsed > 0 {
+		if t.mode.key() == mode && t.path == path && t.dir == dir && t.elapsed > 0 {
 			xs = append(xs, float64(r.Size)/(1<<20)/t.elapsed.Seconds())
 		}
 	}
@@ -121,7 +122,7 @@ func runSFTP(ctx context.Context, e *env, size int64, reps int, logf func(string
 						return res, fmt.Errorf("%s %s %s %s: the copy has SHA-256 %s, the source %s", m.Tool, m.Name, path, dirn, got, want)
 					}
 					res.Checked++
-					t.mode, t.path, t.dir = m.key(), path, dirn
+					t.mode, t.path, t.dir = m, path, dirn
 					res.Runs = append(res.Runs, t)
 					logf("  (g) %-21s rep %d %-6s %s %7.1f MiB/s", m.key(), rep+1, path, dirn, float64(size)/(1<<20)/t.elapsed.Seconds())
 				}
@@ -130,7 +131,7 @@ func runSFTP(ctx context.Context, e *env, size int64, reps int, logf func(string
 	}
 	tandemRuns := 0
 	for _, t := range res.Runs {
-		if t.path == "tandem" && modeOf(t.mode).recordsFileHashes() {
+		if t.path == "tandem" && t.mode.recordsFileHashes() {
 			tandemRuns++
 		}
 	}
@@ -138,18 +139,8 @@ func runSFTP(ctx context.Context, e *env, size int64, reps int, logf func(string
 	return res, err
 }
 
-// key names a mode in sftpRun.mode and the report: the tool and its name.
+// key names a mode in the report: the tool and its name.
 func (m sftpMode) key() string { return m.Tool + " " + m.Name }
-
-// modeOf returns the mode whose key is k.
-func modeOf(k string) sftpMode {
-	for _, m := range sftpModes {
-		if m.key() == k {
-			return m
-		}
-	}
-	return sftpMode{}
-}
 
 // transferCommand returns the command line of one copy of src to dst
 // ("put", from here to the target) or back ("get") with m's tool, and the
