@@ -560,9 +560,9 @@ func lowerHex(rec []byte, p, n int) bool {
 	}
 	var bad byte
 	for _, c := range rec[p : p+n] {
-		bad |= notLowerHex[c]
+		bad |= lowerHexValue[c]
 	}
-	return bad == 0
+	return bad < 16
 }
 
 // decodeBase64 is base64.StdEncoding.Decode for the writer's ciphertexts,
@@ -645,23 +645,20 @@ func decodeLowerHex(sum *[sha256.Size]byte, rec []byte, p int) bool {
 	return bad < 16
 }
 
-// nameByte and notLowerHex classify bytes by table, not by comparisons:
-// in key ids and hashes digits and letters come at random, and the
-// branches of a comparison per byte, mispredicted on about every other
-// one, made these checks cost more than all the rest of a leaf form.
-var nameByte, notLowerHex = func() (name [256]bool, notHex [256]byte) {
+// nameByte and lowerHexValue classify bytes by table, not by
+// comparisons: in key ids and hashes digits and letters come at random,
+// and the branches of a comparison per byte, mispredicted on about every
+// other one, made these checks cost more than all the rest of a leaf form.
+var nameByte = func() (name [256]bool) {
 	for c := range 256 {
 		digit, lower, upper := c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z'
 		name[c] = digit || lower || upper || strings.IndexByte("_.:+-", byte(c)) >= 0
-		if !digit && !(c >= 'a' && c <= 'f') {
-			notHex[c] = 1
-		}
 	}
-	return name, notHex
+	return name
 }()
 
-// lowerHexValue is the value of each lowercase hex digit, and 16 or more
-// for every other byte.
+// lowerHexValue is the value of each lowercase hex digit, and 16 for
+// every other byte: OR-ed over a run, below 16 means all of it is hex.
 var lowerHexValue = func() (v [256]byte) {
 	for c := range 256 {
 		switch {
