@@ -3,6 +3,7 @@
 package netutil
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"syscall"
@@ -117,5 +118,81 @@ func TestQuickAckPassesDataThrough(t *testing.T) {
 	buf := make([]byte, 5)
 	if _, err := io.ReadFull(q, buf); err != nil || string(buf) != "hello" {
 		t.Fatalf("read %q, %v", buf, err)
+	}
+}
+
+// countingConn counts the reads of the connection under a QuickAckConn.
+type countingConn struct {
+	net.Conn
+	reads int
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	c.reads++
+	return c.Conn.Read(p)
+}
+
+// x/crypto/ssh reads the version line a byte at a time: one read of the
+// connection serves it, and the bytes after it come next, in order.
+func TestReadAheadServesTheVersionLine(t *testing.T) {
+	client, server := tcpPair(t)
+	cc := &countingConn{Conn: server}
+	q := QuickAck(cc)
+	line := "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
+	after := bytes.Repeat([]byte{0x14}, 300) // the start of a KEXINIT, and more
+	if _, err := client.Write(append([]byte(line), after...)); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	var b [1]byte
+	for !bytes.HasSuffix(got, []byte("\n")) {
+		if _, err := io.ReadFull(q, b[:]); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, b[0])
+	}
+	if string(got) != line {
+		t.Fatalf("line %q, want %q", got, line)
+	}
+	if cc.reads != 1 {
+		t.Errorf("%d reads of the connection for the version line, want 1", cc.reads)
+	}
+	rest := make([]byte, len(after))
+	if _, err := io.ReadFull(q, rest); err != nil || !bytes.Equal(rest, after) {
+		t.Fatalf("the bytes after the line: %v, equal %v", err, bytes.Equal(rest, after))
+	}
+	if q.ahead != nil {
+		t.Errorf("%d bytes still held after everything was read", len(q.ahead))
+	}
+}
+
+// Whatever the sizes of the reads, the bytes come out as they went in,
+// and the end of the stream after them.
+func TestReadAheadKeepsTheStream(t *testing.T) {
+	data := make([]byte, 5000)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	for _, sizes := range [][]int{
+		{1}, {1, 4096}, {16, 3}, {255, 256, 1}, {0, 1, 300, 2}, {readAhead - 1, 7, 5000},
+	} {
+		a, b := net.Pipe()
+		go func() { _, _ = a.Write(data); a.Close() }()
+		q := QuickAck(b)
+		var got []byte
+		var err error
+		for i := 0; err == nil; i++ {
+			buf := make([]byte, sizes[i%len(sizes)])
+			var n int
+			n, err = q.Read(buf)
+			got = append(got, buf[:n]...)
+			if i > 20000 {
+				t.Fatalf("sizes %v: no end", sizes)
+			}
+		}
+		b.Close()
+		if err != io.EOF || !bytes.Equal(got, data) {
+			t.Errorf("sizes %v: %d of %d bytes, equal %v, then %v (want io.EOF)", sizes, len(got), len(data), bytes.Equal(got, data), err)
+		}
 	}
 }
