@@ -187,15 +187,19 @@ func ReadShareInfo(file []byte) (ShareInfo, error) {
 		case "holder":
 			info.Holder = v
 		case "share":
+			// The errors below quote the line and add nothing of the
+			// parsers': time.Parse repeats the text it was given as it
+			// is, control characters and all, and the holder can edit
+			// this header.
 			if _, err := fmt.Sscanf(v, "%d of %d, threshold %d", &info.Index, &info.Count, &info.Threshold); err != nil {
-				return info, fmt.Errorf("share file header %q: %w", line, err)
+				return info, fmt.Errorf("share file header %q: want \"N of M, threshold T\"", line)
 			}
 		case "ca":
 			info.CA = v
 		case "created":
 			t, err := time.Parse(time.RFC3339, v)
 			if err != nil {
-				return info, fmt.Errorf("share file header %q: %w", line, err)
+				return info, fmt.Errorf("share file header %q: not a time in RFC 3339 form", line)
 			}
 			info.Created = t
 		}
@@ -396,7 +400,7 @@ func checkShares(ca ssh.PublicKey, shares []*Opened) ([]string, error) {
 	indexes := map[int]bool{}
 	for _, s := range shares {
 		if s.Info.CA != fp {
-			return nil, fmt.Errorf("the share of %s belongs to emergency CA %s, not to the published %s", s.Info.Holder, s.Info.CA, fp)
+			return nil, fmt.Errorf("the share of %s belongs to emergency CA %q, not to the published %s", s.Info.Holder, s.Info.CA, fp)
 		}
 		if slices.Contains(persons, s.Info.Holder) {
 			return nil, fmt.Errorf("two shares of %s: an emergency certificate needs shares of different persons", s.Info.Holder)

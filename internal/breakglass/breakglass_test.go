@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"filippo.io/age"
 	"filippo.io/age/agessh"
@@ -219,4 +220,27 @@ func TestShareFileHoldsNoKey(t *testing.T) {
 	if !strings.Contains(f, "-----BEGIN AGE ENCRYPTED FILE-----") {
 		t.Fatalf("share file not armored age:\n%s", f)
 	}
+}
+
+// FuzzReadShareInfo: a share file's clear header, which its holder can
+// edit, never panics the reader; what it accepts names a holder, a share
+// and a CA; its errors quote what they repeat, so no control character
+// of the file reaches the operator's terminal.
+func FuzzReadShareInfo(f *testing.F) {
+	f.Add([]byte(shareMagic + "\n# holder: alice\n# share: 1 of 3, threshold 2\n# ca: SHA256:abc\n# created: 2026-11-29T10:00:00Z\n-----BEGIN AGE ENCRYPTED FILE-----\n"))
+	f.Add([]byte(shareMagic + "\n# holder: \x1b[2J\n# share: x of y\n"))
+	f.Add([]byte(shareMagic + "\n# created: yesterday\x07\n"))
+	f.Add([]byte("not a share"))
+	f.Fuzz(func(t *testing.T, file []byte) {
+		info, err := ReadShareInfo(file)
+		if err != nil {
+			if strings.ContainsFunc(err.Error(), unicode.IsControl) {
+				t.Fatalf("error with a control character: %q", err.Error())
+			}
+			return
+		}
+		if info.Holder == "" || info.Index == 0 || info.CA == "" || info.Format != shareFormat {
+			t.Fatalf("accepted an incomplete header: %+v", info)
+		}
+	})
 }
