@@ -196,3 +196,34 @@ func TestReadAheadKeepsTheStream(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReadAhead: reads of any sizes give the bytes as they were sent, in
+// order, then the end of the stream.
+func FuzzReadAhead(f *testing.F) {
+	f.Add([]byte("SSH-2.0-x\r\n\x00\x00\x04\x14"), []byte{1, 1, 255})
+	f.Add(bytes.Repeat([]byte{9}, 3000), []byte{0, 200, 17})
+	f.Fuzz(func(t *testing.T, data, sizes []byte) {
+		if len(sizes) == 0 {
+			sizes = []byte{1}
+		}
+		a, b := net.Pipe()
+		defer b.Close()
+		go func() { _, _ = a.Write(data); a.Close() }()
+		q := QuickAck(b)
+		var got []byte
+		var err error
+		for i := 0; err == nil; i++ {
+			// Sizes are taken times 3 so that some reach past readAhead.
+			buf := make([]byte, max(1, 3*int(sizes[i%len(sizes)])))
+			var n int
+			n, err = q.Read(buf)
+			got = append(got, buf[:n]...)
+			if i > 10*len(data)+100 {
+				t.Fatalf("no end after %d reads", i)
+			}
+		}
+		if err != io.EOF || !bytes.Equal(got, data) {
+			t.Fatalf("%d of %d bytes, equal %v, then %v (want io.EOF)", len(got), len(data), bytes.Equal(got, data), err)
+		}
+	})
+}
