@@ -1,6 +1,7 @@
 package sftpproxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -301,7 +303,17 @@ func TestOutstandingRequestsBounded(t *testing.T) {
 		}
 	})
 	t.Run("write buffers", func(t *testing.T) {
-		s := newRawSession(t, Options{}, silentTarget(t))
+		// The target opens the file and then answers nothing.
+		s := newRawSession(t, Options{}, scriptedTarget(t, func(req []byte) []byte {
+			if req[4] != fxpOpen {
+				return nil
+			}
+			return packet(fxpHandle, req[5:9], str("h"))
+		}))
+		s.send(t, packet(fxpOpen, u32(1), str("f"), u32(fxfWrite), u32(0)))
+		if r := s.recv(t); r.typ != fxpHandle {
+			t.Fatalf("open answered %+v", r)
+		}
 		n := s.sentUntilBlocked(t, 2*maxOutstanding, func(id uint32) []byte {
 			return packet(fxpWrite, u32(id), str("h"), u64(0), str("x"))
 		})
@@ -320,5 +332,137 @@ func TestReusedRequestIDEndsSession(t *testing.T) {
 	s.send(t, packet(fxpStat, u32(5), str("/")))
 	if err := s.ended(t); err == nil || !strings.Contains(err.Error(), "reused request id 5") {
 		t.Fatalf("Serve returned %v", err)
+	}
+}
+
+// sftpServerHandle is the handle OpenSSH's sftp-server gives the n-th
+// file open at once (from 0): its index in the handle table, 4 bytes.
+// Indices of closed handles are given out again, the last freed first.
+func sftpServerHandle(n uint32) []byte { return str(string(u32(n))) }
+
+// recvAll reads n answers and returns them by request id.
+func (s *rawSession) recvAll(t *testing.T, n int) map[uint32]reply {
+	t.Helper()
+	got := make(map[uint32]reply, n)
+	for range n {
+		r := s.recv(t)
+		got[r.id] = r
+	}
+	return got
+}
+
+// closeOpened closes the handle an OPEN was answered with and returns the
+// file's close record.
+func (s *rawSession) closeOpened(t *testing.T, open reply, id uint32, path string) map[string]string {
+	t.Helper()
+	if open.typ != fxpHandle {
+		t.Fatalf("open answered %+v", open)
+	}
+	s.send(t, packet(fxpClose, u32(id), str(string(open.handle))))
+	if r := s.recv(t); r.code != fxOK {
+		t.Fatalf("close answered %+v", r)
+	}
+	return s.rec.one(t, "op", "close", "path", path)
+}
+
+// TestHandleNamedBeforeItsOpenIsRefused: a client that guesses the
+// handle the target will give an OPEN (sftp-server's are table indices)
+// and names it before the answer has come cannot read or write the file
+// past the record: whatever data passed is in the file's close record,
+// and the file on the target holds what the record says was written.
+func TestHandleNamedBeforeItsOpenIsRefused(t *testing.T) {
+	secret := []byte("the contents of a secret file")
+	t.Run("read", func(t *testing.T) {
+		target, dir := realTarget(t)
+		if err := os.WriteFile(filepath.Join(dir, "secret"), secret, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s := newRawSession(t, Options{ReadOnly: true}, target)
+		s.send(t, packet(fxpOpen, u32(1), str("secret"), u32(fxfRead), u32(0)))
+		s.send(t, packet(fxpRead, u32(2), sftpServerHandle(0), u64(0), u32(4096)))
+		got := s.recvAll(t, 2)
+		c := s.closeOpened(t, got[1], 3, filepath.Join(dir, "secret"))
+		if n := strconv.Itoa(len(got[2].data)); c["bytes_read"] != n || c["sha256_read"] != sumHex(got[2].data) {
+			t.Fatalf("the client read %d bytes unseen; close record %v", len(got[2].data), c)
+		}
+	})
+	t.Run("write", func(t *testing.T) {
+		target, dir := realTarget(t)
+		s := newRawSession(t, Options{}, target)
+		s.send(t, packet(fxpOpen, u32(1), str("planted"), u32(fxfWrite|fxfCreat|fxfTrunc), u32(0)))
+		s.send(t, packet(fxpWrite, u32(2), sftpServerHandle(0), u64(0), str(string(secret))))
+		got := s.recvAll(t, 2)
+		c := s.closeOpened(t, got[1], 3, filepath.Join(dir, "planted"))
+		stored, err := os.ReadFile(filepath.Join(dir, "planted"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c["bytes_written"] != strconv.Itoa(len(stored)) || c["sha256_written"] != sumHex(stored) {
+			t.Fatalf("the target holds %q; close record %v", stored, c)
+		}
+	})
+}
+
+// TestHandleNamedBeforeItsOpenNeverForwarded: the same with a target that
+// holds the OPEN's answer back until its next request, so that the READ
+// on the guessed handle surely comes before it: the READ is refused, not
+// forwarded.
+func TestHandleNamedBeforeItsOpenNeverForwarded(t *testing.T) {
+	var openID uint32
+	target := scriptedTarget(t, func(req []byte) []byte {
+		id := binary.BigEndian.Uint32(req[5:])
+		switch req[4] {
+		case fxpOpen:
+			openID = id
+			return nil
+		case fxpRead:
+			return packet(fxpData, u32(id), str("secret"))
+		}
+		return append(packet(fxpHandle, u32(openID), str("h")), packet(fxpAttrs, u32(id), u32(0))...)
+	})
+	s := newRawSession(t, Options{ReadOnly: true}, target)
+	// One write: the relay's refusal of the READ comes while the STAT is
+	// still to be sent (net.Pipe does not buffer).
+	go func() {
+		_, _ = s.c.Write(bytes.Join([][]byte{packet(fxpOpen, u32(1), str("f"), u32(fxfRead), u32(0)),
+			packet(fxpRead, u32(2), str("h"), u64(0), u32(4096)), packet(fxpStat, u32(3), str("f"))}, nil))
+	}()
+	got := s.recvAll(t, 3)
+	if r := got[2]; r.typ != fxpStatus || r.code != errBadHandle.code || string(r.msg) != errBadHandle.msg {
+		t.Fatalf("read on a handle not yet open answered %+v", r)
+	}
+	if got[1].typ != fxpHandle || got[3].typ != fxpAttrs {
+		t.Fatalf("answers %+v", got)
+	}
+	s.rec.one(t, "op", "read", "result", errBadHandle.msg)
+}
+
+// TestHandleNamedAfterItsCloseIsRefused: sftp-server gives a closed
+// handle's index to the next open, so a client that sends CLOSE, OPEN of
+// another file and READ on the old handle in one go would read the other
+// file under the first one's record, closed already. The READ is refused.
+func TestHandleNamedAfterItsCloseIsRefused(t *testing.T) {
+	target, dir := realTarget(t)
+	for name, data := range map[string]string{"cover": "harmless", "secret": "the contents of a secret file"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := newRawSession(t, Options{ReadOnly: true}, target)
+	s.send(t, packet(fxpOpen, u32(1), str("cover"), u32(fxfRead), u32(0)))
+	h := s.recv(t)
+	if h.typ != fxpHandle {
+		t.Fatalf("open answered %+v", h)
+	}
+	s.send(t, packet(fxpClose, u32(2), str(string(h.handle))))
+	s.send(t, packet(fxpOpen, u32(3), str("secret"), u32(fxfRead), u32(0)))
+	s.send(t, packet(fxpRead, u32(4), str(string(h.handle)), u64(0), u32(4096)))
+	got := s.recvAll(t, 3)
+	c := s.closeOpened(t, got[3], 5, filepath.Join(dir, "secret"))
+	if n := strconv.Itoa(len(got[4].data)); c["bytes_read"] != n || c["sha256_read"] != sumHex(got[4].data) {
+		t.Fatalf("the client read %q unseen; close record %v", got[4].data, c)
+	}
+	if got[4].typ != fxpStatus || got[4].code != errBadHandle.code {
+		t.Fatalf("read on a closed handle answered %+v", got[4])
 	}
 }

@@ -3,7 +3,8 @@
 // between the client's subsystem channel and the target's sftp subsystem:
 // every client request is parsed as far as the record needs (type, id,
 // paths, handle, offset, length, flags, attributes), checked (read-only
-// roles, extensions the gateway cannot see through), recorded when the
+// roles, extensions the gateway cannot see through, handles that are not
+// open or are being closed), recorded when the
 // target's answer comes, and forwarded byte for byte with its own id.
 // File data is hashed where it lies in the packet buffer: WRITE data when
 // the target confirms it, READ data in the DATA reply. Each operation is
@@ -74,6 +75,10 @@ var errNotRecorded = statusMsg{fxFailure, "operation could not be recorded; sess
 
 // errReadOnly is the refusal of a write-type operation for a read-only role.
 var errReadOnly = statusMsg{fxPermissionDenied, "permission denied: SFTP is read-only for this role"}
+
+// errBadHandle refuses a request naming a handle that is not open, or
+// whose CLOSE is already on its way (see request).
+var errBadHandle = statusMsg{fxFailure, "invalid handle: not open, or being closed"}
 
 // errUnsupported refuses requests the relay does not forward.
 var errUnsupported = statusMsg{fxOpUnsupported, "operation not supported by the gateway"}
@@ -223,6 +228,7 @@ type handle struct {
 	written *streamHash
 	entries int    // directory: entries listed (without . and ..)
 	listErr string // directory: a failed READDIR
+	closing bool   // its CLOSE has been forwarded (under relay.mu)
 }
 
 // handshake reads the client's INIT and answers it with the version the
@@ -375,11 +381,15 @@ func (r *relay) abs(p []byte) string {
 	return s
 }
 
-// lookup returns the open handle h names, or nil.
+// lookup returns the open handle h names, or nil if there is none or its
+// CLOSE has been forwarded.
 func (r *relay) lookup(h []byte) *handle {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.handles[string(h)]
+	if x := r.handles[string(h)]; x != nil && !x.closing {
+		return x
+	}
+	return nil
 }
 
 func handlePath(h *handle) string {
@@ -399,14 +409,17 @@ func (r *relay) request(b *[]byte, p []byte) error {
 	}
 	pd := pending{typ: req.typ}
 	write := false
+	byHandle := false // the request names a handle: pd.h is what it names
 	switch req.typ {
 	case fxpOpen:
 		write = req.pflags&(fxfWrite|fxfAppend|fxfCreat|fxfTrunc|fxfExcl) != 0
 		pd.path = r.abs(req.path)
 		pd.op = map[string]string{"op": "open", "path": pd.path, "flags": flagString(req.pflags)}
 	case fxpClose:
+		byHandle = true
 		pd.h, pd.hkey = r.lookup(req.handle), string(req.handle)
 	case fxpRead:
+		byHandle = true
 		pd.h, pd.off = r.lookup(req.handle), req.offset
 		if req.length > limitMaxRead {
 			// Short reads are allowed; a bigger answer could exceed the
@@ -416,12 +429,14 @@ func (r *relay) request(b *[]byte, p []byte) error {
 	case fxpWrite:
 		// No handle of a read-only session is open for writing; refused
 		// all the same, in case the target lets one through.
-		write = true
+		write, byHandle = true, true
 		pd.h, pd.off, pd.data = r.lookup(req.handle), req.offset, req.data
 		pd.op = map[string]string{"op": "write", "path": handlePath(pd.h)}
 	case fxpReaddir:
+		byHandle = true
 		pd.h, pd.readdir = r.lookup(req.handle), true
 	case fxpFstat:
+		byHandle = true
 		pd.h = r.lookup(req.handle)
 		pd.op = map[string]string{"op": "stat", "path": handlePath(pd.h)}
 	case fxpLstat, fxpStat:
@@ -430,8 +445,9 @@ func (r *relay) request(b *[]byte, p []byte) error {
 		write = true
 		pd.op = setstatOp(r.abs(req.path), req.attrs)
 	case fxpFsetstat:
-		write = true
-		pd.op = setstatOp(handlePath(r.lookup(req.handle)), req.attrs)
+		write, byHandle = true, true
+		pd.h = r.lookup(req.handle)
+		pd.op = setstatOp(handlePath(pd.h), req.attrs)
 	case fxpOpendir:
 		pd.path = r.abs(req.path)
 	case fxpRemove, fxpMkdir, fxpRmdir:
@@ -465,12 +481,14 @@ func (r *relay) request(b *[]byte, p []byte) error {
 		case statvfsExt:
 			pd.op = map[string]string{"op": "statvfs", "path": r.abs(req.path)}
 		case fstatvfsExt:
-			pd.op = map[string]string{"op": "statvfs", "path": handlePath(r.lookup(req.handle))}
+			byHandle, pd.h = true, r.lookup(req.handle)
+			pd.op = map[string]string{"op": "statvfs", "path": handlePath(pd.h)}
 		case hardlinkExt:
 			write = true
 			pd.op = map[string]string{"op": "link", "path": r.abs(req.path2), "target": r.abs(req.path)}
 		case fsyncExt:
-			pd.op = map[string]string{"op": "fsync", "path": handlePath(r.lookup(req.handle))}
+			byHandle, pd.h = true, r.lookup(req.handle)
+			pd.op = map[string]string{"op": "fsync", "path": handlePath(pd.h)}
 		case lsetstatExt:
 			write = true
 			pd.op = setstatOp(r.abs(req.path), req.attrs)
@@ -491,6 +509,21 @@ func (r *relay) request(b *[]byte, p []byte) error {
 		}
 		return r.answerLocally(req.id, pd.op, errReadOnly)
 	}
+	if byHandle && pd.h == nil {
+		// Only a handle whose OPEN the target has answered and whose
+		// CLOSE has not been sent is bound to the file the record names
+		// when the target acts on the request. Any other could name
+		// another file by then: sftp-server's handles are table indices,
+		// given out again after a close, so a client can guess the
+		// handle of an OPEN still on its way, or name a closed handle
+		// behind the OPEN that reuses it, and move data past the record.
+		putBuf(b)
+		name := typeName(req.typ, "")
+		if pd.op != nil {
+			name = pd.op["op"]
+		}
+		return r.answerLocally(req.id, map[string]string{"op": name}, errBadHandle)
+	}
 	switch req.typ {
 	case fxpOpen:
 		// Numbered only once it goes to the target, as before the relay.
@@ -503,6 +536,11 @@ func (r *relay) request(b *[]byte, p []byte) error {
 	if err := r.enter(req.id, pd); err != nil {
 		putBuf(b)
 		return err
+	}
+	if req.typ == fxpClose {
+		r.mu.Lock()
+		pd.h.closing = true
+		r.mu.Unlock()
 	}
 	// done lets go of b on this side: a WRITE's buffer stays held by its
 	// entry in the table until the answer (or recordUnfinished).
@@ -653,10 +691,7 @@ func (r *relay) answer(p []byte) error {
 		return nil
 	case pd.typ == fxpOpen || pd.typ == fxpOpendir:
 		return r.opened(pd, rep)
-	case pd.typ == fxpClose:
-		if pd.h == nil {
-			return nil
-		}
+	case pd.typ == fxpClose: // of an open handle: others are refused
 		r.mu.Lock()
 		if r.handles[pd.hkey] == pd.h {
 			delete(r.handles, pd.hkey)
