@@ -466,3 +466,31 @@ func TestHandleNamedAfterItsCloseIsRefused(t *testing.T) {
 		t.Fatalf("read on a closed handle answered %+v", got[4])
 	}
 }
+
+// TestAppendWritesHashedAsStored: sftp-server writes to a file opened
+// with APPEND at its end, whatever offset a WRITE names, so the data is
+// stored in the order the writes are done, not in offset order. The
+// record's hash is of the bytes as stored.
+func TestAppendWritesHashedAsStored(t *testing.T) {
+	target, dir := realTarget(t)
+	s := newRawSession(t, Options{}, target)
+	s.send(t, packet(fxpOpen, u32(1), str("log"), u32(fxfWrite|fxfCreat|fxfAppend), u32(0)))
+	open := s.recv(t)
+	for i, w := range []struct {
+		off  uint64
+		data string
+	}{{4, "BBBB"}, {0, "AAAA"}} {
+		s.send(t, packet(fxpWrite, u32(uint32(2+i)), str(string(open.handle)), u64(w.off), str(w.data)))
+		if r := s.recv(t); r.code != fxOK {
+			t.Fatalf("write answered %+v", r)
+		}
+	}
+	c := s.closeOpened(t, open, 9, filepath.Join(dir, "log"))
+	stored, err := os.ReadFile(filepath.Join(dir, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c["sha256_written"] != sumHex(stored) || c["bytes_written"] != strconv.Itoa(len(stored)) {
+		t.Fatalf("the target holds %q; close record %v", stored, c)
+	}
+}

@@ -211,6 +211,7 @@ type pending struct {
 	hkey    string            // CLOSE: the target's handle
 	path    string            // OPEN, OPENDIR: the path (resolved)
 	number  string            // OPEN: the handle's number in the record
+	appends bool              // OPEN: with APPEND
 	off     uint64            // READ, WRITE
 	shared  *sharedBuf        // WRITE: its packet, held until answered, and who puts it back
 	data    []byte            // WRITE: the data in its packet
@@ -223,6 +224,7 @@ type handle struct {
 	seq     uint64 // order of opening
 	path    string
 	dir     bool
+	appends bool // opened with APPEND: writes go to the end, whatever their offset
 	opened  time.Time
 	read    *streamHash
 	written *streamHash
@@ -413,7 +415,7 @@ func (r *relay) request(b *[]byte, p []byte) error {
 	switch req.typ {
 	case fxpOpen:
 		write = req.pflags&(fxfWrite|fxfAppend|fxfCreat|fxfTrunc|fxfExcl) != 0
-		pd.path = r.abs(req.path)
+		pd.path, pd.appends = r.abs(req.path), req.pflags&fxfAppend != 0
 		pd.op = map[string]string{"op": "open", "path": pd.path, "flags": flagString(req.pflags)}
 	case fxpClose:
 		byHandle = true
@@ -677,7 +679,14 @@ func (r *relay) answer(p []byte) error {
 		// Hashed once the target has taken it: the record shows what the
 		// target accepted, not what was offered.
 		if rep.typ == fxpStatus && rep.code == fxOK && pd.h != nil && pd.h.written != nil {
-			pd.h.written.add(pd.data, int64(pd.off))
+			if pd.h.appends {
+				// sftp-server does not seek in a file opened with
+				// APPEND: the data lands at the end in the order the
+				// writes are done, which is the order it answers them.
+				pd.h.written.addNext(pd.data)
+			} else {
+				pd.h.written.add(pd.data, int64(pd.off))
+			}
 		}
 		return nil
 	case pd.readdir:
@@ -720,7 +729,7 @@ func (r *relay) answer(p []byte) error {
 func (r *relay) opened(pd pending, rep reply) error {
 	dir := pd.typ == fxpOpendir
 	if rep.typ == fxpHandle {
-		h := &handle{number: pd.number, path: pd.path, dir: dir, opened: r.now()}
+		h := &handle{number: pd.number, path: pd.path, dir: dir, appends: pd.appends, opened: r.now()}
 		if !dir {
 			h.read, h.written = newStreamHash(r.budget), newStreamHash(r.budget)
 		}
