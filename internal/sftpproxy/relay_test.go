@@ -20,7 +20,8 @@ type rawSession struct {
 	c      net.Conn
 	rec    *memRecorder
 	served chan error
-	exts   []extension // offered in the relay's VERSION
+	cancel context.CancelFunc // Serve's context
+	exts   []extension        // offered in the relay's VERSION
 }
 
 // newRawSession starts Serve towards target and does the client's side
@@ -30,6 +31,7 @@ func newRawSession(t *testing.T, o Options, target io.ReadWriteCloser) *rawSessi
 	uc, us := net.Pipe()
 	s := &rawSession{c: uc, rec: &memRecorder{}, served: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
 	tg, err := Handshake(target)
 	if err != nil {
 		t.Fatal(err)
@@ -310,10 +312,7 @@ func TestOutstandingRequestsBounded(t *testing.T) {
 			}
 			return packet(fxpHandle, req[5:9], str("h"))
 		}))
-		s.send(t, packet(fxpOpen, u32(1), str("f"), u32(fxfWrite), u32(0)))
-		if r := s.recv(t); r.typ != fxpHandle {
-			t.Fatalf("open answered %+v", r)
-		}
+		s.open(t, 1, "f", fxfWrite)
 		n := s.sentUntilBlocked(t, 2*maxOutstanding, func(id uint32) []byte {
 			return packet(fxpWrite, u32(id), str("h"), u64(0), str("x"))
 		})
@@ -349,6 +348,17 @@ func (s *rawSession) recvAll(t *testing.T, n int) map[uint32]reply {
 		got[r.id] = r
 	}
 	return got
+}
+
+// open opens name with pflags and returns the HANDLE answer.
+func (s *rawSession) open(t *testing.T, id uint32, name string, pflags uint32) reply {
+	t.Helper()
+	s.send(t, packet(fxpOpen, u32(id), str(name), u32(pflags), u32(0)))
+	h := s.recv(t)
+	if h.typ != fxpHandle {
+		t.Fatalf("open of %s answered %+v", name, h)
+	}
+	return h
 }
 
 // closeOpened closes the handle an OPEN was answered with and returns the
@@ -449,11 +459,7 @@ func TestHandleNamedAfterItsCloseIsRefused(t *testing.T) {
 		}
 	}
 	s := newRawSession(t, Options{ReadOnly: true}, target)
-	s.send(t, packet(fxpOpen, u32(1), str("cover"), u32(fxfRead), u32(0)))
-	h := s.recv(t)
-	if h.typ != fxpHandle {
-		t.Fatalf("open answered %+v", h)
-	}
+	h := s.open(t, 1, "cover", fxfRead)
 	s.send(t, packet(fxpClose, u32(2), str(string(h.handle))))
 	s.send(t, packet(fxpOpen, u32(3), str("secret"), u32(fxfRead), u32(0)))
 	s.send(t, packet(fxpRead, u32(4), str(string(h.handle)), u64(0), u32(4096)))
@@ -474,8 +480,7 @@ func TestHandleNamedAfterItsCloseIsRefused(t *testing.T) {
 func TestAppendWritesHashedAsStored(t *testing.T) {
 	target, dir := realTarget(t)
 	s := newRawSession(t, Options{}, target)
-	s.send(t, packet(fxpOpen, u32(1), str("log"), u32(fxfWrite|fxfCreat|fxfAppend), u32(0)))
-	open := s.recv(t)
+	open := s.open(t, 1, "log", fxfWrite|fxfCreat|fxfAppend)
 	for i, w := range []struct {
 		off  uint64
 		data string
@@ -492,5 +497,88 @@ func TestAppendWritesHashedAsStored(t *testing.T) {
 	}
 	if c["sha256_written"] != sumHex(stored) || c["bytes_written"] != strconv.Itoa(len(stored)) {
 		t.Fatalf("the target holds %q; close record %v", stored, c)
+	}
+}
+
+// TestReadOnlyRefusesHandCraftedWrites: what pkg/sftp never sends (and
+// TestReadOnlyRefusesWrites therefore does not try) is refused too for a
+// read-only role: every open flag that can change a file, alone or among
+// unknown bits, FSETSTAT and WRITE on a handle opened for reading,
+// lsetstat, extension names in another case and packet types of later
+// SFTP versions. None reaches the target.
+func TestReadOnlyRefusesHandCraftedWrites(t *testing.T) {
+	target, dir := realTarget(t)
+	keep := filepath.Join(dir, "keep")
+	if err := os.WriteFile(keep, []byte("data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := newRawSession(t, Options{ReadOnly: true}, target)
+	// Unknown bits alone open for reading, as sftp-server ignores them.
+	h := s.open(t, 1, "keep", fxfRead|0xffffffc0)
+	handle := str(string(h.handle))
+	chmod := bytes.Join([][]byte{u32(attrSize | attrPermissions), u64(0), u32(0o777)}, nil)
+	refused := []struct {
+		name string
+		pkt  []byte
+		code uint32
+	}{
+		{"open append", packet(fxpOpen, u32(10), str("keep"), u32(fxfRead|fxfAppend), u32(0)), fxPermissionDenied},
+		{"open create", packet(fxpOpen, u32(11), str("new"), u32(fxfRead|fxfCreat), u32(0)), fxPermissionDenied},
+		{"open truncate", packet(fxpOpen, u32(12), str("keep"), u32(fxfRead|fxfTrunc), u32(0)), fxPermissionDenied},
+		{"open excl", packet(fxpOpen, u32(13), str("new"), u32(fxfExcl|0xffffffc0), u32(0)), fxPermissionDenied},
+		{"open all bits", packet(fxpOpen, u32(14), str("keep"), u32(0xffffffff), u32(0)), fxPermissionDenied},
+		{"write on a read handle", packet(fxpWrite, u32(15), handle, u64(0), str("evil")), fxPermissionDenied},
+		{"fsetstat", packet(fxpFsetstat, u32(16), handle, chmod), fxPermissionDenied},
+		{"lsetstat", packet(fxpExtended, u32(17), str(lsetstatExt), str("keep"), chmod), fxPermissionDenied},
+		{"posix-rename in capitals", packet(fxpExtended, u32(18), str("POSIX-RENAME@openssh.com"), str("keep"), str("moved")), fxOpUnsupported},
+		{"hardlink with a space", packet(fxpExtended, u32(19), str(hardlinkExt+" "), str("keep"), str("hard")), fxOpUnsupported},
+		{"SFTP 6 LINK", packet(21, u32(20), str("hard"), str("keep"), []byte{1}), fxOpUnsupported},
+		{"SFTP 6 BLOCK", packet(22, u32(21), handle, u64(0), u64(4), u32(0)), fxOpUnsupported},
+		{"a reply type", packet(fxpStatus, u32(22), u32(fxOK)), fxOpUnsupported},
+	}
+	for _, c := range refused {
+		s.send(t, c.pkt)
+		if r := s.recv(t); r.typ != fxpStatus || r.id != binary.BigEndian.Uint32(c.pkt[5:]) || r.code != c.code {
+			t.Errorf("%s answered %+v, want status %d", c.name, r, c.code)
+		}
+	}
+	s.closeOpened(t, h, 30, keep)
+	if fi, err := os.Stat(keep); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != 4 {
+		t.Fatalf("keep changed: %v, %v", fi, err)
+	}
+	for _, p := range []string{"new", "moved", "hard"} {
+		if _, err := os.Lstat(filepath.Join(dir, p)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a read-only session made %s", p)
+		}
+	}
+	if got := s.rec.find("result", errReadOnly.msg); len(got) != 8 {
+		t.Fatalf("%d refusals recorded, want 8: %v", len(got), got)
+	}
+}
+
+// TestClientThatStopsReadingCannotHoldServe: a client that asks for a
+// whole file and then reads none of the answers blocks the relay's writes
+// to it; ending the context still ends Serve at once, and the file left
+// open is recorded with what had passed.
+func TestClientThatStopsReadingCannotHoldServe(t *testing.T) {
+	target, dir := realTarget(t)
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, make([]byte, 16<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := newRawSession(t, Options{ReadOnly: true}, target)
+	h := s.open(t, 1, "big", fxfRead)
+	n := s.sentUntilBlocked(t, 64, func(id uint32) []byte {
+		return packet(fxpRead, u32(id), str(string(h.handle)), u64(uint64(id-10)*limitMaxRead), u32(limitMaxRead))
+	})
+	if n == 0 {
+		t.Fatal("the relay took no request")
+	}
+	s.cancel()
+	if err := s.ended(t); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Serve returned %v", err)
+	}
+	if c := s.rec.one(t, "op", "close", "path", big); c["transfer_error"] == "" {
+		t.Fatalf("close record %v", c)
 	}
 }
