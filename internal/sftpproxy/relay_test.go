@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -580,5 +581,50 @@ func TestClientThatStopsReadingCannotHoldServe(t *testing.T) {
 	}
 	if c := s.rec.one(t, "op", "close", "path", big); c["transfer_error"] == "" {
 		t.Fatalf("close record %v", c)
+	}
+}
+
+// TestOpenHandlesBounded: every open handle costs the relay memory (its
+// path, its hashes) until it is closed, and a target may allow as many
+// as its file limit or more: the relay refuses opens beyond maxHandles
+// itself, before the target sees them, and tells the client so in
+// limits@openssh.com.
+func TestOpenHandlesBounded(t *testing.T) {
+	var n atomic.Uint32
+	target := scriptedTarget(t, func(req []byte) []byte {
+		id := binary.BigEndian.Uint32(req[5:])
+		switch req[4] {
+		case fxpOpendir, fxpOpen:
+			return packet(fxpHandle, u32(id), str(strconv.Itoa(int(n.Add(1)))))
+		}
+		return packet(fxpStatus, u32(id), u32(fxOK), str(""), str(""))
+	})
+	s := newRawSession(t, Options{}, target)
+	long := strings.Repeat("d", 4000)
+	for i := range maxHandles {
+		typ := byte(fxpOpendir)
+		if i%2 == 1 {
+			typ = fxpOpen
+		}
+		s.send(t, packet(typ, u32(uint32(i)), str(long), u32(fxfRead), u32(0)))
+		if r := s.recv(t); r.typ != fxpHandle {
+			t.Fatalf("open %d answered %+v", i, r)
+		}
+	}
+	s.send(t, packet(fxpOpendir, u32(maxHandles), str("d")))
+	if r := s.recv(t); r.code != errTooManyHandles.code || string(r.msg) != errTooManyHandles.msg {
+		t.Fatalf("open %d answered %+v", maxHandles, r)
+	}
+	if got := n.Load(); got != maxHandles {
+		t.Fatalf("the target saw %d opens", got)
+	}
+	// A close makes room again.
+	s.send(t, packet(fxpClose, u32(1<<20), str("1")))
+	if r := s.recv(t); r.code != fxOK {
+		t.Fatalf("close answered %+v", r)
+	}
+	s.send(t, packet(fxpOpen, u32(1<<20+1), str("f"), u32(fxfRead), u32(0)))
+	if r := s.recv(t); r.typ != fxpHandle {
+		t.Fatalf("open after a close answered %+v", r)
 	}
 }

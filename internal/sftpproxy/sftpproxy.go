@@ -57,6 +57,12 @@ type Options struct {
 const (
 	maxOutstanding = 256
 	maxHeldBytes   = 32 << 20
+	// maxHandles bounds the files and directories open at once (and
+	// opens on their way): each keeps its path and hashes in the relay
+	// until it is closed, and a target allows as many as its file
+	// limit, which can be high. Clients open a handful at a time; the
+	// bound is offered in limits@openssh.com.
+	maxHandles = 1024
 	// drainTimeout bounds the wait, after the client has gone, for the
 	// target's answers to requests already forwarded, so that they are
 	// recorded with their results.
@@ -79,6 +85,9 @@ var errReadOnly = statusMsg{fxPermissionDenied, "permission denied: SFTP is read
 // errBadHandle refuses a request naming a handle that is not open, or
 // whose CLOSE is already on its way (see request).
 var errBadHandle = statusMsg{fxFailure, "invalid handle: not open, or being closed"}
+
+// errTooManyHandles refuses an open beyond maxHandles.
+var errTooManyHandles = statusMsg{fxFailure, "too many open handles: close some first"}
 
 // errUnsupported refuses requests the relay does not forward.
 var errUnsupported = statusMsg{fxOpUnsupported, "operation not supported by the gateway"}
@@ -187,6 +196,7 @@ type relay struct {
 	pending  map[uint32]pending
 	held     int // bytes of WRITE buffers in pending
 	handles  map[string]*handle
+	opening  int           // OPEN and OPENDIR requests in pending
 	drained  chan struct{} // closed when pending empties, if set
 	stopped  bool
 	endErr   error  // what ended the session first
@@ -526,6 +536,20 @@ func (r *relay) request(b *[]byte, p []byte) error {
 		}
 		return r.answerLocally(req.id, map[string]string{"op": name}, errBadHandle)
 	}
+	opens := req.typ == fxpOpen || req.typ == fxpOpendir
+	if opens {
+		r.mu.Lock()
+		full := len(r.handles)+r.opening >= maxHandles
+		r.mu.Unlock()
+		if full {
+			putBuf(b)
+			op := pd.op
+			if op == nil {
+				op = map[string]string{"op": "list", "path": pd.path}
+			}
+			return r.answerLocally(req.id, op, errTooManyHandles)
+		}
+	}
 	switch req.typ {
 	case fxpOpen:
 		// Numbered only once it goes to the target, as before the relay.
@@ -539,9 +563,13 @@ func (r *relay) request(b *[]byte, p []byte) error {
 		putBuf(b)
 		return err
 	}
-	if req.typ == fxpClose {
+	if req.typ == fxpClose || opens {
 		r.mu.Lock()
-		pd.h.closing = true
+		if opens {
+			r.opening++
+		} else {
+			pd.h.closing = true
+		}
 		r.mu.Unlock()
 	}
 	// done lets go of b on this side: a WRITE's buffer stays held by its
@@ -652,6 +680,9 @@ func (r *relay) answer(p []byte) error {
 		delete(r.pending, rep.id)
 		if pd.shared != nil {
 			r.held -= cap(*pd.shared.b)
+		}
+		if pd.typ == fxpOpen || pd.typ == fxpOpendir {
+			r.opening--
 		}
 		r.room.Signal()
 		if len(r.pending) == 0 && r.drained != nil {

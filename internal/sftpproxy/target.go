@@ -143,7 +143,8 @@ func clientVersion(ti targetInfo) []byte {
 // limitsReply answers the client's limits@openssh.com: the smaller of the
 // target's value and the relay's for each length (0, "not stated", stays
 // 0: the client then keeps its defaults, as it would with the target),
-// and the target's open-handle limit.
+// and the smaller of the target's open-handle limit and the relay's
+// (which holds when the target states none).
 func limitsReply(id uint32, t limits) []byte {
 	lower := func(v, ours uint64) uint64 {
 		if v == 0 || v > ours {
@@ -155,7 +156,11 @@ func limitsReply(id uint32, t limits) []byte {
 		return v
 	}
 	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+4*8), id)
-	for _, v := range []uint64{lower(t.packet, limitMaxPacket), lower(t.read, limitMaxRead), lower(t.write, limitMaxWrite), t.handles} {
+	handles := min(t.handles, maxHandles)
+	if t.handles == 0 {
+		handles = maxHandles
+	}
+	for _, v := range []uint64{lower(t.packet, limitMaxPacket), lower(t.read, limitMaxRead), lower(t.write, limitMaxWrite), handles} {
 		b = binary.BigEndian.AppendUint64(b, v)
 	}
 	return packetOf(fxpExtendedReply, b)

@@ -166,6 +166,13 @@ func TestClientVersionAndLimits(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("limits reply % x, want % x", got, want)
 	}
+	// The relay's own bound on open handles, whatever the target allows.
+	for _, h := range []uint64{0, 1 << 20} {
+		got, want = limitsReply(7, limits{handles: h}), packet(fxpExtendedReply, u32(7), u64(0), u64(0), u64(0), u64(maxHandles))
+		if !bytes.Equal(got, want) {
+			t.Fatalf("limits reply for %d handles % x, want % x", h, got, want)
+		}
+	}
 }
 
 // FuzzTargetHandshake: whatever a target answers, the handshake neither
