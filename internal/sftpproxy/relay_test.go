@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -626,5 +627,47 @@ func TestOpenHandlesBounded(t *testing.T) {
 	s.send(t, packet(fxpOpen, u32(1<<20+1), str("f"), u32(fxfRead), u32(0)))
 	if r := s.recv(t); r.typ != fxpHandle {
 		t.Fatalf("open after a close answered %+v", r)
+	}
+}
+
+// TestNamesThatAreNotUTF8RecordedApart: the recording stores each
+// operation as JSON, which turns every byte that is not UTF-8 into
+// U+FFFD, so "a\xff" and "a\xfe" would be recorded as the same name. Such
+// values are recorded escaped (safetext) and named in "escaped"; valid
+// names, backslashes and all, are recorded as they are.
+func TestNamesThatAreNotUTF8RecordedApart(t *testing.T) {
+	target, dir := realTarget(t)
+	s := newRawSession(t, Options{}, target)
+	names := []string{"a\xff", "a\xfe", `a\xff`}
+	for i, n := range names {
+		s.send(t, packet(fxpMkdir, u32(uint32(i+1)), str(n), u32(0)))
+		if r := s.recv(t); r.code != fxOK {
+			t.Fatalf("mkdir %q answered %+v", n, r)
+		}
+	}
+	seen := map[string]bool{}
+	for _, op := range s.rec.find("op", "mkdir") {
+		raw, err := json.Marshal(op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back map[string]string
+		if err := json.Unmarshal(raw, &back); err != nil {
+			t.Fatal(err)
+		}
+		seen[back["path"]+" escaped="+back["escaped"]] = true
+	}
+	want := map[string]bool{
+		filepath.Join(dir, `a\xff`) + " escaped=path": true,
+		filepath.Join(dir, `a\xfe`) + " escaped=path": true,
+		filepath.Join(dir, `a\xff`) + " escaped=":     true,
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("recorded %v, want %v", seen, want)
+	}
+	for k := range want {
+		if !seen[k] {
+			t.Fatalf("recorded %v, want %v", seen, want)
+		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"tandem.dev/tandem/internal/safetext"
 )
@@ -121,7 +122,8 @@ func (t *Target) Close() error { return t.rw.Close() }
 // operation is recorded with op, path(s), result ("ok" or the error) and,
 // for opens, flags; each opened file's close carries bytes_read,
 // bytes_written, sha256_read, sha256_written (hex), sequential and
-// duration_ms. Operations are forwarded first and recorded with the
+// duration_ms; values that are not UTF-8 are escaped (escapeInvalid).
+// Operations are forwarded first and recorded with the
 // target's answer, so the one whose recording failed may have taken
 // effect on the target; its client gets a failure instead of the answer,
 // nothing is forwarded after it, and Serve returns the recording error.
@@ -334,12 +336,36 @@ func (r *relay) record(op map[string]string) error {
 	if r.recErr != nil {
 		return r.recErr
 	}
+	escapeInvalid(op)
 	if err := r.rec(op); err != nil {
 		r.recErr = fmt.Errorf("sftpproxy: recording %s: %w", op["op"], err)
 		r.failed.Store(true)
 		return r.recErr
 	}
 	return nil
+}
+
+// escapeInvalid makes every value of op that is not valid UTF-8 (a file
+// name is any bytes) valid, escaped with safetext.Line, and names those
+// values in op["escaped"]. The recording stores JSON, which would turn
+// each such byte into U+FFFD, so that different names looked the same;
+// the escape is reversible and the list tells escaped values from names
+// that merely look like escapes.
+func escapeInvalid(op map[string]string) {
+	var keys []string
+	for k, v := range op {
+		if !utf8.ValidString(v) {
+			keys = append(keys, k)
+		}
+	}
+	if keys == nil {
+		return
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		op[k] = safetext.Line(op[k])
+	}
+	op["escaped"] = strings.Join(keys, ",")
 }
 
 // recordOrFail records op; if that fails, the client gets errNotRecorded
