@@ -671,3 +671,31 @@ func TestNamesThatAreNotUTF8RecordedApart(t *testing.T) {
 		}
 	}
 }
+
+// TestDotDotAfterSymlinkRecordedAsWalked: the target walks ".." from
+// where a symlink leads, not from the link's own directory, so cleaning
+// "proj/../keys" to "keys" would record a file the person never read.
+// ".." stays in the recorded path; "." and empty elements go.
+func TestDotDotAfterSymlinkRecordedAsWalked(t *testing.T) {
+	target, dir := realTarget(t)
+	elsewhere := t.TempDir()
+	if err := os.Mkdir(filepath.Join(elsewhere, "proj"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(elsewhere, "keys"), []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "keys"), []byte("harmless"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(elsewhere, "proj"), filepath.Join(dir, "proj")); err != nil {
+		t.Fatal(err)
+	}
+	s := newRawSession(t, Options{ReadOnly: true}, target)
+	h := s.open(t, 1, "./proj//../keys", fxfRead)
+	s.send(t, packet(fxpRead, u32(2), str(string(h.handle)), u64(0), u32(100)))
+	if r := s.recv(t); string(r.data) != "secret" {
+		t.Fatalf("read answered %+v", r)
+	}
+	s.closeOpened(t, h, 3, dir+"/proj/../keys")
+}

@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -410,13 +409,28 @@ func (r *relay) clientLoop() error {
 	}
 }
 
-// abs is a client path as the target resolves it, for the record.
+// abs is a client path as the target walks it, for the record: a
+// relative one joined to the target's start directory, without "." and
+// empty elements. ".." stays: the target takes it from wherever a symlink
+// before it led, which only the target knows, so cleaning "link/../f" to
+// "f" could name another file than the one used.
 func (r *relay) abs(p []byte) string {
-	s := path.Clean(string(p))
-	if !path.IsAbs(s) {
-		s = path.Join(r.start, s)
+	s := string(p)
+	if !strings.HasPrefix(s, "/") {
+		s = r.start + "/" + s
 	}
-	return s
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, e := range strings.Split(s, "/") {
+		if e != "" && e != "." {
+			b.WriteString("/")
+			b.WriteString(e)
+		}
+	}
+	if b.Len() == 0 {
+		return "/"
+	}
+	return b.String()
 }
 
 // lookup returns the open handle h names, or nil if there is none or its
