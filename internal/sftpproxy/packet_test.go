@@ -3,8 +3,11 @@ package sftpproxy
 import (
 	"bytes"
 	"errors"
+	"path"
+	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // body drops a test packet's length field: the parsers take type and body.
@@ -171,5 +174,36 @@ func FuzzParseReply(f *testing.F) {
 			t.Fatalf("%d entries of %d", n, r.count)
 		}
 		_ = result(r)
+	})
+}
+
+// FuzzRecordedPath: any path a client sends is recorded absolute, without
+// "." or empty elements, as path.Clean would give it when it has no "..",
+// and as valid UTF-8 once escaped for the recording.
+func FuzzRecordedPath(f *testing.F) {
+	for _, s := range []string{"", ".", "/", "a/./b//c/", "../x", "l/../f", "/..", "a\xff/\x1b[2J"} {
+		f.Add(s)
+	}
+	r := &relay{start: "/home/u"}
+	f.Fuzz(func(t *testing.T, p string) {
+		got := r.abs([]byte(p))
+		if !strings.HasPrefix(got, "/") || strings.Contains(got, "//") || strings.HasSuffix(got, "/.") ||
+			strings.Contains(got, "/./") || (got != "/" && strings.HasSuffix(got, "/")) {
+			t.Fatalf("%q recorded as %q", p, got)
+		}
+		if !slices.Contains(strings.Split(p, "/"), "..") {
+			want := path.Clean(p)
+			if !path.IsAbs(want) {
+				want = path.Join(r.start, want)
+			}
+			if got != want {
+				t.Fatalf("%q recorded as %q, want %q", p, got, want)
+			}
+		}
+		op := map[string]string{"path": got}
+		escapeInvalid(op)
+		if !utf8.ValidString(op["path"]) || (op["escaped"] != "") == utf8.ValidString(got) {
+			t.Fatalf("%q escaped as %v", got, op)
+		}
 	})
 }
