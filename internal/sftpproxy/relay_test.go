@@ -699,3 +699,52 @@ func TestDotDotAfterSymlinkRecordedAsWalked(t *testing.T) {
 	}
 	s.closeOpened(t, h, 3, dir+"/proj/../keys")
 }
+
+// TestClientVersionExchange: a client that claims a later SFTP version is
+// answered with version 3, whose packets the relay parses as the target
+// does; an earlier version, a request before INIT and a second INIT end
+// the session, and nothing of them reaches the target.
+func TestClientVersionExchange(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		first   []byte
+		then    []byte // sent after the relay's VERSION, if any
+		wantErr string
+	}{
+		{"version 6", packet(fxpInit, u32(6)), nil, ""},
+		{"version 2", packet(fxpInit, u32(2)), nil, "version 2"},
+		{"request before INIT", packet(fxpMkdir, u32(1), str("d"), u32(0)), nil, "not INIT"},
+		{"second INIT", packet(fxpInit, u32(3)), packet(fxpInit, u32(3)), "INIT after the start"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var reached atomic.Int32
+			target := scriptedTarget(t, func([]byte) []byte { reached.Add(1); return nil })
+			tg, err := Handshake(target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			uc, us := net.Pipe()
+			defer uc.Close()
+			served := make(chan error, 1)
+			go func() { served <- Serve(context.Background(), us, tg, (&memRecorder{}).rec, Options{}) }()
+			_ = uc.SetDeadline(time.Now().Add(10 * time.Second))
+			go func() { _, _ = uc.Write(append(c.first, c.then...)) }()
+			if c.wantErr == "" || c.then != nil {
+				p, err := readPacket(uc, 4+maxPacket)
+				if err != nil || p[4] != fxpVersion || binary.BigEndian.Uint32(p[5:]) != sftpVersion {
+					t.Fatalf("INIT answered % x, %v", p, err)
+				}
+			}
+			if c.wantErr == "" {
+				uc.Close()
+			}
+			err = <-served
+			if c.wantErr == "" && err != nil || c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)) {
+				t.Fatalf("Serve returned %v, want %q", err, c.wantErr)
+			}
+			if n := reached.Load(); n != 0 {
+				t.Fatalf("%d requests reached the target", n)
+			}
+		})
+	}
+}
