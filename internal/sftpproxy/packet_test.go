@@ -125,6 +125,7 @@ func TestParseReply(t *testing.T) {
 
 // fuzzSeeds are well-formed and broken packets of both directions.
 var fuzzSeeds = [][]byte{
+	body(packet(fxpHandle, u32(1), str(strings.Repeat("h", maxHandleLen+1)))),
 	body(packet(fxpOpen, u32(1), str("a"), u32(fxfRead), u32(0))),
 	body(packet(fxpWrite, u32(3), str("h"), u64(9), str("data"))),
 	body(packet(fxpSetstat, u32(4), str("/f"), u32(0x8000000f), u64(1), u32(2), u32(3), u32(4), u32(5), u32(6), u32(1), str("a"), str("b"))),
@@ -157,7 +158,8 @@ func FuzzParseRequest(f *testing.F) {
 }
 
 // FuzzParseReply: any target packet parses or fails with an error, never
-// panics, and counting a NAME's entries stays inside the packet.
+// panics, counting a NAME's entries stays inside the packet, and no
+// handle it gives is longer than the protocol allows.
 func FuzzParseReply(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add(s)
@@ -172,6 +174,9 @@ func FuzzParseReply(f *testing.F) {
 		}
 		if n := countEntries(r); n < 0 || uint32(n) > r.count {
 			t.Fatalf("%d entries of %d", n, r.count)
+		}
+		if len(r.handle) > maxHandleLen {
+			t.Fatalf("a handle of %d bytes", len(r.handle))
 		}
 		_ = result(r)
 	})

@@ -748,3 +748,18 @@ func TestClientVersionExchange(t *testing.T) {
 		})
 	}
 }
+
+// TestTargetLongHandleEndsSession: the relay keeps every open handle's
+// string until it is closed; the protocol has a target's handles at most
+// 256 bytes, and a longer one (maxHandles of them would be 256 MiB of a
+// hostile target's choosing) is misbehaviour that ends the session.
+func TestTargetLongHandleEndsSession(t *testing.T) {
+	target := scriptedTarget(t, func(req []byte) []byte {
+		return packet(fxpHandle, req[5:9], str(strings.Repeat("h", maxHandleLen+1)))
+	})
+	s := newRawSession(t, Options{}, target)
+	s.send(t, packet(fxpOpendir, u32(1), str("d")))
+	if err := s.ended(t); err == nil || !strings.Contains(err.Error(), "handle of 257 bytes") {
+		t.Fatalf("Serve returned %v", err)
+	}
+}
