@@ -763,3 +763,31 @@ func TestTargetLongHandleEndsSession(t *testing.T) {
 		t.Fatalf("Serve returned %v", err)
 	}
 }
+
+// TestLongPathsRefused: a request waiting for its answer keeps its paths
+// (in its record), so a client that sends requests with paths of packet
+// size and reads no answers, to a target that gives none, would hold 256
+// of them. No file system takes paths that long: the relay refuses paths
+// above maxPathLen itself, so what waits stays small.
+func TestLongPathsRefused(t *testing.T) {
+	s := newRawSession(t, Options{}, silentTarget(t))
+	long := strings.Repeat("p", 250<<10)
+	n := s.sentUntilBlocked(t, 2*maxOutstanding, func(id uint32) []byte {
+		return packet(fxpRename, u32(id), str(long[:len(long)/2]), str(long[len(long)/2:]))
+	})
+	if held := n * len(long); held > 1<<20 {
+		t.Fatalf("the relay took %d requests, %d bytes of paths", n, held)
+	}
+}
+
+// TestLongPathRefusalRecorded: the refusal is recorded with the path's
+// length, not the path, and the target does not see the request.
+func TestLongPathRefusalRecorded(t *testing.T) {
+	target, _ := realTarget(t)
+	s := newRawSession(t, Options{}, target)
+	s.send(t, packet(fxpSymlink, u32(1), str(strings.Repeat("x", maxPathLen+1)), str("l")))
+	if r := s.recv(t); r.code != errPathTooLong.code || string(r.msg) != errPathTooLong.msg {
+		t.Fatalf("symlink answered %+v", r)
+	}
+	s.rec.one(t, "op", "symlink", "path_bytes", strconv.Itoa(maxPathLen+1), "result", errPathTooLong.msg)
+}

@@ -63,6 +63,12 @@ const (
 	// limit, which can be high. Clients open a handful at a time; the
 	// bound is offered in limits@openssh.com.
 	maxHandles = 1024
+	// maxPathLen bounds a path in a request, and the target's start
+	// directory: a request keeps its paths until it is answered, and an
+	// open handle its path until it is closed, so paths of packet size
+	// would make the bounds above 256 KiB times larger. File systems
+	// take 4 KiB (Linux's PATH_MAX) or less.
+	maxPathLen = 8 << 10
 	// drainTimeout bounds the wait, after the client has gone, for the
 	// target's answers to requests already forwarded, so that they are
 	// recorded with their results.
@@ -88,6 +94,10 @@ var errBadHandle = statusMsg{fxFailure, "invalid handle: not open, or being clos
 
 // errTooManyHandles refuses an open beyond maxHandles.
 var errTooManyHandles = statusMsg{fxFailure, "too many open handles: close some first"}
+
+// errPathTooLong refuses a path above maxPathLen, with the status
+// sftp-server gives for ENAMETOOLONG.
+var errPathTooLong = statusMsg{fxBadMessage, "path too long"}
 
 // errUnsupported refuses requests the relay does not forward.
 var errUnsupported = statusMsg{fxOpUnsupported, "operation not supported by the gateway"}
@@ -458,6 +468,11 @@ func (r *relay) request(b *[]byte, p []byte) error {
 	if err != nil {
 		putBuf(b)
 		return fmt.Errorf("sftpproxy: bad request from the client: %s", safetext.Line(err.Error()))
+	}
+	if n := max(len(req.path), len(req.path2)); n > maxPathLen {
+		putBuf(b)
+		op := map[string]string{"op": typeName(req.typ, req.ext), "path_bytes": strconv.Itoa(n)}
+		return r.answerLocally(req.id, op, errPathTooLong)
 	}
 	pd := pending{typ: req.typ}
 	write := false

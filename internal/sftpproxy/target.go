@@ -92,6 +92,9 @@ func targetHandshake(rd io.Reader, wr io.Writer) (targetInfo, error) {
 	if rep.id != realpathID {
 		return ti, fmt.Errorf("sftp realpath: the target answered request %d", rep.id)
 	}
+	if len(rep.name) > maxPathLen {
+		return ti, fmt.Errorf("sftp realpath: the start directory is %d bytes long, at most %d", len(rep.name), maxPathLen)
+	}
 	ti.start = "/"
 	if rep.typ == fxpName && rep.count > 0 && strings.HasPrefix(string(rep.name), "/") {
 		ti.start = string(rep.name)
