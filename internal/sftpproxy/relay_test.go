@@ -791,3 +791,39 @@ func TestLongPathRefusalRecorded(t *testing.T) {
 	}
 	s.rec.one(t, "op", "symlink", "path_bytes", strconv.Itoa(maxPathLen+1), "result", errPathTooLong.msg)
 }
+
+// TestLongExtensionNameRecordedByLength: the recording takes operations
+// of at most 64 KiB and fails the session on a bigger one; an unknown
+// extension's name of packet size is refused and recorded by its length,
+// so that a client cannot make its refusal a recording failure.
+func TestLongExtensionNameRecordedByLength(t *testing.T) {
+	s := newRawSession(t, Options{}, silentTarget(t))
+	name := strings.Repeat("\x01", 200<<10)
+	s.send(t, packet(fxpExtended, u32(1), str(name)))
+	if r := s.recv(t); r.code != fxOpUnsupported {
+		t.Fatalf("extension answered %+v", r)
+	}
+	op := s.rec.one(t, "op", "extended", "name_bytes", strconv.Itoa(len(name)))
+	if raw, err := json.Marshal(op); err != nil || len(raw) > 64<<10 {
+		t.Fatalf("recorded %d bytes (%v)", len(raw), err)
+	}
+}
+
+// TestLongestPathsFitTheRecording: a rename of two paths of the longest
+// length taken, all control characters, still fits the recording's
+// 64 KiB for an operation.
+func TestLongestPathsFitTheRecording(t *testing.T) {
+	target := scriptedTarget(t, func(req []byte) []byte {
+		return packet(fxpStatus, req[5:9], u32(fxBadMessage), str("too long"), str(""))
+	})
+	s := newRawSession(t, Options{}, target)
+	p := strings.Repeat("\x01", maxPathLen)
+	s.send(t, packet(fxpRename, u32(1), str(p), str(p)))
+	if r := s.recv(t); r.code != fxBadMessage {
+		t.Fatalf("rename answered %+v", r)
+	}
+	op := s.rec.one(t, "op", "rename")
+	if raw, err := json.Marshal(op); err != nil || len(raw) > 64<<10 {
+		t.Fatalf("recorded %d bytes (%v)", len(raw), err)
+	}
+}

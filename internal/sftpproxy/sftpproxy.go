@@ -66,9 +66,15 @@ const (
 	// maxPathLen bounds a path in a request, and the target's start
 	// directory: a request keeps its paths until it is answered, and an
 	// open handle its path until it is closed, so paths of packet size
-	// would make the bounds above 256 KiB times larger. File systems
-	// take 4 KiB (Linux's PATH_MAX) or less.
-	maxPathLen = 8 << 10
+	// would make the bounds above 256 KiB times larger. It is Linux's
+	// PATH_MAX; other systems take less. It also keeps a record of two
+	// paths, each byte a control character that JSON writes as 6, below
+	// the recording's 64 KiB for an operation (with a start directory of
+	// up to 1 KiB).
+	maxPathLen = 4 << 10
+	// maxExtNameLen bounds an unknown extension's name in its record;
+	// known ones are a few dozen bytes.
+	maxExtNameLen = 256
 	// drainTimeout bounds the wait, after the client has gone, for the
 	// target's answers to requests already forwarded, so that they are
 	// recorded with their results.
@@ -563,7 +569,13 @@ func (r *relay) request(b *[]byte, p []byte) error {
 		}
 		if pd.op == nil {
 			putBuf(b)
-			return r.answerLocally(req.id, map[string]string{"op": "extended", "name": req.ext}, errUnsupported)
+			op := map[string]string{"op": "extended", "name": req.ext}
+			if len(req.ext) > maxExtNameLen {
+				// By its length: the recording refuses operations of
+				// 64 KiB and more, and fails the session on them.
+				op = map[string]string{"op": "extended", "name_bytes": strconv.Itoa(len(req.ext))}
+			}
+			return r.answerLocally(req.id, op, errUnsupported)
 		}
 	default:
 		putBuf(b)
