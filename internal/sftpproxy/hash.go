@@ -78,6 +78,22 @@ func (s *streamHash) add(p []byte, off int64) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.addLocked(p, off)
+}
+
+// addNext accounts for p as the bytes that follow those before it,
+// whatever offset its request named: writes to a file opened for
+// appending.
+func (s *streamHash) addNext(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addLocked(p, s.next)
+}
+
+func (s *streamHash) addLocked(p []byte, off int64) {
 	s.total += int64(len(p))
 	if !s.inOrder {
 		s.h.Write(p)

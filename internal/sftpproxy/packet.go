@@ -67,6 +67,11 @@ const (
 	// and pkg/sftp speak, and the one whose packets the parser knows.
 	sftpVersion = 3
 
+	// maxHandleLen is the protocol's bound on a handle ("MUST NOT be
+	// longer than 256 bytes"). The relay keeps each open one, so a
+	// longer one from the target is refused as a bad answer.
+	maxHandleLen = 256
+
 	limitsExt      = "limits@openssh.com"
 	posixRenameExt = "posix-rename@openssh.com"
 	statvfsExt     = "statvfs@openssh.com"
@@ -397,6 +402,9 @@ func parseReply(p []byte) (reply, error) {
 		}
 	case fxpHandle:
 		r.handle = d.str("handle")
+		if len(r.handle) > maxHandleLen {
+			d.err = fmt.Errorf("handle of %d bytes, at most %d", len(r.handle), maxHandleLen)
+		}
 	case fxpData:
 		r.data = d.str("data")
 	case fxpName:

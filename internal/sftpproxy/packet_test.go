@@ -3,8 +3,11 @@ package sftpproxy
 import (
 	"bytes"
 	"errors"
+	"path"
+	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // body drops a test packet's length field: the parsers take type and body.
@@ -122,6 +125,7 @@ func TestParseReply(t *testing.T) {
 
 // fuzzSeeds are well-formed and broken packets of both directions.
 var fuzzSeeds = [][]byte{
+	body(packet(fxpHandle, u32(1), str(strings.Repeat("h", maxHandleLen+1)))),
 	body(packet(fxpOpen, u32(1), str("a"), u32(fxfRead), u32(0))),
 	body(packet(fxpWrite, u32(3), str("h"), u64(9), str("data"))),
 	body(packet(fxpSetstat, u32(4), str("/f"), u32(0x8000000f), u64(1), u32(2), u32(3), u32(4), u32(5), u32(6), u32(1), str("a"), str("b"))),
@@ -154,7 +158,8 @@ func FuzzParseRequest(f *testing.F) {
 }
 
 // FuzzParseReply: any target packet parses or fails with an error, never
-// panics, and counting a NAME's entries stays inside the packet.
+// panics, counting a NAME's entries stays inside the packet, and no
+// handle it gives is longer than the protocol allows.
 func FuzzParseReply(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add(s)
@@ -170,6 +175,40 @@ func FuzzParseReply(f *testing.F) {
 		if n := countEntries(r); n < 0 || uint32(n) > r.count {
 			t.Fatalf("%d entries of %d", n, r.count)
 		}
+		if len(r.handle) > maxHandleLen {
+			t.Fatalf("a handle of %d bytes", len(r.handle))
+		}
 		_ = result(r)
+	})
+}
+
+// FuzzRecordedPath: any path a client sends is recorded absolute, without
+// "." or empty elements, as path.Clean would give it when it has no "..",
+// and as valid UTF-8 once escaped for the recording.
+func FuzzRecordedPath(f *testing.F) {
+	for _, s := range []string{"", ".", "/", "a/./b//c/", "../x", "l/../f", "/..", "a\xff/\x1b[2J"} {
+		f.Add(s)
+	}
+	r := &relay{start: "/home/u"}
+	f.Fuzz(func(t *testing.T, p string) {
+		got := r.abs([]byte(p))
+		if !strings.HasPrefix(got, "/") || strings.Contains(got, "//") || strings.HasSuffix(got, "/.") ||
+			strings.Contains(got, "/./") || (got != "/" && strings.HasSuffix(got, "/")) {
+			t.Fatalf("%q recorded as %q", p, got)
+		}
+		if !slices.Contains(strings.Split(p, "/"), "..") {
+			want := path.Clean(p)
+			if !path.IsAbs(want) {
+				want = path.Join(r.start, want)
+			}
+			if got != want {
+				t.Fatalf("%q recorded as %q, want %q", p, got, want)
+			}
+		}
+		op := map[string]string{"path": got}
+		escapeInvalid(op)
+		if !utf8.ValidString(op["path"]) || (op["escaped"] != "") == utf8.ValidString(got) {
+			t.Fatalf("%q escaped as %v", got, op)
+		}
 	})
 }

@@ -3,7 +3,8 @@
 // between the client's subsystem channel and the target's sftp subsystem:
 // every client request is parsed as far as the record needs (type, id,
 // paths, handle, offset, length, flags, attributes), checked (read-only
-// roles, extensions the gateway cannot see through), recorded when the
+// roles, extensions the gateway cannot see through, handles that are not
+// open or are being closed), recorded when the
 // target's answer comes, and forwarded byte for byte with its own id.
 // File data is hashed where it lies in the packet buffer: WRITE data when
 // the target confirms it, READ data in the DATA reply. Each operation is
@@ -17,13 +18,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"tandem.dev/tandem/internal/safetext"
 )
@@ -56,6 +57,24 @@ type Options struct {
 const (
 	maxOutstanding = 256
 	maxHeldBytes   = 32 << 20
+	// maxHandles bounds the files and directories open at once (and
+	// opens on their way): each keeps its path and hashes in the relay
+	// until it is closed, and a target allows as many as its file
+	// limit, which can be high. Clients open a handful at a time; the
+	// bound is offered in limits@openssh.com.
+	maxHandles = 1024
+	// maxPathLen bounds a path in a request, and the target's start
+	// directory: a request keeps its paths until it is answered, and an
+	// open handle its path until it is closed, so paths of packet size
+	// would make the bounds above 256 KiB times larger. It is Linux's
+	// PATH_MAX; other systems take less. It also keeps a record of two
+	// paths, each byte a control character that JSON writes as 6, below
+	// the recording's 64 KiB for an operation (with a start directory of
+	// up to 1 KiB).
+	maxPathLen = 4 << 10
+	// maxExtNameLen bounds an unknown extension's name in its record;
+	// known ones are a few dozen bytes.
+	maxExtNameLen = 256
 	// drainTimeout bounds the wait, after the client has gone, for the
 	// target's answers to requests already forwarded, so that they are
 	// recorded with their results.
@@ -74,6 +93,17 @@ var errNotRecorded = statusMsg{fxFailure, "operation could not be recorded; sess
 
 // errReadOnly is the refusal of a write-type operation for a read-only role.
 var errReadOnly = statusMsg{fxPermissionDenied, "permission denied: SFTP is read-only for this role"}
+
+// errBadHandle refuses a request naming a handle that is not open, or
+// whose CLOSE is already on its way (see request).
+var errBadHandle = statusMsg{fxFailure, "invalid handle: not open, or being closed"}
+
+// errTooManyHandles refuses an open beyond maxHandles.
+var errTooManyHandles = statusMsg{fxFailure, "too many open handles: close some first"}
+
+// errPathTooLong refuses a path above maxPathLen, with the status
+// sftp-server gives for ENAMETOOLONG.
+var errPathTooLong = statusMsg{fxBadMessage, "path too long"}
 
 // errUnsupported refuses requests the relay does not forward.
 var errUnsupported = statusMsg{fxOpUnsupported, "operation not supported by the gateway"}
@@ -107,7 +137,8 @@ func (t *Target) Close() error { return t.rw.Close() }
 // operation is recorded with op, path(s), result ("ok" or the error) and,
 // for opens, flags; each opened file's close carries bytes_read,
 // bytes_written, sha256_read, sha256_written (hex), sequential and
-// duration_ms. Operations are forwarded first and recorded with the
+// duration_ms; values that are not UTF-8 are escaped (escapeInvalid).
+// Operations are forwarded first and recorded with the
 // target's answer, so the one whose recording failed may have taken
 // effect on the target; its client gets a failure instead of the answer,
 // nothing is forwarded after it, and Serve returns the recording error.
@@ -182,6 +213,7 @@ type relay struct {
 	pending  map[uint32]pending
 	held     int // bytes of WRITE buffers in pending
 	handles  map[string]*handle
+	opening  int           // OPEN and OPENDIR requests in pending
 	drained  chan struct{} // closed when pending empties, if set
 	stopped  bool
 	endErr   error  // what ended the session first
@@ -206,6 +238,7 @@ type pending struct {
 	hkey    string            // CLOSE: the target's handle
 	path    string            // OPEN, OPENDIR: the path (resolved)
 	number  string            // OPEN: the handle's number in the record
+	appends bool              // OPEN: with APPEND
 	off     uint64            // READ, WRITE
 	shared  *sharedBuf        // WRITE: its packet, held until answered, and who puts it back
 	data    []byte            // WRITE: the data in its packet
@@ -218,11 +251,13 @@ type handle struct {
 	seq     uint64 // order of opening
 	path    string
 	dir     bool
+	appends bool // opened with APPEND: writes go to the end, whatever their offset
 	opened  time.Time
 	read    *streamHash
 	written *streamHash
 	entries int    // directory: entries listed (without . and ..)
 	listErr string // directory: a failed READDIR
+	closing bool   // its CLOSE has been forwarded (under relay.mu)
 }
 
 // handshake reads the client's INIT and answers it with the version the
@@ -316,12 +351,36 @@ func (r *relay) record(op map[string]string) error {
 	if r.recErr != nil {
 		return r.recErr
 	}
+	escapeInvalid(op)
 	if err := r.rec(op); err != nil {
 		r.recErr = fmt.Errorf("sftpproxy: recording %s: %w", op["op"], err)
 		r.failed.Store(true)
 		return r.recErr
 	}
 	return nil
+}
+
+// escapeInvalid makes every value of op that is not valid UTF-8 (a file
+// name is any bytes) valid, escaped with safetext.Line, and names those
+// values in op["escaped"]. The recording stores JSON, which would turn
+// each such byte into U+FFFD, so that different names looked the same;
+// the escape is reversible and the list tells escaped values from names
+// that merely look like escapes.
+func escapeInvalid(op map[string]string) {
+	var keys []string
+	for k, v := range op {
+		if !utf8.ValidString(v) {
+			keys = append(keys, k)
+		}
+	}
+	if keys == nil {
+		return
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		op[k] = safetext.Line(op[k])
+	}
+	op["escaped"] = strings.Join(keys, ",")
 }
 
 // recordOrFail records op; if that fails, the client gets errNotRecorded
@@ -366,20 +425,39 @@ func (r *relay) clientLoop() error {
 	}
 }
 
-// abs is a client path as the target resolves it, for the record.
+// abs is a client path as the target walks it, for the record: a
+// relative one joined to the target's start directory, without "." and
+// empty elements. ".." stays: the target takes it from wherever a symlink
+// before it led, which only the target knows, so cleaning "link/../f" to
+// "f" could name another file than the one used.
 func (r *relay) abs(p []byte) string {
-	s := path.Clean(string(p))
-	if !path.IsAbs(s) {
-		s = path.Join(r.start, s)
+	s := string(p)
+	if !strings.HasPrefix(s, "/") {
+		s = r.start + "/" + s
 	}
-	return s
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, e := range strings.Split(s, "/") {
+		if e != "" && e != "." {
+			b.WriteString("/")
+			b.WriteString(e)
+		}
+	}
+	if b.Len() == 0 {
+		return "/"
+	}
+	return b.String()
 }
 
-// lookup returns the open handle h names, or nil.
+// lookup returns the open handle h names, or nil if there is none or its
+// CLOSE has been forwarded.
 func (r *relay) lookup(h []byte) *handle {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.handles[string(h)]
+	if x := r.handles[string(h)]; x != nil && !x.closing {
+		return x
+	}
+	return nil
 }
 
 func handlePath(h *handle) string {
@@ -397,16 +475,24 @@ func (r *relay) request(b *[]byte, p []byte) error {
 		putBuf(b)
 		return fmt.Errorf("sftpproxy: bad request from the client: %s", safetext.Line(err.Error()))
 	}
+	if n := max(len(req.path), len(req.path2)); n > maxPathLen {
+		putBuf(b)
+		op := map[string]string{"op": typeName(req.typ, req.ext), "path_bytes": strconv.Itoa(n)}
+		return r.answerLocally(req.id, op, errPathTooLong)
+	}
 	pd := pending{typ: req.typ}
 	write := false
+	byHandle := false // the request names a handle: pd.h is what it names
 	switch req.typ {
 	case fxpOpen:
 		write = req.pflags&(fxfWrite|fxfAppend|fxfCreat|fxfTrunc|fxfExcl) != 0
-		pd.path = r.abs(req.path)
+		pd.path, pd.appends = r.abs(req.path), req.pflags&fxfAppend != 0
 		pd.op = map[string]string{"op": "open", "path": pd.path, "flags": flagString(req.pflags)}
 	case fxpClose:
+		byHandle = true
 		pd.h, pd.hkey = r.lookup(req.handle), string(req.handle)
 	case fxpRead:
+		byHandle = true
 		pd.h, pd.off = r.lookup(req.handle), req.offset
 		if req.length > limitMaxRead {
 			// Short reads are allowed; a bigger answer could exceed the
@@ -416,12 +502,14 @@ func (r *relay) request(b *[]byte, p []byte) error {
 	case fxpWrite:
 		// No handle of a read-only session is open for writing; refused
 		// all the same, in case the target lets one through.
-		write = true
+		write, byHandle = true, true
 		pd.h, pd.off, pd.data = r.lookup(req.handle), req.offset, req.data
 		pd.op = map[string]string{"op": "write", "path": handlePath(pd.h)}
 	case fxpReaddir:
+		byHandle = true
 		pd.h, pd.readdir = r.lookup(req.handle), true
 	case fxpFstat:
+		byHandle = true
 		pd.h = r.lookup(req.handle)
 		pd.op = map[string]string{"op": "stat", "path": handlePath(pd.h)}
 	case fxpLstat, fxpStat:
@@ -430,8 +518,9 @@ func (r *relay) request(b *[]byte, p []byte) error {
 		write = true
 		pd.op = setstatOp(r.abs(req.path), req.attrs)
 	case fxpFsetstat:
-		write = true
-		pd.op = setstatOp(handlePath(r.lookup(req.handle)), req.attrs)
+		write, byHandle = true, true
+		pd.h = r.lookup(req.handle)
+		pd.op = setstatOp(handlePath(pd.h), req.attrs)
 	case fxpOpendir:
 		pd.path = r.abs(req.path)
 	case fxpRemove, fxpMkdir, fxpRmdir:
@@ -465,12 +554,14 @@ func (r *relay) request(b *[]byte, p []byte) error {
 		case statvfsExt:
 			pd.op = map[string]string{"op": "statvfs", "path": r.abs(req.path)}
 		case fstatvfsExt:
-			pd.op = map[string]string{"op": "statvfs", "path": handlePath(r.lookup(req.handle))}
+			byHandle, pd.h = true, r.lookup(req.handle)
+			pd.op = map[string]string{"op": "statvfs", "path": handlePath(pd.h)}
 		case hardlinkExt:
 			write = true
 			pd.op = map[string]string{"op": "link", "path": r.abs(req.path2), "target": r.abs(req.path)}
 		case fsyncExt:
-			pd.op = map[string]string{"op": "fsync", "path": handlePath(r.lookup(req.handle))}
+			byHandle, pd.h = true, r.lookup(req.handle)
+			pd.op = map[string]string{"op": "fsync", "path": handlePath(pd.h)}
 		case lsetstatExt:
 			write = true
 			pd.op = setstatOp(r.abs(req.path), req.attrs)
@@ -478,7 +569,13 @@ func (r *relay) request(b *[]byte, p []byte) error {
 		}
 		if pd.op == nil {
 			putBuf(b)
-			return r.answerLocally(req.id, map[string]string{"op": "extended", "name": req.ext}, errUnsupported)
+			op := map[string]string{"op": "extended", "name": req.ext}
+			if len(req.ext) > maxExtNameLen {
+				// By its length: the recording refuses operations of
+				// 64 KiB and more, and fails the session on them.
+				op = map[string]string{"op": "extended", "name_bytes": strconv.Itoa(len(req.ext))}
+			}
+			return r.answerLocally(req.id, op, errUnsupported)
 		}
 	default:
 		putBuf(b)
@@ -490,6 +587,35 @@ func (r *relay) request(b *[]byte, p []byte) error {
 			pd.op = map[string]string{"op": "open", "path": pd.path}
 		}
 		return r.answerLocally(req.id, pd.op, errReadOnly)
+	}
+	if byHandle && pd.h == nil {
+		// Only a handle whose OPEN the target has answered and whose
+		// CLOSE has not been sent is bound to the file the record names
+		// when the target acts on the request. Any other could name
+		// another file by then: sftp-server's handles are table indices,
+		// given out again after a close, so a client can guess the
+		// handle of an OPEN still on its way, or name a closed handle
+		// behind the OPEN that reuses it, and move data past the record.
+		putBuf(b)
+		name := typeName(req.typ, "")
+		if pd.op != nil {
+			name = pd.op["op"]
+		}
+		return r.answerLocally(req.id, map[string]string{"op": name}, errBadHandle)
+	}
+	opens := req.typ == fxpOpen || req.typ == fxpOpendir
+	if opens {
+		r.mu.Lock()
+		full := len(r.handles)+r.opening >= maxHandles
+		r.mu.Unlock()
+		if full {
+			putBuf(b)
+			op := pd.op
+			if op == nil {
+				op = map[string]string{"op": "list", "path": pd.path}
+			}
+			return r.answerLocally(req.id, op, errTooManyHandles)
+		}
 	}
 	switch req.typ {
 	case fxpOpen:
@@ -503,6 +629,15 @@ func (r *relay) request(b *[]byte, p []byte) error {
 	if err := r.enter(req.id, pd); err != nil {
 		putBuf(b)
 		return err
+	}
+	if req.typ == fxpClose || opens {
+		r.mu.Lock()
+		if opens {
+			r.opening++
+		} else {
+			pd.h.closing = true
+		}
+		r.mu.Unlock()
 	}
 	// done lets go of b on this side: a WRITE's buffer stays held by its
 	// entry in the table until the answer (or recordUnfinished).
@@ -613,6 +748,9 @@ func (r *relay) answer(p []byte) error {
 		if pd.shared != nil {
 			r.held -= cap(*pd.shared.b)
 		}
+		if pd.typ == fxpOpen || pd.typ == fxpOpendir {
+			r.opening--
+		}
 		r.room.Signal()
 		if len(r.pending) == 0 && r.drained != nil {
 			close(r.drained)
@@ -639,7 +777,14 @@ func (r *relay) answer(p []byte) error {
 		// Hashed once the target has taken it: the record shows what the
 		// target accepted, not what was offered.
 		if rep.typ == fxpStatus && rep.code == fxOK && pd.h != nil && pd.h.written != nil {
-			pd.h.written.add(pd.data, int64(pd.off))
+			if pd.h.appends {
+				// sftp-server does not seek in a file opened with
+				// APPEND: the data lands at the end in the order the
+				// writes are done, which is the order it answers them.
+				pd.h.written.addNext(pd.data)
+			} else {
+				pd.h.written.add(pd.data, int64(pd.off))
+			}
 		}
 		return nil
 	case pd.readdir:
@@ -653,10 +798,7 @@ func (r *relay) answer(p []byte) error {
 		return nil
 	case pd.typ == fxpOpen || pd.typ == fxpOpendir:
 		return r.opened(pd, rep)
-	case pd.typ == fxpClose:
-		if pd.h == nil {
-			return nil
-		}
+	case pd.typ == fxpClose: // of an open handle: others are refused
 		r.mu.Lock()
 		if r.handles[pd.hkey] == pd.h {
 			delete(r.handles, pd.hkey)
@@ -685,7 +827,7 @@ func (r *relay) answer(p []byte) error {
 func (r *relay) opened(pd pending, rep reply) error {
 	dir := pd.typ == fxpOpendir
 	if rep.typ == fxpHandle {
-		h := &handle{number: pd.number, path: pd.path, dir: dir, opened: r.now()}
+		h := &handle{number: pd.number, path: pd.path, dir: dir, appends: pd.appends, opened: r.now()}
 		if !dir {
 			h.read, h.written = newStreamHash(r.budget), newStreamHash(r.budget)
 		}

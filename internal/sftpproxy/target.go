@@ -92,6 +92,9 @@ func targetHandshake(rd io.Reader, wr io.Writer) (targetInfo, error) {
 	if rep.id != realpathID {
 		return ti, fmt.Errorf("sftp realpath: the target answered request %d", rep.id)
 	}
+	if len(rep.name) > maxPathLen {
+		return ti, fmt.Errorf("sftp realpath: the start directory is %d bytes long, at most %d", len(rep.name), maxPathLen)
+	}
 	ti.start = "/"
 	if rep.typ == fxpName && rep.count > 0 && strings.HasPrefix(string(rep.name), "/") {
 		ti.start = string(rep.name)
@@ -143,7 +146,8 @@ func clientVersion(ti targetInfo) []byte {
 // limitsReply answers the client's limits@openssh.com: the smaller of the
 // target's value and the relay's for each length (0, "not stated", stays
 // 0: the client then keeps its defaults, as it would with the target),
-// and the target's open-handle limit.
+// and the smaller of the target's open-handle limit and the relay's
+// (which holds when the target states none).
 func limitsReply(id uint32, t limits) []byte {
 	lower := func(v, ours uint64) uint64 {
 		if v == 0 || v > ours {
@@ -155,7 +159,11 @@ func limitsReply(id uint32, t limits) []byte {
 		return v
 	}
 	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+4*8), id)
-	for _, v := range []uint64{lower(t.packet, limitMaxPacket), lower(t.read, limitMaxRead), lower(t.write, limitMaxWrite), t.handles} {
+	handles := min(t.handles, maxHandles)
+	if t.handles == 0 {
+		handles = maxHandles
+	}
+	for _, v := range []uint64{lower(t.packet, limitMaxPacket), lower(t.read, limitMaxRead), lower(t.write, limitMaxWrite), handles} {
 		b = binary.BigEndian.AppendUint64(b, v)
 	}
 	return packetOf(fxpExtendedReply, b)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net"
+	"strings"
 	"testing"
 )
 
@@ -132,6 +133,20 @@ func TestTargetHandshakeRefusesGarbage(t *testing.T) {
 			}
 		})
 	}
+	t.Run("long start directory", func(t *testing.T) {
+		gw, tg := net.Pipe()
+		defer gw.Close()
+		go func() {
+			defer tg.Close()
+			_, _ = readPacket(tg, 1<<10)
+			_, _ = tg.Write(packet(fxpVersion, u32(3)))
+			_, _ = readPacket(tg, 1<<10)
+			_, _ = tg.Write(nameReply(realpathID, "/"+strings.Repeat("d", maxPathLen)))
+		}()
+		if _, err := targetHandshake(gw, gw); err == nil || !strings.Contains(err.Error(), "start directory") {
+			t.Fatalf("got %v", err)
+		}
+	})
 	t.Run("limits of another id", func(t *testing.T) {
 		gw, tg := net.Pipe()
 		defer gw.Close()
@@ -166,6 +181,13 @@ func TestClientVersionAndLimits(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("limits reply % x, want % x", got, want)
 	}
+	// The relay's own bound on open handles, whatever the target allows.
+	for _, h := range []uint64{0, 1 << 20} {
+		got, want = limitsReply(7, limits{handles: h}), packet(fxpExtendedReply, u32(7), u64(0), u64(0), u64(0), u64(maxHandles))
+		if !bytes.Equal(got, want) {
+			t.Fatalf("limits reply for %d handles % x, want % x", h, got, want)
+		}
+	}
 }
 
 // FuzzTargetHandshake: whatever a target answers, the handshake neither
@@ -176,13 +198,14 @@ func FuzzTargetHandshake(f *testing.F) {
 	f.Add(append(packet(fxpVersion, u32(3), str(posixRenameExt), str("1")), nameReply(realpathID, "rel")...))
 	f.Add(append(packet(fxpVersion, u32(3), str(limitsExt), str("1")), limitsOf(limitsID, 1<<40, 1<<40, 1<<40)...))
 	f.Add(packet(fxpVersion, u32(3), u32(1<<31)))
+	f.Add(append(packet(fxpVersion, u32(3)), nameReply(realpathID, "/"+strings.Repeat("d", maxPathLen))...))
 	f.Fuzz(func(t *testing.T, answer []byte) {
 		var sent bytes.Buffer
 		ti, err := targetHandshake(bytes.NewReader(answer), &sent)
 		if err != nil {
 			return
 		}
-		if ti.start == "" || ti.start[0] != '/' {
+		if ti.start == "" || ti.start[0] != '/' || len(ti.start) > maxPathLen {
 			t.Fatalf("start %q", ti.start)
 		}
 		_ = clientVersion(ti)
