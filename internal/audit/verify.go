@@ -550,6 +550,11 @@ func (w *treeWalk) visit(id compact.NodeID, h []byte) {
 		return
 	}
 	l := w.wanted[id.Level]
+	if len(l) == 0 || l[0] > id.Index {
+		// Most nodes: nothing to keep. No store back either, which
+		// would cost a write barrier per node while the GC runs.
+		return
+	}
 	for len(l) > 0 && l[0] < id.Index {
 		l = l[1:]
 	}
