@@ -613,8 +613,11 @@ func decodeBase64(dst, src []byte) (int, bool) {
 		v := b64Value[0][body[0]] | b64Value[1][body[1]] | b64Value[2][body[2]] | b64Value[3][body[3]]
 		w := b64Value[0][body[4]] | b64Value[1][body[5]] | b64Value[2][body[6]] | b64Value[3][body[7]]
 		bad |= v | w
-		d := dst[n : n+6]
-		d[0], d[1], d[2], d[3], d[4], d[5] = byte(v>>16), byte(v>>8), byte(v), byte(w>>16), byte(w>>8), byte(w)
+		// Their six bytes in one store of eight: the two past them are
+		// within dst (the last quantum, decoded below, comes after them)
+		// and are written over by the next round or by that quantum, or
+		// lie past the end the caller is told.
+		binary.BigEndian.PutUint64(dst[n:], uint64(v)<<40|uint64(w&0xffffff)<<16)
 		n += 6
 		body = body[8:]
 	}
