@@ -465,8 +465,9 @@ type treeWalk struct {
 	rootSizes []uint64
 	prepared  bool
 
-	slab  hashSlab
-	parts map[partKey]int // parts not read, by reason, tenant, class and day
+	slab   hashSlab
+	leaves leafPair
+	parts  map[partKey]int // parts not read, by reason, tenant, class and day
 }
 
 type partKey struct {
@@ -500,6 +501,23 @@ func (s *hashSlab) put(h []byte) []byte {
 	copy(out, h)
 	s.free = s.free[len(h):]
 	return out
+}
+
+// leafPair holds the last two leaf hashes appended to a compact range
+// that starts at 0, by the parity of their index: the range holds a leaf
+// hash only until the next one is appended (an even leaf waits for its
+// sibling, an odd one is merged at once), so two buffers do for all and
+// the slab is left to inner nodes, half of what it handed out.
+type leafPair struct {
+	buf  [2][sha256.Size]byte
+	next int
+}
+
+func (p *leafPair) put(h []byte) []byte {
+	b := p.buf[p.next][:]
+	p.next ^= 1
+	copy(b, h)
+	return b
 }
 
 // hashChildren is hasher.HashChildren (RFC 6962: SHA-256 over 0x01, left,
@@ -572,7 +590,11 @@ func (w *treeWalk) add(leaf []byte) error {
 	if !w.prepared {
 		w.prepare()
 	}
-	if err := w.rng.Append(w.slab.put(leaf), w.visit); err != nil {
+	kept := w.slab.put
+	if len(leaf) == sha256.Size {
+		kept = w.leaves.put
+	}
+	if err := w.rng.Append(kept(leaf), w.visit); err != nil {
 		return err
 	}
 	end := w.rng.End()
