@@ -644,7 +644,7 @@ func (w *treeWalk) consistency(size1, size2 uint64) ([][]byte, error) {
 const (
 	batchRecords = 256
 	batchBytes   = 1 << 20
-	recordBlock  = 256 << 10
+	recordBlock  = 128 << 10
 )
 
 // batch is a run of consecutive records with their leaf hashes and what
