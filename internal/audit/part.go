@@ -557,13 +557,14 @@ func newLayoutLit(s string) *layoutLit {
 	return l
 }
 
-// expect returns the position after lit if rec holds it at p.
+// expect returns the position after lit if rec holds it at p. It needs
+// 16 bytes from p, and says no with fewer: the writer's records have
+// them at every literal appendFormV2 asks for, and on a no it leaves the
+// record to scan, whose result stands either way. So it stays small
+// enough to be inlined.
 func expect(rec []byte, p int, lit *layoutLit) (int, bool) {
-	if p < 0 || len(lit.s) > len(rec)-p {
+	if p < 0 || len(rec)-p < 16 {
 		return 0, false
-	}
-	if len(rec)-p < 16 { // near the end: no room for the loads
-		return p + len(lit.s), string(rec[p:p+len(lit.s)]) == lit.s
 	}
 	x0 := binary.LittleEndian.Uint64(rec[p:])
 	x1 := binary.LittleEndian.Uint64(rec[p+8:])
