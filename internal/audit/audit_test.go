@@ -926,11 +926,43 @@ func FuzzReadRecords(f *testing.F) {
 		// A frame that does not fit the reader's buffer is read apart
 		// from the others; the smallest buffer reads every frame so.
 		small := newFrameReader(bufio.NewReaderSize(bytes.NewReader(data), 16))
+		// Verification's reader must read the same frames: with blocks
+		// smaller than every frame, and with blocks that hold a few; the
+		// payloads it returned stay intact until their blocks are
+		// released, here every third frame.
+		type held struct{ p, want []byte }
+		type blockReader struct {
+			*blockFrames
+			kept    []held // payloads whose blocks are not released yet
+			retired [][]byte
+		}
+		blocks := []*blockReader{{blockFrames: newBlockFrames(bytes.NewReader(data), 16)}, {blockFrames: newBlockFrames(bytes.NewReader(data), 512)}}
 		for i := 0; i <= len(data); i++ {
 			p, err := fr.next()
 			sp, serr := small.next()
 			if !bytes.Equal(p, sp) || fmt.Sprint(err) != fmt.Sprint(serr) || fr.off != small.off {
 				t.Fatalf("frame %d: %q, %v at %d; with a small buffer %q, %v at %d", i, p, err, fr.off, sp, serr, small.off)
+			}
+			for _, bf := range blocks {
+				bp, berr := bf.next()
+				if !bytes.Equal(p, bp) || fmt.Sprint(err) != fmt.Sprint(berr) || fr.off != bf.off {
+					t.Fatalf("frame %d: %q, %v at %d; in blocks of %d %q, %v at %d", i, p, err, fr.off, bf.size, bp, berr, bf.off)
+				}
+				if berr == nil {
+					bf.kept = append(bf.kept, held{bp, bytes.Clone(bp)})
+				}
+				bf.retired = bf.takeRetired(bf.retired)
+				if i%3 != 2 && berr == nil {
+					continue
+				}
+				for _, h := range bf.kept {
+					if !bytes.Equal(h.p, h.want) {
+						t.Fatalf("frame %d: a payload read earlier changed before its block was released", i)
+					}
+				}
+				bf.kept = bf.kept[:0]
+				bf.release(bf.retired)
+				bf.retired = bf.retired[:0]
 			}
 			if err != nil {
 				return

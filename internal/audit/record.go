@@ -280,10 +280,9 @@ func (fr *frameReader) next() ([]byte, error) {
 }
 
 // appendNext reads the next frame onto the end of dst and returns dst
-// grown by its payload, and the payload. A reader that keeps many records
-// at once (verification's batches) reads them into one buffer this way,
-// with no copy and no allocation per record. On an error dst keeps its
-// length; the errors are next's.
+// grown by its payload, and the payload. On an error dst keeps its
+// length; the errors are next's. (Verification, which keeps many records
+// at once, reads them with blockFrames instead, without this copy.)
 func (fr *frameReader) appendNext(dst []byte) ([]byte, []byte, error) {
 	// A frame that fits the reader's buffer is checked where it lies
 	// there and copied once, onto dst: no read call per field, and no
@@ -347,4 +346,128 @@ func (fr *frameReader) appendLarge(dst []byte, size uint32) ([]byte, []byte, err
 	}
 	fr.off += int64(need) + 4
 	return dst[:len(dst)+int(size)], payload, nil
+}
+
+// blockFrames reads frames as frameReader does (the same payloads, errors
+// and offsets), but into blocks of memory that the payloads keep pointing
+// into, so that a reader that holds many records at once (verification's
+// batches) neither copies them out of a read buffer nor reads twice per
+// frame. A block the reader has left is handed to its caller (retired),
+// who gives it back (release) once no payload in it is used any more.
+type blockFrames struct {
+	r       io.Reader
+	size    int    // of a block; a larger frame gets a block of its own size
+	blk     []byte // the block being read: the next frame starts at pos
+	pos     int
+	off     int64    // offset of the next frame
+	err     error    // a read error not returned yet (as bufio keeps it)
+	retired [][]byte // blocks left since the caller last took them
+	free    [][]byte // blocks released, for reuse
+}
+
+func newBlockFrames(r io.Reader, size int) *blockFrames {
+	return &blockFrames{r: r, size: size}
+}
+
+// next returns the next payload, valid until the block it is in is
+// released; the errors are frameReader.next's.
+func (bf *blockFrames) next() ([]byte, error) {
+	hdr, err := bf.peek(4)
+	if len(hdr) < 4 {
+		switch {
+		case err == io.EOF && len(hdr) == 0:
+			return nil, io.EOF
+		case err == io.EOF:
+			return nil, &frameError{Offset: bf.off, Reason: fmt.Sprintf("%d stray bytes at the end", len(hdr)), Torn: true}
+		}
+		return nil, fmt.Errorf("read frame at byte %d: %w", bf.off, err)
+	}
+	size := binary.BigEndian.Uint32(hdr)
+	if size == 0 || size > MaxRecordSize {
+		return nil, &frameError{Offset: bf.off, Reason: fmt.Sprintf("length %d out of range", size)}
+	}
+	total := frameOverhead + int(size)
+	b, err := bf.peek(total)
+	if len(b) < total {
+		if err == io.EOF {
+			return nil, &frameError{Offset: bf.off, Reason: "frame runs past the end", Torn: true, Length: size}
+		}
+		return nil, fmt.Errorf("read frame at byte %d: %w", bf.off, err)
+	}
+	payload := b[4 : 4+size : 4+size]
+	if crc32.Checksum(payload, castagnoli) != binary.BigEndian.Uint32(b[4+size:]) {
+		return nil, &frameError{Offset: bf.off, Reason: "checksum mismatch", Length: size}
+	}
+	bf.pos += total
+	bf.off += int64(total)
+	return payload, nil
+}
+
+// peek returns the next n bytes, reading more as needed, or fewer and
+// the read error that stopped it.
+func (bf *blockFrames) peek(n int) ([]byte, error) {
+	for len(bf.blk)-bf.pos < n {
+		if bf.err != nil {
+			err := bf.err
+			bf.err = nil
+			return bf.blk[bf.pos:], err
+		}
+		if cap(bf.blk)-bf.pos < n {
+			bf.newBlock(n)
+		}
+		bf.fill()
+	}
+	return bf.blk[bf.pos : bf.pos+n], nil
+}
+
+// newBlock moves what is left of the block (the start of a frame) to the
+// start of another block that holds at least n bytes, and retires the old
+// one: the frames before pos are still in use.
+func (bf *blockFrames) newBlock(n int) {
+	var nb []byte
+	if k := len(bf.free); k > 0 && n <= bf.size {
+		nb, bf.free = bf.free[k-1], bf.free[:k-1]
+	} else {
+		nb = make([]byte, 0, max(bf.size, n))
+	}
+	nb = append(nb, bf.blk[bf.pos:]...)
+	if cap(bf.blk) > 0 {
+		bf.retired = append(bf.retired, bf.blk[:0])
+	}
+	bf.blk, bf.pos = nb, 0
+}
+
+// fill reads once into the free end of the block. Like bufio, it tries
+// again after a read of nothing and no error, up to 100 times.
+func (bf *blockFrames) fill() {
+	for range 100 {
+		m, err := bf.r.Read(bf.blk[len(bf.blk):cap(bf.blk)])
+		bf.blk = bf.blk[:len(bf.blk)+m]
+		if err != nil {
+			bf.err = err
+			return
+		}
+		if m > 0 {
+			return
+		}
+	}
+	bf.err = io.ErrNoProgress
+}
+
+// takeRetired appends the blocks retired since its last call to dst.
+func (bf *blockFrames) takeRetired(dst [][]byte) [][]byte {
+	dst = append(dst, bf.retired...)
+	clear(bf.retired)
+	bf.retired = bf.retired[:0]
+	return dst
+}
+
+// release gives back blocks from takeRetired that no payload in them is
+// used any more; blocks of a large frame are left to the collector.
+func (bf *blockFrames) release(blks [][]byte) {
+	for _, b := range blks {
+		if cap(b) == bf.size {
+			bf.free = append(bf.free, b)
+		}
+	}
 }

@@ -465,8 +465,9 @@ type treeWalk struct {
 	rootSizes []uint64
 	prepared  bool
 
-	slab  hashSlab
-	parts map[partKey]int // parts not read, by reason, tenant, class and day
+	slab   hashSlab
+	leaves leafPair
+	parts  map[partKey]int // parts not read, by reason, tenant, class and day
 }
 
 type partKey struct {
@@ -500,6 +501,23 @@ func (s *hashSlab) put(h []byte) []byte {
 	copy(out, h)
 	s.free = s.free[len(h):]
 	return out
+}
+
+// leafPair holds the last two leaf hashes appended to a compact range
+// that starts at 0, by the parity of their index: the range holds a leaf
+// hash only until the next one is appended (an even leaf waits for its
+// sibling, an odd one is merged at once), so two buffers do for all and
+// the slab is left to inner nodes, half of what it handed out.
+type leafPair struct {
+	buf  [2][sha256.Size]byte
+	next int
+}
+
+func (p *leafPair) put(h []byte) []byte {
+	b := p.buf[p.next][:]
+	p.next ^= 1
+	copy(b, h)
+	return b
 }
 
 // hashChildren is hasher.HashChildren (RFC 6962: SHA-256 over 0x01, left,
@@ -550,6 +568,11 @@ func (w *treeWalk) visit(id compact.NodeID, h []byte) {
 		return
 	}
 	l := w.wanted[id.Level]
+	if len(l) == 0 || l[0] > id.Index {
+		// Most nodes: nothing to keep. No store back either, which
+		// would cost a write barrier per node while the GC runs.
+		return
+	}
 	for len(l) > 0 && l[0] < id.Index {
 		l = l[1:]
 	}
@@ -567,7 +590,11 @@ func (w *treeWalk) add(leaf []byte) error {
 	if !w.prepared {
 		w.prepare()
 	}
-	if err := w.rng.Append(w.slab.put(leaf), w.visit); err != nil {
+	kept := w.slab.put
+	if len(leaf) == sha256.Size {
+		kept = w.leaves.put
+	}
+	if err := w.rng.Append(kept(leaf), w.visit); err != nil {
 		return err
 	}
 	end := w.rng.End()
@@ -612,29 +639,24 @@ func (w *treeWalk) consistency(size1, size2 uint64) ([][]byte, error) {
 }
 
 // Verification hands records to its workers in batches of batchRecords
-// records, or fewer that hold batchBytes or more.
+// records, or fewer that hold batchBytes or more. It reads records.log in
+// blocks of recordBlock bytes, which the batches' payloads point into.
 const (
 	batchRecords = 256
 	batchBytes   = 1 << 20
+	recordBlock  = 128 << 10
 )
 
 // batch is a run of consecutive records with their leaf hashes and what
 // a worker found checking them.
 type batch struct {
-	first  uint64 // index of the first record
-	recs   []byte // the payloads back to back
-	ends   []int  // where each payload ends in recs
-	leaves []byte // the leaf hashes, 32 bytes each
-	checks []recordCheck
-	done   chan struct{} // the worker filled checks
-}
-
-func (b *batch) payload(j int) []byte {
-	from := 0
-	if j > 0 {
-		from = b.ends[j-1]
-	}
-	return b.recs[from:b.ends[j]]
+	first    uint64   // index of the first record
+	payloads [][]byte // in the reader's blocks
+	bytes    int      // their total length
+	leaves   []byte   // the leaf hashes, 32 bytes each
+	checks   []recordCheck
+	retired  [][]byte      // blocks the reader left while this batch was filled
+	done     chan struct{} // the worker filled checks
 }
 
 func (b *batch) leaf(j int) []byte { return b.leaves[sha256.Size*j : sha256.Size*(j+1)] }
@@ -662,7 +684,7 @@ func (w *treeWalk) walkRecords(dir string, rep *Report, haveCP map[uint64]bool) 
 	}
 	defer rf.Close()
 	lr := bufio.NewReaderSize(lf, 1<<16)
-	fr := newFrameReader(bufio.NewReaderSize(rf, 1<<16))
+	fr := newBlockFrames(rf, recordBlock)
 	w.start()
 	defer w.reportParts(rep)
 
@@ -676,8 +698,8 @@ func (w *treeWalk) walkRecords(dir string, rep *Report, haveCP map[uint64]bool) 
 			defer wg.Done()
 			var c checker
 			for b := range work {
-				for j := range b.ends {
-					b.checks[j] = c.check(b.payload(j), b.leaf(j), w.deep)
+				for j, p := range b.payloads {
+					b.checks[j] = c.check(p, b.leaf(j), w.deep)
 				}
 				b.done <- struct{}{}
 			}
@@ -689,18 +711,22 @@ func (w *treeWalk) walkRecords(dir string, rep *Report, haveCP map[uint64]bool) 
 	var inFlight, spare []*batch
 	cur := &batch{done: make(chan struct{}, 1)}
 	send := func() {
-		if len(cur.ends) == 0 {
+		// Blocks retired by now hold no record of a later batch: they
+		// can be reused once this batch is reported.
+		cur.retired = fr.takeRetired(cur.retired)
+		if len(cur.payloads) == 0 {
 			return
 		}
-		cur.checks = slices.Grow(cur.checks[:0], len(cur.ends))[:len(cur.ends)]
+		cur.checks = slices.Grow(cur.checks[:0], len(cur.payloads))[:len(cur.payloads)]
 		work <- cur
 		inFlight = append(inFlight, cur)
 		next := &batch{done: make(chan struct{}, 1)}
 		if n := len(spare); n > 0 {
 			next, spare = spare[n-1], spare[:n-1]
 		}
-		next.first = cur.first + uint64(len(cur.ends))
-		next.recs, next.ends, next.leaves = next.recs[:0], next.ends[:0], next.leaves[:0]
+		next.first = cur.first + uint64(len(cur.payloads))
+		clear(next.payloads)
+		next.payloads, next.bytes, next.leaves = next.payloads[:0], 0, next.leaves[:0]
 		cur = next
 	}
 	// finish reports the oldest batches in flight and adds their leaves
@@ -709,12 +735,15 @@ func (w *treeWalk) walkRecords(dir string, rep *Report, haveCP map[uint64]bool) 
 		for len(inFlight) > keep {
 			b := inFlight[0]
 			<-b.done
-			for j := range b.ends {
-				w.report(b.first+uint64(j), b.payload(j), &b.checks[j], rep, haveCP)
+			for j, p := range b.payloads {
+				w.report(b.first+uint64(j), p, &b.checks[j], rep, haveCP)
 				if err := w.add(b.leaf(j)); err != nil {
 					return err
 				}
 			}
+			fr.release(b.retired)
+			clear(b.retired)
+			b.retired = b.retired[:0]
 			inFlight = slices.Delete(inFlight, 0, 1)
 			spare = append(spare, b)
 		}
@@ -734,8 +763,7 @@ func (w *treeWalk) walkRecords(dir string, rep *Report, haveCP map[uint64]bool) 
 		default:
 			return 0, fmt.Errorf("audit: read leaves: %w", lerr)
 		}
-		var ferr error
-		cur.recs, _, ferr = fr.appendNext(cur.recs)
+		payload, ferr := fr.next()
 		if ferr != nil || lerr != nil {
 			stop, err := walkEnd(i, ferr, lerr, lr, rep)
 			if err != nil {
@@ -748,9 +776,10 @@ func (w *treeWalk) walkRecords(dir string, rep *Report, haveCP map[uint64]bool) 
 			stop()
 			return i, nil
 		}
-		cur.ends = append(cur.ends, len(cur.recs))
+		cur.payloads = append(cur.payloads, payload)
+		cur.bytes += len(payload)
 		cur.leaves = append(cur.leaves, leaf...)
-		if len(cur.ends) == batchRecords || len(cur.recs) >= batchBytes {
+		if len(cur.payloads) == batchRecords || cur.bytes >= batchBytes {
 			send()
 			if err := finish(depth - 1); err != nil {
 				return 0, err
