@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"tandem.dev/tandem/internal/audit"
 )
 
@@ -131,4 +133,42 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestHarnessPausedHoldsSignals: a signal or a break is input too (a
+// break reads as NUL or an interrupt on the target's terminal, a signal
+// acts on its program), so the owner's client cannot send one to the
+// target while the session lacks its second person, any more than it can
+// type: while live a signal reaches the shell; paused, it is refused and
+// the shell never sees it.
+func TestHarnessPausedHoldsSignals(t *testing.T) {
+	h := newHarness(t)
+	owner := h.shell(t, "alice", "root%prod1")
+	id := owner.expect(t, joinID)
+	peer := h.join(t, "bob", id)
+	owner.expect(t, "the session is live")
+	// The echo of the command shows $((1+1)); only the shell prints 2.
+	owner.send(t, "trap 'echo got-$((1+1))-usr1' USR1; echo trap-$((1+1)); while :; do sleep 0.05; done\n")
+	owner.expect(t, "trap-2")
+	signal := func() bool {
+		ok, err := owner.s.SendRequest("signal", true, ssh.Marshal(struct{ Name string }{"USR1"}))
+		return ok && err == nil
+	}
+	if !signal() {
+		t.Fatal("a signal while live was refused")
+	}
+	owner.expect(t, "got-2-usr1")
+
+	peer.c.Close()
+	owner.expect(t, "bob left; input paused")
+	if signal() {
+		t.Error("a signal while paused was accepted")
+	}
+	if ok, _ := owner.s.SendRequest("break", true, ssh.Marshal(struct{ Ms uint32 }{500})); ok {
+		t.Error("a break while paused was accepted")
+	}
+	time.Sleep(500 * time.Millisecond) // ten turns of the loop, each of which would run the trap
+	if n := strings.Count(owner.out.String(), "got-2-usr1"); n != 1 {
+		t.Fatalf("the shell ran the trap %d times, want once (the paused signal reached the target)", n)
+	}
 }

@@ -206,8 +206,8 @@ func (l *sharedLoop) connect(ctx context.Context) dialResult {
 }
 
 // ownerRequest serves one of the owner's channel requests: window changes
-// resize the target (the owner's size wins); signals reach the target once
-// it is connected. The requests end when the owner's channel closes: the
+// resize the target (the owner's size wins); signals and breaks reach the
+// target once it is connected, and only while the session is live. The requests end when the owner's channel closes: the
 // owner has left.
 func (l *sharedLoop) ownerRequest(r *ssh.Request, open bool) {
 	if !open {
@@ -224,7 +224,9 @@ func (l *sharedLoop) ownerRequest(r *ssh.Request, open bool) {
 			ok = true
 		}
 	case "signal", "break":
-		ok = l.up.send(r.Type, r.Payload)
+		// Input by other means: refused, like keystrokes discarded,
+		// while the session is not live (M6).
+		ok = l.live.sess.TakesInput() && l.up.send(r.Type, r.Payload)
 	}
 	if r.WantReply {
 		_ = r.Reply(ok, nil)

@@ -680,6 +680,18 @@ func (s *Session) State() State {
 	return s.state
 }
 
+// TakesInput reports whether input may reach the target now, that is
+// whether the session is Live. Keystrokes are held to this in forward;
+// the gateway asks it before it passes on what else a client sends to
+// act on the target (a signal, a break, which the target's terminal
+// reads as NUL or an interrupt), so that those, too, never reach it while
+// the session lacks its second person.
+func (s *Session) TakesInput() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state == Live
+}
+
 // Done is closed when the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.endCh }
 
