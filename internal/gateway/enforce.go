@@ -196,7 +196,8 @@ func (s *Server) stillAllowed(ctx context.Context, st *state, l *liveSession, no
 }
 
 // recheckJoiners takes out of a shared session every joiner whom st no
-// longer lets join it in their mode.
+// longer lets join it in their mode, or lets join only as an external
+// where they joined as an employee.
 func (s *Server) recheckJoiners(st *state, l *liveSession, now time.Time) {
 	h := st.cfg.Host(l.host.Name)
 	for _, part := range l.sess.Participants() {
@@ -212,8 +213,14 @@ func (s *Server) recheckJoiners(st *state, l *liveSession, now time.Time) {
 		}
 		d := st.engine.Join(policy.JoinRequest{Person: p, Key: keyByFingerprint(p, l.joinerKeyFP(part.Person)), Owner: l.owner, Host: h,
 			Mode: string(part.Mode), Now: now, Lock: s.lockReason(p.ID), Freezes: s.freezesNow()})
-		if d.Verdict != policy.Allow {
+		switch {
+		case d.Verdict != policy.Allow:
 			l.sess.Remove(part.Person, "the configuration no longer lets "+part.Person+" join: "+d.Reason)
+		case d.External && !part.External:
+			// They joined as an employee and counted as the second
+			// person; as an external they never may (M7). Out, so that
+			// the session pauses; they may join again as external.
+			l.sess.Remove(part.Person, part.Person+" is now an external expert and may join only as one")
 		}
 	}
 }

@@ -231,3 +231,32 @@ func TestHarnessRequest(t *testing.T) {
 		t.Fatalf("exec after the revocation: status %d, stderr %q", st, stderr)
 	}
 }
+
+// TestHarnessReloadMakesJoinerExternal: a reload that leaves the second
+// person a join right, but only as an external expert (their employment
+// ended and they went on under a freelance contract), takes them out: an
+// external is never the second person (M7), so the session pauses,
+// instead of going on live with them counted as qualified.
+func TestHarnessReloadMakesJoinerExternal(t *testing.T) {
+	h := newHarness(t)
+	owner := h.shell(t, "alice", "root%prod1")
+	id := owner.expect(t, joinID)
+	peer := h.join(t, "bob", id)
+	owner.expect(t, "the session is live")
+	owner.send(t, "echo up-$((1+1))\n")
+	peer.expect(t, "up-2")
+
+	h.reload(t, func(h *harness) {
+		h.spec.roles += "  - {id: expert, external: true, allow: [{hosts: {tenant: schule-nord}, join: [peer, observer]}]}\n"
+		for i := range h.spec.persons {
+			if h.spec.persons[i].id == "bob" {
+				h.spec.persons[i].roles = []string{"expert"}
+			}
+		}
+	})
+	peer.wait(t)
+	owner.expect(t, "bob left .*input paused")
+	h.waitEvent(t, 0, "session.paused", func(e audit.Event) bool {
+		return e.Type == audit.SessionPaused && e.Session == id
+	})
+}

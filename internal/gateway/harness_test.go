@@ -361,7 +361,7 @@ func (h *harness) yaml() string {
 	for _, p := range h.spec.persons {
 		key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(h.signers[p.id].PublicKey())))
 		fmt.Fprintf(&b, "  - {id: %s, name: %s Example, email: %s@example.org, roles: [%s], keys: [{key: %q, added: %s}], "+
-			"obligations: {confidentiality_signed: 2026-01-10, training_valid_until: 2099-12-31}}\n",
+			"obligations: {confidentiality_signed: 2026-01-10, training_valid_until: 2099-12-31, contract_until: 2099-12-31, nda_signed: 2026-01-10}}\n",
 			p.id, p.id, p.id, strings.Join(p.roles, ", "), key, p.added.Format(time.DateOnly))
 	}
 	b.WriteString("roles:" + h.spec.roles + "hosts:\n")
