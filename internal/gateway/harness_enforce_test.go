@@ -94,25 +94,16 @@ func TestHarnessLockEnds(t *testing.T) {
 // TestHarnessLockFourEyes: locking the owner ends a shared session for
 // everybody; locking the peer takes them out and pauses the session.
 func TestHarnessLockFourEyes(t *testing.T) {
-	live := func(t *testing.T, h *harness) (owner, peer *term, id string) {
-		owner = h.shell(t, "alice", "root%prod1")
-		id = owner.expect(t, joinID)
-		peer = h.join(t, "bob", id)
-		owner.expect(t, "the session is live")
-		owner.send(t, "echo up-$((1+1))\n")
-		peer.expect(t, "up-2")
-		return owner, peer, id
-	}
 	t.Run("owner", func(t *testing.T) {
 		h := newHarness(t)
-		owner, peer, _ := live(t, h)
+		owner, peer, _ := liveWithBob(t, h)
 		h.lock(t, "alice", "key stolen")
 		endedBecause(t, h, owner, "alice", "alice was locked: key stolen", true)
 		peer.wait(t)
 	})
 	t.Run("peer", func(t *testing.T) {
 		h := newHarness(t)
-		owner, peer, id := live(t, h)
+		owner, peer, id := liveWithBob(t, h)
 		h.lock(t, "bob", "key stolen")
 		peer.wait(t)
 		owner.expect(t, regexp.QuoteMeta("bob was locked: key stolen"))
@@ -239,13 +230,7 @@ func TestHarnessRequest(t *testing.T) {
 // instead of going on live with them counted as qualified.
 func TestHarnessReloadMakesJoinerExternal(t *testing.T) {
 	h := newHarness(t)
-	owner := h.shell(t, "alice", "root%prod1")
-	id := owner.expect(t, joinID)
-	peer := h.join(t, "bob", id)
-	owner.expect(t, "the session is live")
-	owner.send(t, "echo up-$((1+1))\n")
-	peer.expect(t, "up-2")
-
+	owner, peer, id := liveWithBob(t, h)
 	h.reload(t, func(h *harness) {
 		h.spec.roles += "  - {id: expert, external: true, allow: [{hosts: {tenant: schule-nord}, join: [peer, observer]}]}\n"
 		for i := range h.spec.persons {
@@ -259,4 +244,17 @@ func TestHarnessReloadMakesJoinerExternal(t *testing.T) {
 	h.waitEvent(t, 0, "session.paused", func(e audit.Event) bool {
 		return e.Type == audit.SessionPaused && e.Session == id
 	})
+}
+
+// liveWithBob starts alice's shell on prod1, has bob join it as peer and
+// returns once both see the target's answer to a command.
+func liveWithBob(t *testing.T, h *harness) (owner, peer *term, id string) {
+	t.Helper()
+	owner = h.shell(t, "alice", "root%prod1")
+	id = owner.expect(t, joinID)
+	peer = h.join(t, "bob", id)
+	owner.expect(t, "the session is live")
+	owner.send(t, "echo up-$((1+1))\n")
+	peer.expect(t, "up-2")
+	return owner, peer, id
 }

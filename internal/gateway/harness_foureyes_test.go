@@ -143,10 +143,7 @@ func contains(list []string, s string) bool {
 // the shell never sees it.
 func TestHarnessPausedHoldsSignals(t *testing.T) {
 	h := newHarness(t)
-	owner := h.shell(t, "alice", "root%prod1")
-	id := owner.expect(t, joinID)
-	peer := h.join(t, "bob", id)
-	owner.expect(t, "the session is live")
+	owner, peer, _ := liveWithBob(t, h)
 	// The echo of the command shows $((1+1)); only the shell prints 2.
 	owner.send(t, "trap 'echo got-$((1+1))-usr1' USR1; echo trap-$((1+1)); while :; do sleep 0.05; done\n")
 	owner.expect(t, "trap-2")
