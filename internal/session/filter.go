@@ -8,6 +8,10 @@ package session
 //	Ctrl-] ?        show a one-line help to the participant who typed it
 //	Ctrl-] Ctrl-]   send one literal Ctrl-] to the target
 //	Ctrl-] other    send both bytes unchanged (so programs that use Ctrl-] still get it)
+//
+// A Ctrl-] typed while input is discarded (the session not live) is
+// discarded too when the byte after it makes it input, even if that byte
+// comes once the session is live.
 const (
 	EscapeByte = 0x1d
 	EscapeHelp = "Ctrl-] q ends the session for everyone; Ctrl-] Ctrl-] sends a literal Ctrl-]"
@@ -40,7 +44,20 @@ const (
 // ready to use; it is not safe for concurrent use.
 type InputFilter struct {
 	pending bool // the previous chunk ended with an unanswered Ctrl-]
+	stale   bool // that Ctrl-] was typed while input was discarded (dropHeld)
 	ended   bool // Ctrl-] q was seen; everything after it is discarded
+}
+
+// dropHeld says that input was being discarded when the held Ctrl-] (the
+// chunk ended in one) was typed: should the next byte make it plain input
+// (Ctrl-] Ctrl-], Ctrl-] other), it is left out, as every other keystroke
+// typed then was. Otherwise a Ctrl-] typed in the waiting room would reach
+// the target with the first keystroke after the second person joined.
+// Ctrl-] q and Ctrl-] ? still work.
+func (f *InputFilter) dropHeld() {
+	if f.pending {
+		f.stale = true
+	}
 }
 
 // Filter returns the bytes of p that go on to the target and the first
@@ -65,7 +82,8 @@ func (f *InputFilter) Filter(p []byte) ([]byte, Action) {
 			out = append(out, b)
 			continue
 		}
-		f.pending = false
+		stale := f.stale
+		f.pending, f.stale = false, false
 		switch b {
 		case 'q':
 			f.ended = true
@@ -73,9 +91,14 @@ func (f *InputFilter) Filter(p []byte) ([]byte, Action) {
 		case '?':
 			act = ActHelp
 		case EscapeByte:
-			out = append(out, EscapeByte)
+			if !stale {
+				out = append(out, EscapeByte)
+			}
 		default:
-			out = append(out, EscapeByte, b)
+			if !stale {
+				out = append(out, EscapeByte)
+			}
+			out = append(out, b)
 		}
 	}
 	return out, act

@@ -43,6 +43,37 @@ func TestInputFilter(t *testing.T) {
 	}
 }
 
+// TestInputFilterDropHeld: a Ctrl-] held at the end of a chunk typed while
+// input was discarded is left out when the next byte makes it input, and
+// still works as the escape.
+func TestInputFilterDropHeld(t *testing.T) {
+	for _, tt := range []struct {
+		name          string
+		first, second string
+		want          string
+		act           Action
+	}{
+		{"other byte", "a\x1d", "x", "ax", ActNone},
+		{"literal escape", "a\x1d", "\x1db", "ab", ActNone},
+		{"end", "\x1d", "q", "", ActEnd},
+		{"help", "\x1d", "?x", "x", ActHelp},
+		{"only the held one", "\x1d", "x\x1dy", "x\x1dy", ActNone},
+		{"nothing held", "a", "\x1dx", "a\x1dx", ActNone},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var f InputFilter
+			got, _ := f.Filter([]byte(tt.first))
+			got = append([]byte(nil), got...)
+			f.dropHeld()
+			out, act := f.Filter([]byte(tt.second))
+			got = append(got, out...)
+			if string(got) != tt.want || act != tt.act {
+				t.Fatalf("got %q, %v; want %q, %v", got, act, tt.want, tt.act)
+			}
+		})
+	}
+}
+
 // filterAll feeds chunks and returns the forwarded bytes and whether the
 // session would end.
 func filterAll(chunks [][]byte) ([]byte, bool) {
@@ -82,6 +113,21 @@ func FuzzInputFilter(f *testing.F) {
 			two, endTwo := filterAll([][]byte{in[:k], in[k:]})
 			if !bytes.Equal(whole, two) || endWhole != endTwo {
 				t.Fatalf("split at %d differs", k)
+			}
+			// Dropping a Ctrl-] held at the split leaves out that one
+			// byte at most, and never changes the end.
+			var g InputFilter
+			first, _ := g.Filter(in[:k])
+			first = append([]byte(nil), first...)
+			g.dropHeld()
+			rest, _ := g.Filter(in[k:])
+			dropped := append(first, rest...)
+			if g.ended != endWhole {
+				t.Fatalf("dropHeld at %d changed the end", k)
+			}
+			if !bytes.Equal(dropped, whole) &&
+				!bytes.Equal(append(append(append([]byte(nil), first...), EscapeByte), rest...), whole) {
+				t.Fatalf("dropHeld at %d: %q, want %q or it without one Ctrl-] after %q", k, dropped, whole, first)
 			}
 		}
 		if len(whole) > len(in) {

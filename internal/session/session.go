@@ -748,6 +748,9 @@ func (s *Session) read(m *member) {
 		n, err := m.t.Read(buf)
 		if n > 0 {
 			fwd, act := f.Filter(buf[:n])
+			if f.pending && !s.TakesInput() {
+				f.dropHeld() // typed while input is discarded
+			}
 			if len(fwd) > 0 {
 				s.forward(m, fwd)
 			}

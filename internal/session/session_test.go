@@ -123,7 +123,10 @@ func TestNoFourEyesLiveAtOnce(t *testing.T) {
 
 func TestOwnerInputBeforeLiveDropped(t *testing.T) {
 	h := newHarness(t, true, nil)
-	h.owner.typeKeys(t, "secret")
+	// The Ctrl-] is held until the next byte says what it is; that byte
+	// comes once the session is live, and makes it plain input, typed
+	// while the session waited: it is discarded too.
+	h.owner.typeKeys(t, "secret\x1d")
 	h.owner.screen.waitFor(t, "input is discarded until a second person is present")
 	goLive(t, h)
 	h.owner.typeKeys(t, "ls\r")
@@ -593,4 +596,17 @@ func TestGoroutinesEndAfterEnd(t *testing.T) {
 		}
 	}()
 	waitGoroutines(t, base)
+}
+
+// TestOwnerAbortsWaitingRoomSplit: Ctrl-] q split over two reads ends a
+// waiting session, though the Ctrl-] was typed while input was discarded.
+func TestOwnerAbortsWaitingRoomSplit(t *testing.T) {
+	h := newHarness(t, true, nil)
+	w := waitErr(t, h.s)
+	h.owner.typeKeys(t, "z\x1d")
+	h.owner.screen.waitFor(t, "input is discarded until a second person is present")
+	h.owner.typeKeys(t, "q")
+	if err := recv(t, w); err == nil || err.Error() != "session ended by alice" {
+		t.Fatalf("Wait = %v", err)
+	}
 }
