@@ -610,3 +610,55 @@ func TestOwnerAbortsWaitingRoomSplit(t *testing.T) {
 		t.Fatalf("Wait = %v", err)
 	}
 }
+
+// TestSecondDroppedTooSlowPauses: an owner who floods output until the
+// second person's queue overflows gets them dropped as too slow, and with
+// that the session pauses in the same step: the owner's next keystroke
+// is discarded.
+func TestSecondDroppedTooSlowPauses(t *testing.T) {
+	h := newHarness(t, true, func(o *Options) { o.BufferBytes = 4 << 10 })
+	w := waitErr(t, h.s)
+	stuck := h.join(bob, false) // never reads its screen
+	if err := recv(t, w); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	h.attach()
+	<-h.sizes
+	chunk := strings.Repeat("#", 1<<10)
+	for range 16 {
+		h.output(chunk)
+	}
+	if r := stuck.wait(t); r.reason != ReasonTooSlow {
+		t.Fatalf("stuck Join = %+v", r)
+	}
+	pausedDiscards(t, h, "rm -rf /srv\r")
+}
+
+// pausedDiscards checks that h's session is paused and that keys the
+// owner types now are discarded, none reaching the target.
+func pausedDiscards(t *testing.T, h *harness, keys string) {
+	t.Helper()
+	if st := h.s.State(); st != Paused {
+		t.Fatalf("state %s, want paused", st)
+	}
+	h.owner.typeKeys(t, keys)
+	h.owner.screen.waitFor(t, "input is discarded until a second person is present")
+	if got := h.in.String(); got != "" {
+		t.Fatalf("target got %q while paused", got)
+	}
+}
+
+// TestRemovePausesAtOnce: taking the second person out from outside (a
+// lock, a reload) pauses the session before Remove returns, so nothing
+// the owner types afterwards reaches the target.
+func TestRemovePausesAtOnce(t *testing.T) {
+	h := newHarness(t, true, nil)
+	b := goLive(t, h)
+	if !h.s.Remove("bob", "bob was locked: key stolen") {
+		t.Fatal("Remove found nobody")
+	}
+	pausedDiscards(t, h, "id\r")
+	if r := b.wait(t); r.reason != "bob was locked: key stolen" {
+		t.Fatalf("bob's Join = %+v", r)
+	}
+}
