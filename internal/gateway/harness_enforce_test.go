@@ -223,27 +223,51 @@ func TestHarnessRequest(t *testing.T) {
 	}
 }
 
-// TestHarnessReloadMakesJoinerExternal: a reload that leaves the second
-// person a join right, but only as an external expert (their employment
-// ended and they went on under a freelance contract), takes them out: an
-// external is never the second person (M7), so the session pauses,
-// instead of going on live with them counted as qualified.
-func TestHarnessReloadMakesJoinerExternal(t *testing.T) {
-	h := newHarness(t)
-	owner, peer, id := liveWithBob(t, h)
-	h.reload(t, func(h *harness) {
-		h.spec.roles += "  - {id: expert, external: true, allow: [{hosts: {tenant: schule-nord}, join: [peer, observer]}]}\n"
+// TestHarnessReloadTakesOutJoiner: a reload that takes away the second
+// person's place takes them out at once and pauses the session, so the
+// owner's input stops: their join right gone, their peer right cut to
+// observing, they removed, or (M7) a join right left to them only as an
+// external expert (their employment ended and they went on under a
+// freelance contract): an external is never the second person.
+func TestHarnessReloadTakesOutJoiner(t *testing.T) {
+	setRoles := func(h *harness, roles ...string) {
 		for i := range h.spec.persons {
 			if h.spec.persons[i].id == "bob" {
-				h.spec.persons[i].roles = []string{"expert"}
+				h.spec.persons[i].roles = roles
 			}
 		}
-	})
-	peer.wait(t)
-	owner.expect(t, "bob left .*input paused")
-	h.waitEvent(t, 0, "session.paused", func(e audit.Event) bool {
-		return e.Type == audit.SessionPaused && e.Session == id
-	})
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*harness)
+	}{
+		{"join right removed", func(h *harness) { setRoles(h, "dev") }},
+		{"peer cut to observer", func(h *harness) {
+			h.spec.roles += "  - {id: watcher, allow: [{hosts: {tenant: schule-nord}, join: [observer]}]}\n"
+			setRoles(h, "watcher")
+		}},
+		{"person removed", func(h *harness) { withoutPerson(h.spec, "bob") }},
+		{"now external", func(h *harness) {
+			h.spec.roles += "  - {id: expert, external: true, allow: [{hosts: {tenant: schule-nord}, join: [peer, observer]}]}\n"
+			setRoles(h, "expert")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			owner, peer, id := liveWithBob(t, h)
+			h.reload(t, tc.change)
+			peer.wait(t)
+			owner.expect(t, "bob left .*input paused")
+			h.waitEvent(t, 0, "session.paused", func(e audit.Event) bool {
+				return e.Type == audit.SessionPaused && e.Session == id
+			})
+			owner.send(t, "echo alone-$((3+3))\n")
+			owner.expect(t, "input is discarded until a second person is present")
+			if strings.Contains(owner.out.String(), "alone-6") {
+				t.Fatal("the owner's input reached the target after the reload took the second person out")
+			}
+		})
+	}
 }
 
 // liveWithBob starts alice's shell on prod1, has bob join it as peer and
