@@ -307,3 +307,73 @@ func TestStuckTargetWriteDoesNotBlockEnd(t *testing.T) {
 	}()
 	waitGoroutines(t, base)
 }
+
+// heldWriter is a target that takes no input until released (its SSH
+// window is full), then takes everything; got is what it took.
+type heldWriter struct {
+	entered chan struct{}
+	release chan struct{}
+	mu      sync.Mutex
+	got     []byte
+}
+
+func (w *heldWriter) Write(p []byte) (int, error) {
+	select {
+	case w.entered <- struct{}{}:
+	default:
+	}
+	<-w.release
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.got = append(w.got, p...)
+	return len(p), nil
+}
+
+func (w *heldWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return string(w.got)
+}
+
+// TestInputBehindStuckWriteDroppedOncePaused: the second person is taken
+// out while the owner's input is stuck in a write to a target that does
+// not take it. That one chunk was typed, attributed and sent while the
+// session was live, and goes on; whatever was typed behind it, by the
+// owner or another joiner waiting their turn, is decided when its turn
+// comes, on the paused session, and discarded.
+func TestInputBehindStuckWriteDroppedOncePaused(t *testing.T) {
+	h := newHarness(t, true, nil)
+	w := waitErr(t, h.s)
+	h.joinLive(bob)
+	if err := recv(t, w); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	e := h.joinLive(eve)
+	hw := &heldWriter{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	outR, outW := io.Pipe()
+	defer outW.Close()
+	go func() { _ = h.s.Attach(outR, hw, func(Size) {}) }()
+	h.owner.typeKeys(t, "A")
+	select {
+	case <-hw.entered:
+	case <-time.After(failAfter):
+		t.Fatal("input never reached the target")
+	}
+	e.term.typeKeys(t, "E") // eve's reader waits for the owner's write
+	ownerTyped := make(chan struct{})
+	go func() {
+		defer close(ownerTyped)
+		_, _ = h.owner.keysW.Write([]byte("C")) // read once the owner's write returns
+	}()
+	h.s.Remove("bob", "bob was locked: key stolen")
+	close(hw.release)
+	<-ownerTyped
+	h.owner.screen.waitFor(t, "input is discarded until a second person is present")
+	e.term.screen.waitFor(t, "input is discarded until a second person is present")
+	if got := hw.String(); got != "A" {
+		t.Fatalf("target got %q, want only the chunk sent while live", got)
+	}
+	if h.rec.inputOf("eve") != "" || h.rec.inputOf("alice") != "A" {
+		t.Fatalf("recorded alice=%q eve=%q", h.rec.inputOf("alice"), h.rec.inputOf("eve"))
+	}
+}

@@ -17,7 +17,11 @@
 // If the last qualified second person leaves, the session is Paused: output
 // keeps flowing to everybody (and to the recorder), but nobody's input
 // reaches the target until another qualified person joins (Live again) or the
-// grace period expires (Ended). Observers never count as the second person,
+// grace period expires (Ended). Input is decided when it is read: the one
+// chunk (at most keyReadMax bytes) that was read, recorded and handed to
+// the target while Live still arrives if the target was slow to take it,
+// as do the bytes the target's sshd holds already; what was typed behind
+// it is decided on the paused session and discarded. Observers never count as the second person,
 // so an observer coming or going never changes the state. Without four-eyes
 // (Options.FourEyes false) the session is Live at once with the owner alone.
 //
