@@ -196,8 +196,8 @@ func (s *Server) stillAllowed(ctx context.Context, st *state, l *liveSession, no
 }
 
 // recheckJoiners takes out of a shared session every joiner whom st no
-// longer lets join it in their mode, or lets join only as an external
-// where they joined as an employee.
+// longer lets join it in their mode or with the key they joined with, or
+// lets join only as an external where they joined as an employee.
 func (s *Server) recheckJoiners(st *state, l *liveSession, now time.Time) {
 	h := st.cfg.Host(l.host.Name)
 	for _, part := range l.sess.Participants() {
@@ -211,7 +211,17 @@ func (s *Server) recheckJoiners(st *state, l *liveSession, now time.Time) {
 			l.sess.Remove(part.Person, part.Person+" was removed from the configuration")
 			continue
 		}
-		d := st.engine.Join(policy.JoinRequest{Person: p, Key: keyByFingerprint(p, l.joinerKeyFP(part.Person)), Owner: l.owner, Host: h,
+		fp := l.joinerKeyFP(part.Person)
+		k := keyByFingerprint(p, fp)
+		if k == nil {
+			// The key they joined with is gone. Their connection closes
+			// after evictFlush (a relayed joiner's, when their node
+			// reloads); they stop counting as the second person now. The
+			// policy would take a missing key as nothing to check.
+			l.sess.Remove(part.Person, fmt.Sprintf("the key %s was removed from %s", fp, part.Person))
+			continue
+		}
+		d := st.engine.Join(policy.JoinRequest{Person: p, Key: k, Owner: l.owner, Host: h,
 			Mode: string(part.Mode), Now: now, Lock: s.lockReason(p.ID), Freezes: s.freezesNow()})
 		switch {
 		case d.Verdict != policy.Allow:

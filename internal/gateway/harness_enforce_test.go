@@ -226,7 +226,7 @@ func TestHarnessRequest(t *testing.T) {
 // TestHarnessReloadTakesOutJoiner: a reload that takes away the second
 // person's place takes them out at once and pauses the session, so the
 // owner's input stops: their join right gone, their peer right cut to
-// observing, they removed, or (M7) a join right left to them only as an
+// observing, they or the key they joined with removed, or (M7) a join right left to them only as an
 // external expert (their employment ended and they went on under a
 // freelance contract): an external is never the second person.
 func TestHarnessReloadTakesOutJoiner(t *testing.T) {
@@ -247,6 +247,7 @@ func TestHarnessReloadTakesOutJoiner(t *testing.T) {
 			setRoles(h, "watcher")
 		}},
 		{"person removed", func(h *harness) { withoutPerson(h.spec, "bob") }},
+		{"key replaced", func(h *harness) { h.signers["bob"] = newSigner(t) }},
 		{"now external", func(h *harness) {
 			h.spec.roles += "  - {id: expert, external: true, allow: [{hosts: {tenant: schule-nord}, join: [peer, observer]}]}\n"
 			setRoles(h, "expert")
@@ -256,13 +257,14 @@ func TestHarnessReloadTakesOutJoiner(t *testing.T) {
 			h := newHarness(t)
 			owner, peer, id := liveWithBob(t, h)
 			h.reload(t, tc.change)
-			peer.wait(t)
+			// At once: not once bob's connection has closed.
+			owner.send(t, "echo alone-$((3+3))\n")
+			owner.expect(t, "input is discarded until a second person is present")
 			owner.expect(t, "bob left .*input paused")
+			peer.wait(t)
 			h.waitEvent(t, 0, "session.paused", func(e audit.Event) bool {
 				return e.Type == audit.SessionPaused && e.Session == id
 			})
-			owner.send(t, "echo alone-$((3+3))\n")
-			owner.expect(t, "input is discarded until a second person is present")
 			if strings.Contains(owner.out.String(), "alone-6") {
 				t.Fatal("the owner's input reached the target after the reload took the second person out")
 			}
