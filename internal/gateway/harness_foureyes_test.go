@@ -169,3 +169,20 @@ func TestHarnessPausedHoldsSignals(t *testing.T) {
 		t.Fatalf("the shell ran the trap %d times, want once (the paused signal reached the target)", n)
 	}
 }
+
+// TestHarnessJoinerToldTheCommand: a command with a terminal on a
+// four-eyes host starts as the second person joins, so they cannot have
+// watched it typed: their welcome names it, escaped, before its output.
+func TestHarnessJoinerToldTheCommand(t *testing.T) {
+	h := newHarness(t)
+	const command = "true '\x1b]0;pwned\x07'; echo cmd-$((2*21))"
+	owner := h.start(t, h.client(t, "alice", "root%prod1"), true, command)
+	id := owner.expect(t, joinID)
+	peer := h.join(t, "bob", id)
+	peer.expect(t, regexp.QuoteMeta(`running the command true '\x1b]0;pwned\x07'; echo cmd-$((2*21));`))
+	peer.expect(t, "cmd-42")
+	if strings.Contains(peer.out.String(), "\x1b]0;") {
+		t.Fatalf("the command reached the joiner's terminal raw: %q", peer.out.String())
+	}
+	owner.expect(t, "cmd-42")
+}

@@ -39,7 +39,7 @@ func (c *clientConn) interactive(ctx context.Context, l *liveSession, reqs <-cha
 	_ = ss.start.Reply(true, nil)
 	warn(l.ch, ss, d.Warnings)
 	closed := make(chan struct{})
-	c.share(l, h, size, closed)
+	c.share(l, h, size, ss.command, closed)
 	c.srv.register(l)
 	if l.fourEyes {
 		fmt.Fprintf(l.ch.Stderr(), "tandem: %s\r\n  ask a colleague to run:  ssh -t gw join %s\r\n  (gw as `tandem client-config` sets it up; without it: ssh -t %s join %s)\r\n",
@@ -67,12 +67,13 @@ func (c *clientConn) interactive(ctx context.Context, l *liveSession, reqs <-cha
 // share makes l a session others may join: its participants and state
 // live in the session package, with the owner's channel as the first
 // terminal, and its audit events go through a queue of their own.
-func (c *clientConn) share(l *liveSession, h *ptyHooks, size session.Size, closed <-chan struct{}) {
+// command is what the owner asked to run ("" for a shell).
+func (c *clientConn) share(l *liveSession, h *ptyHooks, size session.Size, command string, closed <-chan struct{}) {
 	l.events = newAuditQueue(c.srv)
 	h.rec, h.events, h.base = l.rec, l.events, l.tgt
 	pol := c.st.cfg.Policy
 	l.sess = session.New(session.Options{
-		ID: l.id, Host: l.host.Name, Owner: session.Participant{Person: l.owner},
+		ID: l.id, Host: l.host.Name, Owner: session.Participant{Person: l.owner}, Command: command,
 		FourEyes: l.fourEyes, WaitTimeout: pol.WaitTimeout.Duration, Grace: pol.Grace.Duration,
 		Hooks: h.hooks(), Now: c.srv.now,
 	}, &chanTerminal{ch: l.ch, closed: closed}, size)

@@ -187,10 +187,15 @@ const (
 
 // Options configure a session. Zero durations and sizes take the defaults.
 type Options struct {
-	ID          string
-	Host        string
-	Owner       Participant // Mode is forced to Owner
-	FourEyes    bool        // false: Live at once with the owner alone (test hosts)
+	ID    string
+	Host  string
+	Owner Participant // Mode is forced to Owner
+	// Command is the command the owner's client asked the target to run
+	// with a terminal ("" for a shell). It starts the moment the session
+	// first goes Live, that is as the second person joins, so every
+	// joiner's welcome names it: they cannot have seen it typed.
+	Command     string
+	FourEyes    bool // false: Live at once with the owner alone (test hosts)
 	WaitTimeout time.Duration
 	Grace       time.Duration
 	BufferBytes int // per-participant output queue bound
@@ -614,8 +619,12 @@ func (s *Session) Join(p Participant, t Terminal) (reason string, err error) {
 	if p.External {
 		ext = " (external)"
 	}
-	s.noticeLocked(m, fmt.Sprintf("joined session %s on %s as %s%s; owner %s; the owner's window size %dx%d applies; %s",
-		s.o.ID, s.o.Host, p.Mode, ext, s.o.Owner.Person, s.size.Cols, s.size.Rows, escapeHelp(p)))
+	running := ""
+	if s.o.Command != "" {
+		running = "; running the command " + s.o.Command
+	}
+	s.noticeLocked(m, fmt.Sprintf("joined session %s on %s as %s%s; owner %s%s; the owner's window size %dx%d applies; %s",
+		s.o.ID, s.o.Host, p.Mode, ext, s.o.Owner.Person, running, s.size.Cols, s.size.Rows, escapeHelp(p)))
 	msg := fmt.Sprintf("%s joined as %s%s", p.Person, p.Mode, ext)
 	if s.o.FourEyes && p.qualifiedSecond(s.o.Owner.Person) && s.qualifiedCountLocked() == 1 {
 		switch s.state {
