@@ -254,6 +254,9 @@ const (
 	// are rare and short, and a queue full of output should be dropped for
 	// its output, not because a join happened at the wrong moment.
 	noticeSlack = 64 << 10
+	// commandShown is as much of the session's command as a joiner's
+	// welcome shows: a command may be 128 KiB, four times that escaped.
+	commandShown = 1 << 10
 )
 
 // member is one participant. Once it has left or the session has ended,
@@ -620,8 +623,10 @@ func (s *Session) Join(p Participant, t Terminal) (reason string, err error) {
 		ext = " (external)"
 	}
 	running := ""
-	if s.o.Command != "" {
-		running = "; running the command " + s.o.Command
+	if c := s.o.Command; len(c) > commandShown {
+		running = fmt.Sprintf("; running the command %s… (%d bytes, in full in the audit log)", c[:commandShown], len(c))
+	} else if c != "" {
+		running = "; running the command " + c
 	}
 	s.noticeLocked(m, fmt.Sprintf("joined session %s on %s as %s%s; owner %s%s; the owner's window size %dx%d applies; %s",
 		s.o.ID, s.o.Host, p.Mode, ext, s.o.Owner.Person, running, s.size.Cols, s.size.Rows, escapeHelp(p)))

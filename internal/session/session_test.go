@@ -662,3 +662,19 @@ func TestRemovePausesAtOnce(t *testing.T) {
 		t.Fatalf("bob's Join = %+v", r)
 	}
 }
+
+// TestJoinerToldTheCommand: a joiner's welcome names the session's
+// command, which starts as they join; a long one is cut, so that the
+// welcome stays a line and never costs the joiner their place.
+func TestJoinerToldTheCommand(t *testing.T) {
+	h := newHarness(t, true, func(o *Options) { o.Command = "make deploy" })
+	h.joinLive(bob).term.screen.waitFor(t, "owner alice; running the command make deploy; the owner's window")
+
+	long := strings.Repeat("\x01", 128<<10)
+	h = newHarness(t, true, func(o *Options) { o.Command = long })
+	b := h.joinLive(bob)
+	b.term.screen.waitFor(t, "(131072 bytes, in full in the audit log)")
+	if st := h.s.State(); st != Live {
+		t.Fatalf("state %s after bob joined a session with a long command", st)
+	}
+}
