@@ -678,3 +678,24 @@ func TestJoinerToldTheCommand(t *testing.T) {
 		t.Fatalf("state %s after bob joined a session with a long command", st)
 	}
 }
+
+// TestJoinedTwiceRemovedWhole: a person who joined twice is one second
+// person: Remove (a lock, a reload) takes out both of their terminals,
+// and the session pauses; neither keeps it live.
+func TestJoinedTwiceRemovedWhole(t *testing.T) {
+	h := newHarness(t, true, nil)
+	b1 := goLive(t, h)
+	b2 := h.joinLive(bob)
+	if !h.s.Remove("bob", "bob was locked: gone") {
+		t.Fatal("Remove found nobody")
+	}
+	for _, b := range []*joiner{b1, b2} {
+		if r := b.wait(t); r.reason != "bob was locked: gone" {
+			t.Fatalf("Join = %+v", r)
+		}
+	}
+	if ps := h.s.Participants(); len(ps) != 1 {
+		t.Fatalf("participants %v", ps)
+	}
+	pausedDiscards(t, h, "x")
+}
