@@ -209,6 +209,23 @@ func TestHarnessRequest(t *testing.T) {
 	h.waitEvent(t, 0, "session.start under "+id, func(e audit.Event) bool {
 		return e.Type == audit.SessionStart && e.Host == "prod1" && e.Request == id
 	})
+	// The approval is no second person: a shell still waits for one, and
+	// a command with a terminal under a request made without --tty is
+	// refused; neither reaches the target.
+	before := len(h.targets["prod1"].accepted())
+	sh := h.shell(t, "alice", "root%prod1")
+	sh.expect(t, joinID)
+	sh.expect(t, "waiting")
+	tty := h.start(t, h.client(t, "alice", "root%prod1"), true, "echo tty-$((1+1))")
+	tty.expect(t, "covers commands without a terminal only")
+	if st := tty.wait(t); st == 0 || strings.Contains(tty.out.String(), "tty-2") {
+		t.Fatalf("a command with a terminal under the request: status %d, output %q", st, tty.out.String())
+	}
+	if n := len(h.targets["prod1"].accepted()); n != before {
+		t.Fatalf("sessions under the request without a second person reached the target %d times", n-before)
+	}
+	sh.send(t, "\x1dq") // leaves the waiting room
+	sh.wait(t)
 
 	tm := running(t, h, "alice", "root@prod1", false)
 	if out, stderr, st := h.run(t, "bob", "gw", "revoke "+id+" --reason 'work is done'"); st != 0 || !strings.Contains(out, "1 live session(s) ended") {
@@ -226,9 +243,10 @@ func TestHarnessRequest(t *testing.T) {
 // TestHarnessReloadTakesOutJoiner: a reload that takes away the second
 // person's place takes them out at once and pauses the session, so the
 // owner's input stops: their join right gone, their peer right cut to
-// observing, they or the key they joined with removed, or (M7) a join right left to them only as an
-// external expert (their employment ended and they went on under a
-// freelance contract): an external is never the second person.
+// observing, they or the key they joined with removed, or (M7) a join
+// right left to them only as an external expert (their employment ended
+// and they went on under a freelance contract): an external is never the
+// second person.
 func TestHarnessReloadTakesOutJoiner(t *testing.T) {
 	setRoles := func(h *harness, roles ...string) {
 		for i := range h.spec.persons {
