@@ -186,3 +186,37 @@ func TestHarnessJoinerToldTheCommand(t *testing.T) {
 	}
 	owner.expect(t, "cmd-42")
 }
+
+// TestHarnessExternalSupervised (M7): an external expert with a peer's
+// join right cannot join while no employee is there as second person, is
+// never that person, and types only while one is.
+func TestHarnessExternalSupervised(t *testing.T) {
+	h := newHarness(t, func(s *spec) {
+		s.roles += "  - {id: expert, external: true, allow: [{hosts: {tenant: schule-nord}, join: [peer, observer]}]}\n"
+	}, withPerson("erik", time.Now().UTC().AddDate(0, 0, -10), "expert"))
+	owner := h.shell(t, "alice", "root%prod1")
+	id := owner.expect(t, joinID)
+	alone := h.join(t, "erik", id)
+	alone.expect(t, "external participants may join only under supervision")
+	if st := alone.wait(t); st != 1 {
+		t.Fatalf("erik's lone join: status %d", st)
+	}
+	if ids := h.targets["prod1"].accepted(); len(ids) != 0 {
+		t.Fatalf("an external's join made the session reach the target: %q", ids)
+	}
+
+	peer := h.join(t, "bob", id)
+	owner.expect(t, "the session is live")
+	ext := h.join(t, "erik", id)
+	owner.expect(t, `erik joined as peer \(external\)`)
+	ext.send(t, "echo erik-$((40+2))\n")
+	owner.expect(t, "erik-42")
+
+	peer.c.Close()
+	owner.expect(t, "bob left; input paused")
+	ext.send(t, "echo erik-$((50+5))\n")
+	ext.expect(t, "input is discarded until a second person is present")
+	if strings.Contains(owner.out.String(), "erik-55") {
+		t.Fatal("the external's input reached the target without a second person")
+	}
+}
