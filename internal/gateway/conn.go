@@ -37,6 +37,11 @@ type clientConn struct {
 	tcp    net.Conn              // the client's TCP connection (outer connections only)
 	ack    *netutil.QuickAckConn // tcp's immediate acknowledgements (outer connections only)
 	slot   *connSlot             // counts the channels open on this connection; shared by copies
+
+	// refused holds the kinds of channel and global request this
+	// connection was refused and audited for (auditRefusedOnce); only
+	// serve's goroutine uses it.
+	refused map[string]bool
 }
 
 // closeTransport closes the TCP connection the client's channels travel
@@ -151,11 +156,40 @@ func parseUser(user string) (login, host string, routed bool) {
 	return user[:i], user[i+1:], true
 }
 
+// maxRefusedKinds bounds the kinds of refusal one connection has audited:
+// the kind is the client's text, so a client naming a new channel type
+// each time would otherwise still write an event per try.
+const maxRefusedKinds = 16
+
+// maxKindBytes is the longest channel type an event names in full: RFC
+// 4250 §4.6.1 allows names of 64 characters; a longer one is cut, so that
+// a client cannot put a packet's worth of text into the audit log.
+const maxKindBytes = 64
+
+// auditRefusedOnce audits the refusal of something the gateway never
+// allows (a channel type other than session and direct-tcpip, remote
+// forwarding) the first time a connection asks for its kind, and for at
+// most maxRefusedKinds kinds. The refusal itself is sent every time; the
+// event is the same each time, and a client repeating the request in a
+// loop would otherwise write an fsync'd event per try and fill the audit
+// log (M30), as x11-req and auth-agent-req would per channel
+// (startLimits.forwards).
+func (c *clientConn) auditRefusedOnce(kind string, e audit.ForwardDeniedEvent) {
+	if c.refused[kind] || len(c.refused) >= maxRefusedKinds {
+		return
+	}
+	if c.refused == nil {
+		c.refused = map[string]bool{}
+	}
+	c.refused[kind] = true
+	c.srv.record(e.Event())
+}
+
 // globalRequest refuses a connection-level request. Remote port
 // forwarding (tcpip-forward) is never offered by the gateway.
 func (c *clientConn) globalRequest(r *ssh.Request) {
 	if r.Type == "tcpip-forward" {
-		c.srv.record(audit.ForwardDeniedEvent{Target: c.who(), Kind: "remote", Reason: "remote forwarding is not supported"}.Event())
+		c.auditRefusedOnce("remote", audit.ForwardDeniedEvent{Target: c.who(), Kind: "remote", Reason: "remote forwarding is not supported"})
 	}
 	if r.WantReply {
 		_ = r.Reply(false, nil)
@@ -216,7 +250,11 @@ func (c *clientConn) dispatch(ctx context.Context, nch ssh.NewChannel, rt route,
 	case "direct-tcpip":
 		handle = func() { cc.directTCPIP(ctx, nch, rt) }
 	default:
-		c.srv.record(audit.ForwardDeniedEvent{Target: c.who(), Kind: nch.ChannelType()}.Event())
+		kind := nch.ChannelType()
+		if len(kind) > maxKindBytes {
+			kind = kind[:maxKindBytes] + "…"
+		}
+		c.auditRefusedOnce("channel "+kind, audit.ForwardDeniedEvent{Target: c.who(), Kind: kind})
 		_ = nch.Reject(ssh.Prohibited, "tandem: "+safetext.Line(nch.ChannelType())+" channels are not allowed")
 		return
 	}

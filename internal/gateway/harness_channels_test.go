@@ -1,0 +1,89 @@
+package gateway_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+
+	"tandem.dev/tandem/internal/audit"
+)
+
+// countEvents counts the events of type typ for person from index from on.
+func countEvents(es []audit.Event, from int, typ audit.Type, person string) int {
+	n := 0
+	for _, e := range es[min(from, len(es)):] {
+		if e.Type == typ && e.Person == person {
+			n++
+		}
+	}
+	return n
+}
+
+// TestHarnessRefusedKindsAuditedOnce: channel types and global requests
+// the gateway never offers (X11, agent, tun, streamlocal, remote
+// forwarding) are refused every time, but audited once per kind and
+// connection, as x11-req and auth-agent-req are per channel: a client
+// that repeats them in a loop cannot fill the audit log with one fsync'd
+// event each.
+func TestHarnessRefusedKindsAuditedOnce(t *testing.T) {
+	h := newHarness(t)
+	from := len(h.events(t))
+	c := h.client(t, "alice", "root%db1")
+	kinds := []string{"x11", "auth-agent@openssh.com", "tun@openssh.com", "direct-streamlocal@openssh.com", "forwarded-tcpip", "made-up"}
+	const n = 40
+	for i := 0; i < n; i++ {
+		for _, k := range kinds {
+			_, _, err := c.OpenChannel(k, nil)
+			var oe *ssh.OpenChannelError
+			if !errors.As(err, &oe) || oe.Reason != ssh.Prohibited {
+				t.Fatalf("%s channel: %v, want a prohibited refusal", k, err)
+			}
+		}
+		for _, g := range []string{"tcpip-forward", "streamlocal-forward@openssh.com"} {
+			if ok, _, err := c.SendRequest(g, true, ssh.Marshal(struct {
+				Addr string
+				Port uint32
+			}{"0.0.0.0", 2222})); ok || err != nil {
+				t.Fatalf("%s: ok %v, err %v; want a refusal", g, ok, err)
+			}
+		}
+	}
+	// The connection is still good for honest work.
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := s.Output("echo still-here"); err != nil || string(out) != "still-here\n" {
+		t.Fatalf("after the flood: %q, %v", out, err)
+	}
+	es := h.events(t)
+	if got, want := countEvents(es, from, audit.ForwardDenied, "alice"), len(kinds)+1; got != want {
+		t.Errorf("%d forward.denied events for %d refused kinds sent %d times each, want %d (one per kind; remote forwarding is one kind):%s",
+			got, len(kinds)+2, n, want, types(es[from:]))
+	}
+
+	// A name of 16 KiB, and a new made-up kind each time: a few events
+	// at most, none with the whole name.
+	from = len(es)
+	var oe *ssh.OpenChannelError
+	if _, _, err := c.OpenChannel(strings.Repeat("k", 16<<10), nil); !errors.As(err, &oe) {
+		t.Fatalf("a channel type of 16 KiB: %v, want a refusal", err)
+	}
+	for i := 0; i < 200; i++ {
+		if _, _, err := c.OpenChannel(fmt.Sprintf("made-up-%d", i), nil); !errors.As(err, &oe) {
+			t.Fatalf("a made-up channel type: %v, want a refusal", err)
+		}
+	}
+	es = h.events(t)
+	if got := countEvents(es, from, audit.ForwardDenied, "alice"); got > 16 {
+		t.Errorf("%d forward.denied events for 201 made-up channel types on one connection, want at most 16", got)
+	}
+	for _, e := range es[from:] {
+		if len(e.Attrs["kind"]) > 100 {
+			t.Errorf("an event names a channel type of %d bytes", len(e.Attrs["kind"]))
+		}
+	}
+}
