@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -85,5 +86,37 @@ func TestHarnessRefusedKindsAuditedOnce(t *testing.T) {
 		if len(e.Attrs["kind"]) > 100 {
 			t.Errorf("an event names a channel type of %d bytes", len(e.Attrs["kind"]))
 		}
+	}
+}
+
+// TestHarnessOtherSubsystem: a subsystem other than sftp is refused
+// before any session starts: no session.start that calls it sftp, no
+// recording, no connection to the target, and the refusal is audited
+// as session.denied.
+func TestHarnessOtherSubsystem(t *testing.T) {
+	h := newHarness(t)
+	from := len(h.events(t))
+	c := h.client(t, "alice", "root%db1")
+	ch, reqs, err := c.OpenChannel("session", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ssh.DiscardRequests(reqs)
+	if ok, err := ch.SendRequest("subsystem", true, ssh.Marshal(struct{ Name string }{"netconf"})); err != nil {
+		t.Fatalf("subsystem request: ok %v, %v", ok, err)
+	}
+	stderr, _ := io.ReadAll(ch.Stderr())
+	if !strings.Contains(string(stderr), `subsystem "netconf" is not supported`) {
+		t.Errorf("stderr %q", stderr)
+	}
+	h.waitEvent(t, from, "session.denied", func(e audit.Event) bool {
+		return e.Type == audit.SessionDenied && e.Person == "alice" && e.Attrs["command"] == "netconf"
+	})
+	es := h.events(t)
+	if n := countEvents(es, from, audit.SessionStart, "alice"); n != 0 {
+		t.Errorf("%d session.start events for a refused subsystem:%s", n, types(es[from:]))
+	}
+	if ids := h.targets["db1"].accepted(); len(ids) != 0 {
+		t.Errorf("the target saw a login: %v", ids)
 	}
 }
