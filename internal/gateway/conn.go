@@ -156,6 +156,37 @@ func parseUser(user string) (login, host string, routed bool) {
 	return user[:i], user[i+1:], true
 }
 
+// The longest login and host name a route may give: Linux's login names
+// are shorter than LOGIN_NAME_MAX (256 bytes with the NUL), DNS names at
+// most 253 bytes. Every refused channel on a route audits its login and
+// host name, the login once more in the policy's reason.
+const (
+	maxRouteLogin = 255
+	maxRouteHost  = 253
+)
+
+// routeTooLong explains why user, the SSH user name of an outer
+// connection (login%host, or a plain name that is no route) or of a jump
+// connection (the login), names a login or host no system has, or returns
+// "". Refused at login, so that such a name never reaches an event per
+// channel (the login events themselves keep only its first bytes and its
+// hash).
+func routeTooLong(user string, jump bool) string {
+	login, host, routed := parseUser(user)
+	if jump {
+		login, host, routed = user, "", true
+	}
+	switch {
+	case !routed:
+		return ""
+	case len(login) > maxRouteLogin:
+		return fmt.Sprintf("the login in your user name is %d bytes long; logins have at most %d", len(login), maxRouteLogin)
+	case len(host) > maxRouteHost:
+		return fmt.Sprintf("the host in your user name is %d bytes long; host names have at most %d", len(host), maxRouteHost)
+	}
+	return ""
+}
+
 // maxRefusedKinds bounds the kinds of refusal one connection has audited:
 // the kind is the client's text, so a client naming a new channel type
 // each time would otherwise still write an event per try.

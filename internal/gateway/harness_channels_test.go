@@ -120,3 +120,45 @@ func TestHarnessOtherSubsystem(t *testing.T) {
 		t.Errorf("the target saw a login: %v", ids)
 	}
 }
+
+// TestHarnessLongRoute: a route (login%host, or a jump's login) longer
+// than any login or host name can be is refused at login, so that no
+// refusal per channel writes a client's kilobytes of user name into the
+// audit log again and again (login and host in session.denied, the
+// login twice more in its reason).
+func TestHarnessLongRoute(t *testing.T) {
+	h := newHarness(t)
+	long := strings.Repeat("h", 32<<10)
+	for _, tc := range []struct{ name, dest string }{
+		{"long host", "root%" + long},
+		{"long login", long + "%db1"},
+		{"long login in a jump", long + "@db1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			from := len(h.events(t))
+			if c, err := h.dial(t, "alice", tc.dest); err == nil {
+				for i := 0; i < 5; i++ {
+					if s, err := c.NewSession(); err == nil {
+						_ = s.Run("true")
+					}
+				}
+				c.Close()
+				t.Errorf("logged in with a user name of %d bytes", len(tc.dest))
+			} else if !strings.Contains(err.Error(), "bytes long") {
+				t.Errorf("refused with %v, want the reason", err)
+			}
+			es := h.events(t)
+			big := 0
+			for _, e := range es[from:] {
+				n := len(e.Host) + len(e.Login)
+				for _, v := range e.Attrs {
+					n += len(v)
+				}
+				big = max(big, n)
+			}
+			if big > 4<<10 {
+				t.Errorf("an event of %d bytes of text for a user name of %d bytes:%s", big, len(tc.dest), types(es[from:])[:min(2000, len(types(es[from:])))])
+			}
+		})
+	}
+}
