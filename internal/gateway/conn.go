@@ -156,10 +156,11 @@ func parseUser(user string) (login, host string, routed bool) {
 	return user[:i], user[i+1:], true
 }
 
-// The longest login and host name a route may give: Linux's login names
-// are shorter than LOGIN_NAME_MAX (256 bytes with the NUL), DNS names at
-// most 253 bytes. Every refused channel on a route audits its login and
-// host name, the login once more in the policy's reason.
+// The longest login and host name a route or a forward's destination may
+// give: Linux's login names are shorter than LOGIN_NAME_MAX (256 bytes
+// with the NUL), DNS names at most 253 bytes. Every refused channel on a
+// route audits its login and host name, the login once more in the
+// policy's reason, and a refused forward its destination three times.
 const (
 	maxRouteLogin = 255
 	maxRouteHost  = 253

@@ -162,3 +162,58 @@ func TestHarnessLongRoute(t *testing.T) {
 		})
 	}
 }
+
+// TestHarnessForwardRefusals: forwards the policy does not allow are
+// refused before the target is dialled and audited, whatever the route
+// and however the destination is spelled; a destination host longer
+// than a DNS name is refused without a copy of it in the audit log.
+func TestHarnessForwardRefusals(t *testing.T) {
+	h := newHarness(t)
+	for _, tc := range []struct{ name, dest, host string }{
+		{"plain connection", "alice", "localhost"},
+		{"user route", "root%db1", "localhost"},
+		{"jump route", "root@db1", "localhost"},
+		{"user route, upper case", "root%db1", "LOCALHOST"},
+		{"user route, control characters", "root%db1", "local\x1b[2Jhost\n"},
+		{"user route, long host", "root%db1", strings.Repeat("a", 32<<10)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			from := len(h.events(t))
+			c := h.client(t, "alice", tc.dest)
+			for _, port := range []uint32{22, 5432, 65536 + 22, 0} {
+				_, _, err := c.OpenChannel("direct-tcpip", ssh.Marshal(struct {
+					Host     string
+					Port     uint32
+					OrigHost string
+					OrigPort uint32
+				}{tc.host, port, "127.0.0.1", 1234}))
+				var oe *ssh.OpenChannelError
+				if !errors.As(err, &oe) || oe.Reason != ssh.Prohibited {
+					t.Fatalf("port %d: %v, want a prohibited refusal", port, err)
+				}
+				if strings.ContainsAny(oe.Message, "\x1b\n") {
+					t.Errorf("the refusal carries control characters: %q", oe.Message)
+				}
+			}
+			es := h.events(t)
+			if got := countEvents(es, from, audit.ForwardDenied, "alice"); got != 4 {
+				t.Errorf("%d forward.denied events for 4 refused forwards:%s", got, types(es[from:]))
+			}
+			for _, e := range es[from:] {
+				if e.Type == audit.SessionStart || e.Type == audit.ForwardStart {
+					t.Errorf("a refused forward started: %s %v", e.Type, e.Attrs)
+				}
+				n := 0
+				for _, v := range e.Attrs {
+					n += len(v)
+				}
+				if n > 4<<10 {
+					t.Errorf("a %s event of %d bytes of text", e.Type, n)
+				}
+			}
+			if ids := h.targets["db1"].accepted(); len(ids) != 0 {
+				t.Errorf("the target saw a login: %v", ids)
+			}
+		})
+	}
+}
