@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -215,5 +216,132 @@ func TestHarnessForwardRefusals(t *testing.T) {
 				t.Errorf("the target saw a login: %v", ids)
 			}
 		})
+	}
+}
+
+// req is one hand-crafted channel request.
+type req struct {
+	typ     string
+	payload []byte
+}
+
+func ptyReq(term string, modes string) req {
+	return req{"pty-req", ssh.Marshal(struct {
+		Term                string
+		Columns, Rows, W, H uint32
+		Modes               string
+	}{term, 80, 24, 0, 0, modes})}
+}
+
+func strReq(typ, v string) req { return req{typ, ssh.Marshal(struct{ V string }{v})} }
+
+// rawSession opens a session channel on c, sends reqs in order (each
+// wanting a reply) and returns the replies and what the channel printed
+// within d, or until it closed.
+func rawSession(t *testing.T, c *ssh.Client, d time.Duration, reqs ...req) (replies []bool, out string) {
+	t.Helper()
+	ch, in, err := c.OpenChannel("session", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	go ssh.DiscardRequests(in)
+	var b buffer
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(&b, ch); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(&b, ch.Stderr()); done <- struct{}{} }()
+	for _, r := range reqs {
+		ok, err := ch.SendRequest(r.typ, true, r.payload)
+		if err != nil {
+			break // the channel closed
+		}
+		replies = append(replies, ok)
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for i := 0; i < 2; i++ {
+		select {
+		case <-done:
+		case <-timer.C:
+			return replies, b.String()
+		}
+	}
+	return replies, b.String()
+}
+
+// TestHarnessFourEyesOrders: on a four-eyes host no order or mix of
+// requests on a session channel reaches the target without a second
+// person, on either route: a start without a terminal is refused, one
+// with a terminal waits, and a second start, terminal or subsystem
+// request on the waiting channel is refused.
+func TestHarnessFourEyesOrders(t *testing.T) {
+	h := newHarness(t)
+	for _, dest := range []string{"root%prod1", "root@prod1"} {
+		for _, tc := range []struct {
+			name string
+			reqs []req
+			want string // in what the client reads
+		}{
+			{"exec", []req{strReq("exec", "id")}, "needs an approved access request"},
+			{"shell without a terminal", []req{{typ: "shell"}}, "a shell needs a terminal"},
+			{"sftp", []req{strReq("subsystem", "sftp")}, "needs an approved access request"},
+			{"exec, then a terminal and a shell", []req{strReq("exec", "id"), ptyReq("xterm", ""), {typ: "shell"}}, "needs an approved access request"},
+			{"terminal whose payload does not parse", []req{{"pty-req", []byte("\x00\x00\x00\x05xterm")}, {typ: "shell"}}, "ssh -t gw join"},
+			{"waiting, then exec, shell, subsystem, env, terminal", []req{ptyReq("xterm", ""), {typ: "shell"},
+				strReq("exec", "id"), {typ: "shell"}, strReq("subsystem", "sftp"), {"env", ssh.Marshal(struct{ N, V string }{"LC_X", "1"})},
+				ptyReq("vt100", "")}, "ssh -t gw join"},
+			{"command with a terminal, then agent and X11", []req{ptyReq("xterm", ""), {"auth-agent-req@openssh.com", nil},
+				{"x11-req", ssh.Marshal(struct {
+					Single        bool
+					Proto, Cookie string
+					Screen        uint32
+				}{false, "MIT-MAGIC-COOKIE-1", "00", 0})}, strReq("exec", "id"), strReq("exec", "id")}, "ssh -t gw join"},
+		} {
+			t.Run(dest+" "+tc.name, func(t *testing.T) {
+				c := h.client(t, "alice", dest)
+				replies, out := rawSession(t, c, 500*time.Millisecond, tc.reqs...)
+				if !strings.Contains(out, tc.want) {
+					t.Errorf("output %q, want %q", out, tc.want)
+				}
+				// After a start, nothing more is granted.
+				started := false
+				for i, ok := range replies {
+					if started && ok {
+						t.Errorf("request %d (%s) after the start was granted", i, tc.reqs[i].typ)
+					}
+					if s := tc.reqs[i].typ; s == "exec" || s == "shell" || s == "subsystem" {
+						started = true
+					}
+				}
+				if ids := h.targets["prod1"].accepted(); len(ids) != 0 {
+					t.Fatalf("the target saw a login without a second person: %q", ids)
+				}
+			})
+		}
+	}
+}
+
+// TestHarnessSecondStart: a second exec, shell, subsystem, terminal or
+// env request on a running command's channel is refused and never reaches
+// the target, which runs the first command only.
+func TestHarnessSecondStart(t *testing.T) {
+	h := newHarness(t)
+	c := h.client(t, "alice", "root%db1")
+	replies, out := rawSession(t, c, 3*time.Second, strReq("exec", "echo first; sleep 1; echo done"),
+		strReq("exec", "echo second"), req{typ: "shell"}, strReq("subsystem", "sftp"), ptyReq("xterm", ""),
+		req{"env", ssh.Marshal(struct{ N, V string }{"LC_X", "1"})})
+	if len(replies) == 0 || !replies[0] {
+		t.Fatalf("replies %v, output %q", replies, out)
+	}
+	for i, ok := range replies[1:] {
+		if ok {
+			t.Errorf("request %d after the start was granted", i+1)
+		}
+	}
+	if !strings.Contains(out, "first") || !strings.Contains(out, "done") || strings.Contains(out, "second") {
+		t.Errorf("output %q, want the first command's only", out)
+	}
+	if ids := h.targets["db1"].accepted(); len(ids) != 1 {
+		t.Errorf("target accepted %q, want one certificate", ids)
 	}
 }
