@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"tandem.dev/tandem/internal/audit"
+	"tandem.dev/tandem/internal/record"
 )
 
 // countEvents counts the events of type typ for person from index from on.
@@ -343,5 +344,70 @@ func TestHarnessSecondStart(t *testing.T) {
 	}
 	if ids := h.targets["db1"].accepted(); len(ids) != 1 {
 		t.Errorf("target accepted %q, want one certificate", ids)
+	}
+}
+
+// TestHarnessHugeWindowSize: a terminal holds at most 65535 columns and
+// rows (struct winsize), so sizes above that, as a client may send them
+// in pty-req and window-change, reach the target and the recording
+// alike as 65535: the target would otherwise cut 65616 to 80 while the
+// recording, and the player that replays it, said 65616, and the
+// recording refused a resize above 65536 and lost it.
+func TestHarnessHugeWindowSize(t *testing.T) {
+	h := newHarness(t)
+	c := h.client(t, "alice", "root%db1")
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out buffer
+	s.Stdout, s.Stderr = &out, &out
+	stdin, err := s.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RequestPty("xterm", 1<<32-1, 65536+80, ssh.TerminalModes{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Shell(); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(stdin, "stty size; echo sized\n")
+	out.waitFor(t, func(s string) bool { return strings.Contains(s, "sized\r\n") && strings.Count(s, "sized") >= 2 }, "stty size")
+	if !strings.Contains(out.String(), "65535 65535") {
+		t.Errorf("the target's terminal: %q, want 65535 65535", out.String())
+	}
+	if err := s.WindowChange(1<<32-1, 1<<31); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(stdin, "stty size; echo resized\n")
+	out.waitFor(t, func(s string) bool { return strings.Count(s, "resized") >= 2 }, "stty size after the resize")
+	_, _ = io.WriteString(stdin, "exit\n")
+	_ = s.Wait()
+	end := h.waitEvent(t, 0, "session.end", func(e audit.Event) bool { return e.Type == audit.SessionEnd && e.Person == "alice" })
+	r, err := record.Open(h.vault, end.Attrs["recording"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	m := r.Meta()
+	if m.Cols != 65535 || m.Rows != 65535 {
+		t.Errorf("the recording starts at %dx%d, want 65535x65535", m.Cols, m.Rows)
+	}
+	resized := false
+	for {
+		ev, err := r.Next()
+		if err != nil {
+			break
+		}
+		if ev.Type == record.EvResize {
+			resized = resized || ev.Cols == 65535 && ev.Rows == 65535
+			if ev.Cols > 65535 || ev.Rows > 65535 {
+				t.Errorf("the recording resizes to %dx%d", ev.Cols, ev.Rows)
+			}
+		}
+	}
+	if !resized {
+		t.Error("the recording lacks the resize the target's terminal had")
 	}
 }
