@@ -198,15 +198,15 @@ const maxRefusedKinds = 16
 // a client cannot put a packet's worth of text into the audit log.
 const maxKindBytes = 64
 
-// auditRefusedOnce audits the refusal of something the gateway never
-// allows (a channel type other than session and direct-tcpip, remote
-// forwarding) the first time a connection asks for its kind, and for at
-// most maxRefusedKinds kinds. The refusal itself is sent every time; the
-// event is the same each time, and a client repeating the request in a
-// loop would otherwise write an fsync'd event per try and fill the audit
-// log (M30), as x11-req and auth-agent-req would per channel
-// (startLimits.forwards).
-func (c *clientConn) auditRefusedOnce(kind string, e audit.ForwardDeniedEvent) {
+// auditRefusedOnce audits a refusal that repeats alike (a channel type
+// other than session and direct-tcpip, remote forwarding, a channel past
+// the connection's cap) the first time a connection is refused for its
+// kind, and for at most maxRefusedKinds kinds. The refusal itself is sent
+// every time; the event is the same each time, and a client repeating the
+// request in a loop would otherwise write an fsync'd event per try and
+// fill the audit log (M30), as x11-req and auth-agent-req would per
+// channel (startLimits.forwards).
+func (c *clientConn) auditRefusedOnce(kind string, e audit.Event) {
 	if c.refused[kind] || len(c.refused) >= maxRefusedKinds {
 		return
 	}
@@ -214,14 +214,14 @@ func (c *clientConn) auditRefusedOnce(kind string, e audit.ForwardDeniedEvent) {
 		c.refused = map[string]bool{}
 	}
 	c.refused[kind] = true
-	c.srv.record(e.Event())
+	c.srv.record(e)
 }
 
 // globalRequest refuses a connection-level request. Remote port
 // forwarding (tcpip-forward) is never offered by the gateway.
 func (c *clientConn) globalRequest(r *ssh.Request) {
 	if r.Type == "tcpip-forward" {
-		c.auditRefusedOnce("remote", audit.ForwardDeniedEvent{Target: c.who(), Kind: "remote", Reason: "remote forwarding is not supported"})
+		c.auditRefusedOnce("remote", audit.ForwardDeniedEvent{Target: c.who(), Kind: "remote", Reason: "remote forwarding is not supported"}.Event())
 	}
 	if r.WantReply {
 		_ = r.Reply(false, nil)
@@ -286,7 +286,7 @@ func (c *clientConn) dispatch(ctx context.Context, nch ssh.NewChannel, rt route,
 		if len(kind) > maxKindBytes {
 			kind = kind[:maxKindBytes] + "…"
 		}
-		c.auditRefusedOnce("channel "+kind, audit.ForwardDeniedEvent{Target: c.who(), Kind: kind})
+		c.auditRefusedOnce("channel "+kind, audit.ForwardDeniedEvent{Target: c.who(), Kind: kind}.Event())
 		_ = nch.Reject(ssh.Prohibited, "tandem: "+safetext.Line(nch.ChannelType())+" channels are not allowed")
 		return
 	}

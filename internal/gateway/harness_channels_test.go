@@ -411,3 +411,60 @@ func TestHarnessHugeWindowSize(t *testing.T) {
 		t.Error("the recording lacks the resize the target's terminal had")
 	}
 }
+
+// TestHarnessEnvFiltered: only variables gateway.env_allow names reach
+// the target; those that change what the login runs (LD_PRELOAD,
+// BASH_ENV, PATH) are refused, before and on a terminal's session alike.
+func TestHarnessEnvFiltered(t *testing.T) {
+	h := newHarness(t)
+	env := func(n, v string) req { return req{"env", ssh.Marshal(struct{ N, V string }{n, v})} }
+	for _, pty := range []bool{false, true} {
+		c := h.client(t, "alice", "root%db1")
+		reqs := []req{env("LD_PRELOAD", "/tmp/evil.so"), env("BASH_ENV", "/tmp/evil.sh"), env("PATH", "/tmp/evil"),
+			env("LC_TANDEM_TEST", "passed"), env("lc_lower", "x"), env("LC_", "empty-suffix")}
+		if pty {
+			reqs = append(reqs, ptyReq("xterm", ""))
+		}
+		reqs = append(reqs, strReq("exec", "env; echo END"))
+		replies, out := rawSession(t, c, 3*time.Second, reqs...)
+		want := []bool{false, false, false, true, false, true}
+		for i, w := range want {
+			if i >= len(replies) || replies[i] != w {
+				t.Errorf("pty %v: env %d answered %v, want %v", pty, i, replies, want)
+				break
+			}
+		}
+		if !strings.Contains(out, "LC_TANDEM_TEST=passed") || !strings.Contains(out, "END") {
+			t.Errorf("pty %v: the allowed variable did not arrive: %q", pty, out)
+		}
+		for _, bad := range []string{"LD_PRELOAD", "BASH_ENV", "/tmp/evil", "lc_lower"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("pty %v: %s reached the target: %q", pty, bad, out)
+			}
+		}
+	}
+}
+
+// TestHarnessChannelCapAuditedOnce: a client at its connection's channel
+// cap that goes on opening channels is refused each time, audited once.
+func TestHarnessChannelCapAuditedOnce(t *testing.T) {
+	h := newHarness(t)
+	from := len(h.events(t))
+	c := h.client(t, "alice", "root%db1")
+	for i := 0; i < 10; i++ { // gateway.limits.channels_per_connection's default
+		if _, _, err := c.OpenChannel("session", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 50; i++ {
+		_, _, err := c.OpenChannel("session", nil)
+		var oe *ssh.OpenChannelError
+		if !errors.As(err, &oe) || oe.Reason != ssh.ResourceShortage {
+			t.Fatalf("channel %d past the cap: %v", 11+i, err)
+		}
+	}
+	es := h.events(t)
+	if got := countEvents(es, from, audit.SessionDenied, "alice"); got != 1 {
+		t.Errorf("%d session.denied events for 50 channels past the cap, want 1", got)
+	}
+}
