@@ -110,9 +110,10 @@ func keyByFingerprint(p *config.Person, fp string) *config.Key {
 }
 
 // refuseChannel refuses a new channel because the connection's person may
-// no longer work (see refresh), and audits it.
+// no longer work (see refresh), and audits it, once per reason while the
+// connection stays open.
 func (c *clientConn) refuseChannel(nch ssh.NewChannel, err error, gone bool) {
-	c.srv.record(audit.SessionDeniedEvent{Target: c.who(), Channel: nch.ChannelType(), Reason: err.Error(), ConnectionClosed: &gone}.Event())
+	c.auditRefusedOnce("denied "+err.Error(), audit.SessionDeniedEvent{Target: c.who(), Channel: channelKind(nch), Reason: err.Error(), ConnectionClosed: &gone}.Event())
 	_ = nch.Reject(ssh.Prohibited, "tandem: "+safetext.Lines(err.Error()))
 }
 
@@ -198,6 +199,16 @@ const maxRefusedKinds = 16
 // a client cannot put a packet's worth of text into the audit log.
 const maxKindBytes = 64
 
+// channelKind is a new channel's type as its events name it, cut at
+// maxKindBytes.
+func channelKind(nch ssh.NewChannel) string {
+	kind := nch.ChannelType()
+	if len(kind) > maxKindBytes {
+		kind = kind[:maxKindBytes] + "…"
+	}
+	return kind
+}
+
 // auditRefusedOnce audits a refusal that repeats alike (a channel type
 // other than session and direct-tcpip, remote forwarding, a channel past
 // the connection's cap) the first time a connection is refused for its
@@ -282,10 +293,7 @@ func (c *clientConn) dispatch(ctx context.Context, nch ssh.NewChannel, rt route,
 	case "direct-tcpip":
 		handle = func() { cc.directTCPIP(ctx, nch, rt) }
 	default:
-		kind := nch.ChannelType()
-		if len(kind) > maxKindBytes {
-			kind = kind[:maxKindBytes] + "…"
-		}
+		kind := channelKind(nch)
 		c.auditRefusedOnce("channel "+kind, audit.ForwardDeniedEvent{Target: c.who(), Kind: kind}.Event())
 		_ = nch.Reject(ssh.Prohibited, "tandem: "+safetext.Line(nch.ChannelType())+" channels are not allowed")
 		return

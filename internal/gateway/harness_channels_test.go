@@ -468,3 +468,30 @@ func TestHarnessChannelCapAuditedOnce(t *testing.T) {
 		t.Errorf("%d session.denied events for 50 channels past the cap, want 1", got)
 	}
 }
+
+// TestHarnessNotPermittedNowAuditedOnce: a connection whose person may no
+// longer work (here: the key expired by a reload) but is not closed for
+// it has every new channel refused, and audited once, not per try.
+func TestHarnessNotPermittedNowAuditedOnce(t *testing.T) {
+	h := newHarness(t)
+	c := h.client(t, "alice", "root%db1")
+	h.reload(t, func(h *harness) {
+		for i := range h.spec.persons {
+			if h.spec.persons[i].id == "alice" {
+				h.spec.persons[i].added = time.Now().UTC().AddDate(0, 0, -400)
+			}
+		}
+	})
+	from := len(h.events(t))
+	for i := 0; i < 30; i++ {
+		_, _, err := c.OpenChannel("session", nil)
+		var oe *ssh.OpenChannelError
+		if !errors.As(err, &oe) || oe.Reason != ssh.Prohibited || !strings.Contains(oe.Message, "expired") {
+			t.Fatalf("channel %d: %v, want a refusal for the expired key", i, err)
+		}
+	}
+	es := h.events(t)
+	if got := countEvents(es, from, audit.SessionDenied, "alice"); got != 1 {
+		t.Errorf("%d session.denied events for 30 refused channels, want 1:%s", got, types(es[from:min(len(es), from+3)]))
+	}
+}

@@ -130,7 +130,7 @@ func (c *clientConn) channelAllowed(nch ssh.NewChannel) bool {
 		return true
 	}
 	msg := fmt.Sprintf("tandem: %d channels are open on this connection, the most one connection may hold (gateway.limits.channels_per_connection); close some, or open another connection. `ssh gw whoami` lists your connections.", max)
-	c.auditRefusedOnce("limit channels_per_connection", audit.SessionDeniedEvent{Target: c.who(), Channel: nch.ChannelType(), Reason: "channels_per_connection"}.Event())
+	c.auditRefusedOnce("limit channels_per_connection", audit.SessionDeniedEvent{Target: c.who(), Channel: channelKind(nch), Reason: "channels_per_connection"}.Event())
 	_ = nch.Reject(ssh.ResourceShortage, msg)
 	return false
 }
