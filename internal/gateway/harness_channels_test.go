@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -493,5 +494,31 @@ func TestHarnessNotPermittedNowAuditedOnce(t *testing.T) {
 	es := h.events(t)
 	if got := countEvents(es, from, audit.SessionDenied, "alice"); got != 1 {
 		t.Errorf("%d session.denied events for 30 refused channels, want 1:%s", got, types(es[from:min(len(es), from+3)]))
+	}
+}
+
+// TestHarnessOddRoutes: user names that almost name a route reach no
+// target, and the person reads the refusal without raw control
+// characters.
+func TestHarnessOddRoutes(t *testing.T) {
+	h := newHarness(t)
+	for _, user := range []string{
+		"ro\x1b[2Jot%db1", "root%db1\n", "root%db1\x00", "root%%db1", "root%db1%db1", " root%db1", "root%db1 ",
+		"root%DB1\u202e", "root\u009b%db1", "%db1", "root%", "root%prod1\rroot%db1",
+	} {
+		t.Run(strconv.Quote(user), func(t *testing.T) {
+			_, stderr, status := h.run(t, "alice", user, "id")
+			if status == 0 {
+				t.Errorf("%q ran a command: %q", user, stderr)
+			}
+			for _, r := range stderr {
+				if r == 0x1b || r == 0x9b || r == 0x202e || r == 0 || r == '\r' {
+					t.Errorf("the refusal shows a raw %U: %q", r, stderr)
+				}
+			}
+			if ids := h.targets["db1"].accepted(); len(ids) != 0 {
+				t.Fatalf("%q reached db1: %q", user, ids)
+			}
+		})
 	}
 }
