@@ -99,18 +99,9 @@ func TestHarnessRefusedKindsAuditedOnce(t *testing.T) {
 func TestHarnessOtherSubsystem(t *testing.T) {
 	h := newHarness(t)
 	from := len(h.events(t))
-	c := h.client(t, "alice", "root%db1")
-	ch, reqs, err := c.OpenChannel("session", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ssh.DiscardRequests(reqs)
-	if ok, err := ch.SendRequest("subsystem", true, ssh.Marshal(struct{ Name string }{"netconf"})); err != nil {
-		t.Fatalf("subsystem request: ok %v, %v", ok, err)
-	}
-	stderr, _ := io.ReadAll(ch.Stderr())
-	if !strings.Contains(string(stderr), `subsystem "netconf" is not supported`) {
-		t.Errorf("stderr %q", stderr)
+	_, out := rawSession(t, h.client(t, "alice", "root%db1"), wait, strReq("subsystem", "netconf"))
+	if !strings.Contains(out, `subsystem "netconf" is not supported`) {
+		t.Errorf("output %q", out)
 	}
 	h.waitEvent(t, from, "session.denied", func(e audit.Event) bool {
 		return e.Type == audit.SessionDenied && e.Person == "alice" && e.Attrs["command"] == "netconf"
@@ -520,5 +511,27 @@ func TestHarnessOddRoutes(t *testing.T) {
 				t.Fatalf("%q reached db1: %q", user, ids)
 			}
 		})
+	}
+}
+
+// TestHarnessGatewaySubsystem: the gateway itself has no subsystems; a
+// subsystem request on a plain connection is refused and its name never
+// runs as a gateway command (it did, under a reply that said it failed:
+// `ssh -s gw 'lock bob --reason x'` locked bob).
+func TestHarnessGatewaySubsystem(t *testing.T) {
+	h := newHarness(t)
+	from := len(h.events(t))
+	_, out := rawSession(t, h.client(t, "alice", "gw"), wait, strReq("subsystem", "lock bob --reason x"))
+	if !strings.Contains(out, "no subsystems") {
+		t.Errorf("output %q", out)
+	}
+	es := h.events(t)
+	for _, e := range es[from:] {
+		if e.Type == audit.Command || e.Type == audit.Lock {
+			t.Errorf("the subsystem ran as a command: %s %v", e.Type, e.Attrs)
+		}
+	}
+	if _, stderr, status := h.run(t, "bob", "root%db1", "true"); status != 0 {
+		t.Errorf("bob can no longer work: %d %q", status, stderr)
 	}
 }
