@@ -182,7 +182,7 @@ func (s *Server) stillAllowed(ctx context.Context, st *state, l *liveSession, no
 		return fmt.Sprintf("host %s was removed from the configuration", l.host.Name)
 	}
 	d := st.engine.Authorize(policy.Request{Person: p, Key: k, Host: h, Login: l.login, Action: l.action, PTY: l.pty,
-		Now: now, Lock: s.lockReason(p.ID), Requests: s.requestWindows(ctx, p.ID, now), Freezes: s.freezesNow()})
+		ForwardTo: l.forwardTo, Now: now, Lock: s.lockReason(p.ID), Requests: s.requestWindows(ctx, p.ID, now), Freezes: s.freezesNow()})
 	switch {
 	case d.Verdict == policy.Allow:
 		return ""
