@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,7 +100,7 @@ func TestHarnessRefusedKindsAuditedOnce(t *testing.T) {
 func TestHarnessOtherSubsystem(t *testing.T) {
 	h := newHarness(t)
 	from := len(h.events(t))
-	_, out := rawSession(t, h.client(t, "alice", "root%db1"), wait, strReq("subsystem", "netconf"))
+	_, out := rawSession(t, h.client(t, "alice", "root%db1"), "", strReq("subsystem", "netconf"))
 	if !strings.Contains(out, `subsystem "netconf" is not supported`) {
 		t.Errorf("output %q", out)
 	}
@@ -230,8 +231,9 @@ func strReq(typ, v string) req { return req{typ, ssh.Marshal(struct{ V string }{
 
 // rawSession opens a session channel on c, sends reqs in order (each
 // wanting a reply) and returns the replies and what the channel printed
-// within d, or until it closed.
-func rawSession(t *testing.T, c *ssh.Client, d time.Duration, reqs ...req) (replies []bool, out string) {
+// until it closed or, for a channel that stays open, until the output
+// holds until; it fails the test after wait.
+func rawSession(t *testing.T, c *ssh.Client, until string, reqs ...req) (replies []bool, out string) {
 	t.Helper()
 	ch, in, err := c.OpenChannel("session", nil)
 	if err != nil {
@@ -240,9 +242,15 @@ func rawSession(t *testing.T, c *ssh.Client, d time.Duration, reqs ...req) (repl
 	defer ch.Close()
 	go ssh.DiscardRequests(in)
 	var b buffer
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(&b, ch); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(&b, ch.Stderr()); done <- struct{}{} }()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		var both sync.WaitGroup
+		both.Add(1)
+		go func() { defer both.Done(); _, _ = io.Copy(&b, ch.Stderr()) }()
+		_, _ = io.Copy(&b, ch)
+		both.Wait()
+	}()
 	for _, r := range reqs {
 		ok, err := ch.SendRequest(r.typ, true, r.payload)
 		if err != nil {
@@ -250,16 +258,20 @@ func rawSession(t *testing.T, c *ssh.Client, d time.Duration, reqs ...req) (repl
 		}
 		replies = append(replies, ok)
 	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for i := 0; i < 2; i++ {
+	deadline := time.Now().Add(wait)
+	for {
 		select {
-		case <-done:
-		case <-timer.C:
+		case <-closed:
+			return replies, b.String()
+		case <-time.After(10 * time.Millisecond):
+		}
+		if until != "" && strings.Contains(b.String(), until) {
 			return replies, b.String()
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v the channel is open and its output lacks %q: %q", wait, until, b.String())
+		}
 	}
-	return replies, b.String()
 }
 
 // TestHarnessFourEyesOrders: on a four-eyes host no order or mix of
@@ -292,7 +304,7 @@ func TestHarnessFourEyesOrders(t *testing.T) {
 		} {
 			t.Run(dest+" "+tc.name, func(t *testing.T) {
 				c := h.client(t, "alice", dest)
-				replies, out := rawSession(t, c, 500*time.Millisecond, tc.reqs...)
+				replies, out := rawSession(t, c, tc.want, tc.reqs...)
 				if !strings.Contains(out, tc.want) {
 					t.Errorf("output %q, want %q", out, tc.want)
 				}
@@ -320,7 +332,7 @@ func TestHarnessFourEyesOrders(t *testing.T) {
 func TestHarnessSecondStart(t *testing.T) {
 	h := newHarness(t)
 	c := h.client(t, "alice", "root%db1")
-	replies, out := rawSession(t, c, 3*time.Second, strReq("exec", "echo first; sleep 1; echo done"),
+	replies, out := rawSession(t, c, "", strReq("exec", "echo first; sleep 1; echo done"),
 		strReq("exec", "echo second"), req{typ: "shell"}, strReq("subsystem", "sftp"), ptyReq("xterm", ""),
 		req{"env", ssh.Marshal(struct{ N, V string }{"LC_X", "1"})})
 	if len(replies) == 0 || !replies[0] {
@@ -364,16 +376,18 @@ func TestHarnessHugeWindowSize(t *testing.T) {
 	if err := s.Shell(); err != nil {
 		t.Fatal(err)
 	}
-	_, _ = io.WriteString(stdin, "stty size; echo sized\n")
-	out.waitFor(t, func(s string) bool { return strings.Contains(s, "sized\r\n") && strings.Count(s, "sized") >= 2 }, "stty size")
+	// The marker is computed, so that the terminal's echo of the line
+	// does not count as its output.
+	_, _ = io.WriteString(stdin, "stty size; echo $((40+2))-sized\n")
+	out.waitFor(t, func(s string) bool { return strings.Contains(s, "42-sized") }, "stty size")
 	if !strings.Contains(out.String(), "65535 65535") {
 		t.Errorf("the target's terminal: %q, want 65535 65535", out.String())
 	}
 	if err := s.WindowChange(1<<32-1, 1<<31); err != nil {
 		t.Fatal(err)
 	}
-	_, _ = io.WriteString(stdin, "stty size; echo resized\n")
-	out.waitFor(t, func(s string) bool { return strings.Count(s, "resized") >= 2 }, "stty size after the resize")
+	_, _ = io.WriteString(stdin, "stty size; echo $((40+3))-resized\n")
+	out.waitFor(t, func(s string) bool { return strings.Contains(s, "43-resized") }, "stty size after the resize")
 	_, _ = io.WriteString(stdin, "exit\n")
 	_ = s.Wait()
 	end := h.waitEvent(t, 0, "session.end", func(e audit.Event) bool { return e.Type == audit.SessionEnd && e.Person == "alice" })
@@ -418,7 +432,7 @@ func TestHarnessEnvFiltered(t *testing.T) {
 			reqs = append(reqs, ptyReq("xterm", ""))
 		}
 		reqs = append(reqs, strReq("exec", "env; echo END"))
-		replies, out := rawSession(t, c, 3*time.Second, reqs...)
+		replies, out := rawSession(t, c, "", reqs...)
 		want := []bool{false, false, false, true, false, true}
 		for i, w := range want {
 			if i >= len(replies) || replies[i] != w {
@@ -521,7 +535,7 @@ func TestHarnessOddRoutes(t *testing.T) {
 func TestHarnessGatewaySubsystem(t *testing.T) {
 	h := newHarness(t)
 	from := len(h.events(t))
-	_, out := rawSession(t, h.client(t, "alice", "gw"), wait, strReq("subsystem", "lock bob --reason x"))
+	_, out := rawSession(t, h.client(t, "alice", "gw"), "", strReq("subsystem", "lock bob --reason x"))
 	if !strings.Contains(out, "no subsystems") {
 		t.Errorf("output %q", out)
 	}
