@@ -192,6 +192,8 @@ func (s *Server) stillAllowed(ctx context.Context, st *state, l *liveSession, no
 	d := st.engine.Authorize(policy.Request{Person: p, Key: k, Host: h, Login: l.login, Action: l.action, PTY: l.pty,
 		ForwardTo: l.forwardTo, Now: now, Lock: s.lockReason(p.ID), Requests: s.requestWindows(ctx, p.ID, now), Freezes: s.freezesNow()})
 	switch {
+	case d.Verdict == policy.Allow && l.action == policy.ActionSFTP && !l.readOnly && st.engine.SFTPReadOnly(p, h, l.login):
+		return fmt.Sprintf("%s on %s is now granted by sftp_read_only rules only, and this sftp session may write; open a new one", l.login, h.Name)
 	case d.Verdict == policy.Allow:
 		return ""
 	case d.Verdict == policy.NeedsSecondPerson && l.fourEyes:

@@ -112,6 +112,7 @@ func (c *clientConn) authorize(ctx context.Context, rt route, ss *sessionStart, 
 func (c *clientConn) newLive(rt route, ss *sessionStart, ch ssh.Channel, start audit.SessionStartEvent, req *store.Request) *liveSession {
 	l := &liveSession{owner: c.person.ID, keyFP: c.keyFP, host: rt.host, login: rt.login,
 		action: actionOf(ss), pty: ss.pty != nil, conn: c, ch: ch, eol: eol(ss), startEv: start.Event(), tgt: start.Target}
+	l.readOnly = l.action == policy.ActionSFTP && c.st.engine.SFTPReadOnly(c.person, rt.host, rt.login)
 	l.tgt.Source = "" // only the start names the client's address; the later events never did
 	if start.FourEyes != nil {
 		l.fourEyes = *start.FourEyes

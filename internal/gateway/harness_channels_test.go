@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
 	"tandem.dev/tandem/internal/audit"
@@ -547,5 +548,54 @@ func TestHarnessGatewaySubsystem(t *testing.T) {
 	}
 	if _, stderr, status := h.run(t, "bob", "root%db1", "true"); status != 0 {
 		t.Errorf("bob can no longer work: %d %q", status, stderr)
+	}
+}
+
+// TestHarnessSFTPReadOnlyAfterReload: a reload that leaves a person's
+// login only to sftp_read_only rules ends their running read-write sftp
+// session (an sshfs mount lives for days), as it ends a shell the reload
+// no longer allows; a new one is read-only.
+func TestHarnessSFTPReadOnlyAfterReload(t *testing.T) {
+	h := newHarness(t)
+	c := h.client(t, "alice", "root%db1")
+	fc, err := sftp.NewClient(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	write := func(name string) error {
+		f, err := fc.Create(name)
+		if err != nil {
+			return err
+		}
+		if _, err := f.Write([]byte("data\n")); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}
+	if err := write("rw-before"); err != nil {
+		t.Fatalf("before the reload: %v", err)
+	}
+	h.reload(t, func(h *harness) {
+		h.spec.roles = strings.Replace(h.spec.roles, "logins: [root], join:", "logins: [root], sftp_read_only: true, join:", 1)
+	})
+	time.Sleep(100 * time.Millisecond)
+	if err := write("rw-after"); err == nil {
+		t.Fatal("the running sftp session still writes after a reload made the login read-only")
+	}
+	h.waitEvent(t, 0, "session.end of the sftp session", func(e audit.Event) bool {
+		return e.Type == audit.SessionEnd && strings.Contains(e.Attrs["reason"], "sftp_read_only")
+	})
+	fc2, err := sftp.NewClient(h.client(t, "alice", "root%db1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc2.Close()
+	if _, err := fc2.Create("rw-new"); err == nil {
+		t.Error("a new sftp session writes after the reload made the login read-only")
+	}
+	if _, err := fc2.Stat("rw-before"); err != nil {
+		t.Errorf("a new sftp session cannot read: %v", err)
 	}
 }
