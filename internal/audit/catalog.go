@@ -67,7 +67,7 @@ var specs = []Spec{
 		When:       "A port forward ended; bytes per direction and the recording's hashes.",
 		PersonRole: "owner", PersonDoc: "who opened the forward"},
 	{Type: ForwardDenied, builder: ForwardDeniedEvent{}, Measures: ms("M4"),
-		When:       "A port forward was refused by the policy, or agent, X11 or remote forwarding was asked for (always refused).",
+		When:       "A port forward was refused by the policy, or agent, X11 or remote forwarding or another channel type was asked for (always refused; audited once per kind and channel, or connection for channel types and remote forwarding).",
 		PersonRole: "person", PersonDoc: "who asked"},
 	{Type: ChannelLimited, builder: ChannelLimitedEvent{}, Measures: ms("M30"),
 		When:       "A client went past a cap on what it may send before its session starts; once per channel.",

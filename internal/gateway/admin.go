@@ -34,7 +34,14 @@ func (c *clientConn) commandSession(ctx context.Context, nch ssh.NewChannel) {
 		return
 	}
 	defer ch.Close()
-	_ = ss.start.Reply(ss.start.Type != "subsystem", nil)
+	if ss.start.Type == "subsystem" {
+		// Its name is no command line: refused whole, so that no reply
+		// says it failed while a command of that name runs (`sftp gw`).
+		refuse(ch, ss, fmt.Sprintf("the gateway has no subsystems (%q); name a command (`ssh gw help`), or reach a host: sftp -J gw LOGIN@HOST", ss.command))
+		go ssh.DiscardRequests(reqs)
+		return
+	}
+	_ = ss.start.Reply(true, nil)
 	var status uint32
 	if args, ok := admin.JoinArgs(ss.command); ok {
 		// join attaches this channel to a running session, so the

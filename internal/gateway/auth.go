@@ -203,6 +203,9 @@ func (s *Server) verifiedLogin(st *state, only *config.Person, meta ssh.ConnMeta
 	if only != nil && p.ID != only.ID {
 		return nil, keyRefused("", fp, refusal("key %s belongs to %s, but this connection was opened by %s", fp, p.ID, only.ID))
 	}
+	if msg := routeTooLong(meta.User(), only != nil); msg != "" {
+		return nil, keyRefused(p.ID, fp, refusal("%s", msg))
+	}
 	if blocked, until := s.limit.PersonBlocked(p.ID); blocked {
 		return nil, keyRefused(p.ID, fp, refusal("too many failed logins for %s; try again after %s UTC", p.ID, until.UTC().Format("15:04")))
 	}

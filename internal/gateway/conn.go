@@ -37,6 +37,11 @@ type clientConn struct {
 	tcp    net.Conn              // the client's TCP connection (outer connections only)
 	ack    *netutil.QuickAckConn // tcp's immediate acknowledgements (outer connections only)
 	slot   *connSlot             // counts the channels open on this connection; shared by copies
+
+	// refused holds the kinds of channel and global request this
+	// connection was refused and audited for (auditRefusedOnce); only
+	// serve's goroutine uses it.
+	refused map[string]bool
 }
 
 // closeTransport closes the TCP connection the client's channels travel
@@ -105,9 +110,10 @@ func keyByFingerprint(p *config.Person, fp string) *config.Key {
 }
 
 // refuseChannel refuses a new channel because the connection's person may
-// no longer work (see refresh), and audits it.
+// no longer work (see refresh), and audits it, once per reason while the
+// connection stays open.
 func (c *clientConn) refuseChannel(nch ssh.NewChannel, err error, gone bool) {
-	c.srv.record(audit.SessionDeniedEvent{Target: c.who(), Channel: nch.ChannelType(), Reason: err.Error(), ConnectionClosed: &gone}.Event())
+	c.auditRefusedOnce("denied "+err.Error(), audit.SessionDeniedEvent{Target: c.who(), Channel: channelKind(nch), Reason: err.Error(), ConnectionClosed: &gone}.Event())
 	_ = nch.Reject(ssh.Prohibited, "tandem: "+safetext.Lines(err.Error()))
 }
 
@@ -151,11 +157,82 @@ func parseUser(user string) (login, host string, routed bool) {
 	return user[:i], user[i+1:], true
 }
 
+// The longest login and host name a route or a forward's destination may
+// give: Linux's login names are shorter than LOGIN_NAME_MAX (256 bytes
+// with the NUL), DNS names at most 253 bytes. Every refused channel on a
+// route audits its login and host name, the login once more in the
+// policy's reason, and a refused forward its destination three times.
+const (
+	maxRouteLogin = 255
+	maxRouteHost  = 253
+)
+
+// routeTooLong explains why user, the SSH user name of an outer
+// connection (login%host, or a plain name that is no route) or of a jump
+// connection (the login), names a login or host no system has, or returns
+// "". Refused at login, so that such a name never reaches an event per
+// channel (the login events themselves keep only its first bytes and its
+// hash).
+func routeTooLong(user string, jump bool) string {
+	login, host, routed := parseUser(user)
+	if jump {
+		login, host, routed = user, "", true
+	}
+	switch {
+	case !routed:
+		return ""
+	case len(login) > maxRouteLogin:
+		return fmt.Sprintf("the login in your user name is %d bytes long; logins have at most %d", len(login), maxRouteLogin)
+	case len(host) > maxRouteHost:
+		return fmt.Sprintf("the host in your user name is %d bytes long; host names have at most %d", len(host), maxRouteHost)
+	}
+	return ""
+}
+
+// maxRefusedKinds bounds the kinds of refusal one connection has audited:
+// the kind is the client's text, so a client naming a new channel type
+// each time would otherwise still write an event per try.
+const maxRefusedKinds = 16
+
+// maxKindBytes is the longest channel type an event names in full: RFC
+// 4250 §4.6.1 allows names of 64 characters; a longer one is cut, so that
+// a client cannot put a packet's worth of text into the audit log.
+const maxKindBytes = 64
+
+// channelKind is a new channel's type as its events name it, cut at
+// maxKindBytes.
+func channelKind(nch ssh.NewChannel) string {
+	kind := nch.ChannelType()
+	if len(kind) > maxKindBytes {
+		kind = kind[:maxKindBytes] + "…"
+	}
+	return kind
+}
+
+// auditRefusedOnce audits a refusal that repeats alike (a channel type
+// other than session and direct-tcpip, remote forwarding, a channel past
+// the connection's cap) the first time a connection is refused for its
+// kind, and for at most maxRefusedKinds kinds. The refusal itself is sent
+// every time; the event is the same each time, and a client repeating the
+// request in a loop would otherwise write an fsync'd event per try and
+// fill the audit log (M30), as x11-req and auth-agent-req would per
+// channel (startLimits.forwards).
+func (c *clientConn) auditRefusedOnce(kind string, e audit.Event) {
+	if c.refused[kind] || len(c.refused) >= maxRefusedKinds {
+		return
+	}
+	if c.refused == nil {
+		c.refused = map[string]bool{}
+	}
+	c.refused[kind] = true
+	c.srv.record(e)
+}
+
 // globalRequest refuses a connection-level request. Remote port
 // forwarding (tcpip-forward) is never offered by the gateway.
 func (c *clientConn) globalRequest(r *ssh.Request) {
 	if r.Type == "tcpip-forward" {
-		c.srv.record(audit.ForwardDeniedEvent{Target: c.who(), Kind: "remote", Reason: "remote forwarding is not supported"}.Event())
+		c.auditRefusedOnce("remote", audit.ForwardDeniedEvent{Target: c.who(), Kind: "remote", Reason: "remote forwarding is not supported"}.Event())
 	}
 	if r.WantReply {
 		_ = r.Reply(false, nil)
@@ -216,7 +293,8 @@ func (c *clientConn) dispatch(ctx context.Context, nch ssh.NewChannel, rt route,
 	case "direct-tcpip":
 		handle = func() { cc.directTCPIP(ctx, nch, rt) }
 	default:
-		c.srv.record(audit.ForwardDeniedEvent{Target: c.who(), Kind: nch.ChannelType()}.Event())
+		kind := channelKind(nch)
+		c.auditRefusedOnce("channel "+kind, audit.ForwardDeniedEvent{Target: c.who(), Kind: kind}.Event())
 		_ = nch.Reject(ssh.Prohibited, "tandem: "+safetext.Line(nch.ChannelType())+" channels are not allowed")
 		return
 	}

@@ -47,12 +47,20 @@ func (s *Server) refreshLocks(ctx context.Context) error {
 // lock that landed after the session was authorized but before it was
 // registered found nothing to end: the lock is looked at again once the
 // session is in the registry, so one of the two always sees the other.
+// The same holds for a freeze, for a reload (the session was decided on
+// an older configuration) and for a revoked request (a session under one
+// is decided again on the requests in the store now).
 func (s *Server) register(l *liveSession) {
 	s.live.add(l)
+	st := s.state.Load()
 	if lock := s.lockReason(l.owner); lock != "" {
 		l.end(fmt.Sprintf("%s was locked: %s", l.owner, lock))
-	} else if why := s.frozenOut(s.state.Load(), l); why != "" {
+	} else if why := s.frozenOut(st, l); why != "" {
 		l.end(why) // a freeze that landed meanwhile, the same way
+	} else if st != l.conn.st || l.request != "" {
+		if why := s.stillAllowed(context.Background(), st, l, s.now()); why != "" {
+			l.end(why)
+		}
 	}
 }
 
@@ -182,8 +190,10 @@ func (s *Server) stillAllowed(ctx context.Context, st *state, l *liveSession, no
 		return fmt.Sprintf("host %s was removed from the configuration", l.host.Name)
 	}
 	d := st.engine.Authorize(policy.Request{Person: p, Key: k, Host: h, Login: l.login, Action: l.action, PTY: l.pty,
-		Now: now, Lock: s.lockReason(p.ID), Requests: s.requestWindows(ctx, p.ID, now), Freezes: s.freezesNow()})
+		ForwardTo: l.forwardTo, Now: now, Lock: s.lockReason(p.ID), Requests: s.requestWindows(ctx, p.ID, now), Freezes: s.freezesNow()})
 	switch {
+	case d.Verdict == policy.Allow && l.action == policy.ActionSFTP && !l.readOnly && st.engine.SFTPReadOnly(p, h, l.login):
+		return fmt.Sprintf("%s on %s is now granted by sftp_read_only rules only, and this sftp session may write; open a new one", l.login, h.Name)
 	case d.Verdict == policy.Allow:
 		return ""
 	case d.Verdict == policy.NeedsSecondPerson && l.fourEyes:

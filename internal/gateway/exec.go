@@ -58,6 +58,15 @@ func (c *clientConn) decideSession(ctx context.Context, ch ssh.Channel, ss *sess
 		refuse(ch, ss, fmt.Sprintf("unknown host %s; `ssh gw whoami` lists the hosts you may reach", rt.hostName))
 		return nil, policy.Decision{}
 	}
+	if ss.start.Type == "subsystem" && ss.command != "sftp" {
+		// Only sftp is served, and the policy decides it as sftp: any
+		// other name is refused before a session starts that the audit
+		// log would call sftp.
+		msg := fmt.Sprintf("subsystem %q is not supported (only sftp)", ss.command)
+		c.srv.record(ev.Denied(msg, "").Event())
+		refuse(ch, ss, msg)
+		return nil, policy.Decision{}
+	}
 	now := c.srv.now()
 	d, req := c.authorize(ctx, rt, ss, now)
 	if req != nil {
@@ -103,6 +112,7 @@ func (c *clientConn) authorize(ctx context.Context, rt route, ss *sessionStart, 
 func (c *clientConn) newLive(rt route, ss *sessionStart, ch ssh.Channel, start audit.SessionStartEvent, req *store.Request) *liveSession {
 	l := &liveSession{owner: c.person.ID, keyFP: c.keyFP, host: rt.host, login: rt.login,
 		action: actionOf(ss), pty: ss.pty != nil, conn: c, ch: ch, eol: eol(ss), startEv: start.Event(), tgt: start.Target}
+	l.readOnly = l.action == policy.ActionSFTP && c.st.engine.SFTPReadOnly(c.person, rt.host, rt.login)
 	l.tgt.Source = "" // only the start names the client's address; the later events never did
 	if start.FourEyes != nil {
 		l.fourEyes = *start.FourEyes
@@ -163,9 +173,6 @@ func (c *clientConn) execSession(ctx context.Context, l *liveSession, reqs <-cha
 
 // runUpstream dials the target and runs the session there until it ends.
 func (c *clientConn) runUpstream(ctx context.Context, l *liveSession, reqs <-chan *ssh.Request, ss *sessionStart) (relay.Result, error) {
-	if ss.start.Type == "subsystem" && ss.command != "sftp" {
-		return relay.Result{}, fmt.Errorf("subsystem %q is not supported (only sftp)", ss.command)
-	}
 	client, err := c.st.dialer.Dial(ctx, l.target())
 	if err != nil {
 		return relay.Result{}, err

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -27,6 +28,15 @@ func (c *clientConn) directTCPIP(ctx context.Context, nch ssh.NewChannel, rt rou
 	}
 	if err := ssh.Unmarshal(nch.ExtraData(), &dst); err != nil {
 		_ = nch.Reject(ssh.ConnectionFailed, "tandem: malformed direct-tcpip request")
+		return
+	}
+	if len(dst.Host) > maxRouteHost {
+		// No host has such a name; the policy's refusal would put it
+		// into the audit log three times, once per try.
+		msg := fmt.Sprintf("the destination's host name is %d bytes long; host names have at most %d", len(dst.Host), maxRouteHost)
+		c.srv.record(audit.ForwardDeniedEvent{Target: c.routeTarget(rt), Kind: "local", Mode: modeName(rt), Reason: msg,
+			Destination: net.JoinHostPort(cut(dst.Host, maxUserBytes)+"…", strconv.Itoa(int(dst.Port)))}.Event())
+		_ = nch.Reject(ssh.Prohibited, "tandem: "+msg)
 		return
 	}
 	if h := c.st.cfg.Host(dst.Host); h != nil && !rt.jump {

@@ -123,14 +123,14 @@ func sortedSlots(m map[*connSlot]struct{}) []*connSlot {
 }
 
 // channelAllowed reports whether c may open one more channel; if not, it
-// refuses nch with the cap's name.
+// refuses nch with the cap's name (audited once per connection).
 func (c *clientConn) channelAllowed(nch ssh.NewChannel) bool {
 	max := c.st.cfg.Gateway.Limits.ChannelsPerConnection
 	if c.slot == nil || max <= 0 || int(c.slot.channels.Load()) < max {
 		return true
 	}
 	msg := fmt.Sprintf("tandem: %d channels are open on this connection, the most one connection may hold (gateway.limits.channels_per_connection); close some, or open another connection. `ssh gw whoami` lists your connections.", max)
-	c.srv.record(audit.SessionDeniedEvent{Target: c.who(), Channel: nch.ChannelType(), Reason: "channels_per_connection"}.Event())
+	c.auditRefusedOnce("limit channels_per_connection", audit.SessionDeniedEvent{Target: c.who(), Channel: channelKind(nch), Reason: "channels_per_connection"}.Event())
 	_ = nch.Reject(ssh.ResourceShortage, msg)
 	return false
 }

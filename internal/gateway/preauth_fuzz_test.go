@@ -74,13 +74,24 @@ func FuzzKexScan(f *testing.F) {
 }
 
 // FuzzParseUser: the user-name route splits at its last '%' only, the
-// parts put back together give the name, and the host never holds a '%'.
+// parts put back together give the name, and the host never holds a '%';
+// routeTooLong refuses exactly the routes with a login or host longer
+// than a system has.
 func FuzzParseUser(f *testing.F) {
-	for _, s := range []string{"root%db1", "alice", "a%b%c", "%", "root%", "%host", ""} {
+	for _, s := range []string{"root%db1", "alice", "a%b%c", "%", "root%", "%host", "",
+		strings.Repeat("l", 256) + "%db1", "root%" + strings.Repeat("h", 254), strings.Repeat("l", 255) + "%" + strings.Repeat("h", 253)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, user string) {
 		login, host, routed := parseUser(user)
+		// A route that passes the length check names no login or host
+		// longer than a system has; a plain name is never refused.
+		if msg := routeTooLong(user, false); (msg == "") != (len(login) <= maxRouteLogin && len(host) <= maxRouteHost) {
+			t.Fatalf("%q (login %d, host %d bytes): routeTooLong %q", user, len(login), len(host), msg)
+		}
+		if routeTooLong(user, true) != "" && len(user) <= maxRouteLogin {
+			t.Fatalf("%q refused as a jump's login", user)
+		}
 		if routed != strings.Contains(user, "%") {
 			t.Fatalf("%q: routed %v", user, routed)
 		}

@@ -21,6 +21,15 @@ func parsePTY(pty *ssh.Request) (ptyReq, bool) {
 	return req, pty != nil && ssh.Unmarshal(pty.Payload, &req) == nil
 }
 
+// termSize is a client's window size as a terminal can hold it: struct
+// winsize has 16 bits per dimension, and sshd stores the client's 32 by
+// cutting off the top (65616 columns become 80). Larger values are
+// taken as 65535, for the target and the recording alike, so that the
+// recording never claims a size the target's terminal did not have.
+func termSize(cols, rows uint32) session.Size {
+	return session.Size{Cols: min(cols, 0xffff), Rows: min(rows, 0xffff)}
+}
+
 // ptyTerm reads TERM from a pty-req.
 func ptyTerm(pty *ssh.Request) string {
 	req, _ := parsePTY(pty)
@@ -31,7 +40,7 @@ func ptyTerm(pty *ssh.Request) string {
 func ptySize(pty, winch *ssh.Request) session.Size {
 	var sz session.Size
 	if req, ok := parsePTY(pty); ok {
-		sz = session.Size{Cols: req.Cols, Rows: req.Rows}
+		sz = termSize(req.Cols, req.Rows)
 	}
 	if winch != nil {
 		if w, ok := parseWinch(winch.Payload); ok {
@@ -46,7 +55,7 @@ func parseWinch(p []byte) (session.Size, bool) {
 	if ssh.Unmarshal(p, &w) != nil {
 		return session.Size{}, false
 	}
-	return session.Size{Cols: w.Cols, Rows: w.Rows}, true
+	return termSize(w.Cols, w.Rows), true
 }
 
 func winchPayload(sz session.Size) []byte {

@@ -67,6 +67,10 @@ type liveSession struct {
 	pty    bool
 	// forwardTo is the destination of a port forward ("host:port").
 	forwardTo string
+	// readOnly: an sftp session whose login only sftp_read_only rules
+	// grant; decided with the session, so a reload can tell a read-write
+	// session that may no longer write.
+	readOnly bool
 	// fourEyes: the session started with a second person required.
 	fourEyes bool
 	conn     *clientConn // the connection the session runs on

@@ -28,13 +28,12 @@ func (c *clientConn) serveSFTP(ctx context.Context, l *liveSession, reqs <-chan 
 	defer target.Close()
 	_ = ss.start.Reply(true, nil)
 	go ssh.DiscardRequests(reqs)
-	readOnly := c.st.engine.SFTPReadOnly(c.person, l.host, l.login)
 	// Serve closes the client channel when it is done; the exit status
 	// must go out first, or OpenSSH reports the transfer as failed.
 	// Errors of single operations reach the client as SFTP status codes;
 	// the exit status reports what ended the session as a whole.
 	end := &sftpEnd{ch: l.ch, failed: func() bool { return l.rec.Err() != nil || ctx.Err() != nil }}
-	err = sftpproxy.Serve(ctx, end, target, l.rec.Op, sftpproxy.Options{ReadOnly: readOnly, Now: c.srv.now})
+	err = sftpproxy.Serve(ctx, end, target, l.rec.Op, sftpproxy.Options{ReadOnly: l.readOnly, Now: c.srv.now})
 	_ = end.Close()
 	status := end.status
 	// The SFTP protocol stream in each direction: what session.end reports
