@@ -223,6 +223,13 @@ func (c *call) approve(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	now := c.gw.Now()
+	hs := c.allHostsOf(r)
+	// The right comes first: what follows names the requester and the
+	// hosts, which only a person who may decide the request may learn.
+	if d := c.canDecide(r, hs, now); d.Verdict != policy.Allow {
+		return errors.New(d.Message())
+	}
 	if r.TTY && !*terminals {
 		// The approver must have read this before the request can pass:
 		// a terminal under a request is interactive work without a
@@ -230,11 +237,6 @@ func (c *call) approve(args []string, out io.Writer) error {
 		return fmt.Errorf("request %s asks for terminals: %s could run commands with a terminal (ssh -tt) on %s without a second person; "+
 			"each such session is recorded like a four-eyes session but nobody watches it live.\n"+
 			"  if that is intended, approve with:  ssh gw approve %s --terminals", id, r.Requester, strings.Join(r.Hosts, ", "), id)
-	}
-	now := c.gw.Now()
-	hs := c.allHostsOf(r)
-	if d := c.canDecide(r, hs, now); d.Verdict != policy.Allow {
-		return errors.New(d.Message())
 	}
 	r, err = c.gw.Requests().Approve(c.ctx, id, store.Approval{By: c.who.ID(), At: now, Comment: comment}, c.eng.ApproversNeeded(hs))
 	if err != nil {
