@@ -1,7 +1,10 @@
 package admin
 
 import (
+	"errors"
+
 	"strings"
+	"tandem.dev/tandem/internal/audit"
 	"testing"
 
 	"tandem.dev/tandem/internal/store"
@@ -37,5 +40,54 @@ func TestApproveTerminalsAfterTheRight(t *testing.T) {
 	}
 	if code, out, errOut := g.run("carol", "approve "+id+" --terminals"); code != 0 || !strings.Contains(out, "WITH TERMINALS") {
 		t.Fatalf("carol with --terminals: %d %q %q", code, out, errOut)
+	}
+}
+
+// TestLockedCallerRunsNothing: a person locked after their connection
+// opened (the gateway closes it within evictFlush) runs no command in the
+// meantime, not even one that only reads, and the refusal is audited with
+// the command line.
+func TestLockedCallerRunsNothing(t *testing.T) {
+	g := newFake(t)
+	for _, p := range []string{"carol", "dora"} {
+		g.locks[p] = store.Lock{Person: p, Reason: "laptop stolen"}
+	}
+	// carol leads (reads recordings, decides requests), dora audits.
+	lines := map[string][]string{
+		"carol": {"recordings", "export 0123", "replay 0123", "requests", "sessions", "whoami"},
+		"dora":  {"audit show", "review record 0123 --verdict ok"},
+	}
+	for person, ls := range lines {
+		for _, line := range ls {
+			before := len(g.events)
+			code, out, errOut := g.run(person, line)
+			if code != 1 || out != "" || !strings.Contains(errOut, "your account is locked: laptop stolen") {
+				t.Errorf("locked %s: %s: %d %q %q", person, line, code, out, errOut)
+			}
+			if got := g.events[before:]; len(got) != 1 || got[0].Type != audit.Command || got[0].Attrs["command"] != line {
+				t.Errorf("locked %s: %s: audited %+v", person, line, got)
+			}
+		}
+	}
+}
+
+// TestEveryLineAudited: a line the gateway does not understand — an
+// unknown command, an unterminated quote, a NUL, a line over the cap — is
+// recorded as sent before it is refused, and refused when the audit log
+// is unavailable.
+func TestEveryLineAudited(t *testing.T) {
+	g := newFake(t)
+	for _, line := range []string{"shell", "lock 'bob", "whoami\x00x", "app\u0430ove 1", strings.Repeat("a", maxCommandLine+1), "--bogus"} {
+		before := len(g.events)
+		if code, _, errOut := g.run("alice", line); code != 2 {
+			t.Errorf("%.40q: exit %d %q, want 2", line, code, errOut)
+		}
+		if got := g.events[before:]; len(got) != 1 || got[0].Type != audit.Command || got[0].Attrs["command"] != line {
+			t.Errorf("%.40q: audited %+v", line, got)
+		}
+	}
+	g.auditErr = errors.New("disk full")
+	if code, _, errOut := g.run("alice", "shell"); code != 1 || !strings.Contains(errOut, "the audit log is unavailable") {
+		t.Errorf("without the audit log: %d %q", code, errOut)
 	}
 }
