@@ -1,0 +1,60 @@
+package gateway_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// runAcrossReload opens a session channel of person on dest, reloads the
+// gateway with change, and only then sends command on that channel, as a
+// client may up to a minute after the channel opened.
+func runAcrossReload(t *testing.T, h *harness, person, dest, command string, change func(*harness)) (stdout, stderr string, status int) {
+	t.Helper()
+	c := h.client(t, person, dest)
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.reload(t, change)
+	var out, errb buffer
+	s.Stdout, s.Stderr = &out, &errb
+	timer := time.AfterFunc(wait, func() { c.Close() })
+	err = s.Run(command)
+	timer.Stop()
+	return out.String(), errb.String(), exitStatus(t, err)
+}
+
+// TestHarnessCommandDecidedWhenItArrives: a gateway command is decided on
+// the configuration in force when its line arrives, not the one of when
+// its channel opened: a reload takes bob's approve right away (his
+// connection stays: he and his key remain), and the approve he then sends
+// on a channel opened before is refused.
+func TestHarnessCommandDecidedWhenItArrives(t *testing.T) {
+	h := newHarness(t)
+	id := makeRequest(t, h, "alice", "--hosts prod1 --login root --for 1h --reason restart-db-TICKET-1")
+	out, stderr, st := runAcrossReload(t, h, "bob", "gw", "approve "+id, func(h *harness) {
+		for i := range h.spec.persons {
+			if h.spec.persons[i].id == "bob" {
+				h.spec.persons[i].roles = []string{"dev"}
+			}
+		}
+	})
+	if st != 1 || !strings.Contains(stderr, "may not approve requests for prod1") {
+		t.Fatalf("approve on a channel opened before the reload: status %d, stdout %q, stderr %q", st, out, stderr)
+	}
+}
+
+// TestHarnessTargetDecidedWhenItArrives: the same for a command on a
+// target: a reload takes dave's grant on web1 away, and the command he
+// then sends on a channel opened before never reaches web1.
+func TestHarnessTargetDecidedWhenItArrives(t *testing.T) {
+	h := newHarness(t)
+	out, stderr, st := runAcrossReload(t, h, "dave", "deploy%web1", "echo reached", func(h *harness) {
+		h.spec.roles = strings.Replace(h.spec.roles, "names: [web1]", "names: [db1]", 1)
+	})
+	if accepted := h.targets["web1"].accepted(); st != 1 || strings.Contains(out, "reached") || len(accepted) != 0 {
+		t.Fatalf("exec on a channel opened before the reload: status %d, stdout %q, stderr %q, web1 accepted %q", st, out, stderr, accepted)
+	}
+}
