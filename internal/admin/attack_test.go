@@ -91,3 +91,26 @@ func TestEveryLineAudited(t *testing.T) {
 		t.Errorf("without the audit log: %d %q", code, errOut)
 	}
 }
+
+// TestOpenRequestsCapped: a person cannot bury the other persons' requests
+// under their own in the approvers' listing (the store returns at most
+// the newest 500): past maxOpenRequests undecided requests of theirs, a
+// new one is refused until one is decided or they revoke one.
+func TestOpenRequestsCapped(t *testing.T) {
+	g := newFake(t)
+	first := ""
+	for i := range maxOpenRequests {
+		id := g.request(t, "ticket 42 migrate the db")
+		if i == 0 {
+			first = id
+		}
+	}
+	code, out, errOut := g.run("alice", "request --hosts prod1 --login root --for 1h --reason ticket 43 one too many")
+	if code != 1 || !strings.Contains(errOut, "undecided requests") || strings.Contains(out, "approve") {
+		t.Fatalf("request past the cap: %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := g.run("alice", "revoke "+first+" --reason not needed after all"); code != 0 {
+		t.Fatalf("revoke: %d %q", code, errOut)
+	}
+	g.request(t, "ticket 43 after one was revoked")
+}
