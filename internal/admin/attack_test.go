@@ -1,12 +1,13 @@
 package admin
 
 import (
+	"context"
 	"errors"
-
 	"strings"
-	"tandem.dev/tandem/internal/audit"
 	"testing"
+	"time"
 
+	"tandem.dev/tandem/internal/audit"
 	"tandem.dev/tandem/internal/store"
 )
 
@@ -113,4 +114,51 @@ func TestOpenRequestsCapped(t *testing.T) {
 		t.Fatalf("revoke: %d %q", code, errOut)
 	}
 	g.request(t, "ticket 43 after one was revoked")
+}
+
+// TestDecisionsOnlyOnOpenRequests: a request is decided once: no approval
+// after a denial, a revocation or the end of its window, no denial after
+// an approval; an approver of one tenant decides nothing of another's,
+// whoever knows the id. Each refusal leaves only the command line in the
+// audit log.
+func TestDecisionsOnlyOnOpenRequests(t *testing.T) {
+	g := newFake(t)
+	denied, revoked, expired := requested(t, g), requested(t, g), requested(t, g)
+	mustRun := func(person, line string) {
+		t.Helper()
+		if code, out, errOut := g.run(person, line); code != 0 {
+			t.Fatalf("%s: %s: %d %q %q", person, line, code, out, errOut)
+		}
+	}
+	mustRun("carol", "deny "+denied+" --reason no ticket for this")
+	mustRun("alice", "revoke "+revoked+" --reason not needed any more")
+	mustRun("carol", "approve "+expired)
+	g.now = g.now.Add(2 * time.Hour) // past the 1h window
+	sued, err := g.st.CreateRequest(context.Background(), store.Request{Requester: "alice", Hosts: []string{"sued1"}, Selector: "sued1",
+		Login: "root", Duration: time.Hour, Reason: "ticket 7 of the other tenant", Created: g.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ line, want string }{
+		{"approve " + denied, "not open (it is denied)"},
+		{"approve " + revoked, "not open (it is revoked)"},
+		{"approve " + expired, "not open (it is approved)"},
+		{"deny " + expired + " --reason too late now", "not open (it is approved)"},
+		{"approve " + sued.ID, "may not approve requests for sued1"},
+		{"deny " + sued.ID + " --reason not your tenant", "may not approve requests for sued1"},
+		{"revoke " + sued.ID + " --reason not your tenant", "may not approve requests for sued1"},
+	} {
+		before := len(g.events)
+		if code, out, errOut := g.run("carol", c.line); code != 1 || !strings.Contains(errOut, c.want) {
+			t.Errorf("carol: %s: %d %q %q, want %q", c.line, code, out, errOut, c.want)
+		}
+		for _, e := range g.events[before:] {
+			if e.Type != audit.Command {
+				t.Errorf("carol: %s: audited %s", c.line, e.Type)
+			}
+		}
+	}
+	if r, _ := g.st.GetRequest(context.Background(), sued.ID); r == nil || r.State != store.RequestOpen {
+		t.Errorf("the other tenant's request: %+v", r)
+	}
 }
