@@ -162,3 +162,22 @@ func TestDecisionsOnlyOnOpenRequests(t *testing.T) {
 		t.Errorf("the other tenant's request: %+v", r)
 	}
 }
+
+// TestReplayPausesBounded: replay's pauses are bounded before any
+// recording is opened. The replay sleeps between events without watching
+// the client, and the connection's slot is held until its commands
+// return, so a pause of the client's choosing (--idle-cap 1000h, or a
+// speed that is not a number) would hold the slot long after the client
+// left.
+func TestReplayPausesBounded(t *testing.T) {
+	g := newFake(t)
+	for _, args := range []string{"--idle-cap 1000h", "--idle-cap 61s", "--idle-cap 0s", "--idle-cap -1s", "--speed NaN", "--speed 0", "--speed -2"} {
+		code, _, errOut := g.run("carol", "replay 0123456789 "+args)
+		if code != 1 || !strings.Contains(errOut, "usage: replay") {
+			t.Errorf("replay %s: %d %q, want the usage", args, code, errOut)
+		}
+	}
+	if code, _, errOut := g.run("carol", "replay 0123456789 --idle-cap 1m --speed 0.5"); code != 1 || !strings.Contains(errOut, "no recording of session 0123456789") {
+		t.Errorf("replay within the bounds: %d %q", code, errOut)
+	}
+}
