@@ -146,7 +146,7 @@ func (c *clientConn) execSession(ctx context.Context, l *liveSession, reqs <-cha
 		return
 	}
 	warn(l.ch, ss, warnings)
-	c.srv.register(l)
+	c.srv.register(ctx, l)
 	stop := l.watchRecording()
 	res, err := c.runUpstream(ctx, l, reqs, ss)
 	stop()

@@ -1,9 +1,14 @@
 package gateway_test
 
 import (
+	"context"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"tandem.dev/tandem/internal/audit"
 )
 
 // runAcrossReload opens a session channel of person on dest, reloads the
@@ -57,4 +62,69 @@ func TestHarnessTargetDecidedWhenItArrives(t *testing.T) {
 	if accepted := h.targets["web1"].accepted(); st != 1 || strings.Contains(out, "reached") || len(accepted) != 0 {
 		t.Fatalf("exec on a channel opened before the reload: status %d, stdout %q, stderr %q, web1 accepted %q", st, out, stderr, accepted)
 	}
+}
+
+// TestHarnessRevokedBeforeRegistered: a session decided under a request
+// that is revoked before it registers with the live sessions — the
+// revocation ended none, and the watcher's look at the revoked request
+// came before it too — ends when it registers and never reaches the
+// target.
+func TestHarnessRevokedBeforeRegistered(t *testing.T) {
+	var (
+		id      atomic.Value // the request's id, once known
+		arrived = make(chan struct{})
+		release = make(chan struct{})
+		once    sync.Once
+	)
+	h := newHarness(t, withAuditHook(func(e audit.Event) {
+		if want, _ := id.Load().(string); e.Type == audit.SessionStart && want != "" && e.Request == want {
+			once.Do(func() { close(arrived); <-release })
+		}
+	}))
+	req := makeRequest(t, h, "alice", "--hosts prod1 --login root --for 1h --reason restart-db-TICKET-1")
+	if out, stderr, st := h.run(t, "bob", "gw", "approve "+req); st != 0 {
+		t.Fatalf("approve: status %d, stdout %q, stderr %q", st, out, stderr)
+	}
+	id.Store(req)
+	type result struct {
+		out, stderr string
+		err         error
+	}
+	done := make(chan result, 1)
+	go func() { // not h.run: no t.Fatal off the test's goroutine
+		c, err := h.dial(t, "alice", "root%prod1")
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer c.Close()
+		s, err := c.NewSession()
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		var out, errb buffer
+		s.Stdout, s.Stderr = &out, &errb
+		err = s.Run("echo reached")
+		done <- result{out.String(), errb.String(), err}
+	}()
+	<-arrived // decided under the request, its start about to be stored
+	if out, stderr, st := h.run(t, "bob", "gw", "revoke "+req+" --reason work is done"); st != 0 || !strings.Contains(out, "0 live session(s) ended") {
+		t.Fatalf("revoke: status %d, stdout %q, stderr %q", st, out, stderr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	h.applied(t, ctx, "the revocation")
+	time.Sleep(500 * time.Millisecond) // the watcher's look at requests follows its acknowledgement
+	close(release)
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(wait):
+		t.Fatal("the session under the revoked request did not end")
+	}
+	if r.err == nil || strings.Contains(r.out, "reached") {
+		t.Fatalf("a session under a request revoked before it registered ran: %v, stdout %q, stderr %q", r.err, r.out, r.stderr)
+	}
+	t.Logf("ended: %v, stderr %q", r.err, r.stderr)
 }
