@@ -181,3 +181,32 @@ func TestReplayPausesBounded(t *testing.T) {
 		t.Errorf("replay within the bounds: %d %q", code, errOut)
 	}
 }
+
+// TestStoreGoneFailsClosed: with the state store unavailable every request
+// command refuses, and nothing but the command line is audited.
+func TestStoreGoneFailsClosed(t *testing.T) {
+	g := newFake(t)
+	id := requested(t, g)
+	g.st.Close()
+	for _, line := range []string{
+		"request --hosts prod1 --login root --for 1h --reason ticket 44 store is gone",
+		"requests", "approve " + id, "deny " + id + " --reason store is gone", "revoke " + id + " --reason store is gone",
+	} {
+		person := "carol"
+		if strings.HasPrefix(line, "request") || strings.HasPrefix(line, "revoke") {
+			person = "alice"
+		}
+		before := len(g.events)
+		if code, out, errOut := g.run(person, line); code != 1 || out != "" {
+			t.Errorf("%s: %s: %d %q %q", person, line, code, out, errOut)
+		}
+		for _, e := range g.events[before:] {
+			if e.Type != audit.Command {
+				t.Errorf("%s: %s: audited %s", person, line, e.Type)
+			}
+		}
+	}
+	if len(g.ended) != 0 {
+		t.Errorf("sessions ended without a stored revocation: %q", g.ended)
+	}
+}
