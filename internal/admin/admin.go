@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -191,8 +192,8 @@ func commands() []command {
 }
 
 // Run parses and runs one command line of who on gw and returns its exit
-// status: 0 done, 1 refused or failed, 2 not understood. The command is
-// audited before it runs; without the audit log nothing runs. `join` is
+// status: 0 done, 1 refused or failed, 2 not understood. The line is
+// audited before anything else; without the audit log nothing runs. `join` is
 // not run here: the gateway attaches the terminal (see JoinArgs, Join).
 func Run(ctx context.Context, gw Gateway, who Caller, line string, out, errOut io.Writer) int {
 	if who.Person == nil {
@@ -201,11 +202,27 @@ func Run(ctx context.Context, gw Gateway, who Caller, line string, out, errOut i
 		fmt.Fprintln(errOut, "tandem: commands on the gateway need a person")
 		return 1
 	}
+	if strings.TrimSpace(line) == "" {
+		usage(out) // `ssh gw` alone: nothing asked, nothing to record
+		return 0
+	}
+	// Every line a person sends is recorded as sent before anything else,
+	// a line the gateway refuses unparsed (unknown, malformed, too long)
+	// too: a probe of the command application is an admin action (M9).
+	if !AuditCommand(ctx, gw, who, line, errOut) {
+		return 1
+	}
 	c := newCall(ctx, gw, who)
-	if who.Key != nil {
-		for _, w := range c.eng.CheckPerson(who.Person, who.Key, gw.Now(), "").Warnings {
-			fmt.Fprintf(errOut, "tandem: %s\n", safetext.Line(w))
-		}
+	// The person is decided again for each command, the lock as of now:
+	// the connection's check is from when the channel opened, and a locked
+	// person's connection closes only evictFlush after the lock landed.
+	d := c.eng.CheckPerson(who.Person, who.Key, gw.Now(), c.lock())
+	if d.Verdict != policy.Allow {
+		fmt.Fprintf(errOut, "tandem: %s\n", safetext.Lines(d.Message()))
+		return 1
+	}
+	for _, w := range d.Warnings {
+		fmt.Fprintf(errOut, "tandem: %s\n", safetext.Line(w))
 	}
 	args, err := splitArgs(line)
 	if err != nil {
@@ -219,9 +236,6 @@ func Run(ctx context.Context, gw Gateway, who Caller, line string, out, errOut i
 	for _, cmd := range commands() {
 		if cmd.name != args[0] || cmd.run == nil {
 			continue
-		}
-		if !AuditCommand(ctx, gw, who, line, errOut) {
-			return 1
 		}
 		if err := cmd.run(c, args[1:], out); err != nil {
 			fmt.Fprintf(errOut, "tandem: %s: %s\n", cmd.name, safetext.Lines(err.Error()))

@@ -80,6 +80,10 @@ func clip(s string, n int) string {
 	return s[:i] + "…"
 }
 
+// maxReplayPause bounds replay's --idle-cap, the longest pause between
+// two events of a replay.
+const maxReplayPause = time.Minute
+
 // export writes one recording as asciicast v2 to the client:
 // `ssh gw export ID > session.cast`.
 func (c *call) export(args []string, out io.Writer) error {
@@ -100,9 +104,13 @@ func (c *call) replay(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(out)
 	speed := fs.Float64("speed", 1, "playback speed factor")
-	idle := fs.Duration("idle-cap", 2*time.Second, "longest pause shown")
+	idle := fs.Duration("idle-cap", 2*time.Second, "longest pause shown (at most 1m)")
 	id, err := commandArgs(fs, args, "", "session id")
-	if err != nil || *speed <= 0 {
+	// The replay sleeps between events without watching the client, and
+	// the connection's slot is held until its commands return: a pause
+	// of the client's choosing would hold it long after the client left.
+	// (!(x > 0) refuses NaN too.)
+	if err != nil || !(*speed > 0) || *idle <= 0 || *idle > maxReplayPause {
 		return errors.New("usage: replay SESSION-ID [--speed N] [--idle-cap DURATION]  (use ssh -t)")
 	}
 	r, err := c.openRecording(id, audit.RecordingRead)

@@ -18,6 +18,15 @@ import (
 // Access requests (M8): non-interactive work on four-eyes hosts runs only
 // inside a time-boxed, purpose-bound request that a second person approved.
 
+// A person's open (undecided) requests of the last listedFor are at most
+// maxOpenRequests: the approvers' listing shows the newest requests of
+// that week (the store returns at most 500), and one person's flood must
+// not bury the others' requests there.
+const (
+	listedFor       = 7 * 24 * time.Hour
+	maxOpenRequests = 20
+)
+
 // store is the request store, or errNoStore.
 func (c *call) store() (Requests, error) {
 	st := c.gw.Requests()
@@ -80,6 +89,15 @@ func (c *call) request(args []string, out io.Writer) error {
 	if d.Verdict != policy.Allow {
 		return errors.New(d.Message())
 	}
+	open, err := st.ListRequests(c.ctx, store.RequestFilter{
+		States: []store.RequestState{store.RequestOpen}, Requester: c.who.ID(), Since: now.Add(-listedFor)})
+	if err != nil {
+		return err
+	}
+	if len(open) >= maxOpenRequests {
+		return fmt.Errorf("you have %d undecided requests of the last %d days, the most one person may have; "+
+			"ask for a decision, or revoke one you no longer need (ssh gw requests lists them)", len(open), listedFor/(24*time.Hour))
+	}
 	names := make([]string, len(hosts))
 	for i, h := range hosts {
 		names[i] = h.Name
@@ -113,7 +131,7 @@ func (c *call) requests(args []string, out io.Writer) error {
 	}
 	now := c.gw.Now()
 	rs, err := st.ListRequests(c.ctx, store.RequestFilter{
-		States: []store.RequestState{store.RequestOpen, store.RequestApproved}, Since: now.Add(-7 * 24 * time.Hour),
+		States: []store.RequestState{store.RequestOpen, store.RequestApproved}, Since: now.Add(-listedFor),
 	})
 	if err != nil {
 		return err
@@ -223,6 +241,13 @@ func (c *call) approve(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	now := c.gw.Now()
+	hs := c.allHostsOf(r)
+	// The right comes first: what follows names the requester and the
+	// hosts, which only a person who may decide the request may learn.
+	if d := c.canDecide(r, hs, now); d.Verdict != policy.Allow {
+		return errors.New(d.Message())
+	}
 	if r.TTY && !*terminals {
 		// The approver must have read this before the request can pass:
 		// a terminal under a request is interactive work without a
@@ -230,11 +255,6 @@ func (c *call) approve(args []string, out io.Writer) error {
 		return fmt.Errorf("request %s asks for terminals: %s could run commands with a terminal (ssh -tt) on %s without a second person; "+
 			"each such session is recorded like a four-eyes session but nobody watches it live.\n"+
 			"  if that is intended, approve with:  ssh gw approve %s --terminals", id, r.Requester, strings.Join(r.Hosts, ", "), id)
-	}
-	now := c.gw.Now()
-	hs := c.allHostsOf(r)
-	if d := c.canDecide(r, hs, now); d.Verdict != policy.Allow {
-		return errors.New(d.Message())
 	}
 	r, err = c.gw.Requests().Approve(c.ctx, id, store.Approval{By: c.who.ID(), At: now, Comment: comment}, c.eng.ApproversNeeded(hs))
 	if err != nil {

@@ -75,7 +75,7 @@ var specs = []Spec{
 
 	// Gateway commands and access requests.
 	{Type: Command, builder: CommandEvent{}, Measures: ms("M9", "M18"),
-		When:       "A gateway command (`ssh gw whoami`, `join`, `approve` …) is about to run; stored first, or the command does not run.",
+		When:       "A gateway command (`ssh gw whoami`, `join`, `approve` …) is about to run, or a line sent to the gateway that it refuses unread (unknown command, malformed, too long); stored first, or nothing runs. The outcome of a refused command shows in the absence of its transition (`request.approve`, `lock` …).",
 		PersonRole: "person", PersonDoc: "who runs it"},
 	{Type: RequestCreate, builder: RequestCreateEvent{}, Measures: ms("M8"),
 		When:       "A person asked for time-boxed access (`ssh gw request`); the request is stored first.",

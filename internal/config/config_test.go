@@ -210,6 +210,8 @@ func TestBrokenFiles(t *testing.T) {
 		{name: "key not in strict profile", edits: map[int]string{9: `      - {key: "ED", added: 2026-01-01}`}, add: "gateway: {crypto_profile: strict}\n", line: 9, msg: "not accepted by crypto profile strict"},
 		{name: "same key twice for one person", edits: map[int]string{9: `      - {key: "K1", added: 2026-01-01}` + "\n" + `      - {key: "K1", added: 2026-02-01}`}, line: 10, msg: "registered twice (first at line 9)"},
 		{name: "same key for two persons", edits: map[int]string{9: `      - {key: "K1", added: 2026-01-01}` + "\n  - {id: bob, name: Bob, email: bob@example.org, roles: [admin], keys: [{key: \"K1\", added: 2026-01-01}]}"}, line: 10, msg: "registered for both persons alice (line 9) and bob"},
+		{name: "one email for two persons", edits: map[int]string{9: `      - {key: "K1", added: 2026-01-01}` + "\n  - {id: alice2, name: Alice, email: Alice@Example.ORG, roles: [admin], keys: [{key: \"K2\", added: 2026-01-01}]}"}, line: 10,
+			msg: "person alice2: email Alice@Example.ORG is also the email of person alice (line 6)"},
 		{name: "key added missing", edits: map[int]string{9: `      - {key: "K1"}`}, line: 9, msg: "key 1 has no added date"},
 		{name: "key added bad date", edits: map[int]string{9: `      - {key: "K1", added: 2026-13-01}`}, line: 9, msg: `invalid date "2026-13-01"`},
 		{name: "key added german date", edits: map[int]string{9: `      - {key: "K1", added: 01.10.2026}`}, line: 9, msg: "write it as YYYY-MM-DD"},

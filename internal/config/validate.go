@@ -64,9 +64,11 @@ func validate(c *Config, pos *positions, r *report) {
 	}
 	persons := map[string]int{}
 	keys := map[string]keyOwner{}
+	emails := map[string]keyOwner{}
 	for i := range c.Persons {
 		validatePerson(c, i, pos, r, persons, roles, keys, prof)
 		checkExternalPerson(c, i, pos, r)
+		checkOneAccount(c, i, pos, r, emails)
 	}
 	hosts := map[string]int{}
 	addrs := map[string]int{}
@@ -287,7 +289,7 @@ func checkPositive(r *report, pos *positions, d Duration, path ...any) bool {
 	return false
 }
 
-// keyOwner remembers where a key fingerprint was first seen.
+// keyOwner remembers where a key fingerprint (or an email) was first seen.
 type keyOwner struct {
 	person string
 	line   int
@@ -373,6 +375,24 @@ func parseKey(s string) (ssh.PublicKey, string, error) {
 		return nil, "", fmt.Errorf("a certificate is not accepted here; give the plain public key")
 	}
 	return pub, comment, nil
+}
+
+// checkOneAccount refuses a second person with the email of another:
+// every account belongs to one natural person, and a second account would
+// let them approve their own access requests and join their own sessions
+// as the second person. Addresses compare without regard to case.
+func checkOneAccount(c *Config, i int, pos *positions, r *report, emails map[string]keyOwner) {
+	p := &c.Persons[i]
+	if p.Email == "" {
+		return // reported as missing
+	}
+	line := pos.line("persons", i, "email")
+	e := strings.ToLower(p.Email)
+	if prev, dup := emails[e]; dup {
+		r.add(line, "person %s: email %s is also the email of person %s (line %d); every account belongs to one natural person", p.ID, p.Email, prev.person, prev.line)
+		return
+	}
+	emails[e] = keyOwner{person: p.ID, line: line}
 }
 
 func checkEmail(e string) error {

@@ -29,7 +29,7 @@ var errNoStore = errors.New("this gateway has no state store")
 
 // commandSession serves a session channel on the gateway itself.
 func (c *clientConn) commandSession(ctx context.Context, nch ssh.NewChannel) {
-	ch, reqs, ss, ok := c.acceptSession(nch)
+	c, ch, reqs, ss, ok := c.acceptSession(nch)
 	if !ok {
 		return
 	}

@@ -33,18 +33,43 @@ type sessionStart struct {
 
 // acceptSession accepts a session channel and collects what the client
 // asks for before its session starts; false means the channel is already
-// closed (or never opened) and there is nothing left to do.
-func (c *clientConn) acceptSession(nch ssh.NewChannel) (ssh.Channel, <-chan *ssh.Request, *sessionStart, bool) {
+// closed (or never opened) and there is nothing left to do. It returns
+// the connection as decided again once the start request arrived (see
+// recheck), which the session must use instead of c.
+func (c *clientConn) acceptSession(nch ssh.NewChannel) (*clientConn, ssh.Channel, <-chan *ssh.Request, *sessionStart, bool) {
 	ch, reqs, err := nch.Accept()
 	if err != nil {
-		return nil, nil, nil, false
+		return nil, nil, nil, nil, false
 	}
 	ss, ok := c.collectStart(ch, reqs)
 	if !ok {
 		_ = ch.Close()
-		return nil, nil, nil, false
+		return nil, nil, nil, nil, false
 	}
-	return ch, reqs, ss, true
+	cc, ok := c.recheck(ch, ss)
+	if !ok {
+		return nil, nil, nil, nil, false
+	}
+	return cc, ch, reqs, ss, true
+}
+
+// recheck decides the connection's person again (refresh) once the
+// channel's start request has arrived. admit decided on the state of when
+// the channel opened, and a client may wait startTimeout before it names
+// its command: a reload or a lock in between must apply to that command,
+// as it applies to a new channel. A refusal is audited and told, and ends
+// the channel (and the connection when it has lost its right to exist).
+func (c *clientConn) recheck(ch ssh.Channel, ss *sessionStart) (*clientConn, bool) {
+	cc, gone, err := c.refresh()
+	if err == nil {
+		return cc, true
+	}
+	c.srv.record(audit.SessionDeniedEvent{Target: c.who(), Channel: "session", Reason: err.Error(), ConnectionClosed: &gone}.Event())
+	refuse(ch, ss, err.Error())
+	if gone {
+		c.closeTransport()
+	}
+	return nil, false
 }
 
 // collectStart gathers the requests a client sends before starting the

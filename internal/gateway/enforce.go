@@ -48,20 +48,48 @@ func (s *Server) refreshLocks(ctx context.Context) error {
 // registered found nothing to end: the lock is looked at again once the
 // session is in the registry, so one of the two always sees the other.
 // The same holds for a freeze, for a reload (the session was decided on
-// an older configuration) and for a revoked request (a session under one
-// is decided again on the requests in the store now).
-func (s *Server) register(l *liveSession) {
+// an older configuration) and for a revoked request (read again by its
+// id, as the watcher reads it).
+func (s *Server) register(ctx context.Context, l *liveSession) {
 	s.live.add(l)
 	st := s.state.Load()
 	if lock := s.lockReason(l.owner); lock != "" {
 		l.end(fmt.Sprintf("%s was locked: %s", l.owner, lock))
 	} else if why := s.frozenOut(st, l); why != "" {
 		l.end(why) // a freeze that landed meanwhile, the same way
-	} else if st != l.conn.st || l.request != "" {
-		if why := s.stillAllowed(context.Background(), st, l, s.now()); why != "" {
+	} else if why, err := s.requestEnded(ctx, l.request); why != "" || err != nil {
+		// A revocation between the decision and here ended nothing (l
+		// was not registered yet), and the watcher's look at requests
+		// after it may have come before too: read again, now that any
+		// later revocation finds l. Unreadable: refused, as authorize
+		// refuses it.
+		if err != nil {
+			why = "the access request cannot be read; try again, or tell the gateway's operators"
+		}
+		l.end(why)
+	} else if st != l.conn.st {
+		if why := s.stillAllowed(ctx, st, l, s.now()); why != "" {
 			l.end(why)
 		}
 	}
+}
+
+// requestEnded says why request id (none: "") no longer allows a session:
+// forged, gone, or not approved for now. err is a failure to read it.
+func (s *Server) requestEnded(ctx context.Context, id string) (why string, err error) {
+	if id == "" || s.store == nil {
+		return "", nil
+	}
+	r, err := s.store.GetRequest(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrForged):
+		return err.Error(), nil
+	case err != nil:
+		return "", err
+	case r == nil || !r.ActiveAt(s.now()):
+		return fmt.Sprintf("request %s is no longer approved", id), nil
+	}
+	return "", nil
 }
 
 // sweepLocks throws out every locked person again. The watcher calls it on
@@ -132,11 +160,8 @@ func (s *Server) checkRequestSessions(ctx context.Context, reread bool) {
 		if !reread || s.store == nil {
 			continue
 		}
-		r, err := s.store.GetRequest(ctx, l.request)
-		if errors.Is(err, store.ErrForged) {
-			l.end(err.Error())
-		} else if err == nil && (r == nil || !r.ActiveAt(now)) {
-			l.end(fmt.Sprintf("request %s is no longer approved", l.request))
+		if why, _ := s.requestEnded(ctx, l.request); why != "" {
+			l.end(why) // a read that fails is tried again next poll
 		}
 	}
 }

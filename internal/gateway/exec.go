@@ -19,11 +19,12 @@ import (
 // collects what the client asks for, asks the policy, and runs what the
 // policy allows.
 func (c *clientConn) targetSession(ctx context.Context, nch ssh.NewChannel, rt route) {
-	ch, reqs, ss, ok := c.acceptSession(nch)
+	c, ch, reqs, ss, ok := c.acceptSession(nch)
 	if !ok {
 		return
 	}
 	defer ch.Close()
+	rt.host = c.st.cfg.Host(rt.hostName) // as configured now (see recheck)
 	l, d := c.decideSession(ctx, ch, ss, rt)
 	switch {
 	case l == nil: // refused, and told so
@@ -155,7 +156,7 @@ func (c *clientConn) execSession(ctx context.Context, l *liveSession, reqs <-cha
 		return
 	}
 	warn(l.ch, ss, warnings)
-	c.srv.register(l)
+	c.srv.register(ctx, l)
 	stop := l.watchRecording()
 	res, err := c.runUpstream(ctx, l, reqs, ss)
 	stop()

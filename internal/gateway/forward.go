@@ -99,7 +99,7 @@ func (c *clientConn) relayForward(ctx context.Context, nch ssh.NewChannel, l *li
 			l.request, l.requestUntil = r.ID, r.ValidUntil
 		}
 	}
-	c.srv.register(l)
+	c.srv.register(ctx, l)
 	if !l.setUpstream(up) {
 		ch.Close()
 		out.Close()

@@ -70,6 +70,9 @@ type spec struct {
 	noServe bool   // the test calls Serve itself
 	gateway string // further "key: value" entries of the gateway section
 	node    *hNode // a node of a cluster (harness_cluster_test.go)
+	// auditHook, if set, sees each event before the audit log stores it,
+	// on the goroutine that appends it.
+	auditHook func(audit.Event)
 }
 
 // option changes the harness's spec before it starts.
@@ -86,6 +89,23 @@ func withPerson(id string, added time.Time, roles ...string) option {
 // withPolicy adds lines under policy:, e.g. "require_fido2: [test]".
 func withPolicy(line string) option {
 	return func(s *spec) { s.policy += "  " + line + "\n" }
+}
+
+// withAuditHook has hook see each event before the audit log stores it:
+// a test can hold a session there, between its decision and its start.
+func withAuditHook(hook func(audit.Event)) option {
+	return func(s *spec) { s.auditHook = hook }
+}
+
+// hookedSink is the audit log with a hook before each append.
+type hookedSink struct {
+	audit.Sink
+	hook func(audit.Event)
+}
+
+func (s hookedSink) Append(ctx context.Context, e audit.Event) error {
+	s.hook(e)
+	return s.Sink.Append(ctx, e)
 }
 
 // withoutServe leaves calling Serve to the test.
@@ -254,7 +274,11 @@ func newHarness(t *testing.T, opts ...option) *harness {
 			t.Fatal(err)
 		}
 	}
-	o := gateway.Options{Config: cfg, Keys: h.keys, Audit: alog, Store: st, Recorder: rec, Logger: logger}
+	var sink audit.Sink = alog
+	if sp.auditHook != nil {
+		sink = hookedSink{alog, sp.auditHook}
+	}
+	o := gateway.Options{Config: cfg, Keys: h.keys, Audit: sink, Store: st, Recorder: rec, Logger: logger}
 	sp.node.wire(&o)
 	h.srv, err = gateway.New(o)
 	if err != nil {

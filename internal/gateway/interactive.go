@@ -40,7 +40,7 @@ func (c *clientConn) interactive(ctx context.Context, l *liveSession, reqs <-cha
 	warn(l.ch, ss, d.Warnings)
 	closed := make(chan struct{})
 	c.share(l, h, size, ss.command, closed)
-	c.srv.register(l)
+	c.srv.register(ctx, l)
 	if l.fourEyes {
 		fmt.Fprintf(l.ch.Stderr(), "tandem: %s\r\n  ask a colleague to run:  ssh -t gw join %s\r\n  (gw as `tandem client-config` sets it up; without it: ssh -t %s join %s)\r\n",
 			safetext.Line(d.Reason), l.id, safetext.Line(c.srv.gatewayHint(c.st)), l.id)
