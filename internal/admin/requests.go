@@ -21,9 +21,10 @@ import (
 // A person's open (undecided) requests of the last listedFor are at most
 // maxOpenRequests: the approvers' listing shows the newest requests of
 // that week (the store returns at most 500), and one person's flood must
-// not bury the others' requests there.
+// not bury the others' requests there. The week is the store's
+// RequestOpenFor: an older request can no longer be approved.
 const (
-	listedFor       = 7 * 24 * time.Hour
+	listedFor       = store.RequestOpenFor
 	maxOpenRequests = 20
 )
 

@@ -316,10 +316,18 @@ func (s *Store) ActiveRequests(ctx context.Context, requester string, now time.T
 	return out, nil
 }
 
+// RequestOpenFor is how long a request may wait for its decision. A
+// request is purpose-bound and time-boxed: the reason it gives and the
+// window it asks for are about its own days, and an approval weeks later
+// would open a window for work nobody asked for now. A request older than
+// this can no longer be approved; the requester asks anew. It is also the
+// week that `ssh gw requests` lists.
+const RequestOpenFor = 7 * 24 * time.Hour
+
 // Approve records a's approval of the open request id. Once need distinct
 // persons have approved (need below 1 counts as 1), the request becomes
 // approved with the window [a.At, a.At+Duration). It refuses a request that
-// is not open (ErrNotOpen), a second approval by the same person
+// is not open or has waited RequestOpenFor (ErrNotOpen), a second approval by the same person
 // (ErrDuplicateApprover) and the requester's own (ErrSelfApproval). Who may
 // approve at all is the policy's question, asked before.
 func (s *Store) Approve(ctx context.Context, id string, a Approval, need int) (Request, error) {
@@ -343,6 +351,9 @@ func (s *Store) Approve(ctx context.Context, id string, a Approval, need int) (R
 		switch {
 		case r.State != RequestOpen:
 			return false, fmt.Errorf("%w (it is %s)", ErrNotOpen, r.State)
+		case a.At.Sub(r.Created) >= RequestOpenFor:
+			return false, fmt.Errorf("%w (it lapsed undecided: asked %s, and a request waits %d days at most; ask anew)",
+				ErrNotOpen, r.Created.UTC().Format("2006-01-02 15:04 UTC"), RequestOpenFor/(24*time.Hour))
 		case a.By == r.Requester:
 			return false, ErrSelfApproval
 		}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -187,6 +188,21 @@ func TestApprove(t *testing.T) {
 		if got.State != RequestApproved || !got.ValidFrom.Equal(final) || !got.ValidUntil.Equal(final.Add(2*time.Hour)) ||
 			got.DecidedBy != "carol" || len(got.Approvals) != 2 || got.Approvals[0].By != "bob" || got.Approvals[1].By != "carol" {
 			t.Errorf("after two of two approvals: %+v", got)
+		}
+
+		// A request that waited RequestOpenFor lapses: no approval opens
+		// a window for it any more, and the refusal changes nothing.
+		old := mustCreate(t, s, newRequest("alice", t0))
+		g = mustGeneration(t, s)
+		if _, err := s.Approve(ctx, old.ID, Approval{By: "bob", At: t0.Add(RequestOpenFor)}, 1); !errors.Is(err, ErrNotOpen) ||
+			!strings.Contains(err.Error(), "lapsed undecided") {
+			t.Errorf("approve a request that waited %v: %v, want ErrNotOpen (lapsed)", RequestOpenFor, err)
+		}
+		if again := mustGet(t, s, old.ID); again.State != RequestOpen || len(again.Approvals) != 0 || mustGeneration(t, s) != g {
+			t.Errorf("after the refused approval: %+v", again)
+		}
+		if got, err := s.Approve(ctx, old.ID, Approval{By: "bob", At: t0.Add(RequestOpenFor - time.Minute)}, 1); err != nil || got.State != RequestApproved {
+			t.Errorf("approve a minute before it lapses: %+v, %v", got, err)
 		}
 
 		// Need below 1 counts as 1; unknown ids are reported as such.
