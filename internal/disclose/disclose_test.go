@@ -3,6 +3,8 @@ package disclose
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"os"
@@ -317,4 +319,58 @@ func FuzzParseRecipient(f *testing.F) {
 			t.Fatalf("a recipient that parses cannot encrypt: %v", err)
 		}
 	})
+}
+
+// The manifest is not signed: its hashes show only that the files are the
+// ones it names. events.jsonl is what the recipient reads, so verify ties
+// it to the proven records: a line changed, added or dropped, with the
+// manifest's hash made to fit, fails.
+func TestVerifyTiesEventsToTheProvenRecords(t *testing.T) {
+	id, _ := age.GenerateX25519Identity()
+	l := audittest.New(t, day0, caseEvents(id.Recipient().String(), approval("dora", true), approval("bob", false))...)
+	k, _ := record.FileKEK(filepath.Join(filepath.Dir(l.Data), "kek"))
+	v, _ := record.OpenVault(filepath.Join(l.Data, "vault"), k)
+	out := filepath.Join(t.TempDir(), "case.tar.age")
+	if _, err := Export(ExportOptions{AuditDir: l.Dir, DataDir: l.Data, Vault: v, Case: load(t, l), Out: out, Now: day0.Add(time.Hour),
+		Record: func(Result) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyDir(unpack(t, out, id), l.Key); err != nil {
+		t.Fatal(err)
+	}
+	for name, change := range map[string]func([]byte) []byte{
+		"command changed": func(b []byte) []byte { return bytes.Replace(b, []byte("cat /etc/shadow"), []byte("id"), 1) },
+		"line added": func(b []byte) []byte {
+			return append(b, `{"index":99,"time":"2030-05-01T09:30:00Z","type":"session.start","person":"mallory"}`+"\n"...)
+		},
+		"line dropped": func(b []byte) []byte { _, rest, _ := bytes.Cut(b, []byte("\n")); return rest },
+		"field added":  func(b []byte) []byte { return bytes.Replace(b, []byte(`{"index"`), []byte(`{"note":"x","index"`), 1) },
+	} {
+		dir := unpack(t, out, id)
+		ev := filepath.Join(dir, "events.jsonl")
+		b, _ := os.ReadFile(ev)
+		b = change(b)
+		if err := os.WriteFile(ev, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mf := filepath.Join(dir, "manifest.json")
+		var man Manifest
+		mb, _ := os.ReadFile(mf)
+		if err := json.Unmarshal(mb, &man); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		for i := range man.Files {
+			if man.Files[i].Name == "events.jsonl" {
+				man.Files[i].SHA256, man.Files[i].Size = hex.EncodeToString(sum[:]), int64(len(b))
+			}
+		}
+		mb, _ = json.Marshal(man)
+		if err := os.WriteFile(mf, mb, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := VerifyDir(dir, l.Key); err == nil || !strings.Contains(err.Error(), "events.jsonl") {
+			t.Errorf("%s: verified (%v)", name, err)
+		}
+	}
 }
