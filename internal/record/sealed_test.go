@@ -339,3 +339,29 @@ type timeDuration = time.Duration
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// Sealed keystrokes are read for a session by its place: another
+// session's sidecar put there (by whoever edits the data directory) is
+// refused, not handed out as this session's secrets — also another
+// tenant's, whose key the header would name.
+func TestSealedFileOfAnotherSessionRefused(t *testing.T) {
+	e := newEnv(t)
+	wa, _ := recordSteps(t, e, "s-a", []ioStep{{"Password: ", "alice", "alice-secret\r"}})
+	wb, _ := recordSteps(t, e, "s-b", []ioStep{{"Password: ", "bob", "bob-secret\r"}})
+	m := e.meta("s-c", KindPTY)
+	m.Tenant = "globex"
+	wc := e.create(t, m, Options{})
+	must(t, wc.Output([]byte("PIN: ")))
+	must(t, wc.Input("carol", []byte("1234\r")))
+	_, err := wc.Close()
+	must(t, err)
+	for _, src := range []string{wb.SealedPath(), wc.SealedPath()} {
+		b, err := os.ReadFile(src)
+		must(t, err)
+		writeFile(t, wa.SealedPath(), b)
+		in, err := OpenSealed(e.v, wa.SealedPath())
+		if !isErr(err, ErrCorrupt) || len(in) != 0 {
+			t.Errorf("%s at s-a's place: %d inputs, %v", src, len(in), err)
+		}
+	}
+}
