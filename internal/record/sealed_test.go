@@ -365,3 +365,42 @@ func TestSealedFileOfAnotherSessionRefused(t *testing.T) {
 		}
 	}
 }
+
+// memObject is an Object over bytes.
+type memObject struct{ *bytes.Reader }
+
+func (memObject) Close() error { return nil }
+
+// FuzzReadSealed: whatever lies at a sidecar's place, reading it does not
+// panic, and what it returns is of the place's session only.
+func FuzzReadSealed(f *testing.F) {
+	e := newEnv(f)
+	m := e.meta("s-f", KindPTY)
+	w := e.create(f, m, Options{})
+	if err := w.Output([]byte("Password: ")); err != nil {
+		f.Fatal(err)
+	}
+	if err := w.Input("alice", []byte("hunter2\r")); err != nil {
+		f.Fatal(err)
+	}
+	if _, err := w.Close(); err != nil {
+		f.Fatal(err)
+	}
+	raw, err := os.ReadFile(w.SealedPath())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	f.Add(bytes.Replace(raw, []byte(`"s-f"`), []byte(`"s-g"`), 1))
+	ref := Ref{Sealed: true, Tenant: "acme", Day: Day(m.Started), Session: "s-f"}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		in, err := readSealed(ring(e.v, nil), memObject{bytes.NewReader(p)}, "fuzz", ref)
+		if err == nil || len(in) > 0 {
+			line, _, _ := bytes.Cut(p, []byte("\n"))
+			var h Header
+			if json.Unmarshal(line, &h) != nil || h.Tenant != ref.Tenant || h.Day != ref.Day || h.Session != ref.Session {
+				t.Fatalf("read %d inputs from a file whose header names %s/%s/%s", len(in), h.Tenant, h.Day, h.Session)
+			}
+		}
+	})
+}
