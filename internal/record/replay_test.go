@@ -2,6 +2,7 @@ package record
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -145,4 +146,46 @@ func FuzzTermFilter(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The asciicast export is read by the auditor's tools (players, jq,
+// scripts): whatever the recorded person chose (terminal type, command,
+// output, input, markers with reasons) stays inside JSON strings. Every
+// line is one valid JSON value of the expected shape, with no raw
+// control character, line separator or invalid UTF-8.
+func TestExportIsJSONWhateverWasRecorded(t *testing.T) {
+	e := newEnv(t)
+	hostile := "\"]\n[0.0, \"o\", \"pwned\"]\u2028\u2029\x1b]52;c;eA==\x07\xff\xc3\x00</script>"
+	m := e.meta("s-json", KindPTY)
+	m.Term, m.Command = hostile, hostile
+	w := e.create(t, m, Options{})
+	must(t, w.Output([]byte(hostile)))
+	must(t, w.Input("alice", []byte(hostile)))
+	must(t, w.Marker(hostile))
+	must(t, w.Resize(65535, 65535))
+	_, err := w.Close()
+	must(t, err)
+	cast := exportCast(t, e, w.Path())
+	lines := bytes.Split(bytes.TrimSuffix(cast, []byte("\n")), []byte("\n"))
+	var hdr map[string]any
+	if err := json.Unmarshal(lines[0], &hdr); err != nil {
+		t.Fatalf("header %q: %v", lines[0], err)
+	}
+	for i, l := range lines[1:] {
+		var ev []any
+		if err := json.Unmarshal(l, &ev); err != nil || len(ev) != 3 {
+			t.Fatalf("line %d %q: %v", i+2, l, err)
+		}
+		if d, ok := ev[2].(string); !ok || d == "pwned" {
+			t.Fatalf("line %d: data is not a string, or an injected event: %q", i+2, l)
+		}
+	}
+	for _, c := range []string{"\x1b", "\x07", "\x00", "\u2028", "\u2029", "\xff"} {
+		if bytes.Contains(cast, []byte(c)) {
+			t.Errorf("the export holds %q raw", c)
+		}
+	}
+	if !utf8.Valid(cast) {
+		t.Error("the export is not UTF-8")
+	}
 }
