@@ -707,14 +707,14 @@ func TestRecordingPermissions(t *testing.T) {
 	}
 
 	// No read grant at all.
-	refused("dave: ssh gw export (nord)", gw("dave", "export", nord), "may not read recordings of tst1")
-	refused("dave: ssh gw export (sued)", gw("dave", "export", sued), "may not read recordings of tsts")
-	refused("dave: ssh -tt gw replay", e.clients["dave"].SSH(t, "-tt", "gw", "replay", nord, "--speed", "100"), "may not read recordings of tst1")
+	refused("dave: ssh gw export (nord)", gw("dave", "export", nord), "may not read the recording of session")
+	refused("dave: ssh gw export (sued)", gw("dave", "export", sued), "may not read the recording of session")
+	refused("dave: ssh -tt gw replay", e.clients["dave"].SSH(t, "-tt", "gw", "replay", nord, "--speed", "100"), "may not read the recording of session")
 	r := gw("dave", "recordings")
 	lists("dave: ssh gw recordings", r.Stdout+r.Stderr, nil, []string{nord, sued})
 	r = gw("sue", "recordings")
 	lists("sue: ssh gw recordings", r.Stdout+r.Stderr, nil, []string{nord, sued})
-	localRefused("dave: tandem recording export (nord)", nord, "dave", "may not read recordings of tst1")
+	localRefused("dave: tandem recording export (nord)", nord, "dave", "may not read the recording of session")
 	if out, errOut, err := e.tandem(t, "recording", "list", "--config", e.Config, "--as", "dave"); err != nil {
 		t.Errorf("dave: tandem recording list: %v\n%s", err, errOut)
 	} else {
@@ -726,8 +726,8 @@ func TestRecordingPermissions(t *testing.T) {
 	lists("rita: ssh gw recordings", r.Stdout, []string{nord}, []string{sued})
 	r = gw("rita", "recordings", "--host", "tsts")
 	lists("rita: ssh gw recordings --host tsts", r.Stdout, nil, []string{nord, sued})
-	refused("rita: ssh gw export (sued)", gw("rita", "export", sued), "may not read recordings of tsts")
-	localRefused("rita: tandem recording export (sued)", sued, "rita", "may not read recordings of tsts")
+	refused("rita: ssh gw export (sued)", gw("rita", "export", sued), "may not read the recording of session")
+	localRefused("rita: tandem recording export (sued)", sued, "rita", "may not read the recording of session")
 	if out, errOut, err := e.tandem(t, "recording", "list", "--config", e.Config, "--as", "rita"); err != nil {
 		t.Errorf("rita: tandem recording list: %v\n%s", err, errOut)
 	} else {
@@ -746,8 +746,8 @@ func TestRecordingPermissions(t *testing.T) {
 	// sam reads schule-sued only.
 	r = gw("sam", "recordings")
 	lists("sam: ssh gw recordings", r.Stdout, []string{sued}, []string{nord})
-	refused("sam: ssh gw export (nord)", gw("sam", "export", nord), "may not read recordings of tst1")
-	localRefused("sam: tandem recording export (nord)", nord, "sam", "may not read recordings of tst1")
+	refused("sam: ssh gw export (nord)", gw("sam", "export", nord), "may not read the recording of session")
+	localRefused("sam: tandem recording export (nord)", nord, "sam", "may not read the recording of session")
 	if cast, stderr, err := e.exportLocal(t, sued, "sam"); err != nil || !strings.Contains(cast, "SUED-9") {
 		t.Errorf("sam: tandem recording export %s (his tenant): want SUED-9, got err=%v stderr=%q", sued, err, stderr)
 	}

@@ -3,6 +3,8 @@ package disclose
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"os"
@@ -21,13 +23,19 @@ import (
 var day0 = time.Date(2030, 5, 1, 9, 0, 0, 0, time.UTC)
 
 func caseEvents(recipient string, approvals ...audit.Event) []audit.Event {
+	return caseEventsEnd(recipient, nil, approvals...)
+}
+
+// caseEventsEnd is caseEvents with the session's recording summary in its
+// session.end.
+func caseEventsEnd(recipient string, rec *audit.RecordingSummary, approvals ...audit.Event) []audit.Event {
 	s1 := audit.Target{Person: "alice", Source: "192.0.2.7:5000", Session: "s1", Tenant: "acme", Host: "db1", Login: "root"}
 	other := audit.Target{Person: "gustav", Session: "g1", Tenant: "globex", Host: "gx1", Login: "root"}
 	zero := uint32(0)
 	ev := []audit.Event{
 		audit.SessionStartEvent{Target: s1, Action: "exec", Mode: "user", Command: "cat /etc/shadow"}.Event(),
 		audit.SessionStartEvent{Target: other, Action: "shell"}.Event(),
-		audit.SessionEndEvent{Target: s1, ExitStatus: &zero}.Event(),
+		audit.SessionEndEvent{Target: s1, ExitStatus: &zero, RecordingSummary: rec}.Event(),
 		audit.DisclosureRequestedEvent{Conn: audit.Conn{Person: "lena"}, DisclosureCase: audit.DisclosureCase{Tenant: "acme", ID: "c1"},
 			Scope: "session:s1", LegalBasis: "AG Nord 12 Gs 345/26", Reason: "investigation 4711", Recipient: "age x",
 			RecipientKey: recipient, Contact: "it@acme.example"}.Event(),
@@ -161,6 +169,84 @@ func TestExportAndVerify(t *testing.T) {
 	}
 }
 
+// recordS1 records session s1 into the data directory data under the
+// vault there (the KEK beside it), always the same content, and returns
+// its summary: the content hash does not depend on the key or nonces.
+func recordS1(t *testing.T, data, output string) record.Summary {
+	t.Helper()
+	kek := filepath.Join(filepath.Dir(data), "kek")
+	if _, err := os.Stat(kek); err != nil {
+		if err := record.GenerateFileKEK(kek); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, err := record.FileKEK(kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := record.OpenVault(filepath.Join(data, "vault"), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := func() time.Time { return day0 }
+	w, err := record.Create(v, record.Local(data), record.Meta{SessionID: "s1", Tenant: "acme", Kind: record.KindPTY, Started: day0, Host: "db1", Login: "root", Owner: "alice"},
+		record.Options{Now: now, Tick: make(chan time.Time)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Output([]byte(output)); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+// The recordings handed to an authority are the ones the audit log
+// vouches for: a recording whose content is not what session.end
+// recorded (rewritten by whoever holds the gateway host and its KEK, or
+// another session's file put in its place) is refused, not exported as
+// genuine.
+func TestExportChecksRecordingsAgainstTheLog(t *testing.T) {
+	sum := recordS1(t, filepath.Join(t.TempDir(), "data"), "uid=0(root)\r\n") // what the gateway recorded and logged
+	id, _ := age.GenerateX25519Identity()
+	for _, c := range []struct {
+		name, output string
+		ok           bool
+	}{
+		{"as logged", "uid=0(root)\r\n", true},
+		{"rewritten", "nothing to see\r\n", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := audittest.New(t, day0, caseEventsEnd(id.Recipient().String(), &audit.RecordingSummary{Path: "x", SHA256: sum.SHA256, FileSHA256: sum.FileSHA256},
+				approval("dora", true), approval("bob", false))...)
+			recordS1(t, l.Data, c.output)
+			k, _ := record.FileKEK(filepath.Join(filepath.Dir(l.Data), "kek"))
+			v, _ := record.OpenVault(filepath.Join(l.Data, "vault"), k)
+			out := filepath.Join(t.TempDir(), "case.tar.age")
+			res, err := Export(ExportOptions{AuditDir: l.Dir, DataDir: l.Data, Vault: v, Case: load(t, l), Out: out, Now: day0.Add(time.Hour),
+				Record: func(Result) error { return nil }})
+			if c.ok {
+				if err != nil || res.Recordings != 1 {
+					t.Fatalf("%+v %v", res, err)
+				}
+				if _, err := VerifyDir(unpack(t, out, id), l.Key); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "session.end") {
+				t.Fatalf("a recording that is not the logged one exported: %+v %v", res, err)
+			}
+			if _, serr := os.Stat(out); serr == nil {
+				t.Fatal("the export left a file")
+			}
+		})
+	}
+}
+
 // An unapproved case does not export.
 func TestExportNeedsApproval(t *testing.T) {
 	id, _ := age.GenerateX25519Identity()
@@ -233,4 +319,58 @@ func FuzzParseRecipient(f *testing.F) {
 			t.Fatalf("a recipient that parses cannot encrypt: %v", err)
 		}
 	})
+}
+
+// The manifest is not signed: its hashes show only that the files are the
+// ones it names. events.jsonl is what the recipient reads, so verify ties
+// it to the proven records: a line changed, added or dropped, with the
+// manifest's hash made to fit, fails.
+func TestVerifyTiesEventsToTheProvenRecords(t *testing.T) {
+	id, _ := age.GenerateX25519Identity()
+	l := audittest.New(t, day0, caseEvents(id.Recipient().String(), approval("dora", true), approval("bob", false))...)
+	k, _ := record.FileKEK(filepath.Join(filepath.Dir(l.Data), "kek"))
+	v, _ := record.OpenVault(filepath.Join(l.Data, "vault"), k)
+	out := filepath.Join(t.TempDir(), "case.tar.age")
+	if _, err := Export(ExportOptions{AuditDir: l.Dir, DataDir: l.Data, Vault: v, Case: load(t, l), Out: out, Now: day0.Add(time.Hour),
+		Record: func(Result) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyDir(unpack(t, out, id), l.Key); err != nil {
+		t.Fatal(err)
+	}
+	for name, change := range map[string]func([]byte) []byte{
+		"command changed": func(b []byte) []byte { return bytes.Replace(b, []byte("cat /etc/shadow"), []byte("id"), 1) },
+		"line added": func(b []byte) []byte {
+			return append(b, `{"index":99,"time":"2030-05-01T09:30:00Z","type":"session.start","person":"mallory"}`+"\n"...)
+		},
+		"line dropped": func(b []byte) []byte { _, rest, _ := bytes.Cut(b, []byte("\n")); return rest },
+		"field added":  func(b []byte) []byte { return bytes.Replace(b, []byte(`{"index"`), []byte(`{"note":"x","index"`), 1) },
+	} {
+		dir := unpack(t, out, id)
+		ev := filepath.Join(dir, "events.jsonl")
+		b, _ := os.ReadFile(ev)
+		b = change(b)
+		if err := os.WriteFile(ev, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mf := filepath.Join(dir, "manifest.json")
+		var man Manifest
+		mb, _ := os.ReadFile(mf)
+		if err := json.Unmarshal(mb, &man); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		for i := range man.Files {
+			if man.Files[i].Name == "events.jsonl" {
+				man.Files[i].SHA256, man.Files[i].Size = hex.EncodeToString(sum[:]), int64(len(b))
+			}
+		}
+		mb, _ = json.Marshal(man)
+		if err := os.WriteFile(mf, mb, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := VerifyDir(dir, l.Key); err == nil || !strings.Contains(err.Error(), "events.jsonl") {
+			t.Errorf("%s: verified (%v)", name, err)
+		}
+	}
 }

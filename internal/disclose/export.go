@@ -128,6 +128,7 @@ func WriteBundle(o ExportOptions, b Bundle) (*Result, error) {
 	var events bytes.Buffer
 	var sessions []string
 	seen := map[string]bool{}
+	logged := map[string]loggedRecording{} // session.end's hash per session
 	later := 0
 	if b.Filter.Tenant == "" || b.Filter.Tenant != c.Tenant {
 		return nil, errors.New("disclose: an export is of one tenant")
@@ -154,6 +155,9 @@ func WriteBundle(o ExportOptions, b Bundle) (*Result, error) {
 			return err
 		}
 		events.Write(append(line, '\n'))
+		if r.Event.Type == audit.SessionEnd && r.Event.Session != "" {
+			logged[r.Event.Session] = loggedRecording{index: r.Index, sha256: r.Event.Attrs[audit.KeyRecordingSHA256]}
+		}
 		if r.Event.Type == audit.SessionStart && r.Event.Session != "" && !seen[r.Event.Session] {
 			seen[r.Event.Session] = true
 			sessions = append(sessions, r.Event.Session)
@@ -196,7 +200,7 @@ func WriteBundle(o ExportOptions, b Bundle) (*Result, error) {
 			if h.Session != id {
 				continue
 			}
-			cast, err := castOf(o.Vault, h.Path)
+			cast, err := castOf(o.Vault, h.Path, logged[id])
 			if err != nil {
 				return nil, fmt.Errorf("recording of session %s: %w", id, err)
 			}
@@ -228,7 +232,21 @@ func WriteBundle(o ExportOptions, b Bundle) (*Result, error) {
 	return res, writeEncrypted(o, rcpt, manifest, order, files, res)
 }
 
-func castOf(v *record.Vault, path string) ([]byte, error) {
+// loggedRecording is what session.end logged of a session's recording.
+type loggedRecording struct {
+	index  uint64
+	sha256 string
+}
+
+// castOf exports the recording at path as asciicast, if it is the one the
+// log vouches for. A recording is sealed under a data key that whoever
+// holds the gateway host and its KEK can unwrap, so its chunks' tags alone
+// do not show that it is what was recorded; the content hash in the
+// session's session.end, proven against the signed checkpoint, does. A
+// session whose end is not in scope (still running, ended after the
+// period, or no end after a crash) or whose recording failed has no hash
+// to check against; its recording is exported as read.
+func castOf(v *record.Vault, path string, logged loggedRecording) ([]byte, error) {
 	r, err := record.Open(v, path)
 	if err != nil {
 		return nil, err
@@ -237,6 +255,13 @@ func castOf(v *record.Vault, path string) ([]byte, error) {
 	var b bytes.Buffer
 	if err := record.ExportAsciicast(r, &b); err != nil {
 		return nil, err
+	}
+	sum, err := r.Verify()
+	if err != nil {
+		return nil, err
+	}
+	if logged.sha256 != "" && sum.SHA256 != logged.sha256 {
+		return nil, fmt.Errorf("its content (SHA-256 %s) is not what session.end (record %d) logged (%s): the recording was changed or replaced", sum.SHA256, logged.index, logged.sha256)
 	}
 	return b.Bytes(), nil
 }

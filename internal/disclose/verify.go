@@ -1,9 +1,11 @@
 package disclose
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -48,6 +50,7 @@ func VerifyDir(dir, key string) (*Checked, error) {
 	if err != nil {
 		return nil, err
 	}
+	var events []eventLine // the proven records, as events.jsonl must hold them
 	for _, r := range m.Records {
 		_, e, bad, err := audit.OpenDisclosed([]byte(r.Raw), r.Keys)
 		if err != nil {
@@ -61,7 +64,9 @@ func VerifyDir(dir, key string) (*Checked, error) {
 				return nil, fmt.Errorf("record %d: its %s part does not open with the key given", r.Index, u.Class)
 			}
 		}
+		events = append(events, eventLine{Index: r.Index, Event: e})
 	}
+	listed := false
 	for _, fl := range m.Files {
 		if fl.Name == "" || strings.Contains(fl.Name, "..") || filepath.IsAbs(fl.Name) {
 			return nil, fmt.Errorf("manifest names a file outside the export: %q", fl.Name)
@@ -73,8 +78,61 @@ func VerifyDir(dir, key string) (*Checked, error) {
 		if sum != fl.SHA256 || n != fl.Size {
 			return nil, fmt.Errorf("%s does not match its SHA-256 in the manifest", fl.Name)
 		}
+		if fl.Name == "events.jsonl" {
+			if err := checkEvents(filepath.Join(dir, "events.jsonl"), events); err != nil {
+				return nil, err
+			}
+			listed = true
+		}
+	}
+	if !listed {
+		return nil, errors.New("the manifest lists no events.jsonl")
 	}
 	return &Checked{Case: m.Case, Records: len(m.Records), Files: len(m.Files), Size: size}, nil
+}
+
+// eventLine is one line of events.jsonl as Export writes it.
+type eventLine struct {
+	Index uint64 `json:"index"`
+	audit.Event
+	Unreadable []audit.Unreadable `json:"unreadable,omitempty"`
+}
+
+// checkEvents compares events.jsonl with the proven records. The manifest
+// is not signed (anyone can encrypt to the recipient), so the file's hash
+// in it shows only that the file is the one the manifest names; what ties
+// the decoded events to the log is that each line holds exactly the
+// fields its proven record opens to, in the records' order, no line more
+// or less. Which parts the exporter could not read (unreadable) is the
+// exporter's statement and is not compared: the proven record opens to
+// the same fields either way.
+func checkEvents(path string, want []eventLine) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	lines := bytes.Split(bytes.TrimSuffix(b, []byte("\n")), []byte("\n"))
+	if len(b) == 0 {
+		lines = nil
+	}
+	if len(lines) != len(want) {
+		return fmt.Errorf("events.jsonl holds %d lines for %d proven records", len(lines), len(want))
+	}
+	for i, line := range lines {
+		dec := json.NewDecoder(bytes.NewReader(line))
+		dec.DisallowUnknownFields()
+		var got eventLine
+		if err := dec.Decode(&got); err != nil || dec.More() {
+			return fmt.Errorf("events.jsonl line %d: not an event line (%v)", i+1, err)
+		}
+		got.Unreadable = nil
+		g, err1 := json.Marshal(got)
+		w, err2 := json.Marshal(want[i])
+		if err1 != nil || err2 != nil || !bytes.Equal(g, w) {
+			return fmt.Errorf("events.jsonl line %d is not record %d as proven", i+1, want[i].Index)
+		}
+	}
+	return nil
 }
 
 func hashFile(path string) (string, int64, error) {

@@ -44,11 +44,19 @@ type Filter struct {
 func (l Library) Open(p *config.Person, id string) (*record.Reader, *config.Host, error) {
 	// Only plaintext headers are looked at while searching, so a person
 	// without any grant is told "may not read", not "no such session".
+	// The refusal names nothing of the recording (its host, tenant, day
+	// or place, or that its day was shredded): the asker may belong to
+	// another tenant. A recording of a tenant where p may read nothing is
+	// not even decrypted.
+	refuse := fmt.Errorf("%s may not read the recording of session %s (needs a role rule with read: true for its host)", p.ID, id)
 	for _, t := range l.Config.Tenants {
 		hs, _ := record.ListIn(l.storage(), t.ID)
 		for _, h := range hs {
 			if h.Session != id {
 				continue
+			}
+			if !l.mayReadTenant(p, t.ID) {
+				return nil, nil, refuse
 			}
 			r, err := record.OpenIn(l.Vault, l.storage(), h.Ref())
 			if err != nil {
@@ -57,7 +65,7 @@ func (l Library) Open(p *config.Person, id string) (*record.Reader, *config.Host
 			host := l.Config.Host(r.Meta().Host)
 			if host == nil || host.Tenant != t.ID || !l.Engine.MayRead(p, host) {
 				r.Close()
-				return nil, nil, fmt.Errorf("%s may not read recordings of %s (needs a role rule with read: true for that host)", p.ID, r.Meta().Host)
+				return nil, nil, refuse
 			}
 			return r, host, nil
 		}

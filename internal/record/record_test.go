@@ -659,3 +659,22 @@ func TestNoPlaintextAtRest(t *testing.T) {
 		})
 	}
 }
+
+// A whole recording put in another session's or day's place (a file copied
+// by whoever edits the data directory) is not listed there, so it is never
+// read as that session's: its header names its own place.
+func TestWholeFileInAnotherPlace(t *testing.T) {
+	e := newEnv(t)
+	a := threeChunks(t, e, "s-a")
+	b := threeChunks(t, e, "s-b")
+	raw, err := os.ReadFile(b)
+	must(t, err)
+	writeFile(t, a, raw) // s-b's recording as s-a
+	next := Path(e.dir, "acme", e.clock.Now().AddDate(0, 0, 1), "s-b")
+	must(t, os.MkdirAll(filepath.Dir(next), 0o700))
+	writeFile(t, next, raw) // … and as s-b of the next day
+	hs, err := ListIn(e.st, "acme")
+	if !isErr(err, ErrCorrupt) || len(hs) != 1 || hs[0].Session != "s-b" || hs[0].Day != "2026-03-14" {
+		t.Fatalf("listed %+v, %v", hs, err)
+	}
+}

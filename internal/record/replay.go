@@ -25,7 +25,10 @@ type ReplayOptions struct {
 // with its original timing; markers (joins, pauses, ends) and sealed
 // keystrokes ("alice: 9 keystrokes sealed (secret prompt)") appear as
 // notice lines. A damaged or incomplete recording is played up to the
-// damage, then the reason is shown.
+// damage, then the reason is shown. out is an auditor's terminal: the
+// output passes through termFilter, which drops what the recorded person
+// could aim at that terminal (clipboard writes, titles, reports into the
+// auditor's input, control strings); ExportAsciicast keeps every byte.
 func Replay(r *Reader, out io.Writer, o ReplayOptions) error {
 	if o.Speed <= 0 {
 		o.Speed = 1
@@ -38,13 +41,17 @@ func Replay(r *Reader, out io.Writer, o ReplayOptions) error {
 	}
 	skipping := o.SkipTo != ""
 	var last time.Duration
+	var term termFilter
+	var buf []byte
 	for {
 		ev, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
 		if err != nil {
-			fmt.Fprintf(out, "\r\n[tandem] %s\r\n", safetext.Line(err.Error()))
+			if _, werr := out.Write(term.flush(buf[:0])); werr != nil {
+				return werr
+			}
+			if !errors.Is(err, io.EOF) {
+				fmt.Fprintf(out, "\r\n[tandem] %s\r\n", safetext.Line(err.Error()))
+			}
 			return nil
 		}
 		if skipping && ev.Type == EvMarker && strings.Contains(ev.Text, o.SkipTo) {
@@ -56,7 +63,8 @@ func Replay(r *Reader, out io.Writer, o ReplayOptions) error {
 		last = ev.T
 		switch ev.Type {
 		case EvOutput, EvStream:
-			if _, err := out.Write(ev.Data); err != nil {
+			buf = term.filter(buf[:0], ev.Data)
+			if _, err := out.Write(buf); err != nil {
 				return err
 			}
 		case EvMarker:
@@ -65,7 +73,7 @@ func Replay(r *Reader, out io.Writer, o ReplayOptions) error {
 				return err
 			}
 		case EvSealed:
-			if _, err := fmt.Fprintf(out, "\r\n[tandem] %s: %s\r\n", ev.Person, SealedMarker(ev.Sealed.Keystrokes)); err != nil {
+			if _, err := fmt.Fprintf(out, "\r\n[tandem] %s: %s\r\n", safetext.Line(ev.Person), SealedMarker(ev.Sealed.Keystrokes)); err != nil {
 				return err
 			}
 		case EvSealedEnd:

@@ -14,6 +14,7 @@ import (
 	"io"
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -229,14 +230,18 @@ type SealedInput struct {
 // from v. It is meant for the disclosure process of M15 only: nothing that
 // serves read grants (export, replay, listing) calls it. The error wraps
 // ErrIncomplete if the final chunk is missing (what came before is
-// returned), ErrTampered or ErrCorrupt.
+// returned), ErrTampered or ErrCorrupt. path is a place SealedPath
+// names: a file whose header names another session, tenant or day than
+// its place is refused (ErrCorrupt).
 func OpenSealed(v *Vault, path string) ([]SealedInput, error) {
 	obj, err := openFileObject(path)
 	if err != nil {
 		return nil, fmt.Errorf("record: %w", err)
 	}
 	defer obj.Close()
-	return readSealed(ring(v, nil), obj, path)
+	day := filepath.Dir(path)
+	ref := Ref{Sealed: true, Tenant: filepath.Base(filepath.Dir(day)), Day: filepath.Base(day), Session: strings.TrimSuffix(filepath.Base(path), sealedExt)}
+	return readSealed(ring(v, nil), obj, path, ref)
 }
 
 // OpenSealedIn is OpenSealed for the sealed keystrokes of ref's session
@@ -248,10 +253,15 @@ func OpenSealedIn(v *Vault, s Storage, ref Ref) ([]SealedInput, error) {
 		return nil, fmt.Errorf("record: %w", err)
 	}
 	defer obj.Close()
-	return readSealed(ring(v, s), obj, s.Name(ref))
+	return readSealed(ring(v, s), obj, s.Name(ref), ref)
 }
 
-func readSealed(k keyring, obj Object, path string) ([]SealedInput, error) {
+// readSealed reads the sealed keystrokes of ref. The chunks are bound to
+// the header, but the header is not bound to the place: another session's
+// whole file (of another tenant too, whose sealed key its header names)
+// put at ref's place would read as ref's secrets, so the header must name
+// ref, as ListIn asks of recordings.
+func readSealed(k keyring, obj Object, path string, ref Ref) ([]SealedInput, error) {
 	br := bufio.NewReader(io.NewSectionReader(obj, 0, obj.Size()))
 	line, err := readHeaderLine(br)
 	if err != nil {
@@ -264,6 +274,9 @@ func readSealed(k keyring, obj Object, path string) ([]SealedInput, error) {
 	h.Format = formatName // the rest is validated as a recording header
 	if err := h.validate(); err != nil {
 		return nil, fmt.Errorf("record: %s: %v: %w", path, err, ErrCorrupt)
+	}
+	if h.Tenant != ref.Tenant || h.Day != ref.Day || h.Session != ref.Session {
+		return nil, fmt.Errorf("record: %s: header names %s/%s/%s, not its place: %w", path, h.Tenant, h.Day, h.Session, ErrCorrupt)
 	}
 	key, err := k.sealed(h.Tenant, h.Day, h.Key)
 	if err != nil {

@@ -339,3 +339,68 @@ type timeDuration = time.Duration
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// Sealed keystrokes are read for a session by its place: another
+// session's sidecar put there (by whoever edits the data directory) is
+// refused, not handed out as this session's secrets — also another
+// tenant's, whose key the header would name.
+func TestSealedFileOfAnotherSessionRefused(t *testing.T) {
+	e := newEnv(t)
+	wa, _ := recordSteps(t, e, "s-a", []ioStep{{"Password: ", "alice", "alice-secret\r"}})
+	wb, _ := recordSteps(t, e, "s-b", []ioStep{{"Password: ", "bob", "bob-secret\r"}})
+	m := e.meta("s-c", KindPTY)
+	m.Tenant = "globex"
+	wc := e.create(t, m, Options{})
+	must(t, wc.Output([]byte("PIN: ")))
+	must(t, wc.Input("carol", []byte("1234\r")))
+	_, err := wc.Close()
+	must(t, err)
+	for _, src := range []string{wb.SealedPath(), wc.SealedPath()} {
+		b, err := os.ReadFile(src)
+		must(t, err)
+		writeFile(t, wa.SealedPath(), b)
+		in, err := OpenSealed(e.v, wa.SealedPath())
+		if !isErr(err, ErrCorrupt) || len(in) != 0 {
+			t.Errorf("%s at s-a's place: %d inputs, %v", src, len(in), err)
+		}
+	}
+}
+
+// memObject is an Object over bytes.
+type memObject struct{ *bytes.Reader }
+
+func (memObject) Close() error { return nil }
+
+// FuzzReadSealed: whatever lies at a sidecar's place, reading it does not
+// panic, and what it returns is of the place's session only.
+func FuzzReadSealed(f *testing.F) {
+	e := newEnv(f)
+	m := e.meta("s-f", KindPTY)
+	w := e.create(f, m, Options{})
+	if err := w.Output([]byte("Password: ")); err != nil {
+		f.Fatal(err)
+	}
+	if err := w.Input("alice", []byte("hunter2\r")); err != nil {
+		f.Fatal(err)
+	}
+	if _, err := w.Close(); err != nil {
+		f.Fatal(err)
+	}
+	raw, err := os.ReadFile(w.SealedPath())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	f.Add(bytes.Replace(raw, []byte(`"s-f"`), []byte(`"s-g"`), 1))
+	ref := Ref{Sealed: true, Tenant: "acme", Day: Day(m.Started), Session: "s-f"}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		in, err := readSealed(ring(e.v, nil), memObject{bytes.NewReader(p)}, "fuzz", ref)
+		if err == nil || len(in) > 0 {
+			line, _, _ := bytes.Cut(p, []byte("\n"))
+			var h Header
+			if json.Unmarshal(line, &h) != nil || h.Tenant != ref.Tenant || h.Day != ref.Day || h.Session != ref.Session {
+				t.Fatalf("read %d inputs from a file whose header names %s/%s/%s", len(in), h.Tenant, h.Day, h.Session)
+			}
+		}
+	})
+}

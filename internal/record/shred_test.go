@@ -1,6 +1,7 @@
 package record
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,4 +78,51 @@ func testShred(t *testing.T) {
 	if _, err := readAll(t, e, w.Path()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Another tenant's (or day's) key file put in place of a recording's key
+// opens nothing: the wrapped key is bound to its tenant, class and day.
+func TestKeyFileOfAnotherTenantOrDay(t *testing.T) {
+	e := newEnv(t)
+	a := threeChunks(t, e, "s-a")
+	m := e.meta("s-g", KindPTY)
+	m.Tenant = "globex"
+	w := e.create(t, m, Options{})
+	_, err := w.Close()
+	must(t, err)
+	m = e.meta("s-next", KindPTY)
+	m.Started = m.Started.AddDate(0, 0, 1)
+	w = e.create(t, m, Options{})
+	_, err = w.Close()
+	must(t, err)
+	keys := filepath.Join(e.dir, "keys")
+	dst := filepath.Join(keys, "acme", "2026-03-14.key")
+	orig, err := os.ReadFile(dst)
+	must(t, err)
+	for _, src := range []string{filepath.Join(keys, "globex", "2026-03-14.key"), filepath.Join(keys, "acme", "2026-03-15.key"),
+		"globex fitted", "2026-03-15 fitted"} {
+		var b []byte
+		switch src {
+		case "globex fitted": // its clear fields edited to name acme's place
+			b, err = os.ReadFile(filepath.Join(keys, "globex", "2026-03-14.key"))
+			b = bytes.ReplaceAll(b, []byte(`"globex"`), []byte(`"acme"`))
+		case "2026-03-15 fitted":
+			b, err = os.ReadFile(filepath.Join(keys, "acme", "2026-03-15.key"))
+			b = bytes.ReplaceAll(b, []byte("2026-03-15"), []byte("2026-03-14"))
+		default:
+			b, err = os.ReadFile(src)
+		}
+		must(t, err)
+		must(t, os.WriteFile(dst, b, 0o600))
+		v2, err := OpenVault(e.dir, e.v.KEK())
+		must(t, err)
+		r, err := OpenIn(v2, e.st, refOf(a))
+		if err == nil {
+			r.Close()
+			t.Errorf("%s in place of acme's key opened the recording", src)
+		} else if !strings.Contains(err.Error(), "bound to another") && !strings.Contains(err.Error(), "malformed data key file") {
+			t.Errorf("%s in place of acme's key: %v", src, err)
+		}
+	}
+	must(t, os.WriteFile(dst, orig, 0o600))
 }
