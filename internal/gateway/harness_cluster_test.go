@@ -398,3 +398,45 @@ func TestHarnessClusterLinkRefuses(t *testing.T) {
 		t.Fatalf("somebody joined:\n%s", owner.out.String())
 	}
 }
+
+// TestHarnessClusterHoldingStoreDown: a node that cannot read the state
+// store refuses a join relayed to it, as it refuses a local one: it
+// cannot know whether the person was locked a moment ago, and the node
+// that relayed the join (whose store may answer) cannot know for it.
+func TestHarnessClusterHoldingStoreDown(t *testing.T) {
+	a, b, _ := newClusterPair(t, nil, nil)
+	owner := a.shell(t, "alice", "root%prod1")
+	id := owner.expect(t, joinID)
+	// a's handle on the shared store fails from now on; b's still works.
+	a.store.Close()
+	const want = "cannot read its state store"
+	deadline := time.Now().Add(wait)
+	for {
+		_, stderr, _ := a.run(t, "bob", "gw", "join "+id)
+		if strings.Contains(stderr, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a local join on a is not refused for the store: %q", stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	l, err := link.New(link.Options{Node: "b", Key: b.spec.node.linkKey,
+		Peers: []link.Peer{{Node: "a", Address: a.spec.node.ln.Addr().String(), Key: a.spec.node.linkKey.PublicKey()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	j := link.Join{Session: id, Person: "bob", Mode: "peer", KeyFP: ssh.FingerprintSHA256(b.signers["bob"].PublicKey()), Source: "127.0.0.1:1"}
+	st, err := l.Open(t.Context(), "a", j)
+	var oe *ssh.OpenChannelError
+	if !errors.As(err, &oe) || !strings.Contains(oe.Message, want) {
+		if err == nil {
+			st.Close()
+		}
+		t.Fatalf("relayed join while a cannot read its store: %v, want a refusal saying %q", err, want)
+	}
+	if strings.Contains(owner.out.String(), "joined") {
+		t.Fatalf("somebody joined:\n%s", owner.out.String())
+	}
+}
