@@ -383,19 +383,54 @@ type Stream struct {
 // the holding node (the link answers) from a lost link.
 func (s *Stream) Alive() bool { return probe(s.conn, s.timeout) }
 
+// ErrNoAnswer: the peer did not answer a join channel's open within the
+// handshake timeout.
+var ErrNoAnswer = errors.New("no answer to the join")
+
 // Open opens a join channel to node, dialling it first if there is no
 // live connection. A rejection by the holding node comes back as
-// *ssh.OpenChannelError with its reason.
+// *ssh.OpenChannelError with its reason. The holding node's answer is
+// awaited for at most the handshake timeout (or until ctx ends): a peer
+// that answers its keep-alives but never the open would hold the join
+// for ever. A channel it confirms after Open gave up is closed at once,
+// so that the holding node sees that joiner leave rather than keep one
+// nobody is behind; the goroutine waiting for that answer ends with it
+// or with the connection.
 func (l *Link) Open(ctx context.Context, node string, j Join) (*Stream, error) {
 	c, err := l.client(ctx, node)
 	if err != nil {
 		return nil, err
 	}
-	ch, reqs, err := c.c.OpenChannel(JoinChannel, j.Marshal())
-	if err != nil {
-		return nil, err
+	type opened struct {
+		ch   ssh.Channel
+		reqs <-chan *ssh.Request
+		err  error
 	}
-	return &Stream{Channel: ch, Requests: reqs, conn: c.c, timeout: missedProbes * l.o.KeepAlive}, nil
+	answer := make(chan opened, 1)
+	go func() {
+		ch, reqs, err := c.c.OpenChannel(JoinChannel, j.Marshal())
+		answer <- opened{ch, reqs, err}
+	}()
+	t := time.NewTimer(l.o.HandshakeTimeout)
+	defer t.Stop()
+	select {
+	case o := <-answer:
+		if o.err != nil {
+			return nil, o.err
+		}
+		return &Stream{Channel: o.ch, Requests: o.reqs, conn: c.c, timeout: missedProbes * l.o.KeepAlive}, nil
+	case <-t.C:
+		err = fmt.Errorf("link to %s: %w within %v", node, ErrNoAnswer, l.o.HandshakeTimeout)
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	go func() {
+		if o := <-answer; o.err == nil {
+			go ssh.DiscardRequests(o.reqs)
+			_ = o.ch.Close()
+		}
+	}()
+	return nil, err
 }
 
 // client returns the live connection to node, dialling it if needed.

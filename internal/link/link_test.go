@@ -290,3 +290,72 @@ func TestLinkCut(t *testing.T) {
 		t.Error("a cut link answers a probe")
 	}
 }
+
+// TestLinkOpenUnanswered: a peer that logs the dialler in, answers its
+// keep-alives, but never answers a join channel's open does not hold the
+// join: Open gives up within the handshake timeout, and a channel the
+// peer confirms afterwards is closed at once, so that no join nobody
+// waits for stays attached there.
+func TestLinkOpenUnanswered(t *testing.T) {
+	aKey, bKey := newKey(t, elliptic.P384()), newKey(t, elliptic.P384())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	held := make(chan ssh.NewChannel, 1)
+	go func() { // the hostile peer
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		cfg := &ssh.ServerConfig{PublicKeyCallback: func(ssh.ConnMetadata, ssh.PublicKey) (*ssh.Permissions, error) { return nil, nil }}
+		cfg.AddHostKey(bKey)
+		sc, chans, reqs, err := ssh.NewServerConn(nc, cfg)
+		if err != nil {
+			return
+		}
+		defer sc.Close()
+		go ssh.DiscardRequests(reqs)
+		for ch := range chans {
+			held <- ch // neither accepted nor rejected
+		}
+	}()
+	const timeout = 300 * time.Millisecond
+	a, err := New(Options{Node: "a", Key: aKey, Peers: []Peer{{Node: "b", Address: ln.Addr().String(), Key: bKey.PublicKey()}},
+		KeepAlive: 50 * time.Millisecond, HandshakeTimeout: timeout, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	opened := make(chan error, 1)
+	go func() {
+		s, err := a.Open(context.Background(), "b", goodJoin)
+		if err == nil {
+			s.Close()
+		}
+		opened <- err
+	}()
+	select {
+	case err := <-opened:
+		if err == nil {
+			t.Fatal("Open succeeded on an unanswered channel")
+		}
+	case <-time.After(wait):
+		t.Fatalf("Open still waiting %v for an answer (handshake timeout %v)", wait, timeout)
+	}
+	// The peer confirms late: the dialler closes the channel.
+	ch, reqs, err := (<-held).Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ssh.DiscardRequests(reqs)
+	ended := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, ch); close(ended) }()
+	select {
+	case <-ended:
+	case <-time.After(wait):
+		t.Fatal("a channel confirmed after Open gave up stays open")
+	}
+}
