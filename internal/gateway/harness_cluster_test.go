@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"regexp"
@@ -435,6 +436,67 @@ func TestHarnessClusterHoldingStoreDown(t *testing.T) {
 			st.Close()
 		}
 		t.Fatalf("relayed join while a cannot read its store: %v, want a refusal saying %q", err, want)
+	}
+	if strings.Contains(owner.out.String(), "joined") {
+		t.Fatalf("somebody joined:\n%s", owner.out.String())
+	}
+}
+
+// TestHarnessClusterForgedJoin: what a peer claims for its person — the
+// mode, the external flag — counts for nothing on the node that holds the
+// session, which decides on its own configuration: an observer-only
+// person relayed as peer is refused, and an external expert relayed as an
+// employee is still an external who may not join without a second person.
+func TestHarnessClusterForgedJoin(t *testing.T) {
+	recent := time.Now().UTC().AddDate(0, 0, -10)
+	onA := []option{func(s *spec) {
+		s.roles += "  - {id: expert, external: true, allow: [{hosts: {tenant: schule-nord}, join: [peer, observer]}]}\n" +
+			"  - {id: watcher, allow: [{hosts: {tenant: schule-nord}, join: [observer]}]}\n"
+	}, withPerson("erik", recent, "expert"), withPerson("olga", recent, "watcher")}
+	a, b, _ := newClusterPair(t, onA, nil)
+	owner := a.shell(t, "alice", "root%prod1")
+	id := owner.expect(t, joinID)
+	l, err := link.New(link.Options{Node: "b", Key: b.spec.node.linkKey,
+		Peers: []link.Peer{{Node: "a", Address: a.spec.node.ln.Addr().String(), Key: a.spec.node.linkKey.PublicKey()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	fp := func(person string) string { return ssh.FingerprintSHA256(a.signers[person].PublicKey()) }
+	for _, tc := range []struct {
+		name string
+		j    link.Join
+		want string
+	}{
+		{"an observer relayed as peer", link.Join{Session: id, Person: "olga", Mode: "peer", KeyFP: fp("olga")}, "only as observer"},
+		{"an external relayed as employee", link.Join{Session: id, Person: "erik", Mode: "peer", External: false, KeyFP: fp("erik")}, "only under supervision"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := l.Open(t.Context(), "a", tc.j)
+			if err == nil {
+				// Accepted: the session itself may still refuse, on the
+				// channel's stderr.
+				defer st.Close()
+				var out strings.Builder
+				done := make(chan struct{})
+				go func() { _, _ = io.Copy(&out, st.Stderr()); close(done) }()
+				select {
+				case <-done:
+				case <-time.After(wait):
+				}
+				if !strings.Contains(out.String(), tc.want) {
+					t.Fatalf("relayed join accepted; stderr %q, want a refusal saying %q", out.String(), tc.want)
+				}
+				return
+			}
+			var oe *ssh.OpenChannelError
+			if !errors.As(err, &oe) || !strings.Contains(oe.Message, tc.want) {
+				t.Fatalf("relayed join: %v, want a refusal saying %q", err, tc.want)
+			}
+		})
+	}
+	if ids := a.targets["prod1"].accepted(); len(ids) != 0 {
+		t.Fatalf("a forged join reached the target: %q", ids)
 	}
 	if strings.Contains(owner.out.String(), "joined") {
 		t.Fatalf("somebody joined:\n%s", owner.out.String())
