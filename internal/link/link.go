@@ -42,10 +42,13 @@ const JoinChannel = "tandem-join@tandem.dev"
 const (
 	DefaultKeepAlive        = time.Second
 	DefaultHandshakeTimeout = 10 * time.Second
-	// maxHandshakes bounds the connections in their handshake at once:
-	// only peers log in, so a few suffice, and a flood of strangers
-	// cannot make the node hold more.
-	maxHandshakes = 8
+	// maxHandshakes bounds the connections in their handshake at once,
+	// and maxHandshakesPerSource those from one address: only peers log
+	// in, so a few suffice, a flood of strangers cannot make the node
+	// hold more, and one stranger cannot take every slot and so keep the
+	// peers out for as long as it keeps reconnecting.
+	maxHandshakes          = 32
+	maxHandshakesPerSource = 2
 	// missedProbes is how many keep-alive intervals without an answer
 	// close a connection.
 	missedProbes = 3
@@ -261,7 +264,7 @@ func (l *Link) Serve(ctx context.Context, ln net.Listener, handle Handler) error
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	slots := make(chan struct{}, maxHandshakes)
+	slots := &handshakes{bySource: map[string]int{}}
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -275,9 +278,8 @@ func (l *Link) Serve(ctx context.Context, ln net.Listener, handle Handler) error
 			}
 			return fmt.Errorf("link: accept: %w", err)
 		}
-		select {
-		case slots <- struct{}{}:
-		default:
+		src := sourceOf(nc)
+		if !slots.take(src) {
 			l.o.Logger.Warn("link: too many handshakes at once; connection closed", "source", nc.RemoteAddr().String())
 			nc.Close()
 			continue
@@ -285,18 +287,55 @@ func (l *Link) Serve(ctx context.Context, ln net.Listener, handle Handler) error
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.serveConn(ctx, nc, slots, handle, &wg)
+			l.serveConn(ctx, nc, func() { slots.release(src) }, handle, &wg)
 		}()
 	}
 }
 
+// handshakes counts the accepted connections in their handshake, in all
+// and by source address.
+type handshakes struct {
+	mu       sync.Mutex
+	total    int
+	bySource map[string]int
+}
+
+func (h *handshakes) take(src string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.total >= maxHandshakes || h.bySource[src] >= maxHandshakesPerSource {
+		return false
+	}
+	h.total++
+	h.bySource[src]++
+	return true
+}
+
+func (h *handshakes) release(src string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.total--
+	if h.bySource[src]--; h.bySource[src] == 0 {
+		delete(h.bySource, src)
+	}
+}
+
+// sourceOf is the address a connection comes from, without its port.
+func sourceOf(nc net.Conn) string {
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return nc.RemoteAddr().String()
+}
+
 // serveConn runs the handshake of one accepted connection (holding a
-// handshake slot) and then serves its channels until it ends.
-func (l *Link) serveConn(ctx context.Context, nc net.Conn, slots chan struct{}, handle Handler, wg *sync.WaitGroup) {
+// handshake slot, which release gives back) and then serves its channels
+// until it ends.
+func (l *Link) serveConn(ctx context.Context, nc net.Conn, release func(), handle Handler, wg *sync.WaitGroup) {
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(l.o.HandshakeTimeout))
 	sc, chans, reqs, err := ssh.NewServerConn(nc, l.serverConfig())
-	<-slots
+	release()
 	if err != nil {
 		l.o.Logger.Warn("link: connection refused", "source", nc.RemoteAddr().String(), "err", err)
 		return

@@ -359,3 +359,36 @@ func TestLinkOpenUnanswered(t *testing.T) {
 		t.Fatal("a channel confirmed after Open gave up stays open")
 	}
 }
+
+// TestLinkHandshakeFlood: a stranger who opens connections and sends
+// nothing, as many as it likes, from one address, neither keeps a peer
+// from linking nor holds a connection past the handshake timeout.
+func TestLinkHandshakeFlood(t *testing.T) {
+	p := newPair(t, 0, nil)
+	// Another loopback address than the peer's: the stranger is another
+	// machine.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: wait}
+	var silent []net.Conn
+	for range 3 * maxHandshakes {
+		c, err := d.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		silent = append(silent, c)
+	}
+	time.Sleep(100 * time.Millisecond) // the listener has taken them all
+	s, err := p.a.Open(context.Background(), "b", goodJoin)
+	if err != nil {
+		t.Fatalf("the peer could not link during a stranger's flood: %v", err)
+	}
+	readUntil(t, s, "hello a for bob\n")
+	s.Close()
+	// The stranger's connections end with the handshake timeout at most.
+	for _, c := range silent {
+		_ = c.SetReadDeadline(time.Now().Add(DefaultHandshakeTimeout + wait))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Fatalf("a silent stranger's connection still open after the handshake timeout: %v", err)
+		}
+	}
+}
