@@ -21,6 +21,7 @@ import (
 	"tandem.dev/tandem/internal/gateway"
 	"tandem.dev/tandem/internal/link"
 	"tandem.dev/tandem/internal/record"
+	"tandem.dev/tandem/internal/store"
 	"tandem.dev/tandem/internal/testenv"
 )
 
@@ -500,5 +501,26 @@ func TestHarnessClusterForgedJoin(t *testing.T) {
 	}
 	if strings.Contains(owner.out.String(), "joined") {
 		t.Fatalf("somebody joined:\n%s", owner.out.String())
+	}
+}
+
+// TestHarnessClusterHostileRows: the shared-session rows are what other
+// nodes wrote; a row whose id, state or mode carries terminal controls
+// reaches nobody's terminal through `ssh gw sessions`.
+func TestHarnessClusterHostileRows(t *testing.T) {
+	a, _, _ := newClusterPair(t, nil, nil)
+	now := time.Now()
+	rows := []store.ClusterSession{{ID: "0a1b\x1b]0;pwned\x07", Node: "c", Owner: "alice", Host: "prod1", Login: "root",
+		Tenant: "schule-nord", State: "waiting\x1b[2J", Started: now,
+		Participants: []store.ClusterParticipant{{Person: "alice", Mode: "owner"}, {Person: "erin", Mode: "peer\x1b[31m"}}}}
+	if err := a.store.PublishSessions(t.Context(), "c", rows, now, now.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, st := a.run(t, "bob", "gw", "sessions")
+	if st != 0 {
+		t.Fatalf("sessions: status %d, stderr %q", st, stderr)
+	}
+	if strings.ContainsAny(out, "\x1b\x07") {
+		t.Fatalf("a row from another node put terminal controls on the screen: %q", out)
 	}
 }
