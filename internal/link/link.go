@@ -52,6 +52,11 @@ const (
 	// missedProbes is how many keep-alive intervals without an answer
 	// close a connection.
 	missedProbes = 3
+	// maxJoins bounds the joins one peer connection carries at once. An
+	// honest peer stays far below (its persons' own connection and
+	// channel limits apply there); a hostile one cannot make this node
+	// hold a terminal, with its output queue, per channel it opens.
+	maxJoins = 256
 )
 
 // Join is what the joining person's node asks of the node that holds the
@@ -351,6 +356,7 @@ func (l *Link) serveConn(ctx context.Context, nc net.Conn, release func(), handl
 	wg.Add(2)
 	go func() { defer wg.Done(); ssh.DiscardRequests(reqs) }()
 	go func() { defer wg.Done(); keepAlive(sc, l.o.KeepAlive, done) }()
+	joins := make(chan struct{}, maxJoins)
 	for ch := range chans {
 		if ch.ChannelType() != JoinChannel {
 			_ = ch.Reject(ssh.UnknownChannelType, "the link carries joins only")
@@ -362,8 +368,15 @@ func (l *Link) serveConn(ctx context.Context, nc net.Conn, release func(), handl
 			_ = ch.Reject(ssh.Prohibited, err.Error())
 			continue
 		}
+		select {
+		case joins <- struct{}{}:
+		default:
+			l.o.Logger.Warn("link: too many joins open on the link; join refused", "peer", peer, "max", maxJoins)
+			_ = ch.Reject(ssh.ResourceShortage, fmt.Sprintf("%d joins are open on this link, the most it carries", maxJoins))
+			continue
+		}
 		wg.Add(1)
-		go func() { defer wg.Done(); handle(ctx, peer, j, ch) }()
+		go func() { defer wg.Done(); defer func() { <-joins }(); handle(ctx, peer, j, ch) }()
 	}
 	l.o.Logger.Info("link: peer disconnected", "peer", peer)
 }

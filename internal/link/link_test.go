@@ -392,3 +392,39 @@ func TestLinkHandshakeFlood(t *testing.T) {
 		}
 	}
 }
+
+// TestLinkJoinsBounded: a peer that opens join after join, never leaving,
+// gets maxJoins of them at once and a refusal for the next; one that
+// ends frees its place.
+func TestLinkJoinsBounded(t *testing.T) {
+	p := newPair(t, 0, nil)
+	var streams []*Stream
+	for i := range maxJoins {
+		s, err := p.a.Open(context.Background(), "b", goodJoin)
+		if err != nil {
+			t.Fatalf("join %d: %v", i, err)
+		}
+		streams = append(streams, s)
+	}
+	_, err := p.a.Open(context.Background(), "b", goodJoin)
+	var oe *ssh.OpenChannelError
+	if !errors.As(err, &oe) || oe.Reason != ssh.ResourceShortage {
+		t.Fatalf("join %d: %v, want a refusal for too many joins", maxJoins+1, err)
+	}
+	streams[0].Close()
+	deadline := time.Now().Add(wait)
+	for {
+		s, err := p.a.Open(context.Background(), "b", goodJoin)
+		if err == nil {
+			s.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a join after one ended: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, s := range streams[1:] {
+		s.Close()
+	}
+}
