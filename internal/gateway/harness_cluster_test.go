@@ -524,3 +524,28 @@ func TestHarnessClusterHostileRows(t *testing.T) {
 		t.Fatalf("a row from another node put terminal controls on the screen: %q", out)
 	}
 }
+
+// TestHarnessClusterReloadPeers: the link takes its peers and keys at the
+// start. A reload that removes a peer (a node found compromised, say) is
+// refused, saying a restart applies it, instead of being recorded as
+// applied while the link still lets the removed peer relay joins.
+func TestHarnessClusterReloadPeers(t *testing.T) {
+	a, b, _ := newClusterPair(t, nil, nil)
+	owner := a.shell(t, "alice", "root%prod1")
+	id := owner.expect(t, joinID)
+	peers := a.spec.node.peers
+	a.spec.node.peers = nil
+	err := a.srv.Reload(a.parse(t))
+	a.spec.node.peers = peers
+	if err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("a reload without peer b: %v, want a refusal that asks for a restart", err)
+	}
+	// The refused reload changed nothing: b still relays joins.
+	sessionsRow(t, b, "bob", id)
+	b.join(t, "bob", id)
+	owner.expect(t, "bob joined as peer; the session is live")
+	// A reload that leaves the link as it is goes through.
+	if err := a.srv.Reload(a.parse(t)); err != nil {
+		t.Fatalf("a reload without link changes: %v", err)
+	}
+}
