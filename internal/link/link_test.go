@@ -369,8 +369,11 @@ func TestLinkHandshakeFlood(t *testing.T) {
 	// machine.
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: wait}
 	var silent []net.Conn
-	for range 3 * maxHandshakes {
+	for i := range 3 * maxHandshakes {
 		c, err := d.Dial("tcp", p.addr)
+		if err != nil && i == 0 {
+			t.Skipf("no second loopback address here: %v", err)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
