@@ -549,3 +549,49 @@ func TestHarnessClusterReloadPeers(t *testing.T) {
 		t.Fatalf("a reload without link changes: %v", err)
 	}
 }
+
+// TestHarnessClusterPeerSilent: a node that takes a relayed join and then
+// sends nothing and never ends the channel on its own does not keep the
+// joiner's connection on this node once the joiner has left (it would
+// count against their connections_per_person while the link lived): the
+// joiner's leaving closes the link channel, and the peer's SSH answers
+// the close.
+func TestHarnessClusterPeerSilent(t *testing.T) {
+	hostKey := newLinkKey(t)
+	lnH := listenLoopback(t)
+	got := make(chan struct{}, 1)
+	// Node "a", which accepts every join and then says nothing.
+	testenv.ServeAnyKey(lnH, hostKey, func(nch ssh.NewChannel) {
+		if _, creqs, err := nch.Accept(); err == nil {
+			go ssh.DiscardRequests(creqs)
+			got <- struct{}{}
+		}
+	})
+	b := newHarness(t, withNode(&hNode{name: "b", linkKey: newLinkKey(t), ln: listenLoopback(t),
+		peers: []hPeer{{"a", lnH.Addr().String(), hostKey.PublicKey()}}}))
+	const id = "0a1b2c3d4e"
+	now := time.Now()
+	if err := b.store.PublishSessions(t.Context(), "a", []store.ClusterSession{{ID: id, Node: "a", Owner: "alice", Host: "prod1",
+		Login: "root", Tenant: "schule-nord", State: "waiting", Started: now,
+		Participants: []store.ClusterParticipant{{Person: "alice", Mode: "owner"}}}}, now, now.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	j := b.join(t, "bob", id)
+	select {
+	case <-got:
+	case <-time.After(wait):
+		t.Fatal("the join was not relayed")
+	}
+	j.c.Close()
+	deadline := time.Now().Add(2 * wait)
+	for {
+		out, _, _ := b.run(t, "bob", "gw", "whoami")
+		if strings.Contains(out, "connections: 1 open") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob's join connection still open %v after he left:\n%s", 2*wait, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

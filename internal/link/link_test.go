@@ -304,24 +304,8 @@ func TestLinkOpenUnanswered(t *testing.T) {
 	}
 	defer ln.Close()
 	held := make(chan ssh.NewChannel, 1)
-	go func() { // the hostile peer
-		nc, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer nc.Close()
-		cfg := &ssh.ServerConfig{PublicKeyCallback: func(ssh.ConnMetadata, ssh.PublicKey) (*ssh.Permissions, error) { return nil, nil }}
-		cfg.AddHostKey(bKey)
-		sc, chans, reqs, err := ssh.NewServerConn(nc, cfg)
-		if err != nil {
-			return
-		}
-		defer sc.Close()
-		go ssh.DiscardRequests(reqs)
-		for ch := range chans {
-			held <- ch // neither accepted nor rejected
-		}
-	}()
+	// The hostile peer: channels neither accepted nor rejected.
+	testenv.ServeAnyKey(ln, bKey, func(nch ssh.NewChannel) { held <- nch })
 	const timeout = 300 * time.Millisecond
 	a, err := New(Options{Node: "a", Key: aKey, Peers: []Peer{{Node: "b", Address: ln.Addr().String(), Key: bKey.PublicKey()}},
 		KeepAlive: 50 * time.Millisecond, HandshakeTimeout: timeout, Logger: quiet()})
