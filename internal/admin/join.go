@@ -36,15 +36,17 @@ func (c *call) sessions(args []string, out io.Writer) error {
 		header = "ID\tNODE\tHOST\tOWNER\tSTATE\tSINCE\tPARTICIPANTS"
 	}
 	return list(out, header, "no sessions you may join", rows, func(in SessionInfo) string {
+		// Every field escaped: in a cluster the other nodes' rows are
+		// what they wrote to the store, id, state and modes included.
 		var ps []string
 		for _, p := range in.Participants[1:] {
-			ps = append(ps, safetext.Line(p.Person)+"("+string(p.Mode)+")")
+			ps = append(ps, safetext.Line(p.Person)+"("+safetext.Line(string(p.Mode))+")")
 		}
-		id := in.ID
+		id := safetext.Line(in.ID)
 		if clustered {
 			id += "\t" + safetext.Line(in.Node)
 		}
-		return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", id, safetext.Line(in.Host), safetext.Line(in.Owner.Person), in.State,
+		return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", id, safetext.Line(in.Host), safetext.Line(in.Owner.Person), safetext.Line(string(in.State)),
 			in.Started.UTC().Format(time.TimeOnly), strings.Join(ps, " "))
 	})
 }

@@ -90,6 +90,23 @@ func newCluster(o Options) (*clusterNode, error) {
 	return n, nil
 }
 
+// errLinkReload refuses a reload that changes the internal link.
+var errLinkReload = errors.New("the internal link's settings (cluster.node, listen, link_key, and each peer's node, " +
+	"address and link_key) take effect only at a restart; restart this node to apply them. Until then its link " +
+	"admits and dials the peers it started with, also one the new configuration removes")
+
+// linkSettings are what the link takes from cfg at the start (newCluster),
+// in order: a reload that changes them is refused, rather than recorded
+// as applied while a removed peer's key still logs in.
+func linkSettings(cfg *config.Config) []string {
+	cl := cfg.Cluster
+	out := []string{cl.Node, cl.Listen, cl.LinkKey}
+	for _, p := range cl.Peers {
+		out = append(out, p.Node, p.Address, p.LinkKey)
+	}
+	return out
+}
+
 // serveCluster starts the cluster's goroutines under s.wg: the publisher
 // of this node's sessions, the link's listener, and the closing of the
 // dialled links when ctx ends.

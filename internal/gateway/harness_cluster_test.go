@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"regexp"
@@ -20,6 +21,7 @@ import (
 	"tandem.dev/tandem/internal/gateway"
 	"tandem.dev/tandem/internal/link"
 	"tandem.dev/tandem/internal/record"
+	"tandem.dev/tandem/internal/store"
 	"tandem.dev/tandem/internal/testenv"
 )
 
@@ -396,5 +398,200 @@ func TestHarnessClusterLinkRefuses(t *testing.T) {
 	owner.expect(t, "waiting")
 	if strings.Contains(owner.out.String(), "joined") {
 		t.Fatalf("somebody joined:\n%s", owner.out.String())
+	}
+}
+
+// TestHarnessClusterHoldingStoreDown: a node that cannot read the state
+// store refuses a join relayed to it, as it refuses a local one: it
+// cannot know whether the person was locked a moment ago, and the node
+// that relayed the join (whose store may answer) cannot know for it.
+func TestHarnessClusterHoldingStoreDown(t *testing.T) {
+	a, b, _ := newClusterPair(t, nil, nil)
+	owner := a.shell(t, "alice", "root%prod1")
+	id := owner.expect(t, joinID)
+	// a's handle on the shared store fails from now on; b's still works.
+	a.store.Close()
+	const want = "cannot read its state store"
+	deadline := time.Now().Add(wait)
+	for {
+		_, stderr, _ := a.run(t, "bob", "gw", "join "+id)
+		if strings.Contains(stderr, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a local join on a is not refused for the store: %q", stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	l, err := link.New(link.Options{Node: "b", Key: b.spec.node.linkKey,
+		Peers: []link.Peer{{Node: "a", Address: a.spec.node.ln.Addr().String(), Key: a.spec.node.linkKey.PublicKey()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	j := link.Join{Session: id, Person: "bob", Mode: "peer", KeyFP: ssh.FingerprintSHA256(b.signers["bob"].PublicKey()), Source: "127.0.0.1:1"}
+	st, err := l.Open(t.Context(), "a", j)
+	var oe *ssh.OpenChannelError
+	if !errors.As(err, &oe) || !strings.Contains(oe.Message, want) {
+		if err == nil {
+			st.Close()
+		}
+		t.Fatalf("relayed join while a cannot read its store: %v, want a refusal saying %q", err, want)
+	}
+	if strings.Contains(owner.out.String(), "joined") {
+		t.Fatalf("somebody joined:\n%s", owner.out.String())
+	}
+}
+
+// TestHarnessClusterForgedJoin: what a peer claims for its person — the
+// mode, the external flag — counts for nothing on the node that holds the
+// session, which decides on its own configuration: an observer-only
+// person relayed as peer is refused, and an external expert relayed as an
+// employee is still an external who may not join without a second person.
+func TestHarnessClusterForgedJoin(t *testing.T) {
+	recent := time.Now().UTC().AddDate(0, 0, -10)
+	onA := []option{func(s *spec) {
+		s.roles += "  - {id: expert, external: true, allow: [{hosts: {tenant: schule-nord}, join: [peer, observer]}]}\n" +
+			"  - {id: watcher, allow: [{hosts: {tenant: schule-nord}, join: [observer]}]}\n"
+	}, withPerson("erik", recent, "expert"), withPerson("olga", recent, "watcher")}
+	a, b, _ := newClusterPair(t, onA, nil)
+	owner := a.shell(t, "alice", "root%prod1")
+	id := owner.expect(t, joinID)
+	l, err := link.New(link.Options{Node: "b", Key: b.spec.node.linkKey,
+		Peers: []link.Peer{{Node: "a", Address: a.spec.node.ln.Addr().String(), Key: a.spec.node.linkKey.PublicKey()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	fp := func(person string) string { return ssh.FingerprintSHA256(a.signers[person].PublicKey()) }
+	for _, tc := range []struct {
+		name string
+		j    link.Join
+		want string
+	}{
+		{"an observer relayed as peer", link.Join{Session: id, Person: "olga", Mode: "peer", KeyFP: fp("olga")}, "only as observer"},
+		{"an external relayed as employee", link.Join{Session: id, Person: "erik", Mode: "peer", External: false, KeyFP: fp("erik")}, "only under supervision"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := l.Open(t.Context(), "a", tc.j)
+			if err == nil {
+				// Accepted: the session itself may still refuse, on the
+				// channel's stderr.
+				defer st.Close()
+				var out strings.Builder
+				done := make(chan struct{})
+				go func() { _, _ = io.Copy(&out, st.Stderr()); close(done) }()
+				select {
+				case <-done:
+				case <-time.After(wait):
+				}
+				if !strings.Contains(out.String(), tc.want) {
+					t.Fatalf("relayed join accepted; stderr %q, want a refusal saying %q", out.String(), tc.want)
+				}
+				return
+			}
+			var oe *ssh.OpenChannelError
+			if !errors.As(err, &oe) || !strings.Contains(oe.Message, tc.want) {
+				t.Fatalf("relayed join: %v, want a refusal saying %q", err, tc.want)
+			}
+		})
+	}
+	if ids := a.targets["prod1"].accepted(); len(ids) != 0 {
+		t.Fatalf("a forged join reached the target: %q", ids)
+	}
+	if strings.Contains(owner.out.String(), "joined") {
+		t.Fatalf("somebody joined:\n%s", owner.out.String())
+	}
+}
+
+// TestHarnessClusterHostileRows: the shared-session rows are what other
+// nodes wrote; a row whose id, state or mode carries terminal controls
+// reaches nobody's terminal through `ssh gw sessions`.
+func TestHarnessClusterHostileRows(t *testing.T) {
+	a, _, _ := newClusterPair(t, nil, nil)
+	now := time.Now()
+	rows := []store.ClusterSession{{ID: "0a1b\x1b]0;pwned\x07", Node: "c", Owner: "alice", Host: "prod1", Login: "root",
+		Tenant: "schule-nord", State: "waiting\x1b[2J", Started: now,
+		Participants: []store.ClusterParticipant{{Person: "alice", Mode: "owner"}, {Person: "erin", Mode: "peer\x1b[31m"}}}}
+	if err := a.store.PublishSessions(t.Context(), "c", rows, now, now.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, st := a.run(t, "bob", "gw", "sessions")
+	if st != 0 {
+		t.Fatalf("sessions: status %d, stderr %q", st, stderr)
+	}
+	if strings.ContainsAny(out, "\x1b\x07") {
+		t.Fatalf("a row from another node put terminal controls on the screen: %q", out)
+	}
+}
+
+// TestHarnessClusterReloadPeers: the link takes its peers and keys at the
+// start. A reload that removes a peer (a node found compromised, say) is
+// refused, saying a restart applies it, instead of being recorded as
+// applied while the link still lets the removed peer relay joins.
+func TestHarnessClusterReloadPeers(t *testing.T) {
+	a, b, _ := newClusterPair(t, nil, nil)
+	owner := a.shell(t, "alice", "root%prod1")
+	id := owner.expect(t, joinID)
+	peers := a.spec.node.peers
+	a.spec.node.peers = nil
+	err := a.srv.Reload(a.parse(t))
+	a.spec.node.peers = peers
+	if err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("a reload without peer b: %v, want a refusal that asks for a restart", err)
+	}
+	// The refused reload changed nothing: b still relays joins.
+	sessionsRow(t, b, "bob", id)
+	b.join(t, "bob", id)
+	owner.expect(t, "bob joined as peer; the session is live")
+	// A reload that leaves the link as it is goes through.
+	if err := a.srv.Reload(a.parse(t)); err != nil {
+		t.Fatalf("a reload without link changes: %v", err)
+	}
+}
+
+// TestHarnessClusterPeerSilent: a node that takes a relayed join and then
+// sends nothing and never ends the channel on its own does not keep the
+// joiner's connection on this node once the joiner has left (it would
+// count against their connections_per_person while the link lived): the
+// joiner's leaving closes the link channel, and the peer's SSH answers
+// the close.
+func TestHarnessClusterPeerSilent(t *testing.T) {
+	hostKey := newLinkKey(t)
+	lnH := listenLoopback(t)
+	got := make(chan struct{}, 1)
+	// Node "a", which accepts every join and then says nothing.
+	testenv.ServeAnyKey(lnH, hostKey, func(nch ssh.NewChannel) {
+		if _, creqs, err := nch.Accept(); err == nil {
+			go ssh.DiscardRequests(creqs)
+			got <- struct{}{}
+		}
+	})
+	b := newHarness(t, withNode(&hNode{name: "b", linkKey: newLinkKey(t), ln: listenLoopback(t),
+		peers: []hPeer{{"a", lnH.Addr().String(), hostKey.PublicKey()}}}))
+	const id = "0a1b2c3d4e"
+	now := time.Now()
+	if err := b.store.PublishSessions(t.Context(), "a", []store.ClusterSession{{ID: id, Node: "a", Owner: "alice", Host: "prod1",
+		Login: "root", Tenant: "schule-nord", State: "waiting", Started: now,
+		Participants: []store.ClusterParticipant{{Person: "alice", Mode: "owner"}}}}, now, now.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	j := b.join(t, "bob", id)
+	select {
+	case <-got:
+	case <-time.After(wait):
+		t.Fatal("the join was not relayed")
+	}
+	j.c.Close()
+	deadline := time.Now().Add(2 * wait)
+	for {
+		out, _, _ := b.run(t, "bob", "gw", "whoami")
+		if strings.Contains(out, "connections: 1 open") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob's join connection still open %v after he left:\n%s", 2*wait, out)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

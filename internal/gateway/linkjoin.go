@@ -92,11 +92,19 @@ func (c *clientConn) joinRemote(ctx context.Context, ch ssh.Channel, closed <-ch
 }
 
 // holdJoin serves a join relayed by peer: it decides the join again on
-// this node's state — the person and key as configured here, the session
-// as it runs here, the locks and freezes in force — and attaches the link
-// channel to the session as the joiner's terminal. A refusal goes back to
+// this node's state — its store readable, the person and key as
+// configured here, the session as it runs here, the locks and freezes in
+// force — and attaches the link channel to the session as the joiner's
+// terminal. A refusal goes back to
 // the joining node as the channel's rejection, which it shows its person.
 func (s *Server) holdJoin(_ context.Context, peer string, j link.Join, nc ssh.NewChannel) {
+	// Without its store this node cannot know whether the person was
+	// locked a moment ago; the joining node's store answering does not
+	// tell it (a local join is refused the same way, joinSession).
+	if msg := s.storeRefusal(); msg != "" {
+		s.rejectJoin(nc, peer, j, msg, true)
+		return
+	}
 	st := s.state.Load()
 	p := st.cfg.Person(j.Person)
 	if p == nil {

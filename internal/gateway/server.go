@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"tandem.dev/tandem/internal/netutil"
@@ -196,6 +197,9 @@ func (s *Server) newState(cfg *config.Config) (*state, error) {
 // live sessions and connections that it no longer allows end at once
 // (see enforceConfig).
 func (s *Server) Reload(cfg *config.Config) error {
+	if old := s.state.Load(); old != nil && !slices.Equal(linkSettings(old.cfg), linkSettings(cfg)) {
+		return errLinkReload
+	}
 	st, err := s.newState(cfg)
 	if err != nil {
 		return err

@@ -42,13 +42,21 @@ const JoinChannel = "tandem-join@tandem.dev"
 const (
 	DefaultKeepAlive        = time.Second
 	DefaultHandshakeTimeout = 10 * time.Second
-	// maxHandshakes bounds the connections in their handshake at once:
-	// only peers log in, so a few suffice, and a flood of strangers
-	// cannot make the node hold more.
-	maxHandshakes = 8
+	// maxHandshakes bounds the connections in their handshake at once,
+	// and maxHandshakesPerSource those from one address: only peers log
+	// in, so a few suffice, a flood of strangers cannot make the node
+	// hold more, and one stranger cannot take every slot and so keep the
+	// peers out for as long as it keeps reconnecting.
+	maxHandshakes          = 32
+	maxHandshakesPerSource = 2
 	// missedProbes is how many keep-alive intervals without an answer
 	// close a connection.
 	missedProbes = 3
+	// maxJoins bounds the joins one peer connection carries at once. An
+	// honest peer stays far below (its persons' own connection and
+	// channel limits apply there); a hostile one cannot make this node
+	// hold a terminal, with its output queue, per channel it opens.
+	maxJoins = 256
 )
 
 // Join is what the joining person's node asks of the node that holds the
@@ -261,7 +269,7 @@ func (l *Link) Serve(ctx context.Context, ln net.Listener, handle Handler) error
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	slots := make(chan struct{}, maxHandshakes)
+	slots := &handshakes{bySource: map[string]int{}}
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -275,9 +283,8 @@ func (l *Link) Serve(ctx context.Context, ln net.Listener, handle Handler) error
 			}
 			return fmt.Errorf("link: accept: %w", err)
 		}
-		select {
-		case slots <- struct{}{}:
-		default:
+		src := sourceOf(nc)
+		if !slots.take(src) {
 			l.o.Logger.Warn("link: too many handshakes at once; connection closed", "source", nc.RemoteAddr().String())
 			nc.Close()
 			continue
@@ -285,18 +292,55 @@ func (l *Link) Serve(ctx context.Context, ln net.Listener, handle Handler) error
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.serveConn(ctx, nc, slots, handle, &wg)
+			l.serveConn(ctx, nc, func() { slots.release(src) }, handle, &wg)
 		}()
 	}
 }
 
+// handshakes counts the accepted connections in their handshake, in all
+// and by source address.
+type handshakes struct {
+	mu       sync.Mutex
+	total    int
+	bySource map[string]int
+}
+
+func (h *handshakes) take(src string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.total >= maxHandshakes || h.bySource[src] >= maxHandshakesPerSource {
+		return false
+	}
+	h.total++
+	h.bySource[src]++
+	return true
+}
+
+func (h *handshakes) release(src string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.total--
+	if h.bySource[src]--; h.bySource[src] == 0 {
+		delete(h.bySource, src)
+	}
+}
+
+// sourceOf is the address a connection comes from, without its port.
+func sourceOf(nc net.Conn) string {
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return nc.RemoteAddr().String()
+}
+
 // serveConn runs the handshake of one accepted connection (holding a
-// handshake slot) and then serves its channels until it ends.
-func (l *Link) serveConn(ctx context.Context, nc net.Conn, slots chan struct{}, handle Handler, wg *sync.WaitGroup) {
+// handshake slot, which release gives back) and then serves its channels
+// until it ends.
+func (l *Link) serveConn(ctx context.Context, nc net.Conn, release func(), handle Handler, wg *sync.WaitGroup) {
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(l.o.HandshakeTimeout))
 	sc, chans, reqs, err := ssh.NewServerConn(nc, l.serverConfig())
-	<-slots
+	release()
 	if err != nil {
 		l.o.Logger.Warn("link: connection refused", "source", nc.RemoteAddr().String(), "err", err)
 		return
@@ -312,6 +356,7 @@ func (l *Link) serveConn(ctx context.Context, nc net.Conn, slots chan struct{}, 
 	wg.Add(2)
 	go func() { defer wg.Done(); ssh.DiscardRequests(reqs) }()
 	go func() { defer wg.Done(); keepAlive(sc, l.o.KeepAlive, done) }()
+	joins := make(chan struct{}, maxJoins)
 	for ch := range chans {
 		if ch.ChannelType() != JoinChannel {
 			_ = ch.Reject(ssh.UnknownChannelType, "the link carries joins only")
@@ -323,8 +368,15 @@ func (l *Link) serveConn(ctx context.Context, nc net.Conn, slots chan struct{}, 
 			_ = ch.Reject(ssh.Prohibited, err.Error())
 			continue
 		}
+		select {
+		case joins <- struct{}{}:
+		default:
+			l.o.Logger.Warn("link: too many joins open on the link; join refused", "peer", peer, "max", maxJoins)
+			_ = ch.Reject(ssh.ResourceShortage, fmt.Sprintf("%d joins are open on this link, the most it carries", maxJoins))
+			continue
+		}
 		wg.Add(1)
-		go func() { defer wg.Done(); handle(ctx, peer, j, ch) }()
+		go func() { defer wg.Done(); defer func() { <-joins }(); handle(ctx, peer, j, ch) }()
 	}
 	l.o.Logger.Info("link: peer disconnected", "peer", peer)
 }
@@ -383,19 +435,54 @@ type Stream struct {
 // the holding node (the link answers) from a lost link.
 func (s *Stream) Alive() bool { return probe(s.conn, s.timeout) }
 
+// ErrNoAnswer: the peer did not answer a join channel's open within the
+// handshake timeout.
+var ErrNoAnswer = errors.New("no answer to the join")
+
 // Open opens a join channel to node, dialling it first if there is no
 // live connection. A rejection by the holding node comes back as
-// *ssh.OpenChannelError with its reason.
+// *ssh.OpenChannelError with its reason. The holding node's answer is
+// awaited for at most the handshake timeout (or until ctx ends): a peer
+// that answers its keep-alives but never the open would hold the join
+// for ever. A channel it confirms after Open gave up is closed at once,
+// so that the holding node sees that joiner leave rather than keep one
+// nobody is behind; the goroutine waiting for that answer ends with it
+// or with the connection.
 func (l *Link) Open(ctx context.Context, node string, j Join) (*Stream, error) {
 	c, err := l.client(ctx, node)
 	if err != nil {
 		return nil, err
 	}
-	ch, reqs, err := c.c.OpenChannel(JoinChannel, j.Marshal())
-	if err != nil {
-		return nil, err
+	type opened struct {
+		ch   ssh.Channel
+		reqs <-chan *ssh.Request
+		err  error
 	}
-	return &Stream{Channel: ch, Requests: reqs, conn: c.c, timeout: missedProbes * l.o.KeepAlive}, nil
+	answer := make(chan opened, 1)
+	go func() {
+		ch, reqs, err := c.c.OpenChannel(JoinChannel, j.Marshal())
+		answer <- opened{ch, reqs, err}
+	}()
+	t := time.NewTimer(l.o.HandshakeTimeout)
+	defer t.Stop()
+	select {
+	case o := <-answer:
+		if o.err != nil {
+			return nil, o.err
+		}
+		return &Stream{Channel: o.ch, Requests: o.reqs, conn: c.c, timeout: missedProbes * l.o.KeepAlive}, nil
+	case <-t.C:
+		err = fmt.Errorf("link to %s: %w within %v", node, ErrNoAnswer, l.o.HandshakeTimeout)
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	go func() {
+		if o := <-answer; o.err == nil {
+			go ssh.DiscardRequests(o.reqs)
+			_ = o.ch.Close()
+		}
+	}()
+	return nil, err
 }
 
 // client returns the live connection to node, dialling it if needed.

@@ -290,3 +290,128 @@ func TestLinkCut(t *testing.T) {
 		t.Error("a cut link answers a probe")
 	}
 }
+
+// TestLinkOpenUnanswered: a peer that logs the dialler in, answers its
+// keep-alives, but never answers a join channel's open does not hold the
+// join: Open gives up within the handshake timeout, and a channel the
+// peer confirms afterwards is closed at once, so that no join nobody
+// waits for stays attached there.
+func TestLinkOpenUnanswered(t *testing.T) {
+	aKey, bKey := newKey(t, elliptic.P384()), newKey(t, elliptic.P384())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	held := make(chan ssh.NewChannel, 1)
+	// The hostile peer: channels neither accepted nor rejected.
+	testenv.ServeAnyKey(ln, bKey, func(nch ssh.NewChannel) { held <- nch })
+	const timeout = 300 * time.Millisecond
+	a, err := New(Options{Node: "a", Key: aKey, Peers: []Peer{{Node: "b", Address: ln.Addr().String(), Key: bKey.PublicKey()}},
+		KeepAlive: 50 * time.Millisecond, HandshakeTimeout: timeout, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	opened := make(chan error, 1)
+	go func() {
+		s, err := a.Open(context.Background(), "b", goodJoin)
+		if err == nil {
+			s.Close()
+		}
+		opened <- err
+	}()
+	select {
+	case err := <-opened:
+		if err == nil {
+			t.Fatal("Open succeeded on an unanswered channel")
+		}
+	case <-time.After(wait):
+		t.Fatalf("Open still waiting %v for an answer (handshake timeout %v)", wait, timeout)
+	}
+	// The peer confirms late: the dialler closes the channel.
+	ch, reqs, err := (<-held).Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ssh.DiscardRequests(reqs)
+	ended := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, ch); close(ended) }()
+	select {
+	case <-ended:
+	case <-time.After(wait):
+		t.Fatal("a channel confirmed after Open gave up stays open")
+	}
+}
+
+// TestLinkHandshakeFlood: a stranger who opens connections and sends
+// nothing, as many as it likes, from one address, neither keeps a peer
+// from linking nor holds a connection past the handshake timeout.
+func TestLinkHandshakeFlood(t *testing.T) {
+	p := newPair(t, 0, nil)
+	// Another loopback address than the peer's: the stranger is another
+	// machine.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: wait}
+	var silent []net.Conn
+	for i := range 3 * maxHandshakes {
+		c, err := d.Dial("tcp", p.addr)
+		if err != nil && i == 0 {
+			t.Skipf("no second loopback address here: %v", err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		silent = append(silent, c)
+	}
+	time.Sleep(100 * time.Millisecond) // the listener has taken them all
+	s, err := p.a.Open(context.Background(), "b", goodJoin)
+	if err != nil {
+		t.Fatalf("the peer could not link during a stranger's flood: %v", err)
+	}
+	readUntil(t, s, "hello a for bob\n")
+	s.Close()
+	// The stranger's connections end with the handshake timeout at most.
+	for _, c := range silent {
+		_ = c.SetReadDeadline(time.Now().Add(DefaultHandshakeTimeout + wait))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Fatalf("a silent stranger's connection still open after the handshake timeout: %v", err)
+		}
+	}
+}
+
+// TestLinkJoinsBounded: a peer that opens join after join, never leaving,
+// gets maxJoins of them at once and a refusal for the next; one that
+// ends frees its place.
+func TestLinkJoinsBounded(t *testing.T) {
+	p := newPair(t, 0, nil)
+	var streams []*Stream
+	for i := range maxJoins {
+		s, err := p.a.Open(context.Background(), "b", goodJoin)
+		if err != nil {
+			t.Fatalf("join %d: %v", i, err)
+		}
+		streams = append(streams, s)
+	}
+	_, err := p.a.Open(context.Background(), "b", goodJoin)
+	var oe *ssh.OpenChannelError
+	if !errors.As(err, &oe) || oe.Reason != ssh.ResourceShortage {
+		t.Fatalf("join %d: %v, want a refusal for too many joins", maxJoins+1, err)
+	}
+	streams[0].Close()
+	deadline := time.Now().Add(wait)
+	for {
+		s, err := p.a.Open(context.Background(), "b", goodJoin)
+		if err == nil {
+			s.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a join after one ended: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, s := range streams[1:] {
+		s.Close()
+	}
+}
