@@ -209,7 +209,7 @@ func (c *collector) session(ctx context.Context) (bool, error) {
 	for {
 		before := len(pending)
 		var err error
-		if pending, err = c.settle(pending); err != nil {
+		if pending, err = c.settle(pending, broken); err != nil {
 			return delivered, err
 		}
 		delivered = delivered || len(pending) < before
@@ -264,8 +264,11 @@ func watchClose(conn *tls.Conn, broken chan<- error) {
 }
 
 // settle saves the newest cursor written at least Settle ago on this
-// connection and returns the batches still in flight.
-func (c *collector) settle(pending []inflight) ([]inflight, error) {
+// connection and returns the batches still in flight. It first looks
+// whether the collector has closed the connection: the session loop may
+// not have looked since (it was sending a backlog, or its select took the
+// ticker), and what a closed connection carried is not delivered.
+func (c *collector) settle(pending []inflight, broken <-chan error) ([]inflight, error) {
 	cutoff := c.s.o.Now().Add(-c.s.o.Config.Settle.Duration)
 	n := 0
 	for n < len(pending) && !pending[n].at.After(cutoff) {
@@ -273,6 +276,11 @@ func (c *collector) settle(pending []inflight) ([]inflight, error) {
 	}
 	if n == 0 {
 		return pending, nil
+	}
+	select {
+	case err := <-broken:
+		return pending, fmt.Errorf("connection closed by the collector: %w", err)
+	default:
 	}
 	if err := c.deliver(pending[n-1].cur); err != nil {
 		return pending, err
