@@ -99,3 +99,35 @@ func TestSettleNothingOnceClosed(t *testing.T) {
 		t.Fatalf("cursor written: %v", err)
 	}
 }
+
+// TestShipSilentHandshake: a collector that accepts the TCP connection
+// and never answers the TLS handshake costs the shipper one timeout per
+// attempt, not a goroutine stuck for ever.
+func TestShipSilentHandshake(t *testing.T) {
+	f := newFixture(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, silent, until the test ends
+		}
+	}()
+	f.opts.Config.Collectors[0].Addr = ln.Addr().String()
+	f.opts.Config.Timeout.Duration = 300 * time.Millisecond
+	f.append(t, 3)
+	s := run(t, f.opts)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(s.Status()[0].LastErr, "deadline") && !strings.Contains(s.Status()[0].LastErr, "timeout") {
+		if time.Now().After(deadline) {
+			t.Fatalf("a silent handshake did not time out: %+v", s.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
