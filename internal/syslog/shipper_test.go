@@ -174,6 +174,7 @@ func checkOnceInOrder(t *testing.T, idx []uint64, n uint64) {
 
 type fixture struct {
 	dir  string
+	keys audit.Keys
 	log  *audit.Log
 	key  *audit.SigningKey
 	pki  *testenv.PKI
@@ -203,7 +204,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	f := &fixture{dir: dir, log: l, key: key, pki: testenv.NewPKI(t, filepath.Join(dir, "pki"), "collector CA")}
+	f := &fixture{dir: dir, keys: v, log: l, key: key, pki: testenv.NewPKI(t, filepath.Join(dir, "pki"), "collector CA")}
 	f.srv = newCollectorServer(t, f.pki)
 	f.opts = Options{
 		Config: config.Syslog{
