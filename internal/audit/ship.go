@@ -161,6 +161,16 @@ type SignedCheckpoint struct {
 	Next   int64 // offset in the file after this note
 }
 
+// CheckpointsEnd is the size of the checkpoints file of the segment in
+// dir: no reader's offset into it may lie beyond.
+func CheckpointsEnd(dir string) (int64, error) {
+	st, err := os.Stat(filepath.Join(dir, checkpointsFile))
+	if err != nil {
+		return 0, fmt.Errorf("audit: checkpoints: %w", err)
+	}
+	return st.Size(), nil
+}
+
 // ReadCheckpointsFrom calls fn for every complete checkpoint of the
 // segment in dir from byte offset on; an unfinished note at the end ends
 // the read quietly.

@@ -39,7 +39,9 @@ func loadCursor(path string, current int) (cursor, error) {
 		return cursor{}, fmt.Errorf("syslog: read cursor: %w", err)
 	}
 	var c cursor
-	if err := json.Unmarshal(b, &c); err != nil || c.Segment < 1 {
+	// Negative offsets are no position in a file; a seek to one would
+	// fail on every attempt to send.
+	if err := json.Unmarshal(b, &c); err != nil || c.Segment < 1 || c.Next.Offset < 0 || c.Checkpoints < 0 {
 		return cursor{}, fmt.Errorf("syslog: cursor %s is damaged; remove it to send the current segment again from its start", path)
 	}
 	return c, nil

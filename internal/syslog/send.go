@@ -103,7 +103,13 @@ func (s *Shipper) fill(b *batch, cur cursor) (cursor, error) {
 	case err == nil && closed:
 		return cursor{Segment: cur.Segment + 1}, nil
 	case err != nil && !errors.Is(err, errBatchFull) && !errors.Is(err, errWait):
-		return cur, err
+		if !closed {
+			return cur, err
+		}
+		// As for the records above: its checkpoints.log may be what was
+		// damaged.
+		s.o.Log.Warn("syslog: the rest of a closed log segment's checkpoints cannot be read; going on with the next", "segment", cur.Segment, "err", err)
+		return cursor{Segment: cur.Segment + 1}, nil
 	}
 	return cur, nil
 }

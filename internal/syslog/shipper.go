@@ -102,11 +102,31 @@ func (s *Shipper) newCollector(cc config.Collector) (*collector, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cur.Segment > len(s.segDirs) || cur.Segment == len(s.segDirs) && cur.Next.Index > s.o.Durable() {
-		s.o.Log.Warn("syslog cursor lies beyond the log; sending the current segment from its start", "collector", cc.Name, "cursor", path)
-		cur = cursor{Segment: len(s.segDirs)}
+	if cur, err = s.within(cur); err != nil {
+		s.o.Log.Warn("syslog cursor lies beyond the log; sending its segment again from the start", "collector", cc.Name, "cursor", path, "err", err)
 	}
 	return &collector{s: s, name: cc.Name, addr: cc.Addr, tls: tc, path: path, cur: cur}, nil
+}
+
+// within returns cur when it lies inside the log; else, with the reason,
+// the start of its segment (of the current one when its segment is gone),
+// so that a cursor from a restored backup or an operator's edit sends
+// records twice rather than skipping any.
+func (s *Shipper) within(cur cursor) (cursor, error) {
+	if cur.Segment > len(s.segDirs) {
+		return cursor{Segment: len(s.segDirs)}, fmt.Errorf("segment %d of %d", cur.Segment, len(s.segDirs))
+	}
+	if cur.Segment == len(s.segDirs) && cur.Next.Index > s.o.Durable() {
+		return cursor{Segment: cur.Segment}, fmt.Errorf("record %d of %d", cur.Next.Index, s.o.Durable())
+	}
+	end, err := audit.CheckpointsEnd(s.segDirs[cur.Segment-1])
+	if err != nil {
+		return cursor{Segment: cur.Segment}, err
+	}
+	if cur.Checkpoints > end {
+		return cursor{Segment: cur.Segment}, fmt.Errorf("checkpoint offset %d of %d", cur.Checkpoints, end)
+	}
+	return cur, nil
 }
 
 // Run sends until ctx ends, then returns once every goroutine it started
@@ -189,7 +209,7 @@ func (c *collector) session(ctx context.Context) (bool, error) {
 	for {
 		before := len(pending)
 		var err error
-		if pending, err = c.settle(pending); err != nil {
+		if pending, err = c.settle(pending, broken); err != nil {
 			return delivered, err
 		}
 		delivered = delivered || len(pending) < before
@@ -244,8 +264,11 @@ func watchClose(conn *tls.Conn, broken chan<- error) {
 }
 
 // settle saves the newest cursor written at least Settle ago on this
-// connection and returns the batches still in flight.
-func (c *collector) settle(pending []inflight) ([]inflight, error) {
+// connection and returns the batches still in flight. It first looks
+// whether the collector has closed the connection: the session loop may
+// not have looked since (it was sending a backlog, or its select took the
+// ticker), and what a closed connection carried is not delivered.
+func (c *collector) settle(pending []inflight, broken <-chan error) ([]inflight, error) {
 	cutoff := c.s.o.Now().Add(-c.s.o.Config.Settle.Duration)
 	n := 0
 	for n < len(pending) && !pending[n].at.After(cutoff) {
@@ -253,6 +276,11 @@ func (c *collector) settle(pending []inflight) ([]inflight, error) {
 	}
 	if n == 0 {
 		return pending, nil
+	}
+	select {
+	case err := <-broken:
+		return pending, fmt.Errorf("connection closed by the collector: %w", err)
+	default:
 	}
 	if err := c.deliver(pending[n-1].cur); err != nil {
 		return pending, err

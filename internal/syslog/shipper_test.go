@@ -36,6 +36,7 @@ type collectorServer struct {
 	conns []net.Conn
 	msgs  []string
 	wg    sync.WaitGroup
+	cut   int // when > 0, the next connection is reset after this many bytes
 }
 
 func newCollectorServer(t *testing.T, pki *testenv.PKI) *collectorServer {
@@ -99,6 +100,16 @@ func (s *collectorServer) stop() {
 }
 
 func (s *collectorServer) read(c net.Conn) {
+	s.mu.Lock()
+	cut := s.cut
+	s.cut = 0
+	s.mu.Unlock()
+	if cut > 0 { // a collector that dies mid-message: what it read is gone
+		_, _ = io.ReadFull(c, make([]byte, cut))
+		_ = c.(*tls.Conn).NetConn().(*net.TCPConn).SetLinger(0)
+		c.Close()
+		return
+	}
 	br := bufio.NewReader(c)
 	for {
 		lenText, err := br.ReadString(' ')
@@ -163,6 +174,7 @@ func checkOnceInOrder(t *testing.T, idx []uint64, n uint64) {
 
 type fixture struct {
 	dir  string
+	keys audit.Keys
 	log  *audit.Log
 	key  *audit.SigningKey
 	pki  *testenv.PKI
@@ -192,7 +204,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	f := &fixture{dir: dir, log: l, key: key, pki: testenv.NewPKI(t, filepath.Join(dir, "pki"), "collector CA")}
+	f := &fixture{dir: dir, keys: v, log: l, key: key, pki: testenv.NewPKI(t, filepath.Join(dir, "pki"), "collector CA")}
 	f.srv = newCollectorServer(t, f.pki)
 	f.opts = Options{
 		Config: config.Syslog{
@@ -306,6 +318,29 @@ func TestShipOutageResendsInOrderAtLeastOnce(t *testing.T) {
 	checkOnceInOrder(t, recordIndexes(f.srv.messages()), f.log.Size())
 	if !testenv.WaitFor(5*time.Second, func() bool { st := s.Status(); return st[0].Depth == 0 && st[0].Connected }) {
 		t.Fatalf("status after catching up: %+v", s.Status())
+	}
+}
+
+// TestShipResetMidMessage: a collector that resets the connection in the
+// middle of a message gets everything again on the next connection; the
+// cursor did not move past what it lost.
+func TestShipResetMidMessage(t *testing.T) {
+	f := newFixture(t)
+	f.srv.mu.Lock()
+	f.srv.cut = 3000
+	f.srv.mu.Unlock()
+	f.append(t, 40)
+	s := run(t, f.opts)
+	waitRecords(t, f.srv, f.log.Size())
+	checkOnceInOrder(t, recordIndexes(f.srv.messages()), f.log.Size())
+	f.srv.mu.Lock()
+	conns := len(f.srv.conns)
+	f.srv.mu.Unlock()
+	if conns < 2 {
+		t.Fatalf("%d connections: the reset did not happen", conns)
+	}
+	if !testenv.WaitFor(5*time.Second, func() bool { return s.Status()[0].Depth == 0 }) {
+		t.Fatalf("status: %+v", s.Status())
 	}
 }
 

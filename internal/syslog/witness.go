@@ -45,6 +45,12 @@ func checkpointOf(line []byte) ([]byte, bool, error) {
 	if i < 0 {
 		return nil, false, nil
 	}
+	// A record's own element comes before its MSG, which is the record as
+	// stored: in a log from before format v2 it holds command lines and
+	// reasons in clear, and text there is no checkpoint.
+	if r := bytes.Index(line, []byte("["+sdAudit+" ")); r >= 0 && r < i {
+		return nil, false, nil
+	}
 	end := elementEnd(line[i:])
 	if end < 0 {
 		return nil, false, fmt.Errorf("unterminated %s element", sdCheckpoint)
