@@ -55,7 +55,11 @@ so). The export is recorded (disclosure.exported) before the file appears.`,
 			if err != nil {
 				return err
 			}
-			res, err := disclose.Export(disclose.ExportOptions{AuditDir: auditDir(cfg), DataDir: cfg.Gateway.DataDir, Vault: v, Case: cs, Out: out, Now: clock.Now(),
+			rs, err := recordingStorage(cfg, gw.st, nil)
+			if err != nil {
+				return err
+			}
+			res, err := disclose.Export(disclose.ExportOptions{AuditDir: auditDir(cfg), DataDir: cfg.Gateway.DataDir, Recordings: rs, Vault: v, Case: cs, Out: out, Now: clock.Now(),
 				Record: func(r disclose.Result) error {
 					return gw.Audit(cmd.Context(), audit.DisclosureExportedEvent{DisclosureCase: audit.DisclosureCase{Tenant: cs.Tenant, ID: cs.ID},
 						Path: r.Path, SHA256: r.SHA256, Records: r.Records, Recordings: r.Recordings}.Event())

@@ -91,7 +91,11 @@ tenant's data can be destroyed only after one (tandem tenant destroy).`,
 			info := disclose.CaseInfo{ID: "handover-" + tenant, Tenant: tenant, Scope: "tenant:" + tenant,
 				LegalBasis: "end of the contract (M23)", Reason: "hand-over of the tenant's data", Requester: by,
 				Recipient: rcpt.String(), Requested: now.UTC().Format("2006-01-02T15:04:05Z07:00")}
-			res, err := disclose.WriteBundle(disclose.ExportOptions{AuditDir: auditDir(cfg), DataDir: cfg.Gateway.DataDir, Vault: v, Out: out, Now: now,
+			rs, err := recordingStorage(cfg, gw.st, nil)
+			if err != nil {
+				return err
+			}
+			res, err := disclose.WriteBundle(disclose.ExportOptions{AuditDir: auditDir(cfg), DataDir: cfg.Gateway.DataDir, Recordings: rs, Vault: v, Out: out, Now: now,
 				Record: func(r disclose.Result) error {
 					return gw.Audit(cmd.Context(), audit.TenantHandoverEvent{Tenant: tenant, Recipient: rcpt.String(), Path: r.Path,
 						SHA256: r.SHA256, Records: r.Records, Recordings: r.Recordings, By: by}.Event())

@@ -247,6 +247,47 @@ func TestExportChecksRecordingsAgainstTheLog(t *testing.T) {
 	}
 }
 
+// With recording.storage: store the recordings are not under the data
+// directory: the export reads them, and the sealed keystrokes, where
+// ExportOptions.Recordings says, instead of finding none there and
+// handing over a case without its recordings.
+func TestExportReadsTheRecordingStorage(t *testing.T) {
+	id, _ := age.GenerateX25519Identity()
+	l := audittest.New(t, day0, caseEvents(id.Recipient().String(), approval("dora", true), approval("bob", false))...)
+	k, err := record.FileKEK(filepath.Join(filepath.Dir(l.Data), "kek"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := record.OpenVault(filepath.Join(l.Data, "vault"), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := record.Local(t.TempDir()) // stands for the cluster's database
+	w, err := record.Create(v, shared, record.Meta{SessionID: "s1", Tenant: "acme", Kind: record.KindPTY, Started: day0, Host: "db1", Login: "root", Owner: "alice"},
+		record.Options{Now: func() time.Time { return day0 }, Tick: make(chan time.Time)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Output([]byte("uid=0(root)\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		rs   record.Storage
+		want int
+	}{{"data directory", nil, 0}, {"shared storage", shared, 1}} {
+		out := filepath.Join(t.TempDir(), "case.tar.age")
+		res, err := Export(ExportOptions{AuditDir: l.Dir, DataDir: l.Data, Recordings: c.rs, Vault: v, Case: load(t, l), Out: out, Now: day0.Add(time.Hour),
+			Record: func(Result) error { return nil }})
+		if err != nil || res.Recordings != c.want {
+			t.Fatalf("%s: %+v %v, want %d recording(s)", c.name, res, err, c.want)
+		}
+	}
+}
+
 // An unapproved case does not export.
 func TestExportNeedsApproval(t *testing.T) {
 	id, _ := age.GenerateX25519Identity()

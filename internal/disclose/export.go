@@ -63,11 +63,15 @@ type File struct {
 // ExportOptions say what to export and where.
 type ExportOptions struct {
 	AuditDir string
-	DataDir  string // recordings and sealed keystrokes live under it
-	Vault    *record.Vault
-	Case     *Case
-	Out      string // the encrypted file; must not exist
-	Now      time.Time
+	DataDir  string // recordings and sealed keystrokes live under it, unless Recordings is set
+	// Recordings is where the recordings and sealed keystrokes are kept
+	// when that is not the data directory (recording.storage: store, the
+	// cluster's shared database); nil: under DataDir.
+	Recordings record.Storage
+	Vault      *record.Vault
+	Case       *Case
+	Out        string // the encrypted file; must not exist
+	Now        time.Time
 	// Record is called with the result once the encrypted file is
 	// complete and before it is put at Out: the caller records the export
 	// (fail closed); an error leaves no file.
@@ -186,7 +190,11 @@ func WriteBundle(o ExportOptions, b Bundle) (*Result, error) {
 	}
 	add("events.jsonl", "", events.Bytes())
 	res := &Result{Records: len(m.Records)}
-	headers, _ := record.List(o.DataDir, c.Tenant) // unreadable files: the session shows without its recording
+	rs := o.Recordings
+	if rs == nil {
+		rs = record.Local(o.DataDir)
+	}
+	headers, _ := record.ListIn(rs, c.Tenant) // unreadable ones: the session shows without its recording
 	if b.AllRecordings {
 		sessions = sessions[:0]
 		for _, h := range headers {
@@ -200,18 +208,14 @@ func WriteBundle(o ExportOptions, b Bundle) (*Result, error) {
 			if h.Session != id {
 				continue
 			}
-			cast, err := castOf(o.Vault, h.Path, logged[id])
+			cast, err := castOf(o.Vault, rs, h.Ref(), logged[id])
 			if err != nil {
 				return nil, fmt.Errorf("recording of session %s: %w", id, err)
 			}
 			add("recordings/"+id+".cast", id, cast)
 			res.Recordings++
 			if c.SealedInput {
-				day, err := vault.ParseDay(h.Day)
-				if err != nil {
-					return nil, err
-				}
-				in, err := record.OpenSealed(o.Vault, record.SealedPath(o.DataDir, c.Tenant, day, id))
+				in, err := record.OpenSealedIn(o.Vault, rs, h.Ref())
 				if err != nil && !errors.Is(err, os.ErrNotExist) {
 					return nil, fmt.Errorf("sealed keystrokes of session %s: %w", id, err)
 				}
@@ -246,8 +250,8 @@ type loggedRecording struct {
 // session whose end is not in scope (still running, ended after the
 // period, or no end after a crash) or whose recording failed has no hash
 // to check against; its recording is exported as read.
-func castOf(v *record.Vault, path string, logged loggedRecording) ([]byte, error) {
-	r, err := record.Open(v, path)
+func castOf(v *record.Vault, s record.Storage, ref record.Ref, logged loggedRecording) ([]byte, error) {
+	r, err := record.OpenIn(v, s, ref)
 	if err != nil {
 		return nil, err
 	}
