@@ -248,7 +248,9 @@ func (tm *feTerm) send(t *testing.T, text string) {
 	}
 }
 
-// waitFor waits (bounded) until the terminal showed text.
+// waitFor waits (bounded) until the terminal showed text. After
+// waitExit too: the client's last output may still be in the PTY when
+// its process has ended, on its way to the screen.
 func (tm *feTerm) waitFor(text string, timeout time.Duration) bool {
 	return testenv.WaitFor(timeout, func() bool { return tm.screen.contains(text) })
 }
@@ -669,7 +671,7 @@ func TestFourEyesGrace(t *testing.T) {
 		e.fail(t, []*feTerm{alice}, "alice's ssh did not end within 20s of bob's kill with grace 3s")
 	}
 	t.Logf("kill -9 of bob's ssh to the end of alice's ssh: %v (grace 3s), exit code %d", alice.exitAt.Sub(start), alice.code())
-	if !alice.screen.contains("no second person rejoined within 3s; session closed") {
+	if !alice.waitFor("no second person rejoined within 3s; session closed", 5*time.Second) {
 		e.errorf(t, []*feTerm{alice}, "alice's terminal lacks the grace message")
 	}
 	if alice.code() == 0 {
@@ -691,7 +693,7 @@ func TestFourEyesWaitTimeout(t *testing.T) {
 		e.fail(t, []*feTerm{alice}, "alice's waiting ssh did not end within 30s with wait_timeout 5s")
 	}
 	t.Logf("waiting-room notice to the end of alice's ssh: %v (wait_timeout 5s), exit code %d", alice.exitAt.Sub(start), alice.code())
-	if !alice.screen.contains("nobody joined within 5s; session closed") {
+	if !alice.waitFor("nobody joined within 5s; session closed", 5*time.Second) {
 		e.errorf(t, []*feTerm{alice}, "alice's terminal lacks the waiting-room timeout message")
 	}
 	if alice.code() == 0 {
@@ -721,7 +723,7 @@ func TestFourEyesEscape(t *testing.T) {
 				}
 				t.Logf("Ctrl-] q by %s to the end of %s's ssh: %v, exit code %d", by, tm.name, tm.exitAt.Sub(start), tm.code())
 			}
-			if !alice.screen.contains("session ended by " + by) {
+			if !alice.waitFor("session ended by "+by, 5*time.Second) {
 				e.errorf(t, []*feTerm{alice, bob}, "alice's terminal lacks %q", "session ended by "+by)
 			}
 		})
