@@ -174,6 +174,14 @@ func TestExportAndVerify(t *testing.T) {
 // its summary: the content hash does not depend on the key or nonces.
 func recordS1(t *testing.T, data, output string) record.Summary {
 	t.Helper()
+	_, sum := recordS1In(t, data, record.Local(data), output)
+	return sum
+}
+
+// recordS1In is recordS1 with the recording put in st (the keys stay in
+// data's vault); it also returns the vault.
+func recordS1In(t *testing.T, data string, st record.Storage, output string) (*record.Vault, record.Summary) {
+	t.Helper()
 	kek := filepath.Join(filepath.Dir(data), "kek")
 	if _, err := os.Stat(kek); err != nil {
 		if err := record.GenerateFileKEK(kek); err != nil {
@@ -189,7 +197,7 @@ func recordS1(t *testing.T, data, output string) record.Summary {
 		t.Fatal(err)
 	}
 	now := func() time.Time { return day0 }
-	w, err := record.Create(v, record.Local(data), record.Meta{SessionID: "s1", Tenant: "acme", Kind: record.KindPTY, Started: day0, Host: "db1", Login: "root", Owner: "alice"},
+	w, err := record.Create(v, st, record.Meta{SessionID: "s1", Tenant: "acme", Kind: record.KindPTY, Started: day0, Host: "db1", Login: "root", Owner: "alice"},
 		record.Options{Now: now, Tick: make(chan time.Time)})
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +209,7 @@ func recordS1(t *testing.T, data, output string) record.Summary {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sum
+	return v, sum
 }
 
 // The recordings handed to an authority are the ones the audit log
@@ -254,26 +262,8 @@ func TestExportChecksRecordingsAgainstTheLog(t *testing.T) {
 func TestExportReadsTheRecordingStorage(t *testing.T) {
 	id, _ := age.GenerateX25519Identity()
 	l := audittest.New(t, day0, caseEvents(id.Recipient().String(), approval("dora", true), approval("bob", false))...)
-	k, err := record.FileKEK(filepath.Join(filepath.Dir(l.Data), "kek"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := record.OpenVault(filepath.Join(l.Data, "vault"), k)
-	if err != nil {
-		t.Fatal(err)
-	}
 	shared := record.Local(t.TempDir()) // stands for the cluster's database
-	w, err := record.Create(v, shared, record.Meta{SessionID: "s1", Tenant: "acme", Kind: record.KindPTY, Started: day0, Host: "db1", Login: "root", Owner: "alice"},
-		record.Options{Now: func() time.Time { return day0 }, Tick: make(chan time.Time)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Output([]byte("uid=0(root)\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	v, _ := recordS1In(t, l.Data, shared, "uid=0(root)\r\n")
 	for _, c := range []struct {
 		name string
 		rs   record.Storage
